@@ -1,0 +1,7 @@
+"""`python -m proxy` runs the `signing-proxy` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""Wiring: build the data-plane aiohttp application from a checked `Runtime`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config.load import Runtime
+from .forward import Forwarder, RouteTarget, TokenProvider
+from .middleware import proxy_middleware
+from .routing import Router
+from .upstream import AiohttpUpstream, Upstream
+
+FORWARDER = web.AppKey("forwarder", Forwarder)
+
+
+def build_router(runtime: Runtime) -> Router[RouteTarget]:
+    return Router((c.route, c) for c in runtime.connections)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    upstream: Upstream | None = None,
+    tokens: TokenProvider | None = None,
+) -> web.Application:
+    """The data plane: `/healthz`, and every other path forwarded by route."""
+    config = runtime.config
+    if upstream is None:
+        upstream = AiohttpUpstream(
+            connect_timeout=config.timeouts.connect, read_timeout=config.timeouts.read
+        )
+    forwarder = Forwarder(
+        router=build_router(runtime),
+        upstream=upstream,
+        limits=config.limits,
+        tokens=tokens,
+        forwarded_headers=config.forwarded_headers,
+    )
+    app = web.Application(middlewares=[proxy_middleware])
+    app[FORWARDER] = forwarder
+    app.router.add_get("/healthz", healthz)
+    app.router.add_route("*", "/{tail:.*}", forwarder.handle)
+
+    async def close_upstream(_: web.Application) -> None:
+        await forwarder.upstream.close()
+
+    app.on_cleanup.append(close_upstream)
+    return app

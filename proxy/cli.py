@@ -1,0 +1,123 @@
+"""Command line (SPEC §3): `run`, `check`; `python -m proxy` is the same program.
+
+Config is found at `--config`, else `$SIGNING_PROXY_CONFIG`, else `./proxy.yaml`. An invalid
+config prints one line per problem with its field path and exits 2, before any port is bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .config.load import ConfigInvalid, Runtime, load_runtime
+
+EXIT_INVALID = 2
+DEFAULT_ECHO = "127.0.0.1:8099"
+
+
+def config_path(arg: str | None) -> str:
+    return arg or os.environ.get("SIGNING_PROXY_CONFIG") or "proxy.yaml"
+
+
+def load_or_report(path: str) -> Runtime | None:
+    try:
+        return load_runtime(path)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}" if not problem.field else str(problem), file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    runtime = load_or_report(path)
+    if runtime is None:
+        return EXIT_INVALID
+    print(f"{path}: ok, {len(runtime.connections)} connection(s)")
+    return 0
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .server import serve
+
+    runtime = load_or_report(config_path(args.config))
+    if runtime is None:
+        return EXIT_INVALID
+    config = runtime.config
+    setup_logging(config.log.level, config.log.format)
+    apps = [(create_app(runtime), args.listen or config.listen)]
+    if args.with_echo:
+        from .echo import create_echo_app
+
+        apps.append((create_echo_app(), args.with_echo))
+    _install_uvloop()
+    asyncio.run(serve(apps, shutdown_grace=config.timeouts.shutdown_grace))
+    return 0
+
+
+def _install_uvloop() -> None:
+    # Optional speed-up (`pip install signing-proxy[speed]`); asyncio's loop otherwise.
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signing-proxy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve the proxy")
+    run.add_argument("--config", help="path to proxy.yaml")
+    run.add_argument("--listen", help="data-plane HOST:PORT (overrides the file)")
+    run.add_argument(
+        "--with-echo",
+        nargs="?",
+        const=DEFAULT_ECHO,
+        metavar="HOST:PORT",
+        help=f"also serve the bundled echo upstream (default {DEFAULT_ECHO}) for a demo",
+    )
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate the config and exit (0 valid, 2 invalid)")
+    check.add_argument("--config", help="path to proxy.yaml")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""A connection compiled for the request path: parsed baseUrl, built schemes, header ownership.
+
+Everything that does not depend on the request is worked out here once, at start-up (or when the
+management API creates a connection), never per request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from .config import models as m
+from .schemes import Scheme, SchemeConfigError, build_scheme
+from .urls import BadUrl, BaseUrl, parse_base_url
+
+# Stable ids for connections and credentials that the file leaves without one (SPEC §4).
+_ID_NAMESPACE = uuid.UUID("6f1c4c52-3a55-4b36-9b0c-2f4f5e8a9d10")
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def default_route(name: str) -> str:
+    return "/" + name
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConnection:
+    """One connection ready to serve: where requests go and which schemes sign them."""
+
+    id: str
+    name: str
+    route: str  # normalised: starts with "/", no trailing "/" ("" for the root route)
+    base: BaseUrl
+    schemes: tuple[Scheme, ...]
+    owned_headers: frozenset[str]  # lowercase names the proxy sets; client copies are dropped
+    requires_body: bool
+    wants_replayable_body: bool
+    rewrite_response_urls: bool
+    model: m.Connection
+
+    def select(self, request: object) -> CompiledConnection:
+        """A plain route serves this one connection (template routes pick per request)."""
+        return self
+
+
+class ConnectionProblem(ValueError):
+    """A connection that cannot be compiled; `field` is relative to the connection."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def normalise_route(route: str) -> str:
+    if not route.startswith("/"):
+        raise ConnectionProblem("route", "must start with '/'")
+    if any(ch in route for ch in "?#%\\") or "//" in route or any(c.isspace() for c in route):
+        raise ConnectionProblem("route", "must be a plain path (no '?', '#', '%', '\\', '//')")
+    segments = route.strip("/").split("/")
+    if any(seg in (".", "..") for seg in segments):
+        raise ConnectionProblem("route", "must not contain '.' or '..' segments")
+    return route.rstrip("/")
+
+
+def compile_connection(
+    model: m.Connection,
+) -> tuple[CompiledConnection | None, list[ConnectionProblem]]:
+    """Compile `model`, collecting every problem (relative field paths) instead of stopping."""
+    problems: list[ConnectionProblem] = []
+    connection_id = model.id or derived_id("connection", model.name)
+    try:
+        route = normalise_route(
+            model.route if model.route is not None else default_route(model.name)
+        )
+    except ConnectionProblem as exc:
+        problems.append(exc)
+        route = ""
+    try:
+        base = parse_base_url(model.base_url)
+    except BadUrl as exc:
+        problems.append(ConnectionProblem("baseUrl", str(exc)))
+    schemes: list[Scheme] = []
+    for index, entry in enumerate(model.credentials):
+        here = f"credentials[{index}]"
+        mismatch = credential_mismatch(entry)
+        if mismatch:
+            problems.append(ConnectionProblem(f"{here}.credential.type", mismatch))
+            continue
+        credential_id = (
+            entry.id or entry.credential.id or derived_id("credential", connection_id, str(index))
+        )
+        try:
+            schemes.append(build_scheme(entry, credential_id))
+        except SchemeConfigError as exc:
+            problems.append(ConnectionProblem(f"{here}.{exc.field}", exc.message))
+    if problems:
+        return None, problems
+    owned = frozenset().union(*(s.sets_headers for s in schemes))
+    if any(s.authenticates for s in schemes) and not model.forward_client_authorization:
+        # SDKs send a dummy key in Authorization; the proxy owns authentication upstream.
+        owned |= {"authorization"}
+    return (
+        CompiledConnection(
+            id=connection_id,
+            name=model.name,
+            route=route,
+            base=base,
+            schemes=tuple(schemes),
+            owned_headers=owned,
+            requires_body=any(s.requires_body for s in schemes),
+            wants_replayable_body=any(s.wants_replayable_body for s in schemes),
+            rewrite_response_urls=model.rewrite_response_urls,
+            model=model,
+        ),
+        [],
+    )
+
+
+def credential_mismatch(entry: m.ConnectionCredential) -> str | None:
+    """SPEC §4 compatibility of `authSchemeConfig.type` and `credential.type`, or None if fine."""
+    auth, cred = entry.auth_scheme_config, entry.credential
+    if isinstance(auth, m.OAuth2SchemeConfig):
+        wanted = m.OAUTH2_GRANT_CREDENTIAL[auth.oauth2.grant.type]
+        if cred.type != wanted:
+            return f"grant {auth.oauth2.grant.type!r} needs a credential of type {wanted!r}"
+        return None
+    allowed = m.COMPATIBLE_CREDENTIALS[auth.type]
+    if cred.type not in allowed:
+        names = " or ".join(repr(t) for t in sorted(allowed))
+        return f"scheme {auth.type!r} needs a credential of type {names}"
+    return None

@@ -1,0 +1,265 @@
+"""The data plane: inbound request → `OutboundRequest` → credential chain → upstream → stream back.
+
+`run_chain()` is the one driver that owns I/O for the schemes. Each credential's `auth_flow`
+yields commands; a `Send` passes through the credentials after it (so "apply in order" holds and
+a retry re-signs later schemes with a fresh nonce), a `Refresh` is answered by the token
+provider. The loop is bounded, per the aiohttp cookbook's warning about retry loops.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import hdrs, web
+
+from .body import BufferedBody, read_body
+from .config.models import Limits
+from .connection import CompiledConnection
+from .errors import InvalidRequest, NotFound, ProxyError
+from .headers import FORWARDED, REQUEST_ONLY, end_to_end
+from .messages import OutboundRequest, Refresh, Send, TokenSet
+from .middleware import CONNECTION, UPSTREAM_BROKEN
+from .routing import Router
+from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
+from .upstream import Upstream, UpstreamBody, UpstreamBroken, UpstreamReply
+from .urls import is_escaping, join_path, rewrite_link, rewrite_location
+
+MAX_FLOW_STEPS = 8
+RESPONSE_URL_HEADERS = {
+    "location": rewrite_location,
+    "content-location": rewrite_location,
+    "link": rewrite_link,
+}
+
+
+class TokenProvider(Protocol):
+    """Supplies OAuth 2.0 tokens to schemes with `needs_token` (implemented by `tokens.py`)."""
+
+    async def current(self, scheme: Scheme) -> TokenSet: ...
+
+    async def refresh(self, scheme: Scheme, stale: TokenSet) -> TokenSet: ...
+
+
+class RouteTarget(Protocol):
+    """What a route resolves to: a connection, or a template route that picks one per request."""
+
+    def select(self, request: web.Request) -> CompiledConnection: ...
+
+
+SendUpstream = Callable[[OutboundRequest], Awaitable[UpstreamReply]]
+
+
+async def run_chain(
+    schemes: Sequence[Scheme],
+    request: OutboundRequest,
+    send: SendUpstream,
+    tokens: TokenProvider | None,
+) -> UpstreamReply:
+    """Apply `schemes` in order around `send`; return the reply that goes to the client."""
+    if not schemes:
+        return await send(request)
+    first, rest = schemes[0], schemes[1:]
+    ctx = DEFAULT_CONTEXT
+    if first.needs_token:
+        if tokens is None:
+            raise ProxyError(
+                "credential_unavailable", "no token provider is configured", status=502
+            )
+        ctx = SigningContext(token=await tokens.current(first))
+    flow = first.auth_flow(request, ctx)
+    command = next(flow)
+    reply: UpstreamReply | None = None
+    for _ in range(MAX_FLOW_STEPS):
+        result: object
+        if isinstance(command, Send):
+            if reply is not None:
+                await reply.discard()  # superseded by a retry
+            result = reply = await run_chain(rest, command.request, send, tokens)
+            result = reply.head
+        else:
+            assert isinstance(command, Refresh) and tokens is not None
+            result = await tokens.refresh(first, command.stale)
+        try:
+            command = flow.send(result)
+        except StopIteration:
+            if reply is None:
+                raise ProxyError(
+                    "auth_flow_empty", "credential flow sent nothing", status=502
+                ) from None
+            return reply
+    raise ProxyError("auth_flow_loop", "credential flow did not finish", status=502)
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarder:
+    """The data-plane request handler."""
+
+    router: Router[RouteTarget]
+    upstream: Upstream
+    limits: Limits
+    tokens: TokenProvider | None = None
+    forwarded_headers: bool = False
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw_path, _, query = request.raw_path.partition("?")
+        if not raw_path.startswith("/"):
+            raise InvalidRequest("bad_path", "the request target must be a path")
+        resolved = self.router.resolve(raw_path)
+        if resolved is None:
+            raise NotFound("route_not_found", "no connection serves this path")
+        target, tail = resolved
+        connection = target.select(request)
+        request[CONNECTION] = connection
+        if is_escaping(tail):
+            raise InvalidRequest("bad_path", "the path may not leave the connection's baseUrl")
+
+        drop = REQUEST_ONLY | connection.owned_headers
+        if not self.forwarded_headers:
+            drop |= FORWARDED
+        headers = end_to_end(_decoded(request.raw_headers), drop)
+        if self.forwarded_headers:
+            headers += _forwarded(request)
+        outbound = OutboundRequest(
+            method=request.method,
+            origin=connection.base.origin,
+            path=join_path(connection.base, tail),
+            query=query,
+            headers=tuple(headers),
+        )
+        buffered, stream = await self._prepare_body(request, connection)
+        try:
+            if buffered is not None:
+                outbound = _with_length(outbound, buffered)
+            send = _Sender(self.upstream, stream, connection_tls(connection))
+            reply = await run_chain(connection.schemes, outbound, send, self.tokens)
+            return await self._relay(request, connection, reply)
+        finally:
+            if buffered is not None:
+                buffered.close()
+
+    async def _prepare_body(
+        self, request: web.Request, connection: CompiledConnection
+    ) -> tuple[BufferedBody | None, AsyncIterator[bytes] | None]:
+        """Buffer the body when a scheme reads it or may replay it; otherwise stream it."""
+        if not request.body_exists:
+            return (
+                BufferedBody()
+                if connection.requires_body or connection.wants_replayable_body
+                else None
+            ), None
+        limits = self.limits
+        if connection.requires_body:
+            body, _ = await read_body(
+                request.content,
+                memory_limit=limits.memory_body_bytes,
+                max_bytes=limits.max_body_bytes,
+            )
+            return body, None
+        if connection.wants_replayable_body:
+            body, overflow = await read_body(
+                request.content,
+                memory_limit=limits.replay_body_bytes,
+                max_bytes=limits.max_body_bytes,
+                stop_after=limits.replay_body_bytes,
+            )
+            if overflow is None:
+                return body, None
+            # Too big to keep for a retry: stream what was read, then the rest.
+            return None, _chain(body.read_all(), overflow, request.content.iter_any())
+        return None, request.content.iter_any()
+
+    async def _relay(
+        self, request: web.Request, connection: CompiledConnection, reply: UpstreamReply
+    ) -> web.StreamResponse:
+        completed = False
+        try:
+            response = web.StreamResponse(status=reply.head.status, reason=reply.reason)
+            prefix = f"{request.scheme}://{request.host}{connection.route}"
+            for key, value in end_to_end(reply.head.headers):
+                rewrite = (
+                    RESPONSE_URL_HEADERS.get(key.lower())
+                    if connection.rewrite_response_urls
+                    else None
+                )
+                response.headers.add(
+                    key, rewrite(value, connection.base, prefix) if rewrite else value
+                )
+            await response.prepare(request)
+            try:
+                async for chunk in reply.iter_chunks():
+                    await response.write(chunk)
+            except UpstreamBroken:
+                # Headers are gone already; cut the client connection so the truncation shows
+                # (a clean end of message would pass a partial body off as complete).
+                request[UPSTREAM_BROKEN] = True
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            completed = True
+            await response.write_eof()
+            return response
+        finally:
+            if not completed:
+                reply.close()
+
+
+class _Sender:
+    """Sends requests upstream; a streamed client body can be sent once only."""
+
+    def __init__(
+        self, upstream: Upstream, stream: AsyncIterator[bytes] | None, tls: ssl.SSLContext | None
+    ) -> None:
+        self._upstream = upstream
+        self._stream = stream
+        self._tls = tls
+
+    async def __call__(self, request: OutboundRequest) -> UpstreamReply:
+        body: UpstreamBody
+        if isinstance(request.body, BufferedBody):
+            memory = request.body.in_memory
+            body = memory if memory is not None else request.body.aiter_bytes()
+        else:
+            body, self._stream = self._stream, None
+        return await self._upstream.send(request, body, self._tls)
+
+
+def connection_tls(connection: CompiledConnection) -> ssl.SSLContext | None:
+    for scheme in connection.schemes:
+        context = getattr(scheme, "ssl_context", None)
+        if isinstance(context, ssl.SSLContext):
+            return context
+    return None
+
+
+def _with_length(request: OutboundRequest, body: BufferedBody) -> OutboundRequest:
+    headers = tuple((k, v) for k, v in request.headers if k.lower() != "content-length")
+    if body.size or request.method not in ("GET", "HEAD", "OPTIONS", "DELETE", "TRACE"):
+        headers += ((hdrs.CONTENT_LENGTH, str(body.size)),)
+    return OutboundRequest(
+        request.method, request.origin, request.path, request.query, headers, body
+    )
+
+
+def _decoded(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    # latin-1 maps bytes 1:1, so non-ASCII header bytes pass through unchanged.
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+
+def _forwarded(request: web.Request) -> list[tuple[str, str]]:
+    peer = request.remote or ""
+    return [
+        ("X-Forwarded-For", peer),
+        ("X-Forwarded-Proto", request.scheme),
+        ("X-Forwarded-Host", request.host),
+    ]
+
+
+async def _chain(first: bytes, second: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    yield second
+    async for chunk in rest:
+        yield chunk

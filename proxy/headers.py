@@ -1,0 +1,49 @@
+"""Header hygiene at both edges of the proxy (SPEC §5, RFC 9110 §7.6.1).
+
+Hop-by-hop headers describe one connection, not the message, so they never cross the proxy in
+either direction; `Connection` may name more of them. On the way out, headers the connection's
+credentials own (and `Host`, which becomes the upstream's) are dropped too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
+)
+
+# Never forwarded upstream: the proxy sets Host itself, and X-Connection-Id only picks a
+# connection of a template route (SPEC §5).
+REQUEST_ONLY = frozenset({"host", "x-connection-id"})
+
+# Sent upstream only when `forwardedHeaders` is on: these requests go to third parties.
+FORWARDED = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
+
+
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The header names listed in `Connection` (RFC 9110 §7.6.1), lowercase."""
+    names: set[str] = set()
+    for key, value in headers:
+        if key.lower() == "connection":
+            names.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return frozenset(names)
+
+
+def end_to_end(
+    headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """Headers minus hop-by-hop ones, those named by `Connection`, and `drop` (lowercase)."""
+    pairs = list(headers)
+    dropped = HOP_BY_HOP | drop | connection_tokens(pairs)
+    return [(k, v) for k, v in pairs if k.lower() not in dropped]

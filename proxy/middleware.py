@@ -1,0 +1,75 @@
+"""Data-plane middleware: proxy errors as SPEC §10 JSON with `Proxy-Status`, and the access log.
+
+One access-log line per request: method, connection, path (query values that a credential adds
+never appear: the log shows the client's request, never the outbound one), status, bytes and
+duration. Unexpected exceptions are logged by type and traceback only; their text can quote
+a URL or header and so a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .connection import CompiledConnection
+from .errors import ProxyError
+
+access_log = logging.getLogger("signing_proxy.access")
+error_log = logging.getLogger("signing_proxy.error")
+
+# Per-request facts the handler leaves for the access log.
+CONNECTION = web.RequestKey("connection", CompiledConnection)
+UPSTREAM_BROKEN = web.RequestKey("upstream_broken", bool)
+
+
+def error_response(error: ProxyError) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=error.body_bytes(),
+        content_type="application/json",
+        headers={"Proxy-Status": error.proxy_status_header(), "Cache-Control": "no-store"},
+    )
+
+
+@web.middleware
+async def proxy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    start = time.monotonic()
+    status, size = 0, 0
+    try:
+        response = await handler(request)
+        status = response.status
+        size = response.body_length
+        return response
+    except ProxyError as error:
+        response = error_response(error)
+        status, size = response.status, len(error.body_bytes())
+        return response
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        error_log.error(
+            "unexpected %s while serving %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
+        status = internal.status
+        return error_response(internal)
+    finally:
+        connection = request.get(CONNECTION)
+        access_log.info(
+            "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s",
+            request.method,
+            request.path,
+            connection.name if connection is not None else "-",
+            status or "-",
+            size,
+            (time.monotonic() - start) * 1000,
+            " upstream_broken" if request.get(UPSTREAM_BROKEN) else "",
+        )

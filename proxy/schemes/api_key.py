@@ -1,0 +1,33 @@
+"""`api-key`: a static key in a header, a query parameter or a cookie (SPEC §6)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ..messages import OutboundRequest, RequestPatch
+from .base import Scheme, SigningContext
+
+
+class ApiKeyScheme(Scheme):
+    type_name = "api-key"
+
+    def __init__(
+        self, credential_id: str, name: str, where: Literal["header", "query", "cookie"], value: str
+    ) -> None:
+        self.credential_id = credential_id
+        self.name = name
+        self.where = where
+        self.sets_headers = frozenset({name.lower()}) if where == "header" else frozenset()
+        # The patch never changes, so it is built once rather than per request.
+        pair = {name: value}
+        self._patch = {
+            "header": RequestPatch(headers=pair),
+            "query": RequestPatch(query=pair),
+            "cookie": RequestPatch(cookies=pair),
+        }[where]
+
+    def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
+        return self._patch
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.type_name, "name": self.name, "in": self.where}

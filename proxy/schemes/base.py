@@ -1,0 +1,76 @@
+"""The scheme interface: a pure `sign()` that returns a patch, and a default one-step `auth_flow()`.
+
+This is httpx's `Auth` with Envoy's `inject()` as the pure half. A new auth scheme is one module
+that subclasses `Scheme`, plus one line in `schemes/__init__.py`. Schemes never do I/O and never
+import aiohttp: whatever needs the network (a token refresh) is asked of the driver by yielding a
+command, and time and randomness come in through `SigningContext` so tests can fix them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..messages import AuthFlow, OutboundRequest, RequestPatch, Send, TokenSet
+
+
+class SchemeConfigError(ValueError):
+    """A credential that cannot be used; `field` is relative to the connection credential."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _nonce() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningContext:
+    """What a signer may depend on besides the request: the clock, a nonce source, a token."""
+
+    now: Callable[[], float] = time.time
+    nonce: Callable[[], str] = _nonce
+    token: TokenSet | None = None
+
+
+DEFAULT_CONTEXT = SigningContext()
+
+
+class Scheme:
+    """One credential applied to outbound requests.
+
+    Attributes:
+        credential_id: stable id of the connection credential this scheme signs with.
+        sets_headers: lowercase names of headers `sign()` sets (client copies are dropped).
+        requires_body: True when `sign()` reads the body, so the driver must buffer it.
+        wants_replayable_body: True when the flow may send the request twice (OAuth 2.0 retry).
+        authenticates: False only for `none`; decides whether a client Authorization is dropped.
+        needs_token: True when `ctx.token` must hold the current OAuth 2.0 token.
+    """
+
+    type_name: ClassVar[str] = ""
+    requires_body: ClassVar[bool] = False
+    wants_replayable_body: ClassVar[bool] = False
+    authenticates: ClassVar[bool] = True
+    needs_token: ClassVar[bool] = False
+
+    credential_id: str = ""
+    sets_headers: frozenset[str] = frozenset()
+
+    def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
+        """Return what this credential changes on `request`; pure."""
+        raise NotImplementedError
+
+    def auth_flow(self, request: OutboundRequest, ctx: SigningContext) -> AuthFlow:
+        """Yield `Send`/`Refresh` commands; the default signs once and sends."""
+        yield Send(request.patched(self.sign(request, ctx)))
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret facts for `explain` and logs."""
+        return {"type": self.type_name}

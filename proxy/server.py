@@ -1,0 +1,47 @@
+"""Serving: bind the listeners, run until SIGTERM/SIGINT, then drain in-flight requests.
+
+On a signal the listeners stop accepting at once; requests already in flight get up to
+`timeouts.shutdownGrace` seconds to finish; then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+log = logging.getLogger("signing_proxy")
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+async def serve(apps: Sequence[tuple[web.Application, str]], *, shutdown_grace: float) -> None:
+    """Serve each `(app, "host:port")` until a signal arrives, then drain and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for app, address in apps:
+            host, port = split_host_port(address)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port, backlog=1024).start()
+            log.info("listening on http://%s:%d", host, port)
+        await stop.wait()
+        log.info("signal received: draining in-flight requests (up to %.0fs)", shutdown_grace)
+    finally:
+        # cleanup() stops accepting, waits for handlers up to shutdown_timeout, then closes.
+        await asyncio.gather(*(r.cleanup() for r in runners))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
