@@ -116,9 +116,9 @@ class Forwarder:
         if is_escaping(tail):
             raise InvalidRequest("bad_path", "the path may not leave the connection's baseUrl")
 
-        drop = REQUEST_ONLY | connection.owned_headers
-        if not self.forwarded_headers:
-            drop |= FORWARDED
+        # The client's forwarding headers never pass as sent: off, internal addresses stay
+        # inside; on, the proxy writes its own (extending the client's X-Forwarded-For chain).
+        drop = REQUEST_ONLY | connection.owned_headers | FORWARDED
         headers = end_to_end(_decoded(request.raw_headers), drop)
         if self.forwarded_headers:
             headers += _forwarded(request)
@@ -249,9 +249,10 @@ def _decoded(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
 
 
 def _forwarded(request: web.Request) -> list[tuple[str, str]]:
-    peer = request.remote or ""
+    # One X-Forwarded-For: the client's chain (all its headers, in order) plus this hop's peer.
+    chain = [*request.headers.getall("X-Forwarded-For", ()), request.remote or ""]
     return [
-        ("X-Forwarded-For", peer),
+        ("X-Forwarded-For", ", ".join(part for part in chain if part)),
         ("X-Forwarded-Proto", request.scheme),
         ("X-Forwarded-Host", request.host),
     ]

@@ -27,7 +27,8 @@ HOP_BY_HOP = frozenset(
 # connection of a template route (SPEC §5).
 REQUEST_ONLY = frozenset({"host", "x-connection-id"})
 
-# Sent upstream only when `forwardedHeaders` is on: these requests go to third parties.
+# Client copies never go upstream (these requests go to third parties, and the values name
+# internal hosts); with `forwardedHeaders` on the proxy writes its own X-Forwarded-* instead.
 FORWARDED = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
 
 

@@ -78,7 +78,7 @@ async def read_body(
     message = Message("", headers)
     encoding = (message.get("transfer-encoding") or "").lower()
     if "chunked" in encoding:
-        parts = []
+        parts: list[bytes] = []
         try:
             while True:
                 size_line = await reader.readuntil(b"\r\n")
@@ -104,9 +104,7 @@ async def read_body(
     return b"", True, False
 
 
-async def read_response(
-    reader: asyncio.StreamReader, *, head_request: bool = False
-) -> Message:
+async def read_response(reader: asyncio.StreamReader, *, head_request: bool = False) -> Message:
     """Read one response; HEAD, 1xx, 204 and 304 responses have no body (RFC 9112 §6.3)."""
     parsed = await read_head(reader)
     if parsed is None:
@@ -135,6 +133,13 @@ async def exchange(
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def port_of(server: object) -> int:
+    """The bound port of an aiohttp `TestClient`/`TestServer` (typed `int | None` there)."""
+    port = getattr(server, "port", None)
+    assert isinstance(port, int)
+    return port
 
 
 def get(target: str, *, host: str = "proxy.test", headers: str = "") -> bytes:

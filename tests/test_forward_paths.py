@@ -19,8 +19,7 @@ async def proxy_port(make_proxy: MakeProxy, base: str, **extra: Any) -> int:
     client = await make_proxy(
         {"connections": [connection("svc", base, bearer("canary-path-token"), **extra)]}
     )
-    port: int = client.port
-    return port
+    return rawhttp.port_of(client)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +167,9 @@ async def test_unparseable_target_is_refused_by_the_http_layer(
         assert upstream.received == []
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "/svc//evil.example/x", "/svc/@evil.example"])
+@pytest.mark.parametrize(
+    "target", ["//evil.example/x", "/svc//evil.example/x", "/svc/@evil.example"]
+)
 async def test_authority_lookalikes_stay_on_the_base_origin(
     make_proxy: MakeProxy, target: str
 ) -> None:
@@ -182,7 +183,7 @@ async def test_authority_lookalikes_stay_on_the_base_origin(
                 ]
             }
         )
-        response = await rawhttp.exchange(client.port, rawhttp.get(target))
+        response = await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get(target))
         assert response.status == 200
         [seen] = upstream.received
         assert seen.request.get("Host") == f"127.0.0.1:{upstream.port}"
