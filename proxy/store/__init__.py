@@ -1,0 +1,187 @@
+"""The durable-state interfaces (SPEC §8): tokens, API-created connections, OAuth flow state.
+
+Callers depend only on the Protocols and frozen values defined here; `open_store()` picks the
+implementation (`memory.py` for tests and ephemeral runs, `sqlite.py` by default). A new backend
+(PostgreSQL, later) is one new module that passes `tests/store/test_contract.py`.
+
+Secrets in the values below are plain text in memory and are kept out of `repr()`; a backend
+encrypts them at rest (`crypto.py`). Fingerprints are keyed hashes (`Store.fingerprint`), never the
+secret itself, so the store can tell "the file's token changed" without keeping the file's token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+from ..messages import TokenSet
+
+ClientAuthStyle = Literal["basic", "form"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used (bad key, unreadable file, newer schema)."""
+
+
+class StoreConflict(StoreError):
+    """A unique value (`name` or `externalId` within a template) is already taken."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} is already taken")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """The token state of one OAuth 2.0 credential.
+
+    Attributes:
+        token: the newest token obtained (None before the first one, e.g. client credentials).
+        seed_fingerprint: `Store.fingerprint()` of the credential material this state descends
+            from (the file's or the API's token / client secret); a different seed means the
+            person replaced the credential, and the seed wins again (SPEC §7).
+        needs_reauthorization: the provider answered `invalid_grant`; no token calls until the
+            credential is replaced.
+        client_auth: the client-authentication style the token endpoint accepted, once known.
+        updated_at: unix seconds of the last write.
+    """
+
+    token: TokenSet | None
+    seed_fingerprint: str | None = None
+    needs_reauthorization: bool = False
+    client_auth: ClientAuthStyle | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConnection:
+    """A connection created through the management API.
+
+    `document` is the connection in the seed shape (camelCase, JSON-able) *with* its secrets; the
+    backend encrypts it. `template_id`, `name`, `external_id` are kept apart for the 409 lookups.
+    """
+
+    id: str
+    template_id: str
+    name: str
+    external_id: str | None
+    document: Mapping[str, Any] = field(repr=False)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    """One pending OAuth 2.0 connect flow (authorize redirect → callback), single use.
+
+    `extra` holds what the init request chose (scopes, client id, authorize URL overrides) in
+    JSON-able form.
+    """
+
+    state: str = field(repr=False)
+    code_verifier: str = field(repr=False)
+    template_id: str
+    organisation_id: str
+    redirect_uri: str
+    expires_at: float
+    connection_name: str | None = None
+    external_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+class TokenStore(Protocol):
+    """Token state per credential id; `put` is durable when it returns."""
+
+    async def get_token(self, credential_id: str) -> StoredToken | None: ...
+
+    async def put_token(self, credential_id: str, record: StoredToken) -> None: ...
+
+    async def delete_token(self, credential_id: str) -> None: ...
+
+    async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
+        """Try to become the one refresher of `credential_id` across processes for `ttl` s."""
+        ...
+
+    async def release_refresh_lease(self, credential_id: str, owner: str) -> None: ...
+
+
+class ConnectionStore(Protocol):
+    """Connections created through the management API."""
+
+    async def put_connection(self, connection: StoredConnection) -> None:
+        """Insert or replace by `id`; raise `StoreConflict` when name/externalId is taken."""
+        ...
+
+    async def get_connection(self, connection_id: str) -> StoredConnection | None: ...
+
+    async def delete_connection(self, connection_id: str) -> bool:
+        """Delete; True if it existed."""
+        ...
+
+    async def list_connections(self) -> list[StoredConnection]:
+        """All connections, oldest first."""
+        ...
+
+    async def find_connection(
+        self, template_id: str, *, name: str | None = None, external_id: str | None = None
+    ) -> StoredConnection | None:
+        """The connection of `template_id` with this `name` (or this `external_id`)."""
+        ...
+
+
+class FlowStateStore(Protocol):
+    """Pending OAuth 2.0 connect flows."""
+
+    async def put_flow(self, flow: FlowState) -> None: ...
+
+    async def take_flow(self, state: str, now: float | None = None) -> FlowState | None:
+        """Fetch and delete atomically; None when unknown, already taken or expired."""
+        ...
+
+
+class Store(TokenStore, ConnectionStore, FlowStateStore, Protocol):
+    """Everything durable, behind one handle."""
+
+    def fingerprint(self, secret: str) -> str:
+        """A keyed hash of `secret` (stable for this store, useless without its key)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_store(path: str | None, key: str | None = None) -> Store:
+    """Open the SQLite store at `path` (created if missing), or a memory store when None.
+
+    Args:
+        path: database file; its directory is created. None = in memory, lost on exit.
+        key: base64 of a 32-byte AES key (`store.key`); None = a key file beside the database.
+
+    Raises:
+        StoreError: bad key, key file with loose permissions, unreadable or newer database.
+    """
+    if path is None:
+        from .memory import MemoryStore
+
+        return MemoryStore()
+    from .sqlite import SqliteStore
+
+    return SqliteStore.open(path, key)
+
+
+__all__ = [
+    "ClientAuthStyle",
+    "ConnectionStore",
+    "FlowState",
+    "FlowStateStore",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+    "StoredConnection",
+    "StoredToken",
+    "TokenStore",
+    "open_store",
+]

@@ -1,0 +1,105 @@
+"""A dict-backed `Store`: tests and ephemeral runs (`store.path` unset means nothing survives).
+
+It honours the same contract as the SQLite store (`tests/store/test_contract.py`), leases
+included, so code tested against it behaves the same on SQLite.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import replace
+
+from . import FlowState, StoreConflict, StoredConnection, StoredToken
+from .crypto import fingerprint
+
+
+class MemoryStore:
+    """Everything in process memory; a fresh random fingerprint key per instance."""
+
+    def __init__(self) -> None:
+        self._fingerprint_key = secrets.token_bytes(32)
+        self._tokens: dict[str, StoredToken] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._connections: dict[str, StoredConnection] = {}
+        self._flows: dict[str, FlowState] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(tokens={len(self._tokens)}, connections={len(self._connections)})"
+
+    def fingerprint(self, secret: str) -> str:
+        return fingerprint(self._fingerprint_key, secret)
+
+    async def close(self) -> None:
+        return None
+
+    # --- tokens ---
+
+    async def get_token(self, credential_id: str) -> StoredToken | None:
+        return self._tokens.get(credential_id)
+
+    async def put_token(self, credential_id: str, record: StoredToken) -> None:
+        self._tokens[credential_id] = replace(record, updated_at=time.time())
+
+    async def delete_token(self, credential_id: str) -> None:
+        self._tokens.pop(credential_id, None)
+
+    async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
+        now = time.time()
+        held = self._leases.get(credential_id)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._leases[credential_id] = (owner, now + ttl)
+        return True
+
+    async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
+        held = self._leases.get(credential_id)
+        if held is not None and held[0] == owner:
+            del self._leases[credential_id]
+
+    # --- connections ---
+
+    async def put_connection(self, connection: StoredConnection) -> None:
+        for other in self._connections.values():
+            if other.id == connection.id or other.template_id != connection.template_id:
+                continue
+            if other.name == connection.name:
+                raise StoreConflict("name")
+            if connection.external_id is not None and other.external_id == connection.external_id:
+                raise StoreConflict("externalId")
+        now = time.time()
+        existing = self._connections.get(connection.id)
+        created = existing.created_at if existing is not None else now
+        self._connections[connection.id] = replace(connection, created_at=created, updated_at=now)
+
+    async def get_connection(self, connection_id: str) -> StoredConnection | None:
+        return self._connections.get(connection_id)
+
+    async def delete_connection(self, connection_id: str) -> bool:
+        return self._connections.pop(connection_id, None) is not None
+
+    async def list_connections(self) -> list[StoredConnection]:
+        return sorted(self._connections.values(), key=lambda c: (c.created_at, c.id))
+
+    async def find_connection(
+        self, template_id: str, *, name: str | None = None, external_id: str | None = None
+    ) -> StoredConnection | None:
+        for connection in self._connections.values():
+            if connection.template_id != template_id:
+                continue
+            if name is not None and connection.name == name:
+                return connection
+            if external_id is not None and connection.external_id == external_id:
+                return connection
+        return None
+
+    # --- OAuth flow state ---
+
+    async def put_flow(self, flow: FlowState) -> None:
+        self._flows[flow.state] = flow
+
+    async def take_flow(self, state: str, now: float | None = None) -> FlowState | None:
+        flow = self._flows.pop(state, None)
+        if flow is None or flow.expires_at <= (time.time() if now is None else now):
+            return None
+        return flow

@@ -1,0 +1,522 @@
+"""The default `Store`: one SQLite file (SPEC §8), embedded, no server to run.
+
+Strategy:
+- Every call runs on one dedicated worker thread that owns the `sqlite3` connection, so the event
+  loop never blocks on disk and calls are serialised without locks of our own.
+- WAL journal, `synchronous=FULL`: a write that returned is on disk (a token is committed before
+  it is used, SPEC §7), and readers in other processes (`run --workers N`) do not block writers.
+- Writes are explicit `BEGIN IMMEDIATE` transactions: the write lock is taken up front, so two
+  processes never both read-then-write the same row.
+- `schema_version` holds the number of the last applied migration; `MIGRATIONS` only grows.
+- Secret fields are sealed with AES-GCM (`crypto.py`) with the row id as associated data.
+- Refresh leases (`refresh_leases` table) make a token refresh single-flight across processes; a
+  lease of a process that died (SIGKILL) is taken over at once instead of waiting for its expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from ..messages import TokenSet
+from . import FlowState, StoreConflict, StoredConnection, StoredToken, StoreError
+from .crypto import (
+    KEY_BYTES,
+    Sealer,
+    SealError,
+    fingerprint,
+    load_or_create_key_file,
+    parse_key,
+)
+
+T = TypeVar("T")
+
+_V1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE tokens (
+    credential_id TEXT PRIMARY KEY,
+    sealed BLOB,                       -- TokenSet as JSON, AES-GCM, NULL before the first token
+    seed_fingerprint TEXT,
+    needs_reauthorization INTEGER NOT NULL DEFAULT 0,
+    client_auth TEXT,
+    expires_at REAL,                   -- copy of the token's expiry, for operators
+    updated_at REAL NOT NULL
+);
+CREATE TABLE refresh_leases (
+    credential_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE connections (
+    id TEXT PRIMARY KEY,
+    template_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    external_id TEXT,
+    sealed BLOB NOT NULL,              -- the seed-shaped document with secrets, AES-GCM
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (template_id, name),
+    UNIQUE (template_id, external_id)  -- NULLs are distinct in SQLite (no externalId, no clash)
+);
+CREATE TABLE flow_states (
+    state_hash TEXT PRIMARY KEY,       -- keyed hash of `state` (the state itself is not kept)
+    sealed BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+# (version, script). Append only; a released migration is never edited.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_FINGERPRINT_ROW = "meta:fingerprint_key"
+_HOST = socket.gethostname()
+
+
+def key_file_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".key")
+
+
+def _token_to_json(token: TokenSet) -> bytes:
+    return json.dumps(
+        {
+            "access_token": token.access_token,
+            "token_type": token.token_type,
+            "refresh_token": token.refresh_token,
+            "expires_at": token.expires_at,
+            "scope": token.scope,
+        }
+    ).encode()
+
+
+def _token_from_json(raw: bytes) -> TokenSet:
+    data = json.loads(raw)
+    return TokenSet(
+        access_token=data["access_token"],
+        token_type=data["token_type"],
+        refresh_token=data["refresh_token"],
+        expires_at=data["expires_at"],
+        scope=data["scope"],
+    )
+
+
+def _lease_owner_dead(owner: str) -> bool:
+    # Owners are "host/pid/nonce". Only a process on this host can be checked; elsewhere the
+    # lease simply runs out.
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != _HOST or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def lease_owner(nonce: str) -> str:
+    """A lease owner name for this process: `host/pid/nonce`."""
+    return f"{_HOST}/{os.getpid()}/{nonce}"
+
+
+class SqliteStore:
+    """`Store` on one SQLite file; use `SqliteStore.open()`."""
+
+    def __init__(self, conn: sqlite3.Connection, sealer: Sealer, fingerprint_key: bytes) -> None:
+        self._conn = conn
+        self._sealer = sealer
+        self._fingerprint_key = fingerprint_key
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    # --- opening, migrations, keys ---
+
+    @classmethod
+    def open(cls, path: str | Path, key: str | None = None) -> SqliteStore:
+        """Open (creating and migrating) the database; see `open_store`."""
+        db_path = Path(path)
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            raw_key = parse_key(key) if key else load_or_create_key_file(key_file_path(db_path))
+            conn = _connect(db_path)
+        except OSError as exc:
+            raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
+        try:
+            migrate(conn)
+            sealer = Sealer(raw_key)
+            fp_key = _fingerprint_key(conn, sealer)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, sealer, fp_key)
+
+    def fingerprint(self, secret: str) -> str:
+        return fingerprint(self._fingerprint_key, secret)
+
+    async def close(self) -> None:
+        await self._run(self._conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # --- tokens ---
+
+    async def get_token(self, credential_id: str) -> StoredToken | None:
+        return await self._run(lambda: self._get_token(credential_id))
+
+    def _get_token(self, credential_id: str) -> StoredToken | None:
+        row = self._conn.execute(
+            "SELECT sealed, seed_fingerprint, needs_reauthorization, client_auth, updated_at "
+            "FROM tokens WHERE credential_id = ?",
+            (credential_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        sealed, seed, reauth, client_auth, updated_at = row
+        token = (
+            None
+            if sealed is None
+            else _token_from_json(self._sealer.open(sealed, f"token:{credential_id}"))
+        )
+        return StoredToken(token, seed, bool(reauth), client_auth, updated_at)
+
+    async def put_token(self, credential_id: str, record: StoredToken) -> None:
+        sealed = (
+            None
+            if record.token is None
+            else self._sealer.seal(_token_to_json(record.token), f"token:{credential_id}")
+        )
+        expires_at = record.token.expires_at if record.token is not None else None
+
+        def write() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        credential_id,
+                        sealed,
+                        record.seed_fingerprint,
+                        int(record.needs_reauthorization),
+                        record.client_auth,
+                        expires_at,
+                        time.time(),
+                    ),
+                )
+
+        await self._run(write)
+
+    async def delete_token(self, credential_id: str) -> None:
+        def write() -> None:
+            with self._write() as conn:
+                conn.execute("DELETE FROM tokens WHERE credential_id = ?", (credential_id,))
+
+        await self._run(write)
+
+    async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
+        def write() -> bool:
+            now = time.time()
+            with self._write() as conn:
+                row = conn.execute(
+                    "SELECT owner, expires_at FROM refresh_leases WHERE credential_id = ?",
+                    (credential_id,),
+                ).fetchone()
+                if (
+                    row is not None
+                    and row[0] != owner
+                    and row[1] > now
+                    and not _lease_owner_dead(row[0])
+                ):
+                    return False
+                conn.execute(
+                    "INSERT OR REPLACE INTO refresh_leases VALUES (?, ?, ?)",
+                    (credential_id, owner, now + ttl),
+                )
+                return True
+
+        return await self._run(write)
+
+    async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
+        def write() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "DELETE FROM refresh_leases WHERE credential_id = ? AND owner = ?",
+                    (credential_id, owner),
+                )
+
+        await self._run(write)
+
+    # --- connections ---
+
+    async def put_connection(self, connection: StoredConnection) -> None:
+        sealed = self._sealer.seal(
+            json.dumps(dict(connection.document)).encode(), f"connection:{connection.id}"
+        )
+
+        def write() -> None:
+            now = time.time()
+            with self._write() as conn:
+                clash = conn.execute(
+                    "SELECT name = ? FROM connections WHERE template_id = ? AND id != ? "
+                    "AND (name = ? OR external_id = ?)",
+                    (
+                        connection.name,
+                        connection.template_id,
+                        connection.id,
+                        connection.name,
+                        connection.external_id,
+                    ),
+                ).fetchone()
+                if clash is not None:
+                    raise StoreConflict("name" if clash[0] else "externalId")
+                conn.execute(
+                    "INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
+                    "UPDATE SET template_id = excluded.template_id, name = excluded.name, "
+                    "external_id = excluded.external_id, sealed = excluded.sealed, "
+                    "updated_at = excluded.updated_at",
+                    (
+                        connection.id,
+                        connection.template_id,
+                        connection.name,
+                        connection.external_id,
+                        sealed,
+                        now,
+                        now,
+                    ),
+                )
+
+        await self._run(write)
+
+    def _connection(self, row: tuple[Any, ...]) -> StoredConnection:
+        id_, template_id, name, external_id, sealed, created_at, updated_at = row
+        document = json.loads(self._sealer.open(sealed, f"connection:{id_}"))
+        return StoredConnection(
+            id_, template_id, name, external_id, document, created_at, updated_at
+        )
+
+    async def get_connection(self, connection_id: str) -> StoredConnection | None:
+        def read() -> StoredConnection | None:
+            row = self._conn.execute(
+                "SELECT * FROM connections WHERE id = ?", (connection_id,)
+            ).fetchone()
+            return None if row is None else self._connection(row)
+
+        return await self._run(read)
+
+    async def delete_connection(self, connection_id: str) -> bool:
+        def write() -> bool:
+            with self._write() as conn:
+                cursor = conn.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
+                return cursor.rowcount > 0
+
+        return await self._run(write)
+
+    async def list_connections(self) -> list[StoredConnection]:
+        def read() -> list[StoredConnection]:
+            rows = self._conn.execute("SELECT * FROM connections ORDER BY created_at, id")
+            return [self._connection(row) for row in rows.fetchall()]
+
+        return await self._run(read)
+
+    async def find_connection(
+        self, template_id: str, *, name: str | None = None, external_id: str | None = None
+    ) -> StoredConnection | None:
+        def read() -> StoredConnection | None:
+            row = self._conn.execute(
+                "SELECT * FROM connections WHERE template_id = ? "
+                "AND (name = ? OR external_id = ?) ORDER BY name = ? DESC LIMIT 1",
+                (template_id, name, external_id, name),
+            ).fetchone()
+            return None if row is None else self._connection(row)
+
+        return await self._run(read)
+
+    # --- OAuth flow state ---
+
+    async def put_flow(self, flow: FlowState) -> None:
+        state_hash = self.fingerprint(flow.state)
+        document = {
+            "code_verifier": flow.code_verifier,
+            "template_id": flow.template_id,
+            "organisation_id": flow.organisation_id,
+            "redirect_uri": flow.redirect_uri,
+            "connection_name": flow.connection_name,
+            "external_id": flow.external_id,
+            "extra": dict(flow.extra),
+        }
+        sealed = self._sealer.seal(json.dumps(document).encode(), f"flow:{state_hash}")
+
+        def write() -> None:
+            with self._write() as conn:
+                # Expired flows are dropped on the way: the table never grows without bound.
+                conn.execute("DELETE FROM flow_states WHERE expires_at <= ?", (time.time(),))
+                conn.execute(
+                    "INSERT OR REPLACE INTO flow_states VALUES (?, ?, ?)",
+                    (state_hash, sealed, flow.expires_at),
+                )
+
+        await self._run(write)
+
+    async def take_flow(self, state: str, now: float | None = None) -> FlowState | None:
+        state_hash = self.fingerprint(state)
+
+        def write() -> tuple[bytes, float] | None:
+            with self._write() as conn:
+                row = conn.execute(
+                    "DELETE FROM flow_states WHERE state_hash = ? RETURNING sealed, expires_at",
+                    (state_hash,),
+                ).fetchone()
+                return None if row is None else (row[0], row[1])
+
+        taken = await self._run(write)
+        if taken is None or taken[1] <= (time.time() if now is None else now):
+            return None
+        data = json.loads(self._sealer.open(taken[0], f"flow:{state_hash}"))
+        return FlowState(
+            state=state,
+            code_verifier=data["code_verifier"],
+            template_id=data["template_id"],
+            organisation_id=data["organisation_id"],
+            redirect_uri=data["redirect_uri"],
+            expires_at=taken[1],
+            connection_name=data["connection_name"],
+            external_id=data["external_id"],
+            extra=data["extra"],
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: autocommit; transactions are the explicit BEGIN IMMEDIATE above.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    if path.exists():
+        os.chmod(path, 0o600)
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations newer than the database, each in its own transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store has schema version {current}; this version of signing-proxy "
+                f"knows up to {SCHEMA_VERSION} (was it written by a newer release?)"
+            )
+        for version, script in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _fingerprint_key(conn: sqlite3.Connection, sealer: Sealer) -> bytes:
+    # The fingerprint key is random per database and sealed under store.key, so rotating
+    # store.key keeps every fingerprint valid. Opening it also proves the key is the right one.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE name = 'fingerprint_key'").fetchone()
+        if row is None:
+            key = os.urandom(KEY_BYTES)
+            conn.execute(
+                "INSERT INTO meta VALUES ('fingerprint_key', ?)",
+                (sealer.seal(key, _FINGERPRINT_ROW),),
+            )
+        else:
+            try:
+                key = sealer.open(cast(bytes, row[0]), _FINGERPRINT_ROW)
+            except SealError:
+                raise StoreError(
+                    "store.key does not match the key this store was written with"
+                ) from None
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return key
+
+
+_SEALED_COLUMNS = (
+    ("tokens", "credential_id", "sealed", "token:"),
+    ("connections", "id", "sealed", "connection:"),
+    ("flow_states", "state_hash", "sealed", "flow:"),
+    ("meta", "name", "value", "meta:"),
+)
+
+
+def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
+    """Re-seal every secret under `new_key` in one transaction; return the values re-sealed.
+
+    Run it with the proxy stopped (other processes would keep writing under the old key).
+    """
+    old, new = Sealer(old_key), Sealer(new_key)
+    conn = _connect(Path(path))
+    try:
+        migrate(conn)
+        count = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, id_column, column, prefix in _SEALED_COLUMNS:
+                rows = conn.execute(
+                    f"SELECT {id_column}, {column} FROM {table} WHERE {column} IS NOT NULL"
+                ).fetchall()
+                for row_key, sealed in rows:
+                    row_id = prefix + row_key
+                    try:
+                        plain = old.open(sealed, row_id)
+                    except SealError:
+                        raise StoreError(
+                            "the old key does not open this store; nothing was changed"
+                        ) from None
+                    conn.execute(
+                        f"UPDATE {table} SET {column} = ? WHERE {id_column} = ?",
+                        (new.seal(plain, row_id), row_key),
+                    )
+                    count += 1
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return count
+    finally:
+        conn.close()

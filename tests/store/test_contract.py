@@ -1,0 +1,177 @@
+"""The `Store` contract, run against every implementation (memory and SQLite on `tmp_path`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from proxy.messages import TokenSet
+from proxy.store import (
+    FlowState,
+    Store,
+    StoreConflict,
+    StoredConnection,
+    StoredToken,
+    open_store,
+)
+
+CANARY_ACCESS = "canary-access-7f3a91"
+CANARY_REFRESH = "canary-refresh-52be08"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    path = None if request.param == "memory" else str(tmp_path / "state.db")
+    opened = open_store(path)
+    yield opened
+    await opened.close()
+
+
+def token(access: str = CANARY_ACCESS, refresh: str | None = CANARY_REFRESH) -> TokenSet:
+    return TokenSet(access, "Bearer", refresh, expires_at=1_900_000_000.5, scope="read write")
+
+
+def conn(
+    id_: str, name: str, external_id: str | None = None, template: str = "tpl"
+) -> StoredConnection:
+    document = {"name": name, "credentials": [{"secret": "canary-conn-secret"}]}
+    return StoredConnection(id_, template, name, external_id, document)
+
+
+async def test_token_round_trip(store: Store) -> None:
+    assert await store.get_token("c1") is None
+    record = StoredToken(token(), seed_fingerprint="fp", client_auth="form")
+    await store.put_token("c1", record)
+    got = await store.get_token("c1")
+    assert got is not None
+    assert got.token == record.token
+    assert (got.seed_fingerprint, got.needs_reauthorization, got.client_auth) == (
+        "fp",
+        False,
+        "form",
+    )
+    assert got.updated_at > 0
+
+
+async def test_token_replace_flag_and_delete(store: Store) -> None:
+    await store.put_token("c1", StoredToken(token()))
+    await store.put_token("c1", StoredToken(None, needs_reauthorization=True))
+    got = await store.get_token("c1")
+    assert got is not None and got.token is None and got.needs_reauthorization
+    await store.delete_token("c1")
+    assert await store.get_token("c1") is None
+    await store.delete_token("c1")  # deleting what is gone is fine
+
+
+async def test_token_without_refresh_or_expiry(store: Store) -> None:
+    bare = TokenSet("a", "MAC")
+    await store.put_token("c2", StoredToken(bare))
+    got = await store.get_token("c2")
+    assert got is not None and got.token == bare
+
+
+async def test_repr_holds_no_secret(store: Store) -> None:
+    record = StoredToken(token())
+    await store.put_token("c1", record)
+    got = await store.get_token("c1")
+    flow = FlowState("canary-state", "canary-verifier", "tpl", "org", "http://cb", 1e12)
+    for shown in (repr(store), repr(got), repr(record), repr(flow), repr(conn("x", "n"))):
+        for canary in (CANARY_ACCESS, CANARY_REFRESH, "canary-state", "canary-verifier"):
+            assert canary not in shown
+        assert "canary-conn-secret" not in shown
+
+
+async def test_fingerprint_is_keyed_and_stable(store: Store) -> None:
+    first = store.fingerprint(CANARY_REFRESH)
+    assert first == store.fingerprint(CANARY_REFRESH)
+    assert first != store.fingerprint(CANARY_REFRESH + "x")
+    assert CANARY_REFRESH not in first
+    other = open_store(None)
+    assert other.fingerprint(CANARY_REFRESH) != first  # a different key gives another hash
+
+
+async def test_refresh_lease(store: Store) -> None:
+    assert await store.acquire_refresh_lease("c1", "owner-a", 30)
+    assert not await store.acquire_refresh_lease("c1", "owner-b", 30)
+    assert await store.acquire_refresh_lease("c2", "owner-b", 30)  # per credential
+    await store.release_refresh_lease("c1", "owner-b")  # not the holder: no effect
+    assert not await store.acquire_refresh_lease("c1", "owner-b", 30)
+    await store.release_refresh_lease("c1", "owner-a")
+    assert await store.acquire_refresh_lease("c1", "owner-b", 30)
+
+
+async def test_expired_lease_is_taken_over(store: Store) -> None:
+    assert await store.acquire_refresh_lease("c1", "owner-a", 0.01)
+    time.sleep(0.02)
+    assert await store.acquire_refresh_lease("c1", "owner-b", 30)
+
+
+async def test_connection_crud(store: Store) -> None:
+    first = conn("id1", "alpha", "ext-1")
+    await store.put_connection(first)
+    got = await store.get_connection("id1")
+    assert got is not None and got.document == first.document and got.name == "alpha"
+    assert got.created_at > 0 and got.updated_at >= got.created_at
+    await store.put_connection(conn("id2", "beta"))
+    assert [c.id for c in await store.list_connections()] == ["id1", "id2"]
+    renamed = conn("id1", "alpha2", "ext-1")
+    await store.put_connection(renamed)  # replace by id keeps its creation time
+    again = await store.get_connection("id1")
+    assert again is not None and again.name == "alpha2" and again.created_at == got.created_at
+    assert await store.delete_connection("id1")
+    assert not await store.delete_connection("id1")
+    assert await store.get_connection("id1") is None
+
+
+async def test_connection_lookups(store: Store) -> None:
+    await store.put_connection(conn("id1", "alpha", "ext-1"))
+    await store.put_connection(conn("id2", "alpha", "ext-1", template="other"))
+    by_name = await store.find_connection("tpl", name="alpha")
+    by_ext = await store.find_connection("tpl", external_id="ext-1")
+    assert by_name is not None and by_name.id == "id1"
+    assert by_ext is not None and by_ext.id == "id1"
+    other = await store.find_connection("other", external_id="ext-1")
+    assert other is not None and other.id == "id2"
+    assert await store.find_connection("tpl", name="nope") is None
+    assert await store.find_connection("nope", name="alpha") is None
+
+
+async def test_connection_conflicts(store: Store) -> None:
+    await store.put_connection(conn("id1", "alpha", "ext-1"))
+    with pytest.raises(StoreConflict) as name_clash:
+        await store.put_connection(conn("id2", "alpha"))
+    assert name_clash.value.field == "name"
+    with pytest.raises(StoreConflict) as ext_clash:
+        await store.put_connection(conn("id2", "beta", "ext-1"))
+    assert ext_clash.value.field == "externalId"
+    # No externalId on either side is no clash; nothing was written by the failed puts.
+    await store.put_connection(conn("id2", "beta"))
+    await store.put_connection(conn("id3", "gamma"))
+    assert [c.id for c in await store.list_connections()] == ["id1", "id2", "id3"]
+
+
+async def test_flow_state_is_single_use(store: Store) -> None:
+    flow = FlowState(
+        "state-1", "verifier-1", "tpl", "org", "http://cb", time.time() + 600, "n", "e", {"s": 1}
+    )
+    await store.put_flow(flow)
+    assert await store.take_flow("unknown") is None
+    taken = await store.take_flow("state-1")
+    assert taken is not None
+    assert (taken.code_verifier, taken.template_id, taken.connection_name) == (
+        "verifier-1",
+        "tpl",
+        "n",
+    )
+    assert dict(taken.extra) == {"s": 1} and taken.external_id == "e"
+    assert await store.take_flow("state-1") is None
+
+
+async def test_expired_flow_state_is_refused(store: Store) -> None:
+    await store.put_flow(FlowState("state-2", "v", "tpl", "org", "http://cb", 1000.0))
+    assert await store.take_flow("state-2", now=1000.0) is None
+    await store.put_flow(FlowState("state-3", "v", "tpl", "org", "http://cb", 1000.0))
+    assert await store.take_flow("state-3", now=999.0) is not None
