@@ -40,7 +40,11 @@ def create_app(
         tokens=tokens,
         forwarded_headers=config.forwarded_headers,
     )
-    app = web.Application(middlewares=[proxy_middleware])
+    # auto_decompress off: a gzip request body must reach the upstream as the client sent it
+    # (aiohttp's server otherwise inflates it and forwards it under the client's headers).
+    app = web.Application(
+        middlewares=[proxy_middleware], handler_args={"auto_decompress": False}
+    )
     app[FORWARDER] = forwarder
     app.router.add_get("/healthz", healthz)
     app.router.add_route("*", "/{tail:.*}", forwarder.handle)
