@@ -14,10 +14,20 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
 
 EXIT_INVALID = 2
 DEFAULT_ECHO = "127.0.0.1:8099"
+
+
+def listen_address(text: str) -> str:
+    """argparse type for `--listen`: a bad address exits 2 before anything is bound."""
+    try:
+        split_host_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def config_path(arg: str | None) -> str:
@@ -97,11 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="serve the proxy")
     run.add_argument("--config", help="path to proxy.yaml")
-    run.add_argument("--listen", help="data-plane HOST:PORT (overrides the file)")
+    run.add_argument(
+        "--listen", type=listen_address, help="data-plane HOST:PORT (overrides the file)"
+    )
     run.add_argument(
         "--with-echo",
         nargs="?",
         const=DEFAULT_ECHO,
+        type=listen_address,
         metavar="HOST:PORT",
         help=f"also serve the bundled echo upstream (default {DEFAULT_ECHO}) for a demo",
     )

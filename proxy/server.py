@@ -13,14 +13,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from .config.address import split_host_port
+
 log = logging.getLogger("signing_proxy")
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"expected HOST:PORT, got {address!r}")
-    return host.strip("[]"), int(port)
 
 
 async def serve(apps: Sequence[tuple[web.Application, str]], *, shutdown_grace: float) -> None:

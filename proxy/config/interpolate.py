@@ -16,6 +16,9 @@ from ..errors import FieldError, loc_to_path
 # `$${` escapes a literal `${`.
 _PATTERN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BAD_EXPRESSION = (
+    "bad interpolation: use ${NAME}, ${NAME:-default} or ${file:PATH} (write $${ for a literal ${)"
+)
 
 
 def interpolate(
@@ -40,7 +43,8 @@ def _expand(text: str, env: Mapping[str, str], problems: list[FieldError], path:
             return _read_secret_file(expr[5:], problems, path)
         name, has_default, default = expr.partition(":-")
         if not _NAME.fullmatch(name):
-            problems.append(FieldError(path, f"bad interpolation ${{{name}}}"))
+            # Not echoed: text that only looks like `${...}` may be part of a secret.
+            problems.append(FieldError(path, _BAD_EXPRESSION))
             return ""
         if name in env:
             return env[name]

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic.alias_generators import to_camel
+
+from .address import check_host_port
 
 
 class Model(BaseModel):
@@ -24,6 +26,7 @@ class Model(BaseModel):
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+HostPort = Annotated[str, AfterValidator(check_host_port)]
 
 # --- auth scheme configs ------------------------------------------------------------------
 
@@ -174,7 +177,9 @@ class BinaryCredential(CredentialBase):
 
 
 class BasicAuthValue(Model):
-    username: str
+    # Not a secret by the seed (the management API shows it), but Stripe puts its secret key
+    # here, so it is kept out of `repr()` all the same.
+    username: str = Field(repr=False)
     password: SecretStr = SecretStr("")
 
 
@@ -330,7 +335,7 @@ class Template(Model):
 
 
 class AdminSettings(Model):
-    listen: str = "127.0.0.1:8081"
+    listen: HostPort = "127.0.0.1:8081"
     token: SecretStr | None = None
     public_url: str | None = None
 
@@ -362,7 +367,7 @@ DEFAULT_ORGANISATION_ID = "01JAAAAAAAAAAAAAAAAAAAAAAA"
 
 
 class ProxyConfig(Model):
-    listen: str = "127.0.0.1:8080"
+    listen: HostPort = "127.0.0.1:8080"
     admin: AdminSettings | None = None
     store: StoreSettings = StoreSettings()
     organisation_id: str = DEFAULT_ORGANISATION_ID
