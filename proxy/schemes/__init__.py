@@ -10,7 +10,10 @@ from .api_key import ApiKeyScheme
 from .base import Scheme, SchemeConfigError, SigningContext
 from .basic import BasicAuthScheme
 from .bearer import BearerScheme
+from .certificate import CertificateScheme
+from .hmac import HmacScheme, decode_binary_key
 from .none import NoneScheme
+from .oauth1 import OAuth1Scheme
 
 __all__ = ["Scheme", "SchemeConfigError", "SigningContext", "build_scheme"]
 
@@ -33,4 +36,49 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
         case m.BasicAuthSchemeConfig(), m.BasicAuthCredential():
             basic = cred.data.basic_auth
             return BasicAuthScheme(credential_id, basic.username, basic.password.get_secret_value())
+        case m.HmacSchemeConfig(), m.StringCredential() | m.BinaryCredential():
+            return _hmac(auth.hmac, cred, credential_id)
+        case m.OAuth1SchemeConfig(), m.OAuth1TokenCredential():
+            return _oauth1(auth.oauth1, cred.data.oauth1_token, credential_id)
+        case m.CertificateSchemeConfig(), m.CertificateCredential():
+            pem = cred.data.certificate
+            key = pem.key.get_secret_value()
+            return CertificateScheme(credential_id, pem.certificate, key, pem.ca or None)
     raise SchemeConfigError("authSchemeConfig.type", f"scheme {auth.type!r} is not supported")
+
+
+def _hmac(
+    params: m.HmacParams, cred: m.StringCredential | m.BinaryCredential, credential_id: str
+) -> HmacScheme:
+    if isinstance(cred, m.BinaryCredential):
+        key = decode_binary_key(cred.data.binary.value_base64.get_secret_value())
+    else:
+        key = cred.data.string.value.get_secret_value().encode()  # SPEC §6: UTF-8 bytes
+    return HmacScheme(
+        credential_id,
+        key,
+        name=params.name,
+        where=params.in_,
+        algorithm=params.algorithm,
+        digest_inputs=params.digest_inputs,
+        encoding=params.encoding,
+    )
+
+
+def _oauth1(
+    params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: str
+) -> OAuth1Scheme:
+    if not params.token_auth and not (params.request_token_url and params.access_token_url):
+        # SPEC §4: the endpoints matter only for the three-legged flow, which then needs them.
+        raise SchemeConfigError(
+            "authSchemeConfig.oauth1.requestTokenUrl", "required when tokenAuth is false"
+        )
+    return OAuth1Scheme(
+        credential_id,
+        consumer_key=params.consumer_key.get_secret_value(),
+        consumer_secret=params.consumer_secret.get_secret_value(),
+        token=token.token.get_secret_value(),
+        token_secret=token.token_secret.get_secret_value(),
+        signature_method=params.signature_method,
+        additional_params=[(p.name, p.value) for p in token.additional_params],
+    )

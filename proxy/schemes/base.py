@@ -55,17 +55,28 @@ class Scheme:
     """
 
     type_name: ClassVar[str] = ""
-    requires_body: ClassVar[bool] = False
+    # An instance may override it (HMAC reads the body only when `body` is a digest input).
+    requires_body: bool = False
     wants_replayable_body: ClassVar[bool] = False
     authenticates: ClassVar[bool] = True
     needs_token: ClassVar[bool] = False
 
     credential_id: str = ""
     sets_headers: frozenset[str] = frozenset()
+    # (field relative to the credential, message): usable but worth a word from `check`
+    # (an expired client certificate).
+    warnings: tuple[tuple[str, str], ...] = ()
 
     def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
         """Return what this credential changes on `request`; pure."""
         raise NotImplementedError
+
+    def reads_body(self, request: OutboundRequest) -> bool:
+        """Whether `sign()` reads this request's body; asked per request before the body is read.
+
+        Defaults to `requires_body`; OAuth 1.0a reads it only for form-encoded bodies.
+        """
+        return self.requires_body
 
     def auth_flow(self, request: OutboundRequest, ctx: SigningContext) -> AuthFlow:
         """Yield `Send`/`Refresh` commands; the default signs once and sends."""
