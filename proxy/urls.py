@@ -71,8 +71,9 @@ def join_path(base: BaseUrl, tail: str) -> str:
 
 
 # A segment is refused when its decoded form is `.`/`..` or hides a traversal behind an
-# encoded separator (`..%2F`, `%2E%2E%5C`). Backslashes count: some servers treat them as `/`.
-_TRAVERSAL = re.compile(r"(^|[/\\])\.\.?($|[/\\])")
+# encoded separator (`..%2F`, `%2E%2E%5C`). Backslashes count: some servers treat them as `/`;
+# so does `;`, because Tomcat and Spring read `/..;/` (a path parameter) as `/../`.
+_TRAVERSAL = re.compile(r"(^|[/\\;])\.\.?($|[/\\;])")
 
 
 def is_escaping(tail: str) -> bool:
@@ -103,16 +104,18 @@ def same_place(url: str, base: BaseUrl) -> str | None:
             port = parts.port
         except ValueError:
             return None
-        scheme = parts.scheme.lower()
+        # `//host/x` (a network-path reference) takes the scheme of the response's URL.
+        scheme = parts.scheme.lower() or (base.scheme if url.startswith("//") else "")
         if scheme != base.scheme or (parts.hostname or "").lower() != base.host:
             return None
         if (port or DEFAULT_PORTS.get(scheme)) != base.port:
             return None
-        # Keep the raw remainder: the text after the authority.
-        authority_end = url.find("/", len(scheme) + 3)
-        rest = "/" if authority_end < 0 else url[authority_end:]
-        if authority_end < 0 and ("?" in url or "#" in url):
-            return None
+        # Keep the raw remainder: the text after the authority; an empty path is "/".
+        after = url.index("//") + 2
+        ends = [i for i in (url.find(c, after) for c in "/?#") if i >= 0]
+        rest = url[min(ends) :] if ends else ""
+        if not rest.startswith("/"):
+            rest = "/" + rest
     prefix = base.path_prefix
     if not prefix:
         return rest
