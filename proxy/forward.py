@@ -8,6 +8,7 @@ provider. The loop is bounded, per the aiohttp cookbook's warning about retry lo
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .config.models import Limits
 from .connection import CompiledConnection
 from .errors import InvalidRequest, NotFound, ProxyError
 from .headers import FORWARDED, REQUEST_ONLY, end_to_end
-from .messages import OutboundRequest, Refresh, Send, TokenSet
+from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
 from .middleware import CONNECTION, UPSTREAM_BROKEN
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
@@ -70,7 +71,7 @@ async def run_chain(
             )
         ctx = SigningContext(token=await tokens.current(first))
     flow = first.auth_flow(request, ctx)
-    command = next(flow)
+    command = await _first_command(first, request, flow)
     reply: UpstreamReply | None = None
     for _ in range(MAX_FLOW_STEPS):
         result: object
@@ -93,6 +94,22 @@ async def run_chain(
     raise ProxyError("auth_flow_loop", "credential flow did not finish", status=502)
 
 
+async def _first_command(
+    scheme: Scheme, request: OutboundRequest, flow: AuthFlow
+) -> Send | Refresh:
+    """Start a flow; a signer hashing a body spilled to disk does it in a worker thread.
+
+    The MAC's message may start with the URL, which is final only after the earlier credentials
+    have run, so the body cannot always be hashed while it is read: a spilled body gets one
+    more sequential pass over its file, off the event loop. In-memory bodies (at most
+    `memoryBodyBytes`) are hashed in place, which is cheaper than a thread hop.
+    """
+    body = request.body
+    if isinstance(body, BufferedBody) and body.in_memory is None and scheme.reads_body(request):
+        return await asyncio.to_thread(next, flow)
+    return next(flow)
+
+
 @dataclass(frozen=True, slots=True)
 class Forwarder:
     """The data-plane request handler."""
@@ -104,35 +121,24 @@ class Forwarder:
     forwarded_headers: bool = False
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw_path, _, query = request.raw_path.partition("?")
-        if not raw_path.startswith("/"):
-            raise InvalidRequest("bad_path", "the request target must be a path")
-        resolved = self.router.resolve(raw_path)
-        if resolved is None:
-            raise NotFound("route_not_found", "no connection serves this path")
-        target, tail = resolved
+        target, tail, query = route_target(self.router, request.raw_path)
         connection = target.select(request)
         request[CONNECTION] = connection
-        if is_escaping(tail):
-            raise InvalidRequest("bad_path", "the path may not leave the connection's baseUrl")
-
-        # The client's forwarding headers never pass as sent: off, internal addresses stay
-        # inside; on, the proxy writes its own (extending the client's X-Forwarded-For chain).
-        drop = REQUEST_ONLY | connection.owned_headers | FORWARDED
-        headers = end_to_end(_decoded(request.raw_headers), drop)
-        if self.forwarded_headers:
-            headers += _forwarded(request)
-        outbound = OutboundRequest(
-            method=request.method,
-            origin=connection.base.origin,
-            path=join_path(connection.base, tail),
-            query=query,
-            headers=tuple(headers),
+        check_tail(tail)
+        outbound = outbound_request(
+            connection,
+            request.method,
+            tail,
+            query,
+            _decoded(request.raw_headers),
+            _forwarded(request) if self.forwarded_headers else (),
         )
-        buffered, stream = await self._prepare_body(request, connection)
+        # Asked per request: OAuth 1 reads only form bodies, known from the Content-Type.
+        reads_body = any(scheme.reads_body(outbound) for scheme in connection.schemes)
+        buffered, stream = await self._prepare_body(request, connection, reads_body)
         try:
             if buffered is not None:
-                outbound = _with_length(outbound, buffered)
+                outbound = with_body(outbound, buffered)
             send = _Sender(self.upstream, stream, connection_tls(connection))
             reply = await run_chain(connection.schemes, outbound, send, self.tokens)
             return await self._relay(request, connection, reply)
@@ -141,17 +147,15 @@ class Forwarder:
                 buffered.close()
 
     async def _prepare_body(
-        self, request: web.Request, connection: CompiledConnection
+        self, request: web.Request, connection: CompiledConnection, reads_body: bool
     ) -> tuple[BufferedBody | None, AsyncIterator[bytes] | None]:
         """Buffer the body when a scheme reads it or may replay it; otherwise stream it."""
         if not request.body_exists:
             return (
-                BufferedBody()
-                if connection.requires_body or connection.wants_replayable_body
-                else None
+                BufferedBody() if reads_body or connection.wants_replayable_body else None
             ), None
         limits = self.limits
-        if connection.requires_body:
+        if reads_body:
             body, _ = await read_body(
                 request.content,
                 memory_limit=limits.memory_body_bytes,
@@ -234,7 +238,46 @@ def connection_tls(connection: CompiledConnection) -> ssl.SSLContext | None:
     return None
 
 
-def _with_length(request: OutboundRequest, body: BufferedBody) -> OutboundRequest:
+def route_target(router: Router[RouteTarget], raw_target: str) -> tuple[RouteTarget, str, str]:
+    """Split a request-target and find its route: `(target, raw tail, raw query)`."""
+    raw_path, _, query = raw_target.partition("?")
+    if not raw_path.startswith("/"):
+        raise InvalidRequest("bad_path", "the request target must be a path")
+    resolved = router.resolve(raw_path)
+    if resolved is None:
+        raise NotFound("route_not_found", "no connection serves this path")
+    target, tail = resolved
+    return target, tail, query
+
+
+def check_tail(tail: str) -> None:
+    if is_escaping(tail):
+        raise InvalidRequest("bad_path", "the path may not leave the connection's baseUrl")
+
+
+def outbound_request(
+    connection: CompiledConnection,
+    method: str,
+    tail: str,
+    query: str,
+    headers: Sequence[tuple[str, str]],
+    forwarded: Sequence[tuple[str, str]] = (),
+) -> OutboundRequest:
+    """The upstream request before any credential signs it (used by `handle` and `explain`)."""
+    # The client's forwarding headers never pass as sent: off, internal addresses stay
+    # inside; on, the proxy writes its own (extending the client's X-Forwarded-For chain).
+    drop = REQUEST_ONLY | connection.owned_headers | FORWARDED
+    return OutboundRequest(
+        method=method,
+        origin=connection.base.origin,
+        path=join_path(connection.base, tail),
+        query=query,
+        headers=(*end_to_end(headers, drop), *forwarded),
+    )
+
+
+def with_body(request: OutboundRequest, body: BufferedBody) -> OutboundRequest:
+    """`request` carrying a read body, with `Content-Length` set to its size."""
     headers = tuple((k, v) for k, v in request.headers if k.lower() != "content-length")
     if body.size or request.method not in ("GET", "HEAD", "OPTIONS", "DELETE", "TRACE"):
         headers += ((hdrs.CONTENT_LENGTH, str(body.size)),)
