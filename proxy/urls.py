@@ -46,8 +46,9 @@ def parse_base_url(text: str) -> BaseUrl:
     try:
         parts = urlsplit(text)
         port = parts.port
-    except ValueError as exc:
-        raise BadUrl(f"not a valid URL: {exc}") from None
+    except ValueError:
+        # urllib's message quotes the offending text (`... as 'abc'`), which may be a secret.
+        raise BadUrl("not a valid URL (check the brackets and the port)") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise BadUrl("must be an http:// or https:// URL")
