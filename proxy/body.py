@@ -95,7 +95,10 @@ async def read_body(
             if size > max_bytes:
                 raise PayloadTooLarge(max_bytes)
             if file is None and size > memory_limit:
-                file = await asyncio.to_thread(_spill, parts)
+                # Created here, not in the worker thread: once `file` is bound, the handler
+                # below removes it even if the task is cancelled during the thread's write.
+                file = _temp_file()
+                await asyncio.to_thread(file.writelines, parts)
                 parts = []
             if file is not None:
                 await asyncio.to_thread(file.write, chunk)
@@ -111,10 +114,9 @@ async def read_body(
     return BufferedBody(b"".join(parts)), None
 
 
-def _spill(parts: list[bytes]) -> BinaryIO:
+def _temp_file() -> BinaryIO:
     # delete=True: the file goes on close() (and at exit); it is never reopened by name.
+    # mkstemp already creates it 0600; fchmod states it rather than relying on the umask.
     file = tempfile.NamedTemporaryFile(prefix="signing-proxy-body-", delete=True)  # noqa: SIM115
     os.fchmod(file.fileno(), 0o600)
-    for part in parts:
-        file.write(part)
     return file  # type: ignore[return-value]
