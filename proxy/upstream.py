@@ -147,7 +147,10 @@ def map_client_error(exc: BaseException) -> ProxyError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamUnavailable("connection refused", proxy_status="connection_refused")
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        return UpstreamUnavailable("upstream closed the connection")
+        # RFC 9209 §2.3.9: closed (or reset) before any part of the response arrived.
+        return UpstreamUnavailable(
+            "upstream closed the connection", proxy_status="connection_terminated"
+        )
     if isinstance(exc, aiohttp.ClientResponseError):
         return UpstreamUnavailable(
             "upstream sent an invalid response", proxy_status="http_protocol_error"
