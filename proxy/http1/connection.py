@@ -1,0 +1,313 @@
+"""One HTTP/1.1 client connection to an upstream: an `asyncio.Protocol` over httptools (llhttp).
+
+It owns the response side of one exchange at a time — the head, the body chunks, and the rules
+that decide whether the connection may carry another request:
+
+- Framing is llhttp's (RFC 9112 §6.3): Content-Length, chunked, or close-delimited; responses to
+  HEAD and 1xx/204/304 responses have no body. llhttp refuses a response with both
+  Content-Length and Transfer-Encoding, a bad or duplicated Content-Length, and bad chunks.
+- Any doubt about where the response ended closes the connection instead of reusing it: a parser
+  error, bytes after the end of the message (a body longer than its Content-Length must never be
+  read as the next response), a body not read to its end, `Connection: close`, HTTP/1.0,
+  a close-delimited body, a request not fully sent, or bytes arriving while the connection idles.
+- Flow control both ways: reading pauses while more than `HIGH_WATER` bytes wait for the
+  consumer (a slow client slows the upstream down, memory stays flat), and `drain()` waits while
+  the socket's write buffer is over its limit (a slow upstream slows the client's upload down).
+
+A fresh llhttp parser is used for each exchange, so nothing of one response's parse state (a HEAD
+response's announced length, say) carries over into the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import httptools
+
+from ..errors import UpstreamTimeout, UpstreamUnavailable
+from ..messages import UpstreamResponse
+from ..upstream import UpstreamBroken
+
+HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the upstream
+LOW_WATER = 64 * 1024  # ... and resume it
+
+
+class ConnectionLost(Exception):
+    """The upstream closed the connection before any byte of the response arrived."""
+
+
+def protocol_error() -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        "upstream sent an invalid response", proxy_status="http_protocol_error"
+    )
+
+
+class H1Connection(asyncio.Protocol):
+    """Client side of one upstream connection; `begin()` starts each exchange."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        # Exchange state, reset by begin().
+        self._parser: httptools.HttpResponseParser | None = None
+        self._active = False
+        self._is_head = False
+        self._interim = False
+        self._ignore = False
+        self._doubt = False
+        self._keep_alive = False
+        self._close_delimited = False
+        self._has_framing = False
+        self.received_any = False
+        self.request_sent = False
+        self._reason = b""
+        self._headers: list[tuple[str, str]] = []
+        self.head: UpstreamResponse | None = None
+        self.reason = ""
+        self.done = False
+        self._error: BaseException | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active or self.done:
+            # Bytes nobody asked for: the previous response was longer than it said, or the
+            # upstream is talking out of turn. Either way this connection cannot be trusted.
+            self._doubt = True
+            self.abort()
+            return
+        self.received_any = True
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._doubt = True
+            if not self.done:
+                self._fail(self._body_or_head_error(protocol_error()))
+            self.abort()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._active and not self.done:
+            if self.head is not None and self._close_delimited and exc is None:
+                self._complete()  # RFC 9112 §6.3 rule 8: the body ends at close
+            elif self.head is None and not self.received_any:
+                self._fail(ConnectionLost())
+            else:
+                self._fail(
+                    self._body_or_head_error(UpstreamUnavailable("upstream closed the connection"))
+                )
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("upstream connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done or self.head is not None:
+            # A second message in the same exchange: bytes past the end of the response.
+            # Everything from here on is ignored, and the connection is closed after it.
+            self._ignore = self._doubt = True
+
+    def on_status(self, status: bytes) -> None:
+        if not self._ignore:
+            self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._ignore:
+            return
+        key = name.decode("latin-1")
+        if len(key) in (14, 17) and key.lower() in ("content-length", "transfer-encoding"):
+            self._has_framing = True
+        self._headers.append((key, value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if self._ignore:
+            return
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            # Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
+            # response follows on the same connection. 101 raises HttpParserUpgrade instead.
+            self._interim = True
+            self._reason, self._headers, self._has_framing = b"", [], False
+            return
+        self._keep_alive = self._parser.should_keep_alive()
+        no_body = self._is_head or status in (204, 304)
+        self._close_delimited = not no_body and not self._has_framing
+        self.reason = self._reason.decode("latin-1").strip()
+        self.head = UpstreamResponse(status, tuple(self._headers))
+        if self._is_head:
+            self._complete()  # llhttp does not know the method: the head is the whole message
+        else:
+            self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.done or self._ignore:
+            self._doubt = True  # a body after a HEAD response
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if not self.done and not self._ignore:
+            self._complete()
+
+    # -- exchange API ---------------------------------------------------------------------------
+
+    def begin(self, method: str) -> None:
+        """Start an exchange on an idle connection."""
+        self._parser = httptools.HttpResponseParser(self)
+        self._active = True
+        self._is_head = method == "HEAD"
+        self._interim = self._ignore = self._keep_alive = False
+        self._close_delimited = self._has_framing = False
+        self.received_any = self.request_sent = self.done = False
+        self._reason = b""
+        self._headers = []
+        self.head = None
+        self.reason = ""
+        self._error = None
+
+    def end(self) -> bool:
+        """Finish the exchange; True when the connection may carry another request."""
+        self._active = False
+        reusable = (
+            self.done
+            and self.request_sent
+            and self._keep_alive
+            and not self._close_delimited
+            and not self._doubt
+            and not self.closed
+        )
+        self._chunks.clear()
+        self._buffered = 0
+        if self._reading_paused and self.transport is not None and reusable:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return reusable
+
+    async def wait_head(self, timeout: float | None) -> UpstreamResponse:
+        while self.head is None:
+            await self._wait(timeout, head=True)
+        return self.head
+
+    async def read(self, timeout: float) -> bytes:
+        """The next body bytes (everything buffered, joined); b"" at the end of the body."""
+        while True:
+            chunks = self._chunks
+            if chunks:
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
+                if self._reading_paused and self.transport is not None:
+                    self._reading_paused = False
+                    self.transport.resume_reading()
+                return data
+            if self.done:
+                return b""
+            await self._wait(timeout, head=False)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.writelines(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("upstream connection lost")
+        if self._write_paused:
+            waiter = self._drain_waiter
+            if waiter is None:
+                waiter = self._drain_waiter = self.loop.create_future()
+            await waiter
+
+    def abort(self) -> None:
+        self._doubt = True
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _wait(self, timeout: float | None, *, head: bool) -> None:
+        if self._error is not None:
+            raise self._error
+        waiter = self._waiter = self.loop.create_future()
+        timer = (
+            self.loop.call_later(timeout, self._timed_out, waiter, head)
+            if timeout is not None
+            else None
+        )
+        try:
+            await waiter
+        finally:
+            # A cancelled waiter's cleanup runs late: never clear a newer waiter's slot.
+            if self._waiter is waiter:
+                self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _timed_out(self, waiter: asyncio.Future[None], head: bool) -> None:
+        if waiter.done():
+            return
+        self._doubt = True
+        if head:
+            waiter.set_exception(UpstreamTimeout("no response within the read timeout"))
+        else:
+            waiter.set_exception(UpstreamBroken("upstream body read timed out"))
+
+    def _body_or_head_error(self, error: Exception) -> Exception:
+        if self.head is None:
+            return error
+        return UpstreamBroken("upstream response body was cut short")
+
+    def _complete(self) -> None:
+        self.done = True
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        self._doubt = True
+        self._error = error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

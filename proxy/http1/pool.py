@@ -1,0 +1,147 @@
+"""Keep-alive connection pool: idle HTTP/1.1 connections per (origin, TLS context).
+
+A connection is reused only when its last exchange ended cleanly (see `connection.py`), and an
+idle connection the upstream has closed meanwhile (its FIN arrived while it sat in the pool) is
+skipped. Idle connections are kept for `idle_timeout` seconds, most recently used first (so a
+burst's spare connections age out instead of being kept warm round-robin).
+
+TLS uses the event loop's SSL with contexts built once: the caller's (a `certificate`
+credential's mTLS context, so each client identity has its own pool) or the pool's default
+context, made on first use. Hostname verification stays on (`server_hostname`).
+Connect failures map to the RFC 9209 error types of SPEC §10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+from ..errors import UpstreamUnavailable
+from .connection import H1Connection
+from .wire import Endpoint
+
+PoolKey = tuple[str, str, int, ssl.SSLContext | None]
+
+
+class Pool:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        idle_timeout: float = 15.0,
+        max_idle_per_key: int = 256,
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._max_idle = max_idle_per_key
+        self._idle: dict[PoolKey, list[H1Connection]] = {}
+        self._all: set[H1Connection] = set()
+        self._default_tls: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def tls_for(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
+        if not endpoint.tls:
+            return None
+        if tls is not None:
+            return tls
+        if self._default_tls is None:
+            self._default_tls = ssl.create_default_context()
+        return self._default_tls
+
+    async def acquire(
+        self, endpoint: Endpoint, tls: ssl.SSLContext | None, *, fresh: bool = False
+    ) -> tuple[H1Connection, bool]:
+        """An idle connection `(conn, True)`, or a new one `(conn, False)`."""
+        if not fresh:
+            idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port, tls))
+            while idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    return conn, True
+                self._all.discard(conn)
+        return await self._connect(endpoint, tls), False
+
+    def release(self, endpoint: Endpoint, tls: ssl.SSLContext | None, conn: H1Connection) -> None:
+        """Hand a connection back after an exchange: pooled when reusable, else closed."""
+        if not conn.end() or self._closed:
+            self.discard(conn)
+            return
+        key = (endpoint.scheme, endpoint.host, endpoint.port, tls)
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= self._max_idle:
+            self.discard(conn)
+            return
+        loop = conn.loop
+        conn.idle_since = loop.time()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._idle_timeout, self._sweep, loop)
+
+    def discard(self, conn: H1Connection) -> None:
+        conn.end()
+        conn.abort()
+        self._all.discard(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self._all):
+            conn.abort()
+        self._all.clear()
+        self._idle.clear()
+
+    def idle_count(self) -> int:
+        """Idle connections still open (the upstream has not closed them)."""
+        return sum(not conn.closed for conns in self._idle.values() for conn in conns)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sweeper = None
+        deadline = loop.time() - self._idle_timeout
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if not c.closed and c.idle_since > deadline]
+            for conn in idle:
+                if conn not in keep:
+                    self.discard(conn)
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        if self._idle:
+            self._sweeper = loop.call_later(self._idle_timeout / 2, self._sweep, loop)
+
+    async def _connect(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: H1Connection(loop),
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=tls,
+                    server_hostname=endpoint.host if tls is not None else None,
+                )
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                "connect timed out", proxy_status="connection_timeout"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or "certificate rejected"
+            raise UpstreamUnavailable(
+                f"TLS certificate: {reason}", proxy_status="tls_certificate_error"
+            ) from None
+        except ssl.SSLError:
+            raise UpstreamUnavailable(
+                "TLS handshake failed", proxy_status="tls_protocol_error"
+            ) from None
+        except socket.gaierror:
+            raise UpstreamUnavailable("DNS lookup failed", proxy_status="dns_error") from None
+        except OSError:
+            raise UpstreamUnavailable(
+                "connection refused", proxy_status="connection_refused"
+            ) from None
+        self._all.add(conn)
+        return conn

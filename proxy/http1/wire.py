@@ -1,0 +1,133 @@
+"""Pure HTTP/1.1 request encoding (RFC 9112): the request line, headers and body framing.
+
+No I/O here. The request goes out byte for byte as built: the request-target is the
+`OutboundRequest.target` verbatim, headers keep their order and case, `Host` is the upstream's
+authority, and nothing is added behind the caller's back except the framing the body needs
+(RFC 9112 §6: `Content-Length` for a known length, `chunked` for a stream of unknown length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+
+from ..errors import ProxyError
+
+# Methods whose requests carry no body by convention: a bodyless one gets no `Content-Length: 0`
+# (RFC 9110 §8.6: a user agent SHOULD NOT send it when there is no body and the method defines
+# no meaning for one). The same set as aiohttp's client, so the hop did not change behaviour.
+NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# RFC 9110 §9.2.2: requests that may be repeated automatically.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+CHUNKED_END = b"0\r\n\r\n"
+
+
+class Framing(Enum):
+    """How the request body is delimited on the wire."""
+
+    NONE = "none"  # no body at all
+    LENGTH = "length"  # `Content-Length` bytes follow
+    CHUNKED = "chunked"  # RFC 9112 §7.1 chunks, ended by a zero-size chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a request goes: the socket address and the `Host` header value."""
+
+    scheme: str
+    host: str  # for the socket and TLS SNI: no brackets around an IPv6 literal
+    port: int
+    authority: str  # for `Host`: as in the origin (default port left out)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+
+@lru_cache(maxsize=1024)
+def parse_origin(origin: str) -> Endpoint:
+    """`scheme://host[:port]` (as `OutboundRequest.origin` holds it) → `Endpoint`; cached, as a
+    proxy talks to few origins."""
+    scheme, sep, authority = origin.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in DEFAULT_PORTS or not authority or "/" in authority:
+        raise ProxyError("bad_origin", "the upstream origin is not an http(s) origin")
+    if authority.startswith("["):  # IPv6 literal, RFC 3986 §3.2.2
+        host, _, rest = authority[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = authority.partition(":")
+    port = int(port_text) if port_text.isdigit() else DEFAULT_PORTS[scheme]
+    return Endpoint(scheme, host, port, authority)
+
+
+def content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
+    for key, value in headers:
+        if len(key) == 14 and key.lower() == "content-length":
+            text = value.strip()
+            if not text.isdigit():
+                raise ProxyError("bad_content_length", "the request Content-Length is invalid")
+            return int(text)
+    return None
+
+
+def plan_framing(
+    method: str, headers: tuple[tuple[str, str], ...], body_size: int | None, streamed: bool
+) -> tuple[Framing, int | None, str | None]:
+    """Decide the body framing: `(framing, expected length, header line to add or None)`.
+
+    `body_size` is the length of an in-memory body, `streamed` says the body is an async stream.
+    A declared `Content-Length` is kept as it is (the inbound server already enforced it on the
+    client's body); a stream without one goes chunked.
+    """
+    declared = content_length(headers)
+    if body_size is None and not streamed:
+        if declared is None and method not in NO_BODY_METHODS:
+            return Framing.NONE, 0, "Content-Length: 0"
+        if declared:
+            raise ProxyError("bad_content_length", "a Content-Length was given without a body")
+        return Framing.NONE, 0, None
+    if body_size is not None:
+        if declared is None:
+            return Framing.LENGTH, body_size, f"Content-Length: {body_size}"
+        if declared != body_size:
+            raise ProxyError("bad_content_length", "the Content-Length does not match the body")
+        return Framing.LENGTH, body_size, None
+    if declared is None:
+        return Framing.CHUNKED, None, "Transfer-Encoding: chunked"
+    return Framing.LENGTH, declared, None
+
+
+def encode_head(
+    method: str,
+    target: str,
+    authority: str,
+    headers: tuple[tuple[str, str], ...],
+    extra: str | None,
+) -> bytes:
+    """Request line and header block, ending with the blank line.
+
+    A CR or LF inside any part would split the message (header injection, RFC 9112 §2.2), so
+    the whole block is counted once: exactly one CRLF per line, and no NUL.
+    """
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}"]
+    lines += [f"{key}: {value}" for key, value in headers]
+    if extra is not None:
+        lines.append(extra)
+    text = "\r\n".join(lines)
+    breaks = len(lines) - 1
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\0" in text:
+        raise ProxyError("bad_header", "a request header contains a line break", status=400)
+    try:
+        # latin-1 maps the inbound header bytes (decoded as latin-1) back to the same bytes.
+        return (text + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        # A configured value outside latin-1: UTF-8 is what aiohttp's client sent for it.
+        return (text + "\r\n\r\n").encode("utf-8")
+
+
+def chunk_frame(size: int) -> bytes:
+    """The size line of one chunk (RFC 9112 §7.1); the data and a CRLF follow it."""
+    return b"%x\r\n" % size

@@ -1,0 +1,33 @@
+"""Fixtures for the HTTP/1.1 upstream hop: a proxy wired to `Http1Upstream` explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from proxy.app import create_app
+from proxy.config.load import build_runtime
+from proxy.http1 import Http1Upstream
+from tests.conftest import bearer, connection
+
+H1Proxy = tuple[TestClient[Any, Any], Http1Upstream]
+MakeH1Proxy = Callable[..., Awaitable[H1Proxy]]
+
+
+@pytest.fixture
+def make_h1_proxy(aiohttp_client: Any) -> MakeH1Proxy:
+    """A proxy with one bearer connection `/up` → `base`, on a fresh `Http1Upstream`."""
+
+    async def make(
+        base: str, *, read_timeout: float = 5.0, extra: Mapping[str, Any] | None = None
+    ) -> H1Proxy:
+        tree = {"connections": [connection("up", base, bearer("canary-h1-token"))], **(extra or {})}
+        runtime = build_runtime(tree, {})
+        upstream = Http1Upstream(connect_timeout=2.0, read_timeout=read_timeout)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(runtime, upstream=upstream))
+        return client, upstream
+
+    return make

@@ -1,0 +1,119 @@
+"""Flow control through the hop: neither a slow client nor a slow upstream makes the proxy
+buffer a whole body (SPEC §5 Bodies, §11.4). Loopback sockets buffer a few MiB by themselves,
+so the bounds below are far under the 64 MiB sent and far over what the kernel may hold."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from tests.http1.conftest import MakeH1Proxy
+from tests.rawhttp import Message, port_of, raw_upstream, read_head
+
+MiB = 1024 * 1024
+TOTAL = 64 * MiB
+BOUND = 24 * MiB
+PIECE = 256 * 1024
+
+
+async def settle(value: object, attribute: str, *, limit: float = 4.0) -> int:
+    """Wait until `value.attribute` stops growing for 0.3 s (at most `limit` s); return it."""
+    last, stable = -1, 0
+    for _ in range(int(limit / 0.05)):
+        now = int(getattr(value, attribute))
+        stable = stable + 1 if now == last else 0
+        if stable >= 6:
+            break
+        last = now
+        await asyncio.sleep(0.05)
+    return last
+
+
+class Progress:
+    sent = 0
+
+
+async def small_buffer_connection(
+    port: int, option: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, option, 64 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
+async def test_slow_client_holds_the_upstream_back(make_h1_proxy: MakeH1Proxy) -> None:
+    progress = Progress()
+
+    async def firehose(request: Message, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % TOTAL)
+        piece = b"z" * PIECE
+        while progress.sent < TOTAL and not writer.is_closing():
+            writer.write(piece)
+            await writer.drain()  # returns once the kernel took it: what the proxy let in
+            progress.sent += PIECE
+
+    async with raw_upstream(firehose) as upstream:
+        proxy, _ = await make_h1_proxy(upstream.base)
+        reader, writer = await small_buffer_connection(port_of(proxy), socket.SO_RCVBUF)
+        try:
+            writer.write(b"GET /up/big HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+            async with asyncio.timeout(10):
+                assert (await read_head(reader)) is not None
+                await reader.readexactly(MiB)  # the client reads 1 MiB, then stops reading
+                stalled_at = await settle(progress, "sent")
+            print(f"download stalled at {stalled_at / MiB:.1f} MiB")
+            assert stalled_at < BOUND, f"upstream got {stalled_at / MiB:.1f} MiB ahead"
+            async with asyncio.timeout(10):  # reading resumes: the upstream moves on
+                await reader.readexactly(stalled_at)
+                assert progress.sent > stalled_at
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def test_slow_upstream_holds_the_client_upload_back(make_h1_proxy: MakeH1Proxy) -> None:
+    release = asyncio.Event()
+    stalled = await asyncio.start_server(
+        lambda r, w: stall_after_head(r, w, release), "127.0.0.1", 0
+    )
+    try:
+        port = stalled.sockets[0].getsockname()[1]
+        proxy, _ = await make_h1_proxy(f"http://127.0.0.1:{port}")
+        reader, writer = await small_buffer_connection(port_of(proxy), socket.SO_SNDBUF)
+        progress = Progress()
+        try:
+            writer.write(
+                b"POST /up/upload HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: %d\r\n\r\n"
+                % TOTAL
+            )
+            piece = b"u" * PIECE
+            async with asyncio.timeout(10):
+                while progress.sent < TOTAL:
+                    writer.write(piece)
+                    try:
+                        await asyncio.wait_for(writer.drain(), 0.5)
+                    except TimeoutError:
+                        break  # back-pressured: the proxy stopped taking the body
+                    progress.sent += PIECE
+            print(f"upload stalled at {progress.sent / MiB:.1f} MiB")
+            assert progress.sent < BOUND, f"proxy took {progress.sent / MiB:.1f} MiB"
+        finally:
+            release.set()
+            writer.transport.abort()
+    finally:
+        stalled.close()
+        await stalled.wait_closed()
+
+
+async def stall_after_head(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, release: asyncio.Event
+) -> None:
+    try:
+        await read_head(reader)
+        await asyncio.wait_for(release.wait(), 15)  # never reads the body
+    finally:
+        writer.transport.abort()
