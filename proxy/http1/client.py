@@ -17,10 +17,10 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
 
-from ..errors import ProxyError, UpstreamUnavailable
+from ..errors import ProxyError
 from ..messages import OutboundRequest, UpstreamResponse
 from ..upstream import UpstreamBody, UpstreamBroken, UpstreamReply
-from .connection import ConnectionLost, H1Connection
+from .connection import ConnectionLost, H1Connection, terminated
 from .pool import Pool
 from .wire import (
     CHUNKED_END,
@@ -145,7 +145,7 @@ class Http1Upstream:
                 if not (reused and replayable):
                     break
                 # The idle connection had been closed under us: one more try, on a new one.
-        raise UpstreamUnavailable("upstream closed the connection")
+        raise terminated()
 
     async def _exchange(
         self,

@@ -37,6 +37,13 @@ class ConnectionLost(Exception):
     """The upstream closed the connection before any byte of the response arrived."""
 
 
+def terminated() -> UpstreamUnavailable:
+    # RFC 9209 §2.3.9 `connection_terminated`: closed before the response was complete.
+    return UpstreamUnavailable(
+        "upstream closed the connection", proxy_status="connection_terminated"
+    )
+
+
 def protocol_error() -> UpstreamUnavailable:
     return UpstreamUnavailable(
         "upstream sent an invalid response", proxy_status="http_protocol_error"
@@ -110,9 +117,7 @@ class H1Connection(asyncio.Protocol):
             elif self.head is None and not self.received_any:
                 self._fail(ConnectionLost())
             else:
-                self._fail(
-                    self._body_or_head_error(UpstreamUnavailable("upstream closed the connection"))
-                )
+                self._fail(self._body_or_head_error(terminated()))
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("upstream connection lost"))
 

@@ -94,6 +94,6 @@ async def test_post_is_not_replayed_on_a_fresh_connection(make_h1_proxy: MakeH1P
         assert (await proxy.get("/up/a")).status == 200
         response = await proxy.post("/up/pay", data=b"charge-once")
         assert response.status == 502
-        assert "error=destination_unavailable" in response.headers["Proxy-Status"]
+        assert "error=connection_terminated" in response.headers["Proxy-Status"]
         assert (await response.json())["code"] == "upstream_unavailable"
         assert [r.request.target for r in upstream.received] == ["/a", "/pay"]
