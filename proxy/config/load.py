@@ -7,6 +7,7 @@ value from the file: YAML errors give only line and column, pydantic's `input` i
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,8 @@ from pydantic_core import ErrorDetails
 
 from ..connection import CompiledConnection, compile_connection
 from ..errors import FieldError, loc_to_path
+from ..templates import CompiledTemplate, compile_template
+from .address import split_host_port
 from .interpolate import interpolate
 from .models import ProxyConfig
 
@@ -43,6 +46,7 @@ class Runtime:
 
     config: ProxyConfig
     connections: tuple[CompiledConnection, ...]
+    templates: tuple[CompiledTemplate, ...] = ()
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -158,9 +162,11 @@ def build_runtime(tree: Any, env: Mapping[str, str]) -> Runtime:
     except ValidationError as exc:
         raise ConfigInvalid(validation_problems(exc)) from None
     connections = compile_all(config, problems)
+    templates = compile_templates(config, connections, problems)
+    check_admin(config, problems)
     if problems:
         raise ConfigInvalid(problems)
-    return Runtime(config, connections)
+    return Runtime(config, connections, templates)
 
 
 def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[CompiledConnection, ...]:
@@ -178,13 +184,69 @@ def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[Compil
         problems.extend(FieldError(f"{here}.{e.field}", e.message) for e in errors)
         if connection is None:
             continue
-        if connection.route in RESERVED_ROUTES:
-            problems.append(FieldError(f"{here}.route", f"{connection.route} is reserved"))
-        elif connection.route in routes and (model.route is not None or names[model.name] == index):
-            # A route derived from a duplicate name is that same problem, already reported.
-            problems.append(
-                FieldError(f"{here}.route", f"route already used by {routes[connection.route]}")
-            )
-        routes.setdefault(connection.route, here)
+        # A route derived from a duplicate name is that same problem, already reported.
+        report_taken = model.route is not None or names[model.name] == index
+        claim_route(connection.route, here, routes, problems, report_taken=report_taken)
         compiled.append(connection)
     return tuple(compiled)
+
+
+def compile_templates(
+    config: ProxyConfig, connections: Sequence[CompiledConnection], problems: list[FieldError]
+) -> tuple[CompiledTemplate, ...]:
+    """Check `templates:` (SPEC §9): unique ids, routes unique across connections and templates."""
+    compiled: list[CompiledTemplate] = []
+    ids: dict[str, int] = {}
+    # Connections that failed to compile are missing from `connections`: index by the model.
+    index_of = {id(model): i for i, model in enumerate(config.connections)}
+    routes = {c.route: f"connections[{index_of[id(c.model)]}]" for c in connections}
+    for index, model in enumerate(config.templates):
+        here = f"templates[{index}]"
+        if model.id in ids:
+            problems.append(FieldError(f"{here}.id", f"duplicate of templates[{ids[model.id]}]"))
+        ids.setdefault(model.id, index)
+        template, errors = compile_template(model)
+        problems.extend(FieldError(f"{here}.{e.field}", e.message) for e in errors)
+        if template is None:
+            continue
+        claim_route(template.route, here, routes, problems)
+        compiled.append(template)
+    return tuple(compiled)
+
+
+def claim_route(
+    route: str,
+    here: str,
+    routes: dict[str, str],
+    problems: list[FieldError],
+    *,
+    report_taken: bool = True,
+) -> None:
+    """Record that `here` serves `route`; a reserved or already taken route is a problem."""
+    if route in RESERVED_ROUTES:
+        problems.append(FieldError(f"{here}.route", f"{route} is reserved"))
+    elif route in routes and report_taken:
+        problems.append(FieldError(f"{here}.route", f"route already used by {routes[route]}"))
+    routes.setdefault(route, here)
+
+
+def check_admin(config: ProxyConfig, problems: list[FieldError]) -> None:
+    """The management API holds every secret: off loopback it must require a token."""
+    admin = config.admin
+    if admin is None or is_loopback_listen(admin.listen):
+        return
+    if admin.token is None or not admin.token.get_secret_value():
+        problems.append(
+            FieldError("admin.token", "required when admin.listen is not a loopback address")
+        )
+
+
+def is_loopback_listen(address: str) -> bool:
+    """True for `127.x.x.x`, `[::1]` and `localhost` listen addresses."""
+    host, _ = split_host_port(address)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

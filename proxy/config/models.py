@@ -312,6 +312,15 @@ class ConnectionCredential(Model):
     credential: Credential
 
 
+class ConnectionCredentialInput(Model):
+    """A credential given to the management API for a template: `authSchemeConfig` may be left
+    out, and then the template's at the same index is used (SPEC §9)."""
+
+    id: str | None = None
+    auth_scheme_config: AuthSchemeConfig | None = None
+    credential: Credential
+
+
 class Connection(Model):
     id: str | None = None
     name: NonEmpty

@@ -1,0 +1,187 @@
+"""The management API (control plane, SPEC §9) on its own listener: `create_admin_app()`.
+
+Routes:
+    GET    /healthz, /readyz, /openapi.json               no token
+    GET    /connections/oauth2/callback                    no token (a browser redirect; `state`)
+    POST   /o/{organisation_id}/connections                CreateConnection
+    GET    /o/{organisation_id}/connections                list
+    GET    /o/{organisation_id}/connections/{id}           GetConnection
+    DELETE /o/{organisation_id}/connections/{id}
+    POST   /o/{organisation_id}/templates/{id}/oauth2/init InitialiseOAuth2Connection
+    GET    /connection/{id}                                OpenInt getConnection
+
+Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Errors
+are the SPEC §10 JSON with `Proxy-Status`, including aiohttp's own 404/405/413.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from ..config.load import Runtime
+from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
+from ..middleware import error_response
+from ..store import Store
+from ..templates import Templates
+from ..tokens import TokenManager
+from . import connections, oauth2
+from .context import ADMIN, CALLBACK_PATH, HTTP, Admin, json_response
+from .openapi import openapi_document
+
+log = logging.getLogger("signing_proxy.admin")
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", CALLBACK_PATH})
+# Management bodies are small; a bigger one is a mistake or an attack.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class Unauthorized(ProxyError):
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(
+            "unauthorized", "a valid admin token is required (Authorization: Bearer ...)"
+        )
+
+
+def _authorize(request: web.Request, token: str | None) -> None:
+    if token is None:
+        # Only possible on a loopback listener (`config.load.check_admin`).
+        return
+    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    # hmac.compare_digest: the time taken does not tell how much of a guess was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise Unauthorized()
+
+
+def _admin_middleware(token: str | None) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path not in PUBLIC_PATHS:
+                _authorize(request, token)
+            return await handler(request)
+        except ProxyError as error:
+            response = error_response(error)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(_from_http(exc))
+        except Exception as exc:
+            # Type and traceback only: an exception's text may quote a secret.
+            log.error(
+                "unexpected %s while serving %s %s\n%s",
+                type(exc).__name__,
+                request.method,
+                request.path,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            response = error_response(
+                ProxyError("proxy_internal_error", "the proxy failed to handle the request")
+            )
+        if response.status == 401:
+            response.headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
+        return response
+
+    return middleware
+
+
+def _from_http(exc: web.HTTPException) -> ProxyError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge(MAX_BODY_BYTES)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return ProxyError(
+            "method_not_allowed",
+            "this route does not take this method",
+            status=405,
+            proxy_status="proxy_internal_response",
+        )
+    if exc.status == 404:
+        return NotFound("not_found", "no such route")
+    return InvalidRequest("bad_request", "the request could not be handled", status=exc.status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the config is loaded (else this app would not exist) and the store answers."""
+    admin = request.app[ADMIN]
+    try:
+        await admin.store.get_connection("readyz-probe")
+    except Exception as exc:
+        log.warning("readiness: the store did not answer (%s)", type(exc).__name__)
+        return json_response({"status": "unavailable", "store": "unreachable"}, status=503)
+    return json_response({"status": "ready"})
+
+
+async def serve_openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+def create_admin_app(
+    runtime: Runtime,
+    *,
+    templates: Templates,
+    store: Store,
+    tokens: TokenManager | None = None,
+    clock: Callable[[], float] = time.time,
+    http: aiohttp.ClientSession | None = None,
+) -> web.Application:
+    """The management API over the same `templates`, `store` and `tokens` as the data plane.
+
+    Args:
+        http: client for the OAuth 2.0 code exchange; one is created (and closed) when None.
+    """
+    admin = Admin(
+        runtime=runtime,
+        templates=templates,
+        store=store,
+        tokens=tokens,
+        clock=clock,
+        file_connections={c.id: c for c in runtime.connections},
+    )
+    settings = runtime.config.admin
+    token = settings.token.get_secret_value() if settings and settings.token else None
+    app = web.Application(middlewares=[_admin_middleware(token)], client_max_size=MAX_BODY_BYTES)
+    app[ADMIN] = admin
+
+    async def client_session(app: web.Application) -> AsyncIterator[None]:
+        if http is not None:
+            app[HTTP] = http
+            yield
+            return
+        timeout = aiohttp.ClientTimeout(
+            total=runtime.config.timeouts.read, connect=runtime.config.timeouts.connect
+        )
+        async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as s:
+            app[HTTP] = s
+            yield
+
+    app.cleanup_ctx.append(client_session)
+    org = "/o/{organisation_id}"
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", serve_openapi)
+    app.router.add_post(f"{org}/connections", connections.create_connection)
+    app.router.add_get(f"{org}/connections", connections.list_connections)
+    app.router.add_get(f"{org}/connections/{{connection_id}}", connections.get_connection)
+    app.router.add_delete(f"{org}/connections/{{connection_id}}", connections.delete_connection)
+    app.router.add_post(f"{org}/templates/{{template_id}}/oauth2/init", oauth2.initialise)
+    app.router.add_get(CALLBACK_PATH, oauth2.callback)
+    app.router.add_get("/connection/{connection_id}", connections.openint_get_connection)
+    return app
+
+
+__all__ = ["ADMIN", "HTTP", "Admin", "create_admin_app"]

@@ -1,0 +1,257 @@
+"""Connection endpoints of the management API (SPEC §9): create from a template, list, get, delete,
+and OpenInt's `GET /connection/{id}` with `include_secrets` and `refresh_policy`.
+
+A created connection is checked exactly like one from `proxy.yaml` (`templates.build_connection`
+→ `connection.compile_connection`), written to the store, and only then added to the live
+template route: on any error nothing is written and nothing serves. Every read goes through
+`redact.to_json`, so secrets are left out unless OpenInt's `include_secrets=true` asks for them.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiohttp import web
+
+from ..config import models as m
+from ..connection import CompiledConnection
+from ..errors import Conflict, FieldError, NotFound
+from ..messages import TokenSet
+from ..schemes.base import Scheme
+from ..schemes.oauth2 import OAuth2Scheme
+from ..store import StoreConflict, StoredConnection
+from ..templates import TemplateRoute, build_connection
+from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
+from .models import ConnectionCreate
+from .redact import to_json
+
+RefreshPolicy = Literal["none", "force", "auto"]
+REFRESH_POLICIES: tuple[RefreshPolicy, ...] = ("none", "force", "auto")
+
+
+async def create_connection(request: web.Request) -> web.Response:
+    """CreateConnection: `EnvSystemConnectionCreate` → 201 `Connection` (redacted)."""
+    admin = request.app[ADMIN]
+    admin.check_organisation(request)
+    body = await read_body(request, ConnectionCreate)
+    route = admin.templates.get(body.connection_template_id)
+    if route is None:
+        raise ValidationFailed(
+            "the body is invalid", [FieldError("connectionTemplateId", "no template with this id")]
+        )
+    fields = body.connection
+    compiled, problems = build_connection(
+        route.template,
+        name=fields.name,
+        credentials=fields.credentials,
+        base_url=fields.base_url,
+        external_id=body.external_id,
+    )
+    if compiled is None:
+        raise ValidationFailed(
+            "the connection is invalid",
+            [FieldError(_under("connection", p.field), p.message) for p in problems],
+        )
+    check_unique(route, compiled)
+    await save_connection(admin, route, compiled)
+    return json_response(connection_json(compiled), status=201)
+
+
+def check_unique(route: TemplateRoute, connection: CompiledConnection) -> None:
+    """`name` and `externalId` are unique within a template (409 otherwise)."""
+    same_name = route.find_name(connection.name)
+    if same_name is not None and same_name.id != connection.id:
+        raise Conflict("conflict", "a connection of this template already has this name")
+    external_id = connection.model.external_id
+    if external_id:
+        same = route.get(external_id)
+        if same is not None and same.id != connection.id:
+            raise Conflict("conflict", "a connection of this template already has this externalId")
+
+
+async def save_connection(
+    admin: Admin, route: TemplateRoute, connection: CompiledConnection
+) -> None:
+    """Write to the store (durable, with secrets), then serve: never the other way round."""
+    now = time.time()
+    try:
+        await admin.store.put_connection(
+            StoredConnection(
+                id=connection.id,
+                template_id=route.template.id,
+                name=connection.name,
+                external_id=connection.model.external_id,
+                document=to_json(connection.model, include_secrets=True),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    except StoreConflict as exc:
+        message = f"a connection of this template already has this {exc.field}"
+        raise Conflict("conflict", message) from None
+    route.add(connection)
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    admin = request.app[ADMIN]
+    admin.check_organisation(request)
+    items = [
+        await current_json(admin, c, include_secrets=False, policy="none")
+        for c in admin.all_connections()
+    ]
+    return json_response({"items": items})
+
+
+async def get_connection(request: web.Request) -> web.Response:
+    """GetConnection: secret values left out, the rest shown."""
+    admin = request.app[ADMIN]
+    admin.check_organisation(request)
+    connection = _find(admin, request.match_info["connection_id"])
+    return json_response(
+        await current_json(admin, connection, include_secrets=False, policy="none")
+    )
+
+
+async def delete_connection(request: web.Request) -> web.Response:
+    """204; the connection stops serving and its stored tokens are deleted."""
+    admin = request.app[ADMIN]
+    admin.check_organisation(request)
+    connection = _find(admin, request.match_info["connection_id"])
+    if connection.id in admin.file_connections:
+        raise Conflict("conflict", "this connection is defined in proxy.yaml; remove it there")
+    await admin.store.delete_connection(connection.id)
+    template_id = connection.model.connection_template_id
+    route = admin.templates.get(template_id) if template_id else None
+    if route is not None:
+        route.discard(connection.id)
+    for scheme in connection.schemes:
+        await forget_token(admin, scheme.credential_id)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def openint_get_connection(request: web.Request) -> web.Response:
+    """OpenInt getConnection: `include_secrets` (default false), `refresh_policy` (default auto)."""
+    admin = request.app[ADMIN]
+    include_secrets = _flag(request, "include_secrets")
+    policy = request.query.get("refresh_policy", "auto")
+    if policy not in REFRESH_POLICIES:
+        raise ValidationFailed(
+            "bad query parameter",
+            [FieldError("refresh_policy", "must be one of none, force, auto")],
+        )
+    connection = _find(admin, request.match_info["connection_id"])
+    return json_response(
+        await current_json(admin, connection, include_secrets=include_secrets, policy=policy)
+    )
+
+
+def connection_json(
+    connection: CompiledConnection, model: m.Connection | None = None, include_secrets: bool = False
+) -> dict[str, Any]:
+    """The seed `Connection`, secrets left out unless asked for; ids and route as served."""
+    body = to_json(model or connection.model, include_secrets=include_secrets)
+    body["id"] = connection.id
+    body["route"] = connection.route or "/"
+    for entry, scheme in zip(body.get("credentials", []), connection.schemes, strict=True):
+        entry["id"] = scheme.credential_id
+    return body
+
+
+async def current_json(
+    admin: Admin, connection: CompiledConnection, *, include_secrets: bool, policy: RefreshPolicy
+) -> dict[str, Any]:
+    """The connection with each OAuth 2.0 token credential showing the token in use now.
+
+    The file's or the API's token goes stale once a provider rotates it; the store holds the
+    newest. `policy` says whether to refresh first: `auto` when expired or within the skew
+    (what the data plane would do), `force` always, `none` never.
+    """
+    model = connection.model
+    credentials = list(model.credentials)
+    for index, (entry, scheme) in enumerate(zip(credentials, connection.schemes, strict=True)):
+        if not isinstance(entry.credential, m.OAuth2TokenCredential):
+            continue
+        token = await _token(admin, scheme, policy)
+        if token is not None:
+            credentials[index] = entry.model_copy(
+                update={"credential": _with_token(entry.credential, token)}
+            )
+    current = model.model_copy(update={"credentials": credentials})
+    return connection_json(connection, current, include_secrets)
+
+
+async def forget_token(admin: Admin, credential_id: str) -> None:
+    """Delete a credential's stored token (and the token manager's copy of it)."""
+    if admin.tokens is not None:
+        await admin.tokens.forget(credential_id)
+    else:
+        await admin.store.delete_token(credential_id)
+
+
+async def _token(admin: Admin, scheme: Scheme, policy: RefreshPolicy) -> TokenSet | None:
+    if not isinstance(scheme, OAuth2Scheme):
+        return None
+    tokens = admin.tokens
+    if policy == "none" or tokens is None:
+        return await _stored_token(admin, scheme)
+    if policy == "force":
+        stale = await _stored_token(admin, scheme) or await tokens.current(scheme)
+        return await tokens.refresh(scheme, stale)
+    return await tokens.current(scheme)
+
+
+async def _stored_token(admin: Admin, scheme: OAuth2Scheme) -> TokenSet | None:
+    """The newest token without a refresh: the store's when it descends from this credential."""
+    record = await admin.store.get_token(scheme.credential_id)
+    seed = admin.store.fingerprint(scheme.settings.seed_identity())
+    if record is None or record.seed_fingerprint != seed:
+        return scheme.settings.seed_token
+    return record.token
+
+
+def _with_token(credential: m.OAuth2TokenCredential, token: TokenSet) -> m.OAuth2TokenCredential:
+    data = token_data(token, credential.data.oauth2_token.scopes)
+    return credential.model_copy(update={"data": data, "expires_at": data.oauth2_token.expires_at})
+
+
+def token_data(token: TokenSet, scopes: list[str] | None = None) -> m.OAuth2TokenData:
+    """A `TokenSet` in the seed's `oauth2Token` credential data shape."""
+    value = {
+        "accessToken": token.access_token,
+        "refreshToken": token.refresh_token,
+        "tokenType": token.token_type,
+        "expiresAt": iso8601(token.expires_at),
+        "scopes": token.scope.split() if token.scope else list(scopes or []),
+    }
+    return m.OAuth2TokenData.model_validate({"oauth2Token": value})
+
+
+def iso8601(timestamp: float | None) -> str | None:
+    """Unix seconds → `2025-01-31T12:00:00Z` (RFC 3339, UTC)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _find(admin: Admin, connection_id: str) -> CompiledConnection:
+    connection = admin.find(connection_id)
+    if connection is None:
+        raise NotFound("not_found", "no connection has this id")
+    return connection
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false").lower()
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise ValidationFailed("bad query parameter", [FieldError(name, "must be true or false")])
+
+
+def _under(prefix: str, field: str) -> str:
+    if not field:
+        return prefix
+    return prefix + field if field.startswith("[") else f"{prefix}.{field}"

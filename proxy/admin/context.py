@@ -1,0 +1,108 @@
+"""What the management API handlers share: the runtime, the live template routes, the store.
+
+The admin app and the data-plane app of one process hold the *same* `Templates`, store and token
+provider, so a connection created here serves traffic at once and a token refreshed by either
+plane is the one the other sees.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ..config.load import Runtime, validation_problems
+from ..connection import CompiledConnection
+from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
+from ..store import Store
+from ..templates import Templates
+from ..tokens import TokenManager
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+CALLBACK_PATH = "/connections/oauth2/callback"
+
+
+class ValidationFailed(InvalidRequest):
+    """400 `validation_failed` with the field paths of every problem (SPEC §10)."""
+
+    def __init__(self, message: str, fields: list[FieldError] | tuple[FieldError, ...] = ()):
+        super().__init__("validation_failed", message, fields=fields)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Admin:
+    """The management API's view of the process."""
+
+    runtime: Runtime
+    templates: Templates
+    store: Store
+    tokens: TokenManager | None = None
+    clock: Callable[[], float] = time.time
+    file_connections: Mapping[str, CompiledConnection] = field(default_factory=dict)
+
+    @property
+    def organisation_id(self) -> str:
+        return self.runtime.config.organisation_id
+
+    @property
+    def redirect_uri(self) -> str:
+        """`admin.publicUrl` (default `http://` + `admin.listen`) + the callback path."""
+        admin = self.runtime.config.admin
+        listen = admin.listen if admin is not None else "127.0.0.1:8081"
+        base = admin.public_url if admin is not None and admin.public_url else f"http://{listen}"
+        return base.rstrip("/") + CALLBACK_PATH
+
+    def check_organisation(self, request: web.Request) -> None:
+        """A proxy serves one organisation: any other id in the path is 404 (SPEC §9)."""
+        if request.match_info.get("organisation_id") != self.organisation_id:
+            raise NotFound("not_found", "no such organisation")
+
+    def find(self, connection_id: str) -> CompiledConnection | None:
+        """A connection from the file or created through the API, by id."""
+        found = self.file_connections.get(connection_id)
+        return found if found is not None else self.templates.connection(connection_id)
+
+    def all_connections(self) -> list[CompiledConnection]:
+        return [*self.file_connections.values(), *self.templates.connections()]
+
+
+ADMIN = web.AppKey("admin", Admin)
+# The client for the OAuth 2.0 code exchange (never the data plane's upstream pool).
+HTTP = web.AppKey("admin_http", aiohttp.ClientSession)
+
+
+async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Parse and validate a JSON body; malformed JSON or a bad field is 400 with its path."""
+    raw = await request.read()
+    try:
+        tree: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("validation_failed", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        raise ValidationFailed("the body is invalid", validation_problems(exc)) from None
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    # No caching anywhere: some responses carry secrets (include_secrets), none are static.
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+
+
+__all__ = [
+    "ADMIN",
+    "HTTP",
+    "Admin",
+    "CALLBACK_PATH",
+    "ProxyError",
+    "ValidationFailed",
+    "json_response",
+    "read_body",
+]

@@ -1,0 +1,364 @@
+"""The OAuth 2.0 connect flow (SPEC §9): authorization code with PKCE, RFC 6749 §4.1 + RFC 7636.
+
+`initialise` (Versori's InitialiseOAuth2Connection) builds the authorize URL and remembers the
+flow in the store under an unguessable `state` (RFC 6749 §10.12: CSRF protection), bound to the
+organisation, the template and the connection it will create or update, with the PKCE verifier
+(RFC 7636 §4.1) and a 10-minute expiry. `callback` (Switchboard's) takes that state exactly once,
+exchanges the code with the verifier (§4.1.3, RFC 7636 §4.5), and creates or updates the
+connection with the new `oauth2-token` credential.
+
+The token request is built and parsed by the pure `schemes.oauth2` functions, the same the
+token manager uses; the client secret always comes from the template, never from a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from ..config import models as m
+from ..connection import CompiledConnection
+from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
+from ..messages import TokenSet
+from ..schemes.oauth2 import (
+    TokenEndpointError,
+    authorization_code_params,
+    build_token_request,
+    parse_token_response,
+)
+from ..store import FlowState
+from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
+from .connections import check_unique, forget_token, iso8601, save_connection, token_data
+from .context import ADMIN, HTTP, Admin, ValidationFailed, json_response, read_body
+from .models import OAuth2Init
+from .redact import to_json
+
+FLOW_TTL = 600.0  # SPEC §9: a connect flow expires after 10 minutes
+OFFLINE_ACCESS = "offline_access"
+# What the proxy sets in the authorize URL; `additionalParams` may not replace them.
+STANDARD_PARAMS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "prompt",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
+_MAX_PROVIDER_TEXT = 300
+
+
+def code_challenge(verifier: str) -> str:
+    """RFC 7636 §4.2 S256: BASE64URL(SHA256(ASCII(code_verifier))), no padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def new_code_verifier() -> str:
+    """RFC 7636 §4.1: 43–128 unreserved characters; 64 random bytes give 86."""
+    return secrets.token_urlsafe(64)
+
+
+def oauth2_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth2SchemeConfig]:
+    """The template's authorization-code scheme and its index; 400 when the flow cannot fill it.
+
+    The flow yields one secret, the token: any other scheme of the template must be `none`.
+    """
+    found: tuple[int, m.OAuth2SchemeConfig] | None = None
+    for index, auth in enumerate(template.model.auth_scheme_configs):
+        if (
+            found is None
+            and isinstance(auth, m.OAuth2SchemeConfig)
+            and isinstance(auth.oauth2.grant, m.AuthorizationCodeGrant)
+        ):
+            found = (index, auth)
+        elif not isinstance(auth, m.NoneSchemeConfig):
+            raise InvalidRequest(
+                "validation_failed",
+                "the connect flow needs a template whose only secret is one oauth2 "
+                "authorizationCode scheme; create such connections with POST .../connections",
+            )
+    if found is None:
+        raise InvalidRequest(
+            "validation_failed", "the template has no oauth2 authorizationCode scheme"
+        )
+    return found
+
+
+async def initialise(request: web.Request) -> web.Response:
+    """InitialiseOAuth2Connection → `{"url": authorize URL}`."""
+    admin = request.app[ADMIN]
+    admin.check_organisation(request)
+    route = admin.templates.get(request.match_info["template_id"])
+    if route is None:
+        raise NotFound("not_found", "no template has this id")
+    body = await read_body(request, OAuth2Init)
+    index, auth = oauth2_scheme(route.template)
+    params = auth.oauth2
+    grant = params.grant
+    assert isinstance(grant, m.AuthorizationCodeGrant)
+    problems = [
+        FieldError(f"additionalParams.{name}", "is set by the proxy itself")
+        for name in body.additional_params
+        if name in STANDARD_PARAMS
+    ]
+    authorize_url = body.authorize_url or params.authorize_url
+    if authorize_url is None:
+        problems.append(FieldError("authorizeUrl", "required: the template has none"))
+    elif not _is_http_url(authorize_url):
+        problems.append(FieldError("authorizeUrl", "must be an absolute http(s) URL"))
+    if problems:
+        raise ValidationFailed("the body is invalid", problems)
+    assert authorize_url is not None
+    client_id = body.client_id or grant.authorization_code.client_id
+    scopes = list(
+        body.scopes if body.scopes is not None else params.scopes or params.default_scopes
+    )
+    if not body.disable_offline_access and OFFLINE_ACCESS not in scopes:
+        scopes.append(OFFLINE_ACCESS)
+    prompt = body.prompt
+    if prompt is None and "approval_prompt" not in body.additional_params:
+        prompt = "login"
+
+    state, verifier = secrets.token_urlsafe(32), new_code_verifier()
+    query: list[tuple[str, str]] = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", admin.redirect_uri),
+    ]
+    if scopes:
+        query.append(("scope", " ".join(scopes)))  # RFC 6749 §3.3: space-delimited
+    if prompt is not None:
+        query.append(("prompt", prompt))
+    query += [
+        ("code_challenge", code_challenge(verifier)),
+        ("code_challenge_method", "S256"),
+        ("state", state),
+        *body.additional_params.items(),
+    ]
+    await admin.store.put_flow(
+        FlowState(
+            state=state,
+            code_verifier=verifier,
+            template_id=route.template.id,
+            organisation_id=admin.organisation_id,
+            redirect_uri=admin.redirect_uri,
+            expires_at=admin.clock() + FLOW_TTL,
+            connection_name=body.connection_name,
+            external_id=body.external_id,
+            extra={
+                "schemeIndex": index,
+                "clientId": client_id,
+                "scopes": scopes,
+                "authorizeUrl": authorize_url,
+            },
+        )
+    )
+    separator = "&" if urlsplit(authorize_url).query else "?"
+    if authorize_url.endswith(("?", "&")):
+        separator = ""
+    url = authorize_url + separator + urlencode(query, quote_via=quote)
+    return json_response({"url": url})
+
+
+async def callback(request: web.Request) -> web.Response:
+    """The provider's redirect: `code` + `state` → token → connection; 201 with the credential."""
+    admin = request.app[ADMIN]
+    query = request.query
+    state = query.get("state", "")
+    if "error" in query:
+        if state:
+            await admin.store.take_flow(state, now=admin.clock())  # used up either way
+        raise InvalidRequest(
+            "authorization_failed",
+            "the provider did not authorise the connection",
+            details=_provider_text(query.get("error", ""), query.get("error_description", "")),
+        )
+    missing = [FieldError(name, "required") for name in ("code", "state") if not query.get(name)]
+    if missing:
+        raise ValidationFailed("the callback needs code and state", missing)
+    flow = await admin.store.take_flow(state, now=admin.clock())
+    route = admin.templates.get(flow.template_id) if flow is not None else None
+    if flow is None or route is None or flow.organisation_id != admin.organisation_id:
+        raise InvalidRequest(
+            "invalid_state", "unknown, already used or expired state: start the flow again"
+        )
+    index, auth = oauth2_scheme(route.template)
+    auth = _chosen_config(auth, flow.extra)
+    token = await exchange_code(request.app[HTTP], admin, auth, flow, query["code"])
+    connection, replaced = _connect(route, flow, index, auth, token)
+    await save_connection(admin, route, connection)
+    if replaced is not None:
+        # The old token is superseded; leaving it would keep a usable secret around.
+        await forget_token(admin, replaced)
+    entry = connection.model.credentials[index]
+    credential = entry.credential
+    assert isinstance(credential, m.OAuth2TokenCredential)
+    body: dict[str, Any] = {
+        "id": connection.schemes[index].credential_id,
+        "organisationID": admin.organisation_id,
+        "name": credential.name,
+        "type": credential.type,
+        "data": to_json(credential.data),
+        "connectionId": connection.id,
+    }
+    if credential.expires_at is not None:
+        body["expiresAt"] = credential.expires_at
+    return json_response(body, status=201)
+
+
+def _chosen_config(auth: m.OAuth2SchemeConfig, extra: Any) -> m.OAuth2SchemeConfig:
+    """The template's scheme with what init overrode (client id, scopes, authorize URL).
+
+    The connection keeps these, so a refresh uses the client the code was issued to; the
+    client secret stays the template's.
+    """
+    grant = auth.oauth2.grant
+    assert isinstance(grant, m.AuthorizationCodeGrant)
+    pair = grant.authorization_code.model_copy(update={"client_id": extra["clientId"]})
+    params = auth.oauth2.model_copy(
+        update={
+            "authorize_url": extra["authorizeUrl"],
+            "scopes": list(extra["scopes"]),
+            "grant": grant.model_copy(update={"authorization_code": pair}),
+        }
+    )
+    return auth.model_copy(update={"oauth2": params})
+
+
+async def exchange_code(
+    http: aiohttp.ClientSession,
+    admin: Admin,
+    auth: m.OAuth2SchemeConfig,
+    flow: FlowState,
+    code: str,
+) -> TokenSet:
+    """RFC 6749 §4.1.3 with the PKCE verifier; HTTP Basic first, form body if Basic is refused."""
+    params = auth.oauth2
+    grant = params.grant
+    assert isinstance(grant, m.AuthorizationCodeGrant)
+    if params.token_url is None or not _is_http_url(params.token_url):
+        raise ProxyError("code_exchange_failed", "the template has no usable tokenUrl", status=502)
+    pair = grant.authorization_code
+    form = authorization_code_params(code, flow.redirect_uri, flow.code_verifier)
+    failure: TokenEndpointError | None = None
+    for style in ("basic", "form"):
+        token_request = build_token_request(
+            params.token_url,
+            form,
+            client_id=pair.client_id,
+            client_secret=pair.client_secret.get_secret_value(),
+            client_auth=style,
+            additional=params.additional_token_params,
+        )
+        try:
+            async with http.post(
+                token_request.url, data=token_request.body(), headers=list(token_request.headers)
+            ) as response:
+                status, raw = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProxyError(
+                "code_exchange_failed",
+                "the token endpoint could not be reached",
+                status=502,
+                details=type(exc).__name__,
+            ) from None
+        try:
+            return parse_token_response(
+                status, raw, now=admin.clock(), requested_scope=" ".join(params.scopes) or None
+            )
+        except TokenEndpointError as exc:
+            failure = exc
+            if not (exc.rejects_client and pair.client_secret.get_secret_value()):
+                break
+    assert failure is not None
+    # A refused code (invalid_grant: wrong, used or expired code, verifier mismatch) is the
+    # caller's to fix by starting again; anything else is the provider's failure.
+    rejected = 400 <= failure.status < 500
+    raise ProxyError(
+        "code_exchange_failed",
+        "the token endpoint refused the authorization code"
+        if rejected
+        else "the token endpoint failed",
+        status=400 if rejected else 502,
+        proxy_status="proxy_internal_response" if rejected else None,
+        details=failure.error,
+    )
+
+
+def _connect(
+    route: TemplateRoute,
+    flow: FlowState,
+    index: int,
+    auth: m.OAuth2SchemeConfig,
+    token: TokenSet,
+) -> tuple[CompiledConnection, str | None]:
+    """Create the connection, or update the one matched on `externalId`, else on the name.
+
+    Returns the compiled connection and the credential id whose stored token it replaces.
+    """
+    existing = route.get(flow.external_id) if flow.external_id else None
+    if existing is None and flow.connection_name:
+        existing = route.find_name(flow.connection_name)
+    name = flow.connection_name or (existing.name if existing else None)
+    name = name or flow.external_id or f"{route.template.id}-{new_id()[:8]}"
+    expires_at = iso8601(token.expires_at)
+    credential = m.OAuth2TokenCredential(
+        type="oauth2-token",
+        id=new_id(),
+        name=name,
+        expires_at=expires_at,
+        data=token_data(token),
+    )
+    entry = m.ConnectionCredential(id=credential.id, auth_scheme_config=auth, credential=credential)
+    replaced: str | None = None
+    if existing is not None:
+        credentials = list(existing.model.credentials)
+        replaced = existing.schemes[index].credential_id
+        credentials[index] = entry
+        compiled, problems = check_connection(
+            existing.model.model_copy(update={"credentials": credentials})
+        )
+    else:
+        inputs = [
+            m.ConnectionCredentialInput(
+                id=entry.id if i == index else None,
+                auth_scheme_config=auth if i == index else None,
+                credential=credential if i == index else m.NoneCredential(type="none"),
+            )
+            for i in range(len(route.template.model.auth_scheme_configs))
+        ]
+        compiled, problems = build_connection(
+            route.template, name=name, credentials=inputs, external_id=flow.external_id
+        )
+    if compiled is None:
+        raise ProxyError(
+            "code_exchange_failed",
+            "the token could not be used",
+            status=502,
+            fields=[FieldError(p.field, p.message) for p in problems],
+        )
+    if existing is None:
+        check_unique(route, compiled)
+    return compiled, replaced
+
+
+def _provider_text(error: str, description: str) -> str:
+    """`error: error_description` as the provider sent them, printable and bounded."""
+    text = f"{error}: {description}" if description else error
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    return text[:_MAX_PROVIDER_TEXT]
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

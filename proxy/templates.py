@@ -1,0 +1,239 @@
+"""Connection templates (SPEC §9): a template route, and connections built from a template.
+
+A template is a connection without secrets: `route`, `baseUrl` and the auth scheme configs. The
+management API creates connections for end users from it; they all share the template's route,
+and each request picks its connection with the `X-Connection-Id` header (the connection's id or
+its `externalId`; the header itself never goes upstream, see `headers.REQUEST_ONLY`).
+
+`TemplateRoute` is what the template's route resolves to in the data-plane router. It is a live
+set: a connection added by the API serves traffic from the next request on, without a restart.
+`Templates` holds the template routes of one process; the data plane and the admin API share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from .config import models as m
+from .connection import (
+    CompiledConnection,
+    ConnectionProblem,
+    compile_connection,
+    normalise_route,
+)
+from .errors import FieldError, InvalidRequest, NotFound
+from .store import ConnectionStore
+
+log = logging.getLogger("signing_proxy.templates")
+
+CONNECTION_ID_HEADER = "X-Connection-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A checked template: its model and its normalised route."""
+
+    model: m.Template
+    route: str
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+
+def compile_template(model: m.Template) -> tuple[CompiledTemplate | None, list[ConnectionProblem]]:
+    """Check a template from the file; problems carry paths relative to the template."""
+    try:
+        route = normalise_route(model.route if model.route is not None else "/" + model.id)
+    except ConnectionProblem as exc:
+        return None, [exc]
+    return CompiledTemplate(model, route), []
+
+
+def build_connection(
+    template: CompiledTemplate,
+    *,
+    name: str,
+    credentials: Sequence[m.ConnectionCredentialInput],
+    base_url: str | None = None,
+    external_id: str | None = None,
+    connection_id: str | None = None,
+) -> tuple[CompiledConnection | None, list[FieldError]]:
+    """Build and compile a connection from `template`; field paths are relative to `connection`.
+
+    One credential per template auth scheme config, in order; a credential that leaves out
+    `authSchemeConfig` takes the template's at its index, one that gives its own must keep the
+    template's scheme type (the template decides how its upstream is authenticated).
+    """
+    configs = template.model.auth_scheme_configs
+    problems: list[FieldError] = []
+    if configs and len(credentials) != len(configs):
+        problems.append(
+            FieldError(
+                "credentials",
+                f"template {template.id!r} needs {len(configs)} credential(s), "
+                f"one per auth scheme config, got {len(credentials)}",
+            )
+        )
+        return None, problems
+    entries: list[m.ConnectionCredential] = []
+    for index, given in enumerate(credentials):
+        auth = given.auth_scheme_config
+        if auth is None:
+            if index >= len(configs):
+                problems.append(
+                    FieldError(
+                        f"credentials[{index}].authSchemeConfig",
+                        "required: the template has no auth scheme config at this index",
+                    )
+                )
+                continue
+            auth = configs[index]
+        elif configs and auth.type != configs[index].type:
+            problems.append(
+                FieldError(
+                    f"credentials[{index}].authSchemeConfig.type",
+                    f"the template's scheme at this index is {configs[index].type!r}",
+                )
+            )
+            continue
+        entries.append(
+            m.ConnectionCredential(
+                id=given.id, auth_scheme_config=auth, credential=given.credential
+            )
+        )
+    if problems:
+        return None, problems
+    model = m.Connection(
+        id=connection_id or new_id(),
+        name=name,
+        base_url=base_url or template.model.base_url,
+        route=template.route,
+        external_id=external_id,
+        connection_template_id=template.id,
+        credentials=entries,
+    )
+    return check_connection(model)
+
+
+def check_connection(model: m.Connection) -> tuple[CompiledConnection | None, list[FieldError]]:
+    """Compile a connection exactly as the file's are compiled; paths relative to it."""
+    compiled, errors = compile_connection(model)
+    return compiled, [FieldError(e.field, e.message) for e in errors]
+
+
+def new_id() -> str:
+    """A fresh, unguessable connection id."""
+    return str(uuid.uuid4())
+
+
+class TemplateRoute:
+    """The target of a template's route: picks the connection named by `X-Connection-Id`."""
+
+    def __init__(self, template: CompiledTemplate) -> None:
+        self.template = template
+        self._by_id: dict[str, CompiledConnection] = {}
+        self._by_external_id: dict[str, CompiledConnection] = {}
+
+    def select(self, request: web.Request) -> CompiledConnection:
+        wanted = request.headers.get(CONNECTION_ID_HEADER, "").strip()
+        if not wanted:
+            raise InvalidRequest(
+                "connection_id_required",
+                f"this route serves template {self.template.id!r}: "
+                f"name the connection in {CONNECTION_ID_HEADER}",
+            )
+        connection = self.get(wanted)
+        if connection is None:
+            raise NotFound(
+                "connection_not_found",
+                f"no connection of template {self.template.id!r} has this id or externalId",
+            )
+        return connection
+
+    def by_id(self, connection_id: str) -> CompiledConnection | None:
+        return self._by_id.get(connection_id)
+
+    def get(self, id_or_external_id: str) -> CompiledConnection | None:
+        """By id first, then by `externalId`."""
+        found = self.by_id(id_or_external_id)
+        return found if found is not None else self._by_external_id.get(id_or_external_id)
+
+    def add(self, connection: CompiledConnection) -> None:
+        """Add or replace (same id) a connection; it serves traffic from the next request."""
+        self.discard(connection.id)
+        self._by_id[connection.id] = connection
+        if connection.model.external_id:
+            self._by_external_id[connection.model.external_id] = connection
+
+    def discard(self, connection_id: str) -> CompiledConnection | None:
+        old = self._by_id.pop(connection_id, None)
+        if old is not None and old.model.external_id:
+            self._by_external_id.pop(old.model.external_id, None)
+        return old
+
+    def __iter__(self) -> Iterator[CompiledConnection]:
+        return iter(list(self._by_id.values()))
+
+    def find_name(self, name: str) -> CompiledConnection | None:
+        return next((c for c in self._by_id.values() if c.name == name), None)
+
+
+class Templates:
+    """The template routes of one process, by template id (shared by data plane and admin)."""
+
+    def __init__(self, templates: Sequence[CompiledTemplate] = ()) -> None:
+        self.routes: dict[str, TemplateRoute] = {t.id: TemplateRoute(t) for t in templates}
+
+    def get(self, template_id: str) -> TemplateRoute | None:
+        return self.routes.get(template_id)
+
+    def connection(self, connection_id: str) -> CompiledConnection | None:
+        """A connection created from any template, by id."""
+        for route in self.routes.values():
+            found = route.by_id(connection_id)
+            if found is not None:
+                return found
+        return None
+
+    def connections(self) -> Iterator[CompiledConnection]:
+        for route in self.routes.values():
+            yield from route
+
+
+async def load_connections(store: ConnectionStore, templates: Templates) -> int:
+    """Start-up: put the connections created through the API back on their template routes.
+
+    One that can no longer be served (its template was removed from the file, or it no longer
+    compiles) is logged by id and skipped; the proxy keeps serving everything else. Returns the
+    number loaded.
+    """
+    loaded = 0
+    for stored in await store.list_connections():
+        route = templates.get(stored.template_id)
+        if route is None:
+            log.warning(
+                "connection %s: template %r is gone; not served", stored.id, stored.template_id
+            )
+            continue
+        try:
+            model = m.Connection.model_validate(dict(stored.document))
+        except ValidationError:
+            log.warning("connection %s: stored document no longer valid; not served", stored.id)
+            continue
+        compiled, problems = check_connection(
+            model.model_copy(update={"route": route.template.route})
+        )
+        if compiled is None:
+            fields = ", ".join(p.field for p in problems)
+            log.warning("connection %s: does not compile (%s); not served", stored.id, fields)
+            continue
+        route.add(compiled)
+        loaded += 1
+    return loaded
