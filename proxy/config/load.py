@@ -35,9 +35,12 @@ _UNION_FIELDS = frozenset({"authSchemeConfig", "credential", "grant", "authSchem
 class ConfigInvalid(Exception):
     """The configuration cannot be used; `problems` name each field."""
 
-    def __init__(self, problems: Sequence[FieldError]) -> None:
+    def __init__(
+        self, problems: Sequence[FieldError], warnings: Sequence[FieldError] = ()
+    ) -> None:
         super().__init__(f"{len(problems)} problem(s) in the configuration")
         self.problems = list(problems)
+        self.warnings = list(warnings)  # reported too, but alone they never make it invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class Runtime:
     config: ProxyConfig
     connections: tuple[CompiledConnection, ...]
     templates: tuple[CompiledTemplate, ...] = ()
+    # Usable but worth a word (an expired client certificate): `check` prints them, exit 0.
+    warnings: tuple[FieldError, ...] = ()
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -164,9 +169,24 @@ def build_runtime(tree: Any, env: Mapping[str, str]) -> Runtime:
     connections = compile_all(config, problems)
     templates = compile_templates(config, connections, problems)
     check_admin(config, problems)
+    warnings = scheme_warnings(config, connections)
     if problems:
-        raise ConfigInvalid(problems)
-    return Runtime(config, connections, templates)
+        raise ConfigInvalid(problems, warnings)
+    return Runtime(config, connections, templates, warnings)
+
+
+def scheme_warnings(
+    config: ProxyConfig, connections: Sequence[CompiledConnection]
+) -> tuple[FieldError, ...]:
+    """Each scheme's `warnings`, with the full field path of its credential."""
+    compiled = {id(c.model): c for c in connections}
+    warnings: list[FieldError] = []
+    for index, model in enumerate(config.connections):
+        connection = compiled.get(id(model))
+        for position, scheme in enumerate(connection.schemes if connection else ()):
+            here = f"connections[{index}].credentials[{position}]"
+            warnings += [FieldError(f"{here}.{field}", text) for field, text in scheme.warnings]
+    return tuple(warnings)
 
 
 def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[CompiledConnection, ...]:
