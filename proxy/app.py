@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
 from aiohttp import web
 
 from .config.load import Runtime
 from .forward import Forwarder, RouteTarget, TokenProvider
 from .middleware import proxy_middleware
 from .routing import Router
+from .store import Store
+from .store.memory import MemoryStore
 from .templates import Templates
+from .tokens import TokenManager
 from .upstream import AiohttpUpstream, Upstream
 
 FORWARDER = web.AppKey("forwarder", Forwarder)
 # The live template routes (SPEC §9); the admin app adds API-created connections to them.
 TEMPLATES = web.AppKey("templates", Templates)
+# OAuth 2.0 tokens (SPEC §7), shared with the admin app.
+TOKENS = web.AppKey("tokens", TokenManager)
 
 
 def build_router(runtime: Runtime, templates: Templates | None = None) -> Router[RouteTarget]:
@@ -33,13 +40,18 @@ def create_app(
     upstream: Upstream | None = None,
     tokens: TokenProvider | None = None,
     templates: Templates | None = None,
+    store: Store | None = None,
 ) -> web.Application:
     """The data plane: `/healthz`, and every other path forwarded by route.
 
     Args:
         templates: the live template routes to share with the admin app (built when None).
+        tokens: OAuth 2.0 token provider; a `TokenManager` on `store` when None.
+        store: durable state; closed with the app. None = a memory store (tests, demos).
     """
     config = runtime.config
+    if tokens is None:
+        tokens = TokenManager(store if store is not None else MemoryStore())
     if templates is None:
         templates = Templates(runtime.templates)
     if upstream is None:
@@ -61,10 +73,31 @@ def create_app(
     app[FORWARDER] = forwarder
     app[TEMPLATES] = templates
     app.router.add_get("/healthz", healthz)
-    app.router.add_route("*", "/{tail:.*}", forwarder.handle)
+    # `[\s\S]`, not `.`: the router matches the decoded path, and `%0A` must not fall out
+    # to aiohttp's plain-text 404 (the forwarder decides, on the raw path).
+    app.router.add_route("*", r"/{tail:[\s\S]*}", forwarder.handle)
 
     async def close_upstream(_: web.Application) -> None:
         await forwarder.upstream.close()
 
     app.on_cleanup.append(close_upstream)
+    if isinstance(tokens, TokenManager):
+        app[TOKENS] = tokens
+        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store))
     return app
+
+
+def _token_lifecycle(
+    runtime: Runtime, tokens: TokenManager, store: Store | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    # Seed every file connection's OAuth 2.0 state before serving (the file wins only when its
+    # token changed, SPEC §7); close the token client and the store after the last request.
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        for connection in runtime.connections:
+            await tokens.adopt_connection(connection)
+        yield
+        await tokens.close()
+        if store is not None:
+            await store.close()
+
+    return lifecycle

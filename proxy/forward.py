@@ -22,7 +22,7 @@ from .connection import CompiledConnection
 from .errors import InvalidRequest, NotFound, ProxyError
 from .headers import FORWARDED, REQUEST_ONLY, end_to_end
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
-from .middleware import CONNECTION, UPSTREAM_BROKEN
+from .middleware import BODY_BYTES, CONNECTION, UPSTREAM_BROKEN
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
 from .upstream import Upstream, UpstreamBody, UpstreamBroken, UpstreamReply
@@ -192,9 +192,11 @@ class Forwarder:
                     key, rewrite(value, connection.base, prefix) if rewrite else value
                 )
             await response.prepare(request)
+            request[BODY_BYTES] = 0
             try:
                 async for chunk in reply.iter_chunks():
                     await response.write(chunk)
+                    request[BODY_BYTES] += len(chunk)
             except UpstreamBroken:
                 # Headers are gone already; cut the client connection so the truncation shows
                 # (a clean end of message would pass a partial body off as complete).

@@ -24,6 +24,13 @@ error_log = logging.getLogger("signing_proxy.error")
 # Per-request facts the handler leaves for the access log.
 CONNECTION = web.RequestKey("connection", CompiledConnection)
 UPSTREAM_BROKEN = web.RequestKey("upstream_broken", bool)
+BODY_BYTES = web.RequestKey("body_bytes", int)  # response body bytes relayed to the client
+
+
+def log_path(request: web.Request) -> str:
+    """The raw path: still percent-encoded, so `%0A` cannot start a forged log line; no
+    query, which may carry the client's own secrets."""
+    return request.raw_path.partition("?")[0]
 
 
 def error_response(error: ProxyError) -> web.Response:
@@ -42,20 +49,22 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
         status = response.status
-        size = response.body_length
+        # Body bytes only (headers and chunk framing are not the message's size).
+        size = request.get(BODY_BYTES, response.content_length or 0)
         return response
     except ProxyError as error:
         response = error_response(error)
         status, size = response.status, len(error.body_bytes())
         return response
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        status = exc.status
         raise
     except Exception as exc:
         error_log.error(
             "unexpected %s while serving %s %s\n%s",
             type(exc).__name__,
             request.method,
-            request.path,
+            log_path(request),
             "".join(traceback.format_tb(exc.__traceback__)),
         )
         internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
@@ -66,7 +75,7 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
         access_log.info(
             "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s",
             request.method,
-            request.path,
+            log_path(request),
             connection.name if connection is not None else "-",
             status or "-",
             size,

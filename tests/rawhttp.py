@@ -161,8 +161,9 @@ Responder = Callable[[Message, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def ok(request: Message, writer: asyncio.StreamWriter) -> None:
-    """Default responder: 200 with a small body."""
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+    """Default responder: 200 with a small body (none for HEAD, RFC 9110 §9.3.2)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\n"
+    writer.write(head if request.method == "HEAD" else head + b"ok")
     await writer.drain()
 
 
