@@ -16,8 +16,12 @@ from collections.abc import Sequence
 
 from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
+from .config.models import StoreSettings
+from .store import Store, StoreError, open_store
+from .tokens import TokenManager
 
 EXIT_INVALID = 2
+EXIT_STORE = 1
 DEFAULT_ECHO = "127.0.0.1:8099"
 
 
@@ -82,7 +86,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     config = runtime.config
     setup_logging(config.log.level, config.log.format)
-    apps = [(create_app(runtime), args.listen or config.listen)]
+    store = open_store_or_report(config.store)
+    if store is None:
+        return EXIT_STORE
+    tokens = TokenManager(store)
+    apps = [(create_app(runtime, tokens=tokens, store=store), args.listen or config.listen)]
     if args.with_echo:
         from .echo import create_echo_app
 
@@ -90,6 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_uvloop()
     asyncio.run(serve(apps, shutdown_grace=config.timeouts.shutdown_grace))
     return 0
+
+
+def open_store_or_report(settings: StoreSettings) -> Store | None:
+    """Open the store of SPEC §8 before any port is bound; print why not and return None."""
+    key = settings.key.get_secret_value() if settings.key else None
+    try:
+        return open_store(settings.path, key)
+    except StoreError as exc:
+        print(f"store: {exc}", file=sys.stderr)
+        return None
 
 
 def _install_uvloop() -> None:

@@ -14,6 +14,7 @@ from .certificate import CertificateScheme
 from .hmac import HmacScheme, decode_binary_key
 from .none import NoneScheme
 from .oauth1 import OAuth1Scheme
+from .oauth2 import build_oauth2_scheme
 
 __all__ = ["Scheme", "SchemeConfigError", "SigningContext", "build_scheme"]
 
@@ -44,6 +45,10 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
             pem = cred.data.certificate
             key = pem.key.get_secret_value()
             return CertificateScheme(credential_id, pem.certificate, key, pem.ca or None)
+        case m.OAuth2SchemeConfig(), (
+            m.OAuth2TokenCredential() | m.OAuth2ClientCredential() | m.OAuth2PasswordCredential()
+        ):
+            return build_oauth2_scheme(auth, cred, credential_id)
     raise SchemeConfigError("authSchemeConfig.type", f"scheme {auth.type!r} is not supported")
 
 

@@ -11,6 +11,8 @@ secret itself, so the store can tell "the file's token changed" without keeping 
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -153,6 +155,15 @@ class Store(TokenStore, ConnectionStore, FlowStateStore, Protocol):
     async def close(self) -> None: ...
 
 
+def lease_owner(nonce: str) -> str:
+    """A refresh-lease owner name for this process, `host/pid/nonce`.
+
+    Backends may parse it: a lease whose process is gone (same host, dead pid) is taken over at
+    once rather than after its expiry.
+    """
+    return f"{socket.gethostname()}/{os.getpid()}/{nonce}"
+
+
 def open_store(path: str | None, key: str | None = None) -> Store:
     """Open the SQLite store at `path` (created if missing), or a memory store when None.
 
@@ -183,5 +194,6 @@ __all__ = [
     "StoredConnection",
     "StoredToken",
     "TokenStore",
+    "lease_owner",
     "open_store",
 ]

@@ -125,11 +125,6 @@ def _lease_owner_dead(owner: str) -> bool:
     return False
 
 
-def lease_owner(nonce: str) -> str:
-    """A lease owner name for this process: `host/pid/nonce`."""
-    return f"{_HOST}/{os.getpid()}/{nonce}"
-
-
 class SqliteStore:
     """`Store` on one SQLite file; use `SqliteStore.open()`."""
 

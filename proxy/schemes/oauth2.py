@@ -1,0 +1,404 @@
+"""`oauth2`: `Authorization: <tokenType> <accessToken>` with tokens kept fresh (SPEC §7).
+
+Pure parts only; the token endpoint I/O, locking and storage live in `proxy/tokens.py`.
+
+- `OAuth2Scheme.auth_flow`: send with the current token; on a 401 to a request whose body was
+  kept, ask the driver for a newer token (`Refresh`) and send once more (RFC 6750 §3.1: a 401
+  with `invalid_token` means "expired, revoked, malformed"; tokens get revoked before expiry).
+- `build_token_request`: the token request bodies of RFC 6749 §4.1.3 (authorization code, with
+  RFC 7636 §4.5 `code_verifier`), §4.3.2 (password), §4.4.2 (client credentials) and §6
+  (refresh), with client authentication per §2.3.1 as HTTP Basic or form parameters.
+- `parse_token_response`: RFC 6749 §5.1 (success) and §5.2 (error) answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote_plus, urlencode, urlsplit
+
+from ..config import models as m
+from ..messages import AuthFlow, OutboundRequest, Refresh, RequestPatch, Send, TokenSet
+from .base import Scheme, SchemeConfigError, SigningContext
+from .bearer import bearer_patch
+
+GrantType = Literal["authorizationCode", "clientCredentials", "password"]
+ClientAuth = Literal["basic", "form"]
+
+# Names the proxy itself puts into a token request; `additionalTokenParams` may not replace them.
+RESERVED_TOKEN_PARAMS = frozenset(
+    {
+        "grant_type",
+        "refresh_token",
+        "scope",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+    }
+)
+
+# RFC 6749 §5.2: `error` values are NQSCHAR = %x20-21 / %x23-5B / %x5D-7E. Anything else (or
+# anything long) is not a code and is not repeated.
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Settings:
+    """Everything needed to obtain tokens for one credential; secrets stay out of `repr()`."""
+
+    grant: GrantType
+    token_url: str | None
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    scopes: tuple[str, ...] = ()
+    additional_params: Mapping[str, str] = field(default_factory=dict, repr=False)
+    mtls: bool = False
+    seed_token: TokenSet | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def scope(self) -> str | None:
+        # RFC 6749 §3.3: space-delimited.
+        return " ".join(self.scopes) if self.scopes else None
+
+    def seed_identity(self) -> str:
+        """The credential material a stored token descends from (fingerprinted, never stored)."""
+        seed = self.seed_token
+        return json.dumps(
+            [
+                self.grant,
+                self.token_url,
+                self.client_id,
+                self.client_secret,
+                list(self.scopes),
+                self.username,
+                self.password,
+                None if seed is None else [seed.access_token, seed.refresh_token],
+            ]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """A token endpoint request: POST `url` with a form body; secrets stay out of `repr()`."""
+
+    url: str
+    form: tuple[tuple[str, str], ...] = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    def body(self) -> bytes:
+        return urlencode(self.form).encode()
+
+
+class TokenEndpointError(Exception):
+    """The token endpoint did not give a token.
+
+    Attributes:
+        error: the provider's RFC 6749 §5.2 `error` code when it sent one (`invalid_grant`), else
+            a code of ours (`token_endpoint_status_503`, `not_json`, `missing_access_token`).
+        status: the HTTP status, or 0 when there was no answer.
+    """
+
+    def __init__(self, error: str, status: int = 0) -> None:
+        super().__init__(error)
+        self.error = error
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"TokenEndpointError({self.error!r}, status={self.status})"
+
+    @property
+    def rejects_client(self) -> bool:
+        """RFC 6749 §5.2: `invalid_client` (may come as 401) — try the other client auth."""
+        return self.error == "invalid_client" or self.status == 401
+
+
+def refresh_params(token: TokenSet) -> list[tuple[str, str]]:
+    """RFC 6749 §6. `scope` is left out: the refreshed token keeps the original scope."""
+    assert token.refresh_token is not None
+    return [("grant_type", "refresh_token"), ("refresh_token", token.refresh_token)]
+
+
+def client_credentials_params(scope: str | None) -> list[tuple[str, str]]:
+    """RFC 6749 §4.4.2."""
+    params = [("grant_type", "client_credentials")]
+    return params + [("scope", scope)] if scope else params
+
+
+def password_params(username: str, password: str, scope: str | None) -> list[tuple[str, str]]:
+    """RFC 6749 §4.3.2."""
+    params = [("grant_type", "password"), ("username", username), ("password", password)]
+    return params + [("scope", scope)] if scope else params
+
+
+def authorization_code_params(
+    code: str, redirect_uri: str, code_verifier: str | None = None
+) -> list[tuple[str, str]]:
+    """RFC 6749 §4.1.3, plus RFC 7636 §4.5 `code_verifier` for PKCE."""
+    params = [("grant_type", "authorization_code"), ("code", code)]
+    params.append(("redirect_uri", redirect_uri))
+    return params + [("code_verifier", code_verifier)] if code_verifier else params
+
+
+def basic_client_auth(client_id: str, client_secret: str) -> str:
+    """RFC 6749 §2.3.1: id and secret are form-urlencoded (Appendix B), then RFC 7617 Basic."""
+    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def build_token_request(
+    token_url: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    client_id: str,
+    client_secret: str,
+    client_auth: ClientAuth,
+    additional: Mapping[str, str] | None = None,
+) -> TokenRequest:
+    """The token request for the grant `params`, with client authentication in `client_auth`.
+
+    A public client (no secret) always identifies itself with `client_id` in the body
+    (RFC 6749 §3.2.1): there is no password to put into Basic.
+    """
+    form = [*params, *(additional or {}).items()]
+    headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        # GitHub and others answer form-encoded unless JSON is asked for.
+        ("Accept", "application/json"),
+    ]
+    if client_auth == "basic" and client_secret:
+        headers.append(("Authorization", basic_client_auth(client_id, client_secret)))
+    else:
+        # RFC 6749 §2.3.1: "MAY include the client credentials in the request-body"
+        form.append(("client_id", client_id))
+        if client_secret:
+            form.append(("client_secret", client_secret))
+    return TokenRequest(token_url, tuple(form), tuple(headers))
+
+
+def _error_code(data: Any) -> str | None:
+    if isinstance(data, dict):
+        code = data.get("error")
+        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+            return code
+    return None
+
+
+def _expires_in(value: Any) -> float | None:
+    # RFC 6749 §5.1 says a number of seconds; some providers send it as a string.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
+
+
+def parse_token_response(
+    status: int,
+    body: bytes,
+    *,
+    now: float,
+    previous: TokenSet | None = None,
+    requested_scope: str | None = None,
+) -> TokenSet:
+    """Turn a token endpoint answer into a `TokenSet` (RFC 6749 §5.1) or raise (§5.2).
+
+    `error_description` is never kept: providers echo request values in it, which can be a
+    secret. Only the `error` code (a fixed vocabulary) travels into our error details.
+
+    Raises:
+        TokenEndpointError: an error answer, a server failure, or an unusable success answer.
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if status != 200:
+        code = _error_code(data)
+        raise TokenEndpointError(code or f"token_endpoint_status_{status}", status)
+    if not isinstance(data, dict):
+        raise TokenEndpointError("not_json", status)
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise TokenEndpointError(_error_code(data) or "missing_access_token", status)
+    token_type = data.get("token_type")
+    if not isinstance(token_type, str) or not token_type:
+        token_type = "Bearer"  # required by §5.1, but some providers leave it out
+    elif token_type.lower() == "bearer":
+        # §5.1: case-insensitive; some resource servers only accept the RFC 6750 spelling.
+        token_type = "Bearer"
+    refresh = data.get("refresh_token")
+    if not isinstance(refresh, str) or not refresh:
+        # §6: a new refresh token replaces the old one; without one, the old one stays valid.
+        refresh = previous.refresh_token if previous is not None else None
+    expires_in = _expires_in(data.get("expires_in"))
+    scope = data.get("scope")
+    if not isinstance(scope, str):
+        scope = requested_scope  # §5.1: omitted when identical to the requested scope
+    return TokenSet(
+        access_token=access,
+        token_type=token_type,
+        refresh_token=refresh,
+        expires_at=None if expires_in is None else now + expires_in,
+        scope=scope,
+    )
+
+
+def parse_expires_at(text: str) -> float:
+    """RFC 3339 / ISO 8601 with an offset (`Z` accepted) → unix seconds."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("no time zone offset")
+    return parsed.timestamp()
+
+
+class OAuth2Scheme(Scheme):
+    """Applies the current token; asks for one refresh and one retry on a 401."""
+
+    type_name = "oauth2"
+    needs_token = True
+    wants_replayable_body = True
+    sets_headers = frozenset({"authorization"})
+
+    def __init__(self, credential_id: str, settings: OAuth2Settings) -> None:
+        self.credential_id = credential_id
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"OAuth2Scheme({self.credential_id!r}, {self.settings!r})"
+
+    def can_refresh(self, token: TokenSet | None) -> bool:
+        """Whether a new token can be had without a person: a grant, or a refresh token."""
+        if self.settings.token_url is None:
+            return False
+        if self.settings.grant == "authorizationCode":
+            return token is not None and token.refresh_token is not None
+        return True
+
+    def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
+        token = ctx.token
+        if token is None:
+            raise ValueError("oauth2 needs a token in the signing context")
+        return bearer_patch(token.access_token, token.token_type)
+
+    def auth_flow(self, request: OutboundRequest, ctx: SigningContext) -> AuthFlow:
+        reply = yield Send(request.patched(self.sign(request, ctx)))
+        stale = ctx.token
+        # Retry only when the request can be sent again as it was (body kept, SPEC §7).
+        if reply.status != 401 or not request.replayable or not self.can_refresh(stale):
+            return
+        assert stale is not None
+        fresh = yield Refresh(stale=stale)
+        yield Send(request.patched(bearer_patch(fresh.access_token, fresh.token_type)))
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "type": self.type_name,
+            "grant": s.grant,
+            "tokenUrl": s.token_url,
+            "clientId": s.client_id,
+            "scopes": list(s.scopes),
+            "mtlsEnabled": s.mtls,
+        }
+
+
+def _check_token_url(url: str | None, field_name: str) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SchemeConfigError(field_name, "must be an absolute http(s) URL")
+
+
+def build_oauth2_scheme(
+    auth: m.OAuth2SchemeConfig,
+    cred: m.OAuth2TokenCredential | m.OAuth2ClientCredential | m.OAuth2PasswordCredential,
+    credential_id: str,
+) -> OAuth2Scheme:
+    """Build an `OAuth2Scheme` from a compatible (already checked) scheme config and credential.
+
+    Raises:
+        SchemeConfigError: missing token URL, bad `expiresAt`, reserved additional parameter.
+    """
+    params = auth.oauth2
+    here = "authSchemeConfig.oauth2"
+    for name in params.additional_token_params:
+        if name in RESERVED_TOKEN_PARAMS:
+            raise SchemeConfigError(
+                f"{here}.additionalTokenParams.{name}", "is set by the proxy itself"
+            )
+    scopes = tuple(params.scopes or params.default_scopes)
+    token_url = params.token_url
+    seed: TokenSet | None = None
+    username = password = None
+    grant = params.grant
+    if isinstance(grant, m.AuthorizationCodeGrant) and isinstance(cred, m.OAuth2TokenCredential):
+        pair = grant.authorization_code
+        client_id, secret = pair.client_id, pair.client_secret
+        value = cred.data.oauth2_token
+        expires_at = None
+        if value.expires_at:
+            try:
+                expires_at = parse_expires_at(value.expires_at)
+            except ValueError:
+                raise SchemeConfigError(
+                    "credential.data.oauth2Token.expiresAt",
+                    "must be an RFC 3339 time with an offset (2030-01-31T12:00:00Z)",
+                ) from None
+        refresh = value.refresh_token.get_secret_value() if value.refresh_token else None
+        seed = TokenSet(
+            access_token=value.access_token.get_secret_value(),
+            token_type=value.token_type,
+            refresh_token=refresh or None,
+            expires_at=expires_at,
+            scope=" ".join(value.scopes) or None,
+        )
+        if not seed.access_token and seed.refresh_token is None:
+            raise SchemeConfigError(
+                "credential.data.oauth2Token", "needs an accessToken or a refreshToken"
+            )
+        need_url = seed.refresh_token is not None
+    elif isinstance(grant, m.ClientCredentialsGrant) and isinstance(cred, m.OAuth2ClientCredential):
+        client = cred.data.oauth2_client
+        client_id, secret = client.client_id, client.client_secret
+        # SPEC §4: the credential's own tokenUrl/scopes win over the scheme config's.
+        token_url = client.token_url or token_url
+        scopes = tuple(client.scopes) if client.scopes is not None else scopes
+        need_url = True
+    elif isinstance(grant, m.PasswordGrant) and isinstance(cred, m.OAuth2PasswordCredential):
+        client_id, secret = grant.password.client_id, grant.password.client_secret
+        username = cred.data.oauth2_password.username
+        password = cred.data.oauth2_password.password.get_secret_value()
+        need_url = True
+    else:  # pragma: no cover - compatibility is checked before schemes are built
+        raise SchemeConfigError("credential.type", "does not fit the grant")
+    if token_url is None and need_url:
+        raise SchemeConfigError(f"{here}.tokenUrl", f"is required for grant {grant.type!r}")
+    _check_token_url(token_url, f"{here}.tokenUrl")
+    settings = OAuth2Settings(
+        grant=grant.type,
+        token_url=token_url,
+        client_id=client_id,
+        client_secret=secret.get_secret_value(),
+        scopes=scopes,
+        additional_params=dict(params.additional_token_params),
+        mtls=params.mtls_enabled,
+        seed_token=seed,
+        username=username,
+        password=password,
+    )
+    return OAuth2Scheme(credential_id, settings)

@@ -1,0 +1,384 @@
+"""`TokenManager`: OAuth 2.0 tokens obtained, refreshed and stored (SPEC §7), the driver's
+`TokenProvider`.
+
+Strategy:
+- Hot path: `current()` is a dict lookup and a clock comparison while the token is fresh.
+- Proactive refresh when `expiresAt` is within `skew` (60 s, Authlib's default leeway); a token
+  without an expiry is used until the upstream answers 401.
+- Single flight, twice over: one `asyncio.Lock` per credential inside a process, then a refresh
+  lease in the store across processes (`run --workers N` on one SQLite file). After each is
+  taken, the stored token is read again; a token newer than the one that failed is reused
+  instead of refreshed again (aiohttp cookbook: lock, then re-check).
+- Nothing lost: the new token — with a rotated refresh token — is committed to the store before
+  it is returned to anyone (RFC 6749 §6: the old refresh token may be dead the moment the new
+  one is issued, so the new one must survive a crash).
+- Failures: `invalid_grant` marks the credential as needing re-authorisation (no more token
+  calls until the credential is replaced); anything else fails with the provider's `error` code
+  and backs off exponentially, so a dead token endpoint is not hammered.
+- Token endpoint calls go through a `ClientSession` of their own: no proxy logic (no recursion
+  through the pipeline being authenticated), no redirects, no environment proxies, own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import aiohttp
+
+from .connection import CompiledConnection
+from .errors import CredentialError
+from .forward import connection_tls
+from .messages import TokenSet
+from .schemes.base import Scheme
+from .schemes.oauth2 import (
+    ClientAuth,
+    OAuth2Scheme,
+    TokenEndpointError,
+    TokenRequest,
+    build_token_request,
+    client_credentials_params,
+    parse_token_response,
+    password_params,
+    refresh_params,
+)
+from .store import Store, StoredToken, lease_owner
+
+log = logging.getLogger("proxy.tokens")
+
+DEFAULT_SKEW = 60.0
+MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
+_NO_TOKEN = TokenSet(access_token="")
+
+
+def reauthorization_required() -> CredentialError:
+    return CredentialError(
+        "credential_reauthorization_required",
+        "the OAuth 2.0 grant was rejected (invalid_grant); replace the credential to go on",
+        details="invalid_grant",
+    )
+
+
+def refresh_failed(error: str) -> CredentialError:
+    return CredentialError(
+        "credential_refresh_failed", "the OAuth 2.0 token could not be refreshed", details=error
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between failed token calls: `base * 2**(n-1)`, capped at `cap`."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.cap, self.base * 2 ** min(failures - 1, 32)))
+
+
+@dataclass(slots=True)
+class _Credential:
+    """What a process knows about one credential; `lock` makes its refresh single-flight."""
+
+    scheme: OAuth2Scheme
+    tls: ssl.SSLContext | None
+    seed_fingerprint: str
+    token: TokenSet | None
+    client_auth: ClientAuth | None
+    needs_reauthorization: bool = False
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str = ""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class TokenManager:
+    """Supplies fresh tokens to `oauth2` schemes; durable through `store`.
+
+    Args:
+        store: where tokens live (SPEC §8); its refresh lease makes refreshes single-flight
+            across processes sharing it.
+        skew: refresh this many seconds before `expiresAt`.
+        timeout: total seconds for one token endpoint call.
+        backoff: delays between failed token calls of one credential.
+        clock: unix time; tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        skew: float = DEFAULT_SKEW,
+        timeout: float = 15.0,
+        backoff: Backoff = Backoff(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.skew = skew
+        self.timeout = timeout
+        self.backoff = backoff
+        self.clock = clock
+        self._owner = lease_owner(secrets.token_hex(6))
+        self._states: dict[str, _Credential] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenManager(credentials={len(self._states)}, store={self.store!r})"
+
+    # --- lifecycle ---
+
+    async def adopt(self, scheme: OAuth2Scheme, tls: ssl.SSLContext | None = None) -> None:
+        """Take `scheme` into service: reconcile its seed with the store (SPEC §7).
+
+        While the credential material from the file (or the API) is unchanged, the stored token
+        — newer, perhaps with a rotated refresh token — wins; when it changed, a person replaced
+        the credential and the seed wins, clearing a `needs reauthorization` mark.
+
+        Args:
+            tls: the connection's client-certificate context, for `mtlsEnabled`.
+        """
+        cid = scheme.credential_id
+        seed_fp = self.store.fingerprint(scheme.settings.seed_identity())
+        record = await self.store.get_token(cid)
+        if record is None or record.seed_fingerprint != seed_fp:
+            kept_style = record.client_auth if record is not None else None
+            record = StoredToken(scheme.settings.seed_token, seed_fp, False, kept_style)
+            await self.store.put_token(cid, record)
+        old = self._states.get(cid)
+        state = _Credential(
+            scheme=scheme,
+            tls=tls,
+            seed_fingerprint=seed_fp,
+            token=record.token,
+            client_auth=record.client_auth,
+            needs_reauthorization=record.needs_reauthorization,
+        )
+        if old is not None:
+            state.lock = old.lock  # waiters on the old state keep single flight
+        self._states[cid] = state
+
+    async def adopt_connection(self, connection: CompiledConnection) -> None:
+        """`adopt()` every `oauth2` credential of `connection`, with its client certificate."""
+        tls = connection_tls(connection)
+        for scheme in connection.schemes:
+            if isinstance(scheme, OAuth2Scheme):
+                await self.adopt(scheme, tls)
+
+    async def forget(self, credential_id: str) -> None:
+        """Drop a deleted credential and its stored token."""
+        self._states.pop(credential_id, None)
+        await self.store.delete_token(credential_id)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- TokenProvider ---
+
+    async def current(self, scheme: Scheme) -> TokenSet:
+        """The token to sign with now; refreshed first when it is about to expire."""
+        state = await self._state(scheme)
+        if state.needs_reauthorization:
+            raise reauthorization_required()
+        token = state.token
+        if token is not None and token.access_token and not self._expiring(token):
+            return token
+        if not state.scheme.can_refresh(token):
+            if token is not None and token.access_token:
+                return token  # nothing to refresh with: the upstream will say if it is dead
+            raise reauthorization_required()
+        try:
+            return await self.refresh(scheme, token or _NO_TOKEN)
+        except CredentialError as exc:
+            # A proactive refresh failed but the token is not dead yet: keep using it.
+            if (
+                exc.code == "credential_refresh_failed"
+                and token is not None
+                and token.access_token
+                and (token.expires_at is None or token.expires_at > self.clock())
+            ):
+                return token
+            raise
+
+    async def refresh(self, scheme: Scheme, stale: TokenSet) -> TokenSet:
+        """A token newer than `stale`: someone else's fresh one, or one from the endpoint."""
+        state = await self._state(scheme)
+        async with state.lock:
+            if state.needs_reauthorization:
+                raise reauthorization_required()
+            if self._newer(state.token, stale):
+                assert state.token is not None
+                return state.token
+            if self.clock() < state.retry_at:
+                raise refresh_failed(state.last_error)  # backing off: fail fast
+            return await self._refresh_across_processes(state, stale)
+
+    # --- internals ---
+
+    async def _state(self, scheme: Scheme) -> _Credential:
+        if not isinstance(scheme, OAuth2Scheme):
+            raise TypeError(f"{type(scheme).__name__} has no OAuth 2.0 tokens")
+        state = self._states.get(scheme.credential_id)
+        if state is None or state.scheme.settings is not scheme.settings:
+            # First use, or the credential was replaced without an explicit adopt().
+            await self.adopt(scheme, state.tls if state is not None else None)
+            state = self._states[scheme.credential_id]
+        return state
+
+    def _expiring(self, token: TokenSet) -> bool:
+        return token.expires_at is not None and token.expires_at - self.skew <= self.clock()
+
+    def _newer(self, candidate: TokenSet | None, stale: TokenSet) -> bool:
+        return (
+            candidate is not None
+            and bool(candidate.access_token)
+            and candidate.access_token != stale.access_token
+            and not self._expiring(candidate)
+        )
+
+    def _adopt_record(self, state: _Credential, record: StoredToken | None) -> None:
+        # Another process may have written since we looked; its seed must be ours (a replaced
+        # credential in another process is that process's business until we are replaced too).
+        if record is None or record.seed_fingerprint != state.seed_fingerprint:
+            return
+        state.token = record.token
+        state.client_auth = record.client_auth
+        state.needs_reauthorization = record.needs_reauthorization
+
+    async def _refresh_across_processes(self, state: _Credential, stale: TokenSet) -> TokenSet:
+        cid = state.scheme.credential_id
+        lease_ttl = 2 * self.timeout + 5.0  # two calls at most (Basic, then form)
+        deadline = time.monotonic() + lease_ttl + 1.0
+        while True:
+            self._adopt_record(state, await self.store.get_token(cid))
+            if state.needs_reauthorization:
+                raise reauthorization_required()
+            if self._newer(state.token, stale):
+                assert state.token is not None
+                return state.token
+            if await self.store.acquire_refresh_lease(cid, self._owner, lease_ttl):
+                break
+            if time.monotonic() > deadline:
+                raise refresh_failed("refresh_lease_timeout")
+            await asyncio.sleep(0.05)
+        try:
+            # Re-read under the lease: another process may have committed just before.
+            self._adopt_record(state, await self.store.get_token(cid))
+            if self._newer(state.token, stale):
+                assert state.token is not None
+                return state.token
+            return await self._obtain(state, state.token or stale)
+        finally:
+            await self.store.release_refresh_lease(cid, self._owner)
+
+    async def _obtain(self, state: _Credential, base: TokenSet) -> TokenSet:
+        scheme, settings = state.scheme, state.scheme.settings
+        if settings.token_url is None:
+            raise reauthorization_required()
+        if settings.grant == "authorizationCode":
+            if base.refresh_token is None:
+                raise reauthorization_required()
+            params = refresh_params(base)
+        elif settings.grant == "clientCredentials":
+            params = client_credentials_params(settings.scope)
+        else:
+            assert settings.username is not None and settings.password is not None
+            params = password_params(settings.username, settings.password, settings.scope)
+        styles: list[ClientAuth] = ["basic", "form"]
+        if state.client_auth == "form" or not settings.client_secret:
+            styles = ["form"]
+        for style in styles:
+            request = build_token_request(
+                settings.token_url,
+                params,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                client_auth=style,
+                additional=settings.additional_params,
+            )
+            try:
+                if settings.mtls and state.tls is None:
+                    raise TokenEndpointError("mtls_certificate_missing")
+                status, body = await self._post(request, state.tls if settings.mtls else None)
+                token = parse_token_response(
+                    status, body, now=self.clock(), previous=base, requested_scope=settings.scope
+                )
+            except TokenEndpointError as exc:
+                if exc.rejects_client and style == "basic" and len(styles) > 1:
+                    continue  # SPEC §7: a provider that rejects Basic gets the form style
+                await self._failed(state, exc)
+            record = StoredToken(token, state.seed_fingerprint, False, style)
+            try:
+                # Durable before anyone uses it: a crash now must not lose a rotated token.
+                await self.store.put_token(scheme.credential_id, record)
+            except Exception:
+                log.exception(
+                    "credential %s: the new token could not be stored", scheme.credential_id
+                )
+                raise refresh_failed("store_write_failed") from None
+            state.token, state.client_auth = token, style
+            state.failures, state.retry_at, state.last_error = 0, 0.0, ""
+            log.info(
+                "credential %s: token obtained (grant %s, expires in %s)",
+                scheme.credential_id,
+                settings.grant,
+                "unknown"
+                if token.expires_at is None
+                else f"{token.expires_at - self.clock():.0f}s",
+            )
+            return token
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _failed(self, state: _Credential, exc: TokenEndpointError) -> NoReturn:
+        cid = state.scheme.credential_id
+        if exc.error == "invalid_grant":
+            state.needs_reauthorization = True
+            record = StoredToken(state.token, state.seed_fingerprint, True, state.client_auth)
+            await self.store.put_token(cid, record)
+            log.warning("credential %s: invalid_grant; re-authorisation needed", cid)
+            raise reauthorization_required()
+        state.failures += 1
+        delay = self.backoff.delay(state.failures)
+        state.retry_at = self.clock() + delay
+        state.last_error = exc.error
+        log.warning(
+            "credential %s: token endpoint failed (%s, status %s); next try in %.0fs",
+            cid,
+            exc.error,
+            exc.status,
+            delay,
+        )
+        raise refresh_failed(exc.error)
+
+    async def _post(self, request: TokenRequest, tls: ssl.SSLContext | None) -> tuple[int, bytes]:
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trust_env=False,  # no environment proxies for credentials
+                auto_decompress=True,
+            )
+        try:
+            async with session.post(
+                request.url,
+                data=request.body(),
+                headers=dict(request.headers),
+                allow_redirects=False,
+                ssl=tls if tls is not None else True,
+            ) as response:
+                body = await response.content.read(MAX_TOKEN_RESPONSE_BYTES + 1)
+                if len(body) > MAX_TOKEN_RESPONSE_BYTES:
+                    raise TokenEndpointError("token_response_too_large", response.status)
+                return response.status, body
+        except TimeoutError:
+            raise TokenEndpointError("token_endpoint_timeout") from None
+        except aiohttp.ClientError as exc:
+            # The exception text can hold the URL only; the kind is enough for the client.
+            raise TokenEndpointError(f"token_endpoint_unreachable:{type(exc).__name__}") from None
