@@ -8,13 +8,14 @@ from aiohttp import web
 
 from .config.load import Runtime
 from .forward import Forwarder, RouteTarget, TokenProvider
+from .http1 import Http1Upstream
 from .middleware import proxy_middleware
 from .routing import Router
 from .store import Store
 from .store.memory import MemoryStore
-from .templates import Templates
+from .templates import Templates, load_connections
 from .tokens import TokenManager
-from .upstream import AiohttpUpstream, Upstream
+from .upstream import Upstream
 
 FORWARDER = web.AppKey("forwarder", Forwarder)
 # The live template routes (SPEC §9); the admin app adds API-created connections to them.
@@ -55,7 +56,9 @@ def create_app(
     if templates is None:
         templates = Templates(runtime.templates)
     if upstream is None:
-        upstream = AiohttpUpstream(
+        # Our own HTTP/1.1 hop (issue 6): a fraction of aiohttp ClientSession's per-request
+        # cost; `AiohttpUpstream` stays available to pass in (the bench compares the two).
+        upstream = Http1Upstream(
             connect_timeout=config.timeouts.connect, read_timeout=config.timeouts.read
         )
     forwarder = Forwarder(
@@ -83,17 +86,19 @@ def create_app(
     app.on_cleanup.append(close_upstream)
     if isinstance(tokens, TokenManager):
         app[TOKENS] = tokens
-        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store))
+        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store, templates))
     return app
 
 
 def _token_lifecycle(
-    runtime: Runtime, tokens: TokenManager, store: Store | None
+    runtime: Runtime, tokens: TokenManager, store: Store | None, templates: Templates
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     # Seed every file connection's OAuth 2.0 state before serving (the file wins only when its
     # token changed, SPEC §7); close the token client and the store after the last request.
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        for connection in runtime.connections:
+        # Connections created through the management API come back from the store (SPEC §9).
+        await load_connections(tokens.store, templates)
+        for connection in (*runtime.connections, *templates.connections()):
             await tokens.adopt_connection(connection)
         yield
         await tokens.close()
