@@ -1,4 +1,4 @@
-"""Command line (SPEC §3): `run`, `check`; `python -m proxy` is the same program.
+"""Command line (SPEC §3): `run`, `check`, `explain`; `python -m proxy` is the same program.
 
 Config is found at `--config`, else `$SIGNING_PROXY_CONFIG`, else `./proxy.yaml`. An invalid
 config prints one line per problem with its field path and exits 2, before any port is bound.
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
 from .config.models import StoreSettings
+from .errors import FieldError
 from .store import Store, StoreError, open_store
 from .tokens import TokenManager
 
@@ -39,12 +40,21 @@ def config_path(arg: str | None) -> str:
 
 
 def load_or_report(path: str) -> Runtime | None:
+    """Load the config; print problems (then None) and warnings (which do not stop it)."""
     try:
-        return load_runtime(path)
+        runtime = load_runtime(path)
     except ConfigInvalid as exc:
         for problem in exc.problems:
             print(f"{path}: {problem}" if not problem.field else str(problem), file=sys.stderr)
+        _print_warnings(exc.warnings)
         return None
+    _print_warnings(runtime.warnings)
+    return runtime
+
+
+def _print_warnings(warnings: Sequence[FieldError]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -53,6 +63,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     if runtime is None:
         return EXIT_INVALID
     print(f"{path}: ok, {len(runtime.connections)} connection(s)")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .errors import ProxyError
+    from .explain import explain, parse_header, read_data, render
+
+    runtime = load_or_report(config_path(args.config))
+    if runtime is None:
+        return EXIT_INVALID
+    try:
+        headers = [parse_header(text) for text in args.header]
+        body = read_data(args.data) if args.data is not None else None
+    except (ValueError, OSError) as exc:
+        print(f"explain: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        explanation = explain(runtime, args.method, args.path, headers, body)
+    except ProxyError as exc:
+        print(f"explain: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(explanation))
     return 0
 
 
@@ -91,6 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_STORE
     tokens = TokenManager(store)
     apps = [(create_app(runtime, tokens=tokens, store=store), args.listen or config.listen)]
+    if config.admin is not None:
+        from .admin import create_admin_app_for
+
+        # Same process, same template routes, store and token manager as the data plane.
+        apps.append((create_admin_app_for(runtime, apps[0][0]), config.admin.listen))
     if args.with_echo:
         from .echo import create_echo_app
 
@@ -141,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the config and exit (0 valid, 2 invalid)")
     check.add_argument("--config", help="path to proxy.yaml")
     check.set_defaults(func=cmd_check)
+
+    explain = sub.add_parser(
+        "explain", help="print the upstream request as it would go out (masked); send nothing"
+    )
+    explain.add_argument("--config", help="path to proxy.yaml")
+    explain.add_argument("method", help="HTTP method, e.g. POST")
+    explain.add_argument("path", help="the path as sent to the proxy, e.g. /partner/v2/items?x=1")
+    explain.add_argument(
+        "--header", "-H", action="append", default=[], metavar="'K: V'", help="a client header"
+    )
+    explain.add_argument("--data", "-d", metavar="@FILE|TEXT", help="the body (@- for stdin)")
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 

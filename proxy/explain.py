@@ -1,0 +1,209 @@
+"""`signing-proxy explain`: the upstream request exactly as it would go out, sending nothing.
+
+What a user reaches for when an API answers "signature mismatch": the request is built by the
+same functions `Forwarder.handle` uses (`route_target`, `outbound_request`, `with_body`), every
+credential's `sign()` runs in order, and the result is printed — request line, headers, body
+digest, and for `hmac`/`oauth1` the exact bytes or base string that were signed.
+
+Masking. Every secret value of the connection (each `SecretStr` in its config: keys, tokens,
+passwords, consumer keys and secrets) is replaced by `****` wherever it appears, also in the
+forms the schemes derive from it: percent-encoded (a query API key), percent-encoded twice (inside
+an OAuth 1 base string), and the base64 `user:password` of Basic. Signatures are shown: they are
+what has to be compared with the API's own computation, they do not reveal the key, and the
+request they sign is printed next to them anyway. OAuth 2.0 tokens are never fetched: a
+placeholder stands in for the access token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, SecretStr
+
+from .app import build_router
+from .body import BufferedBody
+from .config import models as m
+from .config.load import Runtime
+from .connection import CompiledConnection
+from .errors import InvalidRequest
+from .forward import check_tail, outbound_request, route_target, with_body
+from .messages import OutboundRequest, TokenSet, encode_query_component
+from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
+from .schemes.basic import basic_credentials
+from .schemes.certificate import CertificateScheme
+
+MASK = "****"
+PLACEHOLDER_TOKEN = "<oauth2-access-token: fetched at run time>"
+BODY_PREVIEW = 2048
+
+
+@runtime_checkable
+class ExplainsSignature(Protocol):
+    """A scheme that can show what it signs (hmac, oauth1)."""
+
+    def signed_parts(
+        self, request: OutboundRequest, ctx: SigningContext
+    ) -> list[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    index: int
+    facts: dict[str, Any]
+    signed: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    connection: CompiledConnection
+    request: OutboundRequest
+    steps: list[Step]
+
+
+def explain(
+    runtime: Runtime,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | None = None,
+) -> Explanation:
+    """Build and sign the request as the proxy would for `method target`; send nothing.
+
+    Raises:
+        ProxyError: the same errors the proxy would answer with (no route, bad path).
+    """
+    found, tail, query = route_target(build_router(runtime), target)
+    if not isinstance(found, CompiledConnection):
+        raise InvalidRequest("template_route", "explain works on connections from the file")
+    connection = found
+    check_tail(tail)
+    client_headers = list(headers)
+    if body is not None and not any(k.lower() == "content-length" for k, _ in client_headers):
+        client_headers.append(("Content-Length", str(len(body))))  # as an HTTP client would
+    request = outbound_request(connection, method.upper(), tail, query, client_headers)
+    reads_body = any(scheme.reads_body(request) for scheme in connection.schemes)
+    if reads_body or (body is not None and connection.wants_replayable_body):
+        # The same choice as `Forwarder._prepare_body`: such a body is read, then sent with a
+        # Content-Length of its own.
+        request = with_body(request, BufferedBody(body or b""))
+    # One clock reading and one nonce for the whole run, so the signed string shown is the one
+    # that produced the signature shown.
+    now, nonce = DEFAULT_CONTEXT.now(), DEFAULT_CONTEXT.nonce()
+    steps = []
+    for index, scheme in enumerate(connection.schemes):
+        ctx = SigningContext(now=lambda: now, nonce=lambda: nonce, token=_placeholder(scheme))
+        signed = scheme.signed_parts(request, ctx) if isinstance(scheme, ExplainsSignature) else []
+        steps.append(Step(index, scheme.describe(), signed))
+        request = request.patched(scheme.sign(request, ctx))
+    return Explanation(connection, request, steps)
+
+
+def _placeholder(scheme: Scheme) -> TokenSet | None:
+    return TokenSet(access_token=PLACEHOLDER_TOKEN) if scheme.needs_token else None
+
+
+def secret_values(model: m.Connection) -> set[str]:
+    """Every secret of the connection, and the derived forms in which it can be printed."""
+    raw = {value for value in _secrets(model) if value}
+    for entry in model.credentials:
+        cred = entry.credential
+        if isinstance(cred, m.BasicAuthCredential):
+            basic = cred.data.basic_auth
+            raw.add(basic.username)  # may itself be the secret key (SPEC §4: Stripe)
+            raw.add(basic_credentials(basic.username, basic.password.get_secret_value()))
+    forms = set(raw)
+    for value in raw:
+        once = encode_query_component(value)
+        forms |= {once, encode_query_component(once)}
+    return {form for form in forms if form}
+
+
+def _secrets(value: object) -> Iterator[str]:
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _secrets(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secrets(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secrets(item)
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: no partial leftovers
+        text = text.replace(secret, MASK)
+    return text
+
+
+def render(explanation: Explanation) -> str:
+    """The explanation as text, secrets masked."""
+    connection, request = explanation.connection, explanation.request
+    lines = [
+        "# signing-proxy explain: nothing was sent; secret values are shown as ****",
+        f"connection: {connection.name} (route {connection.route or '/'})",
+        "",
+        f"{request.method} {request.url} HTTP/1.1",
+        f"Host: {request.origin.partition('://')[2]}",
+        *(f"{key}: {value}" for key, value in request.headers),
+        "",
+        _body_line(request),
+        "",
+        "credentials, in the order they are applied:",
+    ]
+    for step in explanation.steps:
+        facts = " ".join(f"{k}={v}" for k, v in step.facts.items() if k != "type")
+        lines.append(f"  [{step.index}] {step.facts['type']} {facts}".rstrip())
+        if step.signed:
+            lines.append("      signed, in this order (the MAC runs over these exact bytes):")
+            for label, data in step.signed:
+                lines.append(f"        {label} ({len(data)} bytes): {_show(data)}")
+    for scheme in connection.schemes:
+        if isinstance(scheme, CertificateScheme):
+            lines += ["", f"TLS client certificate: {scheme.subject} (from credential)"]
+    return mask("\n".join(lines), secret_values(connection.model)) + "\n"
+
+
+def _body_line(request: OutboundRequest) -> str:
+    if request.body is None:
+        return "body: none read (streamed to the upstream as the client sends it)"
+    data = request.body.read_all()
+    return f"body: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
+
+
+def _show(data: bytes) -> str:
+    """Exact bytes, readably: text when it is ASCII, else Python bytes notation; long ones cut."""
+    head = data[:BODY_PREVIEW]
+    try:
+        text = head.decode("ascii")
+        shown = text if text.isprintable() else repr(head)
+    except UnicodeDecodeError:
+        shown = repr(head)
+    if len(data) > BODY_PREVIEW:
+        shown += f" ... ({len(data)} bytes in all, sha256 {hashlib.sha256(data).hexdigest()})"
+    return shown
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """`--header 'Name: value'` (curl's form) → `(name, value)`."""
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or name != name.strip():
+        raise ValueError(f"--header must look like 'Name: value', got {text.split(':')[0]!r}")
+    return name, value.strip()
+
+
+def read_data(text: str) -> bytes:
+    """`--data @file` reads the file's bytes exactly (`@-`: standard input); else the text."""
+    if not text.startswith("@"):
+        return text.encode()
+    if text == "@-":
+        import sys
+
+        return sys.stdin.buffer.read()
+    with open(text[1:], "rb") as file:
+        return file.read()
