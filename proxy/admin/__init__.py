@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from ..app import TEMPLATES, TOKENS
 from ..config.load import Runtime
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from ..middleware import error_response
@@ -184,4 +185,12 @@ def create_admin_app(
     return app
 
 
-__all__ = ["ADMIN", "HTTP", "Admin", "create_admin_app"]
+def create_admin_app_for(runtime: Runtime, data_app: web.Application) -> web.Application:
+    """The admin app over the template routes, store and token manager of `data_app`."""
+    tokens = data_app[TOKENS]
+    return create_admin_app(
+        runtime, templates=data_app[TEMPLATES], store=tokens.store, tokens=tokens
+    )
+
+
+__all__ = ["ADMIN", "HTTP", "Admin", "create_admin_app", "create_admin_app_for"]

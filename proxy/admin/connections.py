@@ -91,6 +91,8 @@ async def save_connection(
     except StoreConflict as exc:
         message = f"a connection of this template already has this {exc.field}"
         raise Conflict("conflict", message) from None
+    if admin.tokens is not None:
+        await admin.tokens.adopt_connection(connection)  # the new credential's seed wins
     route.add(connection)
 
 
