@@ -68,7 +68,7 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
             "".join(traceback.format_tb(exc.__traceback__)),
         )
         internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
-        status = internal.status
+        status, size = internal.status, len(internal.body_bytes())
         return error_response(internal)
     finally:
         connection = request.get(CONNECTION)

@@ -1,0 +1,115 @@
+"""The real program (`python -m proxy run`): `/healthz`, and a graceful drain on SIGTERM/SIGINT
+(SPEC §3): the in-flight request completes, new connections are refused, the exit code is 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import rawhttp
+
+START_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.Message:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while loop.time() < deadline:
+        if proc.returncode is not None:
+            raise AssertionError(f"proxy exited early with {proc.returncode}")
+        try:
+            return await rawhttp.exchange(port, rawhttp.get("/healthz"), timeout=1)
+        except (ConnectionError, OSError, rawhttp.Truncated):
+            await asyncio.sleep(0.05)
+    raise AssertionError("proxy did not become healthy in time")
+
+
+async def run_proxy(tmp_path: Path, upstream_base: str) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "timeouts": {"shutdownGrace": 10},
+                "store": {"path": str(tmp_path / "state.db")},
+                "connections": [{"name": "slow", "baseUrl": upstream_base, "credentials": []}],
+            }
+        )
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        "run",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    return proc, port
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[asyncio.Event]:
+    event = asyncio.Event()
+    yield event
+    event.set()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_drains_in_flight_then_exits_zero(
+    tmp_path: Path, gate: asyncio.Event, signum: signal.Signals
+) -> None:
+    async def slow(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(gate.wait(), 10)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nfinished")
+        await writer.drain()
+
+    async with rawhttp.raw_upstream(slow) as upstream:
+        proc, port = await run_proxy(tmp_path, upstream.base)
+        try:
+            health = await wait_healthy(port, proc)
+            assert health.status == 200
+            assert json.loads(health.body)["status"] == "ok"
+
+            in_flight = asyncio.create_task(rawhttp.exchange(port, rawhttp.get("/slow/x")))
+            async with asyncio.timeout(5):
+                while not upstream.received:  # the request has reached the upstream
+                    await asyncio.sleep(0.01)
+
+            proc.send_signal(signum)
+            async with asyncio.timeout(5):
+                while True:  # the listener closes promptly; the in-flight request is untouched
+                    try:
+                        _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    except ConnectionRefusedError:
+                        break
+                    writer.close()
+                    await asyncio.sleep(0.02)
+            assert not in_flight.done()
+
+            gate.set()
+            response = await asyncio.wait_for(in_flight, 5)
+            assert (response.status, response.body, response.complete) == (200, b"finished", True)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
