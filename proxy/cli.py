@@ -11,8 +11,11 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
+
+from aiohttp import web
 
 from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
@@ -33,6 +36,13 @@ def listen_address(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def worker_count(text: str) -> int:
+    """argparse type for `--workers`: a whole number from 1 to 256."""
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"expected 1 to 256 processes, got {text!r}")
+    return int(text)
 
 
 def config_path(arg: str | None) -> str:
@@ -89,46 +99,91 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, with_pid: bool = False) -> None:
+        super().__init__()
+        self._with_pid = with_pid
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record),
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
+        line = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if self._with_pid:
+            line["pid"] = str(record.process)
+        return json.dumps(line)
 
 
-def setup_logging(level: str, fmt: str) -> None:
+def setup_logging(level: str, fmt: str, *, with_pid: bool = False) -> None:
+    # With --workers each line names its process, so one worker's lines can be told apart.
     handler = logging.StreamHandler()
     if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(with_pid))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        pid = " pid=%(process)d" if with_pid else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{pid} %(message)s")
+        )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .app import create_app
-    from .server import serve
-
     runtime = load_or_report(config_path(args.config))
     if runtime is None:
         return EXIT_INVALID
     config = runtime.config
-    setup_logging(config.log.level, config.log.format)
+    setup_logging(config.log.level, config.log.format, with_pid=args.workers > 1)
     store = open_store_or_report(config.store)
     if store is None:
         return EXIT_STORE
+    listen = args.listen or config.listen
+    if args.workers == 1:
+        return _serve(runtime, args, store, listen, first=True)
+    from .workers import Supervisor, bind_reuseport
+
+    # Each worker opens its own store connection after the fork (nothing SQLite crosses it);
+    # opening it here first still refuses a bad store before any port is bound.
+    asyncio.run(store.close())
+    host, port = split_host_port(listen)
+    try:
+        sockets = bind_reuseport(host, port, args.workers)
+    except OSError as exc:
+        print(f"listen {listen}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_STORE
+
+    def worker(index: int, sock: socket.socket) -> int:
+        store = open_store_or_report(config.store)
+        if store is None:
+            return EXIT_STORE
+        # The admin listener and the demo echo upstream are served by the first worker.
+        return _serve(runtime, args, store, sock, first=index == 0)
+
+    return Supervisor(sockets, worker).run()
+
+
+def _serve(
+    runtime: Runtime,
+    args: argparse.Namespace,
+    store: Store,
+    listen: str | socket.socket,
+    *,
+    first: bool,
+) -> int:
+    from .app import create_app
+    from .server import serve
+
+    config = runtime.config
     tokens = TokenManager(store)
-    apps = [(create_app(runtime, tokens=tokens, store=store), args.listen or config.listen)]
-    if config.admin is not None:
+    apps: list[tuple[web.Application, str | socket.socket]] = [
+        (create_app(runtime, tokens=tokens, store=store), listen)
+    ]
+    if config.admin is not None and first:
         from .admin import create_admin_app_for
 
         # Same process, same template routes, store and token manager as the data plane.
         apps.append((create_admin_app_for(runtime, apps[0][0]), config.admin.listen))
-    if args.with_echo:
+    if args.with_echo and first:
         from .echo import create_echo_app
 
         apps.append((create_echo_app(), args.with_echo))
@@ -172,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=listen_address,
         metavar="HOST:PORT",
         help=f"also serve the bundled echo upstream (default {DEFAULT_ECHO}) for a demo",
+    )
+    run.add_argument(
+        "--workers",
+        type=worker_count,
+        default=1,
+        metavar="N",
+        help="serve the data plane from N processes on one port (default 1)",
     )
     run.set_defaults(func=cmd_run)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -18,8 +19,12 @@ from .config.address import split_host_port
 log = logging.getLogger("signing_proxy")
 
 
-async def serve(apps: Sequence[tuple[web.Application, str]], *, shutdown_grace: float) -> None:
-    """Serve each `(app, "host:port")` until a signal arrives, then drain and return."""
+async def serve(
+    apps: Sequence[tuple[web.Application, str | socket.socket]], *, shutdown_grace: float
+) -> None:
+    """Serve each `(app, "host:port")` until a signal arrives, then drain and return.
+
+    An already listening socket may stand in for the address (a `--workers` worker's)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -27,11 +32,15 @@ async def serve(apps: Sequence[tuple[web.Application, str]], *, shutdown_grace: 
     runners: list[web.AppRunner] = []
     try:
         for app, address in apps:
-            host, port = split_host_port(address)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port, backlog=1024).start()
+            if isinstance(address, socket.socket):
+                await web.SockSite(runner, address).start()
+                host, port = address.getsockname()[:2]
+            else:
+                host, port = split_host_port(address)
+                await web.TCPSite(runner, host, port, backlog=1024).start()
             log.info("listening on http://%s:%d", host, port)
         await stop.wait()
         log.info("signal received: draining in-flight requests (up to %.0fs)", shutdown_grace)
