@@ -1,0 +1,144 @@
+"""`signing-proxy run --workers N` (SPEC §3, issue 6 item 4): one port served by N processes.
+
+Real processes only: the parent binds the port, forks the workers, and on SIGTERM every worker
+drains its in-flight requests before the parent exits 0. Workers share OAuth 2.0 tokens through
+the SQLite store, so N workers meeting an expired token make one token request between them.
+Which worker answered is read from the access log, where `--workers` puts each line's pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests import rawhttp
+from tests.oauth_server import AuthServer, Client, serve_in_thread
+from tests.test_server import free_port, wait_healthy
+
+ACCESS_PID = re.compile(r"signing_proxy\.access pid=(\d+) GET /(\w+)/\S+ connection=\w+ status=200")
+SECRET = "canary-workers-client-secret"
+REQUESTS = 40
+
+
+async def start(tmp_path: Path, tree: dict[str, Any], workers: int) -> tuple[Any, int]:
+    port = free_port()
+    tree = {"listen": f"127.0.0.1:{port}", "store": {"path": str(tmp_path / "state.db")}, **tree}
+    config = tmp_path / "proxy.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        "run",
+        "--config",
+        str(config),
+        "--workers",
+        str(workers),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await wait_healthy(port, proc)
+    return proc, port
+
+
+async def burst(port: int, route: str) -> list[rawhttp.Message]:
+    """`REQUESTS` concurrent requests, each on its own connection (so the kernel spreads them)."""
+    return await asyncio.gather(
+        *(rawhttp.exchange(port, rawhttp.get(f"/{route}/r{i}")) for i in range(REQUESTS))
+    )
+
+
+async def stop(proc: Any) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):
+        _, stderr = await proc.communicate()
+    return proc.returncode, stderr.decode()
+
+
+def serving_pids(log: str, route: str) -> set[str]:
+    return {m.group(1) for m in ACCESS_PID.finditer(log) if m.group(2) == route}
+
+
+async def test_two_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    async def answer(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
+        if request.target.startswith("/slow"):
+            await asyncio.wait_for(gate.wait(), 10)
+        await rawhttp.ok(request, writer)
+
+    async with rawhttp.raw_upstream(answer) as upstream:
+        tree = {"connections": [{"name": "up", "baseUrl": upstream.base, "credentials": []}]}
+        proc, port = await start(tmp_path, tree, workers=2)
+        try:
+            responses = await burst(port, "up")
+            assert [r.status for r in responses] == [200] * REQUESTS
+            in_flight = asyncio.create_task(rawhttp.exchange(port, rawhttp.get("/up/slow")))
+            async with asyncio.timeout(5):
+                while "/slow" not in upstream.targets:
+                    await asyncio.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.2)
+            assert not in_flight.done()  # still waiting for the upstream: drained, not cut
+            gate.set()
+            slow = await asyncio.wait_for(in_flight, 5)
+            assert (slow.status, slow.body, slow.complete) == (200, b"ok", True)
+            code, log = await stop(proc)
+            assert code == 0, log
+            assert len(serving_pids(log, "up")) == 2, log
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_two_workers_on_an_expired_token_make_one_token_request(tmp_path: Path) -> None:
+    server = AuthServer(clients={"cid": Client(SECRET)})
+    with serve_in_thread(server) as running:
+        seed = server.issue("cid")
+        grant = {
+            "type": "authorizationCode",
+            "authorizationCode": {"clientId": "cid", "clientSecret": SECRET},
+        }
+        credential = {
+            "authSchemeConfig": {
+                "type": "oauth2",
+                "oauth2": {"tokenUrl": running.auth_url + "/token", "grant": grant},
+            },
+            "credential": {
+                "type": "oauth2-token",
+                "data": {
+                    "oauth2Token": {
+                        "accessToken": seed["access_token"],
+                        "refreshToken": seed["refresh_token"],
+                        "expiresAt": "2001-01-01T00:00:00Z",  # expired: refreshed before use
+                    }
+                },
+            },
+        }
+        tree = {
+            "connections": [
+                {"name": "api", "baseUrl": running.resource_url, "credentials": [credential]}
+            ]
+        }
+        proc, port = await start(tmp_path, tree, workers=2)
+        try:
+            responses = await burst(port, "api")
+            assert [r.status for r in responses] == [200] * REQUESTS
+            code, log = await stop(proc)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert code == 0, log
+        assert len(serving_pids(log, "api")) == 2, log  # both workers needed the token
+        assert server.grants["refresh_token"] == 1
+        assert server.hits == 1
+        assert SECRET not in log
