@@ -112,7 +112,9 @@ def secret_values(model: m.Connection) -> set[str]:
         cred = entry.credential
         if isinstance(cred, m.BasicAuthCredential):
             basic = cred.data.basic_auth
-            raw.add(basic.username)  # may itself be the secret key (SPEC §4: Stripe)
+            if not basic.password.get_secret_value():
+                # An empty password means the username is the secret key (SPEC §4: Stripe).
+                raw.add(basic.username)
             raw.add(basic_credentials(basic.username, basic.password.get_secret_value()))
     forms = set(raw)
     for value in raw:
