@@ -67,9 +67,7 @@ async def test_credential_may_bring_its_own_scheme_config_of_the_same_type(crm: 
         **string_credential("canary-key-q"),
     }
     created = await create(crm, create_body("q", own))
-    seen = await (
-        await crm.proxy.get("/crm/x", headers={"X-Connection-Id": created["id"]})
-    ).json()
+    seen = await (await crm.proxy.get("/crm/x", headers={"X-Connection-Id": created["id"]})).json()
     assert seen["target"] == "/api/x?key=canary-key-q"
 
 
@@ -77,9 +75,7 @@ async def test_base_url_override(crm: Planes, echo_server: Any) -> None:
     body = create_body("other", string_credential("canary-key-o"))
     body["connection"]["baseUrl"] = str(echo_server.make_url("/elsewhere"))
     created = await create(crm, body)
-    seen = await (
-        await crm.proxy.get("/crm/x", headers={"X-Connection-Id": created["id"]})
-    ).json()
+    seen = await (await crm.proxy.get("/crm/x", headers={"X-Connection-Id": created["id"]})).json()
     assert seen["target"] == "/elsewhere/x"
 
 

@@ -1,0 +1,271 @@
+"""The OAuth 2.0 connect flow end to end against a local authorization server that enforces
+PKCE (tests/oauth_server.py): init → authorize → callback → proxied request → refresh."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.admin import create_admin_app
+from proxy.admin.oauth2 import code_challenge, new_code_verifier
+from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes, Planes
+from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
+
+CLIENT_ID = "drive-client"
+CLIENT_SECRET = "canary-client-secret-d41f"
+INIT = f"/o/{ORG}/templates/gdrive/oauth2/init"
+
+
+def oauth_template(auth_url: str, resource_url: str, **oauth2: Any) -> dict[str, Any]:
+    return {
+        "id": "gdrive",
+        "name": "Google Drive (local stand-in)",
+        "route": "/gdrive",
+        "baseUrl": resource_url + "/drive/v3",
+        "authSchemeConfigs": [
+            {
+                "type": "oauth2",
+                "oauth2": {
+                    "authorizeUrl": auth_url + "/authorize",
+                    "tokenUrl": auth_url + "/token",
+                    "defaultScopes": ["drive.readonly"],
+                    "grant": {
+                        "type": "authorizationCode",
+                        "authorizationCode": {"clientId": CLIENT_ID, "clientSecret": "${SECRET}"},
+                    },
+                    **oauth2,
+                },
+            }
+        ],
+    }
+
+
+class Drive:
+    """The authorization server, its resource server and both proxy planes."""
+
+    def __init__(self, server: AuthServer, planes: Planes) -> None:
+        self.server = server
+        self.planes = planes
+
+    async def init(self, **body: Any) -> str:
+        response = await self.planes.admin.post(INIT, json=body, headers=AUTH)
+        assert response.status == 200, await response.text()
+        url: str = (await response.json())["url"]
+        return url
+
+    async def authorize(self, url: str) -> str:
+        """What a browser does: open the URL, get redirected; returns the callback URL."""
+        async with aiohttp.ClientSession() as browser:
+            async with browser.get(url, allow_redirects=False) as response:
+                assert response.status == 302, await response.text()
+                return response.headers["Location"]
+
+    async def callback(self, location: str) -> aiohttp.ClientResponse:
+        """Follow the redirect to the admin listener, as the browser would."""
+        async with aiohttp.ClientSession() as browser:
+            response = await browser.get(location, allow_redirects=False)
+            await response.read()
+            return response
+
+    async def connect(self, **body: Any) -> dict[str, Any]:
+        response = await self.callback(await self.authorize(await self.init(**body)))
+        assert response.status == 201, await response.text()
+        created: dict[str, Any] = await response.json()
+        return created
+
+
+@pytest.fixture
+async def drive(aiohttp_server: Any, make_planes: MakePlanes) -> Drive:
+    server = AuthServer(access_ttl=3600)
+    server.clients[CLIENT_ID] = Client(secret=CLIENT_SECRET)
+    auth: TestServer = await aiohttp_server(create_auth_app(server))
+    resource: TestServer = await aiohttp_server(create_resource_app(server))
+    template = oauth_template(str(auth.make_url("")).rstrip("/"), str(resource.make_url("")))
+    planes = await make_planes({"templates": [template]}, env={"SECRET": CLIENT_SECRET})
+    return Drive(server, planes)
+
+
+def test_pkce_s256_matches_rfc7636_appendix_b() -> None:
+    # RFC 7636 Appendix B: verifier and its S256 challenge.
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert code_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    fresh = new_code_verifier()
+    assert 43 <= len(fresh) <= 128 and fresh != new_code_verifier()
+
+
+async def test_authorize_url(drive: Drive) -> None:
+    url = await drive.init(scopes=["drive.file"], additionalParams={"access_type": "offline"})
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query, strict_parsing=True).items()}
+    assert parts.path == "/authorize"
+    admin_port = drive.planes.admin.port
+    assert query["redirect_uri"] == f"http://127.0.0.1:{admin_port}/connections/oauth2/callback"
+    assert query["response_type"] == "code"
+    assert query["client_id"] == CLIENT_ID
+    assert query["scope"] == "drive.file offline_access"
+    assert query["prompt"] == "login"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43
+    assert len(query["state"]) >= 43
+    assert query["access_type"] == "offline"
+    assert CLIENT_SECRET not in url
+    # The state is fresh each time.
+    again = parse_qs(urlsplit(await drive.init()).query)
+    assert again["state"][0] != query["state"]
+    assert again["scope"] == ["drive.readonly offline_access"]  # the template's defaultScopes
+
+
+async def test_authorize_url_options(drive: Drive) -> None:
+    query = parse_qs(urlsplit(await drive.init(disableOfflineAccess=True, prompt="consent")).query)
+    assert query["scope"] == ["drive.readonly"]
+    assert query["prompt"] == ["consent"]
+    query = parse_qs(
+        urlsplit(await drive.init(additionalParams={"approval_prompt": "force"})).query
+    )
+    assert "prompt" not in query
+    assert query["approval_prompt"] == ["force"]
+    query = parse_qs(urlsplit(await drive.init(clientId="other-client")).query)
+    assert query["client_id"] == ["other-client"]
+
+
+@pytest.mark.parametrize("name", ["client_id", "state", "redirect_uri", "scope", "prompt"])
+async def test_additional_param_colliding_with_a_standard_one_is_400(
+    drive: Drive, name: str
+) -> None:
+    body = {"additionalParams": {name: "x"}}
+    response = await drive.planes.admin.post(INIT, json=body, headers=AUTH)
+    assert response.status == 400
+    error = await response.json()
+    assert error["code"] == "validation_failed"
+    assert [f["field"] for f in error["fields"]] == [f"additionalParams.{name}"]
+
+
+async def test_init_refuses_a_client_secret_and_unknown_templates(drive: Drive) -> None:
+    response = await drive.planes.admin.post(INIT, json={"clientSecret": "x"}, headers=AUTH)
+    assert response.status == 400
+    assert [f["field"] for f in (await response.json())["fields"]] == ["clientSecret"]
+    response = await drive.planes.admin.post(
+        f"/o/{ORG}/templates/nope/oauth2/init", json={}, headers=AUTH
+    )
+    assert response.status == 404
+
+
+async def test_connect_then_proxy_then_refresh(drive: Drive) -> None:
+    created = await drive.connect(externalId="user-7", connectionName="alice-drive")
+    assert created["organisationID"] == ORG
+    assert created["type"] == "oauth2-token"
+    assert created["name"] == "alice-drive"
+    token = created["data"]["oauth2Token"]
+    assert set(token) == {"tokenType", "expiresAt", "scopes"}  # the secrets are left out
+    assert created["expiresAt"] == token["expiresAt"]
+    assert token["scopes"] == ["drive.readonly", "offline_access"]
+    for secret in (*drive.server.access, *drive.server.refresh, CLIENT_SECRET):
+        assert secret not in str(created)
+    # The code was exchanged with the PKCE verifier and the template's client secret.
+    (exchange,) = drive.server.token_requests
+    assert exchange["form"]["grant_type"] == "authorization_code"
+    assert "code_verifier" in exchange["form"]
+    expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    assert exchange["authorization"] == f"Basic {expected}"
+
+    proxy = drive.planes.proxy
+    for pick in ("user-7", created["connectionId"]):
+        response = await proxy.get("/gdrive/files?q=1", headers={"X-Connection-Id": pick})
+        assert response.status == 200, await response.text()
+        assert (await response.json())["path"] == "/drive/v3/files?q=1"
+    assert drive.server.grants["refresh_token"] == 0
+
+    drive.server.expire_access_tokens()  # the provider says 401 from now on
+    response = await proxy.get("/gdrive/files", headers={"X-Connection-Id": "user-7"})
+    assert response.status == 200
+    assert drive.server.grants["refresh_token"] == 1
+    stored = await drive.planes.store.get_token(created["id"])
+    assert stored is not None and stored.token is not None
+    assert stored.token.access_token in drive.server.access
+
+
+async def test_callback_updates_the_connection_with_the_same_external_id(drive: Drive) -> None:
+    first = await drive.connect(externalId="user-8")
+    await drive.planes.proxy.get("/gdrive/x", headers={"X-Connection-Id": "user-8"})
+    assert await drive.planes.store.get_token(first["id"]) is not None
+    second = await drive.connect(externalId="user-8")
+    assert second["connectionId"] == first["connectionId"]
+    assert second["id"] != first["id"]
+    assert await drive.planes.store.get_token(first["id"]) is None  # the old token is gone
+    listed = await (await drive.planes.admin.get(CONNECTIONS, headers=AUTH)).json()
+    assert len(listed["items"]) == 1
+    response = await drive.planes.proxy.get("/gdrive/x", headers={"X-Connection-Id": "user-8"})
+    assert response.status == 200
+
+
+async def test_state_is_single_use(drive: Drive) -> None:
+    location = await drive.authorize(await drive.init())
+    assert (await drive.callback(location)).status == 201
+    replay = await drive.callback(location)
+    assert replay.status == 400
+    assert (await replay.json())["code"] == "invalid_state"
+
+
+async def test_forged_or_missing_state_is_400(drive: Drive) -> None:
+    location = await drive.authorize(await drive.init())
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    admin = drive.planes.admin
+    forged = await admin.get("/connections/oauth2/callback", params={"code": code, "state": "x"})
+    assert forged.status == 400
+    assert (await forged.json())["code"] == "invalid_state"
+    missing = await admin.get("/connections/oauth2/callback", params={"code": code})
+    assert missing.status == 400
+    assert [f["field"] for f in (await missing.json())["fields"]] == ["state"]
+    assert await drive.planes.store.list_connections() == []
+
+
+async def test_state_expires_after_ten_minutes(drive: Drive, aiohttp_client: Any) -> None:
+    location = await drive.authorize(await drive.init())
+    planes = drive.planes
+    later: TestClient[Any, Any] = await aiohttp_client(
+        create_admin_app(
+            planes.runtime,
+            templates=planes.templates,
+            store=planes.store,
+            clock=lambda: time.time() + 601,
+        )
+    )
+    split = urlsplit(location)
+    response = await later.get(f"{split.path}?{split.query}")
+    assert response.status == 400
+    assert (await response.json())["code"] == "invalid_state"
+
+
+async def test_provider_error_is_400_with_both_fields(drive: Drive) -> None:
+    drive.server.authorize_error = "access_denied"
+    location = await drive.authorize(await drive.init())
+    response = await drive.callback(location)
+    assert response.status == 400
+    error = await response.json()
+    assert error["code"] == "authorization_failed"
+    assert error["details"] == "access_denied: denied"
+    assert drive.server.hits == 0
+
+
+async def test_reused_code_is_refused_by_the_provider(drive: Drive) -> None:
+    location = await drive.authorize(await drive.init())
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    assert (await drive.callback(location)).status == 201
+    # A new flow (fresh state) with the old code: the provider says invalid_grant.
+    fresh = parse_qs(urlsplit(await drive.authorize(await drive.init())).query)["state"][0]
+    response = await drive.planes.admin.get(
+        "/connections/oauth2/callback", params={"code": code, "state": fresh}
+    )
+    assert response.status == 400
+    error = await response.json()
+    assert error["code"] == "code_exchange_failed"
+    assert error["details"] == "invalid_grant"
+    assert code not in str(error)
+    assert hashlib.sha256(code.encode()).hexdigest() not in str(error)
