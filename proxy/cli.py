@@ -192,6 +192,20 @@ def _serve(
     return 0
 
 
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from .store.rotate import rotate_store_key
+
+    runtime = load_or_report(config_path(args.config))
+    if runtime is None:
+        return EXIT_INVALID
+    try:
+        print(rotate_store_key(runtime.config.store))
+    except StoreError as exc:
+        print(f"store: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    return 0
+
+
 def open_store_or_report(settings: StoreSettings) -> Store | None:
     """Open the store of SPEC §8 before any port is bound; print why not and return None."""
     key = settings.key.get_secret_value() if settings.key else None
@@ -240,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the config and exit (0 valid, 2 invalid)")
     check.add_argument("--config", help="path to proxy.yaml")
     check.set_defaults(func=cmd_check)
+
+    rotate = sub.add_parser("rotate-key", help="re-seal the store's secrets under a new key")
+    rotate.add_argument("--config", help="path to proxy.yaml")
+    rotate.set_defaults(func=cmd_rotate_key)
 
     explain = sub.add_parser(
         "explain", help="print the upstream request as it would go out (masked); send nothing"

@@ -109,3 +109,43 @@ async def test_rotate_key(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreError, match="nothing was changed"):
         rotate_key(db, parse_key(old_text), parse_key(new_text))
+
+
+async def test_rotate_key_command_with_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxy.cli import main
+
+    db = tmp_path / "state.db"
+    store = open_store(str(db))
+    await store.put_token("c1", StoredToken(TokenSet(CANARY)))
+    await store.close()
+    old_key = key_file_path(db).read_text()
+    config = tmp_path / "proxy.yaml"
+    config.write_text(f"store: {{path: {db}}}\n")
+    assert main(["rotate-key", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    new_key = key_file_path(db).read_text()
+    assert new_key != old_key and new_key.strip() not in out and "2 value(s)" in out
+    assert stat.S_IMODE(key_file_path(db).stat().st_mode) == 0o600
+    store = open_store(str(db))  # opens with the new key file
+    got = await store.get_token("c1")
+    assert got is not None and got.token is not None and got.token.access_token == CANARY
+    await store.close()
+
+
+async def test_rotate_key_command_with_store_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy.cli import main
+
+    db = tmp_path / "state.db"
+    old_text = base64.b64encode(os.urandom(32)).decode()
+    new_text = base64.b64encode(os.urandom(32)).decode()
+    await open_store(str(db), old_text).close()
+    config = tmp_path / "proxy.yaml"
+    config.write_text(f"store: {{path: {db}, key: '{old_text}'}}\n")
+    assert main(["rotate-key", "--config", str(config)]) == 1  # no new key given
+    monkeypatch.setenv("SIGNING_PROXY_NEW_STORE_KEY", new_text)
+    assert main(["rotate-key", "--config", str(config)]) == 0
+    await open_store(str(db), new_text).close()
