@@ -62,9 +62,12 @@ INVALID_LINES = [
 ]
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "proxy", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -247,6 +250,7 @@ async def test_run_serves_then_exits_0_on_sigterm(tmp_path: Path) -> None:
         "run",
         "--config",
         str(good),
+        cwd=tmp_path,  # the default store path is relative: keep it out of the checkout
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
