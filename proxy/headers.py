@@ -46,5 +46,8 @@ def end_to_end(
 ) -> list[tuple[str, str]]:
     """Headers minus hop-by-hop ones, those named by `Connection`, and `drop` (lowercase)."""
     pairs = list(headers)
-    dropped = HOP_BY_HOP | drop | connection_tokens(pairs)
-    return [(k, v) for k, v in pairs if k.lower() not in dropped]
+    lowered = [key.lower() for key, _ in pairs]  # once per header: this runs on every request
+    dropped = HOP_BY_HOP | drop
+    if "connection" in lowered:
+        dropped |= connection_tokens(pairs)
+    return [pair for pair, low in zip(pairs, lowered, strict=True) if low not in dropped]

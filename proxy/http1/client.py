@@ -84,6 +84,11 @@ class Http1Reply:
             raise UpstreamBroken(exc.message) from None
         self._release()
 
+    def body_ready(self) -> bool:
+        """Body bytes (or its end) are already here: the relay may send the head with them."""
+        conn = self._conn
+        return conn is None or conn.body_ready
+
     async def discard(self) -> None:
         # A superseded answer (a 401 before a retry): keep the connection only when the whole
         # body is already here; otherwise reading it could take long, so close instead.
@@ -125,11 +130,12 @@ class Http1Upstream:
         endpoint = parse_origin(request.origin)
         context = self.pool.tls_for(endpoint, tls)
         method = request.method
+        data: bytes | None = None
+        stream: AsyncIterable[bytes] | None = None
         if isinstance(body, bytes | bytearray | memoryview):
-            data: bytes | None = bytes(body)
-            stream: AsyncIterable[bytes] | None = None
-        else:
-            data, stream = None, body
+            data = body if type(body) is bytes else bytes(body)
+        elif body is not None:
+            stream = body
         framing, length, extra = plan_framing(
             method, request.headers, None if data is None else len(data), stream is not None
         )

@@ -61,6 +61,7 @@ class H1Connection(asyncio.Protocol):
         self.idle_since = 0.0
         # Exchange state, reset by begin().
         self._parser: httptools.HttpResponseParser | None = None
+        self._parser_clean = False
         self._active = False
         self._is_head = False
         self._interim = False
@@ -188,14 +189,20 @@ class H1Connection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
-        if not self.done and not self._ignore:
-            self._complete()
+        if not self._ignore:
+            self._parser_clean = True
+            if not self.done:
+                self._complete()
 
     # -- exchange API ---------------------------------------------------------------------------
 
     def begin(self, method: str) -> None:
         """Start an exchange on an idle connection."""
-        self._parser = httptools.HttpResponseParser(self)
+        if not self._parser_clean:
+            # llhttp resets itself after a complete message; anything else (a HEAD response
+            # whose announced body never came, the first exchange) gets a fresh parser.
+            self._parser = httptools.HttpResponseParser(self)
+        self._parser_clean = False
         self._active = True
         self._is_head = method == "HEAD"
         self._interim = self._ignore = self._keep_alive = False
@@ -224,6 +231,10 @@ class H1Connection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
         return reusable
+
+    @property
+    def body_ready(self) -> bool:
+        return self.done or bool(self._chunks)
 
     async def wait_head(self, timeout: float | None) -> UpstreamResponse:
         while self.head is None:
