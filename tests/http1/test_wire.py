@@ -1,0 +1,97 @@
+"""Request encoding (RFC 9112 §3, §6): byte-exact request line, no header injection, framing."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.errors import ProxyError
+from proxy.http1.wire import Endpoint, Framing, encode_head, parse_origin, plan_framing
+
+HEADERS = (("X-Trace", "a b"), ("accept", "*/*"))
+
+
+def test_request_line_and_headers_go_out_as_given() -> None:
+    head = encode_head("GET", "/a%2Fb?x=%20&y", "api.test:8443", HEADERS, None)
+    assert head == (
+        b"GET /a%2Fb?x=%20&y HTTP/1.1\r\nHost: api.test:8443\r\nX-Trace: a b\r\naccept: */*\r\n\r\n"
+    )
+
+
+def test_latin1_header_bytes_round_trip() -> None:
+    # Inbound header bytes are decoded as latin-1, so encoding must give the same bytes back.
+    raw = "caf\xe9"
+    head = encode_head("GET", "/", "h", (("X-Name", raw),), None)
+    assert b"X-Name: caf\xe9\r\n" in head
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (("X-Evil", "a\r\nInjected: 1"),),
+        (("X-Evil", "a\nInjected: 1"),),
+        (("X-Evil\r\nInjected", "1"),),
+        (("X-Evil", "a\0b"),),
+    ],
+)
+def test_line_breaks_in_headers_are_refused(headers: tuple[tuple[str, str], ...]) -> None:
+    with pytest.raises(ProxyError) as caught:
+        encode_head("GET", "/", "h", headers, None)
+    assert caught.value.code == "bad_header"
+
+
+def test_a_line_break_in_the_target_is_refused() -> None:
+    with pytest.raises(ProxyError):
+        encode_head("GET", "/x\r\nHost: evil", "h", (), None)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "size", "streamed", "expected"),
+    [
+        ("GET", (), None, False, (Framing.NONE, 0, None)),
+        ("POST", (), None, False, (Framing.NONE, 0, "Content-Length: 0")),
+        ("POST", (("Content-Length", "0"),), None, False, (Framing.NONE, 0, None)),
+        ("PUT", (), 5, False, (Framing.LENGTH, 5, "Content-Length: 5")),
+        ("PUT", (("content-length", "5"),), 5, False, (Framing.LENGTH, 5, None)),
+        ("POST", (), None, True, (Framing.CHUNKED, None, "Transfer-Encoding: chunked")),
+        ("POST", (("Content-Length", "9"),), None, True, (Framing.LENGTH, 9, None)),
+    ],
+)
+def test_framing(
+    method: str,
+    headers: tuple[tuple[str, str], ...],
+    size: int | None,
+    streamed: bool,
+    expected: tuple[Framing, int | None, str | None],
+) -> None:
+    assert plan_framing(method, headers, size, streamed) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "size"),
+    [((("Content-Length", "4"),), 5), ((("Content-Length", "5x"),), 5)],
+)
+def test_a_wrong_declared_length_is_refused(
+    headers: tuple[tuple[str, str], ...], size: int
+) -> None:
+    with pytest.raises(ProxyError):
+        plan_framing("POST", headers, size, False)
+
+
+@pytest.mark.parametrize(
+    ("origin", "expected"),
+    [
+        ("http://api.test", Endpoint("http", "api.test", 80, "api.test")),
+        ("https://api.test", Endpoint("https", "api.test", 443, "api.test")),
+        ("https://api.test:8443", Endpoint("https", "api.test", 8443, "api.test:8443")),
+        ("http://[::1]:8080", Endpoint("http", "::1", 8080, "[::1]:8080")),
+        ("https://[::1]", Endpoint("https", "::1", 443, "[::1]")),
+    ],
+)
+def test_parse_origin(origin: str, expected: Endpoint) -> None:
+    assert parse_origin(origin) == expected
+
+
+@pytest.mark.parametrize("origin", ["ftp://x", "http://", "api.test", "http://a/b"])
+def test_parse_origin_refuses_what_is_not_an_origin(origin: str) -> None:
+    with pytest.raises(ProxyError):
+        parse_origin(origin)
