@@ -213,6 +213,10 @@ class Forwarder:
                 if request.transport is not None:
                     request.transport.abort()
                 return response
+            except ConnectionResetError:
+                # The client went away mid-response: not a proxy failure, nothing left to
+                # tell it (aiohttp treats the finished response the same way).
+                return response
             completed = True
             await response.write_eof()
             return response

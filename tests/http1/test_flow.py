@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
+import pytest
+from aiohttp import web
+
+from proxy.app import create_app
+from proxy.config.load import build_runtime
+from tests.conftest import bearer, connection
 from tests.http1.conftest import MakeH1Proxy
 from tests.rawhttp import Message, port_of, raw_upstream, read_head
 
@@ -117,3 +124,42 @@ async def stall_after_head(
         await asyncio.wait_for(release.wait(), 15)  # never reads the body
     finally:
         writer.transport.abort()
+
+
+async def test_client_leaving_mid_response_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Served as `signing-proxy run` serves it: aiohttp's test server cancels a handler whose
+    # client leaves, the real runner does not, so the relay meets the closed transport.
+    closed = asyncio.Event()
+
+    async def trickle(request: Message, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % TOTAL)
+        try:
+            for _ in range(400):  # bounded: 400 x 10 ms
+                writer.write(b"t" * PIECE)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            closed.set()  # the proxy let go of the upstream connection too
+
+    async with raw_upstream(trickle) as upstream:
+        tree = {"connections": [connection("up", upstream.base, bearer("canary-h1-token"))]}
+        app = create_app(build_runtime(tree, {}))
+        runner = web.AppRunner(app, handler_cancellation=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /up/stream HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+            async with asyncio.timeout(5):
+                assert (await read_head(reader)) is not None
+                await reader.readexactly(PIECE)
+            writer.transport.abort()  # the client leaves in the middle of the body
+            await asyncio.wait_for(closed.wait(), 5)
+        finally:
+            await runner.cleanup()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
