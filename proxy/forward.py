@@ -34,6 +34,7 @@ RESPONSE_URL_HEADERS = {
     "content-location": rewrite_location,
     "link": rewrite_link,
 }
+_URL_HEADER_LENGTHS = frozenset(len(name) for name in RESPONSE_URL_HEADERS)
 
 
 class TokenProvider(Protocol):
@@ -191,6 +192,7 @@ class Forwarder:
         self, request: web.Request, connection: CompiledConnection, reply: UpstreamReply
     ) -> web.StreamResponse:
         completed = False
+        sent = 0
         try:
             response = _RelayResponse(
                 status=reply.head.status,
@@ -201,11 +203,11 @@ class Forwarder:
             body_ready = getattr(reply, "body_ready", None)
             if body_ready is None or not body_ready():
                 await response.write(b"")  # no body bytes yet: the head goes out now
-            request[BODY_BYTES] = 0
+            sent = 0
             try:
                 async for chunk in reply.iter_chunks():
                     await response.write(chunk)
-                    request[BODY_BYTES] += len(chunk)
+                    sent += len(chunk)
             except UpstreamBroken:
                 # Headers are gone already; cut the client connection so the truncation shows
                 # (a clean end of message would pass a partial body off as complete).
@@ -221,6 +223,7 @@ class Forwarder:
             await response.write_eof()
             return response
         finally:
+            request[BODY_BYTES] = sent
             if not completed:
                 reply.close()
 
@@ -242,7 +245,10 @@ def _response_headers(
     if connection.rewrite_response_urls:
         prefix = None
         for index, (key, value) in enumerate(pairs):
-            rewrite = RESPONSE_URL_HEADERS.get(key.lower())
+            # The length test spares a lower() for nearly every header.
+            rewrite = (
+                RESPONSE_URL_HEADERS.get(key.lower()) if len(key) in _URL_HEADER_LENGTHS else None
+            )
             if rewrite is not None:
                 if prefix is None:  # built only when needed: request.host is not free
                     prefix = f"{request.scheme}://{request.host}{connection.route}"
