@@ -290,7 +290,13 @@ UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 def wrk(binary: str, url: str, scenario: Scenario, seconds: float, pid: int, tmp: Path) -> Result:
     argv = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    argv += [binary, "-t1", f"-c{scenario.connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    argv += [
+        binary,
+        "-t1",
+        f"-c{scenario.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+    ]
     if scenario.script:
         script = tmp / f"{scenario.key}.lua"
         script.write_text(scenario.script)
@@ -382,7 +388,8 @@ def main() -> int:
     if args.quick:
         args.rounds, args.seconds, args.memory_mib = 1, 2.0, 256
     if not Path("/proc/self/stat").exists():
-        return print("needs Linux /proc") or 2
+        print("needs Linux /proc", file=sys.stderr)
+        return 2
     binary = ensure_wrk()
     results: dict[tuple[str, str], list[Result]] = {}
     with running(args) as setup:
@@ -425,7 +432,7 @@ def main() -> int:
 
 
 def med(results: list[Result], attr: str) -> float:
-    return statistics.median(getattr(r, attr) for r in results)
+    return float(statistics.median(float(getattr(r, attr)) for r in results))
 
 
 def report(results: dict[tuple[str, str], list[Result]]) -> None:
