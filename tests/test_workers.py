@@ -9,14 +9,17 @@ Which worker answered is read from the access log, where `--workers` puts each l
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from proxy.cli import main
 from tests import rawhttp
 from tests.oauth_server import AuthServer, Client, serve_in_thread
 from tests.test_server import free_port, wait_healthy
@@ -142,3 +145,40 @@ async def test_two_workers_on_an_expired_token_make_one_token_request(tmp_path: 
         assert server.grants["refresh_token"] == 1
         assert server.hits == 1
         assert SECRET not in log
+
+
+def test_workers_must_be_a_positive_count(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit) as exited:
+            main(["run", "--workers", bad])
+        assert exited.value.code == 2
+        assert "--workers" in capsys.readouterr().err
+
+
+async def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
+    async with rawhttp.raw_upstream() as upstream:
+        tree = {"connections": [{"name": "up", "baseUrl": upstream.base, "credentials": []}]}
+        proc, port = await start(tmp_path, tree, workers=2)
+        try:
+            assert proc.stderr is not None
+            started: list[int] = []
+            async with asyncio.timeout(10):
+                while len(started) < 2:
+                    line = (await proc.stderr.readline()).decode()
+                    if match := re.search(r"worker \d started \(pid (\d+)\)", line):
+                        started.append(int(match.group(1)))
+            os.kill(started[0], signal.SIGKILL)
+            async with asyncio.timeout(10):
+                while b"restarting it" not in await proc.stderr.readline():
+                    pass
+                while b"worker 0 started" not in await proc.stderr.readline():
+                    pass
+            await wait_healthy(port, proc)
+            responses = await burst(port, "up")
+            assert [r.status for r in responses] == [200] * REQUESTS
+            code, log = await stop(proc)
+            assert code == 0, log
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
