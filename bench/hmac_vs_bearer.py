@@ -16,9 +16,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from aiohttp import web
-
 from ab import alternate, local_upstream, print_table, proxy_process
+from aiohttp import web
 
 MiB = 1024 * 1024
 

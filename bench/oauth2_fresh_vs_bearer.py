@@ -16,9 +16,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiohttp import web
-
 from ab import alternate, free_port, local_upstream, print_table, proxy_process
+from aiohttp import web
 
 
 async def ok(request: web.Request) -> web.Response:
