@@ -17,6 +17,11 @@ Strategy:
   and backs off exponentially, so a dead token endpoint is not hammered.
 - Token endpoint calls go through a `ClientSession` of their own: no proxy logic (no recursion
   through the pipeline being authenticated), no redirects, no environment proxies, own timeout.
+  The authorization-code exchange of the connect flow (`exchange_code`) takes the same path.
+- TLS towards the token endpoint: with `mtlsEnabled`, the connection's `certificate` context —
+  its client certificate, and its `ca` as the only trust anchor when given, else the system
+  store (one PKI for the API and its token endpoint, as mTLS providers run it). Without it, the
+  system store; both honour `SSL_CERT_FILE`/`SSL_CERT_DIR` (read when the context is made).
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ from .schemes.base import Scheme
 from .schemes.oauth2 import (
     ClientAuth,
     OAuth2Scheme,
+    OAuth2Settings,
     TokenEndpointError,
     TokenRequest,
+    authorization_code_params,
     build_token_request,
     client_credentials_params,
     parse_token_response,
@@ -126,7 +133,11 @@ class TokenManager:
         self.clock = clock
         self._owner = lease_owner(secrets.token_hex(6))
         self._states: dict[str, _Credential] = {}
+        # (token URL, client id) → the client authentication that worked last: the connect
+        # flow's code exchange and a credential new to the store start with it.
+        self._client_auth: dict[tuple[str, str], ClientAuth] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._system_tls: ssl.SSLContext | None = None
 
     def __repr__(self) -> str:
         return f"TokenManager(credentials={len(self._states)}, store={self.store!r})"
@@ -148,6 +159,7 @@ class TokenManager:
         record = await self.store.get_token(cid)
         if record is None or record.seed_fingerprint != seed_fp:
             kept_style = record.client_auth if record is not None else None
+            kept_style = kept_style or self._client_auth.get(_client_key(scheme.settings))
             record = StoredToken(scheme.settings.seed_token, seed_fp, False, kept_style)
             await self.store.put_token(cid, record)
         old = self._states.get(cid)
@@ -176,9 +188,34 @@ class TokenManager:
         await self.store.delete_token(credential_id)
 
     async def close(self) -> None:
+        """Close the token endpoint client; idempotent. The store is its owner's to close."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    # --- the connect flow ---
+
+    async def exchange_code(
+        self,
+        settings: OAuth2Settings,
+        code: str,
+        code_verifier: str,
+        redirect_uri: str,
+        tls: ssl.SSLContext | None = None,
+    ) -> TokenSet:
+        """RFC 6749 §4.1.3 with the RFC 7636 §4.5 verifier: the authorization code for a token.
+
+        The same call as a refresh: client authentication Basic then form (starting with the
+        style that worked for this client before), `mtlsEnabled` with `tls`, no redirects, the
+        manager's timeout. Nothing is stored: the caller makes the credential and `adopt()`s it.
+
+        Raises:
+            TokenEndpointError: `error` is the provider's code or one of ours, never a secret;
+                `status` is the HTTP status (0 when there was no answer).
+        """
+        params = authorization_code_params(code, redirect_uri, code_verifier)
+        token, _ = await self._request_token(settings, params, tls, None, None)
+        return token
 
     # --- TokenProvider ---
 
@@ -291,50 +328,28 @@ class TokenManager:
         else:
             assert settings.username is not None and settings.password is not None
             params = password_params(settings.username, settings.password, settings.scope)
-        styles: list[ClientAuth] = ["basic", "form"]
-        if state.client_auth == "form" or not settings.client_secret:
-            styles = ["form"]
-        for style in styles:
-            request = build_token_request(
-                settings.token_url,
-                params,
-                client_id=settings.client_id,
-                client_secret=settings.client_secret,
-                client_auth=style,
-                additional=settings.additional_params,
+        try:
+            token, style = await self._request_token(
+                settings, params, state.tls, state.client_auth, base
             )
-            try:
-                if settings.mtls and state.tls is None:
-                    raise TokenEndpointError("mtls_certificate_missing")
-                status, body = await self._post(request, state.tls if settings.mtls else None)
-                token = parse_token_response(
-                    status, body, now=self.clock(), previous=base, requested_scope=settings.scope
-                )
-            except TokenEndpointError as exc:
-                if exc.rejects_client and style == "basic" and len(styles) > 1:
-                    continue  # SPEC §7: a provider that rejects Basic gets the form style
-                await self._failed(state, exc)
-            record = StoredToken(token, state.seed_fingerprint, False, style)
-            try:
-                # Durable before anyone uses it: a crash now must not lose a rotated token.
-                await self.store.put_token(scheme.credential_id, record)
-            except Exception:
-                log.exception(
-                    "credential %s: the new token could not be stored", scheme.credential_id
-                )
-                raise refresh_failed("store_write_failed") from None
-            state.token, state.client_auth = token, style
-            state.failures, state.retry_at, state.last_error = 0, 0.0, ""
-            log.info(
-                "credential %s: token obtained (grant %s, expires in %s)",
-                scheme.credential_id,
-                settings.grant,
-                "unknown"
-                if token.expires_at is None
-                else f"{token.expires_at - self.clock():.0f}s",
-            )
-            return token
-        raise AssertionError("unreachable")  # pragma: no cover
+        except TokenEndpointError as exc:
+            await self._failed(state, exc)
+        record = StoredToken(token, state.seed_fingerprint, False, style)
+        try:
+            # Durable before anyone uses it: a crash now must not lose a rotated token.
+            await self.store.put_token(scheme.credential_id, record)
+        except Exception:
+            log.exception("credential %s: the new token could not be stored", scheme.credential_id)
+            raise refresh_failed("store_write_failed") from None
+        state.token, state.client_auth = token, style
+        state.failures, state.retry_at, state.last_error = 0, 0.0, ""
+        log.info(
+            "credential %s: token obtained (grant %s, expires in %s)",
+            scheme.credential_id,
+            settings.grant,
+            "unknown" if token.expires_at is None else f"{token.expires_at - self.clock():.0f}s",
+        )
+        return token
 
     async def _failed(self, state: _Credential, exc: TokenEndpointError) -> NoReturn:
         cid = state.scheme.credential_id
@@ -357,7 +372,64 @@ class TokenManager:
         )
         raise refresh_failed(exc.error)
 
-    async def _post(self, request: TokenRequest, tls: ssl.SSLContext | None) -> tuple[int, bytes]:
+    async def _request_token(
+        self,
+        settings: OAuth2Settings,
+        params: list[tuple[str, str]],
+        tls: ssl.SSLContext | None,
+        known_style: ClientAuth | None,
+        previous: TokenSet | None,
+    ) -> tuple[TokenSet, ClientAuth]:
+        """One token from the endpoint for the grant `params`, and the client auth that worked.
+
+        HTTP Basic first, unless form is known to work or there is no secret; form when the
+        provider rejects Basic (SPEC §7).
+        """
+        if settings.token_url is None:
+            raise TokenEndpointError("token_url_missing")
+        if not settings.mtls:
+            tls = self._system()
+        elif tls is None:
+            raise TokenEndpointError("mtls_certificate_missing")
+        key = _client_key(settings)
+        known_style = known_style or self._client_auth.get(key)
+        styles: list[ClientAuth] = ["basic", "form"]
+        if known_style == "form" or not settings.client_secret:
+            styles = ["form"]
+        for style in styles:
+            request = build_token_request(
+                settings.token_url,
+                params,
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                client_auth=style,
+                additional=settings.additional_params,
+            )
+            status, body = await self._post(request, tls)
+            try:
+                token = parse_token_response(
+                    status,
+                    body,
+                    now=self.clock(),
+                    previous=previous,
+                    requested_scope=settings.scope,
+                )
+            except TokenEndpointError as exc:
+                if exc.rejects_client and style == "basic" and len(styles) > 1:
+                    continue  # SPEC §7: a provider that rejects Basic gets the form style
+                raise
+            self._client_auth[key] = style
+            return token, style
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _system(self) -> ssl.SSLContext:
+        # Made on first use, not at import (as aiohttp's default is): SSL_CERT_FILE and
+        # SSL_CERT_DIR are read when the context is made.
+        if self._system_tls is None:
+            self._system_tls = ssl.create_default_context()
+        return self._system_tls
+
+    async def _post(self, request: TokenRequest, tls: ssl.SSLContext) -> tuple[int, bytes]:
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession(
@@ -371,7 +443,7 @@ class TokenManager:
                 data=request.body(),
                 headers=dict(request.headers),
                 allow_redirects=False,
-                ssl=tls if tls is not None else True,
+                ssl=tls,
             ) as response:
                 body = await response.content.read(MAX_TOKEN_RESPONSE_BYTES + 1)
                 if len(body) > MAX_TOKEN_RESPONSE_BYTES:
@@ -379,6 +451,14 @@ class TokenManager:
                 return response.status, body
         except TimeoutError:
             raise TokenEndpointError("token_endpoint_timeout") from None
+        except aiohttp.ClientSSLError:
+            # Certificate not trusted, or the handshake refused (our client certificate, or
+            # none, not accepted). OpenSSL's text names hosts; the kind is enough.
+            raise TokenEndpointError("token_endpoint_tls_error") from None
         except aiohttp.ClientError as exc:
             # The exception text can hold the URL only; the kind is enough for the client.
             raise TokenEndpointError(f"token_endpoint_unreachable:{type(exc).__name__}") from None
+
+
+def _client_key(settings: OAuth2Settings) -> tuple[str, str]:
+    return (settings.token_url or "", settings.client_id)

@@ -1,0 +1,245 @@
+"""`oauth2.mtlsEnabled`: the token endpoint is called with the connection's client certificate.
+
+The token endpoint here is the strict local authorization server (tests/oauth_server.py) served
+over real TLS that *requires* a client certificate (`ssl.CERT_REQUIRED`, CA and certificates
+from trustme); a middleware records the subject of the certificate each token request came
+with. The resource server is plain HTTP: only the token endpoint is under test.
+
+Trust anchor for the token endpoint (README, OAuth 2.0): with `mtlsEnabled` it is the
+certificate credential's `ca` when given (and only it), else the system store; without
+`mtlsEnabled`, the system store. The system store honours `SSL_CERT_FILE`.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
+
+from tests.conftest import MakeProxy, connection
+from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
+from tests.test_signing_integration import certificate_credential
+
+SECRET = "canary-mtls-client-secret-6d2e"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def client_cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("token-client@example", common_name="token-client")
+
+
+@pytest.fixture
+def system_trusts_ca(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system store trusts the test CA, through SSL_CERT_FILE (as an operator would)."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+
+
+@dataclass
+class TokenEndpoint:
+    server: AuthServer
+    token_url: str
+    resource_url: str
+    subjects: list[str | None] = field(default_factory=list)  # client CN per token request
+
+
+@pytest.fixture
+async def endpoint(
+    aiohttp_server: Any, ca: trustme.CA, request: pytest.FixtureRequest
+) -> TokenEndpoint:
+    """The token endpoint over TLS; it demands a client certificate unless the test passes
+    `ssl.CERT_OPTIONAL` as the fixture's (indirect) parameter."""
+    verify_mode = getattr(request, "param", ssl.CERT_REQUIRED)
+    server = AuthServer(clients={"cid": Client(SECRET)})
+    subjects: list[str | None] = []
+
+    @web.middleware
+    async def record_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        subject = dict(pair[0] for pair in peer["subject"]) if peer else {}
+        subjects.append(subject.get("commonName"))
+        return await handler(request)
+
+    app = create_auth_app(server)
+    app.middlewares.append(record_peer)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = verify_mode  # CERT_REQUIRED: no client certificate, no handshake
+    auth: TestServer = await aiohttp_server(app, ssl=context)
+    resource: TestServer = await aiohttp_server(create_resource_app(server))
+    token_url = str(auth.make_url("/token"))
+    assert token_url.startswith("https://127.0.0.1:")
+    return TokenEndpoint(server, token_url, str(resource.make_url("")), subjects)
+
+
+def oauth2_client(token_url: str, *, mtls: bool) -> dict[str, Any]:
+    return {
+        "authSchemeConfig": {
+            "type": "oauth2",
+            "oauth2": {
+                "tokenUrl": token_url,
+                "mtlsEnabled": mtls,
+                "grant": {"type": "clientCredentials"},
+            },
+        },
+        "credential": {
+            "type": "oauth2-client",
+            "data": {"oauth2Client": {"clientId": "cid", "clientSecret": SECRET}},
+        },
+    }
+
+
+def key_line(leaf: trustme.LeafCert) -> str:
+    return leaf.private_key_pem.bytes().decode().splitlines()[1]
+
+
+GetItems = Callable[..., Awaitable[tuple[int, dict[str, Any], str]]]
+
+
+@pytest.fixture
+def get_items(make_proxy: MakeProxy, endpoint: TokenEndpoint) -> GetItems:
+    """One request through a proxy whose connection `api` has the given credentials."""
+
+    async def get(*credentials: dict[str, Any]) -> tuple[int, dict[str, Any], str]:
+        api = connection("api", endpoint.resource_url, *credentials)
+        proxy = await make_proxy({"connections": [api]})
+        response = await proxy.get("/api/items")
+        text = await response.text()
+        return response.status, await response.json(), text
+
+    return get
+
+
+def assert_nothing_leaks(
+    text: str, caplog: pytest.LogCaptureFixture, leaf: trustme.LeafCert
+) -> None:
+    for secret in (SECRET, key_line(leaf)):
+        assert secret not in text
+        assert secret not in caplog.text
+
+
+async def test_token_request_presents_the_client_certificate(
+    endpoint: TokenEndpoint, get_items: GetItems, ca: trustme.CA, client_cert: trustme.LeafCert
+) -> None:
+    ca_pem = ca.cert_pem.bytes().decode()
+    status, body, _ = await get_items(
+        certificate_credential(client_cert, ca_pem), oauth2_client(endpoint.token_url, mtls=True)
+    )
+    assert status == 200, body
+    assert body["ok"] is True  # the resource server took the token
+    assert endpoint.subjects == ["token-client"]
+    assert endpoint.server.grants["client_credentials"] == 1
+
+
+@pytest.mark.usefixtures("system_trusts_ca")
+async def test_system_store_is_the_trust_anchor_without_ca(
+    endpoint: TokenEndpoint,
+    get_items: GetItems,
+    client_cert: trustme.LeafCert,
+) -> None:
+    """No `ca` in the certificate credential: the system store, which honours SSL_CERT_FILE."""
+    status, body, _ = await get_items(
+        certificate_credential(client_cert, None), oauth2_client(endpoint.token_url, mtls=True)
+    )
+    assert status == 200, body
+    assert endpoint.subjects == ["token-client"]
+
+
+@pytest.mark.usefixtures("system_trusts_ca")
+async def test_certificate_ca_is_the_only_trust_anchor(
+    endpoint: TokenEndpoint,
+    get_items: GetItems,
+    client_cert: trustme.LeafCert,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A `ca` that did not sign the token endpoint's certificate: refused, even though the
+    system store (SSL_CERT_FILE) would have trusted it."""
+    caplog.set_level(logging.DEBUG)
+    other_ca = trustme.CA().cert_pem.bytes().decode()
+    status, body, text = await get_items(
+        certificate_credential(client_cert, other_ca), oauth2_client(endpoint.token_url, mtls=True)
+    )
+    assert status == 502
+    assert body["code"] == "credential_refresh_failed"
+    assert body["details"] == "token_endpoint_tls_error"
+    assert endpoint.subjects == [] and endpoint.server.hits == 0
+    assert_nothing_leaks(text, caplog, client_cert)
+
+
+@pytest.mark.parametrize("with_certificate", [True, False])
+@pytest.mark.usefixtures("system_trusts_ca")
+async def test_without_mtls_the_handshake_is_refused(
+    endpoint: TokenEndpoint,
+    get_items: GetItems,
+    ca: trustme.CA,
+    client_cert: trustme.LeafCert,
+    caplog: pytest.LogCaptureFixture,
+    with_certificate: bool,
+) -> None:
+    """`mtlsEnabled: false`: no client certificate towards the token endpoint, even when the
+    connection has one; the endpoint is trusted (SSL_CERT_FILE), so the refusal is the
+    endpoint's, for the missing certificate."""
+    caplog.set_level(logging.DEBUG)
+    credentials = [oauth2_client(endpoint.token_url, mtls=False)]
+    if with_certificate:
+        credentials.insert(0, certificate_credential(client_cert, ca.cert_pem.bytes().decode()))
+    status, body, text = await get_items(*credentials)
+    assert status == 502
+    assert body["code"] == "credential_refresh_failed"
+    # TLS 1.3: the client's side of the handshake completes and the server's refusal comes as
+    # an alert and a reset on the first read, which cannot be told apart from any other reset.
+    assert body["details"] in (
+        "token_endpoint_tls_error",
+        "token_endpoint_unreachable:ClientOSError",
+    )
+    assert endpoint.subjects == [] and endpoint.server.hits == 0
+    assert_nothing_leaks(text, caplog, client_cert)
+
+
+@pytest.mark.parametrize("endpoint", [ssl.CERT_OPTIONAL], indirect=True)
+@pytest.mark.usefixtures("system_trusts_ca")
+async def test_without_mtls_no_certificate_is_presented(
+    endpoint: TokenEndpoint,
+    get_items: GetItems,
+    ca: trustme.CA,
+    client_cert: trustme.LeafCert,
+) -> None:
+    """An endpoint that does not demand one: the connection's certificate stays with the API
+    (`mtlsEnabled: false`), and the endpoint is trusted through the system store."""
+    status, body, _ = await get_items(
+        certificate_credential(client_cert, ca.cert_pem.bytes().decode()),
+        oauth2_client(endpoint.token_url, mtls=False),
+    )
+    assert status == 200, body
+    assert endpoint.subjects == [None]
+
+
+async def test_mtls_without_a_certificate_credential_fails_before_any_call(
+    endpoint: TokenEndpoint,
+    get_items: GetItems,
+    client_cert: trustme.LeafCert,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body, text = await get_items(oauth2_client(endpoint.token_url, mtls=True))
+    assert status == 502
+    assert body["code"] == "credential_refresh_failed"
+    assert body["details"] == "mtls_certificate_missing"
+    assert endpoint.subjects == [] and endpoint.server.hits == 0
+    assert_nothing_leaks(text, caplog, client_cert)
