@@ -20,9 +20,8 @@ import hmac
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import aiohttp
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -34,7 +33,7 @@ from ..store import Store
 from ..templates import Templates
 from ..tokens import TokenManager
 from . import connections, oauth2
-from .context import ADMIN, CALLBACK_PATH, HTTP, Admin, json_response
+from .context import ADMIN, CALLBACK_PATH, Admin, json_response
 from .openapi import openapi_document
 
 log = logging.getLogger("signing_proxy.admin")
@@ -138,18 +137,20 @@ def create_admin_app(
     store: Store,
     tokens: TokenManager | None = None,
     clock: Callable[[], float] = time.time,
-    http: aiohttp.ClientSession | None = None,
 ) -> web.Application:
     """The management API over the same `templates`, `store` and `tokens` as the data plane.
 
     Args:
-        http: client for the OAuth 2.0 code exchange; one is created (and closed) when None.
+        tokens: the data plane's token manager (its owner closes it); when None the app makes
+            one on `store` for the code exchange and closes it with itself. `store` is never
+            closed here: it belongs to whoever opened it.
     """
+    own_tokens = tokens is None
     admin = Admin(
         runtime=runtime,
         templates=templates,
         store=store,
-        tokens=tokens,
+        tokens=tokens if tokens is not None else TokenManager(store),
         clock=clock,
         file_connections={c.id: c for c in runtime.connections},
     )
@@ -158,19 +159,11 @@ def create_admin_app(
     app = web.Application(middlewares=[_admin_middleware(token)], client_max_size=MAX_BODY_BYTES)
     app[ADMIN] = admin
 
-    async def client_session(app: web.Application) -> AsyncIterator[None]:
-        if http is not None:
-            app[HTTP] = http
-            yield
-            return
-        timeout = aiohttp.ClientTimeout(
-            total=runtime.config.timeouts.read, connect=runtime.config.timeouts.connect
-        )
-        async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as s:
-            app[HTTP] = s
-            yield
+    async def close_own_tokens(_: web.Application) -> None:
+        await admin.tokens.close()
 
-    app.cleanup_ctx.append(client_session)
+    if own_tokens:
+        app.on_cleanup.append(close_own_tokens)
     org = "/o/{organisation_id}"
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -193,4 +186,4 @@ def create_admin_app_for(runtime: Runtime, data_app: web.Application) -> web.App
     )
 
 
-__all__ = ["ADMIN", "HTTP", "Admin", "create_admin_app", "create_admin_app_for"]
+__all__ = ["ADMIN", "Admin", "create_admin_app", "create_admin_app_for"]

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -43,7 +42,7 @@ class Admin:
     runtime: Runtime
     templates: Templates
     store: Store
-    tokens: TokenManager | None = None
+    tokens: TokenManager
     clock: Callable[[], float] = time.time
     file_connections: Mapping[str, CompiledConnection] = field(default_factory=dict)
 
@@ -74,8 +73,6 @@ class Admin:
 
 
 ADMIN = web.AppKey("admin", Admin)
-# The client for the OAuth 2.0 code exchange (never the data plane's upstream pool).
-HTTP = web.AppKey("admin_http", aiohttp.ClientSession)
 
 
 async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
@@ -98,7 +95,6 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 __all__ = [
     "ADMIN",
-    "HTTP",
     "Admin",
     "CALLBACK_PATH",
     "ProxyError",

@@ -7,8 +7,9 @@ organisation, the template and the connection it will create or update, with the
 exchanges the code with the verifier (§4.1.3, RFC 7636 §4.5), and creates or updates the
 connection with the new `oauth2-token` credential.
 
-The token request is built and parsed by the pure `schemes.oauth2` functions, the same the
-token manager uses; the client secret always comes from the template, never from a request.
+The code goes to the token endpoint through `TokenManager.exchange_code`, the one path for
+token endpoint calls (client authentication Basic then form, `mtlsEnabled`, no redirects, its
+timeout); the client secret always comes from the template, never from a request.
 """
 
 from __future__ import annotations
@@ -19,23 +20,17 @@ import secrets
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import aiohttp
 from aiohttp import web
 
 from ..config import models as m
 from ..connection import CompiledConnection
 from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
 from ..messages import TokenSet
-from ..schemes.oauth2 import (
-    TokenEndpointError,
-    authorization_code_params,
-    build_token_request,
-    parse_token_response,
-)
+from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
 from .connections import check_unique, forget_token, iso8601, save_connection, token_data
-from .context import ADMIN, HTTP, Admin, ValidationFailed, json_response, read_body
+from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import OAuth2Init
 from .redact import to_json
 
@@ -90,6 +85,12 @@ def oauth2_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth2SchemeConfig
     if found is None:
         raise InvalidRequest(
             "validation_failed", "the template has no oauth2 authorizationCode scheme"
+        )
+    if found[1].oauth2.mtls_enabled:
+        # mTLS towards the token endpoint needs a `certificate` credential beside the token.
+        raise InvalidRequest(
+            "validation_failed",
+            "the connect flow cannot supply the certificate credential mtlsEnabled needs",
         )
     return found
 
@@ -194,7 +195,7 @@ async def callback(request: web.Request) -> web.Response:
         )
     index, auth = oauth2_scheme(route.template)
     auth = _chosen_config(auth, flow.extra)
-    token = await exchange_code(request.app[HTTP], admin, auth, flow, query["code"])
+    token = await exchange_code(admin, auth, flow, query["code"])
     connection, replaced = _connect(route, flow, index, auth, token)
     await save_connection(admin, route, connection)
     if replaced is not None:
@@ -236,63 +237,41 @@ def _chosen_config(auth: m.OAuth2SchemeConfig, extra: Any) -> m.OAuth2SchemeConf
 
 
 async def exchange_code(
-    http: aiohttp.ClientSession,
-    admin: Admin,
-    auth: m.OAuth2SchemeConfig,
-    flow: FlowState,
-    code: str,
+    admin: Admin, auth: m.OAuth2SchemeConfig, flow: FlowState, code: str
 ) -> TokenSet:
-    """RFC 6749 §4.1.3 with the PKCE verifier; HTTP Basic first, form body if Basic is refused."""
+    """RFC 6749 §4.1.3 with the PKCE verifier, through the token manager."""
     params = auth.oauth2
     grant = params.grant
     assert isinstance(grant, m.AuthorizationCodeGrant)
     if params.token_url is None or not _is_http_url(params.token_url):
         raise ProxyError("code_exchange_failed", "the template has no usable tokenUrl", status=502)
     pair = grant.authorization_code
-    form = authorization_code_params(code, flow.redirect_uri, flow.code_verifier)
-    failure: TokenEndpointError | None = None
-    for style in ("basic", "form"):
-        token_request = build_token_request(
-            params.token_url,
-            form,
-            client_id=pair.client_id,
-            client_secret=pair.client_secret.get_secret_value(),
-            client_auth=style,
-            additional=params.additional_token_params,
-        )
-        try:
-            async with http.post(
-                token_request.url, data=token_request.body(), headers=list(token_request.headers)
-            ) as response:
-                status, raw = response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProxyError(
-                "code_exchange_failed",
-                "the token endpoint could not be reached",
-                status=502,
-                details=type(exc).__name__,
-            ) from None
-        try:
-            return parse_token_response(
-                status, raw, now=admin.clock(), requested_scope=" ".join(params.scopes) or None
-            )
-        except TokenEndpointError as exc:
-            failure = exc
-            if not (exc.rejects_client and pair.client_secret.get_secret_value()):
-                break
-    assert failure is not None
-    # A refused code (invalid_grant: wrong, used or expired code, verifier mismatch) is the
-    # caller's to fix by starting again; anything else is the provider's failure.
-    rejected = 400 <= failure.status < 500
-    raise ProxyError(
-        "code_exchange_failed",
-        "the token endpoint refused the authorization code"
-        if rejected
-        else "the token endpoint failed",
-        status=400 if rejected else 502,
-        proxy_status="proxy_internal_response" if rejected else None,
-        details=failure.error,
+    settings = OAuth2Settings(
+        grant="authorizationCode",
+        token_url=params.token_url,
+        client_id=pair.client_id,
+        client_secret=pair.client_secret.get_secret_value(),
+        scopes=tuple(params.scopes),
+        additional_params=dict(params.additional_token_params),
+        mtls=params.mtls_enabled,
     )
+    try:
+        return await admin.tokens.exchange_code(
+            settings, code, flow.code_verifier, flow.redirect_uri
+        )
+    except TokenEndpointError as failure:
+        # A refused code (invalid_grant: wrong, used or expired code, verifier mismatch) is
+        # the caller's to fix by starting again; anything else is the provider's failure.
+        rejected = 400 <= failure.status < 500
+        raise ProxyError(
+            "code_exchange_failed",
+            "the token endpoint refused the authorization code"
+            if rejected
+            else "the token endpoint failed",
+            status=400 if rejected else 502,
+            proxy_status="proxy_internal_response" if rejected else None,
+            details=failure.error,
+        ) from None
 
 
 def _connect(

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.admin import create_admin_app
@@ -269,3 +270,66 @@ async def test_reused_code_is_refused_by_the_provider(drive: Drive) -> None:
     assert error["details"] == "invalid_grant"
     assert code not in str(error)
     assert hashlib.sha256(code.encode()).hexdigest() not in str(error)
+
+
+async def test_connect_against_a_provider_that_rejects_basic(drive: Drive) -> None:
+    """The code exchange is the token manager's call: Basic refused → form, and the working
+    style is remembered, so the first refresh goes straight to form."""
+    drive.server.clients[CLIENT_ID] = Client(secret=CLIENT_SECRET, basic_allowed=False)
+    created = await drive.connect(externalId="user-f")
+    basic, form = drive.server.token_requests
+    assert basic["authorization"].startswith("Basic ") and "client_secret" not in basic["form"]
+    assert form["authorization"] is None
+    assert form["form"]["grant_type"] == "authorization_code"
+    assert form["form"]["client_secret"] == CLIENT_SECRET
+    stored = await drive.planes.store.get_token(created["id"])
+    assert stored is not None and stored.client_auth == "form"
+
+    drive.server.expire_access_tokens()
+    response = await drive.planes.proxy.get("/gdrive/x", headers={"X-Connection-Id": "user-f"})
+    assert response.status == 200, await response.text()
+    refresh = drive.server.token_requests[2:]
+    assert [r["form"]["grant_type"] for r in refresh] == ["refresh_token"]
+    assert refresh[0]["authorization"] is None  # no second Basic attempt
+
+
+async def test_token_endpoint_redirect_is_not_followed(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    """A 3xx from the token endpoint is a failure, not a hop carrying the code elsewhere."""
+    server = AuthServer()
+    server.clients[CLIENT_ID] = Client(secret=CLIENT_SECRET)
+    auth: TestServer = await aiohttp_server(create_auth_app(server))
+    moved_hits: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        moved_hits.append(request.path)
+        raise web.HTTPTemporaryRedirect(str(auth.make_url("/token")))
+
+    mover = web.Application()
+    mover.router.add_post("/token", moved)
+    mover_server: TestServer = await aiohttp_server(mover)
+    auth_url = str(auth.make_url("")).rstrip("/")
+    template = oauth_template(
+        auth_url, "http://127.0.0.1:9", tokenUrl=str(mover_server.make_url("/token"))
+    )
+    planes = await make_planes({"templates": [template]}, env={"SECRET": CLIENT_SECRET})
+    drive = Drive(server, planes)
+    response = await drive.callback(await drive.authorize(await drive.init()))
+    assert response.status == 502
+    error = await response.json()
+    assert error["code"] == "code_exchange_failed"
+    assert error["details"] == "token_endpoint_status_307"
+    assert moved_hits == ["/token"] and server.hits == 0
+
+
+async def test_init_refuses_a_template_with_mtls(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    template = oauth_template("http://127.0.0.1:9", "http://127.0.0.1:9", mtlsEnabled=True)
+    planes = await make_planes({"templates": [template]}, env={"SECRET": CLIENT_SECRET})
+    response = await planes.admin.post(INIT, json={}, headers=AUTH)
+    assert response.status == 400
+    error = await response.json()
+    assert error["code"] == "validation_failed"
+    assert "mtlsEnabled" in error["message"]
