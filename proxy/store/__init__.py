@@ -152,7 +152,9 @@ class Store(TokenStore, ConnectionStore, FlowStateStore, Protocol):
         """A keyed hash of `secret` (stable for this store, useless without its key)."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the store; a second call does nothing (SQLite: later use is `StoreError`)."""
+        ...
 
 
 def lease_owner(nonce: str) -> str:

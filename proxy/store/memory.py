@@ -10,7 +10,7 @@ import secrets
 import time
 from dataclasses import replace
 
-from . import FlowState, StoreConflict, StoredConnection, StoredToken
+from . import FlowState, StoreConflict, StoredConnection, StoredToken, StoreError
 from .crypto import fingerprint
 
 
@@ -23,6 +23,7 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._connections: dict[str, StoredConnection] = {}
         self._flows: dict[str, FlowState] = {}
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"MemoryStore(tokens={len(self._tokens)}, connections={len(self._connections)})"
@@ -31,20 +32,30 @@ class MemoryStore:
         return fingerprint(self._fingerprint_key, secret)
 
     async def close(self) -> None:
-        return None
+        """Idempotent; afterwards every call is `StoreError`, as on SQLite (so a test on this
+        store catches a use after shutdown too)."""
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
 
     # --- tokens ---
 
     async def get_token(self, credential_id: str) -> StoredToken | None:
+        self._check_open()
         return self._tokens.get(credential_id)
 
     async def put_token(self, credential_id: str, record: StoredToken) -> None:
+        self._check_open()
         self._tokens[credential_id] = replace(record, updated_at=time.time())
 
     async def delete_token(self, credential_id: str) -> None:
+        self._check_open()
         self._tokens.pop(credential_id, None)
 
     async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
+        self._check_open()
         now = time.time()
         held = self._leases.get(credential_id)
         if held is not None and held[0] != owner and held[1] > now:
@@ -53,6 +64,7 @@ class MemoryStore:
         return True
 
     async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
+        self._check_open()
         held = self._leases.get(credential_id)
         if held is not None and held[0] == owner:
             del self._leases[credential_id]
@@ -60,6 +72,7 @@ class MemoryStore:
     # --- connections ---
 
     async def put_connection(self, connection: StoredConnection) -> None:
+        self._check_open()
         for other in self._connections.values():
             if other.id == connection.id or other.template_id != connection.template_id:
                 continue
@@ -73,17 +86,21 @@ class MemoryStore:
         self._connections[connection.id] = replace(connection, created_at=created, updated_at=now)
 
     async def get_connection(self, connection_id: str) -> StoredConnection | None:
+        self._check_open()
         return self._connections.get(connection_id)
 
     async def delete_connection(self, connection_id: str) -> bool:
+        self._check_open()
         return self._connections.pop(connection_id, None) is not None
 
     async def list_connections(self) -> list[StoredConnection]:
+        self._check_open()
         return sorted(self._connections.values(), key=lambda c: (c.created_at, c.id))
 
     async def find_connection(
         self, template_id: str, *, name: str | None = None, external_id: str | None = None
     ) -> StoredConnection | None:
+        self._check_open()
         for connection in self._connections.values():
             if connection.template_id != template_id:
                 continue
@@ -96,9 +113,11 @@ class MemoryStore:
     # --- OAuth flow state ---
 
     async def put_flow(self, flow: FlowState) -> None:
+        self._check_open()
         self._flows[flow.state] = flow
 
     async def take_flow(self, state: str, now: float | None = None) -> FlowState | None:
+        self._check_open()
         flow = self._flows.pop(state, None)
         if flow is None or flow.expires_at <= (time.time() if now is None else now):
             return None

@@ -133,6 +133,7 @@ class SqliteStore:
         self._sealer = sealer
         self._fingerprint_key = fingerprint_key
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._closed = False
         self.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
 
     def __repr__(self) -> str:
@@ -163,10 +164,17 @@ class SqliteStore:
         return fingerprint(self._fingerprint_key, secret)
 
     async def close(self) -> None:
-        await self._run(self._conn.close)
+        """Close the database and its thread; idempotent (several owners may say goodbye)."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            # Not the executor's "cannot schedule new futures after shutdown": say what it is.
+            raise StoreError("the store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     @contextmanager

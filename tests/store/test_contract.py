@@ -15,6 +15,7 @@ from proxy.store import (
     StoreConflict,
     StoredConnection,
     StoredToken,
+    StoreError,
     open_store,
 )
 
@@ -175,3 +176,15 @@ async def test_expired_flow_state_is_refused(store: Store) -> None:
     assert await store.take_flow("state-2", now=1000.0) is None
     await store.put_flow(FlowState("state-3", "v", "tpl", "org", "http://cb", 1000.0))
     assert await store.take_flow("state-3", now=999.0) is not None
+
+
+async def test_close_is_idempotent_and_a_closed_store_says_so(store: Store) -> None:
+    """Shared stores have several owners saying goodbye; a late user gets a clear StoreError
+    (not the executor's "cannot schedule new futures after shutdown")."""
+    await store.put_token("c1", StoredToken(token()))
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_token("c1")
+    with pytest.raises(StoreError, match="closed"):
+        await store.put_connection(conn("k1", "alpha"))
