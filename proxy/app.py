@@ -42,13 +42,17 @@ def create_app(
     tokens: TokenProvider | None = None,
     templates: Templates | None = None,
     store: Store | None = None,
+    close_shared: bool = True,
 ) -> web.Application:
     """The data plane: `/healthz`, and every other path forwarded by route.
 
     Args:
         templates: the live template routes to share with the admin app (built when None).
         tokens: OAuth 2.0 token provider; a `TokenManager` on `store` when None.
-        store: durable state; closed with the app. None = a memory store (tests, demos).
+        store: durable state. None = a memory store (tests, demos).
+        close_shared: close the token manager and `store` with this app. False when another
+            listener shares them: the caller closes them after both have drained
+            (`server.serve(close_after=...)`, as `signing-proxy run` does).
     """
     config = runtime.config
     if tokens is None:
@@ -86,23 +90,29 @@ def create_app(
     app.on_cleanup.append(close_upstream)
     if isinstance(tokens, TokenManager):
         app[TOKENS] = tokens
-        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store, templates))
+        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store, templates, close_shared))
     return app
 
 
 def _token_lifecycle(
-    runtime: Runtime, tokens: TokenManager, store: Store | None, templates: Templates
+    runtime: Runtime,
+    tokens: TokenManager,
+    store: Store | None,
+    templates: Templates,
+    close_shared: bool,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     # Seed every file connection's OAuth 2.0 state before serving (the file wins only when its
-    # token changed, SPEC §7); close the token client and the store after the last request.
+    # token changed, SPEC §7); close the token client and `store` (if given) after the last
+    # request, when this app is their only user.
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         # Connections created through the management API come back from the store (SPEC §9).
         await load_connections(tokens.store, templates)
         for connection in (*runtime.connections, *templates.connections()):
             await tokens.adopt_connection(connection)
         yield
-        await tokens.close()
-        if store is not None:
-            await store.close()
+        if close_shared:
+            await tokens.close()
+            if store is not None:
+                await store.close()
 
     return lifecycle

@@ -175,8 +175,10 @@ def _serve(
 
     config = runtime.config
     tokens = TokenManager(store)
+    # The store and the token manager are shared by both listeners: closed by serve() after
+    # both have drained, so an admin request in flight never meets a closed store.
     apps: list[tuple[web.Application, str | socket.socket]] = [
-        (create_app(runtime, tokens=tokens, store=store), listen)
+        (create_app(runtime, tokens=tokens, store=store, close_shared=False), listen)
     ]
     if config.admin is not None and first:
         from .admin import create_admin_app_for
@@ -188,7 +190,8 @@ def _serve(
 
         apps.append((create_echo_app(), args.with_echo))
     _install_uvloop()
-    asyncio.run(serve(apps, shutdown_grace=config.timeouts.shutdown_grace))
+    grace = config.timeouts.shutdown_grace
+    asyncio.run(serve(apps, shutdown_grace=grace, close_after=(tokens.close, store.close)))
     return 0
 
 

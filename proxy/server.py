@@ -1,7 +1,8 @@
 """Serving: bind the listeners, run until SIGTERM/SIGINT, then drain in-flight requests.
 
 On a signal the listeners stop accepting at once; requests already in flight get up to
-`timeouts.shutdownGrace` seconds to finish; then the process exits 0.
+`timeouts.shutdownGrace` seconds to finish; then what the listeners share (the store, the token
+manager) is closed, once, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -20,11 +21,16 @@ log = logging.getLogger("signing_proxy")
 
 
 async def serve(
-    apps: Sequence[tuple[web.Application, str | socket.socket]], *, shutdown_grace: float
+    apps: Sequence[tuple[web.Application, str | socket.socket]],
+    *,
+    shutdown_grace: float,
+    close_after: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
     """Serve each `(app, "host:port")` until a signal arrives, then drain and return.
 
-    An already listening socket may stand in for the address (a `--workers` worker's)."""
+    An already listening socket may stand in for the address (a `--workers` worker's).
+    `close_after` runs in order once *every* listener has drained: resources shared by the
+    apps belong here, not to one app's cleanup, which may run while another app still serves."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -46,6 +52,10 @@ async def serve(
         log.info("signal received: draining in-flight requests (up to %.0fs)", shutdown_grace)
     finally:
         # cleanup() stops accepting, waits for handlers up to shutdown_timeout, then closes.
-        await asyncio.gather(*(r.cleanup() for r in runners))
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        try:
+            await asyncio.gather(*(r.cleanup() for r in runners))
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            for close in close_after:
+                await close()

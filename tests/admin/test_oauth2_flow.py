@@ -82,11 +82,17 @@ class Drive:
         return created
 
 
-@pytest.fixture
-async def drive(aiohttp_server: Any, make_planes: MakePlanes) -> Drive:
+async def provider(aiohttp_server: Any) -> tuple[AuthServer, TestServer]:
+    """The local authorization server, knowing the template's client; and where it listens."""
     server = AuthServer(access_ttl=3600)
     server.clients[CLIENT_ID] = Client(secret=CLIENT_SECRET)
     auth: TestServer = await aiohttp_server(create_auth_app(server))
+    return server, auth
+
+
+@pytest.fixture
+async def drive(aiohttp_server: Any, make_planes: MakePlanes) -> Drive:
+    server, auth = await provider(aiohttp_server)
     resource: TestServer = await aiohttp_server(create_resource_app(server))
     template = oauth_template(str(auth.make_url("")).rstrip("/"), str(resource.make_url("")))
     planes = await make_planes({"templates": [template]}, env={"SECRET": CLIENT_SECRET})
@@ -297,9 +303,7 @@ async def test_token_endpoint_redirect_is_not_followed(
     aiohttp_server: Any, make_planes: MakePlanes
 ) -> None:
     """A 3xx from the token endpoint is a failure, not a hop carrying the code elsewhere."""
-    server = AuthServer()
-    server.clients[CLIENT_ID] = Client(secret=CLIENT_SECRET)
-    auth: TestServer = await aiohttp_server(create_auth_app(server))
+    server, auth = await provider(aiohttp_server)
     moved_hits: list[str] = []
 
     async def moved(request: web.Request) -> web.Response:

@@ -47,8 +47,11 @@ async def test_api_connections_and_tokens_survive_a_restart(
     assert server.grants["refresh_token"] == 1
     refreshed = await before.store.get_token(created["id"])
     assert refreshed is not None and refreshed.token is not None
-    await before.proxy.close()  # the data plane closes the store with it
+    # A restart: both planes stop, then the store's opener closes it (a second close, after
+    # the data plane's own, is harmless).
     await before.admin.close()
+    await before.proxy.close()
+    await before.store.close()
     assert "canary-persist-key" not in Path(path).read_bytes().decode("latin-1")
 
     after = await make_planes(tree, store=open_store(path, key), env=env)
