@@ -96,6 +96,7 @@ def compile_connection(
             schemes.append(build_scheme(entry, credential_id))
         except SchemeConfigError as exc:
             problems.append(ConnectionProblem(f"{here}.{exc.field}", exc.message))
+    problems += mtls_problems(model)
     if problems:
         return None, problems
     owned = frozenset().union(*(s.sets_headers for s in schemes))
@@ -117,6 +118,22 @@ def compile_connection(
         ),
         [],
     )
+
+
+def mtls_problems(model: m.Connection) -> list[ConnectionProblem]:
+    """`oauth2.mtlsEnabled` borrows the connection's `certificate` credential: one must exist
+    (caught here, at `check`, rather than as a failed token request at run time)."""
+    if any(isinstance(e.auth_scheme_config, m.CertificateSchemeConfig) for e in model.credentials):
+        return []
+    return [
+        ConnectionProblem(
+            f"credentials[{index}].authSchemeConfig.oauth2.mtlsEnabled",
+            "needs a 'certificate' credential on the same connection",
+        )
+        for index, entry in enumerate(model.credentials)
+        if isinstance(entry.auth_scheme_config, m.OAuth2SchemeConfig)
+        and entry.auth_scheme_config.oauth2.mtls_enabled
+    ]
 
 
 def credential_mismatch(entry: m.ConnectionCredential) -> str | None:

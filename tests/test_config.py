@@ -228,6 +228,27 @@ def test_all_problems_are_reported_together() -> None:
     assert fields == ["connections[0].baseUrl", "connections[1].credentials[0].credential.type"]
 
 
+# --- oauth2 mtlsEnabled ---------------------------------------------------------------------
+
+
+def test_mtls_enabled_without_a_certificate_credential_is_a_config_error() -> None:
+    oauth2 = {
+        "authSchemeConfig": {
+            "type": "oauth2",
+            "oauth2": {
+                "tokenUrl": "https://auth.example.com/token",
+                "mtlsEnabled": True,
+                "grant": {"type": "clientCredentials"},
+            },
+        },
+        "credential": {"type": "oauth2-client", "data": {"oauth2Client": {"clientId": "c"}}},
+    }
+    assert problems(one(bearer("unrelated"), oauth2)) == [
+        "connections[0].credentials[1].authSchemeConfig.oauth2.mtlsEnabled: "
+        "needs a 'certificate' credential on the same connection"
+    ]
+
+
 # --- basic-auth ----------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
+from proxy.config.load import ConfigInvalid, build_runtime
 from tests.conftest import MakeProxy, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.test_signing_integration import certificate_credential
@@ -230,16 +231,18 @@ async def test_without_mtls_no_certificate_is_presented(
     assert endpoint.subjects == [None]
 
 
-async def test_mtls_without_a_certificate_credential_fails_before_any_call(
+def test_mtls_without_a_certificate_credential_is_refused_by_check(
     endpoint: TokenEndpoint,
-    get_items: GetItems,
-    client_cert: trustme.LeafCert,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    status, body, text = await get_items(oauth2_client(endpoint.token_url, mtls=True))
-    assert status == 502
-    assert body["code"] == "credential_refresh_failed"
-    assert body["details"] == "mtls_certificate_missing"
-    assert endpoint.subjects == [] and endpoint.server.hits == 0
-    assert_nothing_leaks(text, caplog, client_cert)
+    # Caught when the config is loaded, so no token call can ever go out without the certificate.
+    tree = {
+        "connections": [
+            connection("api", "https://api.example", oauth2_client(endpoint.token_url, mtls=True))
+        ]
+    }
+    with pytest.raises(ConfigInvalid) as caught:
+        build_runtime(tree, {})
+    assert [p.field for p in caught.value.problems] == [
+        "connections[0].credentials[0].authSchemeConfig.oauth2.mtlsEnabled"
+    ]
+    assert endpoint.server.hits == 0
