@@ -12,6 +12,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from aiohttp import hdrs, web
@@ -25,8 +26,9 @@ from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
 from .middleware import BODY_BYTES, CONNECTION, UPSTREAM_BROKEN
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
+from .templates import UnknownConnection
 from .upstream import Upstream, UpstreamBody, UpstreamBroken, UpstreamReply
-from .urls import is_escaping, join_path, rewrite_link, rewrite_location
+from .urls import BaseUrl, is_escaping, join_path, rewrite_link, rewrite_location
 
 MAX_FLOW_STEPS = 8
 RESPONSE_URL_HEADERS = {
@@ -71,6 +73,8 @@ async def run_chain(
             patch = await asyncio.to_thread(first.sign, request, DEFAULT_CONTEXT)
         else:
             patch = first.sign(request, DEFAULT_CONTEXT)
+        if not rest:
+            return await send(request.patched(patch))
         return await run_chain(rest, request.patched(patch), send, tokens)
     ctx = DEFAULT_CONTEXT
     if first.needs_token:
@@ -135,7 +139,11 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target, tail, query = route_target(self.router, request.raw_path)
-        connection = target.select(request)
+        try:
+            connection = target.select(request)
+        except UnknownConnection as miss:
+            # Perhaps created a moment ago through another worker's admin API (sync.py).
+            connection = await miss.route.select_latest(request)
         request[CONNECTION] = connection
         check_tail(tail)
         outbound = outbound_request(
@@ -147,8 +155,15 @@ class Forwarder:
             _forwarded(request) if self.forwarded_headers else (),
         )
         # Asked per request: OAuth 1 reads only form bodies, known from the Content-Type.
-        reads_body = any(scheme.reads_body(outbound) for scheme in connection.schemes)
-        buffered, stream = await self._prepare_body(request, connection, reads_body)
+        reads_body = False
+        for scheme in connection.schemes:
+            if scheme.reads_body(outbound):
+                reads_body = True
+                break
+        buffered: BufferedBody | None = None
+        stream: AsyncIterator[bytes] | None = None
+        if request.body_exists or reads_body or connection.wants_replayable_body:
+            buffered, stream = await self._prepare_body(request, connection, reads_body)
         try:
             if buffered is not None:
                 outbound = with_body(outbound, buffered)
@@ -200,10 +215,20 @@ class Forwarder:
                 headers=_response_headers(request, connection, reply.head.headers),
             )
             await response.prepare(request)
+            take_whole = getattr(reply, "take_whole_body", None)
+            whole = take_whole() if take_whole is not None else None
+            if whole is not None:
+                # The whole body is here already (most small responses): head, body and end in
+                # one call, without the chunk loop.
+                try:
+                    await response.write_eof(whole)
+                except ConnectionResetError:
+                    return response  # the client left: as below
+                sent, completed = len(whole), True
+                return response
             body_ready = getattr(reply, "body_ready", None)
             if body_ready is None or not body_ready():
                 await response.write(b"")  # no body bytes yet: the head goes out now
-            sent = 0
             try:
                 async for chunk in reply.iter_chunks():
                     await response.write(chunk)
@@ -266,14 +291,14 @@ class _Sender:
         self._stream = stream
         self._tls = tls
 
-    async def __call__(self, request: OutboundRequest) -> UpstreamReply:
+    def __call__(self, request: OutboundRequest) -> Awaitable[UpstreamReply]:
         body: UpstreamBody
         if isinstance(request.body, BufferedBody):
             memory = request.body.in_memory
             body = memory if memory is not None else request.body.aiter_bytes()
         else:
             body, self._stream = self._stream, None
-        return await self._upstream.send(request, body, self._tls)
+        return self._upstream.send(request, body, self._tls)
 
 
 def connection_tls(connection: CompiledConnection) -> ssl.SSLContext | None:
@@ -312,14 +337,24 @@ def outbound_request(
     """The upstream request before any credential signs it (used by `handle` and `explain`)."""
     # The client's forwarding headers never pass as sent: off, internal addresses stay
     # inside; on, the proxy writes its own (extending the client's X-Forwarded-For chain).
-    drop = REQUEST_ONLY | connection.owned_headers | FORWARDED
+    kept = end_to_end(headers, _request_drop(connection.owned_headers))
     return OutboundRequest(
-        method=method,
-        origin=connection.base.origin,
-        path=join_path(connection.base, tail),
-        query=query,
-        headers=(*end_to_end(headers, drop), *forwarded),
+        method,
+        _origin(connection.base),
+        join_path(connection.base, tail),
+        query,
+        (*kept, *forwarded) if forwarded else tuple(kept),
     )
+
+
+@lru_cache(maxsize=4096)
+def _request_drop(owned: frozenset[str]) -> frozenset[str]:
+    return REQUEST_ONLY | owned | FORWARDED
+
+
+@lru_cache(maxsize=4096)
+def _origin(base: BaseUrl) -> str:
+    return base.origin
 
 
 def with_body(request: OutboundRequest, body: BufferedBody) -> OutboundRequest:

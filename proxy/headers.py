@@ -8,6 +8,7 @@ credentials own (and `Host`, which becomes the upstream's) are dropped too.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 HOP_BY_HOP = frozenset(
     {
@@ -41,13 +42,29 @@ def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(names)
 
 
+@lru_cache(maxsize=4096)
+def _dropped(drop: frozenset[str]) -> frozenset[str]:
+    # Per connection, not per request: `drop` is built from the connection's constant names.
+    return HOP_BY_HOP | drop
+
+
 def end_to_end(
     headers: Iterable[tuple[str, str]], drop: frozenset[str] = frozenset()
 ) -> list[tuple[str, str]]:
     """Headers minus hop-by-hop ones, those named by `Connection`, and `drop` (lowercase)."""
-    pairs = list(headers)
-    lowered = [key.lower() for key, _ in pairs]  # once per header: this runs on every request
-    dropped = HOP_BY_HOP | drop
-    if "connection" in lowered:
-        dropped |= connection_tokens(pairs)
-    return [pair for pair, low in zip(pairs, lowered, strict=True) if low not in dropped]
+    dropped = _dropped(drop)
+    kept: list[tuple[str, str]] = []
+    named: list[str] | None = None
+    for pair in headers:
+        low = pair[0].lower()  # once per header: this runs on every request and response
+        if low not in dropped:
+            kept.append(pair)
+        elif low == "connection":
+            named = named or []
+            named.append(pair[1])
+    if named is not None:
+        # Usually only `keep-alive`/`close`: a second pass only when it names something else.
+        extra = connection_tokens(("connection", value) for value in named) - dropped
+        if extra:
+            kept = [pair for pair in kept if pair[0].lower() not in extra]
+    return kept

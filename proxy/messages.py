@@ -10,7 +10,7 @@ owns the I/O and answers each command.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -84,8 +84,9 @@ class OutboundRequest:
         headers = self.headers
         if patch.headers:
             replaced = {name.lower() for name in patch.headers}
-            headers = tuple((k, v) for k, v in headers if k.lower() not in replaced) + tuple(
-                patch.headers.items()
+            headers = (
+                *[pair for pair in headers if pair[0].lower() not in replaced],
+                *patch.headers.items(),
             )
         if patch.cookies:
             headers = _merge_cookies(headers, patch.cookies)
@@ -94,7 +95,11 @@ class OutboundRequest:
         if patch.query:
             query = _append_query(query, patch.query)
             secret_names = secret_names | frozenset(patch.query)
-        return replace(self, headers=headers, query=query, secret_query_names=secret_names)
+        # The constructor, not dataclasses.replace(): this runs on every request, and replace()
+        # costs several times as much.
+        return OutboundRequest(
+            self.method, self.origin, self.path, query, headers, self.body, secret_names
+        )
 
 
 def _append_query(query: str, params: Mapping[str, str]) -> str:

@@ -50,7 +50,8 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
         status = response.status
         # Body bytes only (headers and chunk framing are not the message's size).
-        size = request.get(BODY_BYTES, response.content_length or 0)
+        relayed = request.get(BODY_BYTES)
+        size = relayed if relayed is not None else response.content_length or 0
         return response
     except ProxyError as error:
         response = error_response(error)
@@ -71,14 +72,19 @@ async def proxy_middleware(request: web.Request, handler: Handler) -> web.Stream
         status, size = internal.status, len(internal.body_bytes())
         return error_response(internal)
     finally:
-        connection = request.get(CONNECTION)
-        access_log.info(
-            "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s",
-            request.method,
-            log_path(request),
-            connection.name if connection is not None else "-",
-            status or "-",
-            size,
-            (time.monotonic() - start) * 1000,
-            " upstream_broken" if request.get(UPSTREAM_BROKEN) else "",
-        )
+        if access_log.isEnabledFor(logging.INFO):  # the line's arguments are not free either
+            _log_access(request, status, size, start)
+
+
+def _log_access(request: web.Request, status: int, size: int, start: float) -> None:
+    connection = request.get(CONNECTION)
+    access_log.info(
+        "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s",
+        request.method,
+        log_path(request),
+        connection.name if connection is not None else "-",
+        status or "-",
+        size,
+        (time.monotonic() - start) * 1000,
+        " upstream_broken" if request.get(UPSTREAM_BROKEN) else "",
+    )

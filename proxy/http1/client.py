@@ -84,6 +84,16 @@ class Http1Reply:
             raise UpstreamBroken(exc.message) from None
         self._release()
 
+    def take_whole_body(self) -> bytes | None:
+        """The whole body when all of it has arrived (the connection goes back to the pool
+        at once), else None: the relay then sends head, body and end in one write."""
+        conn = self._conn
+        if conn is None or not conn.done:
+            return None
+        body = conn.take_buffered()
+        self._release()
+        return body
+
     def body_ready(self) -> bool:
         """Body bytes (or its end) are already here: the relay may send the head with them."""
         conn = self._conn
@@ -142,7 +152,10 @@ class Http1Upstream:
         head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
         replayable = stream is None and method in IDEMPOTENT_METHODS
         for fresh in (False, True):
-            conn, reused = await self.pool.acquire(endpoint, context, fresh=fresh)
+            conn = None if fresh else self.pool.take_idle(endpoint, context)
+            reused = conn is not None
+            if conn is None:
+                conn = await self.pool.connect(endpoint, context)
             try:
                 return await self._exchange(
                     endpoint, context, conn, method, head, data, stream, framing, length

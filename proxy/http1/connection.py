@@ -69,11 +69,10 @@ class H1Connection(asyncio.Protocol):
         self._doubt = False
         self._keep_alive = False
         self._close_delimited = False
-        self._has_framing = False
         self.received_any = False
         self.request_sent = False
         self._reason = b""
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []  # raw; decoded once the head is complete
         self.head: UpstreamResponse | None = None
         self.reason = ""
         self.done = False
@@ -148,10 +147,7 @@ class H1Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._ignore:
             return
-        key = name.decode("latin-1")
-        if len(key) in (14, 17) and key.lower() in ("content-length", "transfer-encoding"):
-            self._has_framing = True
-        self._headers.append((key, value.decode("latin-1")))
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._ignore:
@@ -162,13 +158,20 @@ class H1Connection(asyncio.Protocol):
             # Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
             # response follows on the same connection. 101 raises HttpParserUpgrade instead.
             self._interim = True
-            self._reason, self._headers, self._has_framing = b"", [], False
+            self._reason, self._headers = b"", []
             return
         self._keep_alive = self._parser.should_keep_alive()
         no_body = self._is_head or status in (204, 304)
-        self._close_delimited = not no_body and not self._has_framing
+        headers: list[tuple[str, str]] = []
+        has_framing = False
+        for name, value in self._headers:
+            key = name.decode("latin-1")
+            if len(key) in (14, 17) and key.lower() in ("content-length", "transfer-encoding"):
+                has_framing = True
+            headers.append((key, value.decode("latin-1")))
+        self._close_delimited = not no_body and not has_framing
         self.reason = self._reason.decode("latin-1").strip()
-        self.head = UpstreamResponse(status, tuple(self._headers))
+        self.head = UpstreamResponse(status, tuple(headers))
         if self._is_head:
             self._complete()  # llhttp does not know the method: the head is the whole message
         else:
@@ -206,7 +209,7 @@ class H1Connection(asyncio.Protocol):
         self._active = True
         self._is_head = method == "HEAD"
         self._interim = self._ignore = self._keep_alive = False
-        self._close_delimited = self._has_framing = False
+        self._close_delimited = False
         self.received_any = self.request_sent = self.done = False
         self._reason = b""
         self._headers = []
@@ -244,18 +247,24 @@ class H1Connection(asyncio.Protocol):
     async def read(self, timeout: float) -> bytes:
         """The next body bytes (everything buffered, joined); b"" at the end of the body."""
         while True:
-            chunks = self._chunks
-            if chunks:
-                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._buffered = 0
-                if self._reading_paused and self.transport is not None:
-                    self._reading_paused = False
-                    self.transport.resume_reading()
-                return data
+            if self._chunks:
+                return self.take_buffered()
             if self.done:
                 return b""
             await self._wait(timeout, head=False)
+
+    def take_buffered(self) -> bytes:
+        """Every body byte received and not yet taken, joined (b"" when none)."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

@@ -50,18 +50,15 @@ class Pool:
             self._default_tls = ssl.create_default_context()
         return self._default_tls
 
-    async def acquire(
-        self, endpoint: Endpoint, tls: ssl.SSLContext | None, *, fresh: bool = False
-    ) -> tuple[H1Connection, bool]:
-        """An idle connection `(conn, True)`, or a new one `(conn, False)`."""
-        if not fresh:
-            idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port, tls))
-            while idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    return conn, True
-                self._all.discard(conn)
-        return await self._connect(endpoint, tls), False
+    def take_idle(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection | None:
+        """An idle connection still open, or None; no coroutine, for the hot path."""
+        idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port, tls))
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            self._all.discard(conn)
+        return None
 
     def release(self, endpoint: Endpoint, tls: ssl.SSLContext | None, conn: H1Connection) -> None:
         """Hand a connection back after an exchange: pooled when reusable, else closed."""
@@ -113,7 +110,7 @@ class Pool:
         if self._idle:
             self._sweeper = loop.call_later(self._idle_timeout / 2, self._sweep, loop)
 
-    async def _connect(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection:
+    async def connect(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
