@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -190,6 +191,7 @@ def _serve(
 
         apps.append((create_echo_app(), args.with_echo))
     _install_uvloop()
+    _tune_gc()
     grace = config.timeouts.shutdown_grace
     asyncio.run(serve(apps, shutdown_grace=grace, close_after=(tokens.close, store.close)))
     return 0
@@ -226,6 +228,14 @@ def _install_uvloop() -> None:
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _tune_gc() -> None:
+    # Each request allocates a few hundred objects, so the default gen-0 threshold (700) ran a
+    # collection every few requests (~5% of the CPU per tiny GET, measured with bench/ab runs).
+    # Start-up objects (config, compiled connections, modules) are frozen out of every pass.
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,8 +38,14 @@ def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     names: set[str] = set()
     for key, value in headers:
         if key.lower() == "connection":
-            names.update(token.strip().lower() for token in value.split(",") if token.strip())
+            names |= _tokens(value)
     return frozenset(names)
+
+
+@lru_cache(maxsize=1024)
+def _tokens(value: str) -> frozenset[str]:
+    # Cached: nearly every message carries the same `keep-alive` or `close`.
+    return frozenset(token.strip().lower() for token in value.split(",") if token.strip())
 
 
 @lru_cache(maxsize=4096)
@@ -54,17 +60,14 @@ def end_to_end(
     """Headers minus hop-by-hop ones, those named by `Connection`, and `drop` (lowercase)."""
     dropped = _dropped(drop)
     kept: list[tuple[str, str]] = []
-    named: list[str] | None = None
+    extra: frozenset[str] = frozenset()
     for pair in headers:
         low = pair[0].lower()  # once per header: this runs on every request and response
         if low not in dropped:
             kept.append(pair)
         elif low == "connection":
-            named = named or []
-            named.append(pair[1])
-    if named is not None:
-        # Usually only `keep-alive`/`close`: a second pass only when it names something else.
-        extra = connection_tokens(("connection", value) for value in named) - dropped
-        if extra:
-            kept = [pair for pair in kept if pair[0].lower() not in extra]
+            extra |= _tokens(pair[1]) - dropped
+    if extra:
+        # Usually `Connection` says only `keep-alive` or `close`: a second pass is rare.
+        kept = [pair for pair in kept if pair[0].lower() not in extra]
     return kept
