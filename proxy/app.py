@@ -13,7 +13,8 @@ from .middleware import proxy_middleware
 from .routing import Router
 from .store import Store
 from .store.memory import MemoryStore
-from .templates import Templates, load_connections
+from .sync import SYNC_INTERVAL, ConnectionSync
+from .templates import Templates
 from .tokens import TokenManager
 from .upstream import Upstream
 
@@ -43,6 +44,7 @@ def create_app(
     templates: Templates | None = None,
     store: Store | None = None,
     close_shared: bool = True,
+    sync_interval: float = SYNC_INTERVAL,
 ) -> web.Application:
     """The data plane: `/healthz`, and every other path forwarded by route.
 
@@ -53,6 +55,8 @@ def create_app(
         close_shared: close the token manager and `store` with this app. False when another
             listener shares them: the caller closes them after both have drained
             (`server.serve(close_after=...)`, as `signing-proxy run` does).
+        sync_interval: seconds between checks for connections changed in the store by another
+            process (`sync.py`).
     """
     config = runtime.config
     if tokens is None:
@@ -90,7 +94,8 @@ def create_app(
     app.on_cleanup.append(close_upstream)
     if isinstance(tokens, TokenManager):
         app[TOKENS] = tokens
-        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store, templates, close_shared))
+        sync = ConnectionSync(tokens.store, templates, tokens, interval=sync_interval)
+        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store, sync, close_shared))
     return app
 
 
@@ -98,18 +103,20 @@ def _token_lifecycle(
     runtime: Runtime,
     tokens: TokenManager,
     store: Store | None,
-    templates: Templates,
+    sync: ConnectionSync,
     close_shared: bool,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     # Seed every file connection's OAuth 2.0 state before serving (the file wins only when its
     # token changed, SPEC §7); close the token client and `store` (if given) after the last
     # request, when this app is their only user.
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        # Connections created through the management API come back from the store (SPEC §9).
-        await load_connections(tokens.store, templates)
-        for connection in (*runtime.connections, *templates.connections()):
+        for connection in runtime.connections:
             await tokens.adopt_connection(connection)
+        # Connections created through the management API come back from the store, and follow
+        # it while serving: another worker's admin API may change them (SPEC §9).
+        await sync.start()
         yield
+        await sync.stop()
         if close_shared:
             await tokens.close()
             if store is not None:

@@ -26,6 +26,7 @@ from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
 from .middleware import BODY_BYTES, CONNECTION, UPSTREAM_BROKEN
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
+from .templates import UnknownConnection
 from .upstream import Upstream, UpstreamBody, UpstreamBroken, UpstreamReply
 from .urls import BaseUrl, is_escaping, join_path, rewrite_link, rewrite_location
 
@@ -146,7 +147,11 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target, tail, query = route_target(self.router, request.raw_path)
-        connection = target.select(request)
+        try:
+            connection = target.select(request)
+        except UnknownConnection as miss:
+            # Perhaps created a moment ago through another worker's admin API (sync.py).
+            connection = await miss.route.select_latest(request)
         request[CONNECTION] = connection
         check_tail(tail)
         outbound = outbound_request(

@@ -8,13 +8,16 @@ its `externalId`; the header itself never goes upstream, see `headers.REQUEST_ON
 `TemplateRoute` is what the template's route resolves to in the data-plane router. It is a live
 set: a connection added by the API serves traffic from the next request on, without a restart.
 `Templates` holds the template routes of one process; the data plane and the admin API share it.
+Other processes on the same store learn of API changes through `sync.py`; an unknown id makes
+the route catch up with the store once before it answers 404 (`select_latest`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -28,7 +31,7 @@ from .connection import (
     normalise_route,
 )
 from .errors import FieldError, InvalidRequest, NotFound
-from .store import ConnectionStore
+from .store import StoredConnection
 
 log = logging.getLogger("signing_proxy.templates")
 
@@ -133,11 +136,28 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+class UnknownConnection(NotFound):
+    """404 `connection_not_found` from `TemplateRoute.select`; `route` can look again."""
+
+    def __init__(self, route: TemplateRoute) -> None:
+        super().__init__(
+            "connection_not_found",
+            f"no connection of template {route.template.id!r} has this id or externalId",
+        )
+        self.route = route
+
+
 class TemplateRoute:
-    """The target of a template's route: picks the connection named by `X-Connection-Id`."""
+    """The target of a template's route: picks the connection named by `X-Connection-Id`.
+
+    Attributes:
+        catch_up: brings the route up to date with the store (`sync.ConnectionSync.catch_up`);
+            None when nothing else writes connections.
+    """
 
     def __init__(self, template: CompiledTemplate) -> None:
         self.template = template
+        self.catch_up: Callable[[], Awaitable[None]] | None = None
         self._by_id: dict[str, CompiledConnection] = {}
         self._by_external_id: dict[str, CompiledConnection] = {}
 
@@ -151,11 +171,15 @@ class TemplateRoute:
             )
         connection = self.get(wanted)
         if connection is None:
-            raise NotFound(
-                "connection_not_found",
-                f"no connection of template {self.template.id!r} has this id or externalId",
-            )
+            raise UnknownConnection(self)
         return connection
+
+    async def select_latest(self, request: web.Request) -> CompiledConnection:
+        """`select()` again after catching up with the store: after an `UnknownConnection`,
+        the id may name a connection another process created a moment ago."""
+        if self.catch_up is not None:
+            await self.catch_up()
+        return self.select(request)
 
     def by_id(self, connection_id: str) -> CompiledConnection | None:
         return self._by_id.get(connection_id)
@@ -165,12 +189,16 @@ class TemplateRoute:
         found = self.by_id(id_or_external_id)
         return found if found is not None else self._by_external_id.get(id_or_external_id)
 
-    def add(self, connection: CompiledConnection) -> None:
-        """Add or replace (same id) a connection; it serves traffic from the next request."""
-        self.discard(connection.id)
+    def add(self, connection: CompiledConnection) -> CompiledConnection | None:
+        """Add or replace (same id) a connection; it serves traffic from the next request.
+
+        Returns the connection it replaced, if any.
+        """
+        old = self.discard(connection.id)
         self._by_id[connection.id] = connection
         if connection.model.external_id:
             self._by_external_id[connection.model.external_id] = connection
+        return old
 
     def discard(self, connection_id: str) -> CompiledConnection | None:
         old = self._by_id.pop(connection_id, None)
@@ -186,10 +214,16 @@ class TemplateRoute:
 
 
 class Templates:
-    """The template routes of one process, by template id (shared by data plane and admin)."""
+    """The template routes of one process, by template id (shared by data plane and admin).
+
+    Attributes:
+        changing: held while a change is applied to the routes (by the admin API or by
+            `sync.py`), so a reload from the store never undoes a change it did not read.
+    """
 
     def __init__(self, templates: Sequence[CompiledTemplate] = ()) -> None:
         self.routes: dict[str, TemplateRoute] = {t.id: TemplateRoute(t) for t in templates}
+        self.changing = asyncio.Lock()
 
     def get(self, template_id: str) -> TemplateRoute | None:
         return self.routes.get(template_id)
@@ -207,33 +241,30 @@ class Templates:
             yield from route
 
 
-async def load_connections(store: ConnectionStore, templates: Templates) -> int:
-    """Start-up: put the connections created through the API back on their template routes.
-
-    One that can no longer be served (its template was removed from the file, or it no longer
-    compiles) is logged by id and skipped; the proxy keeps serving everything else. Returns the
-    number loaded.
-    """
-    loaded = 0
-    for stored in await store.list_connections():
-        route = templates.get(stored.template_id)
-        if route is None:
-            log.warning(
-                "connection %s: template %r is gone; not served", stored.id, stored.template_id
-            )
-            continue
-        try:
-            model = m.Connection.model_validate(dict(stored.document))
-        except ValidationError:
-            log.warning("connection %s: stored document no longer valid; not served", stored.id)
-            continue
-        compiled, problems = check_connection(
-            model.model_copy(update={"route": route.template.route})
+def stored_model(
+    stored: StoredConnection, templates: Templates
+) -> tuple[TemplateRoute, m.Connection] | None:
+    """A connection created through the API, as read back from the store, with its template's
+    route; None (logged by id) when the template is gone from the file or the document is no
+    longer valid: the proxy keeps serving everything else."""
+    route = templates.get(stored.template_id)
+    if route is None:
+        log.warning(
+            "connection %s: template %r is gone; not served", stored.id, stored.template_id
         )
-        if compiled is None:
-            fields = ", ".join(p.field for p in problems)
-            log.warning("connection %s: does not compile (%s); not served", stored.id, fields)
-            continue
-        route.add(compiled)
-        loaded += 1
-    return loaded
+        return None
+    try:
+        model = m.Connection.model_validate(dict(stored.document))
+    except ValidationError:
+        log.warning("connection %s: stored document no longer valid; not served", stored.id)
+        return None
+    return route, model.model_copy(update={"route": route.template.route})
+
+
+def compile_stored(stored: StoredConnection, model: m.Connection) -> CompiledConnection | None:
+    """`stored_model()`'s model compiled; None (logged) when it no longer compiles."""
+    compiled, problems = check_connection(model)
+    if compiled is None:
+        fields = ", ".join(p.field for p in problems)
+        log.warning("connection %s: does not compile (%s); not served", stored.id, fields)
+    return compiled

@@ -3,7 +3,8 @@ and OpenInt's `GET /connection/{id}` with `include_secrets` and `refresh_policy`
 
 A created connection is checked exactly like one from `proxy.yaml` (`templates.build_connection`
 → `connection.compile_connection`), written to the store, and only then added to the live
-template route: on any error nothing is written and nothing serves. Every read goes through
+template route: on any error nothing is written and nothing serves. Other processes serving
+the same store (`run --workers N`) follow the change through `sync.py`. Every read goes through
 `redact.to_json`, so secrets are left out unless OpenInt's `include_secrets=true` asks for them.
 """
 
@@ -22,6 +23,7 @@ from ..messages import TokenSet
 from ..schemes.base import Scheme
 from ..schemes.oauth2 import OAuth2Scheme
 from ..store import StoreConflict, StoredConnection
+from ..sync import serve_connection, withdraw_connection
 from ..templates import TemplateRoute, build_connection
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import ConnectionCreate
@@ -76,24 +78,23 @@ async def save_connection(
 ) -> None:
     """Write to the store (durable, with secrets), then serve: never the other way round."""
     now = time.time()
-    try:
-        await admin.store.put_connection(
-            StoredConnection(
-                id=connection.id,
-                template_id=route.template.id,
-                name=connection.name,
-                external_id=connection.model.external_id,
-                document=to_json(connection.model, include_secrets=True),
-                created_at=now,
-                updated_at=now,
+    async with admin.templates.changing:
+        try:
+            await admin.store.put_connection(
+                StoredConnection(
+                    id=connection.id,
+                    template_id=route.template.id,
+                    name=connection.name,
+                    external_id=connection.model.external_id,
+                    document=to_json(connection.model, include_secrets=True),
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-        )
-    except StoreConflict as exc:
-        message = f"a connection of this template already has this {exc.field}"
-        raise Conflict("conflict", message) from None
-    if admin.tokens is not None:
-        await admin.tokens.adopt_connection(connection)  # the new credential's seed wins
-    route.add(connection)
+        except StoreConflict as exc:
+            message = f"a connection of this template already has this {exc.field}"
+            raise Conflict("conflict", message) from None
+        await serve_connection(route, admin.tokens, connection)
 
 
 async def list_connections(request: web.Request) -> web.Response:
@@ -120,16 +121,12 @@ async def delete_connection(request: web.Request) -> web.Response:
     """204; the connection stops serving and its stored tokens are deleted."""
     admin = request.app[ADMIN]
     admin.check_organisation(request)
-    connection = _find(admin, request.match_info["connection_id"])
-    if connection.id in admin.file_connections:
-        raise Conflict("conflict", "this connection is defined in proxy.yaml; remove it there")
-    await admin.store.delete_connection(connection.id)
-    template_id = connection.model.connection_template_id
-    route = admin.templates.get(template_id) if template_id else None
-    if route is not None:
-        route.discard(connection.id)
-    for scheme in connection.schemes:
-        await forget_token(admin, scheme.credential_id)
+    async with admin.templates.changing:
+        connection = _find(admin, request.match_info["connection_id"])
+        if connection.id in admin.file_connections:
+            raise Conflict("conflict", "this connection is defined in proxy.yaml; remove it there")
+        await admin.store.delete_connection(connection.id)
+        await withdraw_connection(admin.templates, admin.tokens, connection)
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 

@@ -134,6 +134,14 @@ class ConnectionStore(Protocol):
         """The connection of `template_id` with this `name` (or this `external_id`)."""
         ...
 
+    async def connections_revision(self) -> int:
+        """A number that grows with every connection put or delete, by any process.
+
+        Cheap to read: processes serving the same store (`run --workers N`) poll it to learn
+        that the set of connections changed (`proxy/sync.py`).
+        """
+        ...
+
 
 class FlowStateStore(Protocol):
     """Pending OAuth 2.0 connect flows."""

@@ -23,6 +23,7 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._connections: dict[str, StoredConnection] = {}
         self._flows: dict[str, FlowState] = {}
+        self._revision = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -84,6 +85,7 @@ class MemoryStore:
         existing = self._connections.get(connection.id)
         created = existing.created_at if existing is not None else now
         self._connections[connection.id] = replace(connection, created_at=created, updated_at=now)
+        self._revision += 1
 
     async def get_connection(self, connection_id: str) -> StoredConnection | None:
         self._check_open()
@@ -91,7 +93,10 @@ class MemoryStore:
 
     async def delete_connection(self, connection_id: str) -> bool:
         self._check_open()
-        return self._connections.pop(connection_id, None) is not None
+        if self._connections.pop(connection_id, None) is None:
+            return False
+        self._revision += 1
+        return True
 
     async def list_connections(self) -> list[StoredConnection]:
         self._check_open()
@@ -109,6 +114,10 @@ class MemoryStore:
             if external_id is not None and connection.external_id == external_id:
                 return connection
         return None
+
+    async def connections_revision(self) -> int:
+        self._check_open()
+        return self._revision
 
     # --- OAuth flow state ---
 

@@ -74,11 +74,22 @@ CREATE TABLE flow_states (
 );
 """
 
+# One row, bumped in the transaction of every connection write: other processes on the file
+# poll it to learn that the connections changed (`connections_revision`).
+_V2 = """
+CREATE TABLE connections_revision (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL
+);
+INSERT INTO connections_revision VALUES (1, 0)
+"""
+
 # (version, script). Append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _FINGERPRINT_ROW = "meta:fingerprint_key"
+_BUMP_REVISION = "UPDATE connections_revision SET revision = revision + 1"
 _HOST = socket.gethostname()
 
 
@@ -312,6 +323,7 @@ class SqliteStore:
                         now,
                     ),
                 )
+                conn.execute(_BUMP_REVISION)
 
         await self._run(write)
 
@@ -335,7 +347,10 @@ class SqliteStore:
         def write() -> bool:
             with self._write() as conn:
                 cursor = conn.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
-                return cursor.rowcount > 0
+                if cursor.rowcount == 0:
+                    return False
+                conn.execute(_BUMP_REVISION)
+                return True
 
         return await self._run(write)
 
@@ -356,6 +371,13 @@ class SqliteStore:
                 (template_id, name, external_id, name),
             ).fetchone()
             return None if row is None else self._connection(row)
+
+        return await self._run(read)
+
+    async def connections_revision(self) -> int:
+        def read() -> int:
+            row = self._conn.execute("SELECT revision FROM connections_revision").fetchone()
+            return int(row[0])
 
         return await self._run(read)
 

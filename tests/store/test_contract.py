@@ -188,3 +188,22 @@ async def test_close_is_idempotent_and_a_closed_store_says_so(store: Store) -> N
         await store.get_token("c1")
     with pytest.raises(StoreError, match="closed"):
         await store.put_connection(conn("k1", "alpha"))
+
+
+async def test_connections_revision_moves_with_every_connection_write(store: Store) -> None:
+    """The change signal other workers poll (`proxy/sync.py`): every put or delete of a
+    connection moves it; a refused put, a delete of nothing and token writes do not."""
+    start = await store.connections_revision()
+    await store.put_connection(conn("r1", "alpha"))
+    created = await store.connections_revision()
+    await store.put_connection(conn("r1", "alpha-renamed"))
+    updated = await store.connections_revision()
+    assert start < created < updated
+    await store.put_token("c1", StoredToken(token()))
+    with pytest.raises(StoreConflict):
+        await store.put_connection(conn("r2", "alpha-renamed"))
+    assert await store.connections_revision() == updated
+    assert await store.delete_connection("r1")
+    deleted = await store.connections_revision()
+    assert not await store.delete_connection("r1")
+    assert deleted > updated and await store.connections_revision() == deleted
