@@ -10,11 +10,15 @@ workers (OAuth 2.0 tokens and their single-flight refresh) lives in the store.
 
 The parent only supervises: SIGTERM/SIGINT are passed on to every worker, which drains its
 in-flight requests (`timeouts.shutdownGrace`) and exits; the parent exits 0 when all have.
-A worker that dies on its own is restarted (at most once a second).
+A worker that dies on its own is restarted (at most once a second). A supervisor that dies
+without passing anything on (SIGKILL, OOM killer) takes its workers with it: on Linux each
+worker asks the kernel for a SIGTERM when its parent goes, so no orphan keeps serving the port
+with a configuration nobody supervises.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -28,6 +32,19 @@ log = logging.getLogger("signing_proxy")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 RESTART_INTERVAL = 1.0  # seconds between restarts of a crashing worker
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: have the kernel SIGTERM this process when `parent` exits (prctl(2)); elsewhere a
+    no-op. Checked once more afterwards: the parent may have gone before the call."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def bind_reuseport(host: str, port: int, count: int, *, backlog: int = 1024) -> list[socket.socket]:
@@ -84,12 +101,14 @@ class Supervisor:
         sys.stderr.flush()
         # Signals wait until the new pid is recorded, so a SIGTERM can never miss a worker.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
                 for signum in STOP_SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
+                die_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 for other, sock in enumerate(self._sockets):
                     if other != index:

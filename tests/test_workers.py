@@ -182,3 +182,41 @@ async def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    # SIGKILL gives the supervisor no chance to pass SIGTERM on; the kernel does it (prctl).
+    async with rawhttp.raw_upstream() as upstream:
+        tree = {"connections": [{"name": "up", "baseUrl": upstream.base, "credentials": []}]}
+        proc, port = await start(tmp_path, tree, workers=2)
+        workers: list[int] = []
+        try:
+            assert proc.stderr is not None
+            async with asyncio.timeout(10):
+                while len(workers) < 2:
+                    line = (await proc.stderr.readline()).decode()
+                    if match := re.search(r"worker \d started \(pid (\d+)\)", line):
+                        workers.append(int(match.group(1)))
+            proc.kill()
+            async with asyncio.timeout(10):
+                while any(alive(pid) for pid in workers):
+                    await asyncio.sleep(0.05)
+                await proc.wait()  # returns once the workers' ends of its pipes are closed too
+            with pytest.raises(OSError):  # nobody serves the port any more
+                await rawhttp.exchange(port, rawhttp.get("/up/x"))
+        finally:
+            for pid in workers:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a reaper (which `os.kill(pid, 0)` would count)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
