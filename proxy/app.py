@@ -27,7 +27,7 @@ TOKENS = web.AppKey("tokens", TokenManager)
 
 def build_router(runtime: Runtime, templates: Templates | None = None) -> Router[RouteTarget]:
     router: Router[RouteTarget] = Router((c.route, c) for c in runtime.connections)
-    for route in (templates.routes.values() if templates is not None else ()):
+    for route in templates.routes.values() if templates is not None else ():
         router.add(route.template.route, route)
     return router
 
@@ -78,9 +78,7 @@ def create_app(
     )
     # auto_decompress off: a gzip request body must reach the upstream as the client sent it
     # (aiohttp's server otherwise inflates it and forwards it under the client's headers).
-    app = web.Application(
-        middlewares=[proxy_middleware], handler_args={"auto_decompress": False}
-    )
+    app = web.Application(middlewares=[proxy_middleware], handler_args={"auto_decompress": False})
     app[FORWARDER] = forwarder
     app[TEMPLATES] = templates
     app.router.add_get("/healthz", healthz)

@@ -249,9 +249,7 @@ def stored_model(
     longer valid: the proxy keeps serving everything else."""
     route = templates.get(stored.template_id)
     if route is None:
-        log.warning(
-            "connection %s: template %r is gone; not served", stored.id, stored.template_id
-        )
+        log.warning("connection %s: template %r is gone; not served", stored.id, stored.template_id)
         return None
     try:
         model = m.Connection.model_validate(dict(stored.document))

@@ -35,9 +35,7 @@ _UNION_FIELDS = frozenset({"authSchemeConfig", "credential", "grant", "authSchem
 class ConfigInvalid(Exception):
     """The configuration cannot be used; `problems` name each field."""
 
-    def __init__(
-        self, problems: Sequence[FieldError], warnings: Sequence[FieldError] = ()
-    ) -> None:
+    def __init__(self, problems: Sequence[FieldError], warnings: Sequence[FieldError] = ()) -> None:
         super().__init__(f"{len(problems)} problem(s) in the configuration")
         self.problems = list(problems)
         self.warnings = list(warnings)  # reported too, but alone they never make it invalid

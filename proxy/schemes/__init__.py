@@ -70,9 +70,7 @@ def _hmac(
     )
 
 
-def _oauth1(
-    params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: str
-) -> OAuth1Scheme:
+def _oauth1(params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: str) -> OAuth1Scheme:
     if not params.token_auth and not (params.request_token_url and params.access_token_url):
         # SPEC §4: the endpoints matter only for the three-legged flow, which then needs them.
         raise SchemeConfigError(
