@@ -181,19 +181,11 @@ async def current_json(
     return connection_json(connection, current, include_secrets)
 
 
-async def forget_token(admin: Admin, credential_id: str) -> None:
-    """Delete a credential's stored token (and the token manager's copy of it)."""
-    if admin.tokens is not None:
-        await admin.tokens.forget(credential_id)
-    else:
-        await admin.store.delete_token(credential_id)
-
-
 async def _token(admin: Admin, scheme: Scheme, policy: RefreshPolicy) -> TokenSet | None:
     if not isinstance(scheme, OAuth2Scheme):
         return None
     tokens = admin.tokens
-    if policy == "none" or tokens is None:
+    if policy == "none":
         return await _stored_token(admin, scheme)
     if policy == "force":
         stale = await _stored_token(admin, scheme) or await tokens.current(scheme)

@@ -29,7 +29,7 @@ from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
-from .connections import check_unique, forget_token, iso8601, save_connection, token_data
+from .connections import check_unique, iso8601, save_connection, token_data
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import OAuth2Init
 from .redact import to_json
@@ -196,11 +196,10 @@ async def callback(request: web.Request) -> web.Response:
     index, auth = oauth2_scheme(route.template)
     auth = _chosen_config(auth, flow.extra)
     token = await exchange_code(admin, auth, flow, query["code"])
-    connection, replaced = _connect(route, flow, index, auth, token)
+    connection = _connect(route, flow, index, auth, token)
+    # Serving the updated connection forgets the superseded credential's token (sync.py):
+    # leaving it would keep a usable secret around.
     await save_connection(admin, route, connection)
-    if replaced is not None:
-        # The old token is superseded; leaving it would keep a usable secret around.
-        await forget_token(admin, replaced)
     entry = connection.model.credentials[index]
     credential = entry.credential
     assert isinstance(credential, m.OAuth2TokenCredential)
@@ -280,10 +279,11 @@ def _connect(
     index: int,
     auth: m.OAuth2SchemeConfig,
     token: TokenSet,
-) -> tuple[CompiledConnection, str | None]:
+) -> CompiledConnection:
     """Create the connection, or update the one matched on `externalId`, else on the name.
 
-    Returns the compiled connection and the credential id whose stored token it replaces.
+    A re-authorised connection gets a new credential id, so the old token is forgotten when
+    the updated connection is served.
     """
     existing = route.get(flow.external_id) if flow.external_id else None
     if existing is None and flow.connection_name:
@@ -299,10 +299,8 @@ def _connect(
         data=token_data(token),
     )
     entry = m.ConnectionCredential(id=credential.id, auth_scheme_config=auth, credential=credential)
-    replaced: str | None = None
     if existing is not None:
         credentials = list(existing.model.credentials)
-        replaced = existing.schemes[index].credential_id
         credentials[index] = entry
         compiled, problems = check_connection(
             existing.model.model_copy(update={"credentials": credentials})
@@ -328,7 +326,7 @@ def _connect(
         )
     if existing is None:
         check_unique(route, compiled)
-    return compiled, replaced
+    return compiled
 
 
 def _provider_text(error: str, description: str) -> str:
