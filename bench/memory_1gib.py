@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -20,17 +19,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+from ab import free_port, wait_ready
 from aiohttp import web
 
 CHUNK = 256 * 1024
 LIMIT_BYTES = 150 * 10**6  # issue 2: under 150 MB
 UPLOADED = web.AppKey("uploaded", list)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -71,18 +65,6 @@ async def generate(size: int) -> AsyncIterator[bytes]:
         yield block
 
 
-async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(200):
-        try:
-            async with session.get(url) as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"proxy did not answer at {url}")
-
-
 async def run(size: int) -> int:
     upstream_port, proxy_port = free_port(), free_port()
     runner = web.AppRunner(upstream_app(size))
@@ -108,7 +90,7 @@ async def run(size: int) -> int:
             timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 base = f"http://127.0.0.1:{proxy_port}"
-                await wait_ready(session, base + "/healthz")
+                await wait_ready(base + "/healthz")
                 idle_kib = status_kib(proxy.pid, "VmHWM")
 
                 started = time.perf_counter()

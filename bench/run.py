@@ -34,17 +34,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ab import free_port
+
 BENCH = Path(__file__).resolve().parent
 TOKEN = "bench-token-not-a-secret"
 HMAC_KEY = "bench-hmac-key-not-a-secret"
 TINY = b"hello, world\n"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
