@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -41,6 +42,35 @@ def api_key(name: str, where: str, value: str) -> dict[str, Any]:
         "authSchemeConfig": {"type": "api-key", "apiKey": {"name": name, "in": where}},
         "credential": {"type": "string", "data": {"string": {"value": value}}},
     }
+
+
+def oauth2_token(
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    token: Mapping[str, str],
+    expires_at: str | None = None,
+) -> dict[str, Any]:
+    """An `oauth2` authorizationCode credential seeded with `token` (an RFC 6749 §5.1 answer)."""
+    value = {"accessToken": token["access_token"], "refreshToken": token["refresh_token"]}
+    if expires_at is not None:
+        value["expiresAt"] = expires_at
+    grant = {
+        "type": "authorizationCode",
+        "authorizationCode": {"clientId": client_id, "clientSecret": client_secret},
+    }
+    return {
+        "authSchemeConfig": {"type": "oauth2", "oauth2": {"tokenUrl": token_url, "grant": grant}},
+        "credential": {"type": "oauth2-token", "data": {"oauth2Token": value}},
+    }
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for servers started as subprocesses)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def basic(username: str, password: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from proxy.cli import main
-from tests.conftest import api_key, bearer, connection
+from tests.conftest import api_key, bearer, connection, free_port
 
 CANARY = "CANARYcli93"
 TIMEOUT = 20.0
@@ -191,12 +191,6 @@ def test_unset_variable_is_reported_by_check(tmp_path: Path) -> None:
 
 
 # --- run -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -38,8 +38,8 @@ from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
     string_credential,
 )
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
+from tests.conftest import free_port
 from tests.oauth_server import AuthServer, Client, create_auth_app
-from tests.test_server import free_port
 from tests.test_workers import start, stop
 
 INTERVAL = 0.2  # B's background reload, for the tests that wait for it

@@ -19,7 +19,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,18 +32,12 @@ import yaml
 
 from proxy.config.load import load_runtime
 from proxy.store import open_store
+from tests.conftest import free_port, oauth2_token
 from tests.oauth_server import AuthServer, Client, serve_in_thread
 
 ITERATIONS = 15
 TIME_LIMIT = 90.0
 SECRET = "canary-sigkill-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(url: str, timeout: float = 5.0) -> int:
@@ -95,37 +88,14 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
     with serve_in_thread(server) as running:
         seed = server.issue("cid")
         port = free_port()
-        grant = {
-            "type": "authorizationCode",
-            "authorizationCode": {"clientId": "cid", "clientSecret": SECRET},
-        }
+        credential = oauth2_token(running.auth_url + "/token", "cid", SECRET, seed)
         tree: dict[str, Any] = {
             "listen": f"127.0.0.1:{port}",
             "store": {"path": str(tmp_path / "state.db")},
             "log": {"level": "warning"},
             "timeouts": {"shutdownGrace": 0},
             "connections": [
-                {
-                    "name": "api",
-                    "baseUrl": running.resource_url,
-                    "credentials": [
-                        {
-                            "authSchemeConfig": {
-                                "type": "oauth2",
-                                "oauth2": {"tokenUrl": running.auth_url + "/token", "grant": grant},
-                            },
-                            "credential": {
-                                "type": "oauth2-token",
-                                "data": {
-                                    "oauth2Token": {
-                                        "accessToken": seed["access_token"],
-                                        "refreshToken": seed["refresh_token"],
-                                    }
-                                },
-                            },
-                        }
-                    ],
-                }
+                {"name": "api", "baseUrl": running.resource_url, "credentials": [credential]}
             ],
         }
         config = tmp_path / "proxy.yaml"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,15 +14,9 @@ import pytest
 import yaml
 
 from tests import rawhttp
+from tests.conftest import free_port
 
 START_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.Message:

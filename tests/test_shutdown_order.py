@@ -25,7 +25,7 @@ from proxy.store import StoreError, open_store
 from proxy.tokens import TokenManager
 from tests.admin.conftest import ADMIN_TOKEN, AUTH, ORG
 from tests.admin.test_oauth2_flow import CLIENT_SECRET, oauth_template, provider
-from tests.test_server import free_port
+from tests.conftest import free_port
 
 DEADLINE = 15.0
 

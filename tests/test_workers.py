@@ -21,8 +21,9 @@ import yaml
 
 from proxy.cli import main
 from tests import rawhttp
+from tests.conftest import free_port, oauth2_token
 from tests.oauth_server import AuthServer, Client, serve_in_thread
-from tests.test_server import free_port, wait_healthy
+from tests.test_server import wait_healthy
 
 ACCESS_PID = re.compile(r"signing_proxy\.access pid=(\d+) GET /(\w+)/\S+ connection=\w+ status=200")
 SECRET = "canary-workers-client-secret"
@@ -106,26 +107,10 @@ async def test_two_workers_on_an_expired_token_make_one_token_request(tmp_path: 
     server = AuthServer(clients={"cid": Client(SECRET)})
     with serve_in_thread(server) as running:
         seed = server.issue("cid")
-        grant = {
-            "type": "authorizationCode",
-            "authorizationCode": {"clientId": "cid", "clientSecret": SECRET},
-        }
-        credential = {
-            "authSchemeConfig": {
-                "type": "oauth2",
-                "oauth2": {"tokenUrl": running.auth_url + "/token", "grant": grant},
-            },
-            "credential": {
-                "type": "oauth2-token",
-                "data": {
-                    "oauth2Token": {
-                        "accessToken": seed["access_token"],
-                        "refreshToken": seed["refresh_token"],
-                        "expiresAt": "2001-01-01T00:00:00Z",  # expired: refreshed before use
-                    }
-                },
-            },
-        }
+        # Expired: refreshed before its first use.
+        credential = oauth2_token(
+            running.auth_url + "/token", "cid", SECRET, seed, expires_at="2001-01-01T00:00:00Z"
+        )
         tree = {
             "connections": [
                 {"name": "api", "baseUrl": running.resource_url, "credentials": [credential]}
