@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,31 +33,30 @@ async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.M
     raise AssertionError("proxy did not become healthy in time")
 
 
-async def run_proxy(tmp_path: Path, upstream_base: str) -> tuple[asyncio.subprocess.Process, int]:
+async def spawn_proxy(
+    tmp_path: Path, tree: dict[str, Any], *args: str, stdout: int, stderr: int
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`python -m proxy run` on a free port with `tree` as its config, running in `tmp_path`
+    (the store defaults there too); `args` are extra `run` options."""
     port = free_port()
+    tree = {"listen": f"127.0.0.1:{port}", "store": {"path": str(tmp_path / "state.db")}, **tree}
     config = tmp_path / "proxy.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": f"127.0.0.1:{port}",
-                "timeouts": {"shutdownGrace": 10},
-                "store": {"path": str(tmp_path / "state.db")},
-                "connections": [{"name": "slow", "baseUrl": upstream_base, "credentials": []}],
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(tree))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
-        "run",
-        "--config",
-        str(config),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+        sys.executable, "-m", "proxy", "run", "--config", str(config), *args,
+        cwd=tmp_path, stdout=stdout, stderr=stderr,
+    )  # fmt: skip
     return proc, port
+
+
+async def run_proxy(tmp_path: Path, upstream_base: str) -> tuple[asyncio.subprocess.Process, int]:
+    tree = {
+        "timeouts": {"shutdownGrace": 10},
+        "connections": [{"name": "slow", "baseUrl": upstream_base, "credentials": []}],
+    }
+    return await spawn_proxy(
+        tmp_path, tree, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
 
 
 @pytest.fixture

@@ -12,18 +12,16 @@ import asyncio
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from proxy.cli import main
 from tests import rawhttp
-from tests.conftest import free_port, oauth2_token
+from tests.conftest import oauth2_token
 from tests.oauth_server import AuthServer, Client, serve_in_thread
-from tests.test_server import wait_healthy
+from tests.test_server import spawn_proxy, wait_healthy
 
 ACCESS_PID = re.compile(r"signing_proxy\.access pid=(\d+) GET /(\w+)/\S+ connection=\w+ status=200")
 SECRET = "canary-workers-client-secret"
@@ -31,20 +29,11 @@ REQUESTS = 40
 
 
 async def start(tmp_path: Path, tree: dict[str, Any], workers: int) -> tuple[Any, int]:
-    port = free_port()
-    tree = {"listen": f"127.0.0.1:{port}", "store": {"path": str(tmp_path / "state.db")}, **tree}
-    config = tmp_path / "proxy.yaml"
-    config.write_text(yaml.safe_dump(tree))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "proxy",
-        "run",
-        "--config",
-        str(config),
+    proc, port = await spawn_proxy(
+        tmp_path,
+        tree,
         "--workers",
         str(workers),
-        cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
