@@ -6,6 +6,7 @@ management API creates a connection), never per request.
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ class CompiledConnection:
     wants_replayable_body: bool
     rewrite_response_urls: bool
     model: m.Connection
+    tls: ssl.SSLContext | None = None  # a `certificate` credential's client identity (mTLS)
 
     def select(self, request: object) -> CompiledConnection:
         """A plain route serves this one connection (template routes pick per request)."""
@@ -115,9 +117,18 @@ def compile_connection(
             wants_replayable_body=any(s.wants_replayable_body for s in schemes),
             rewrite_response_urls=model.rewrite_response_urls,
             model=model,
+            tls=_client_tls(schemes),
         ),
         [],
     )
+
+
+def _client_tls(schemes: list[Scheme]) -> ssl.SSLContext | None:
+    for scheme in schemes:
+        context = getattr(scheme, "ssl_context", None)
+        if isinstance(context, ssl.SSLContext):
+            return context
+    return None
 
 
 def mtls_problems(model: m.Connection) -> list[ConnectionProblem]:

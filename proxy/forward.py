@@ -310,11 +310,8 @@ class _Sender:
 
 
 def connection_tls(connection: CompiledConnection) -> ssl.SSLContext | None:
-    for scheme in connection.schemes:
-        context = getattr(scheme, "ssl_context", None)
-        if isinstance(context, ssl.SSLContext):
-            return context
-    return None
+    """The client TLS context of `connection`, found once when it was compiled."""
+    return connection.tls
 
 
 def route_target(router: Router[RouteTarget], raw_target: str) -> tuple[RouteTarget, str, str]:
