@@ -19,9 +19,9 @@ from .tokens import TokenManager
 from .upstream import Upstream
 
 FORWARDER = web.AppKey("forwarder", Forwarder)
-# The live template routes (SPEC §9); the admin app adds API-created connections to them.
+# The live template routes (docs/admin-api.md); the admin app adds API-created connections to them.
 TEMPLATES = web.AppKey("templates", Templates)
-# OAuth 2.0 tokens (SPEC §7), shared with the admin app.
+# OAuth 2.0 tokens (docs/request-path.md), shared with the admin app.
 TOKENS = web.AppKey("tokens", TokenManager)
 
 
@@ -105,13 +105,13 @@ def _token_lifecycle(
     close_shared: bool,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     # Seed every file connection's OAuth 2.0 state before serving (the file wins only when its
-    # token changed, SPEC §7); close the token client and `store` (if given) after the last
-    # request, when this app is their only user.
+    # token changed, docs/request-path.md); close the token client and `store` (if given) after
+    # the last request, when this app is their only user.
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         for connection in runtime.connections:
             await tokens.adopt_connection(connection)
         # Connections created through the management API come back from the store, and follow
-        # it while serving: another worker's admin API may change them (SPEC §9).
+        # it while serving: another worker's admin API may change them (docs/admin-api.md).
         await sync.start()
         yield
         await sync.stop()

@@ -1,5 +1,6 @@
 """Request bodies that must be read before sending: held in memory up to a threshold, spilled to a
-temporary file beyond it, refused past a maximum (SPEC §4 `limits`, §5 Bodies).
+temporary file beyond it, refused past a maximum (docs/configuration.md `limits`,
+docs/request-path.md Bodies).
 
 Only schemes that sign the body, and OAuth 2.0's retry-after-refresh, need this. Everything else
 streams the client's body straight through and never comes here.

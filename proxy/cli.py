@@ -1,4 +1,6 @@
-"""Command line (SPEC §3): `run`, `check`, `explain`; `python -m proxy` is the same program.
+"""signing-proxy: an outbound request-signing HTTP proxy (reference: docs/operations.md).
+
+The command line: `run`, `check`, `explain`, `rotate-key`; `python -m proxy` is the same program.
 
 Config is found at `--config`, else `$SIGNING_PROXY_CONFIG`, else `./proxy.yaml`. An invalid
 config prints one line per problem with its field path and exits 2, before any port is bound.
@@ -212,7 +214,8 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 
 def open_store_or_report(settings: StoreSettings) -> Store | None:
-    """Open the store of SPEC §8 before any port is bound; print why not and return None."""
+    """Open the store of docs/security.md before any port is bound; print why not and return
+    None."""
     key = settings.key.get_secret_value() if settings.key else None
     try:
         return open_store(settings.path, key)

@@ -14,7 +14,8 @@ from .config import models as m
 from .schemes import Scheme, SchemeConfigError, build_scheme
 from .urls import BadUrl, BaseUrl, parse_base_url
 
-# Stable ids for connections and credentials that the file leaves without one (SPEC §4).
+# Stable ids for connections and credentials that the file leaves without one
+# (docs/configuration.md).
 _ID_NAMESPACE = uuid.UUID("6f1c4c52-3a55-4b36-9b0c-2f4f5e8a9d10")
 
 
@@ -148,7 +149,8 @@ def mtls_problems(model: m.Connection) -> list[ConnectionProblem]:
 
 
 def credential_mismatch(entry: m.ConnectionCredential) -> str | None:
-    """SPEC §4 compatibility of `authSchemeConfig.type` and `credential.type`, or None if fine."""
+    """docs/configuration.md compatibility of `authSchemeConfig.type` and `credential.type`, or
+    None if fine."""
     auth, cred = entry.auth_scheme_config, entry.credential
     if isinstance(auth, m.OAuth2SchemeConfig):
         wanted = m.OAUTH2_GRANT_CREDENTIAL[auth.oauth2.grant.type]

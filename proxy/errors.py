@@ -1,4 +1,4 @@
-"""Every error the proxy itself produces, and how it is rendered (SPEC §10).
+"""Every error the proxy itself produces, and how it is rendered (docs/errors.md).
 
 One flat family, as h11 and httpx do it: `ProxyError` carries everything needed to render it —
 the stable snake_case `code`, the HTTP `status`, and the RFC 9209 `Proxy-Status` error type that

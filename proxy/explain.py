@@ -113,7 +113,8 @@ def secret_values(model: m.Connection) -> set[str]:
         if isinstance(cred, m.BasicAuthCredential):
             basic = cred.data.basic_auth
             if not basic.password.get_secret_value():
-                # An empty password means the username is the secret key (SPEC §4: Stripe).
+                # An empty password means the username is the secret key (docs/configuration.md:
+                # Stripe).
                 raw.add(basic.username)
             raw.add(basic_credentials(basic.username, basic.password.get_secret_value()))
     forms = set(raw)

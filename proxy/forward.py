@@ -273,7 +273,8 @@ class _RelayResponse(web.StreamResponse):
 def _response_headers(
     request: web.Request, connection: CompiledConnection, headers: Sequence[tuple[str, str]]
 ) -> list[tuple[str, str]]:
-    """The upstream's headers minus hop-by-hop ones, with the SPEC §5 URL rewrite applied."""
+    """The upstream's headers minus hop-by-hop ones, with the docs/request-path.md URL rewrite
+    applied."""
     pairs = end_to_end(headers)
     if connection.rewrite_response_urls:
         prefix = None

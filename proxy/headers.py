@@ -1,4 +1,4 @@
-"""Header hygiene at both edges of the proxy (SPEC §5, RFC 9110 §7.6.1).
+"""Header hygiene at both edges of the proxy (docs/request-path.md, RFC 9110 §7.6.1).
 
 Hop-by-hop headers describe one connection, not the message, so they never cross the proxy in
 either direction; `Connection` may name more of them. On the way out, headers the connection's
@@ -25,7 +25,7 @@ HOP_BY_HOP = frozenset(
 )
 
 # Never forwarded upstream: the proxy sets Host itself, and X-Connection-Id only picks a
-# connection of a template route (SPEC §5).
+# connection of a template route (docs/request-path.md).
 REQUEST_ONLY = frozenset({"host", "x-connection-id"})
 
 # Client copies never go upstream (these requests go to third parties, and the values name

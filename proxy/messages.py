@@ -30,7 +30,8 @@ class Body(Protocol):
 
 
 def encode_query_component(text: str) -> str:
-    """Percent-encode all but RFC 3986 unreserved characters; space becomes `%20` (SPEC §6)."""
+    """Percent-encode all but RFC 3986 unreserved characters; space becomes `%20`
+    (docs/request-path.md)."""
     return quote(text, safe="-._~")
 
 

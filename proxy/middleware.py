@@ -1,4 +1,5 @@
-"""Data-plane middleware: proxy errors as SPEC §10 JSON with `Proxy-Status`, and the access log.
+"""Data-plane middleware: proxy errors as docs/errors.md JSON with `Proxy-Status`, and the access
+log.
 
 One access-log line per request: method, connection, path (query values that a credential adds
 never appear: the log shows the client's request, never the outbound one), status, bytes and

@@ -1,5 +1,5 @@
 """Connections created, updated or deleted through the management API, applied to the live
-template routes of every process that serves the data plane (SPEC §9, `run --workers N`).
+template routes of every process that serves the data plane (docs/admin-api.md, `run --workers N`).
 
 The admin listener runs in one process (worker 0), but every worker routes requests from its
 own `Templates`, and the kernel spreads requests over the workers. The store is the truth:

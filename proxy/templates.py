@@ -1,4 +1,5 @@
-"""Connection templates (SPEC §9): a template route, and connections built from a template.
+"""Connection templates (docs/admin-api.md): a template route, and connections built from a
+template.
 
 A template is a connection without secrets: `route`, `baseUrl` and the auth scheme configs. The
 management API creates connections for end users from it; they all share the template's route,

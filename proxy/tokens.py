@@ -1,5 +1,5 @@
-"""`TokenManager`: OAuth 2.0 tokens obtained, refreshed and stored (SPEC §7), the driver's
-`TokenProvider`.
+"""`TokenManager`: OAuth 2.0 tokens obtained, refreshed and stored (docs/request-path.md), the
+driver's `TokenProvider`.
 
 Strategy:
 - Hot path: `current()` is a dict lookup and a clock comparison while the token is fresh.
@@ -109,7 +109,7 @@ class TokenManager:
     """Supplies fresh tokens to `oauth2` schemes; durable through `store`.
 
     Args:
-        store: where tokens live (SPEC §8); its refresh lease makes refreshes single-flight
+        store: where tokens live (docs/security.md); its refresh lease makes refreshes single-flight
             across processes sharing it.
         skew: refresh this many seconds before `expiresAt`.
         timeout: total seconds for one token endpoint call.
@@ -145,7 +145,7 @@ class TokenManager:
     # --- lifecycle ---
 
     async def adopt(self, scheme: OAuth2Scheme, tls: ssl.SSLContext | None = None) -> None:
-        """Take `scheme` into service: reconcile its seed with the store (SPEC §7).
+        """Take `scheme` into service: reconcile its seed with the store (docs/request-path.md).
 
         While the credential material from the file (or the API) is unchanged, the stored token
         — newer, perhaps with a rotated refresh token — wins; when it changed, a person replaced
@@ -383,7 +383,7 @@ class TokenManager:
         """One token from the endpoint for the grant `params`, and the client auth that worked.
 
         HTTP Basic first, unless form is known to work or there is no secret; form when the
-        provider rejects Basic (SPEC §7).
+        provider rejects Basic (docs/request-path.md).
         """
         if settings.token_url is None:
             raise TokenEndpointError("token_url_missing")
@@ -416,7 +416,8 @@ class TokenManager:
                 )
             except TokenEndpointError as exc:
                 if exc.rejects_client and style == "basic" and len(styles) > 1:
-                    continue  # SPEC §7: a provider that rejects Basic gets the form style
+                    # docs/request-path.md: a provider that rejects Basic gets the form style
+                    continue
                 raise
             self._client_auth[key] = style
             return token, style

@@ -6,7 +6,7 @@ It is configured to be a faithful hop, not a browser: no redirects followed, no 
 user's cookies must never reach another's request), no automatic `User-Agent`/`Accept-Encoding`,
 no decompression, and the request-target sent exactly as built (`encoded=True`).
 
-Network failures become `ProxyError`s carrying the RFC 9209 error type (SPEC §10).
+Network failures become `ProxyError`s carrying the RFC 9209 error type (docs/errors.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Upstream URLs: parse a `baseUrl`, join the route tail byte for byte, refuse path escapes,
-and rewrite response URLs under `baseUrl` back to the proxy route (SPEC §5).
+and rewrite response URLs under `baseUrl` back to the proxy route (docs/request-path.md).
 
 Everything here works on raw (still percent-encoded) text: the tail of the client's path is never
 decoded and re-encoded, so `%2F`, `%28` or `%20` reach the upstream exactly as the client sent them.

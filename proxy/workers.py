@@ -1,4 +1,5 @@
-"""Worker processes (SPEC §3 `run --workers N`): one data-plane port served by N processes.
+"""Worker processes (docs/operations.md `run --workers N`): one data-plane port served by N
+processes.
 
 The parent binds N listening sockets to the same address with `SO_REUSEPORT` (so the kernel
 spreads new connections evenly over the workers, instead of waking them all for each one), then

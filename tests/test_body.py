@@ -1,5 +1,6 @@
 """Bodies a scheme must read: memory up to a threshold, a 0600 temp file beyond, 413 past the
-maximum; temp files gone after success, error and client disconnect (SPEC §4 limits, §5 Bodies).
+maximum; temp files gone after success, error and client disconnect (docs/configuration.md limits,
+docs/request-path.md Bodies).
 
 The temp directory is pointed at a fresh folder per test (`tempfile.tempdir`, what `TMPDIR`
 sets), so "no file left" is checked by listing it; each test that expects a spill also checks

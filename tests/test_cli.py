@@ -1,4 +1,4 @@
-"""The command line (SPEC §3): `check` and `run` exit codes, output, config lookup.
+"""The command line (docs/operations.md): `check` and `run` exit codes, output, config lookup.
 
 In-process through `proxy.cli.main` for the detail, and as real subprocesses (`python -m proxy`
 and the `signing-proxy` console script) for what a user actually runs.

@@ -1,4 +1,5 @@
-"""Validation of proxy.yaml (SPEC §4): field paths, unknown keys, compatibility, routes, ids."""
+"""Validation of proxy.yaml (docs/configuration.md): field paths, unknown keys, compatibility,
+routes, ids."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def one(*credentials: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"connections": [connection("api", "https://api.example.com", *credentials, **extra)]}
 
 
-# --- scheme / credential compatibility (SPEC §4) ------------------------------------------
+# --- scheme / credential compatibility (docs/configuration.md) ------------------------------
 
 SCHEMES: dict[str, dict[str, Any]] = {
     "none": {"type": "none"},
@@ -78,7 +79,7 @@ CREDENTIALS: dict[str, dict[str, Any]] = {
     },
 }
 
-# The table of SPEC §4, written out here rather than read from the code under test.
+# The table of docs/configuration.md, written out here rather than read from the code under test.
 COMPATIBLE = {
     ("none", "none"),
     ("api-key", "string"),

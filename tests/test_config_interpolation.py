@@ -1,4 +1,4 @@
-"""`${VAR}`, `${VAR:-default}`, `${file:PATH}` and `$${` in proxy.yaml (SPEC §4)."""
+"""`${VAR}`, `${VAR:-default}`, `${file:PATH}` and `$${` in proxy.yaml (docs/configuration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §11 invariant 2 for configuration: no secret value in any config error or `repr()`.
+"""docs/security.md invariant 2 for configuration: no secret value in any config error or `repr()`.
 
 Every secret field holds a distinctive canary; the config is then broken in the ways a user
 breaks it (a YAML syntax error on the secret's line, a secret in a field that fails validation,

@@ -1,4 +1,5 @@
-"""Bodies stream through untouched in both directions (SPEC §5 Bodies and Responses)."""
+"""Bodies stream through untouched in both directions (docs/request-path.md Bodies and
+Responses)."""
 
 from __future__ import annotations
 

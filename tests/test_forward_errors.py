@@ -1,4 +1,4 @@
-"""Upstream failures map to SPEC §10 errors; upstream errors pass untouched; the pool reuses
+"""Upstream failures map to docs/errors.md errors; upstream errors pass untouched; the pool reuses
 connections; a broken upstream never wedges the proxy."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ async def start(make_proxy: MakeProxy, base: str, **top: Any) -> int:
 
 
 def proxy_error(response: rawhttp.Message, status: int, code: str, error_type: str) -> None:
-    """Assert the SPEC §10 shape: JSON {code, message}, RFC 9209 Proxy-Status naming the type."""
+    """Assert the docs/errors.md shape: JSON {code, message}, RFC 9209 Proxy-Status naming the
+    type."""
     assert response.status == status
     assert (response.get("Content-Type") or "").startswith("application/json")
     body = json.loads(response.body)

@@ -1,4 +1,5 @@
-"""Header hygiene in both directions (SPEC §5, RFC 9110 §7.6.1), checked on raw bytes."""
+"""Header hygiene in both directions (docs/request-path.md, RFC 9110 §7.6.1), checked on raw
+bytes."""
 
 from __future__ import annotations
 

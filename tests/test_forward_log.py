@@ -1,4 +1,4 @@
-"""One access-log line per request, with nothing secret in it (SPEC §11 invariant 2)."""
+"""One access-log line per request, with nothing secret in it (docs/security.md invariant 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Path and query are forwarded byte for byte; dot segments and other hosts are refused (SPEC §5).
+"""Path and query are forwarded byte for byte; dot segments and other hosts are refused
+(docs/request-path.md).
 
 Requests go to the proxy on a raw socket and the upstream records its raw request line, so no
 client or server library can re-quote what is being checked.

@@ -1,5 +1,5 @@
 """Redirects pass through, never followed; URLs under baseUrl come back via the proxy route
-(SPEC §5 Responses)."""
+(docs/request-path.md Responses)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Nothing lost (SPEC §7, issue 4 item 4): SIGKILL the proxy during refreshes, again and again.
+"""Nothing lost (docs/request-path.md, issue 4 item 4): SIGKILL the proxy during refreshes, again
+and again.
 
 The proxy runs as a real process (`python -m proxy run`) on a SQLite store; the authorization
 server (in a thread of this test) issues access tokens that live one second, so with the 60 s

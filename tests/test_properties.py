@@ -1,5 +1,5 @@
-"""SPEC §11 invariants 1 and 3 as properties: whatever path and query a client sends, the only
-host the proxy contacts is the connection's baseUrl origin, the upstream path stays under the
+"""docs/security.md invariants 1 and 3 as properties: whatever path and query a client sends, the
+only host the proxy contacts is the connection's baseUrl origin, the upstream path stays under the
 baseUrl path with no dot segment after any amount of decoding, and what is forwarded is the
 client's bytes.
 

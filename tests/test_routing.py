@@ -1,4 +1,5 @@
-"""Routing (SPEC §5): the longest route that is a prefix of the path on a segment boundary."""
+"""Routing (docs/request-path.md): the longest route that is a prefix of the path on a segment
+boundary."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The real program (`python -m proxy run`): `/healthz`, and a graceful drain on SIGTERM/SIGINT
-(SPEC §3): the in-flight request completes, new connections are refused, the exit code is 0."""
+(docs/operations.md): the in-flight request completes, new connections are refused, the exit code
+is 0."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`signing-proxy run --workers N` (SPEC §3, issue 6 item 4): one port served by N processes.
+"""`signing-proxy run --workers N` (docs/operations.md, issue 6 item 4): one port served by N
+processes.
 
 Real processes only: the parent binds the port, forks the workers, and on SIGTERM every worker
 drains its in-flight requests before the parent exits 0. Workers share OAuth 2.0 tokens through

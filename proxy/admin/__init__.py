@@ -1,4 +1,4 @@
-"""The management API (control plane, SPEC §9) on its own listener: `create_admin_app()`.
+"""The management API (control plane, docs/admin-api.md) on its own listener: `create_admin_app()`.
 
 Routes:
     GET    /healthz, /readyz, /openapi.json               no token
@@ -11,7 +11,7 @@ Routes:
     GET    /connection/{id}                                OpenInt getConnection
 
 Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Errors
-are the SPEC §10 JSON with `Proxy-Status`, including aiohttp's own 404/405/413.
+are the docs/errors.md JSON with `Proxy-Status`, including aiohttp's own 404/405/413.
 """
 
 from __future__ import annotations

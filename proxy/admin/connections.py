@@ -1,5 +1,5 @@
-"""Connection endpoints of the management API (SPEC §9): create from a template, list, get, delete,
-and OpenInt's `GET /connection/{id}` with `include_secrets` and `refresh_policy`.
+"""Connection endpoints of the management API (docs/admin-api.md): create from a template, list,
+get, delete, and OpenInt's `GET /connection/{id}` with `include_secrets` and `refresh_policy`.
 
 A created connection is checked exactly like one from `proxy.yaml` (`templates.build_connection`
 → `connection.compile_connection`), written to the store, and only then added to the live

@@ -29,7 +29,7 @@ CALLBACK_PATH = "/connections/oauth2/callback"
 
 
 class ValidationFailed(InvalidRequest):
-    """400 `validation_failed` with the field paths of every problem (SPEC §10)."""
+    """400 `validation_failed` with the field paths of every problem (docs/errors.md)."""
 
     def __init__(self, message: str, fields: list[FieldError] | tuple[FieldError, ...] = ()):
         super().__init__("validation_failed", message, fields=fields)
@@ -59,7 +59,7 @@ class Admin:
         return base.rstrip("/") + CALLBACK_PATH
 
     def check_organisation(self, request: web.Request) -> None:
-        """A proxy serves one organisation: any other id in the path is 404 (SPEC §9)."""
+        """A proxy serves one organisation: any other id in the path is 404 (docs/admin-api.md)."""
         if request.match_info.get("organisation_id") != self.organisation_id:
             raise NotFound("not_found", "no such organisation")
 

@@ -1,4 +1,4 @@
-"""Request bodies of the management API (SPEC §9), in the seeds' shapes.
+"""Request bodies of the management API (docs/admin-api.md), in the seeds' shapes.
 
 Same conventions as `config.models`: camelCase on the wire, unknown keys are errors, secrets are
 `SecretStr`. The connection itself reuses the config models, so an API-created connection is

@@ -1,4 +1,5 @@
-"""The OAuth 2.0 connect flow (SPEC §9): authorization code with PKCE, RFC 6749 §4.1 + RFC 7636.
+"""The OAuth 2.0 connect flow (docs/admin-api.md): authorization code with PKCE, RFC 6749 §4.1 +
+RFC 7636.
 
 `initialise` (Versori's InitialiseOAuth2Connection) builds the authorize URL and remembers the
 flow in the store under an unguessable `state` (RFC 6749 §10.12: CSRF protection), bound to the
@@ -34,7 +35,7 @@ from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import OAuth2Init
 from .redact import to_json
 
-FLOW_TTL = 600.0  # SPEC §9: a connect flow expires after 10 minutes
+FLOW_TTL = 600.0  # docs/admin-api.md: a connect flow expires after 10 minutes
 OFFLINE_ACCESS = "offline_access"
 # What the proxy sets in the authorize URL; `additionalParams` may not replace them.
 STANDARD_PARAMS = frozenset(

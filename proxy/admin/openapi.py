@@ -37,7 +37,8 @@ _STRING = {"type": "string"}
 _RESPONSE_SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
-        "description": "SPEC §10; also in the `Proxy-Status` header (RFC 9209).",
+        "description": "The error shape of docs/errors.md, also in the `Proxy-Status` header "
+        "(RFC 9209).",
         "required": ["code", "message"],
         "properties": {
             "code": _STRING,
@@ -283,7 +284,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "signing-proxy management API",
             "version": "1",
-            "description": "SPEC §9. Every route but health, this document and the OAuth 2.0 "
+            "description": "The management API of docs/admin-api.md. Every route but health, this "
+            "document and the OAuth 2.0 "
             "callback needs `Authorization: Bearer <admin.token>`.",
         },
         "components": {

@@ -1,4 +1,5 @@
-"""`${VAR}`, `${VAR:-default}` and `${file:/path}` in any string of proxy.yaml (SPEC §4).
+"""`${VAR}`, `${VAR:-default}` and `${file:/path}` in any string of proxy.yaml
+(docs/configuration.md).
 
 Interpolation runs on the parsed YAML tree before validation, so every problem can name the
 field it sits in. Messages name the variable or file, never a value.

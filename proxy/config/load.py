@@ -212,7 +212,8 @@ def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[Compil
 def compile_templates(
     config: ProxyConfig, connections: Sequence[CompiledConnection], problems: list[FieldError]
 ) -> tuple[CompiledTemplate, ...]:
-    """Check `templates:` (SPEC §9): unique ids, routes unique across connections and templates."""
+    """Check `templates:` (docs/admin-api.md): unique ids, routes unique across connections and
+    templates."""
     compiled: list[CompiledTemplate] = []
     ids: dict[str, int] = {}
     # Connections that failed to compile are missing from `connections`: index by the model.

@@ -1,4 +1,5 @@
-"""Pydantic models of the seed shapes (SPEC §2, §4): camelCase on the wire, snake_case in Python.
+"""Pydantic models of the seed shapes (docs/configuration.md): camelCase on the wire, snake_case in
+Python.
 
 This module is the only place where YAML/JSON names meet Python names. Every model forbids
 unknown keys, so a typo is a field error rather than a silently dropped credential. Secret values
@@ -287,7 +288,8 @@ Credential = Annotated[
     Field(discriminator="type"),
 ]
 
-# Which credential types each scheme accepts (SPEC §4); oauth2 also depends on the grant.
+# Which credential types each scheme accepts (docs/configuration.md); oauth2 also depends on the
+# grant.
 COMPATIBLE_CREDENTIALS: dict[str, frozenset[str]] = {
     "none": frozenset({"none"}),
     "api-key": frozenset({"string"}),
@@ -314,7 +316,7 @@ class ConnectionCredential(Model):
 
 class ConnectionCredentialInput(Model):
     """A credential given to the management API for a template: `authSchemeConfig` may be left
-    out, and then the template's at the same index is used (SPEC §9)."""
+    out, and then the template's at the same index is used (docs/admin-api.md)."""
 
     id: str | None = None
     auth_scheme_config: AuthSchemeConfig | None = None

@@ -1,4 +1,4 @@
-"""`Http1Upstream`: the data plane's upstream hop on our own HTTP/1.1 client (SPEC §5).
+"""`Http1Upstream`: the data plane's upstream hop on our own HTTP/1.1 client (docs/request-path.md).
 
 It implements the `Upstream` protocol of `proxy/upstream.py` with the same behaviour as the
 aiohttp hop it replaces — a faithful hop, not a browser: the request goes out as built (no

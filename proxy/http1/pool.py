@@ -8,7 +8,7 @@ burst's spare connections age out instead of being kept warm round-robin).
 TLS uses the event loop's SSL with contexts built once: the caller's (a `certificate`
 credential's mTLS context, so each client identity has its own pool) or the pool's default
 context, made on first use. Hostname verification stays on (`server_hostname`).
-Connect failures map to the RFC 9209 error types of SPEC §10.
+Connect failures map to the RFC 9209 error types of docs/errors.md.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def _hmac(
     if isinstance(cred, m.BinaryCredential):
         key = decode_binary_key(cred.data.binary.value_base64.get_secret_value())
     else:
-        key = cred.data.string.value.get_secret_value().encode()  # SPEC §6: UTF-8 bytes
+        # docs/request-path.md: UTF-8 bytes
+        key = cred.data.string.value.get_secret_value().encode()
     return HmacScheme(
         credential_id,
         key,
@@ -72,7 +73,8 @@ def _hmac(
 
 def _oauth1(params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: str) -> OAuth1Scheme:
     if not params.token_auth and not (params.request_token_url and params.access_token_url):
-        # SPEC §4: the endpoints matter only for the three-legged flow, which then needs them.
+        # docs/configuration.md: the endpoints matter only for the three-legged flow, which then
+        # needs them.
         raise SchemeConfigError(
             "authSchemeConfig.oauth1.requestTokenUrl", "required when tokenAuth is false"
         )

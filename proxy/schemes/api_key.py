@@ -1,4 +1,4 @@
-"""`api-key`: a static key in a header, a query parameter or a cookie (SPEC §6)."""
+"""`api-key`: a static key in a header, a query parameter or a cookie (docs/request-path.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`certificate`: mutual TLS with a PEM client certificate and key (SPEC §6).
+"""`certificate`: mutual TLS with a PEM client certificate and key (docs/request-path.md).
 
 The scheme changes nothing in the request: it contributes an `ssl.SSLContext`, built once here
 when the connection is compiled, never per request. `forward.connection_tls()` hands it to the

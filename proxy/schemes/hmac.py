@@ -1,5 +1,5 @@
 """`hmac`: an HMAC (RFC 2104) over the request URL and/or body, sent in a header, query
-parameter or cookie (SPEC §6).
+parameter or cookie (docs/request-path.md).
 
 The message is the concatenation of the `digestInputs` in their configured order:
 
@@ -50,7 +50,8 @@ def decode_binary_key(value_base64: str) -> bytes:
 
 
 def encode_digest(digest: bytes, encoding: Encoding) -> str:
-    """SPEC §6: `hex` lowercase, `base64` RFC 4648 §4 padded, `base64url` §5 without padding."""
+    """docs/request-path.md: `hex` lowercase, `base64` RFC 4648 §4 padded, `base64url` §5 without
+    padding."""
     if encoding == "hex":
         return digest.hex()
     if encoding == "base64":

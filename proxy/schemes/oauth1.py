@@ -1,4 +1,5 @@
-"""`oauth1`: RFC 5849 OAuth 1.0a request signing with HMAC-SHA1 or HMAC-SHA256 (SPEC §6).
+"""`oauth1`: RFC 5849 OAuth 1.0a request signing with HMAC-SHA1 or HMAC-SHA256
+(docs/request-path.md).
 
 Pure functions follow the RFC's sections: parameter encoding (§3.6), the base string URI
 (§3.4.1.2), parameter collection and normalisation (§3.4.1.3), the base string (§3.4.1.1), the

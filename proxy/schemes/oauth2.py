@@ -1,4 +1,5 @@
-"""`oauth2`: `Authorization: <tokenType> <accessToken>` with tokens kept fresh (SPEC §7).
+"""`oauth2`: `Authorization: <tokenType> <accessToken>` with tokens kept fresh
+(docs/request-path.md).
 
 Pure parts only; the token endpoint I/O, locking and storage live in `proxy/tokens.py`.
 
@@ -297,7 +298,7 @@ class OAuth2Scheme(Scheme):
     def auth_flow(self, request: OutboundRequest, ctx: SigningContext) -> AuthFlow:
         reply = yield Send(request.patched(self.sign(request, ctx)))
         stale = ctx.token
-        # Retry only when the request can be sent again as it was (body kept, SPEC §7).
+        # Retry only when the request can be sent again as it was (body kept, docs/request-path.md).
         if reply.status != 401 or not request.replayable or not self.can_refresh(stale):
             return
         assert stale is not None
@@ -375,7 +376,7 @@ def build_oauth2_scheme(
     elif isinstance(grant, m.ClientCredentialsGrant) and isinstance(cred, m.OAuth2ClientCredential):
         client = cred.data.oauth2_client
         client_id, secret = client.client_id, client.client_secret
-        # SPEC §4: the credential's own tokenUrl/scopes win over the scheme config's.
+        # docs/configuration.md: the credential's own tokenUrl/scopes win over the scheme config's.
         token_url = client.token_url or token_url
         scopes = tuple(client.scopes) if client.scopes is not None else scopes
         need_url = True

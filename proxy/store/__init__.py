@@ -1,4 +1,5 @@
-"""The durable-state interfaces (SPEC §8): tokens, API-created connections, OAuth flow state.
+"""The durable-state interfaces (docs/security.md): tokens, API-created connections, OAuth flow
+state.
 
 Callers depend only on the Protocols and frozen values defined here; `open_store()` picks the
 implementation (`memory.py` for tests and ephemeral runs, `sqlite.py` by default). A new backend
@@ -45,7 +46,7 @@ class StoredToken:
         token: the newest token obtained (None before the first one, e.g. client credentials).
         seed_fingerprint: `Store.fingerprint()` of the credential material this state descends
             from (the file's or the API's token / client secret); a different seed means the
-            person replaced the credential, and the seed wins again (SPEC §7).
+            person replaced the credential, and the seed wins again (docs/request-path.md).
         needs_reauthorization: the provider answered `invalid_grant`; no token calls until the
             credential is replaced.
         client_auth: the client-authentication style the token endpoint accepted, once known.

@@ -1,4 +1,5 @@
-"""Encryption at rest for the store (SPEC §8): AES-256-GCM with the row id as associated data.
+"""Encryption at rest for the store (docs/security.md): AES-256-GCM with the row id as associated
+data.
 
 Each sealed value is `version byte | 12-byte random nonce | ciphertext+tag`. Binding the row id
 as associated data (NIST SP 800-38D §5.2.1.1: "additional authenticated data") means a sealed

@@ -1,4 +1,5 @@
-"""`signing-proxy rotate-key`: re-seal every secret of the SQLite store under a new key (SPEC §8).
+"""`signing-proxy rotate-key`: re-seal every secret of the SQLite store under a new key
+(docs/security.md).
 
 Two set-ups:
 - `store.key` given: the new key comes from `$SIGNING_PROXY_NEW_STORE_KEY` (never a command-line

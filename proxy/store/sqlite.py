@@ -1,10 +1,11 @@
-"""The default `Store`: one SQLite file (SPEC §8), embedded, no server to run.
+"""The default `Store`: one SQLite file (docs/security.md), embedded, no server to run.
 
 Strategy:
 - Every call runs on one dedicated worker thread that owns the `sqlite3` connection, so the event
   loop never blocks on disk and calls are serialised without locks of our own.
 - WAL journal, `synchronous=FULL`: a write that returned is on disk (a token is committed before
-  it is used, SPEC §7), and readers in other processes (`run --workers N`) do not block writers.
+  it is used, docs/request-path.md), and readers in other processes (`run --workers N`) do not
+  block writers.
 - Writes are explicit `BEGIN IMMEDIATE` transactions: the write lock is taken up front, so two
   processes never both read-then-write the same row.
 - `schema_version` holds the number of the last applied migration; `MIGRATIONS` only grows.

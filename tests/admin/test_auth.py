@@ -1,4 +1,4 @@
-"""Admin auth (SPEC §9): bearer `admin.token` everywhere but health, the document and the
+"""Admin auth (docs/admin-api.md): bearer `admin.token` everywhere but health, the document and the
 OAuth 2.0 callback; a non-loopback listener without a token is a config error."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Redaction (SPEC §9, §11.2): no secret in any read without `include_secrets`; the non-secret
-fields are shown. OpenInt's `include_secrets` and `refresh_policy` against a real token server."""
+"""Redaction (docs/admin-api.md, docs/security.md invariant 2): no secret in any read without
+`include_secrets`; the non-secret fields are shown. OpenInt's `include_secrets` and `refresh_policy`
+against a real token server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`templates:` in proxy.yaml: checked at config time like connections (SPEC §9)."""
+"""`templates:` in proxy.yaml: checked at config time like connections (docs/admin-api.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Flow control through the hop: neither a slow client nor a slow upstream makes the proxy
-buffer a whole body (SPEC §5 Bodies, §11.4). Loopback sockets buffer a few MiB by themselves,
-so the bounds below are far under the 64 MiB sent and far over what the kernel may hold."""
+"""Flow control through the hop: neither a slow client nor a slow upstream makes the proxy buffer a
+whole body (docs/request-path.md Bodies, docs/security.md invariant 4). Loopback sockets buffer a
+few MiB by themselves, so the bounds below are far under the 64 MiB sent and far over what the
+kernel may hold."""
 
 from __future__ import annotations
 

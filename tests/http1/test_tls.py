@@ -1,5 +1,6 @@
 """TLS on the hop: the loop's SSL with contexts built once, one pool per TLS context (each
-client identity gets its own connections, SPEC §6 certificate), hostname verification on."""
+client identity gets its own connections, docs/request-path.md certificate), hostname verification
+on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`api-key` in a header, the query or a cookie (SPEC §6)."""
+"""`api-key` in a header, the query or a cookie (docs/request-path.md)."""
 
 from __future__ import annotations
 

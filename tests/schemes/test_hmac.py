@@ -1,5 +1,5 @@
 """`hmac` scheme: the primitive against published vectors, and the url/body composition against
-messages built here from literal bytes (SPEC §6)."""
+messages built here from literal bytes (docs/request-path.md)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,68 @@
+"""The repository documents itself: `docs/` holds the reference, and nothing cites a document the
+repository does not contain (the product contract's section numbers)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Built from pieces so this file does not match itself; `\u00a7` is how JSON escapes the sign.
+FOREIGN_CITE = re.compile("SPEC" + r"\s*(?:\u00a7|\\u00a7)")
+SKIP_DIRS = {".git", ".venv", ".ci-venv", "build", "dist", "__pycache__", ".mypy_cache"}
+DOCS = ["configuration", "request-path", "admin-api", "errors", "security", "operations"]
+TEXT_SUFFIXES = {".py", ".md", ".json", ".yaml", ".yml"}
+DOC_REF = re.compile(r"docs/([a-z-]+\.md)")
+
+
+def repository_files() -> list[Path]:
+    files = []
+    for path in ROOT.rglob("*"):
+        parts = set(path.relative_to(ROOT).parts)
+        if (
+            path.is_file()
+            and not parts & SKIP_DIRS
+            and not any(
+                p.endswith((".egg-info", "_cache")) or p.startswith(".hypothesis") for p in parts
+            )
+        ):
+            files.append(path)
+    return files
+
+
+def test_no_file_cites_the_contract_by_section() -> None:
+    offenders = []
+    for path in repository_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if FOREIGN_CITE.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}")
+    assert offenders == []
+
+
+def test_the_reference_documents_exist_and_are_linked_from_the_index() -> None:
+    index = (ROOT / "docs" / "README.md").read_text()
+    for name in DOCS:
+        assert (ROOT / "docs" / f"{name}.md").stat().st_size > 1000
+        assert f"({name}.md)" in index
+
+
+def test_every_docs_reference_in_code_and_docs_names_an_existing_file() -> None:
+    cited = set()
+    for path in repository_files():
+        if path.suffix not in TEXT_SUFFIXES and path.name != "Dockerfile":
+            continue
+        cited.update(DOC_REF.findall(path.read_text(encoding="utf-8")))
+    assert "errors.md" in cited  # the code does cite the docs
+    missing = sorted(name for name in cited if not (ROOT / "docs" / name).is_file())
+    assert missing == []
+
+
+def test_relative_links_between_the_docs_resolve() -> None:
+    link = re.compile(r"\]\(([a-z-]+\.md)(?:#[a-z0-9-]+)?\)")
+    for doc in (ROOT / "docs").glob("*.md"):
+        for target in link.findall(doc.read_text()):
+            assert (ROOT / "docs" / target).is_file(), f"{doc.name} links to {target}"
