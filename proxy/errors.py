@@ -11,6 +11,7 @@ provider's `error_description` may hold secrets, so neither is ever put into an 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,12 +143,28 @@ class UpstreamTimeout(ProxyError):
         )
 
 
+# A key that reads as a name (`baseUrl`, `X-Api-Key`, `additionalParams`) may be shown. Anything
+# else may be a value typed where a key belongs: YAML reads `{value:SECRET}` (no space after the
+# colon) as the one key `value:SECRET`, so such a key is never printed.
+_PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_.-]{0,63}")
+HIDDEN_KEY = "<key>"
+
+
+def is_plain_key(key: str) -> bool:
+    """True when `key` reads as a field name, so it can be printed without risk."""
+    return _PLAIN_KEY.fullmatch(key) is not None
+
+
 def loc_to_path(loc: Iterable[int | str]) -> str:
-    """Render a pydantic `loc` as `a.b[0].c` (ints as indexes, strings as names)."""
+    """Render a pydantic `loc` as `a.b[0].c` (ints as indexes, strings as names).
+
+    A part that does not read as a name is shown as `<key>` (see `is_plain_key`).
+    """
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else part
+            name = part if is_plain_key(part) else HIDDEN_KEY
+            path += f".{name}" if path else name
     return path

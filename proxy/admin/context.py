@@ -8,6 +8,7 @@ plane is the one the other sees.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,12 +76,49 @@ class Admin:
 ADMIN = web.AppKey("admin", Admin)
 
 
+# No body of this API nests deeper than about ten levels; the limit keeps a hostile body far from
+# the interpreter's recursion limit in the JSON decoder and in validation.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+
+
+class UnsupportedMediaType(ProxyError):
+    status = 415
+    proxy_status = "proxy_internal_response"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "unsupported_media_type",
+            "the body must be JSON, sent as Content-Type: application/json",
+        )
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in `raw` (strings skipped), without parsing it."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 async def read_body(request: web.Request, model: type[ModelT]) -> ModelT:
-    """Parse and validate a JSON body; malformed JSON or a bad field is 400 with its path."""
+    """Parse and validate a JSON body; malformed JSON or a bad field is 400 with its path.
+
+    Only `application/json` is read: a cross-site form post can send `text/plain` or a form
+    without a preflight, never `application/json`, so a token-less loopback admin listener
+    cannot be driven from a web page.
+    """
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType()
     raw = await request.read()
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ValidationFailed(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         tree: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("validation_failed", "the body is not valid JSON") from None
     try:
         return model.model_validate(tree)

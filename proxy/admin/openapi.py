@@ -136,6 +136,7 @@ _ORG = {
 _CONNECTION_ID = {"name": "connection_id", "in": "path", "required": True, "schema": _STRING}
 _UNAUTHORIZED = _error("missing or wrong admin token")
 _NOT_FOUND = _error("unknown organisation or connection")
+_UNSUPPORTED_MEDIA_TYPE = _error("the body is not sent as Content-Type: application/json")
 _PUBLIC: list[dict[str, Any]] = [{}]
 
 
@@ -166,11 +167,14 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {"required": True, **_json(_ref("ConnectionCreate"))},
                 "responses": {
                     "201": {"description": "created", **_json(_ref("Connection"))},
-                    "400": _error("malformed JSON or invalid fields (`fields[]` paths)"),
+                    "400": _error(
+                        "malformed or too deeply nested JSON, or invalid fields (`fields[]`)"
+                    ),
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,
                     "409": _error("name or externalId already taken within the template"),
                     "413": _error("body too large"),
+                    "415": _UNSUPPORTED_MEDIA_TYPE,
                 },
             },
             "get": {
@@ -220,6 +224,7 @@ def _paths() -> dict[str, Any]:
                     "401": _UNAUTHORIZED,
                     "404": _error("unknown organisation or template"),
                     "413": _error("body too large"),
+                    "415": _UNSUPPORTED_MEDIA_TYPE,
                 },
             },
         },

@@ -7,6 +7,7 @@ value from the file: YAML errors give only line and column, pydantic's `input` i
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -20,11 +21,11 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ..connection import CompiledConnection, compile_connection
-from ..errors import FieldError, loc_to_path
+from ..errors import FieldError, is_plain_key, loc_to_path
 from ..templates import CompiledTemplate, compile_template
 from .address import split_host_port
 from .interpolate import interpolate
-from .models import ProxyConfig
+from .models import Model, ProxyConfig
 
 RESERVED_ROUTES = frozenset({"/healthz"})
 
@@ -72,13 +73,54 @@ def _is_tag_position(loc: Sequence[int | str], i: int) -> bool:
 def validation_problems(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        path = field_path(error["loc"])
-        suffix, message = _describe(error)
+        if error["type"] == "extra_forbidden":
+            path, message = _unknown_key(error["loc"])
+            suffix = ""
+        else:
+            path = field_path(error["loc"])
+            suffix, message = _describe(error)
         path = f"{path}.{suffix}" if path and suffix else path or suffix
         if prefix:
             path = f"{prefix}.{path}" if path and not path.startswith("[") else prefix + path
         problems.append(FieldError(path, message))
     return problems
+
+
+# Mappings that hold secrets: a key there that is not one of the fields may be a secret pasted
+# in the wrong place (`{string: {sk_live_...}}`, or key and value swapped in JSON), so even a
+# key that reads as a name is not printed.
+_SECRET_MAPPINGS = frozenset({"credential", "grant", "oauth1", "admin", "store", "clients"})
+
+
+def _unknown_key(loc: Sequence[int | str]) -> tuple[str, str]:
+    """(path of the mapping, message) for an unknown key, printing the key only when safe.
+
+    A mistyped value can become a key (`{value:SECRET}` is one YAML key), so the key is named
+    only when it reads as a field name and its mapping holds no secrets.
+    """
+    *parent, key = loc
+    where = field_path(parent)
+    if not isinstance(key, str):
+        return where, "unknown key"
+    in_secret_mapping = _SECRET_MAPPINGS.intersection(p for p in parent if isinstance(p, str))
+    if is_plain_key(key) and (not in_secret_mapping or key in _known_field_names()):
+        # A field name of another mapping (`basicAuth` under a `string` credential's data).
+        return field_path(loc), "unknown key"
+    if ":" in key or "=" in key:
+        return where, "unknown key (not shown: a mistyped value? the space after 'name:' missing?)"
+    return where, "unknown key (not shown: it may be a value typed in the wrong place)"
+
+
+@functools.cache
+def _known_field_names() -> frozenset[str]:
+    """Every key any model of the file or the management API accepts, as spelled there."""
+    names: set[str] = set()
+    pending: list[type[Model]] = [Model]
+    while pending:
+        model = pending.pop()
+        pending += model.__subclasses__()
+        names.update(f.alias or name for name, f in model.model_fields.items())
+    return frozenset(names)
 
 
 def _describe(error: ErrorDetails) -> tuple[str, str]:
@@ -94,8 +136,6 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
         return ctx["discriminator"].strip("'"), "required"
     if kind == "missing":
         return "", "required"
-    if kind == "extra_forbidden":
-        return "", "unknown key"
     if kind == "string_type":
         # YAML reads `12345`, `true` or `2024-01-01` as non-strings (and `0123` as octal).
         return "", "must be a string (put numbers, booleans and dates in quotes)"

@@ -11,6 +11,7 @@ from .base import Scheme, SchemeConfigError, SigningContext
 from .basic import BasicAuthScheme
 from .bearer import BearerScheme
 from .certificate import CertificateScheme
+from .header_values import check_header_values
 from .hmac import HmacScheme, decode_binary_key
 from .none import NoneScheme
 from .oauth1 import OAuth1Scheme
@@ -25,6 +26,7 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
     Raises:
         SchemeConfigError: the credential cannot be used (field relative to the credential entry).
     """
+    check_header_values(entry)
     auth, cred = entry.auth_scheme_config, entry.credential
     match auth, cred:
         case m.NoneSchemeConfig(), m.NoneCredential():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from tests.admin.conftest import AUTH, CONNECTIONS, Planes, create_body, string_
 
 async def problems(planes: Planes, body: Any, *, raw: bytes | None = None) -> dict[str, Any]:
     if raw is not None:
-        response = await planes.admin.post(CONNECTIONS, data=raw, headers=AUTH)
+        headers = {**AUTH, "Content-Type": "application/json"}
+        response = await planes.admin.post(CONNECTIONS, data=raw, headers=headers)
     else:
         response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
     assert response.status == 400, await response.text()
@@ -104,6 +106,52 @@ async def test_malformed_json_is_400(crm: Planes, raw: bytes) -> None:
 
 async def test_body_too_large_is_413(crm: Planes) -> None:
     body = io.BytesIO(b"x" * (2 * 1024 * 1024))
-    response = await crm.admin.post(CONNECTIONS, data=body, headers=AUTH)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    response = await crm.admin.post(CONNECTIONS, data=body, headers=headers)
     assert response.status == 413
     assert (await response.json())["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+async def test_json_nested_beyond_the_limit_is_400_not_500(crm: Planes, depth: int) -> None:
+    # Python's JSON decoder recurses per level: 100k levels used to end in a RecursionError.
+    for opening, closing in ((b"[", b"]"), (b'{"a":', b"}")):
+        error = await problems(crm, None, raw=opening * depth + closing * depth)
+        assert error["message"] == "the body nests deeper than 64 levels"
+
+
+async def test_json_nested_within_the_limit_is_validated_as_usual(crm: Planes) -> None:
+    # Exactly 64 levels (the body, `connection`, then 62 lists), and brackets inside a string
+    # do not count as nesting: the body is validated and its field errors are reported.
+    body = create_body("deep", {**string_credential("[[[[{{{{" * 20), "colour": 1})
+    name: Any = "x"
+    for _ in range(62):
+        name = [name]
+    body["connection"]["name"] = name
+    error = await problems(crm, None, raw=json.dumps(body).encode())
+    assert error["message"] == "the body is invalid"
+    assert "connection.name" in fields(error)
+    assert "connection.credentials[0].colour" in fields(error)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+async def test_a_body_not_sent_as_json_is_415(crm: Planes, content_type: str | None) -> None:
+    # A web page can post text/plain or a form cross-site without a CORS preflight; it cannot
+    # send application/json that way, so only that is read.
+    body = json.dumps(create_body("x", string_credential("canary-415"))).encode()
+    headers = {**AUTH, "Content-Type": content_type} if content_type else AUTH
+    response = await crm.admin.post(CONNECTIONS, data=body, headers=headers)
+    assert response.status == 415, await response.text()
+    assert (await response.json())["code"] == "unsupported_media_type"
+    assert "proxy_internal_response" in response.headers["Proxy-Status"]
+    assert await crm.store.list_connections() == []
+
+
+async def test_json_with_a_charset_is_accepted(crm: Planes) -> None:
+    body = json.dumps(create_body("utf8", string_credential("canary-charset"))).encode()
+    headers = {**AUTH, "Content-Type": "application/json; charset=utf-8"}
+    response = await crm.admin.post(CONNECTIONS, data=body, headers=headers)
+    assert response.status == 201, await response.text()
