@@ -72,9 +72,11 @@ def test_file_content_with_one_trailing_newline_stripped(tmp_path: Path) -> None
     secret.write_text("from-file\n", encoding="utf-8")
     tree = bearer_config(f"${{file:{secret}}}")
     assert token_of(build_runtime(tree, {})) == "from-file"
-    # Only one: a second newline is part of the content.
+    # Only one: a second newline is part of the content (which a header cannot carry).
     secret.write_text("two\n\n", encoding="utf-8")
-    assert token_of(build_runtime(tree, {})) == "two\n"
+    [message] = problems(tree, {})
+    assert message.startswith(f"{TOKEN_PATH}: contains a control character (CR, LF, NUL, ...)")
+    assert "at position 3," in message
     secret.write_text("none", encoding="utf-8")
     assert token_of(build_runtime(tree, {})) == "none"
 
