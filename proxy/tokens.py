@@ -12,6 +12,13 @@ Strategy:
 - Nothing lost: the new token — with a rotated refresh token — is committed to the store before
   it is returned to anyone (RFC 6749 §6: the old refresh token may be dead the moment the new
   one is issued, so the new one must survive a crash).
+- When the store cannot be written (SPEC §8 "When a write fails"): a token the provider issued
+  is kept in memory, used, and its write retried in the background (backoff, each attempt
+  bounded) until it commits; while it waits, this process holds the newest token, so it
+  neither reads the store's older one back nor waits for the store's lease to refresh it again
+  (the old refresh token is never sent again). A refresh that would need the store's lease
+  while the store is failing is `StoreUnavailable` (503), as is any other impossible write.
+  `store_problem()` tells `/readyz`.
 - Failures: `invalid_grant` marks the credential as needing re-authorisation (no more token
   calls until the credential is replaced); anything else fails with the provider's `error` code
   and backs off exponentially, so a dead token endpoint is not hammered.
@@ -27,6 +34,7 @@ Strategy:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import ssl
@@ -55,7 +63,7 @@ from .schemes.oauth2 import (
     password_params,
     refresh_params,
 )
-from .store import Store, StoredToken, lease_owner
+from .store import Store, StoredToken, StoreError, StoreUnavailable, lease_owner
 
 log = logging.getLogger("proxy.tokens")
 
@@ -87,6 +95,19 @@ class Backoff:
 
     def delay(self, failures: int) -> float:
         return float(min(self.cap, self.base * 2 ** min(failures - 1, 32)))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRetry:
+    """Retries of a token write the store refused: `first`, doubling up to `cap`; each attempt
+    may take `attempt_timeout` s (a hung file system must not hold the retry loop forever)."""
+
+    first: float = 0.1
+    cap: float = 5.0
+    attempt_timeout: float = 10.0
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.cap, self.first * 2 ** min(failures, 32)))
 
 
 @dataclass(slots=True)
@@ -124,13 +145,19 @@ class TokenManager:
         skew: float = DEFAULT_SKEW,
         timeout: float = 15.0,
         backoff: Backoff = Backoff(),
+        write_retry: WriteRetry = WriteRetry(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.skew = skew
         self.timeout = timeout
         self.backoff = backoff
+        self.write_retry = write_retry
         self.clock = clock
+        # Token records the store refused, newest per credential, until a retry commits them.
+        self._unstored: dict[str, StoredToken] = {}
+        self._write_problem = ""
+        self._flusher: asyncio.Task[None] | None = None
         self._owner = lease_owner(secrets.token_hex(6))
         self._states: dict[str, _Credential] = {}
         # (token URL, client id) → the client authentication that worked last: the connect
@@ -156,12 +183,13 @@ class TokenManager:
         """
         cid = scheme.credential_id
         seed_fp = self.store.fingerprint(scheme.settings.seed_identity())
-        record = await self.store.get_token(cid)
+        # A token waiting for the store is newer than the store's.
+        record = self._unstored.get(cid) or await self.store.get_token(cid)
         if record is None or record.seed_fingerprint != seed_fp:
             kept_style = record.client_auth if record is not None else None
             kept_style = kept_style or self._client_auth.get(_client_key(scheme.settings))
             record = StoredToken(scheme.settings.seed_token, seed_fp, False, kept_style)
-            await self.store.put_token(cid, record)
+            await self._put(cid, record)
         old = self._states.get(cid)
         state = _Credential(
             scheme=scheme,
@@ -185,13 +213,90 @@ class TokenManager:
     async def forget(self, credential_id: str) -> None:
         """Drop a deleted credential and its stored token."""
         self._states.pop(credential_id, None)
+        self._unstored.pop(credential_id, None)
         await self.store.delete_token(credential_id)
 
     async def close(self) -> None:
-        """Close the token endpoint client; idempotent. The store is its owner's to close."""
+        """Close the token endpoint client; idempotent. The store is its owner's to close.
+
+        Token writes still waiting for the store get one last attempt; what still fails is
+        logged by credential id (the process is going away and cannot keep it).
+        """
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        if self._unstored:
+            await self._flush_once()
+            for cid in self._unstored:
+                log.error(
+                    "credential %s: its newest token could not be stored before exit (%s); "
+                    "it may need re-authorisation",
+                    cid,
+                    self._write_problem,
+                )
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    # --- store writes that may fail ---
+
+    def store_problem(self) -> str | None:
+        """Why the store is not taking writes, while token writes wait for it; else None."""
+        if not self._unstored:
+            return None
+        return f"{len(self._unstored)} token write(s) waiting: {self._write_problem}"
+
+    async def _put(self, cid: str, record: StoredToken) -> None:
+        """Store `record`; when the store refuses, keep it and retry in the background."""
+        if cid not in self._unstored:
+            try:
+                await self.store.put_token(cid, record)
+                return
+            except StoreUnavailable as exc:
+                self._write_problem = exc.reason
+                log.warning(
+                    "credential %s: the token could not be stored (%s); kept in memory and "
+                    "retried until the store takes it",
+                    cid,
+                    exc.reason,
+                )
+        # Queued behind (or replacing) an earlier unstored record: order is kept by keeping
+        # only the newest, which the retry writes.
+        self._unstored[cid] = record
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="token-write-retry")
+
+    async def _flush(self) -> None:
+        failures = 0
+        while self._unstored:
+            await asyncio.sleep(self.write_retry.delay(failures))
+            if await self._flush_once():
+                failures = 0
+            else:
+                failures += 1
+
+    async def _flush_once(self) -> bool:
+        """Try every waiting write once; True when at least one committed."""
+        progressed = False
+        for cid, record in list(self._unstored.items()):
+            try:
+                await asyncio.wait_for(
+                    self.store.put_token(cid, record), self.write_retry.attempt_timeout
+                )
+            except (StoreUnavailable, TimeoutError) as exc:
+                self._write_problem = getattr(exc, "reason", "the store did not answer in time")
+                continue
+            # A newer record may have replaced it while the write ran: that one still waits.
+            if self._unstored.get(cid) is record:
+                del self._unstored[cid]
+            progressed = True
+            log.info("credential %s: the token kept in memory is stored now", cid)
+            with contextlib.suppress(StoreError):
+                # A lease the failing store could not release earlier.
+                await self.store.release_refresh_lease(cid, self._owner)
+        return progressed
 
     # --- the connect flow ---
 
@@ -233,13 +338,18 @@ class TokenManager:
             raise reauthorization_required()
         try:
             return await self.refresh(scheme, token or _NO_TOKEN)
+        except StoreUnavailable:
+            # The refresh could not take the store's lease; a token still alive serves on.
+            if token is not None and token.access_token and not self._expired(token):
+                return token
+            raise
         except CredentialError as exc:
             # A proactive refresh failed but the token is not dead yet: keep using it.
             if (
                 exc.code == "credential_refresh_failed"
                 and token is not None
                 and token.access_token
-                and (token.expires_at is None or token.expires_at > self.clock())
+                and not self._expired(token)
             ):
                 return token
             raise
@@ -269,6 +379,9 @@ class TokenManager:
             state = self._states[scheme.credential_id]
         return state
 
+    def _expired(self, token: TokenSet) -> bool:
+        return token.expires_at is not None and token.expires_at <= self.clock()
+
     def _expiring(self, token: TokenSet) -> bool:
         return token.expires_at is not None and token.expires_at - self.skew <= self.clock()
 
@@ -291,6 +404,11 @@ class TokenManager:
 
     async def _refresh_across_processes(self, state: _Credential, stale: TokenSet) -> TokenSet:
         cid = state.scheme.credential_id
+        if cid in self._unstored:
+            # This process alone holds the newest token (the store has an older one): no other
+            # process can refresh from it, so no lease is needed, and the store's copy must not
+            # be read back over it.
+            return await self._obtain(state, state.token or stale)
         lease_ttl = 2 * self.timeout + 5.0  # two calls at most (Basic, then form)
         deadline = time.monotonic() + lease_ttl + 1.0
         while True:
@@ -313,7 +431,10 @@ class TokenManager:
                 return state.token
             return await self._obtain(state, state.token or stale)
         finally:
-            await self.store.release_refresh_lease(cid, self._owner)
+            try:
+                await self.store.release_refresh_lease(cid, self._owner)
+            except StoreUnavailable:
+                pass  # it runs out by itself; the write retry releases it once it can
 
     async def _obtain(self, state: _Credential, base: TokenSet) -> TokenSet:
         scheme, settings = state.scheme, state.scheme.settings
@@ -335,12 +456,10 @@ class TokenManager:
         except TokenEndpointError as exc:
             await self._failed(state, exc)
         record = StoredToken(token, state.seed_fingerprint, False, style)
-        try:
-            # Durable before anyone uses it: a crash now must not lose a rotated token.
-            await self.store.put_token(scheme.credential_id, record)
-        except Exception:
-            log.exception("credential %s: the new token could not be stored", scheme.credential_id)
-            raise refresh_failed("store_write_failed") from None
+        # Durable before anyone uses it: a crash now must not lose a rotated token. When the
+        # store refuses, the token is kept and used all the same (the provider may have retired
+        # the old refresh token already) and its write retried.
+        await self._put(scheme.credential_id, record)
         state.token, state.client_auth = token, style
         state.failures, state.retry_at, state.last_error = 0, 0.0, ""
         log.info(
@@ -356,7 +475,7 @@ class TokenManager:
         if exc.error == "invalid_grant":
             state.needs_reauthorization = True
             record = StoredToken(state.token, state.seed_fingerprint, True, state.client_auth)
-            await self.store.put_token(cid, record)
+            await self._put(cid, record)
             log.warning("credential %s: invalid_grant; re-authorisation needed", cid)
             raise reauthorization_required()
         state.failures += 1

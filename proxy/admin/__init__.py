@@ -29,7 +29,7 @@ from ..app import TEMPLATES, TOKENS
 from ..config.load import Runtime
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from ..middleware import error_response
-from ..store import Store
+from ..store import Store, StoreUnavailable
 from ..templates import Templates
 from ..tokens import TokenManager
 from . import connections, oauth2
@@ -116,13 +116,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the config is loaded (else this app would not exist) and the store answers."""
+    """Ready: the config is loaded (else this app would not exist) and the store takes writes.
+
+    503 with the reason while it does not: a write probe fails (disk full, read-only, database
+    file deleted), or token writes the store refused are still waiting to be retried.
+    """
     admin = request.app[ADMIN]
+    problem = admin.tokens.store_problem()
     try:
-        await admin.store.get_connection("readyz-probe")
+        await admin.store.check_writable()
+    except StoreUnavailable as exc:
+        problem = exc.reason
     except Exception as exc:
-        log.warning("readiness: the store did not answer (%s)", type(exc).__name__)
-        return json_response({"status": "unavailable", "store": "unreachable"}, status=503)
+        problem = f"the store did not answer ({type(exc).__name__})"
+    if problem is not None:
+        log.warning("readiness: %s", problem)
+        return json_response({"status": "unavailable", "store": problem}, status=503)
     return json_response({"status": "ready"})
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
+from ..errors import PROXY_INTERNAL_ERROR, ProxyError
 from ..messages import TokenSet
 
 ClientAuthStyle = Literal["basic", "form"]
@@ -28,6 +29,29 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 class StoreError(Exception):
     """The store cannot be opened or used (bad key, unreadable file, newer schema)."""
+
+
+class StoreUnavailable(StoreError, ProxyError):
+    """The store cannot be written (or read) now: disk full, read-only, files deleted, locked.
+
+    Also a `ProxyError`: a request that needs such a write is answered 503 `store_unavailable`
+    by whichever listener it came to. `reason` says why in words safe to log and to show in
+    `/readyz` (an errno text or SQLite's message, never a stored value).
+    """
+
+    status = 503
+    proxy_status = PROXY_INTERNAL_ERROR
+
+    def __init__(self, reason: str) -> None:
+        ProxyError.__init__(
+            self,
+            "store_unavailable",
+            "the proxy's store cannot be written now; try again later",
+        )
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"StoreUnavailable({self.reason!r})"
 
 
 class StoreConflict(StoreError):
@@ -161,6 +185,14 @@ class Store(TokenStore, ConnectionStore, FlowStateStore, Protocol):
         """A keyed hash of `secret` (stable for this store, useless without its key)."""
         ...
 
+    async def check_writable(self) -> None:
+        """Prove that a write can happen now (a tiny write, and the files are still in place).
+
+        Raises:
+            StoreUnavailable: with the reason, for `/readyz`.
+        """
+        ...
+
     async def close(self) -> None:
         """Release the store; a second call does nothing (SQLite: later use is `StoreError`)."""
         ...
@@ -202,6 +234,7 @@ __all__ = [
     "Store",
     "StoreConflict",
     "StoreError",
+    "StoreUnavailable",
     "StoredConnection",
     "StoredToken",
     "TokenStore",

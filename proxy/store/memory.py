@@ -37,6 +37,9 @@ class MemoryStore:
         store catches a use after shutdown too)."""
         self._closed = True
 
+    async def check_writable(self) -> None:
+        self._check_open()
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")

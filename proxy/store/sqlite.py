@@ -12,6 +12,10 @@ Strategy:
 - Secret fields are sealed with AES-GCM (`crypto.py`) with the row id as associated data.
 - Refresh leases (`refresh_leases` table) make a token refresh single-flight across processes; a
   lease of a process that died (SIGKILL) is taken over at once instead of waiting for its expiry.
+- A failing disk is `StoreUnavailable` with SQLite's reason ("database or disk is full",
+  "attempt to write a readonly database"). Before each write the database file is checked to be
+  the one opened: SQLite keeps writing to a deleted file through its open descriptor, and those
+  writes would vanish at exit, so a deleted or replaced file fails every write instead.
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ..messages import TokenSet
-from . import FlowState, StoreConflict, StoredConnection, StoredToken, StoreError
+from . import (
+    FlowState,
+    StoreConflict,
+    StoredConnection,
+    StoredToken,
+    StoreError,
+    StoreUnavailable,
+)
 from .crypto import (
     KEY_BYTES,
     Sealer,
@@ -140,13 +151,21 @@ def _lease_owner_dead(owner: str) -> bool:
 class SqliteStore:
     """`Store` on one SQLite file; use `SqliteStore.open()`."""
 
-    def __init__(self, conn: sqlite3.Connection, sealer: Sealer, fingerprint_key: bytes) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        sealer: Sealer,
+        fingerprint_key: bytes,
+        key_file: Path | None = None,
+    ) -> None:
         self._conn = conn
         self._sealer = sealer
         self._fingerprint_key = fingerprint_key
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._closed = False
         self.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+        self._identity = _file_identity(self.path)
+        self._key_file = key_file
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -163,14 +182,19 @@ class SqliteStore:
             conn = _connect(db_path)
         except OSError as exc:
             raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
         try:
             migrate(conn)
             sealer = Sealer(raw_key)
             fp_key = _fingerprint_key(conn, sealer)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
         except BaseException:
             conn.close()
             raise
-        return cls(conn, sealer, fp_key)
+        return cls(conn, sealer, fp_key, None if key else key_file_path(db_path))
 
     def fingerprint(self, secret: str) -> str:
         return fingerprint(self._fingerprint_key, secret)
@@ -187,18 +211,44 @@ class SqliteStore:
         if self._closed:
             # Not the executor's "cannot schedule new futures after shutdown": say what it is.
             raise StoreError("the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _guarded(fn))
+
+    def _check_files(self) -> None:
+        if _file_identity(self.path) != self._identity:
+            raise StoreUnavailable(
+                f"the database file {self.path} was deleted or replaced while open; "
+                "restart the proxy to recreate it"
+            )
+        if self._key_file is not None and not self._key_file.exists():
+            raise StoreUnavailable(
+                f"the key file {self._key_file} was deleted; the store will not open again "
+                "without it"
+            )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        self._check_files()
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL does); a failed COMMIT leaves
+            # the transaction open. Either way the original error is the one to report.
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+
+    async def check_writable(self) -> None:
+        def write() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('ready_probe', ?)", (str(time.time()),)
+                )
+
+        await self._run(write)
 
     # --- tokens ---
 
@@ -434,6 +484,36 @@ class SqliteStore:
             external_id=data["external_id"],
             extra=data["extra"],
         )
+
+
+def _guarded(fn: Callable[[], T]) -> Callable[[], T]:
+    # SQLite's and the OS's failures become StoreUnavailable with their (value-free) message;
+    # StoreError (a conflict, a bad seal) passes as it is.
+    def call() -> T:
+        try:
+            return fn()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from None
+        except OSError as exc:
+            raise StoreUnavailable(exc.strerror or type(exc).__name__) from None
+
+    return call
+
+
+def _read_only_hint(db_path: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(db_path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return ""
+    return " (its file system is mounted read-only)" if read_only else ""
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -1,0 +1,193 @@
+"""Real `signing-proxy run` processes and a real small file system, for the store's fault tests.
+
+- `small_filesystem()`: a tmpfs of a few MiB mounted for the test (a loop-mounted ext4 image
+  where tmpfs cannot be mounted); `fill()` takes every free byte, `free()` gives them back,
+  `read_only()` remounts it read-only. Needs root: not root → skip; root and the mount fails →
+  the test fails (CI runs as root and must run these).
+- `ProxyProcess`: one `python -m proxy run` on a config tree, with plain HTTP helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import free_port
+
+
+@dataclass
+class SmallFs:
+    path: Path
+
+    def fill(self) -> None:
+        """Write a filler file until the file system says ENOSPC."""
+        fd = os.open(self.path / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 16, 512):  # then the bytes smaller than a big chunk
+                with suppress(OSError):
+                    while os.write(fd, b"\0" * size):
+                        pass
+        finally:
+            os.close(fd)
+        assert shutil.disk_usage(self.path).free < 64 * 1024
+
+    def free(self) -> None:
+        (self.path / "filler").unlink(missing_ok=True)
+
+    def read_only(self, on: bool) -> None:
+        mode = "ro" if on else "rw"
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
+
+
+@contextmanager
+def small_filesystem(size_mib: int = 16) -> Iterator[SmallFs]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root (CI runs as root)")
+    where = Path(tempfile.mkdtemp(prefix="proxy-smallfs-"))
+    image: Path | None = None
+    tmpfs = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if tmpfs.returncode != 0:
+        image = where.with_suffix(".img")
+        with open(image, "wb") as out:
+            out.truncate(size_mib * 1024 * 1024)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        loop = subprocess.run(
+            ["mount", "-o", "loop", str(image), str(where)], capture_output=True, text=True
+        )
+        if loop.returncode != 0:
+            pytest.fail(
+                f"running as root but neither tmpfs ({tmpfs.stderr.strip()}) nor a loop "
+                f"device ({loop.stderr.strip()}) could be mounted"
+            )
+    try:
+        yield SmallFs(where)
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        with suppress(OSError):
+            where.rmdir()
+        if image is not None:
+            image.unlink(missing_ok=True)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Reply:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Reply(response.status, response.read(), dict(response.headers))
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, exc.read(), dict(exc.headers))
+
+
+class ProxyProcess:
+    """`python -m proxy run --config <dir>/proxy.yaml` with `tree` (listen ports filled in)."""
+
+    def __init__(self, workdir: Path, tree: dict[str, Any], *, admin: bool = True) -> None:
+        self.port = free_port()
+        self.admin_port = free_port() if admin else None
+        tree = {"listen": f"127.0.0.1:{self.port}", **tree}
+        if admin:
+            tree["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **tree.get("admin", {})}
+        self.config = workdir / f"proxy-{self.port}.yaml"
+        self.config.write_text(yaml.safe_dump(tree))
+        self.log = workdir / f"proxy-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, timeout: float = 20.0) -> ProxyProcess:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "proxy", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the proxy exited: {self.output()}")
+            with suppress(OSError):
+                if http("GET", self.base + "/healthz", timeout=1.0).status == 200:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"the proxy did not become ready: {self.output()}")
+
+    def get(self, path: str, timeout: float = 10.0) -> Reply:
+        return http("GET", self.base + path, timeout=timeout)
+
+    def readyz(self) -> Reply:
+        return http("GET", self.admin + "/readyz")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

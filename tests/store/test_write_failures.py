@@ -1,0 +1,228 @@
+"""When the store cannot be written (SPEC §8 "When a write fails"), on a real small file system.
+
+A real `signing-proxy run` keeps its SQLite store on a tmpfs of a few MiB; the rotating test
+authorization server (`tests/oauth_server.py`) issues a new refresh token on every refresh and
+rejects a used-up one. The disk is filled *while* a token request is in flight (the issue's
+scenario), remounted read-only, and the database files are deleted; each time:
+
+- the token the provider issued is used (the client gets 200) and never lost: once the disk
+  frees, it is in the store, and a restarted proxy serves with it;
+- no refresh token is ever presented twice (the provider would answer `invalid_grant`);
+- `/readyz` answers 503 with the reason while the store cannot be written, 200 after;
+- a request that needs an impossible write (a refresh that must take the store's lease, an
+  admin write) gets 503 `store_unavailable`; a static credential keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.config.load import load_runtime
+from proxy.store import open_store
+from tests.conftest import bearer, connection, oauth2_token
+from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
+from tests.store.procs import ProxyProcess, Reply, SmallFs, small_filesystem, wait_for
+
+SECRET = "canary-store-fault-client-secret"
+STATIC = "canary-store-fault-static-token"
+
+
+@pytest.fixture
+def auth() -> Iterator[Running]:
+    with serve_in_thread(AuthServer(clients={"cid": Client(SECRET)})) as running:
+        yield running
+
+
+@pytest.fixture
+def fs() -> Iterator[SmallFs]:
+    with small_filesystem() as mounted:
+        yield mounted
+
+
+def make_proxy(tmp_path: Path, fs: SmallFs, auth: Running) -> tuple[ProxyProcess, dict[str, str]]:
+    server = auth.server
+    seeds = {"api": server.issue("cid"), "other": server.issue("cid")}
+    server.access[STATIC] = (time.time() + 3600, None)
+    token_url = auth.auth_url + "/token"
+    tree: dict[str, Any] = {
+        "store": {"path": str(fs.path / "state.db")},
+        "timeouts": {"shutdownGrace": 1},
+        "connections": [
+            connection(n, auth.resource_url, oauth2_token(token_url, "cid", SECRET, seeds[n]))
+            for n in ("api", "other")
+        ]
+        + [connection("static", auth.resource_url, bearer(STATIC))],
+    }
+    return ProxyProcess(tmp_path, tree), {n: s["refresh_token"] for n, s in seeds.items()}
+
+
+def revoke_oauth_tokens(server: AuthServer) -> None:
+    """Every OAuth access token answers 401 from now on (the next request refreshes); the
+    static bearer token stays valid at the resource server."""
+    server.expire_access_tokens()
+    server.access[STATIC] = (time.time() + 3600, None)
+
+
+def presented_refresh_tokens(server: AuthServer) -> list[str]:
+    return [
+        r["form"]["refresh_token"]
+        for r in server.token_requests
+        if r["form"].get("grant_type") == "refresh_token"
+    ]
+
+
+def stored_refresh_token(proxy: ProxyProcess, name: str) -> str | None:
+    runtime = load_runtime(proxy.config)
+    cid = next(c for c in runtime.connections if c.name == name).schemes[0].credential_id
+
+    async def read() -> str | None:
+        store = open_store(runtime.config.store.path)
+        try:
+            record = await store.get_token(cid)
+        finally:
+            await store.close()
+        return None if record is None or record.token is None else record.token.refresh_token
+
+    return asyncio.run(read())
+
+
+def refresh_while_the_disk_fills(
+    proxy: ProxyProcess, server: AuthServer, fs: SmallFs
+) -> list[Reply]:
+    """A request meets a revoked access token (401) and refreshes; the disk fills while the
+    provider is still answering (the lease is taken by then, the token write fails)."""
+    revoke_oauth_tokens(server)
+    hits = server.hits
+    server.delay = 1.0
+    replies: list[Reply] = []
+    client = threading.Thread(target=lambda: replies.append(proxy.get("/api/during")))
+    client.start()
+    wait_for(lambda: server.hits == hits + 1, 10, "the token request")
+    fs.fill()
+    client.join(15)
+    server.delay = 0.0
+    return replies
+
+
+def assert_store_unavailable(reply: Reply) -> None:
+    assert reply.status == 503, reply
+    assert reply.json()["code"] == "store_unavailable"
+    assert "proxy_internal_error" in reply.headers["Proxy-Status"]
+
+
+def test_disk_full_during_a_refresh_keeps_the_new_token(
+    tmp_path: Path, fs: SmallFs, auth: Running
+) -> None:
+    server = auth.server
+    proxy, seeds = make_proxy(tmp_path, fs, auth)
+    proxy.start()
+    try:
+        assert proxy.readyz().status == 200
+        assert proxy.get("/api/warm").status == 200
+        replies = refresh_while_the_disk_fills(proxy, server, fs)
+        assert [r.status for r in replies] == [200]  # the token kept in memory was used
+        issued = server.current_refresh_token(seeds["api"])
+        assert server.refresh[issued].confirmed  # used upstream: the seed's token is dead now
+        assert stored_refresh_token(proxy, "api") == seeds["api"]  # the store could not take it
+
+        ready = proxy.readyz()
+        assert ready.status == 503
+        assert "full" in ready.json()["store"]
+
+        # Refresh again while the disk is full: from the token in memory, never the old one.
+        revoke_oauth_tokens(server)
+        assert proxy.get("/api/again").status == 200
+        assert proxy.get("/static/x").status == 200  # static credentials keep serving
+        # A refresh that must take the store's lease (no newer token in memory) cannot happen.
+        assert_store_unavailable(proxy.get("/other/x"))
+
+        fs.free()
+        wait_for(lambda: proxy.readyz().status == 200, 15, "/readyz to recover")
+        newest = server.current_refresh_token(seeds["api"])
+        assert stored_refresh_token(proxy, "api") == newest
+        assert proxy.get("/other/x").status == 200  # the lease can be taken again
+    finally:
+        assert proxy.stop() == 0
+    # A restart serves with the stored token: no invalid_grant, no re-authorisation.
+    proxy.start()
+    try:
+        revoke_oauth_tokens(server)
+        assert proxy.get("/api/after-restart").status == 200
+    finally:
+        proxy.stop()
+    presented = presented_refresh_tokens(server)
+    assert len(presented) == len(set(presented)) >= 4  # no refresh token was sent twice
+    assert server.grants["refresh_token"] == len(presented)
+    assert all(server.refresh[rt].confirmed for rt in presented)
+    assert SECRET not in proxy.output() and STATIC not in proxy.output()
+
+
+def test_restart_at_once_after_the_disk_frees(tmp_path: Path, fs: SmallFs, auth: Running) -> None:
+    """Stopped the moment the disk frees: the retry, or the last write attempt at exit, has
+    stored the token, and the restarted proxy refreshes with it."""
+    server = auth.server
+    proxy, seeds = make_proxy(tmp_path, fs, auth)
+    proxy.start()
+    try:
+        assert proxy.get("/api/warm").status == 200
+        assert [r.status for r in refresh_while_the_disk_fills(proxy, server, fs)] == [200]
+        assert proxy.readyz().status == 503
+        fs.free()
+    finally:
+        assert proxy.stop() == 0
+    assert stored_refresh_token(proxy, "api") == server.current_refresh_token(seeds["api"])
+    proxy.start()
+    try:
+        revoke_oauth_tokens(server)
+        assert proxy.get("/api/after").status == 200
+    finally:
+        proxy.stop()
+
+
+def test_read_only_store_is_refused_at_start(tmp_path: Path, fs: SmallFs, auth: Running) -> None:
+    """A file system mounted read-only: `run` refuses to start, saying why (Linux will not
+    remount a file system read-only under a process holding it open for writing, so a store
+    that turns read-only while serving shows as the failed writes above)."""
+    proxy, _ = make_proxy(tmp_path, fs, auth)
+    proxy.start()
+    assert proxy.get("/api/warm").status == 200
+    assert proxy.stop() == 0
+    fs.read_only(True)
+    try:
+        with pytest.raises(AssertionError, match="the proxy exited") as exited:
+            proxy.start()
+        assert "store:" in str(exited.value) and "read" in str(exited.value).lower()
+    finally:
+        fs.read_only(False)
+    proxy.start()
+    try:
+        assert proxy.get("/api/again").status == 200
+    finally:
+        proxy.stop()
+
+
+def test_deleted_database_files(tmp_path: Path, fs: SmallFs, auth: Running) -> None:
+    """SQLite would go on writing into the deleted file (and lose it all at exit): the proxy
+    notices, says so in `/readyz`, and refuses writes instead."""
+    proxy, _ = make_proxy(tmp_path, fs, auth)
+    proxy.start()
+    try:
+        assert proxy.get("/api/warm").status == 200
+        for path in fs.path.glob("state.db*"):
+            path.unlink()
+        ready = proxy.readyz()
+        assert ready.status == 503 and "deleted" in ready.json()["store"], ready
+        revoke_oauth_tokens(auth.server)
+        assert_store_unavailable(proxy.get("/api/x"))
+        assert proxy.get("/static/x").status == 200
+        time.sleep(1.0)
+        assert proxy.readyz().status == 503  # it stays unready: nothing pretends to be stored
+    finally:
+        proxy.stop()
