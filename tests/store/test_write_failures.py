@@ -1,4 +1,4 @@
-"""When the store cannot be written (SPEC §8 "When a write fails"), on a real small file system.
+"""When the store cannot be written (docs/operations.md), on a real small file system.
 
 A real `signing-proxy run` keeps its SQLite store on a tmpfs of a few MiB; the rotating test
 authorization server (`tests/oauth_server.py`) issues a new refresh token on every refresh and
