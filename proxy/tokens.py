@@ -12,7 +12,7 @@ Strategy:
 - Nothing lost: the new token — with a rotated refresh token — is committed to the store before
   it is returned to anyone (RFC 6749 §6: the old refresh token may be dead the moment the new
   one is issued, so the new one must survive a crash).
-- When the store cannot be written (docs/operations.md, "When the store cannot be written"): a token the provider issued
+- When the store cannot be written (docs/operations.md): a token the provider issued
   is kept in memory, used, and its write retried in the background (backoff, each attempt
   bounded) until it commits; while it waits, this process holds the newest token, so it
   neither reads the store's older one back nor waits for the store's lease to refresh it again
