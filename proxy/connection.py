@@ -133,19 +133,58 @@ def _client_tls(schemes: list[Scheme]) -> ssl.SSLContext | None:
 
 
 def mtls_problems(model: m.Connection) -> list[ConnectionProblem]:
-    """`oauth2.mtlsEnabled` borrows the connection's `certificate` credential: one must exist
-    (caught here, at `check`, rather than as a failed token request at run time)."""
-    if any(isinstance(e.auth_scheme_config, m.CertificateSchemeConfig) for e in model.credentials):
-        return []
-    return [
-        ConnectionProblem(
-            f"credentials[{index}].authSchemeConfig.oauth2.mtlsEnabled",
-            "needs a 'certificate' credential on the same connection",
+    """mTLS towards a token endpoint borrows a `certificate` credential of the same connection:
+    the one `mtlsCredentialId` names, else the connection's own. Caught here, at `check`,
+    rather than as a failed token request at run time."""
+    certificates = {
+        ident
+        for entry in model.credentials
+        if isinstance(entry.auth_scheme_config, m.CertificateSchemeConfig)
+        for ident in (entry.id, entry.credential.id)
+        if ident
+    }
+    has_certificate = any(
+        isinstance(e.auth_scheme_config, m.CertificateSchemeConfig) for e in model.credentials
+    )
+    problems: list[ConnectionProblem] = []
+    for index, entry in enumerate(model.credentials):
+        for field, enabled, named in _mtls_settings(entry):
+            here = f"credentials[{index}].{field}"
+            if named and named not in certificates:
+                problems.append(
+                    ConnectionProblem(
+                        f"{here}CredentialId",
+                        "names no 'certificate' credential of this connection",
+                    )
+                )
+            elif enabled and not has_certificate:
+                problems.append(
+                    ConnectionProblem(
+                        f"{here}Enabled", "needs a 'certificate' credential on the same connection"
+                    )
+                )
+    return problems
+
+
+def _mtls_settings(entry: m.ConnectionCredential) -> list[tuple[str, bool, str | None]]:
+    """(field prefix, enabled, named certificate id) of each mTLS setting of a credential."""
+    found: list[tuple[str, bool, str | None]] = []
+    auth, cred = entry.auth_scheme_config, entry.credential
+    if isinstance(auth, m.OAuth2SchemeConfig):
+        params = auth.oauth2
+        found.append(
+            ("authSchemeConfig.oauth2.mtls", params.mtls_enabled, params.mtls_credential_id)
         )
-        for index, entry in enumerate(model.credentials)
-        if isinstance(entry.auth_scheme_config, m.OAuth2SchemeConfig)
-        and entry.auth_scheme_config.oauth2.mtls_enabled
-    ]
+    if isinstance(cred, m.OAuth2ClientCredential):
+        client = cred.data.oauth2_client
+        found.append(
+            (
+                "credential.data.oauth2Client.mTLS",
+                bool(client.mtls_enabled),
+                client.mtls_credential_id,
+            )
+        )
+    return found
 
 
 def credential_mismatch(entry: m.ConnectionCredential) -> str | None:
@@ -153,9 +192,10 @@ def credential_mismatch(entry: m.ConnectionCredential) -> str | None:
     None if fine."""
     auth, cred = entry.auth_scheme_config, entry.credential
     if isinstance(auth, m.OAuth2SchemeConfig):
-        wanted = m.OAUTH2_GRANT_CREDENTIAL[auth.oauth2.grant.type]
-        if cred.type != wanted:
-            return f"grant {auth.oauth2.grant.type!r} needs a credential of type {wanted!r}"
+        wanted = m.OAUTH2_GRANT_CREDENTIALS[auth.oauth2.grant.type]
+        if cred.type not in wanted:
+            names = " or ".join(repr(t) for t in sorted(wanted))
+            return f"grant {auth.oauth2.grant.type!r} needs a credential of type {names}"
         return None
     allowed = m.COMPATIBLE_CREDENTIALS[auth.type]
     if cred.type not in allowed:

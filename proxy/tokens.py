@@ -204,11 +204,12 @@ class TokenManager:
         self._states[cid] = state
 
     async def adopt_connection(self, connection: CompiledConnection) -> None:
-        """`adopt()` every `oauth2` credential of `connection`, with its client certificate."""
+        """`adopt()` every `oauth2` credential of `connection`, with its client certificate:
+        the certificate credential `mtlsCredentialId` names, else the connection's."""
         tls = connection_tls(connection)
         for scheme in connection.schemes:
             if isinstance(scheme, OAuth2Scheme):
-                await self.adopt(scheme, tls)
+                await self.adopt(scheme, _named_tls(connection, scheme) or tls)
 
     async def forget(self, credential_id: str) -> None:
         """Drop a deleted credential and its stored token."""
@@ -304,7 +305,7 @@ class TokenManager:
         self,
         settings: OAuth2Settings,
         code: str,
-        code_verifier: str,
+        code_verifier: str | None,
         redirect_uri: str,
         tls: ssl.SSLContext | None = None,
     ) -> TokenSet:
@@ -582,3 +583,16 @@ class TokenManager:
 
 def _client_key(settings: OAuth2Settings) -> tuple[str, str]:
     return (settings.token_url or "", settings.client_id)
+
+
+def _named_tls(connection: CompiledConnection, scheme: OAuth2Scheme) -> ssl.SSLContext | None:
+    named = scheme.settings.mtls_credential_id
+    if named is None:
+        return None
+    for entry, other in zip(connection.model.credentials, connection.schemes, strict=True):
+        context = getattr(other, "ssl_context", None)
+        if named in (entry.id, entry.credential.id, other.credential_id) and isinstance(
+            context, ssl.SSLContext
+        ):
+            return context
+    return None

@@ -41,7 +41,10 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "hmac": {"name": "X-Sig", "in": "header", "algorithm": "sha256", "digestInputs": ["body"]},
     },
     "certificate": {"type": "certificate"},
-    "oauth1": {"type": "oauth1", "oauth1": {"consumerKey": "ck", "consumerSecret": "cs"}},
+    "oauth1": {
+        "type": "oauth1",
+        "oauth1": {"consumerKey": "ck", "consumerSecret": "cs", "tokenAuth": True},
+    },
     **{
         f"oauth2/{grant}": {
             "type": "oauth2",
@@ -175,7 +178,9 @@ def test_missing_credential_parts_are_named() -> None:
     }
     assert problems(one(no_credential)) == [f"{CRED}.credential: required"]
     assert sorted(problems(one(wrong_data))) == [
-        f"{CRED}.credential.data.basicAuth: unknown key",
+        # The seed's rule: an object `type` does not select must be {} or null.
+        f"{CRED}.credential.data.basicAuth: only the object named by `type` is read: "
+        "this one must be {} or null",
         f"{CRED}.credential.data.string: required",
     ]
 

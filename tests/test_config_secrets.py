@@ -60,7 +60,11 @@ def every_secret_tree() -> dict[str, Any]:
     add(
         {
             "type": "oauth1",
-            "oauth1": {"consumerKey": canary("ck"), "consumerSecret": canary("cs")},
+            "oauth1": {
+                "consumerKey": canary("ck"),
+                "consumerSecret": canary("cs"),
+                "tokenAuth": True,
+            },
         },
         {
             "type": "oauth1-token",

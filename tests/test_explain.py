@@ -48,7 +48,8 @@ connections:
     credentials:
       - authSchemeConfig:
           type: oauth1
-          oauth1: {{consumerKey: {ck}, consumerSecret: {cs}, signatureMethod: sha256}}
+          oauth1:
+            {{consumerKey: {ck}, consumerSecret: {cs}, signatureMethod: sha256, tokenAuth: true}}
         credential:
           type: oauth1-token
           data:

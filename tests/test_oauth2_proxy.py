@@ -288,8 +288,8 @@ async def test_client_credentials_with_scopes_and_additional_params(
 ) -> None:
     credential = client_credential(
         oauth.token_url,
-        scopes=["read", "write"],
-        additionalTokenParams={"audience": "https://api.example"},
+        defaultScopes=["read", "write"],
+        additionalTokenParams="audience=https%3A%2F%2Fapi.example",
     )
     api = await make_api(oauth.resource_url, credential)
     responses = await asyncio.gather(*(api.get("/api/x") for _ in range(20)))

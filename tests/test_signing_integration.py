@@ -215,6 +215,7 @@ def oauth1_credential(method: str, realm: str | None = None) -> dict[str, Any]:
                 "consumerKey": CONSUMER_KEY,
                 "consumerSecret": CONSUMER_SECRET,
                 "signatureMethod": method,
+                "tokenAuth": True,
             },
         },
         "credential": {

@@ -7,10 +7,6 @@ checked exactly like one from the file.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
 from ..config import models as m
 
 NonEmpty = m.NonEmpty
@@ -32,7 +28,7 @@ class ConnectionCreate(m.Model):
     external_id: NonEmpty | None = None
 
 
-class OAuth2Init(m.Model):
+class OAuth2Init(m.SeedModel):
     """Versori's InitialiseOAuth2Connection body; each field overrides the template's.
 
     `connectionName` and `externalId` are ours: which connection the callback creates or updates
@@ -44,6 +40,8 @@ class OAuth2Init(m.Model):
     scopes: list[NonEmpty] | None = None
     disable_offline_access: bool = False
     prompt: NonEmpty | None = None
-    additional_params: dict[Annotated[str, Field(min_length=1)], str] = {}
+    # Seed 002: a URL-encoded query string; when given it replaces the template's
+    # `additionalAuthorizeParams`.
+    additional_params: m.UrlParams | None = None
     connection_name: NonEmpty | None = None
     external_id: NonEmpty | None = None

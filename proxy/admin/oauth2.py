@@ -27,7 +27,7 @@ from ..config import models as m
 from ..connection import CompiledConnection
 from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
 from ..messages import TokenSet
-from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError
+from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
 from .connections import check_unique, iso8601, save_connection, token_data
@@ -64,6 +64,15 @@ def new_code_verifier() -> str:
     return secrets.token_urlsafe(64)
 
 
+def prompt_values(prompt: str | None) -> str | None:
+    """Seed 002: several prompts may be joined by '+' (`consent+select_account`); OpenID
+    Connect Core 1.0 §3.1.2.1 wants them space-delimited, which the URL then encodes."""
+    if prompt is None:
+        return None
+    values = prompt.replace("+", " ").split()
+    return " ".join(values) or None
+
+
 def oauth2_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth2SchemeConfig]:
     """The template's authorization-code scheme and its index; 400 when the flow cannot fill it.
 
@@ -87,7 +96,7 @@ def oauth2_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth2SchemeConfig
         raise InvalidRequest(
             "validation_failed", "the template has no oauth2 authorizationCode scheme"
         )
-    if found[1].oauth2.mtls_enabled:
+    if found[1].oauth2.mtls_enabled or found[1].oauth2.mtls_credential_id:
         # mTLS towards the token endpoint needs a `certificate` credential beside the token.
         raise InvalidRequest(
             "validation_failed",
@@ -108,9 +117,14 @@ async def initialise(request: web.Request) -> web.Response:
     params = auth.oauth2
     grant = params.grant
     assert isinstance(grant, m.AuthorizationCodeGrant)
+    extra_params = m.url_params(
+        body.additional_params
+        if body.additional_params is not None
+        else params.additional_authorize_params
+    )
     problems = [
         FieldError(f"additionalParams.{name}", "is set by the proxy itself")
-        for name in body.additional_params
+        for name, _ in extra_params
         if name in STANDARD_PARAMS
     ]
     authorize_url = body.authorize_url or params.authorize_url
@@ -122,16 +136,20 @@ async def initialise(request: web.Request) -> web.Response:
         raise ValidationFailed("the body is invalid", problems)
     assert authorize_url is not None
     client_id = body.client_id or grant.authorization_code.client_id
-    scopes = list(
-        body.scopes if body.scopes is not None else params.scopes or params.default_scopes
-    )
+    if client_id is None:
+        raise ValidationFailed(
+            "the body is invalid", [FieldError("clientId", "required: the template has none")]
+        )
+    # `defaultScopes` are what is requested; the template's `scopes` is only the catalogue.
+    scopes = list(body.scopes if body.scopes is not None else params.default_scopes)
     if not body.disable_offline_access and OFFLINE_ACCESS not in scopes:
         scopes.append(OFFLINE_ACCESS)
-    prompt = body.prompt
-    if prompt is None and "approval_prompt" not in body.additional_params:
+    prompt = prompt_values(body.prompt)
+    if prompt is None and all(name != "approval_prompt" for name, _ in extra_params):
         prompt = "login"
 
-    state, verifier = secrets.token_urlsafe(32), new_code_verifier()
+    state = secrets.token_urlsafe(32)
+    verifier = new_code_verifier() if params.pkce else ""
     query: list[tuple[str, str]] = [
         ("response_type", "code"),
         ("client_id", client_id),
@@ -141,12 +159,9 @@ async def initialise(request: web.Request) -> web.Response:
         query.append(("scope", " ".join(scopes)))  # RFC 6749 §3.3: space-delimited
     if prompt is not None:
         query.append(("prompt", prompt))
-    query += [
-        ("code_challenge", code_challenge(verifier)),
-        ("code_challenge_method", "S256"),
-        ("state", state),
-        *body.additional_params.items(),
-    ]
+    if verifier:
+        query += [("code_challenge", code_challenge(verifier)), ("code_challenge_method", "S256")]
+    query += [("state", state), *extra_params]
     await admin.store.put_flow(
         FlowState(
             state=state,
@@ -229,7 +244,7 @@ def _chosen_config(auth: m.OAuth2SchemeConfig, extra: Any) -> m.OAuth2SchemeConf
     params = auth.oauth2.model_copy(
         update={
             "authorize_url": extra["authorizeUrl"],
-            "scopes": list(extra["scopes"]),
+            "default_scopes": list(extra["scopes"]),
             "grant": grant.model_copy(update={"authorization_code": pair}),
         }
     )
@@ -246,18 +261,19 @@ async def exchange_code(
     if params.token_url is None or not _is_http_url(params.token_url):
         raise ProxyError("code_exchange_failed", "the template has no usable tokenUrl", status=502)
     pair = grant.authorization_code
+    assert pair.client_id is not None  # `initialise` refused a flow without one
     settings = OAuth2Settings(
         grant="authorizationCode",
         token_url=params.token_url,
         client_id=pair.client_id,
         client_secret=pair.client_secret.get_secret_value(),
-        scopes=tuple(params.scopes),
-        additional_params=dict(params.additional_token_params),
+        scopes=tuple(params.default_scopes),
+        additional_params=token_params(params),
         mtls=params.mtls_enabled,
     )
     try:
         return await admin.tokens.exchange_code(
-            settings, code, flow.code_verifier, flow.redirect_uri
+            settings, code, flow.code_verifier or None, flow.redirect_uri
         )
     except TokenEndpointError as failure:
         # A refused code (invalid_grant: wrong, used or expired code, verifier mismatch) is

@@ -12,10 +12,23 @@ are `SecretStr`: they dump as `**********` and never show in a `repr()`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
-from pydantic.alias_generators import to_camel
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel, to_snake
 
 from .address import check_host_port
 
@@ -29,32 +42,172 @@ class Model(BaseModel):
 NonEmpty = Annotated[str, Field(min_length=1)]
 HostPort = Annotated[str, AfterValidator(check_host_port)]
 
+# --- seed conventions ---------------------------------------------------------------------
+
+# What a Go exporter writes for an unset time.Time.
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def is_go_zero(value: Any) -> bool:
+    """`null`, `""`, `0` and the zero time: what a Go exporter writes for an unset field."""
+    if value is None or value == "":
+        return True
+    if type(value) is int and value == 0:  # not `False`: a boolean is never "unset"
+        return True
+    return isinstance(value, str) and value.startswith("0001-01-01T00:00:00")
+
+
+class SeedModel(Model):
+    """A seed shape (the Versori Platform API is written in Go): a Go zero value given for an
+    optional field means "unset", so the field keeps its default (`tokenType: ""` is `Bearer`,
+    `digestInputs: null` is `[body]`). A required field keeps the value and reports it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_zero_values_are_unset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        optional = _optional_keys(cls)
+        return {k: v for k, v in data.items() if not (k in optional and is_go_zero(v))}
+
+
+@functools.cache
+def _optional_keys(cls: type[BaseModel]) -> frozenset[str]:
+    keys: set[str] = set()
+    for name, info in cls.model_fields.items():
+        if info.is_required():
+            continue
+        keys.update({name, info.alias or name})
+        if isinstance(info.validation_alias, AliasChoices):
+            keys.update(c for c in info.validation_alias.choices if isinstance(c, str))
+        elif isinstance(info.validation_alias, str):
+            keys.add(info.validation_alias)
+    return frozenset(keys)
+
+
+def _must_be_empty(value: Any) -> None:
+    if value is None or value == {}:
+        return None
+    raise ValueError("only the object named by `type` is read: this one must be {} or null")
+
+
+# A sibling object that `type` does not select (seed 000 shows all seven filled): ignored when
+# `{}` or null, an error otherwise, so a credential put in the wrong place is never dropped.
+Unselected = Annotated[
+    Any,
+    AfterValidator(_must_be_empty),
+    WithJsonSchema({"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]}),
+]
+
+
+def _ignored(value: Any) -> None:
+    return None
+
+
+class Message(SeedModel):
+    """Seed `Message` (in `validationMessages`)."""
+
+    text: str
+    severity: Literal["info", "warning", "error"]
+    detail: list[str] = []
+
+
+class Empty(SeedModel):
+    """`{}`: a seed object without properties (`CredentialDataNone`, grant `clientCredentials`)."""
+
+
+def _mtls(camel: str) -> Any:
+    """Either spelling of mTLS (`mtlsEnabled`, `mTLSEnabled`), written back as `camel`."""
+    rest = camel[4:]
+    return Field(
+        default=None,
+        validation_alias=AliasChoices("mtls" + rest, "mTLS" + rest, to_snake("mtls" + rest)),
+        serialization_alias=camel,
+    )
+
+
+def url_params(text: str | None) -> list[tuple[str, str]]:
+    """A URL-encoded parameter string (`audience=x&foo=bar`) as ordered pairs; None: none."""
+    if not text:
+        return []
+    return parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+
+
+def _url_params_text(value: Any) -> Any:
+    # A mapping is accepted too (what earlier versions read) and written the seed's way.
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return urlencode(list(value.items()), quote_via=quote)
+    return value
+
+
+def _check_url_params(text: str) -> str:
+    try:
+        pairs = url_params(text)
+    except ValueError:
+        raise ValueError(
+            "must be a URL-encoded query string such as 'audience=x&foo=bar'"
+        ) from None
+    if any(not name for name, _ in pairs):
+        raise ValueError("a parameter has an empty name")
+    return text
+
+
+# A seed "URL-encoded query string" of extra parameters.
+UrlParams = Annotated[str, BeforeValidator(_url_params_text), AfterValidator(_check_url_params)]
+
 # --- auth scheme configs ------------------------------------------------------------------
 
 
-class NoneSchemeConfig(Model):
+class SchemeBase(SeedModel):
+    """Seed `AuthSchemeConfigBase`: on every scheme sub-object."""
+
+    id: str | None = None
+    description: str | None = None
+    # "This field will be ignored if sent to the API" (seed 001): checked, then dropped.
+    validation_messages: Annotated[list[Message] | None, AfterValidator(_ignored)] = None
+
+
+class SchemeConfigBase(SeedModel):
+    """The seed `AuthSchemeConfig`: `type` selects one sub-object, the others stay empty."""
+
+    none: Unselected = None
+    api_key: Unselected = None
+    basic_auth: Unselected = None
+    bearer: Unselected = None
+    oauth2: Unselected = None
+    oauth1: Unselected = None
+    hmac: Unselected = None
+    certificate: Unselected = None
+
+
+class NoneSchemeConfig(SchemeConfigBase):
     type: Literal["none"]
+    none: SchemeBase | None = None
 
 
-class ApiKeyParams(Model):
+class ApiKeyParams(SchemeBase):
     name: NonEmpty
     in_: Literal["header", "query", "cookie"] = Field(alias="in")
 
 
-class ApiKeySchemeConfig(Model):
+class ApiKeySchemeConfig(SchemeConfigBase):
     type: Literal["api-key"]
     api_key: ApiKeyParams
 
 
-class BasicAuthSchemeConfig(Model):
+class BasicAuthSchemeConfig(SchemeConfigBase):
     type: Literal["basic-auth"]
+    basic_auth: SchemeBase | None = None
 
 
-class BearerSchemeConfig(Model):
+class BearerSchemeConfig(SchemeConfigBase):
+    """Ours (not in the seeds): `Authorization: Bearer <string credential>`."""
+
     type: Literal["bearer"]
+    bearer: SchemeBase | None = None
 
 
-class HmacParams(Model):
+class HmacParams(SchemeBase):
     name: NonEmpty
     in_: Literal["header", "query", "cookie"] = Field(alias="in")
     algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
@@ -62,43 +215,100 @@ class HmacParams(Model):
     encoding: Literal["hex", "base64", "base64url"] = "hex"
 
 
-class HmacSchemeConfig(Model):
+class HmacSchemeConfig(SchemeConfigBase):
     type: Literal["hmac"]
     hmac: HmacParams
 
 
-class OAuth1Params(Model):
+class ParameterConfig(SeedModel):
+    """Seed `ParameterConfig`: an extra parameter of an OAuth 1.0a endpoint request."""
+
+    parameter_name: NonEmpty
+    target_name: str | None = None
+    location: Literal[
+        "LOCATION_IGNORE",
+        "LOCATION_BODY",
+        "LOCATION_HEADER",
+        "LOCATION_QUERY",
+        "LOCATION_ENDPOINT",
+        "LOCATION_HEADER_PARAMETER",
+    ]
+    usages: Literal[
+        "USAGE_UNKNOWN", "USAGE_TEMP_CREDENTIAL_ENDPOINT", "USAGE_TOKEN_REQUEST_ENDPOINT"
+    ] = "USAGE_UNKNOWN"
+    required: bool = False
+    modifiable: bool = False
+
+
+class Endpoint(SeedModel):
+    """Seed `Endpoint`: `url` may hold `{placeholders}`."""
+
+    url: NonEmpty
+    additional_param_configs: list[ParameterConfig] = []
+    parameter_transmission: Literal[
+        "AUTH_STYLE_AUTHORIZATION_HEADER", "AUTH_STYLE_FORM", "AUTH_STYLE_QUERY"
+    ] = "AUTH_STYLE_AUTHORIZATION_HEADER"
+
+
+_SIGNATURE_METHODS = {"hmac-sha1": "sha1", "hmac-sha256": "sha256"}
+
+
+def _signature_method(value: Any) -> Any:
+    # The seed says 'sha256' or 'sha1'; RFC 5849 names (`HMAC-SHA256`) are read as the same.
+    if isinstance(value, str):
+        return _SIGNATURE_METHODS.get(value.lower(), value)
+    return value
+
+
+class OAuth1Params(SchemeBase):
     consumer_key: SecretStr
     consumer_secret: SecretStr
-    signature_method: Literal["sha1", "sha256"] = "sha256"
-    token_auth: bool = True
-    request_token_url: str | None = None
-    authorize_url: str | None = None
-    access_token_url: str | None = None
+    signature_method: Annotated[Literal["sha1", "sha256"], BeforeValidator(_signature_method)] = (
+        "sha256"
+    )
+    # Seed default false: the three endpoints are needed and the connect flow makes the token.
+    token_auth: bool = False
+    temp_credential_endpoint: Endpoint | None = None
+    resource_owner_authorization_endpoint: Endpoint | None = None
+    token_endpoint: Endpoint | None = None
+    credential_id: str | None = None
 
 
-class OAuth1SchemeConfig(Model):
+class OAuth1SchemeConfig(SchemeConfigBase):
     type: Literal["oauth1"]
     oauth1: OAuth1Params
 
 
-class ClientSecretPair(Model):
-    client_id: NonEmpty
+class GrantClient(SeedModel):
+    """Seed `AuthSchemeConfigOAuth2GrantAuthorizationCode` / `...GrantPassword`."""
+
+    credential_id: str | None = None
+    organisation_id: str | None = None
+    client_id: NonEmpty | None = None
     client_secret: SecretStr = SecretStr("")
 
 
-class AuthorizationCodeGrant(Model):
+class GrantBase(SeedModel):
+    authorization_code: Unselected = None
+    client_credentials: Unselected = None
+    password: Unselected = None
+
+
+class AuthorizationCodeGrant(GrantBase):
     type: Literal["authorizationCode"]
-    authorization_code: ClientSecretPair
+    authorization_code: GrantClient
 
 
-class PasswordGrant(Model):
+class PasswordGrant(GrantBase):
     type: Literal["password"]
-    password: ClientSecretPair
+    password: GrantClient
 
 
-class ClientCredentialsGrant(Model):
+class ClientCredentialsGrant(GrantBase):
+    """The client comes from the `oauth2-client` credential; `clientCredentials` is `{}`."""
+
     type: Literal["clientCredentials"]
+    client_credentials: Empty | None = None
 
 
 OAuth2Grant = Annotated[
@@ -106,23 +316,49 @@ OAuth2Grant = Annotated[
 ]
 
 
-class OAuth2Params(Model):
+class OAuth2Scope(SeedModel):
+    """Seed `OAuth2Scope`: one entry of the scope catalogue."""
+
+    name: NonEmpty
+    description: str | None = None
+
+
+def _scope_object(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(
+            "`scopes` is the catalogue of {name, description} objects; "
+            "the scopes to request go in `defaultScopes`"
+        )
+    return value
+
+
+class OAuth2Params(SchemeBase):
     authorize_url: str | None = None
     token_url: str | None = None
-    scopes: list[str] = []
-    default_scopes: list[str] = []
-    mtls_enabled: bool = False
-    additional_token_params: dict[str, str] = {}
+    # The catalogue of what the application supports (seed); `defaultScopes` are requested.
+    scopes: list[Annotated[OAuth2Scope, BeforeValidator(_scope_object)]] = []
+    default_scopes: list[NonEmpty] = []
+    additional_authorize_params: UrlParams | None = None
+    additional_token_params: UrlParams | None = None
+    mtls_enabled: bool = _mtls("mtlsEnabled")
+    mtls_credential_id: str | None = _mtls("mtlsCredentialId")
+    pkce: bool = True
     grant: OAuth2Grant
 
+    @field_validator("mtls_enabled", mode="before")
+    @classmethod
+    def _unset_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
 
-class OAuth2SchemeConfig(Model):
+
+class OAuth2SchemeConfig(SchemeConfigBase):
     type: Literal["oauth2"]
     oauth2: OAuth2Params
 
 
-class CertificateSchemeConfig(Model):
+class CertificateSchemeConfig(SchemeConfigBase):
     type: Literal["certificate"]
+    certificate: SchemeBase | None = None
 
 
 AuthSchemeConfig = Annotated[
@@ -140,22 +376,48 @@ AuthSchemeConfig = Annotated[
 # --- credentials --------------------------------------------------------------------------
 
 
-class CredentialBase(Model):
+class CredentialBase(SeedModel):
+    """Seed `Credential` without `type`/`data`."""
+
     id: str | None = None
+    organisation_id: str | None = None
     name: str | None = None
+    # "validation errors" the platform computed: ignored on input, like validationMessages.
+    errors: Annotated[list[str] | None, AfterValidator(_ignored)] = None
+    # Seed: when the credential is deleted; after it, requests get 502 credential_expired.
     expires_at: str | None = None
+
+
+class DataBase(SeedModel):
+    """Seed `CredentialData`: the object named after the credential type is read."""
+
+    binary: Unselected = None
+    none: Unselected = None
+    string: Unselected = None
+    basic_auth: Unselected = None
+    oauth2_client: Unselected = Field(default=None, alias="oauth2Client")
+    oauth2_token: Unselected = Field(default=None, alias="oauth2Token")
+    oauth2_code: Unselected = Field(default=None, alias="oauth2Code")
+    oauth2_password: Unselected = Field(default=None, alias="oauth2Password")
+    certificate: Unselected = None
+    oauth1: Unselected = None
+    oauth1_token: Unselected = Field(default=None, alias="oauth1Token")
+
+
+class NoneData(DataBase):
+    none: Empty | None = None
 
 
 class NoneCredential(CredentialBase):
     type: Literal["none"]
-    data: dict[str, None] = {}
+    data: NoneData = NoneData()
 
 
-class StringValue(Model):
+class StringValue(SeedModel):
     value: SecretStr
 
 
-class StringData(Model):
+class StringData(DataBase):
     string: StringValue
 
 
@@ -164,11 +426,11 @@ class StringCredential(CredentialBase):
     data: StringData
 
 
-class BinaryValue(Model):
+class BinaryValue(SeedModel):
     value_base64: SecretStr
 
 
-class BinaryData(Model):
+class BinaryData(DataBase):
     binary: BinaryValue
 
 
@@ -177,14 +439,14 @@ class BinaryCredential(CredentialBase):
     data: BinaryData
 
 
-class BasicAuthValue(Model):
+class BasicAuthValue(SeedModel):
     # Not a secret by the seed (the management API shows it), but Stripe puts its secret key
     # here, so it is kept out of `repr()` all the same.
     username: str = Field(repr=False)
     password: SecretStr = SecretStr("")
 
 
-class BasicAuthData(Model):
+class BasicAuthData(DataBase):
     basic_auth: BasicAuthValue
 
 
@@ -193,13 +455,13 @@ class BasicAuthCredential(CredentialBase):
     data: BasicAuthData
 
 
-class CertificateValue(Model):
+class CertificateValue(SeedModel):
     certificate: NonEmpty
     key: SecretStr
     ca: str | None = None
 
 
-class CertificateData(Model):
+class CertificateData(DataBase):
     certificate: CertificateValue
 
 
@@ -208,18 +470,20 @@ class CertificateCredential(CredentialBase):
     data: CertificateData
 
 
-class NameValue(Model):
+class NameValue(SeedModel):
+    """Seed `AdditionalParam`."""
+
     name: NonEmpty
-    value: str
+    value: str = ""
 
 
-class OAuth1TokenValue(Model):
+class OAuth1TokenValue(SeedModel):
     token: SecretStr
     token_secret: SecretStr
     additional_params: list[NameValue] = []
 
 
-class OAuth1TokenData(Model):
+class OAuth1TokenData(DataBase):
     oauth1_token: OAuth1TokenValue = Field(alias="oauth1Token")
 
 
@@ -228,15 +492,33 @@ class OAuth1TokenCredential(CredentialBase):
     data: OAuth1TokenData
 
 
-class OAuth2TokenValue(Model):
+class OAuth1Value(SeedModel):
+    """Seed `CredentialDataOAuth1`: the callback of a three-legged flow, to be exchanged."""
+
+    state: str
+    oauth_token: NonEmpty
+    oauth_verifier: SecretStr
+
+
+class OAuth1Data(DataBase):
+    oauth1: OAuth1Value
+
+
+class OAuth1Credential(CredentialBase):
+    type: Literal["oauth1"]
+    data: OAuth1Data
+
+
+class OAuth2TokenValue(SeedModel):
     access_token: SecretStr = SecretStr("")
     refresh_token: SecretStr | None = None
+    # Seed: "Defaults to Bearer if not set"; a Go exporter writes "" for unset.
     token_type: str = "Bearer"
     expires_at: str | None = None
     scopes: list[str] = []
 
 
-class OAuth2TokenData(Model):
+class OAuth2TokenData(DataBase):
     oauth2_token: OAuth2TokenValue = Field(alias="oauth2Token")
 
 
@@ -245,14 +527,17 @@ class OAuth2TokenCredential(CredentialBase):
     data: OAuth2TokenData
 
 
-class OAuth2ClientValue(Model):
+class OAuth2ClientValue(SeedModel):
     client_id: NonEmpty
     client_secret: SecretStr = SecretStr("")
     token_url: str | None = None
     scopes: list[str] | None = None
+    additional_params: UrlParams | None = None
+    mtls_enabled: bool | None = _mtls("mTLSEnabled")
+    mtls_credential_id: str | None = _mtls("mTLSCredentialId")
 
 
-class OAuth2ClientData(Model):
+class OAuth2ClientData(DataBase):
     oauth2_client: OAuth2ClientValue = Field(alias="oauth2Client")
 
 
@@ -261,12 +546,29 @@ class OAuth2ClientCredential(CredentialBase):
     data: OAuth2ClientData
 
 
-class OAuth2PasswordValue(Model):
+class OAuth2CodeValue(SeedModel):
+    """Seed `CredentialDataOAuth2Code`: an authorization code, to be exchanged once."""
+
+    code: SecretStr
+    state: str = ""
+    additional_params: UrlParams | None = None
+
+
+class OAuth2CodeData(DataBase):
+    oauth2_code: OAuth2CodeValue = Field(alias="oauth2Code")
+
+
+class OAuth2CodeCredential(CredentialBase):
+    type: Literal["oauth2-code"]
+    data: OAuth2CodeData
+
+
+class OAuth2PasswordValue(SeedModel):
     username: str
     password: SecretStr
 
 
-class OAuth2PasswordData(Model):
+class OAuth2PasswordData(DataBase):
     oauth2_password: OAuth2PasswordValue = Field(alias="oauth2Password")
 
 
@@ -282,8 +584,10 @@ Credential = Annotated[
     | BasicAuthCredential
     | CertificateCredential
     | OAuth1TokenCredential
+    | OAuth1Credential
     | OAuth2TokenCredential
     | OAuth2ClientCredential
+    | OAuth2CodeCredential
     | OAuth2PasswordCredential,
     Field(discriminator="type"),
 ]
@@ -297,24 +601,24 @@ COMPATIBLE_CREDENTIALS: dict[str, frozenset[str]] = {
     "basic-auth": frozenset({"basic-auth"}),
     "hmac": frozenset({"string", "binary"}),
     "certificate": frozenset({"certificate"}),
-    "oauth1": frozenset({"oauth1-token"}),
+    "oauth1": frozenset({"oauth1-token", "oauth1"}),
 }
-OAUTH2_GRANT_CREDENTIAL = {
-    "authorizationCode": "oauth2-token",
-    "clientCredentials": "oauth2-client",
-    "password": "oauth2-password",
+OAUTH2_GRANT_CREDENTIALS: dict[str, frozenset[str]] = {
+    "authorizationCode": frozenset({"oauth2-token", "oauth2-code"}),
+    "clientCredentials": frozenset({"oauth2-client"}),
+    "password": frozenset({"oauth2-password"}),
 }
 
 # --- connections and the file -------------------------------------------------------------
 
 
-class ConnectionCredential(Model):
+class ConnectionCredential(SeedModel):
     id: str | None = None
     auth_scheme_config: AuthSchemeConfig
     credential: Credential
 
 
-class ConnectionCredentialInput(Model):
+class ConnectionCredentialInput(SeedModel):
     """A credential given to the management API for a template: `authSchemeConfig` may be left
     out, and then the template's at the same index is used (docs/admin-api.md)."""
 
@@ -323,7 +627,9 @@ class ConnectionCredentialInput(Model):
     credential: Credential
 
 
-class Connection(Model):
+class Connection(SeedModel):
+    """Seed `Connection` (000/001), plus our `route`, `externalId` and two switches."""
+
     id: str | None = None
     name: NonEmpty
     base_url: NonEmpty
@@ -331,13 +637,17 @@ class Connection(Model):
     external_id: str | None = None
     connection_template_id: str | None = None
     credentials: list[ConnectionCredential] = []
+    # Kept and echoed (RFC 3339); the API sets them on the connections it creates.
+    created_at: str | None = None
+    updated_at: str | None = None
+    system_id: str | None = None
     # Ours: let the client's own Authorization header through (a per-user token), and switch off
     # the rewrite of Location/Content-Location/Link URLs under baseUrl.
     forward_client_authorization: bool = False
     rewrite_response_urls: bool = True
 
 
-class Template(Model):
+class Template(SeedModel):
     id: NonEmpty
     name: str | None = None
     route: str | None = None

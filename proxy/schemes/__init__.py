@@ -43,12 +43,21 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
             return _hmac(auth.hmac, cred, credential_id)
         case m.OAuth1SchemeConfig(), m.OAuth1TokenCredential():
             return _oauth1(auth.oauth1, cred.data.oauth1_token, credential_id)
+        case m.OAuth1SchemeConfig(), m.OAuth1Credential():
+            raise SchemeConfigError(
+                "credential.type",
+                "an 'oauth1' credential must first be exchanged for an 'oauth1-token' "
+                "(not supported in this version)",
+            )
         case m.CertificateSchemeConfig(), m.CertificateCredential():
             pem = cred.data.certificate
             key = pem.key.get_secret_value()
             return CertificateScheme(credential_id, pem.certificate, key, pem.ca or None)
         case m.OAuth2SchemeConfig(), (
-            m.OAuth2TokenCredential() | m.OAuth2ClientCredential() | m.OAuth2PasswordCredential()
+            m.OAuth2TokenCredential()
+            | m.OAuth2ClientCredential()
+            | m.OAuth2PasswordCredential()
+            | m.OAuth2CodeCredential()
         ):
             return build_oauth2_scheme(auth, cred, credential_id)
     raise SchemeConfigError("authSchemeConfig.type", f"scheme {auth.type!r} is not supported")
@@ -74,12 +83,20 @@ def _hmac(
 
 
 def _oauth1(params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: str) -> OAuth1Scheme:
-    if not params.token_auth and not (params.request_token_url and params.access_token_url):
-        # docs/configuration.md: the endpoints matter only for the three-legged flow, which then
-        # needs them.
-        raise SchemeConfigError(
-            "authSchemeConfig.oauth1.requestTokenUrl", "required when tokenAuth is false"
-        )
+    if not params.token_auth:
+        # Seed: with tokenAuth false (its default) the three endpoints of the browser flow are
+        # required; `tokenAuth: true` says the token is given and they are optional.
+        endpoints = {
+            "tempCredentialEndpoint": params.temp_credential_endpoint,
+            "resourceOwnerAuthorizationEndpoint": params.resource_owner_authorization_endpoint,
+            "tokenEndpoint": params.token_endpoint,
+        }
+        for name, endpoint in endpoints.items():
+            if endpoint is None:
+                raise SchemeConfigError(
+                    f"authSchemeConfig.oauth1.{name}",
+                    "required when tokenAuth is false (set tokenAuth: true to give the token)",
+                )
     return OAuth1Scheme(
         credential_id,
         consumer_key=params.consumer_key.get_secret_value(),

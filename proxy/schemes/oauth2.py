@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote_plus, urlencode, urlsplit
 
+from pydantic import SecretStr
+
 from ..config import models as m
 from ..messages import AuthFlow, OutboundRequest, Refresh, RequestPatch, Send, TokenSet
 from .base import Scheme, SchemeConfigError, SigningContext
@@ -64,6 +66,8 @@ class OAuth2Settings:
     scopes: tuple[str, ...] = ()
     additional_params: Mapping[str, str] = field(default_factory=dict, repr=False)
     mtls: bool = False
+    # The certificate credential for the token endpoint; None: the connection's own.
+    mtls_credential_id: str | None = None
     seed_token: TokenSet | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -325,9 +329,70 @@ def _check_token_url(url: str | None, field_name: str) -> None:
         raise SchemeConfigError(field_name, "must be an absolute http(s) URL")
 
 
+def _grant_client(client: m.GrantClient, here: str) -> tuple[str, SecretStr]:
+    if client.client_id is None:
+        raise SchemeConfigError(f"{here}.clientId", "required")
+    return client.client_id, client.client_secret
+
+
+def seed_token(value: m.OAuth2TokenValue) -> TokenSet:
+    """The token an `oauth2Token` credential brings (a Go zero `tokenType` is already Bearer)."""
+    expires_at = None
+    if value.expires_at:
+        try:
+            expires_at = parse_expires_at(value.expires_at)
+        except ValueError:
+            raise SchemeConfigError(
+                "credential.data.oauth2Token.expiresAt",
+                "must be an RFC 3339 time with an offset (2030-01-31T12:00:00Z)",
+            ) from None
+    refresh = value.refresh_token.get_secret_value() if value.refresh_token else None
+    token = TokenSet(
+        access_token=value.access_token.get_secret_value(),
+        token_type=value.token_type,
+        refresh_token=refresh or None,
+        expires_at=expires_at,
+        scope=" ".join(value.scopes) or None,
+    )
+    if not token.access_token and token.refresh_token is None:
+        raise SchemeConfigError(
+            "credential.data.oauth2Token", "needs an accessToken or a refreshToken"
+        )
+    return token
+
+
+def token_params(params: m.OAuth2Params, cred: m.Credential | None = None) -> dict[str, str]:
+    """`additionalTokenParams` of the scheme, then the credential's own `additionalParams`
+    (`oauth2Client`, `oauth2Code`), which win for a name both give.
+
+    Raises:
+        SchemeConfigError: a parameter the proxy sets itself.
+    """
+    sources: list[tuple[str, str | None]] = [
+        ("authSchemeConfig.oauth2.additionalTokenParams", params.additional_token_params)
+    ]
+    if isinstance(cred, m.OAuth2ClientCredential):
+        own = cred.data.oauth2_client.additional_params
+        sources.append(("credential.data.oauth2Client.additionalParams", own))
+    elif isinstance(cred, m.OAuth2CodeCredential):
+        sources.append(
+            ("credential.data.oauth2Code.additionalParams", cred.data.oauth2_code.additional_params)
+        )
+    merged: dict[str, str] = {}
+    for field_name, text in sources:
+        for name, value in m.url_params(text):
+            if name in RESERVED_TOKEN_PARAMS:
+                raise SchemeConfigError(f"{field_name}.{name}", "is set by the proxy itself")
+            merged[name] = value
+    return merged
+
+
 def build_oauth2_scheme(
     auth: m.OAuth2SchemeConfig,
-    cred: m.OAuth2TokenCredential | m.OAuth2ClientCredential | m.OAuth2PasswordCredential,
+    cred: m.OAuth2TokenCredential
+    | m.OAuth2ClientCredential
+    | m.OAuth2PasswordCredential
+    | m.OAuth2CodeCredential,
     credential_id: str,
 ) -> OAuth2Scheme:
     """Build an `OAuth2Scheme` from a compatible (already checked) scheme config and credential.
@@ -337,54 +402,40 @@ def build_oauth2_scheme(
     """
     params = auth.oauth2
     here = "authSchemeConfig.oauth2"
-    for name in params.additional_token_params:
-        if name in RESERVED_TOKEN_PARAMS:
-            raise SchemeConfigError(
-                f"{here}.additionalTokenParams.{name}", "is set by the proxy itself"
-            )
-    scopes = tuple(params.scopes or params.default_scopes)
+    additional = token_params(params, cred)
+    scopes = tuple(params.default_scopes)  # `scopes` is the catalogue, these are requested
     token_url = params.token_url
+    mtls, mtls_credential_id = params.mtls_enabled, params.mtls_credential_id
     seed: TokenSet | None = None
     username = password = None
     grant = params.grant
     if isinstance(grant, m.AuthorizationCodeGrant) and isinstance(cred, m.OAuth2TokenCredential):
-        pair = grant.authorization_code
-        client_id, secret = pair.client_id, pair.client_secret
-        value = cred.data.oauth2_token
-        expires_at = None
-        if value.expires_at:
-            try:
-                expires_at = parse_expires_at(value.expires_at)
-            except ValueError:
-                raise SchemeConfigError(
-                    "credential.data.oauth2Token.expiresAt",
-                    "must be an RFC 3339 time with an offset (2030-01-31T12:00:00Z)",
-                ) from None
-        refresh = value.refresh_token.get_secret_value() if value.refresh_token else None
-        seed = TokenSet(
-            access_token=value.access_token.get_secret_value(),
-            token_type=value.token_type,
-            refresh_token=refresh or None,
-            expires_at=expires_at,
-            scope=" ".join(value.scopes) or None,
+        client_id, secret = _grant_client(
+            grant.authorization_code, f"{here}.grant.authorizationCode"
         )
-        if not seed.access_token and seed.refresh_token is None:
-            raise SchemeConfigError(
-                "credential.data.oauth2Token", "needs an accessToken or a refreshToken"
-            )
+        seed = seed_token(cred.data.oauth2_token)
         need_url = seed.refresh_token is not None
     elif isinstance(grant, m.ClientCredentialsGrant) and isinstance(cred, m.OAuth2ClientCredential):
         client = cred.data.oauth2_client
         client_id, secret = client.client_id, client.client_secret
-        # docs/configuration.md: the credential's own tokenUrl/scopes win over the scheme config's.
+        # docs/configuration.md: the credential's own tokenUrl/scopes/mTLS settings win.
         token_url = client.token_url or token_url
         scopes = tuple(client.scopes) if client.scopes is not None else scopes
+        if client.mtls_enabled is not None:
+            mtls = client.mtls_enabled
+        mtls_credential_id = client.mtls_credential_id or mtls_credential_id
         need_url = True
     elif isinstance(grant, m.PasswordGrant) and isinstance(cred, m.OAuth2PasswordCredential):
-        client_id, secret = grant.password.client_id, grant.password.client_secret
+        client_id, secret = _grant_client(grant.password, f"{here}.grant.password")
         username = cred.data.oauth2_password.username
         password = cred.data.oauth2_password.password.get_secret_value()
         need_url = True
+    elif isinstance(cred, m.OAuth2CodeCredential):
+        raise SchemeConfigError(
+            "credential.type",
+            "an 'oauth2-code' credential must first be exchanged for an 'oauth2-token' "
+            "(not supported in this version)",
+        )
     else:  # pragma: no cover - compatibility is checked before schemes are built
         raise SchemeConfigError("credential.type", "does not fit the grant")
     if token_url is None and need_url:
@@ -396,8 +447,9 @@ def build_oauth2_scheme(
         client_id=client_id,
         client_secret=secret.get_secret_value(),
         scopes=scopes,
-        additional_params=dict(params.additional_token_params),
-        mtls=params.mtls_enabled,
+        additional_params=additional,
+        mtls=mtls or mtls_credential_id is not None,
+        mtls_credential_id=mtls_credential_id,
         seed_token=seed,
         username=username,
         password=password,

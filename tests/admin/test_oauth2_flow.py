@@ -337,3 +337,55 @@ async def test_init_refuses_a_template_with_mtls(
     error = await response.json()
     assert error["code"] == "validation_failed"
     assert "mtlsEnabled" in error["message"]
+
+
+async def test_prompt_values_joined_by_plus_are_sent_as_a_space_separated_list(
+    drive: Drive,
+) -> None:
+    # Seed 002: "multiple values ... separated by the '+' symbol, i.e. consent+select_account";
+    # OpenID Connect Core 1.0 §3.1.2.1: prompt is a space-delimited list.
+    for given in ("consent+select_account", "consent select_account"):
+        url = await drive.init(prompt=given)
+        assert "prompt=consent%20select_account" in url
+        assert parse_qs(urlsplit(url).query)["prompt"] == ["consent select_account"]
+
+
+async def test_seed_string_additional_params_and_template_defaults(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    server, auth = await provider(aiohttp_server)
+    template = oauth_template(
+        str(auth.make_url("")).rstrip("/"),
+        "http://127.0.0.1:9",
+        additionalAuthorizeParams="access_type=offline&hd=example.com",
+    )
+    planes = await make_planes({"templates": [template]}, env={"SECRET": CLIENT_SECRET})
+    drive = Drive(server, planes)
+    query = parse_qs(urlsplit(await drive.init()).query)
+    assert query["access_type"] == ["offline"] and query["hd"] == ["example.com"]
+    # The body's URL-encoded string (seed 002) replaces the template's.
+    query = parse_qs(urlsplit(await drive.init(additionalParams="login_hint=a%40b.c")).query)
+    assert query["login_hint"] == ["a@b.c"] and "hd" not in query
+    response = await planes.admin.post(INIT, json={"additionalParams": "state=x"}, headers=AUTH)
+    assert [f["field"] for f in (await response.json())["fields"]] == ["additionalParams.state"]
+
+
+async def test_pkce_false_connects_without_a_challenge(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    server, auth = await provider(aiohttp_server)
+    resource: TestServer = await aiohttp_server(create_resource_app(server))
+    template = oauth_template(
+        str(auth.make_url("")).rstrip("/"), str(resource.make_url("")), pkce=False
+    )
+    planes = await make_planes({"templates": [template]}, env={"SECRET": CLIENT_SECRET})
+    drive = Drive(server, planes)
+    url = await drive.init()
+    assert "code_challenge" not in parse_qs(urlsplit(url).query)
+    created = await drive.connect(connectionName="no-pkce")
+    (exchange,) = server.token_requests
+    assert "code_verifier" not in exchange["form"]
+    response = await planes.proxy.get(
+        "/gdrive/files", headers={"X-Connection-Id": created["connectionId"]}
+    )
+    assert response.status == 200

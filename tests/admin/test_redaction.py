@@ -38,6 +38,7 @@ def kitchen_template(base_url: str, token_url: str) -> dict[str, Any]:
         "consumerKey": CANARIES["consumerKey"],
         "consumerSecret": CANARIES["consumerSecret"],
         "signatureMethod": "sha1",
+        "tokenAuth": True,
     }
     return {
         "id": "kitchen",

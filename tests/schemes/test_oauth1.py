@@ -216,6 +216,7 @@ def oauth1_tree(additional: list[dict[str, str]], **config: Any) -> dict[str, An
                                 "consumerKey": "ck",
                                 "consumerSecret": "canary-consumer-secret",
                                 "signatureMethod": "sha256",
+                                "tokenAuth": True,
                                 **config,
                             },
                         },
@@ -251,5 +252,5 @@ def test_three_legged_config_needs_endpoints() -> None:
     with pytest.raises(ConfigInvalid) as caught:
         build_runtime(oauth1_tree([], tokenAuth=False), {})
     [problem] = caught.value.problems
-    assert problem.field.endswith("authSchemeConfig.oauth1.requestTokenUrl")
+    assert problem.field.endswith("authSchemeConfig.oauth1.tempCredentialEndpoint")
     assert "canary" not in str(problem)

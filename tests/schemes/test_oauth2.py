@@ -280,7 +280,7 @@ def cc_credential(**extra: Any) -> dict[str, Any]:
 def test_client_credential_token_url_and_scopes_win() -> None:
     built = build_scheme(
         entry(
-            {"tokenUrl": URL, "scopes": ["a"], "grant": CC_GRANT},
+            {"tokenUrl": URL, "defaultScopes": ["a"], "grant": CC_GRANT},
             cc_credential(tokenUrl="https://other.example/token", scopes=["b", "c"]),
         ),
         "id",
