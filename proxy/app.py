@@ -1,15 +1,25 @@
-"""Wiring: build the data-plane aiohttp application from a checked `Runtime`."""
+"""Wiring: the data plane (`DataPlane`) built from a checked `Runtime`.
+
+`DataPlane.handle` is the one entry of every inbound request (the server in `http1/server.py`
+calls it, in turn, for each request of a connection): `/healthz`, else the forwarder; errors are
+answered in the proxy's own voice (`middleware.send_error`), and the access-log line is written
+once, at its end. Its lifecycle (`start`, `close`) seeds and follows OAuth 2.0 state and the
+API-created connections, and closes the upstream pool.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
-from aiohttp import web
+import asyncio
+import time
+import traceback
 
 from .config.load import Runtime
+from .errors import ProxyError
 from .forward import Forwarder, RouteTarget, TokenProvider
 from .http1 import Http1Upstream
-from .middleware import proxy_middleware
+from .http1.inbound import InboundRequest
+from .http1.server import ServerLimits
+from .middleware import error_log, log_access, send_error
 from .routing import Router
 from .store import Store
 from .store.memory import MemoryStore
@@ -18,11 +28,7 @@ from .templates import Templates
 from .tokens import TokenManager
 from .upstream import Upstream
 
-FORWARDER = web.AppKey("forwarder", Forwarder)
-# The live template routes (docs/admin-api.md); the admin app adds API-created connections to them.
-TEMPLATES = web.AppKey("templates", Templates)
-# OAuth 2.0 tokens (docs/request-path.md), shared with the admin app.
-TOKENS = web.AppKey("tokens", TokenManager)
+HEALTHZ_BODY = b'{"status": "ok"}'
 
 
 def build_router(runtime: Runtime, templates: Templates | None = None) -> Router[RouteTarget]:
@@ -32,8 +38,120 @@ def build_router(runtime: Runtime, templates: Templates | None = None) -> Router
     return router
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+class DataPlane:
+    """The data plane: `/healthz`, and every other path forwarded by route.
+
+    Attributes:
+        templates: the live template routes, shared with the admin app.
+        tokens: the OAuth 2.0 token manager (None when a bare `TokenProvider` was given).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        upstream: Upstream | None = None,
+        tokens: TokenProvider | None = None,
+        templates: Templates | None = None,
+        store: Store | None = None,
+        close_shared: bool = True,
+        sync_interval: float = SYNC_INTERVAL,
+    ) -> None:
+        config = runtime.config
+        self.runtime = runtime
+        if tokens is None:
+            tokens = TokenManager(store if store is not None else MemoryStore())
+        if templates is None:
+            templates = Templates(runtime.templates)
+        if upstream is None:
+            upstream = Http1Upstream(
+                connect_timeout=config.timeouts.connect, read_timeout=config.timeouts.read
+            )
+        self.templates = templates
+        self.tokens = tokens if isinstance(tokens, TokenManager) else None
+        self.forwarder = Forwarder(
+            router=build_router(runtime, templates),
+            upstream=upstream,
+            limits=config.limits,
+            tokens=tokens,
+            forwarded_headers=config.forwarded_headers,
+        )
+        self.limits = ServerLimits(
+            max_head_bytes=config.limits.max_header_bytes,
+            max_connections=config.limits.max_client_connections,
+            head_timeout=config.timeouts.client_head,
+            idle_timeout=config.timeouts.client_idle,
+        )
+        self._store = store
+        self._close_shared = close_shared
+        self._sync = (
+            ConnectionSync(self.tokens.store, templates, self.tokens, interval=sync_interval)
+            if self.tokens is not None
+            else None
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Seed every file connection's OAuth 2.0 state before serving (the file wins only when
+        its token changed, docs/request-path.md), then follow the store: another worker's admin API
+        may change connections (docs/admin-api.md)."""
+        if self._started:
+            return
+        self._started = True
+        if self.tokens is not None:
+            for connection in self.runtime.connections:
+                await self.tokens.adopt_connection(connection)
+        if self._sync is not None:
+            await self._sync.start()
+
+    async def close(self) -> None:
+        """After the last request: stop following the store, close the upstream pool, and the
+        token manager and store when this plane is their only user (`close_shared`)."""
+        if self._sync is not None:
+            await self._sync.stop()
+        await self.forwarder.upstream.close()
+        if self._close_shared and self.tokens is not None:
+            await self.tokens.close()
+            if self._store is not None:
+                await self._store.close()
+
+    async def handle(self, request: InboundRequest) -> None:
+        start = time.monotonic()
+        try:
+            if request.rejection is not None:
+                send_error(request, request.rejection)
+            elif request.target == "/healthz" and request.method in ("GET", "HEAD"):
+                request.respond(200, "OK", [("Content-Type", "application/json")], HEALTHZ_BODY)
+            else:
+                await self.forwarder.handle(request)
+        except ProxyError as error:
+            self._fail(request, error)
+        except asyncio.CancelledError:
+            if not request.client_gone:
+                raise
+            # The client went away: the upstream exchange was cancelled with this task. Not a
+            # proxy or upstream failure; the access line says so, once.
+        except Exception as exc:
+            error_log.error(
+                "unexpected %s while serving %s %s\n%s",
+                type(exc).__name__,
+                request.method,
+                request.path,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
+            self._fail(request, internal)
+        finally:
+            log_access(request, start)
+
+    @staticmethod
+    def _fail(request: InboundRequest, error: ProxyError) -> None:
+        if request.started:
+            # The head is out already: only cutting the connection can tell the client.
+            request.error_code = error.code
+            request.abort()
+        else:
+            send_error(request, error)
 
 
 def create_app(
@@ -45,79 +163,25 @@ def create_app(
     store: Store | None = None,
     close_shared: bool = True,
     sync_interval: float = SYNC_INTERVAL,
-) -> web.Application:
-    """The data plane: `/healthz`, and every other path forwarded by route.
+) -> DataPlane:
+    """The data plane of `runtime` (see `DataPlane`).
 
     Args:
         templates: the live template routes to share with the admin app (built when None).
         tokens: OAuth 2.0 token provider; a `TokenManager` on `store` when None.
         store: durable state. None = a memory store (tests, demos).
-        close_shared: close the token manager and `store` with this app. False when another
+        close_shared: close the token manager and `store` with this plane. False when another
             listener shares them: the caller closes them after both have drained
             (`server.serve(close_after=...)`, as `signing-proxy run` does).
         sync_interval: seconds between checks for connections changed in the store by another
             process (`sync.py`).
     """
-    config = runtime.config
-    if tokens is None:
-        tokens = TokenManager(store if store is not None else MemoryStore())
-    if templates is None:
-        templates = Templates(runtime.templates)
-    if upstream is None:
-        # Our own HTTP/1.1 hop (issue 6): a fraction of aiohttp ClientSession's per-request
-        # cost; `AiohttpUpstream` stays available to pass in (the bench compares the two).
-        upstream = Http1Upstream(
-            connect_timeout=config.timeouts.connect, read_timeout=config.timeouts.read
-        )
-    forwarder = Forwarder(
-        router=build_router(runtime, templates),
+    return DataPlane(
+        runtime,
         upstream=upstream,
-        limits=config.limits,
         tokens=tokens,
-        forwarded_headers=config.forwarded_headers,
+        templates=templates,
+        store=store,
+        close_shared=close_shared,
+        sync_interval=sync_interval,
     )
-    # auto_decompress off: a gzip request body must reach the upstream as the client sent it
-    # (aiohttp's server otherwise inflates it and forwards it under the client's headers).
-    app = web.Application(middlewares=[proxy_middleware], handler_args={"auto_decompress": False})
-    app[FORWARDER] = forwarder
-    app[TEMPLATES] = templates
-    app.router.add_get("/healthz", healthz)
-    # `[\s\S]`, not `.`: the router matches the decoded path, and `%0A` must not fall out
-    # to aiohttp's plain-text 404 (the forwarder decides, on the raw path).
-    app.router.add_route("*", r"/{tail:[\s\S]*}", forwarder.handle)
-
-    async def close_upstream(_: web.Application) -> None:
-        await forwarder.upstream.close()
-
-    app.on_cleanup.append(close_upstream)
-    if isinstance(tokens, TokenManager):
-        app[TOKENS] = tokens
-        sync = ConnectionSync(tokens.store, templates, tokens, interval=sync_interval)
-        app.cleanup_ctx.append(_token_lifecycle(runtime, tokens, store, sync, close_shared))
-    return app
-
-
-def _token_lifecycle(
-    runtime: Runtime,
-    tokens: TokenManager,
-    store: Store | None,
-    sync: ConnectionSync,
-    close_shared: bool,
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    # Seed every file connection's OAuth 2.0 state before serving (the file wins only when its
-    # token changed, docs/request-path.md); close the token client and `store` (if given) after
-    # the last request, when this app is their only user.
-    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        for connection in runtime.connections:
-            await tokens.adopt_connection(connection)
-        # Connections created through the management API come back from the store, and follow
-        # it while serving: another worker's admin API may change them (docs/admin-api.md).
-        await sync.start()
-        yield
-        await sync.stop()
-        if close_shared:
-            await tokens.close()
-            if store is not None:
-                await store.close()
-
-    return lifecycle

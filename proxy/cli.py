@@ -18,8 +18,6 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
 from .config.models import StoreSettings
@@ -174,20 +172,19 @@ def _serve(
     first: bool,
 ) -> int:
     from .app import create_app
-    from .server import serve
+    from .server import Listener, serve
 
     config = runtime.config
     tokens = TokenManager(store)
     # The store and the token manager are shared by both listeners: closed by serve() after
     # both have drained, so an admin request in flight never meets a closed store.
-    apps: list[tuple[web.Application, str | socket.socket]] = [
-        (create_app(runtime, tokens=tokens, store=store, close_shared=False), listen)
-    ]
+    plane = create_app(runtime, tokens=tokens, store=store, close_shared=False)
+    apps: list[Listener] = [(plane, listen)]
     if config.admin is not None and first:
         from .admin import create_admin_app_for
 
         # Same process, same template routes, store and token manager as the data plane.
-        apps.append((create_admin_app_for(runtime, apps[0][0]), config.admin.listen))
+        apps.append((create_admin_app_for(runtime, plane), config.admin.listen))
     if args.with_echo and first:
         from .echo import create_echo_app
 

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from aiohttp import hdrs, web
-
 from .body import BufferedBody, read_body
 from .config.models import Limits
 from .connection import CompiledConnection
 from .errors import InvalidRequest, NotFound, ProxyError
 from .headers import FORWARDED, REQUEST_ONLY, end_to_end
+from .http1.inbound import InboundRequest
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
-from .middleware import BODY_BYTES, CONNECTION, UPSTREAM_BROKEN
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
 from .templates import UnknownConnection
@@ -53,7 +51,7 @@ class TokenProvider(Protocol):
 class RouteTarget(Protocol):
     """What a route resolves to: a connection, or a template route that picks one per request."""
 
-    def select(self, request: web.Request) -> CompiledConnection: ...
+    def select(self, request: InboundRequest) -> CompiledConnection: ...
 
 
 SendUpstream = Callable[[OutboundRequest], Awaitable[UpstreamReply]]
@@ -145,21 +143,22 @@ class Forwarder:
     tokens: TokenProvider | None = None
     forwarded_headers: bool = False
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        target, tail, query = route_target(self.router, request.raw_path)
+    async def handle(self, request: InboundRequest) -> None:
+        # The one place a request's route and connection are resolved.
+        target, tail, query = route_target(self.router, request.target)
         try:
             connection = target.select(request)
         except UnknownConnection as miss:
             # Perhaps created a moment ago through another worker's admin API (sync.py).
             connection = await miss.route.select_latest(request)
-        request[CONNECTION] = connection
+        request.connection = connection
         check_tail(tail)
         outbound = outbound_request(
             connection,
             request.method,
             tail,
             query,
-            _decoded(request.raw_headers),
+            request.headers,
             _forwarded(request) if self.forwarded_headers else (),
         )
         # Asked per request: OAuth 1 reads only form bodies, known from the Content-Type.
@@ -170,37 +169,37 @@ class Forwarder:
                 break
         buffered: BufferedBody | None = None
         stream: AsyncIterator[bytes] | None = None
-        if request.body_exists or reads_body or connection.wants_replayable_body:
+        if request.has_body or reads_body or connection.wants_replayable_body:
             buffered, stream = await self._prepare_body(request, connection, reads_body)
         try:
             if buffered is not None:
                 outbound = with_body(outbound, buffered)
             send = _Sender(self.upstream, stream, connection_tls(connection))
             reply = await run_chain(connection.schemes, outbound, send, self.tokens)
-            return await self._relay(request, connection, reply)
+            await self._relay(request, connection, reply)
         finally:
             if buffered is not None:
                 buffered.close()
 
     async def _prepare_body(
-        self, request: web.Request, connection: CompiledConnection, reads_body: bool
+        self, request: InboundRequest, connection: CompiledConnection, reads_body: bool
     ) -> tuple[BufferedBody | None, AsyncIterator[bytes] | None]:
         """Buffer the body when a scheme reads it or may replay it; otherwise stream it."""
-        if not request.body_exists:
+        if not request.has_body:
             return (
                 BufferedBody() if reads_body or connection.wants_replayable_body else None
             ), None
         limits = self.limits
         if reads_body:
             body, _ = await read_body(
-                request.content,
+                request.body,
                 memory_limit=limits.memory_body_bytes,
                 max_bytes=limits.max_body_bytes,
             )
             return body, None
         if connection.wants_replayable_body:
             body, overflow = await read_body(
-                request.content,
+                request.body,
                 memory_limit=limits.replay_body_bytes,
                 max_bytes=limits.max_body_bytes,
                 stop_after=limits.replay_body_bytes,
@@ -208,70 +207,48 @@ class Forwarder:
             if overflow is None:
                 return body, None
             # Too big to keep for a retry: stream what was read, then the rest.
-            return None, _chain(body.read_all(), overflow, request.content.iter_any())
-        return None, request.content.iter_any()
+            return None, _chain(body.read_all(), overflow, request.body.iter_any())
+        return None, request.body.iter_any()
 
     async def _relay(
-        self, request: web.Request, connection: CompiledConnection, reply: UpstreamReply
-    ) -> web.StreamResponse:
+        self, request: InboundRequest, connection: CompiledConnection, reply: UpstreamReply
+    ) -> None:
         completed = False
-        sent = 0
         try:
-            response = _RelayResponse(
-                status=reply.head.status,
-                reason=reply.reason,
-                headers=_response_headers(request, connection, reply.head.headers),
-            )
-            await response.prepare(request)
+            head = reply.head
+            headers = _response_headers(request, connection, head.headers)
             take_whole = getattr(reply, "take_whole_body", None)
             whole = take_whole() if take_whole is not None else None
             if whole is not None:
-                # The whole body is here already (most small responses): head, body and end in
-                # one call, without the chunk loop.
-                try:
-                    await response.write_eof(whole)
-                except ConnectionResetError:
-                    return response  # the client left: as below
-                sent, completed = len(whole), True
-                return response
-            body_ready = getattr(reply, "body_ready", None)
-            if body_ready is None or not body_ready():
-                await response.write(b"")  # no body bytes yet: the head goes out now
+                # The whole body is here already (most small responses): head and body in one
+                # write, without the chunk loop.
+                request.respond(head.status, reply.reason, headers, whole)
+                completed = True
+                return
+            request.start(head.status, reply.reason, headers)
             try:
                 async for chunk in reply.iter_chunks():
-                    await response.write(chunk)
-                    sent += len(chunk)
+                    await request.write(chunk)
             except UpstreamBroken:
                 # Headers are gone already; cut the client connection so the truncation shows
                 # (a clean end of message would pass a partial body off as complete).
-                request[UPSTREAM_BROKEN] = True
-                if request.transport is not None:
-                    request.transport.abort()
-                return response
+                request.upstream_broken = True
+                request.abort()
+                return
             except ConnectionResetError:
                 # The client went away mid-response: not a proxy failure, nothing left to
-                # tell it (aiohttp treats the finished response the same way).
-                return response
+                # tell it.
+                request.client_gone = True
+                return
             completed = True
-            await response.write_eof()
-            return response
+            request.finish()
         finally:
-            request[BODY_BYTES] = sent
             if not completed:
                 reply.close()
 
 
-class _RelayResponse(web.StreamResponse):
-    """A response whose head is held until the first body bytes, so both leave in one write
-    (one send() instead of two: aiohttp's `web.Response` does the same). `_relay` flushes the
-    head at once unless the reply says its body is already here (`body_ready()`), so a slow or
-    streaming upstream's head is never held back."""
-
-    _send_headers_immediately = False
-
-
 def _response_headers(
-    request: web.Request, connection: CompiledConnection, headers: Sequence[tuple[str, str]]
+    request: InboundRequest, connection: CompiledConnection, headers: Sequence[tuple[str, str]]
 ) -> list[tuple[str, str]]:
     """The upstream's headers minus hop-by-hop ones, with the docs/request-path.md URL rewrite
     applied."""
@@ -284,7 +261,7 @@ def _response_headers(
                 RESPONSE_URL_HEADERS.get(key.lower()) if len(key) in _URL_HEADER_LENGTHS else None
             )
             if rewrite is not None:
-                if prefix is None:  # built only when needed: request.host is not free
+                if prefix is None:  # built only when needed
                     prefix = f"{request.scheme}://{request.host}{connection.route}"
                 pairs[index] = (key, rewrite(value, connection.base, prefix))
     return pairs
@@ -367,20 +344,15 @@ def with_body(request: OutboundRequest, body: BufferedBody) -> OutboundRequest:
     """`request` carrying a read body, with `Content-Length` set to its size."""
     headers = tuple((k, v) for k, v in request.headers if k.lower() != "content-length")
     if body.size or request.method not in ("GET", "HEAD", "OPTIONS", "DELETE", "TRACE"):
-        headers += ((hdrs.CONTENT_LENGTH, str(body.size)),)
+        headers += (("Content-Length", str(body.size)),)
     return OutboundRequest(
         request.method, request.origin, request.path, request.query, headers, body
     )
 
 
-def _decoded(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    # latin-1 maps bytes 1:1, so non-ASCII header bytes pass through unchanged.
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
-
-
-def _forwarded(request: web.Request) -> list[tuple[str, str]]:
+def _forwarded(request: InboundRequest) -> list[tuple[str, str]]:
     # One X-Forwarded-For: the client's chain (all its headers, in order) plus this hop's peer.
-    chain = [*request.headers.getall("X-Forwarded-For", ()), request.remote or ""]
+    chain = [*request.header_values("X-Forwarded-For"), request.peer]
     return [
         ("X-Forwarded-For", ", ".join(part for part in chain if part)),
         ("X-Forwarded-Proto", request.scheme),

@@ -1,9 +1,11 @@
-"""Data-plane middleware: proxy errors as docs/errors.md JSON with `Proxy-Status`, and the access
-log.
+"""Proxy errors as JSON with `Proxy-Status` (docs/errors.md), and the data plane's access log.
 
-One access-log line per request: method, connection, path (query values that a credential adds
-never appear: the log shows the client's request, never the outbound one), status, bytes and
-duration. Unexpected exceptions are logged by type and traceback only; their text can quote
+One access-log line per request, written by `log_access` (called from one place, the end of
+`DataPlane.handle`): method, connection, path (query values that a credential adds never
+appear: the log shows the client's request, never the outbound one; and no query at all, which
+may carry the client's own secrets), status, bytes and duration. A request the server refused
+(a malformed head, a limit) is logged with `-` for method and path: nothing of its raw bytes is
+ever written. Unexpected exceptions are logged by type and traceback only; their text can quote
 a URL or header and so a secret.
 """
 
@@ -11,30 +13,22 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
+from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from .connection import CompiledConnection
 from .errors import ProxyError
+from .http1.inbound import InboundRequest
 
 access_log = logging.getLogger("signing_proxy.access")
 error_log = logging.getLogger("signing_proxy.error")
 
-# Per-request facts the handler leaves for the access log.
-CONNECTION = web.RequestKey("connection", CompiledConnection)
-UPSTREAM_BROKEN = web.RequestKey("upstream_broken", bool)
-BODY_BYTES = web.RequestKey("body_bytes", int)  # response body bytes relayed to the client
-
-
-def log_path(request: web.Request) -> str:
-    """The raw path: still percent-encoded, so `%0A` cannot start a forged log line; no
-    query, which may carry the client's own secrets."""
-    return request.raw_path.partition("?")[0]
+# nginx's code for "the client closed the connection before the response was complete".
+CLIENT_CLOSED = 499
 
 
 def error_response(error: ProxyError) -> web.Response:
+    """An error of the admin API (an aiohttp application)."""
     return web.Response(
         status=error.status,
         body=error.body_bytes(),
@@ -43,49 +37,42 @@ def error_response(error: ProxyError) -> web.Response:
     )
 
 
-@web.middleware
-async def proxy_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    start = time.monotonic()
-    status, size = 0, 0
-    try:
-        response = await handler(request)
-        status = response.status
-        # Body bytes only (headers and chunk framing are not the message's size).
-        relayed = request.get(BODY_BYTES)
-        size = relayed if relayed is not None else response.content_length or 0
-        return response
-    except ProxyError as error:
-        response = error_response(error)
-        status, size = response.status, len(error.body_bytes())
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except Exception as exc:
-        error_log.error(
-            "unexpected %s while serving %s %s\n%s",
-            type(exc).__name__,
-            request.method,
-            log_path(request),
-            "".join(traceback.format_tb(exc.__traceback__)),
-        )
-        internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
-        status, size = internal.status, len(internal.body_bytes())
-        return error_response(internal)
-    finally:
-        if access_log.isEnabledFor(logging.INFO):  # the line's arguments are not free either
-            _log_access(request, status, size, start)
+def send_error(request: InboundRequest, error: ProxyError) -> None:
+    """Answer `request` with `error` in the proxy's own voice: JSON, `Proxy-Status`, request id."""
+    request.error_code = error.code
+    request.respond(
+        error.status,
+        _reason(error.status),
+        [
+            ("Content-Type", "application/json"),
+            ("Proxy-Status", error.proxy_status_header()),
+            ("Cache-Control", "no-store"),
+            ("X-Request-Id", request.request_id),
+        ],
+        error.body_bytes(),
+    )
 
 
-def _log_access(request: web.Request, status: int, size: int, start: float) -> None:
-    connection = request.get(CONNECTION)
+def log_access(request: InboundRequest, start: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):  # the line's arguments are not free either
+        return
+    connection = request.connection
+    status = CLIENT_CLOSED if request.client_gone else request.status
     access_log.info(
-        "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s",
+        "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s%s",
         request.method,
-        log_path(request),
+        request.path,  # raw: still percent-encoded, so `%0A` cannot start a forged log line
         connection.name if connection is not None else "-",
         status or "-",
-        size,
+        request.body_bytes,
         (time.monotonic() - start) * 1000,
-        " upstream_broken" if request.get(UPSTREAM_BROKEN) else "",
+        " upstream_broken" if request.upstream_broken else "",
+        " client_disconnected" if request.client_gone else "",
     )
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

@@ -1,8 +1,10 @@
 """Serving: bind the listeners, run until SIGTERM/SIGINT, then drain in-flight requests.
 
-On a signal the listeners stop accepting at once; requests already in flight get up to
-`timeouts.shutdownGrace` seconds to finish; then what the listeners share (the store, the token
-manager) is closed, once, and the process exits 0.
+The data plane is served by the project's own HTTP/1.1 server (`http1/server.py`); the admin API
+and the demo echo upstream are aiohttp applications. On a signal every listener stops accepting
+at once; requests already in flight get up to `timeouts.shutdownGrace` seconds to finish (idle
+keep-alive connections are closed at once, busy ones after their response); then what the
+listeners share (the store, the token manager) is closed, once, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -15,47 +17,82 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from .app import DataPlane
 from .config.address import split_host_port
+from .http1.server import HttpServer
 
 log = logging.getLogger("signing_proxy")
 
+Listener = tuple[DataPlane | web.Application, str | socket.socket]
+
+
+async def start_data_plane(
+    plane: DataPlane, address: tuple[str, int] | socket.socket
+) -> tuple[HttpServer, tuple[str, int]]:
+    """Start `plane` and serve it on `address`; returns the server (for `drain`) and the bound
+    address. The caller drains the server, then closes the plane."""
+    await plane.start()
+    server = HttpServer(plane, plane.limits)
+    try:
+        bound = await server.listen(address)
+    except BaseException:
+        await plane.close()
+        raise
+    return server, bound
+
 
 async def serve(
-    apps: Sequence[tuple[web.Application, str | socket.socket]],
+    listeners: Sequence[Listener],
     *,
     shutdown_grace: float,
     close_after: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
-    """Serve each `(app, "host:port")` until a signal arrives, then drain and return.
+    """Serve each `(plane or app, "host:port")` until a signal arrives, then drain and return.
 
     An already listening socket may stand in for the address (a `--workers` worker's).
     `close_after` runs in order once *every* listener has drained: resources shared by the
-    apps belong here, not to one app's cleanup, which may run while another app still serves."""
+    listeners belong here, not to one listener's cleanup, which may run while another serves."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runners: list[web.AppRunner] = []
+    planes: list[tuple[DataPlane, HttpServer]] = []
     try:
-        for app, address in apps:
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace)
-            await runner.setup()
-            runners.append(runner)
-            if isinstance(address, socket.socket):
-                await web.SockSite(runner, address).start()
-                host, port = address.getsockname()[:2]
+        for target, address in listeners:
+            where = address if isinstance(address, socket.socket) else split_host_port(address)
+            if isinstance(target, DataPlane):
+                server, (host, port) = await start_data_plane(target, where)
+                planes.append((target, server))
             else:
-                host, port = split_host_port(address)
-                await web.TCPSite(runner, host, port, backlog=1024).start()
+                runner = web.AppRunner(target, access_log=None, shutdown_timeout=shutdown_grace)
+                await runner.setup()
+                runners.append(runner)
+                if isinstance(where, socket.socket):
+                    await web.SockSite(runner, where).start()
+                    host, port = where.getsockname()[:2]
+                else:
+                    host, port = where
+                    await web.TCPSite(runner, host, port, backlog=1024).start()
             log.info("listening on http://%s:%d", host, port)
         await stop.wait()
         log.info("signal received: draining in-flight requests (up to %.0fs)", shutdown_grace)
     finally:
         # cleanup() stops accepting, waits for handlers up to shutdown_timeout, then closes.
         try:
-            await asyncio.gather(*(r.cleanup() for r in runners))
+            await asyncio.gather(
+                *(r.cleanup() for r in runners),
+                *(_drain(plane, server, shutdown_grace) for plane, server in planes),
+            )
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             for close in close_after:
                 await close()
+
+
+async def _drain(plane: DataPlane, server: HttpServer, grace: float) -> None:
+    try:
+        await server.drain(grace)
+    finally:
+        await plane.close()

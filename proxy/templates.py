@@ -20,8 +20,8 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from pydantic import ValidationError
 
 from .config import models as m
@@ -33,6 +33,9 @@ from .connection import (
 )
 from .errors import FieldError, InvalidRequest, NotFound
 from .store import StoredConnection
+
+if TYPE_CHECKING:
+    from .http1.inbound import InboundRequest
 
 log = logging.getLogger("signing_proxy.templates")
 
@@ -162,8 +165,15 @@ class TemplateRoute:
         self._by_id: dict[str, CompiledConnection] = {}
         self._by_external_id: dict[str, CompiledConnection] = {}
 
-    def select(self, request: web.Request) -> CompiledConnection:
-        wanted = request.headers.get(CONNECTION_ID_HEADER, "").strip()
+    def select(self, request: InboundRequest) -> CompiledConnection:
+        values = request.header_values(CONNECTION_ID_HEADER)
+        if len(values) > 1:
+            # Which one would win is a guess the proxy does not make (the first, the last?).
+            raise InvalidRequest(
+                "connection_id_ambiguous",
+                f"send {CONNECTION_ID_HEADER} once: the request names several connections",
+            )
+        wanted = values[0].strip() if values else ""
         if not wanted:
             raise InvalidRequest(
                 "connection_id_required",
@@ -175,7 +185,7 @@ class TemplateRoute:
             raise UnknownConnection(self)
         return connection
 
-    async def select_latest(self, request: web.Request) -> CompiledConnection:
+    async def select_latest(self, request: InboundRequest) -> CompiledConnection:
         """`select()` again after catching up with the store: after an `UnknownConnection`,
         the id may name a connection another process created a moment ago."""
         if self.catch_up is not None:

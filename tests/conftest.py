@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.echo import create_echo_app
+from tests.plane import PlaneServer
 
 MakeProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -91,7 +92,7 @@ def make_proxy(aiohttp_client: Any) -> MakeProxy:
         tree: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> TestClient[Any, Any]:
         runtime = build_runtime(dict(tree), env or {})
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(runtime))
+        client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
         return client
 
     return make

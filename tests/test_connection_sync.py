@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import TEMPLATES, create_app
+from proxy.app import create_app
 from proxy.store.sqlite import SqliteStore
 from proxy.sync import MIN_CHECK_GAP
 from proxy.templates import Templates
@@ -40,6 +40,7 @@ from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
 from tests.conftest import free_port
 from tests.oauth_server import AuthServer, Client, create_auth_app
+from tests.plane import PlaneServer
 from tests.test_workers import start, stop
 
 INTERVAL = 0.2  # B's background reload, for the tests that wait for it
@@ -77,8 +78,8 @@ def make_pair(make_planes: MakePlanes, aiohttp_client: Any, tmp_path: Path) -> M
         b_store = CountingStore.open(path)
         assert isinstance(b_store, CountingStore)
         b_app = create_app(a.runtime, store=b_store, sync_interval=interval)
-        b: TestClient[Any, Any] = await aiohttp_client(b_app)
-        return Pair(a, b, b_app[TEMPLATES], b_store)
+        b: TestClient[Any, Any] = await aiohttp_client(PlaneServer(b_app))
+        return Pair(a, b, b_app.templates, b_store)
 
     return make
 

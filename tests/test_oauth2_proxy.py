@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import TOKENS, create_app
+from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.store import Store, open_store
 from proxy.tokens import Backoff, TokenManager
 from tests.conftest import connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
+from tests.plane import PlaneServer
 
 SECRET = "canary-client-secret-b71"
 PASSWORD = "canary-user-password-4e0"
@@ -99,7 +100,7 @@ def make_api(aiohttp_client: Any) -> MakeApi:
         store = store if store is not None else open_store(None)
         tokens = TokenManager(store, **manager)
         client: TestClient[Any, Any] = await aiohttp_client(
-            create_app(runtime, tokens=tokens, store=store)
+            PlaneServer(create_app(runtime, tokens=tokens, store=store))
         )
         return client
 
@@ -198,7 +199,7 @@ async def test_invalid_grant_fails_fast_until_replaced(
     for secret in secrets_of(oauth.server):
         assert secret not in text
     # Replaced (a new token pasted into the file / API): it works again.
-    tokens = api.app[TOKENS]
+    tokens = api.app.tokens
     fresh = oauth.server.issue("cid")
     runtime = build_runtime(
         {
@@ -274,7 +275,7 @@ async def test_basic_rejected_falls_back_to_form_and_remembers(
     assert oauth.server.hits == 2
     assert oauth.server.token_requests[0]["authorization"].startswith("Basic ")
     assert oauth.server.token_requests[1]["form"]["client_secret"] == SECRET
-    credential_id = api.app[TOKENS]._states.popitem()[0]  # noqa: SLF001
+    credential_id = api.app.tokens._states.popitem()[0]  # noqa: SLF001
     stored = await store.get_token(credential_id)
     assert stored is not None and stored.client_auth == "form"
     # The next token request goes straight to the working style.

@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.server import start_data_plane
 from tests import rawhttp
 from tests.conftest import bearer, connection
 
@@ -65,12 +65,10 @@ def stack() -> Iterator[Stack]:
             },
             {},
         )
-        runner = web.AppRunner(create_app(runtime), access_log=None)
-        await runner.setup()
-        exits.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        plane = create_app(runtime)
+        server, (_, port) = await start_data_plane(plane, ("127.0.0.1", 0))
+        exits.push_async_callback(plane.close)
+        exits.push_async_callback(server.drain, 5)
         return Stack(port, upstream, decoy)
 
     try:

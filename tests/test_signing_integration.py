@@ -23,7 +23,6 @@ import trustme
 from aiohttp import ClientConnectionError, ClientSession, TCPConnector, web
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 
-from proxy.app import FORWARDER
 from proxy.connection import CompiledConnection
 from proxy.forward import connection_tls
 from proxy.schemes.certificate import CertificateScheme
@@ -344,7 +343,7 @@ async def test_mtls_with_credential_one_context_one_pool(
     # The same upstream TLS connection served both: the context was built once, not per request.
     assert first["port"] == second["port"]
     assert proxy.app is not None
-    resolved = proxy.app[FORWARDER].router.resolve("/m/x")
+    resolved = proxy.app.forwarder.router.resolve("/m/x")
     assert resolved is not None and isinstance(resolved[0], CompiledConnection)
     [scheme] = resolved[0].schemes
     assert isinstance(scheme, CertificateScheme)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from ..app import TEMPLATES, TOKENS
+from ..app import DataPlane
 from ..config.load import Runtime
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from ..middleware import error_response
@@ -187,12 +187,12 @@ def create_admin_app(
     return app
 
 
-def create_admin_app_for(runtime: Runtime, data_app: web.Application) -> web.Application:
-    """The admin app over the template routes, store and token manager of `data_app`."""
-    tokens = data_app[TOKENS]
-    return create_admin_app(
-        runtime, templates=data_app[TEMPLATES], store=tokens.store, tokens=tokens
-    )
+def create_admin_app_for(runtime: Runtime, plane: DataPlane) -> web.Application:
+    """The admin app over the template routes, store and token manager of the data `plane`."""
+    tokens = plane.tokens
+    if tokens is None:
+        raise ValueError("the data plane has no token manager to share")
+    return create_admin_app(runtime, templates=plane.templates, store=tokens.store, tokens=tokens)
 
 
 __all__ = ["ADMIN", "Admin", "create_admin_app", "create_admin_app_for"]

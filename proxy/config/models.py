@@ -670,12 +670,21 @@ class Limits(Model):
     max_body_bytes: Annotated[int, Field(gt=0)] = 100 * 1024 * 1024
     memory_body_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024
     replay_body_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024
+    # A message head (start line and header section) beyond this is refused: a request head by
+    # the inbound server, an upstream response head by the upstream client (flat memory).
+    max_header_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    # Client connections served at once; one more is answered 503 and closed.
+    max_client_connections: Annotated[int, Field(gt=0)] = 4096
 
 
 class Timeouts(Model):
     connect: Annotated[float, Field(gt=0)] = 10.0
     read: Annotated[float, Field(gt=0)] = 60.0
     shutdown_grace: Annotated[float, Field(ge=0)] = 30.0
+    # A client must send a whole request head within this (408 once bytes arrived).
+    client_head: Annotated[float, Field(gt=0)] = 10.0
+    # An idle keep-alive client connection is closed after this.
+    client_idle: Annotated[float, Field(gt=0)] = 60.0
 
 
 class LogSettings(Model):

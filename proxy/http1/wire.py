@@ -131,3 +131,47 @@ def encode_head(
 def chunk_frame(size: int) -> bytes:
     """The size line of one chunk (RFC 9112 §7.1); the data and a CRLF follow it."""
     return b"%x\r\n" % size
+
+
+# -- responses (the inbound server's side) ---------------------------------------------------------
+
+# RFC 9110 §6.4.1: a response to HEAD, and 1xx, 204 and 304 responses, never carry a body.
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def response_has_body(method: str, status: int) -> bool:
+    """Whether a response to `method` with `status` carries a body (and so framing)."""
+    return method != "HEAD" and status >= 200 and status not in NO_BODY_STATUSES
+
+
+@lru_cache(maxsize=256)
+def status_line(version: str, status: int, reason: str) -> bytes:
+    # Cached: a proxy sends the same few status lines over and over.
+    return f"HTTP/{version} {status} {reason}\r\n".encode("latin-1", "replace")
+
+
+def encode_response_head(
+    version: str,
+    status: int,
+    reason: str,
+    headers: list[tuple[str, str]],
+    framing: str | None,
+    connection: str | None,
+) -> bytes:
+    """Status line and header block, ending with the blank line.
+
+    `headers` come from the upstream's parsed head (no CR or LF can be in them) or from the
+    proxy itself; `framing` and `connection` are header lines the server adds (chunked coding,
+    `Connection: close`)."""
+    lines = [f"{key}: {value}\r\n" for key, value in headers]
+    if framing is not None:
+        lines.append(framing + "\r\n")
+    if connection is not None:
+        lines.append(connection + "\r\n")
+    lines.append("\r\n")
+    text = "".join(lines)
+    try:
+        block = text.encode("latin-1")
+    except UnicodeEncodeError:
+        block = text.encode("utf-8")
+    return status_line(version, status, reason) + block

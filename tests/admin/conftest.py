@@ -11,12 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.admin import create_admin_app_for
-from proxy.app import TEMPLATES, TOKENS, create_app
+from proxy.app import create_app
 from proxy.config.load import Runtime, build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store import Store
 from proxy.store.memory import MemoryStore
 from proxy.templates import Templates
+from tests.plane import PlaneServer
 
 ADMIN_TOKEN = "canary-admin-token-9c41"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -81,13 +82,13 @@ def make_planes(aiohttp_client: Any, unused_tcp_port_factory: Callable[[], int])
         runtime = build_runtime({**tree, "admin": settings}, env or {})
         store = store if store is not None else MemoryStore()
         data_app = create_app(runtime, store=store)
-        proxy: TestClient[Any, Any] = await aiohttp_client(data_app)
+        proxy: TestClient[Any, Any] = await aiohttp_client(PlaneServer(data_app))
         admin_app = create_admin_app_for(runtime, data_app)
         admin_client: TestClient[Any, Any] = await aiohttp_client(
             TestServer(admin_app, host="127.0.0.1", port=port)
         )
-        assert data_app[TOKENS].store is store
-        return Planes(proxy, admin_client, store, data_app[TEMPLATES], runtime)
+        assert data_app.tokens is not None and data_app.tokens.store is store
+        return Planes(proxy, admin_client, store, data_app.templates, runtime)
 
     return make
 

@@ -26,7 +26,7 @@ from schemathesis.checks import (
 import proxy.admin
 from proxy.admin import create_admin_app_for
 from proxy.admin.openapi import openapi_document
-from proxy.app import create_app
+from proxy.app import DataPlane, create_app
 from proxy.config.load import build_runtime
 from tests.admin.conftest import ADMIN_TOKEN, ORG
 
@@ -87,17 +87,19 @@ def admin_in_thread() -> Iterator[str]:
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     runners: list[web.AppRunner] = []
+    planes: list[DataPlane] = []
     port: list[int] = []
 
     async def start() -> None:
         runtime = build_runtime(TREE, {})
         data = create_app(runtime)
-        for app in (data, create_admin_app_for(runtime, data)):
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            runners.append(runner)
-        port.append(runners[-1].addresses[0][1])
+        await data.start()  # not served: the admin app shares its templates and tokens
+        planes.append(data)
+        runner = web.AppRunner(create_admin_app_for(runtime, data))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        port.append(runner.addresses[0][1])
         ready.set()
 
     def run() -> None:
@@ -106,6 +108,8 @@ def admin_in_thread() -> Iterator[str]:
         loop.run_forever()
         for runner in reversed(runners):
             loop.run_until_complete(runner.cleanup())
+        for plane in planes:
+            loop.run_until_complete(plane.close())
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)

@@ -12,6 +12,7 @@ from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.http1 import Http1Upstream
 from tests.conftest import bearer, connection
+from tests.plane import PlaneServer
 
 H1Proxy = tuple[TestClient[Any, Any], Http1Upstream]
 MakeH1Proxy = Callable[..., Awaitable[H1Proxy]]
@@ -27,7 +28,9 @@ def make_h1_proxy(aiohttp_client: Any) -> MakeH1Proxy:
         tree = {"connections": [connection("up", base, bearer("canary-h1-token"))], **(extra or {})}
         runtime = build_runtime(tree, {})
         upstream = Http1Upstream(connect_timeout=2.0, read_timeout=read_timeout)
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(runtime, upstream=upstream))
+        client: TestClient[Any, Any] = await aiohttp_client(
+            PlaneServer(create_app(runtime, upstream=upstream))
+        )
         return client, upstream
 
     return make

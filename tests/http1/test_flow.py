@@ -11,10 +11,10 @@ import logging
 import socket
 
 import pytest
-from aiohttp import web
 
 from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.server import start_data_plane
 from tests.conftest import bearer, connection
 from tests.http1.conftest import MakeH1Proxy
 from tests.rawhttp import Message, port_of, raw_upstream, read_head
@@ -130,8 +130,8 @@ async def stall_after_head(
 async def test_client_leaving_mid_response_is_not_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Served as `signing-proxy run` serves it: aiohttp's test server cancels a handler whose
-    # client leaves, the real runner does not, so the relay meets the closed transport.
+    # Served as `signing-proxy run` serves it: the client's leaving cancels the exchange, and
+    # the upstream connection is let go of at once.
     closed = asyncio.Event()
 
     async def trickle(request: Message, writer: asyncio.StreamWriter) -> None:
@@ -147,12 +147,8 @@ async def test_client_leaving_mid_response_is_not_an_error(
     async with raw_upstream(trickle) as upstream:
         tree = {"connections": [connection("up", upstream.base, bearer("canary-h1-token"))]}
         app = create_app(build_runtime(tree, {}))
-        runner = web.AppRunner(app, handler_cancellation=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        server, (_, port) = await start_data_plane(app, ("127.0.0.1", 0))
         try:
-            port = runner.addresses[0][1]
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /up/stream HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
             async with asyncio.timeout(5):
@@ -161,6 +157,7 @@ async def test_client_leaving_mid_response_is_not_an_error(
             writer.transport.abort()  # the client leaves in the middle of the body
             await asyncio.wait_for(closed.wait(), 5)
         finally:
-            await runner.cleanup()
+            await server.drain(5)
+            await app.close()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]

@@ -1,0 +1,307 @@
+"""One inbound request as the data plane's handler sees it, and the way its answer goes out.
+
+`InboundRequest` is built by the server (`server.py`) when a request head is complete. It holds
+the request exactly as it arrived — method, raw request-target, header pairs in order and case
+(latin-1 text: bytes map 1:1) — its body as a `BodyReader`, and the response side: the handler
+answers with `respond()` (a whole response in one write) or `start()` / `write()` / `finish()`
+(streamed). The framing of the answer (Content-Length, chunked, or close-delimited for an
+HTTP/1.0 client) is decided here from the status, the method and the headers, by the rules in
+`wire.py` that the upstream client follows too.
+
+It also carries the per-request facts the access log reports (`status`, `body_bytes`,
+`connection`, ...): the handler fills them in, the data plane logs them once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ProxyError
+from .wire import (
+    CHUNKED_END,
+    chunk_frame,
+    encode_response_head,
+    response_has_body,
+)
+
+if TYPE_CHECKING:
+    from ..connection import CompiledConnection
+
+# X-Request-Id values taken from the client as they are: a short token, nothing a log line or a
+# header could be forged with (docs/operations.md: otherwise the proxy makes its own).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+class Exchange(Protocol):
+    """What a request needs of its client connection (implemented by `server.ServerConnection`)."""
+
+    def send(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def want_body(self, request: InboundRequest) -> None: ...
+
+    def body_consumed(self, size: int) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class BodyReader:
+    """The request body as it arrives: fed by the parser, read by the handler.
+
+    Flow control is the connection's: it pauses reading from the socket while too many body bytes
+    wait here (`Exchange.body_consumed` tells it when they are taken)."""
+
+    __slots__ = (
+        "_exchange",
+        "_request",
+        "_chunks",
+        "_eof",
+        "_waiter",
+        "_failed",
+        "received",
+        "_asked",
+    )
+
+    def __init__(self, exchange: Exchange, request: InboundRequest) -> None:
+        self._exchange = exchange
+        self._request = request
+        self._chunks: deque[bytes] = deque()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._failed: BaseException | None = None
+        self._asked = False
+        self.received = 0
+
+    @property
+    def complete(self) -> bool:
+        """All of the body arrived (it may not all have been read)."""
+        return self._eof
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.received += len(data)
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        """The client went away (or sent a malformed body) before the end of the body."""
+        self._failed = error
+        self._wake()
+
+    def pending(self) -> int:
+        return sum(len(chunk) for chunk in self._chunks)
+
+    async def readany(self) -> bytes:
+        """The next bytes of the body (all that are buffered, joined); b"" at its end."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            if self._failed is not None:
+                raise self._failed
+            if not self._asked:
+                self._asked = True
+                self._exchange.want_body(self._request)  # `Expect: 100-continue` is answered now
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._exchange.body_consumed(len(data))
+        return data
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        while chunk := await self.readany():
+            yield chunk
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class InboundRequest:
+    """A client's request and its response (one per request; pipelined ones wait their turn)."""
+
+    __slots__ = (
+        "method",
+        "target",
+        "headers",
+        "version",
+        "keep_alive",
+        "peer",
+        "body",
+        "has_body",
+        "expect_continue",
+        "_exchange",
+        "_chunked",
+        "_request_id",
+        "started",
+        "finished",
+        "status",
+        "body_bytes",
+        "connection",
+        "upstream_broken",
+        "client_gone",
+        "error_code",
+        "rejection",
+    )
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        version: str,
+        keep_alive: bool,
+        peer: str,
+        has_body: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.target = target  # the raw request-target, byte for byte (latin-1 text)
+        self.headers = headers
+        self.version = version  # "1.1" or "1.0"
+        self.keep_alive = keep_alive
+        self.peer = peer
+        self.has_body = has_body
+        self.expect_continue = expect_continue
+        self.body = BodyReader(exchange, self)
+        self._exchange = exchange
+        self._chunked = False
+        self._request_id: str | None = None
+        self.started = False  # the response head is out
+        self.finished = False
+        # Facts for the access log.
+        self.status = 0
+        self.body_bytes = 0  # response body bytes sent (not counting framing)
+        self.connection: CompiledConnection | None = None
+        self.upstream_broken = False
+        self.client_gone = False
+        self.error_code: str | None = None
+        # Set when the server refused the request itself (a malformed head, a limit): the
+        # handler answers with this error, in turn, and the connection closes.
+        self.rejection: ProxyError | None = None
+
+    # -- the request ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The raw path (still percent-encoded), without the query."""
+        return self.target.partition("?")[0]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive)."""
+        lower = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lower:
+                return value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        lower = name.lower()
+        return [value for key, value in self.headers if key.lower() == lower]
+
+    @property
+    def host(self) -> str:
+        return self.header("Host") or ""
+
+    @property
+    def scheme(self) -> str:
+        return "http"
+
+    @property
+    def request_id(self) -> str:
+        """The client's `X-Request-Id` when it is a sane token, else one made here (once)."""
+        if self._request_id is None:
+            given = self.header("X-Request-Id")
+            if given is not None and _SANE_REQUEST_ID.fullmatch(given):
+                self._request_id = given
+            else:
+                self._request_id = os.urandom(12).hex()
+        return self._request_id
+
+    # -- the response ---------------------------------------------------------------------------
+
+    def respond(
+        self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes = b""
+    ) -> None:
+        """The whole response in one write; `Content-Length` is added unless given (or no body
+        is allowed, as for HEAD, 1xx, 204 and 304)."""
+        allowed = response_has_body(self.method, status)
+        if allowed and not _has_length(headers):
+            headers = [*headers, ("Content-Length", str(len(body)))]
+        head = encode_response_head(
+            self.version, status, reason, headers, None, self._connection_header()
+        )
+        self.started = self.finished = True
+        self.status = status
+        if allowed and body:
+            self.body_bytes = len(body)
+            self._exchange.send(head + body)
+        else:
+            self._exchange.send(head)
+
+    def start(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
+        """Send the head of a streamed response: the upstream's `Content-Length` when it gave
+        one, else chunked (HTTP/1.1) or close-delimited (HTTP/1.0)."""
+        extra = None
+        if response_has_body(self.method, status) and not _has_length(headers):
+            if self.version == "1.1":
+                self._chunked = True
+                extra = "Transfer-Encoding: chunked"
+            else:
+                self.keep_alive = False  # the end of the body is the end of the connection
+        head = encode_response_head(
+            self.version, status, reason, headers, extra, self._connection_header()
+        )
+        self.started = True
+        self.status = status
+        self._exchange.send(head)
+
+    async def write(self, data: bytes) -> None:
+        """Body bytes; waits while the client's socket buffer is full (back-pressure)."""
+        if not data:
+            return
+        self.body_bytes += len(data)
+        if self._chunked:
+            self._exchange.send(chunk_frame(len(data)) + data + b"\r\n")
+        else:
+            self._exchange.send(data)
+        await self._exchange.drain()
+
+    def finish(self) -> None:
+        if self._chunked:
+            self._exchange.send(CHUNKED_END)
+        self.finished = True
+
+    def abort(self) -> None:
+        """Cut the client connection: a truncated body must not pass for a complete one."""
+        self.keep_alive = False
+        self._exchange.abort()
+
+    def _connection_header(self) -> str | None:
+        if not self.keep_alive:
+            return "Connection: close"
+        if self.version == "1.0":
+            return "Connection: keep-alive"
+        return None
+
+
+def _has_length(headers: list[tuple[str, str]]) -> bool:
+    for key, _ in headers:
+        if len(key) == 14 and key.lower() == "content-length":
+            return True
+    return False

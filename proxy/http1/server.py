@@ -1,0 +1,548 @@
+"""The data plane's inbound HTTP/1.1 server (RFC 9112) on asyncio protocols and httptools (llhttp).
+
+`HttpServer` owns the listening sockets, the set of client connections, their limits and the
+graceful drain; `ServerConnection` is one client connection:
+
+- Parsing is llhttp's, strict (no leniency flags): it refuses Content-Length together with
+  Transfer-Encoding, a bad or repeated Content-Length, a transfer coding that does not end in
+  chunked, bare LF, control bytes in names and values, bad chunk sizes. On top of it this module
+  refuses what llhttp lets through: versions other than HTTP/1.0 and 1.1, `CONNECT`, an HTTP/1.1
+  request without exactly one `Host` (RFC 9112 §3.2), an `Expect` other than `100-continue`.
+- Limits: a request head of more than `max_head_bytes` or `max_headers` fields gets 431, at once
+  (llhttp buffers a field value whole, so the count is of bytes received, not parsed); a head
+  must be complete within `head_timeout` (408 when bytes arrived, else a silent close); an idle
+  keep-alive connection is closed after `idle_timeout`; beyond `max_connections` a new
+  connection gets 503 and is closed. The timeouts are checked by one sweep for all connections,
+  so no timer is allocated per request.
+- Requests run one at a time per connection, in order: a pipelined request waits its turn with
+  its body buffered, and reading pauses while too much waits (flow control, as for a body the
+  handler reads slower than the client sends it). Writes wait while the socket's buffer is full.
+- A refused request is answered in turn, by the handler (`Dispatcher.handle` sees
+  `request.rejection`), in the proxy's own JSON voice; no raw request byte is ever logged here.
+- A client that goes away cancels its request's task at once, so the upstream exchange stops.
+- After a response whose request body was not read to its end, the connection is closed, after a
+  short linger that lets the client read the response (instead of a reset that could lose it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
+
+import httptools
+
+from ..errors import InvalidRequest, ProxyError
+from .inbound import InboundRequest
+
+HIGH_WATER = 256 * 1024  # request body bytes waiting for the handler that pause reading
+LOW_WATER = 64 * 1024  # ... and resume it
+MAX_PIPELINED = 16  # requests waiting their turn that pause reading
+LINGER = 2.0  # seconds a closing connection keeps reading (and dropping) what the client sends
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """The inbound limits and timeouts (proxy.yaml `limits` and `timeouts`)."""
+
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_connections: int = 4096
+    head_timeout: float = 10.0
+    idle_timeout: float = 60.0
+
+
+class Dispatcher(Protocol):
+    """The application: answers every request (a refused one too: `request.rejection`)."""
+
+    async def handle(self, request: InboundRequest) -> None: ...
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is in `_rejection`."""
+
+
+def bad_request(details: str) -> ProxyError:
+    return InvalidRequest("bad_request", "the request is malformed", details=details)
+
+
+def headers_too_large(limit: int) -> ProxyError:
+    return InvalidRequest(
+        "headers_too_large",
+        f"the request head exceeds the limit of {limit} bytes or the header count limit",
+        status=431,
+    )
+
+
+class HttpServer:
+    """Client connections of the data plane, with their limits, sweep and drain."""
+
+    def __init__(self, dispatcher: Dispatcher, limits: ServerLimits) -> None:
+        self.dispatcher = dispatcher
+        self.limits = limits
+        self.connections: set[ServerConnection] = set()
+        self.draining = False
+        self._listeners: list[asyncio.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._idle: asyncio.Event | None = None
+        # The sweep runs often enough for the shorter timeout to be kept to within a quarter.
+        shortest = min(limits.head_timeout, limits.idle_timeout)
+        self._sweep_every = max(0.05, min(1.0, shortest / 4))
+
+    async def listen(self, address: tuple[str, int] | socket.socket) -> tuple[str, int]:
+        """Start serving on `(host, port)` or an already listening socket; the bound address."""
+        loop = asyncio.get_running_loop()
+        if isinstance(address, socket.socket):
+            server = await loop.create_server(self._connection, sock=address)
+        else:
+            host, port = address
+            server = await loop.create_server(
+                self._connection, host, port, backlog=1024, reuse_address=True
+            )
+        self._listeners.append(server)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_every, self._sweep, loop)
+        sockname = server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting; close idle connections now, busy ones after their response; after
+        `grace` seconds, cut what is left."""
+        self.draining = True
+        for server in self._listeners:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self.connections:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                for conn in list(self.connections):
+                    conn.abort()
+        for server in self._listeners:
+            await server.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def forget(self, conn: ServerConnection) -> None:
+        self.connections.discard(conn)
+        if self._idle is not None and not self.connections:
+            self._idle.set()
+
+    def _connection(self) -> ServerConnection:
+        return ServerConnection(self)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(self.connections):
+            deadline = conn.deadline
+            if deadline and now >= deadline:
+                conn.timed_out()
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep, loop)
+
+
+class ServerConnection(asyncio.Protocol):
+    """One client connection: parse, queue, run and answer its requests in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.loop = asyncio.get_event_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.closed = False
+        self.deadline = 0.0  # loop time when the current wait times out (0: none)
+        self._idle = False  # between requests, waiting for the next (keep-alive)
+        self._closing = False  # close after the current response
+        self._linger = False  # closing: drop what still arrives
+        self._parser = httptools.HttpRequestParser(self)
+        self._parser_dead = False  # after a refused or upgraded request, nothing more is parsed
+        # The request head being parsed.
+        self._in_head = True
+        self._head_pending = 0  # bytes received since the last head completed (a bound, see above)
+        self._url: list[bytes] = []
+        self._headers: list[tuple[str, str]] = []
+        self._head_size = 0
+        self._content_length = False
+        self._chunked = False
+        self._hosts = 0
+        self._expect: str | None = None
+        self._rejection: ProxyError | None = None
+        # Requests.
+        self._receiving: InboundRequest | None = None  # whose body the parser is feeding
+        self._current: InboundRequest | None = None  # whose handler runs
+        self._task: asyncio.Task[None] | None = None
+        self._queue: deque[InboundRequest] = deque()
+        self._buffered = 0  # body bytes fed and not yet read by a handler
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A cast, not an isinstance check: uvloop's TCPTransport is not an asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        server = self.server
+        if server.draining:
+            self.transport.abort()
+            self.closed = True
+            return
+        server.connections.add(self)
+        if len(server.connections) > self.limits.max_connections:
+            error = ProxyError(
+                "too_many_connections",
+                "the proxy serves no more client connections now",
+                status=503,
+                proxy_status="proxy_internal_response",
+            )
+            self._refuse_now(error)
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.deadline = self.loop.time() + self.limits.head_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self._parser_dead:
+            return  # lingering, or past a request the connection cannot continue after
+        if self._idle:
+            self._idle = False
+            self.deadline = self.loop.time() + self.limits.head_timeout
+        if self._in_head:
+            self._head_pending += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            rejection = self._rejection or bad_request("the request could not be parsed")
+            self._refuse(rejection)
+            return
+        except httptools.HttpParserUpgrade:
+            # `Upgrade` (the request itself is queued) or CONNECT (refused in the head
+            # callback): the proxy tunnels nothing, so nothing after this head is read.
+            if self._rejection is not None:
+                self._refuse(self._rejection)
+                return
+            self._parser_dead = True
+            self._closing = True
+            return
+        except httptools.HttpParserError as exc:
+            # llhttp's own reason ("Invalid header token"), never the offending bytes.
+            self._refuse(bad_request(str(exc) or "malformed request"))
+            return
+        if self._in_head and self._head_pending > self.limits.max_head_bytes:
+            self._refuse(headers_too_large(self.limits.max_head_bytes))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: a half-closed client gets no more answers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.deadline = 0.0
+        self.server.forget(self)
+        gone = ConnectionResetError("the client closed the connection")
+        if self._receiving is not None:
+            self._receiving.body.fail(gone)
+        for request in self._queue:
+            request.body.fail(gone)
+        self._queue.clear()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(gone)
+        task = self._task
+        if task is not None and not task.done():
+            # The client went away mid-request: stop the upstream exchange at once.
+            assert self._current is not None
+            self._current.client_gone = True
+            task.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- llhttp callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = []
+        self._headers = []
+        self._head_size = 0
+        self._content_length = False
+        self._chunked = False
+        self._hosts = 0
+        self._expect = None
+        if self._idle:
+            self._idle = False
+            self.deadline = self.loop.time() + self.limits.head_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a trailer field (RFC 9112 §7.1.2): dropped, never forwarded
+        headers = self._headers
+        self._head_size += len(name) + len(value) + 4
+        if len(headers) >= self.limits.max_headers:
+            self._rejection = headers_too_large(self.limits.max_head_bytes)
+            raise _Refused
+        key = name.decode("latin-1")
+        text = value.decode("latin-1")
+        headers.append((key, text))
+        size = len(key)
+        if size == 4 and key.lower() == "host":
+            self._hosts += 1
+        elif size == 14 and key.lower() == "content-length":
+            self._content_length = text.strip() not in ("", "0")
+        elif size == 17 and key.lower() == "transfer-encoding":
+            self._chunked = True  # llhttp refuses any coding that does not end in chunked
+        elif size == 6 and key.lower() == "expect":
+            self._expect = text.strip().lower()
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        limits = self.limits
+        self._in_head = False
+        self._head_pending = 0
+        self.deadline = 0.0
+        if self._head_size > limits.max_head_bytes:
+            self._rejection = headers_too_large(limits.max_head_bytes)
+            raise _Refused
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            self._rejection = ProxyError(
+                "http_version_not_supported",
+                "only HTTP/1.1 and HTTP/1.0 are served",
+                status=505,
+                proxy_status="proxy_internal_response",
+            )
+            raise _Refused
+        method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            self._rejection = ProxyError(
+                "method_not_allowed",
+                "the proxy does not tunnel (CONNECT)",
+                status=405,
+                proxy_status="proxy_internal_response",
+            )
+            raise _Refused
+        if self._hosts > 1 or (self._hosts == 0 and version == "1.1"):
+            self._rejection = bad_request("a request needs exactly one Host header")
+            raise _Refused
+        expect_continue = False
+        if self._expect is not None and version == "1.1":
+            if self._expect != "100-continue":
+                self._rejection = ProxyError(
+                    "expectation_failed",
+                    "the only expectation served is 100-continue",
+                    status=417,
+                    proxy_status="proxy_internal_response",
+                )
+                raise _Refused
+            expect_continue = True
+        url = self._url
+        target = (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1")
+        request = InboundRequest(
+            self,
+            method,
+            target,
+            self._headers,
+            version,
+            parser.should_keep_alive() and not self._closing,
+            self.peer,
+            self._chunked or self._content_length,
+            expect_continue,
+        )
+        self._receiving = request
+        self._enqueue(request)
+
+    def on_body(self, body: bytes) -> None:
+        request = self._receiving
+        if request is None:
+            return
+        request.body.feed(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._reading_paused:
+            self._pause_reading()
+
+    def on_message_complete(self) -> None:
+        request = self._receiving
+        if request is not None:
+            request.body.feed_eof()
+            self._receiving = None
+        self._in_head = True
+
+    # -- Exchange (what a request needs of its connection) ------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if not self.closed:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionResetError("the client closed the connection")
+        if self._write_paused:
+            waiter = self._drain_waiter
+            if waiter is None or waiter.done():
+                waiter = self._drain_waiter = self.loop.create_future()
+            await waiter
+
+    def want_body(self, request: InboundRequest) -> None:
+        # RFC 9110 §10.1.1: `100 Continue` only once the body is really wanted, so a request
+        # refused before that never has its body sent.
+        if request.expect_continue and not request.body.complete and not request.started:
+            request.expect_continue = False
+            self.send(CONTINUE)
+
+    def body_consumed(self, size: int) -> None:
+        self._buffered -= size
+        if self._reading_paused and self._buffered <= LOW_WATER and not self._queue_full():
+            self._resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    # -- requests in turn ---------------------------------------------------------------------
+
+    def _enqueue(self, request: InboundRequest) -> None:
+        if self._current is None:
+            self._run(request)
+        else:
+            self._queue.append(request)
+            if self._queue_full() and not self._reading_paused:
+                self._pause_reading()
+
+    def _queue_full(self) -> bool:
+        return len(self._queue) >= MAX_PIPELINED
+
+    def _run(self, request: InboundRequest) -> None:
+        self._current = request
+        if self._closing:
+            request.keep_alive = False
+        task = self._task = self.loop.create_task(self.server.dispatcher.handle(request))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        request = self._current
+        self._current = self._task = None
+        if not task.cancelled():
+            task.exception()  # the dispatcher logs its own failures; never "never retrieved"
+        if self.closed or request is None:
+            return
+        if not request.finished:
+            self.abort()  # the response could not be completed: the client must see a cut
+            return
+        body = request.body
+        if not request.keep_alive or self._closing or not body.complete:
+            self._close_after_response(linger=not body.complete)
+            return
+        pending = body.pending()
+        if pending:
+            self.body_consumed(pending)  # an unread body is dropped
+        if self._queue:
+            self._run(self._queue.popleft())
+            if self._reading_paused and not self._queue_full() and self._buffered <= LOW_WATER:
+                self._resume_reading()
+            return
+        if self._head_pending:  # the next head has begun: it must complete in time
+            self.deadline = self.loop.time() + self.limits.head_timeout
+        else:
+            self._idle = True
+            self.deadline = self.loop.time() + self.limits.idle_timeout
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Drain: close now when no request is in flight, else after its response."""
+        self._closing = True
+        if self._current is None:
+            self._close_after_response(linger=False)
+        elif not self._current.started:
+            self._current.keep_alive = False
+
+    def timed_out(self) -> None:
+        self.deadline = 0.0
+        if self._linger or self._idle or (self._in_head and self._head_pending == 0):
+            self._close_after_response(linger=False)
+            return
+        if self._current is None and self._in_head:
+            error = ProxyError(
+                "request_timeout",
+                "the request head did not arrive in time",
+                status=408,
+                proxy_status="proxy_internal_response",
+            )
+            self._refuse(error)
+
+    def _refuse(self, error: ProxyError) -> None:
+        """Answer `error` after the requests already queued, then close."""
+        self._parser_dead = True
+        self._in_head = False
+        self.deadline = 0.0
+        if self._receiving is not None:
+            self._receiving.body.fail(ConnectionResetError("the request was refused"))
+            self._receiving = None
+        request = InboundRequest(self, "-", "-", [], "1.1", False, self.peer, False, False)
+        request.rejection = error
+        self._closing = True
+        self._enqueue(request)
+
+    def _refuse_now(self, error: ProxyError) -> None:
+        # No request yet: the answer is all the connection gets.
+        request = InboundRequest(self, "-", "-", [], "1.1", False, self.peer, False, False)
+        request.rejection = error
+        self._parser_dead = True
+        self._closing = True
+        self._run(request)
+
+    def _close_after_response(self, *, linger: bool) -> None:
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if not linger:
+            transport.close()
+            return
+        # Half-close and keep reading a moment: closing with unread bytes in the socket would
+        # reset the connection, and the client could lose the response it was just sent.
+        self._linger = self._parser_dead = True
+        if self._reading_paused:
+            self._resume_reading()
+        try:
+            transport.write_eof()
+        except (OSError, RuntimeError, NotImplementedError):
+            transport.close()
+            return
+        self.deadline = self.loop.time() + LINGER
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+
+def describe(addresses: Sequence[tuple[str, int]]) -> str:
+    return ", ".join(f"http://{host}:{port}" for host, port in addresses)
