@@ -65,7 +65,9 @@ class DataPlane:
             templates = Templates(runtime.templates)
         if upstream is None:
             upstream = Http1Upstream(
-                connect_timeout=config.timeouts.connect, read_timeout=config.timeouts.read
+                connect_timeout=config.timeouts.connect,
+                read_timeout=config.timeouts.read,
+                max_head_bytes=config.limits.max_header_bytes,
             )
         self.templates = templates
         self.tokens = tokens if isinstance(tokens, TokenManager) else None

@@ -143,6 +143,20 @@ class UpstreamTimeout(ProxyError):
         )
 
 
+class UpstreamBadResponse(ProxyError):
+    """The upstream answered with a response the proxy refuses to relay (a head too large)."""
+
+    status = 502
+
+    def __init__(self, reason: str, *, proxy_status: str) -> None:
+        super().__init__(
+            "upstream_bad_response",
+            "the upstream sent a response the proxy cannot relay",
+            proxy_status=proxy_status,
+            details=reason,
+        )
+
+
 # A key that reads as a name (`baseUrl`, `X-Api-Key`, `additionalParams`) may be shown. Anything
 # else may be a value typed where a key belongs: YAML reads `{value:SECRET}` (no space after the
 # colon) as the one key `value:SECRET`, so such a key is never printed.

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from ..errors import ProxyError
 from ..messages import OutboundRequest, UpstreamResponse
 from ..upstream import UpstreamBody, UpstreamBroken, UpstreamReply
-from .connection import ConnectionLost, H1Connection, terminated
+from .connection import DEFAULT_MAX_HEAD, ConnectionLost, H1Connection, terminated
 from .pool import Pool
 from .wire import (
     CHUNKED_END,
@@ -129,10 +129,19 @@ class Http1Upstream:
     """The `Upstream` of the data plane."""
 
     def __init__(
-        self, *, connect_timeout: float, read_timeout: float, idle_timeout: float = 15.0
+        self,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        idle_timeout: float = 15.0,
+        max_head_bytes: int = DEFAULT_MAX_HEAD,
     ) -> None:
         self.read_timeout = read_timeout
-        self.pool = Pool(connect_timeout=connect_timeout, idle_timeout=idle_timeout)
+        self.pool = Pool(
+            connect_timeout=connect_timeout,
+            idle_timeout=idle_timeout,
+            max_head_bytes=max_head_bytes,
+        )
 
     async def send(
         self, request: OutboundRequest, body: UpstreamBody, tls: ssl.SSLContext | None

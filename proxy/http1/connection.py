@@ -10,6 +10,13 @@ that decide whether the connection may carry another request:
   error, bytes after the end of the message (a body longer than its Content-Length must never be
   read as the next response), a body not read to its end, `Connection: close`, HTTP/1.0,
   a close-delimited body, a request not fully sent, or bytes arriving while the connection idles.
+- Bounded heads (a hostile upstream must not run the proxy out of memory or CPU): the bytes
+  before the final response head is complete (1xx heads included) may not exceed
+  `max_head_bytes`, nor its fields `MAX_HEADER_FIELDS`; a trailer section is held to the same
+  byte limit and dropped. Crossing either fails the exchange at once with 502
+  `upstream_bad_response` (`http_response_header_section_size`), before httptools buffers more
+  (its Python layer joins a header value by concatenation: quadratic in an endless value).
+  Time is bounded by the caller's read timeout, which runs from the request to the whole head.
 - Flow control both ways: reading pauses while more than `HIGH_WATER` bytes wait for the
   consumer (a slow client slows the upstream down, memory stays flat), and `drain()` waits while
   the socket's write buffer is over its limit (a slow upstream slows the client's upload down).
@@ -26,12 +33,16 @@ from typing import cast
 
 import httptools
 
-from ..errors import UpstreamTimeout, UpstreamUnavailable
+from ..errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from ..messages import UpstreamResponse
 from ..upstream import UpstreamBroken
 
 HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the upstream
 LOW_WATER = 64 * 1024  # ... and resume it
+DEFAULT_MAX_HEAD = 64 * 1024  # `limits.maxHeaderBytes`
+# Header fields in one response head. Node.js caps at 2000; a real API sends a few dozen, and the
+# byte limit alone would let 64 KiB of `a:b` lines become ~10,000 Python objects.
+MAX_HEADER_FIELDS = 1000
 
 
 class ConnectionLost(Exception):
@@ -45,6 +56,11 @@ def terminated() -> UpstreamUnavailable:
     )
 
 
+def head_too_large(what: str) -> UpstreamBadResponse:
+    # RFC 9209 §2.3.12 `http_response_header_section_size`.
+    return UpstreamBadResponse(what, proxy_status="http_response_header_section_size")
+
+
 def protocol_error() -> UpstreamUnavailable:
     return UpstreamUnavailable(
         "upstream sent an invalid response", proxy_status="http_protocol_error"
@@ -54,8 +70,11 @@ def protocol_error() -> UpstreamUnavailable:
 class H1Connection(asyncio.Protocol):
     """Client side of one upstream connection; `begin()` starts each exchange."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_head_bytes: int = DEFAULT_MAX_HEAD
+    ) -> None:
         self.loop = loop
+        self.max_head_bytes = max_head_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -69,6 +88,9 @@ class H1Connection(asyncio.Protocol):
         self._doubt = False
         self._keep_alive = False
         self._close_delimited = False
+        self._head_bytes = 0  # bytes received before the final head was complete
+        self._trailer_bytes = 0  # bytes received while inside a trailer section
+        self._chunk_open = False  # a chunk size line was parsed and no data followed yet
         self.received_any = False
         self.request_sent = False
         self._reason = b""
@@ -99,14 +121,63 @@ class H1Connection(asyncio.Protocol):
             self.abort()
             return
         self.received_any = True
+        if self.head is None:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._feed_head_capped(data)
+                return
+        elif self._chunk_open:
+            # No chunk data since the last size line, so far: maybe the last chunk's trailer
+            # section (dropped, but httptools holds a field until it ends). It is one when
+            # no chunk data came in the reads after it either.
+            self._trailer_bytes += len(data)
+            self._feed(data)
+            if self._chunk_open and self._trailer_bytes > self.max_head_bytes:
+                self._fail(UpstreamBroken("upstream trailer section too large"))
+                self.abort()
+            return
+        # The hot path: one feed, no further call (the head usually completes in this read).
         assert self._parser is not None
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self._doubt = True
-            if not self.done:
-                self._fail(self._body_or_head_error(protocol_error()))
+            self._parse_failed()
+            return
+        if self.head is None and len(self._headers) > MAX_HEADER_FIELDS and not self._ignore:
+            self._too_many_fields()
+
+    def _feed(self, data: bytes) -> None:
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._parse_failed()
+
+    def _parse_failed(self) -> None:
+        self._doubt = True
+        if not self.done:
+            self._fail(self._body_or_head_error(protocol_error()))
+        self.abort()
+
+    def _too_many_fields(self) -> None:
+        # Counted per read and at the end of the head, not per field (the tiny-GET path stays
+        # as it was); the byte limit bounds what one read can add meanwhile.
+        self._ignore = True
+        self._fail(head_too_large(f"response head over {MAX_HEADER_FIELDS} fields"))
+        self.abort()
+
+    def _feed_head_capped(self, data: bytes) -> None:
+        # Only the bytes up to the limit are parsed; the head must be complete within them.
+        room = self.max_head_bytes - (self._head_bytes - len(data))
+        self._feed(data[:room])
+        if self.closed:
+            return
+        if self.head is None:
+            if not self._ignore:  # (else it failed on the field count already)
+                self._fail(head_too_large(f"response head over {self.max_head_bytes} bytes"))
             self.abort()
+            return
+        self._feed(data[room:])
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -145,12 +216,16 @@ class H1Connection(asyncio.Protocol):
             self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._ignore:
-            return
-        self._headers.append((name, value))
+        # Trailer fields land here too, after the head was decoded: never read (RFC 9110 §6.5.1
+        # lets a recipient discard them), and bounded by the trailer byte count.
+        if not self._ignore:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._ignore:
+            return
+        if len(self._headers) > MAX_HEADER_FIELDS:
+            self._too_many_fields()
             return
         assert self._parser is not None
         status = self._parser.get_status_code()
@@ -177,7 +252,15 @@ class H1Connection(asyncio.Protocol):
         else:
             self._wake()
 
+    def on_chunk_header(self) -> None:
+        self._chunk_open = True
+        self._trailer_bytes = 0
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_open = False
+
     def on_body(self, body: bytes) -> None:
+        self._chunk_open = False
         if self.done or self._ignore:
             self._doubt = True  # a body after a HEAD response
             return
@@ -209,7 +292,8 @@ class H1Connection(asyncio.Protocol):
         self._active = True
         self._is_head = method == "HEAD"
         self._interim = self._ignore = self._keep_alive = False
-        self._close_delimited = False
+        self._close_delimited = self._chunk_open = False
+        self._head_bytes = self._trailer_bytes = 0
         self.received_any = self.request_sent = self.done = False
         self._reason = b""
         self._headers = []

@@ -18,7 +18,7 @@ import socket
 import ssl
 
 from ..errors import UpstreamUnavailable
-from .connection import H1Connection
+from .connection import DEFAULT_MAX_HEAD, H1Connection
 from .wire import Endpoint
 
 PoolKey = tuple[str, str, int, ssl.SSLContext | None]
@@ -31,7 +31,9 @@ class Pool:
         connect_timeout: float,
         idle_timeout: float = 15.0,
         max_idle_per_key: int = 256,
+        max_head_bytes: int = DEFAULT_MAX_HEAD,
     ) -> None:
+        self._max_head = max_head_bytes
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle_per_key
@@ -112,10 +114,11 @@ class Pool:
 
     async def connect(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection:
         loop = asyncio.get_running_loop()
+        max_head = self._max_head
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: H1Connection(loop),
+                    lambda: H1Connection(loop, max_head),
                     endpoint.host,
                     endpoint.port,
                     ssl=tls,

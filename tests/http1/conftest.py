@@ -23,11 +23,17 @@ def make_h1_proxy(aiohttp_client: Any) -> MakeH1Proxy:
     """A proxy with one bearer connection `/up` → `base`, on a fresh `Http1Upstream`."""
 
     async def make(
-        base: str, *, read_timeout: float = 5.0, extra: Mapping[str, Any] | None = None
+        base: str,
+        *,
+        read_timeout: float = 5.0,
+        max_head_bytes: int = 64 * 1024,
+        extra: Mapping[str, Any] | None = None,
     ) -> H1Proxy:
         tree = {"connections": [connection("up", base, bearer("canary-h1-token"))], **(extra or {})}
         runtime = build_runtime(tree, {})
-        upstream = Http1Upstream(connect_timeout=2.0, read_timeout=read_timeout)
+        upstream = Http1Upstream(
+            connect_timeout=2.0, read_timeout=read_timeout, max_head_bytes=max_head_bytes
+        )
         client: TestClient[Any, Any] = await aiohttp_client(
             PlaneServer(create_app(runtime, upstream=upstream))
         )
