@@ -18,6 +18,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
 from .config.models import StoreSettings
@@ -27,7 +28,9 @@ from .tokens import TokenManager
 
 EXIT_INVALID = 2
 EXIT_STORE = 1
+EXIT_LISTEN = 1
 DEFAULT_ECHO = "127.0.0.1:8099"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def listen_address(text: str) -> str:
@@ -50,10 +53,10 @@ def config_path(arg: str | None) -> str:
     return arg or os.environ.get("SIGNING_PROXY_CONFIG") or "proxy.yaml"
 
 
-def load_or_report(path: str) -> Runtime | None:
+def load_or_report(path: str, *, offline: bool = False) -> Runtime | None:
     """Load the config; print problems (then None) and warnings (which do not stop it)."""
     try:
-        runtime = load_runtime(path)
+        runtime = load_runtime(path, offline=offline)
     except ConfigInvalid as exc:
         for problem in exc.problems:
             print(f"{path}: {problem}" if not problem.field else str(problem), file=sys.stderr)
@@ -70,10 +73,11 @@ def _print_warnings(warnings: Sequence[FieldError]) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     path = config_path(args.config)
-    runtime = load_or_report(path)
+    runtime = load_or_report(path, offline=args.offline)
     if runtime is None:
         return EXIT_INVALID
-    print(f"{path}: ok, {len(runtime.connections)} connection(s)")
+    offline = " (offline: ${...} not resolved, those fields not checked)" if args.offline else ""
+    print(f"{path}: ok, {len(runtime.config.connections)} connection(s){offline}")
     return 0
 
 
@@ -134,11 +138,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if runtime is None:
         return EXIT_INVALID
     config = runtime.config
-    setup_logging(config.log.level, config.log.format, with_pid=args.workers > 1)
+    listen = args.listen or _env_listen() or config.listen
+    level = args.log_level or os.environ.get("SIGNING_PROXY_LOG_LEVEL", "").lower()
+    if level and level not in LOG_LEVELS:
+        print(f"$SIGNING_PROXY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return EXIT_INVALID
+    setup_logging(level or config.log.level, config.log.format, with_pid=args.workers > 1)
     store = open_store_or_report(config.store)
     if store is None:
         return EXIT_STORE
-    listen = args.listen or config.listen
     if args.workers == 1:
         return _serve(runtime, args, store, listen, first=True)
     from .workers import Supervisor, bind_reuseport
@@ -151,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sockets = bind_reuseport(host, port, args.workers)
     except OSError as exc:
         print(f"listen {listen}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_STORE
+        return EXIT_LISTEN
 
     def worker(index: int, sock: socket.socket) -> int:
         store = open_store_or_report(config.store)
@@ -175,6 +183,19 @@ def _serve(
     from .server import Listener, serve
 
     config = runtime.config
+    # Every listener is bound before anything is served: a port in use is one line naming it.
+    wanted = [listen]
+    if config.admin is not None and first:
+        wanted.append(config.admin.listen)
+    if args.with_echo and first:
+        wanted.append(args.with_echo)
+    try:
+        sockets = bind_listeners(wanted)
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        asyncio.run(store.close())
+        return EXIT_LISTEN
+    listen = sockets[0]
     tokens = TokenManager(store)
     # The store and the token manager are shared by both listeners: closed by serve() after
     # both have drained, so an admin request in flight never meets a closed store.
@@ -184,16 +205,57 @@ def _serve(
         from .admin import create_admin_app_for
 
         # Same process, same template routes, store and token manager as the data plane.
-        apps.append((create_admin_app_for(runtime, plane), config.admin.listen))
+        apps.append((create_admin_app_for(runtime, plane), sockets[1]))
     if args.with_echo and first:
         from .echo import create_echo_app
 
-        apps.append((create_echo_app(), args.with_echo))
+        apps.append((create_echo_app(), sockets[-1]))
     _install_uvloop()
     _tune_gc()
     grace = config.timeouts.shutdown_grace
     asyncio.run(serve(apps, shutdown_grace=grace, close_after=(tokens.close, store.close)))
     return 0
+
+
+class ListenError(Exception):
+    """A listener could not be bound; the message names the address."""
+
+
+def bind_listeners(addresses: Sequence[str | socket.socket]) -> list[socket.socket]:
+    """Bind each `HOST:PORT` (a socket passes through); on failure close what was bound."""
+    bound: list[socket.socket] = []
+    try:
+        for address in addresses:
+            bound.append(address if isinstance(address, socket.socket) else bind_tcp(address))
+    except OSError as exc:
+        for sock in bound:
+            if sock not in addresses:
+                sock.close()
+        where = addresses[len(bound)]
+        # create_server's message repeats the address as a tuple; the errno's text is enough.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(f"listen {where}: {reason}") from None
+    return bound
+
+
+def bind_tcp(address: str) -> socket.socket:
+    host, port = split_host_port(address)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    # SO_REUSEADDR (set by create_server) as aiohttp would: a restart is not blocked by TIME_WAIT.
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def _env_listen() -> str | None:
+    """`$SIGNING_PROXY_LISTEN` (the container sets it); checked like `--listen`."""
+    value = os.environ.get("SIGNING_PROXY_LISTEN")
+    if not value:
+        return None
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        print(f"$SIGNING_PROXY_LISTEN: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID) from None
+    return value
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
@@ -240,6 +302,7 @@ def _tune_gc() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signing-proxy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"signing-proxy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="serve the proxy")
@@ -262,10 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="serve the data plane from N processes on one port (default 1)",
     )
+    run.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="override log.level (also $SIGNING_PROXY_LOG_LEVEL)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate the config and exit (0 valid, 2 invalid)")
     check.add_argument("--config", help="path to proxy.yaml")
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the structure without the secrets: ${...} is not resolved (for CI)",
+    )
     check.set_defaults(func=cmd_check)
 
     rotate = sub.add_parser("rotate-key", help="re-seal the store's secrets under a new key")

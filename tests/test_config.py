@@ -143,10 +143,10 @@ def test_unknown_keys_are_rejected_with_their_path() -> None:
     tree["listn"] = "127.0.0.1:1"
     tree["timeouts"] = {"conect": 1}
     assert sorted(problems(tree)) == [
-        f"{CRED}.authSchemeConfig.apiKey.inn: unknown key",
-        "connections[0].credentialz: unknown key",
-        "listn: unknown key",
-        "timeouts.conect: unknown key",
+        f"{CRED}.authSchemeConfig.apiKey.inn: unknown key (did you mean in?)",
+        "connections[0].credentialz: unknown key (did you mean credentials?)",
+        "listn: unknown key (did you mean listen?)",
+        "timeouts.conect: unknown key (did you mean connect?)",
     ]
 
 

@@ -7,7 +7,6 @@ value from the file: YAML errors give only line and column, pydantic's `input` i
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import re
@@ -24,8 +23,9 @@ from ..connection import CompiledConnection, compile_connection
 from ..errors import FieldError, is_plain_key, loc_to_path
 from ..templates import CompiledTemplate, compile_template
 from .address import split_host_port
-from .interpolate import interpolate
-from .models import Model, ProxyConfig
+from .advice import empty_secret_warnings, known_field_names, unknown_key_message
+from .interpolate import Expansions, interpolate
+from .models import ProxyConfig
 
 RESERVED_ROUTES = frozenset({"/healthz"})
 
@@ -103,24 +103,12 @@ def _unknown_key(loc: Sequence[int | str]) -> tuple[str, str]:
     if not isinstance(key, str):
         return where, "unknown key"
     in_secret_mapping = _SECRET_MAPPINGS.intersection(p for p in parent if isinstance(p, str))
-    if is_plain_key(key) and (not in_secret_mapping or key in _known_field_names()):
+    if is_plain_key(key) and (not in_secret_mapping or key in known_field_names()):
         # A field name of another mapping (`basicAuth` under a `string` credential's data).
-        return field_path(loc), "unknown key"
+        return field_path(loc), unknown_key_message(loc)
     if ":" in key or "=" in key:
         return where, "unknown key (not shown: a mistyped value? the space after 'name:' missing?)"
     return where, "unknown key (not shown: it may be a value typed in the wrong place)"
-
-
-@functools.cache
-def _known_field_names() -> frozenset[str]:
-    """Every key any model of the file or the management API accepts, as spelled there."""
-    names: set[str] = set()
-    pending: list[type[Model]] = [Model]
-    while pending:
-        model = pending.pop()
-        pending += model.__subclasses__()
-        names.update(f.alias or name for name, f in model.model_fields.items())
-    return frozenset(names)
 
 
 def _describe(error: ErrorDetails) -> tuple[str, str]:
@@ -180,37 +168,82 @@ def parse_yaml(text: str) -> Any:
         raise ConfigInvalid([FieldError("", f"{where}: {problem}")]) from None
 
 
-def load_runtime(path: str | Path, env: Mapping[str, str] | None = None) -> Runtime:
-    """Read and check the file at `path`; raise `ConfigInvalid` listing every problem."""
+def load_runtime(
+    path: str | Path, env: Mapping[str, str] | None = None, *, offline: bool = False
+) -> Runtime:
+    """Read and check the file at `path`; raise `ConfigInvalid` listing every problem.
+
+    `offline`: check the structure without the secrets present (`check --offline`, for CI):
+    nothing is read from the environment or secret files, and problems in fields that held an
+    expression are not reported, since the value there is only a placeholder.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
         raise ConfigInvalid([FieldError("", f"cannot read the file: {reason}")]) from None
-    return build_runtime(parse_yaml(text), os.environ if env is None else env)
+    return build_runtime(parse_yaml(text), os.environ if env is None else env, offline=offline)
 
 
-def build_runtime(tree: Any, env: Mapping[str, str]) -> Runtime:
+def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -> Runtime:
     """Interpolate, validate and compile a parsed YAML tree."""
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
         raise ConfigInvalid([FieldError("", "the file must be a mapping of settings")])
     problems: list[FieldError] = []
-    tree = interpolate(tree, env, problems)
+    record = Expansions(offline=offline)
+    tree = interpolate(tree, env, problems, record=record)
     if problems:
         raise ConfigInvalid(problems)
-    try:
-        config = ProxyConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigInvalid(validation_problems(exc)) from None
+    config = _validate(tree, record)
     connections = compile_all(config, problems)
     templates = compile_templates(config, connections, problems)
     check_admin(config, problems)
-    warnings = scheme_warnings(config, connections)
+    warnings = (*empty_secret_warnings(record.empty), *scheme_warnings(config, connections))
+    if offline:
+        problems = [p for p in problems if not record.covers(p.field)]
     if problems:
         raise ConfigInvalid(problems, warnings)
     return Runtime(config, connections, templates, warnings)
+
+
+def _validate(tree: dict[str, Any], record: Expansions) -> ProxyConfig:
+    """The validated model; offline, a placeholder that is not a valid value (a port, a number)
+    is dropped from the tree so the rest of the structure is still checked."""
+    for _ in range(3):
+        try:
+            return ProxyConfig.model_validate(tree)
+        except ValidationError as exc:
+            errors = exc.errors(include_input=False, include_url=False)
+            problems = validation_problems(exc)
+            # A key that is unknown or missing is structure, whatever value it holds.
+            held = {
+                index
+                for index, (error, problem) in enumerate(zip(errors, problems, strict=True))
+                if record.offline
+                and record.covers(problem.field)
+                and error["type"] not in ("extra_forbidden", "missing")
+            }
+            if len(held) < len(problems):
+                raise ConfigInvalid([p for i, p in enumerate(problems) if i not in held]) from None
+            for index in held:
+                _drop(tree, errors[index]["loc"])
+    raise ConfigInvalid([FieldError("", "placeholders left the structure unverifiable")])
+
+
+def _drop(tree: Any, loc: Sequence[int | str]) -> None:
+    """Remove the value at a pydantic `loc` (its union tags, absent from the tree, are skipped)."""
+    parent: Any = None
+    key: int | str | None = None
+    node = tree
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            parent, key, node = node, part, node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            parent, key, node = node, part, node[part]
+    if isinstance(parent, dict):
+        parent.pop(key, None)
 
 
 def scheme_warnings(

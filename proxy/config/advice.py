@@ -1,0 +1,108 @@
+"""Advice on a config that loads but is probably not what was meant: an empty secret, and a
+suggestion for a mistyped key.
+
+Both only ever quote names (a field path, a variable, a known key), never a value from the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Sequence
+from typing import Any, get_args
+
+from pydantic import BaseModel
+
+from ..errors import FieldError
+from . import models
+
+# Fields whose value a scheme sends or signs with: empty, they authenticate nobody. An empty
+# basic-auth password and an empty access token are left out on purpose (Stripe puts its key in
+# the username; an access token may be fetched with the refresh token).
+_NEEDS_VALUE = (
+    ".data.string.value",
+    ".data.binary.valueBase64",
+    ".clientSecret",
+    ".consumerKey",
+    ".consumerSecret",
+    ".oauth2Password.password",
+    ".data.certificate.certificate",
+    ".data.certificate.key",
+)
+_ALSO = {"admin.token": "the management API is then open to every local process"}
+
+
+def empty_secret_warnings(empty: Sequence[tuple[str, str]]) -> list[FieldError]:
+    """Warnings for secret fields that were one expression which resolved to an empty string."""
+    warnings = []
+    for path, source in empty:
+        if path in _ALSO:
+            warnings.append(FieldError(path, f"{source} is empty: {_ALSO[path]}"))
+        elif path.endswith(_NEEDS_VALUE):
+            warnings.append(
+                FieldError(path, f"{source} is empty, so this credential sends an empty secret")
+            )
+    return warnings
+
+
+def unknown_key_message(loc: Sequence[int | str]) -> str:
+    """`unknown key`, with the closest key accepted at that place when one is close enough to be
+    a typo (`baseurl` → `baseUrl`, `credentails` → `credentials`)."""
+    key = loc[-1] if loc else None
+    if not isinstance(key, str):
+        return "unknown key"
+    vocabulary = _keys_at(tuple(loc[:-1])) or known_field_names()
+    folded = {_fold(name): name for name in vocabulary}
+    match = folded.get(_fold(key))
+    if match is None:
+        close = difflib.get_close_matches(key, vocabulary, n=1, cutoff=0.75)
+        match = close[0] if close else None
+    return f"unknown key (did you mean {match}?)" if match and match != key else "unknown key"
+
+
+def _fold(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _keys_at(parent: tuple[int | str, ...]) -> tuple[str, ...]:
+    """The keys accepted at `parent` in proxy.yaml (empty when the path is not a file path).
+
+    Walks the models from the top; list indexes are skipped, and so are the union tags pydantic
+    puts into the path (`api-key`), where every member of the union stays a candidate.
+    """
+    candidates: set[type[BaseModel]] = {models.ProxyConfig}
+    for depth, part in enumerate(parent):
+        if isinstance(part, int):
+            continue
+        inner: set[type[BaseModel]] = set()
+        for model in candidates:
+            for name, info in model.model_fields.items():
+                if part in (info.alias, name):
+                    inner |= _models_in(info.annotation)
+        if inner:
+            candidates = inner
+        elif depth == 0:
+            return ()  # not a path of the file: another document's body
+    fields = [(name, info) for model in candidates for name, info in model.model_fields.items()]
+    return tuple(sorted({info.alias or name for name, info in fields}))
+
+
+def _models_in(annotation: Any) -> set[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    found: set[type[BaseModel]] = set()
+    for arg in get_args(annotation):
+        found |= _models_in(arg)
+    return found
+
+
+@functools.cache
+def known_field_names() -> tuple[str, ...]:
+    """Every key any model of the file or the management API accepts, as spelled there."""
+    names: set[str] = set()
+    pending: list[type[models.Model]] = [models.Model]
+    while pending:
+        model = pending.pop()
+        pending += model.__subclasses__()
+        names.update(f.alias or name for name, f in model.model_fields.items())
+    return tuple(sorted(names))
