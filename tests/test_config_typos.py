@@ -109,7 +109,7 @@ def test_a_plain_unknown_key_is_still_named() -> None:
     )
     # (`basicAuth: {}` itself is fine: the seeds leave unselected data objects empty.)
     assert f"{CRED}.credential.data.tokenUrl: unknown key" in lines
-    assert "listn: unknown key" in lines
+    assert "listn: unknown key (did you mean listen?)" in lines
     # `valeu` is no field name and sits next to secrets: not shown, but its mapping is.
     assert any(line.startswith(f"{CRED}.credential.data.string: unknown key (") for line in lines)
 
