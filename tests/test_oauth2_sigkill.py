@@ -116,7 +116,7 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
                 wait_ready(base + "/healthz", time.monotonic() + 15)
                 # The connection keeps working after every restart.
                 assert get(base + "/api/check") == 200
-                stop, statuses = threading.Event(), []
+                stop, statuses = threading.Event(), list[int]()
                 workers = [
                     threading.Thread(target=load, args=(base + "/api/x", stop, statuses))
                     for _ in range(3)

@@ -90,7 +90,7 @@ def test_null_digest_inputs_is_the_default_and_empty_list_an_error() -> None:
         }
 
     [conn] = build_runtime(one(hmac(None)), {}).connections
-    assert conn.model.credentials[0].auth_scheme_config.hmac.digest_inputs == ["body"]  # type: ignore[union-attr]
+    assert conn.model.credentials[0].auth_scheme_config.hmac.digest_inputs == ["body"]
     [message] = problems(one(hmac([])))
     assert message.startswith(f"{CRED}.authSchemeConfig.hmac.digestInputs: ")
 
@@ -126,7 +126,7 @@ def test_platform_fields_are_read_at_their_place() -> None:
     assert conn.model.created_at == "2025-01-31T12:00:00Z"
     assert conn.model.system_id == "01HZX3G9C6M6Z8Q3V5T1R2S4PA"
     assert conn.schemes[0].credential_id == "01HZX3G9C6M6Z8Q3V5T1R2S4P8"
-    api_key = conn.model.credentials[0].auth_scheme_config.api_key  # type: ignore[union-attr]
+    api_key = conn.model.credentials[0].auth_scheme_config.api_key
     assert api_key.description == "as exported"
     assert api_key.validation_messages is None  # the platform's output: dropped on input
     assert conn.model.credentials[0].credential.errors is None
@@ -168,7 +168,7 @@ def test_scopes_is_the_catalogue_and_default_scopes_are_requested() -> None:
 
 
 def test_url_encoded_token_params_merge_with_the_credentials_own() -> None:
-    entry = {
+    entry: dict[str, Any] = {
         "authSchemeConfig": {
             "type": "oauth2",
             "oauth2": {

@@ -20,7 +20,7 @@ import pytest
 from proxy.admin import create_admin_app_for
 from proxy.app import create_app
 from proxy.config.load import build_runtime
-from proxy.server import serve
+from proxy.server import Listener, serve
 from proxy.store import StoreError, open_store
 from proxy.tokens import TokenManager
 from tests.admin.conftest import ADMIN_TOKEN, AUTH, ORG
@@ -45,7 +45,7 @@ async def test_sigterm_lets_an_admin_request_finish_before_the_store_closes(
     server, auth = await provider(aiohttp_server)
     data_port, admin_port = free_port(), free_port()
     admin_url = f"http://127.0.0.1:{admin_port}"
-    tree = {
+    tree: dict[str, Any] = {
         "listen": f"127.0.0.1:{data_port}",
         "admin": {"listen": f"127.0.0.1:{admin_port}", "token": ADMIN_TOKEN},
         "templates": [oauth_template(str(auth.make_url("")).rstrip("/"), "http://127.0.0.1:9")],
@@ -55,7 +55,10 @@ async def test_sigterm_lets_an_admin_request_finish_before_the_store_closes(
     store = open_store(path)
     tokens = TokenManager(store)
     data = create_app(runtime, tokens=tokens, store=store, close_shared=False)
-    apps = [(data, tree["listen"]), (create_admin_app_for(runtime, data), admin_url[7:])]
+    apps: list[Listener] = [
+        (data, tree["listen"]),
+        (create_admin_app_for(runtime, data), admin_url[7:]),
+    ]
     serving = asyncio.create_task(
         serve(apps, shutdown_grace=10, close_after=(tokens.close, store.close))
     )

@@ -165,7 +165,7 @@ TOKEN = "tok0123456789abcdefghijk"
 TOKEN_SECRET = "canary-token-secret-88"
 
 
-class Validator(RequestValidator):  # type: ignore[misc]
+class Validator(RequestValidator):
     """Accepts our one client and token; the rest of the checks are oauthlib's own."""
 
     enforce_ssl = False

@@ -88,7 +88,7 @@ def test_rfc_3_4_1_3_2_normalized_parameters() -> None:
 
 
 def test_rfc_1_2_signature() -> None:
-    protocol = [
+    protocol: list[tuple[bytes | str, bytes | str]] = [
         ("oauth_consumer_key", "dpf43f3p2l4k3l03"),
         ("oauth_token", "nnch734d00sl2jdk"),
         ("oauth_signature_method", "HMAC-SHA1"),
@@ -99,7 +99,7 @@ def test_rfc_1_2_signature() -> None:
     base = signature_base_string(
         "GET",
         base_string_uri("http://photos.example.net", "/photos"),
-        normalize_parameters(protocol + query),
+        normalize_parameters([*protocol, *query]),
     )
     signature = hmac_signature(base, "kd94hf93k423kf44", "pfkkdhi9sl3r4s00", "sha1")
     assert signature == "MdpQcU8iPSUjWoN/UDMsK2sui9I="
