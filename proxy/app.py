@@ -77,6 +77,7 @@ class DataPlane:
             limits=config.limits,
             tokens=tokens,
             forwarded_headers=config.forwarded_headers,
+            access=runtime.access,
         )
         self.limits = ServerLimits(
             max_head_bytes=config.limits.max_header_bytes,

@@ -83,7 +83,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .errors import ProxyError
-    from .explain import explain, parse_header, read_data, render
+    from .explain import explain, explain_access, parse_header, read_data, render, render_access
 
     runtime = load_or_report(config_path(args.config))
     if runtime is None:
@@ -95,6 +95,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
+        decision = explain_access(runtime, args.client, args.method, args.path)
+        if decision is not None:
+            sys.stdout.write(render_access(decision))
+            if not decision.allowed:
+                return 1
         explanation = explain(runtime, args.method, args.path, headers, body)
     except ProxyError as exc:
         print(f"explain: {exc.code}: {exc.message}", file=sys.stderr)
@@ -355,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--header", "-H", action="append", default=[], metavar="'K: V'", help="a client header"
     )
     explain.add_argument("--data", "-d", metavar="@FILE|TEXT", help="the body (@- for stdin)")
+    explain.add_argument(
+        "--client",
+        metavar="NAME",
+        help="say whether this client (of `clients`) may make the request, and which rule decides",
+    )
     explain.set_defaults(func=cmd_explain)
     return parser
 

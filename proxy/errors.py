@@ -49,6 +49,7 @@ class ProxyError(Exception):
         proxy_status: str | None = None,
         fields: Sequence[FieldError] = (),
         details: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -59,6 +60,8 @@ class ProxyError(Exception):
             self.proxy_status = proxy_status
         self.fields = tuple(fields)
         self.details = details
+        # Extra response headers the error needs (`WWW-Authenticate`, `Retry-After`).
+        self.headers = tuple(headers)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, status={self.status})"

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, SecretStr
 
+from .access import Decision
 from .app import build_router
 from .body import BufferedBody
 from .config import models as m
@@ -99,6 +100,43 @@ def explain(
         steps.append(Step(index, scheme.describe(), signed))
         request = request.patched(scheme.sign(request, ctx))
     return Explanation(connection, request, steps)
+
+
+def explain_access(
+    runtime: Runtime, client: str | None, method: str, target: str
+) -> Decision | None:
+    """Whether `client` may make `method target` and which rule decides (access.py); None
+    when the configuration has neither clients nor a policy for the connection.
+
+    The rate limit is not consulted: it depends on the moment, not on the request.
+
+    Raises:
+        ProxyError: no route, bad path, a template route, or no client of that name.
+    """
+    access = runtime.access
+    if access is None and client is None:
+        return None
+    caller = access.callers.get(client) if access is not None and client is not None else None
+    if client is not None and caller is None:
+        raise InvalidRequest("unknown_client", f"the configuration has no client {client!r}")
+    found, tail, _ = route_target(build_router(runtime), target)
+    if not isinstance(found, CompiledConnection):
+        raise InvalidRequest("template_route", "explain works on connections from the file")
+    check_tail(tail)
+    assert access is not None  # a client was found in it, or it exists
+    if caller is None and access.clients_required:
+        return Decision(
+            False,
+            "client_unauthorized",
+            "clients are configured and a request needs a client key (pass --client NAME)",
+        )
+    return access.decide(caller, found, method.upper(), tail)
+
+
+def render_access(decision: Decision) -> str:
+    if decision.allowed:
+        return f"access: allowed: {decision.reason}\n"
+    return f"access: refused with {decision.code}: {decision.reason}; nothing would be sent\n"
 
 
 def _placeholder(scheme: Scheme) -> TokenSet | None:

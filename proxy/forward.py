@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+from .access import Access
 from .body import BufferedBody, read_body
 from .config.models import Limits
 from .connection import CompiledConnection
@@ -142,8 +143,14 @@ class Forwarder:
     limits: Limits
     tokens: TokenProvider | None = None
     forwarded_headers: bool = False
+    access: Access | None = None  # clients and policy; None when the config has neither
 
     async def handle(self, request: InboundRequest) -> None:
+        headers = request.headers
+        access = self.access
+        # Clients and policy (access.py): who is asking before routing, then whether they may
+        # make this request once the connection is known; no body read, nothing sent yet.
+        caller = access.authenticate(headers) if access is not None else None
         # The one place a request's route and connection are resolved.
         target, tail, query = route_target(self.router, request.target)
         try:
@@ -153,12 +160,17 @@ class Forwarder:
             connection = await miss.route.select_latest(request)
         request.connection = connection
         check_tail(tail)
+        if access is not None:
+            access.authorize(caller, connection, request.method, tail)
+        if caller is not None:
+            request.client = caller.name
+            headers = caller.without_key(headers)
         outbound = outbound_request(
             connection,
             request.method,
             tail,
             query,
-            request.headers,
+            headers,
             _forwarded(request) if self.forwarded_headers else (),
         )
         # Asked per request: OAuth 1 reads only form bodies, known from the Content-Type.

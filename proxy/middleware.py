@@ -33,7 +33,11 @@ def error_response(error: ProxyError) -> web.Response:
         status=error.status,
         body=error.body_bytes(),
         content_type="application/json",
-        headers={"Proxy-Status": error.proxy_status_header(), "Cache-Control": "no-store"},
+        headers={
+            "Proxy-Status": error.proxy_status_header(),
+            "Cache-Control": "no-store",
+            **dict(error.headers),
+        },
     )
 
 
@@ -48,6 +52,7 @@ def send_error(request: InboundRequest, error: ProxyError) -> None:
             ("Proxy-Status", error.proxy_status_header()),
             ("Cache-Control", "no-store"),
             ("X-Request-Id", request.request_id),
+            *error.headers,
         ],
         error.body_bytes(),
     )
@@ -59,7 +64,7 @@ def log_access(request: InboundRequest, start: float) -> None:
     connection = request.connection
     status = CLIENT_CLOSED if request.client_gone else request.status
     access_log.info(
-        "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s%s",
+        "%s %s connection=%s status=%s bytes=%d duration_ms=%.1f%s%s%s",
         request.method,
         request.path,  # raw: still percent-encoded, so `%0A` cannot start a forged log line
         connection.name if connection is not None else "-",
@@ -68,6 +73,7 @@ def log_access(request: InboundRequest, start: float) -> None:
         (time.monotonic() - start) * 1000,
         " upstream_broken" if request.upstream_broken else "",
         " client_disconnected" if request.client_gone else "",
+        f" client={request.client}" if request.client is not None else "",
     )
 
 

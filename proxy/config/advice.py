@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from ..errors import FieldError
 from . import models
+from .clients import AccessModel
 
 # Fields whose value a scheme sends or signs with: empty, they authenticate nobody. An empty
 # basic-auth password and an empty access token are left out on purpose (Stripe puts its key in
@@ -100,7 +101,7 @@ def _models_in(annotation: Any) -> set[type[BaseModel]]:
 def known_field_names() -> tuple[str, ...]:
     """Every key any model of the file or the management API accepts, as spelled there."""
     names: set[str] = set()
-    pending: list[type[models.Model]] = [models.Model]
+    pending: list[type[BaseModel]] = [models.Model, AccessModel]
     while pending:
         model = pending.pop()
         pending += model.__subclasses__()

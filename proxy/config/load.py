@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from ..access import Access, compile_access
 from ..connection import CompiledConnection, compile_connection
 from ..errors import FieldError, is_plain_key, loc_to_path
 from ..templates import CompiledTemplate, compile_template
@@ -49,6 +50,8 @@ class Runtime:
     config: ProxyConfig
     connections: tuple[CompiledConnection, ...]
     templates: tuple[CompiledTemplate, ...] = ()
+    # Clients and policy (`access.py`); None when the file configures neither.
+    access: Access | None = None
     # Usable but worth a word (an expired client certificate): `check` prints them, exit 0.
     warnings: tuple[FieldError, ...] = ()
 
@@ -200,12 +203,13 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
     connections = compile_all(config, problems)
     templates = compile_templates(config, connections, problems)
     check_admin(config, problems)
+    access = compile_access(config, connections, problems)
     warnings = (*empty_secret_warnings(record.empty), *scheme_warnings(config, connections))
     if offline:
         problems = [p for p in problems if not record.covers(p.field)]
     if problems:
         raise ConfigInvalid(problems, warnings)
-    return Runtime(config, connections, templates, warnings)
+    return Runtime(config, connections, templates, access, warnings)
 
 
 def _validate(tree: dict[str, Any], record: Expansions) -> ProxyConfig:

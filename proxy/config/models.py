@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 
 from .address import check_host_port
+from .clients import Client, Policy
 
 
 class Model(BaseModel):
@@ -645,6 +646,7 @@ class Connection(SeedModel):
     # the rewrite of Location/Content-Location/Link URLs under baseUrl.
     forward_client_authorization: bool = False
     rewrite_response_urls: bool = True
+    policy: Policy | None = None  # clients.py: methods and paths allowed through it
 
 
 class Template(SeedModel):
@@ -653,6 +655,7 @@ class Template(SeedModel):
     route: str | None = None
     base_url: NonEmpty
     auth_scheme_configs: list[AuthSchemeConfig] = []
+    policy: Policy | None = None  # inherited by the connections created from the template
 
 
 class AdminSettings(Model):
@@ -707,3 +710,4 @@ class ProxyConfig(Model):
     timeouts: Timeouts = Timeouts()
     forwarded_headers: bool = False
     log: LogSettings = LogSettings()
+    clients: list[Client] = []  # clients.py: when present, every request needs a client key

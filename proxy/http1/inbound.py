@@ -152,6 +152,7 @@ class InboundRequest:
         "status",
         "body_bytes",
         "connection",
+        "client",
         "upstream_broken",
         "client_gone",
         "error_code",
@@ -188,6 +189,7 @@ class InboundRequest:
         self.status = 0
         self.body_bytes = 0  # response body bytes sent (not counting framing)
         self.connection: CompiledConnection | None = None
+        self.client: str | None = None  # the client's name (`clients`), never its key
         self.upstream_broken = False
         self.client_gone = False
         self.error_code: str | None = None

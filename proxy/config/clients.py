@@ -1,0 +1,75 @@
+"""Config models of clients and policy (docs/security.md, "Clients and policy").
+
+`clients` (top level) says who may use the proxy and which connections each may reach;
+`policy` (on a connection or a template) says which methods and paths may be used through it.
+Kept apart from `models.py`, which holds the seed shapes; checks that need the whole file
+(duplicate keys, `connections` entries naming nothing, pattern syntax) are in `proxy/access.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+
+class AccessModel(BaseModel):
+    # The same conventions as `models.Model` (camelCase, unknown keys are errors, frozen).
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# A name that may appear in a log line and a metrics label as it is.
+ClientName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# RFC 9110 §5.6.2 token, or `*` for any method.
+Method = Annotated[str, StringConstraints(pattern=r"^(\*|[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+class RateLimit(AccessModel):
+    """A token bucket: `requests` per `per` seconds, bursts up to `requests`."""
+
+    requests: Annotated[int, Field(gt=0)]
+    per: Annotated[float, Field(gt=0)] = 1.0
+
+
+class Client(AccessModel):
+    name: ClientName
+    key: SecretStr | None = None
+    key_sha256: Sha256Hex | None = None
+    # Connection names, template ids, `template-id/externalId`, or `*` for all.
+    connections: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    rate_limit: RateLimit | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Client:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key and keySha256")
+        if self.key is not None and not self.key.get_secret_value():
+            raise ValueError("key must not be empty")
+        return self
+
+
+class PolicyRule(AccessModel):
+    """One allow rule; a missing `methods` or `paths` means any."""
+
+    methods: Annotated[list[Method], Field(min_length=1)] | None = None
+    paths: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class Policy(AccessModel):
+    """Present = default deny: only what a rule of `allow` matches goes through."""
+
+    allow: list[PolicyRule] = []
+    # The compiled rules, filled on first use by `proxy/access.py` (the model stays plain data).
+    _compiled: Any = PrivateAttr(default=None)

@@ -1,0 +1,216 @@
+"""Pure decisions for clients and policy (docs/security.md, "Clients and policy").
+
+No I/O, no clock of its own, no aiohttp: the pieces `access.py` puts together on the request
+path, each testable alone.
+
+- `presented_keys()`: where a client key may sit, the way SDKs already send their `api_key`
+  (`Authorization: Bearer|token`, Basic username or password, `X-Api-Key`,
+  `Proxy-Authorization: Bearer`), with the header that carried it.
+- `KeyRing`: which client a key belongs to, by SHA-256 digest compared with
+  `hmac.compare_digest` against every client (the time taken does not depend on which, if any,
+  matched, nor on how much of a guess was right).
+- `compile_path_pattern()` / `path_segments()` / `Rule`: method and path allow-rules. A pattern
+  is matched segment by segment against the percent-decoded route-relative path: `*` is one
+  whole segment (or, inside a segment, any run of characters of that segment), `**` any number
+  of segments. The path is split on its *raw* slashes before decoding, so `%2F` is content of
+  its segment, never a separator: `/repos/*/*/issues` does not match `/repos/a%2Fb/issues`.
+- `TokenBucket`: a rate limit of `requests` per `per` seconds with bursts up to `requests`,
+  on an injected clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from urllib.parse import unquote
+
+T = TypeVar("T")
+
+# --- presenting a key ----------------------------------------------------------------------
+
+_BEARER_SCHEMES = frozenset({"bearer", "token"})
+
+
+def presented_keys(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`(lowercase header name, key)` for every place a client key may be, in header order.
+
+    A Basic credential offers both its username and its password: SDKs that take one secret
+    put it in either (Stripe's as the username, others as the password).
+    """
+    found: list[tuple[str, str]] = []
+    for name, value in headers:
+        low = name.lower()
+        if low == "x-api-key":
+            if value.strip():
+                found.append((low, value.strip()))
+        elif low in ("authorization", "proxy-authorization"):
+            scheme, _, rest = value.strip().partition(" ")
+            scheme, rest = scheme.lower(), rest.strip()
+            if not rest:
+                continue
+            if scheme in _BEARER_SCHEMES and (low == "authorization" or scheme == "bearer"):
+                found.append((low, rest))
+            elif scheme == "basic" and low == "authorization":
+                found += [(low, part) for part in _basic_parts(rest)]
+    return found
+
+
+def _basic_parts(token: str) -> list[str]:
+    # RFC 7617 §2: base64(user-id ":" password); the user-id holds no colon.
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return []
+    username, _, password = decoded.partition(":")
+    return [part for part in (username, password) if part]
+
+
+def key_digest(key: str) -> bytes:
+    """SHA-256 of a key's UTF-8 bytes: what `keySha256` holds, in hex."""
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class KeyRing(Generic[T]):
+    """Finds the owner of a presented key among the clients' key digests."""
+
+    def __init__(self, owners: Sequence[tuple[bytes, T]]) -> None:
+        self._owners = tuple(owners)
+
+    def owner(self, key: str) -> T | None:
+        digest = key_digest(key)
+        found: T | None = None
+        # Every digest is compared, the match included: no early exit to time.
+        for candidate, owner in self._owners:
+            if hmac.compare_digest(digest, candidate) and found is None:
+                found = owner
+        return found
+
+
+# --- method and path rules -----------------------------------------------------------------
+
+# One pattern segment: a literal, `*` (one segment), `**` (any number), or a glob inside a
+# segment such as `*.json`.
+Segment = str | re.Pattern[str] | None  # None = `**`
+ANY_SEGMENT = re.compile(r"[\s\S]*")
+
+
+class PatternError(ValueError):
+    """A path pattern that cannot be used; the message says why."""
+
+
+def compile_path_pattern(pattern: str) -> tuple[Segment, ...]:
+    """Compile `/repos/*/**`-style text; raise `PatternError` when it is not a usable pattern."""
+    if not pattern.startswith("/"):
+        raise PatternError("must start with '/'")
+    if any(ch in pattern for ch in "?#"):
+        raise PatternError("matches the path only: no '?' or '#'")
+    if pattern == "/":
+        return ("",)
+    compiled: list[Segment] = []
+    for text in pattern[1:].split("/"):
+        if text == "**":
+            compiled.append(None)
+        elif "**" in text:
+            raise PatternError("'**' must be a whole segment")
+        elif text == "*":
+            compiled.append(ANY_SEGMENT)
+        elif "*" in text:
+            parts = (re.escape(part) for part in text.split("*"))
+            compiled.append(re.compile("[\\s\\S]*".join(parts)))
+        else:
+            # Written decoded or encoded alike (`a b` or `a%20b`): compared decoded.
+            compiled.append(unquote(text, errors="surrogateescape"))
+    return tuple(compiled)
+
+
+def path_segments(raw_tail: str) -> tuple[str, ...]:
+    """The route-relative path as percent-decoded segments, split on raw `/` only.
+
+    `""` and `"/"` (the route itself) are the one empty segment, as the pattern `/` is.
+    """
+    if raw_tail in ("", "/"):
+        return ("",)
+    body = raw_tail[1:] if raw_tail.startswith("/") else raw_tail
+    return tuple(
+        unquote(part, errors="surrogateescape") if "%" in part else part for part in body.split("/")
+    )
+
+
+def segments_match(pattern: Sequence[Segment], path: Sequence[str]) -> bool:
+    """Does `path` match `pattern`? `**` backtracks; the rest is one segment for one segment."""
+    if not pattern:
+        return not path
+    head, rest = pattern[0], pattern[1:]
+    if head is None:
+        # `**`: zero or more segments, tried shortest first.
+        return any(segments_match(rest, path[skip:]) for skip in range(len(path) + 1))
+    if not path:
+        return False
+    segment = path[0]
+    if isinstance(head, str):
+        matched = head == segment
+    else:
+        matched = segment != "" and head.fullmatch(segment) is not None
+    return matched and segments_match(rest, path[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One `policy.allow` entry: methods (None = any) and path patterns (None = any path)."""
+
+    methods: frozenset[str] | None
+    patterns: tuple[tuple[Segment, ...], ...] | None
+    source: str  # how the rule reads in the file, for `explain` and error details
+
+    def allows(self, method: str, path: Sequence[str]) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.patterns is None:
+            return True
+        return any(segments_match(pattern, path) for pattern in self.patterns)
+
+
+def first_allowing(rules: Sequence[Rule], method: str, raw_tail: str) -> int | None:
+    """Index of the first rule allowing `method` on `raw_tail`, or None (default deny)."""
+    path = path_segments(raw_tail)
+    for index, rule in enumerate(rules):
+        if rule.allows(method, path):
+            return index
+    return None
+
+
+# --- rate limits ---------------------------------------------------------------------------
+
+
+class TokenBucket:
+    """`requests` per `per` seconds, refilled continuously, bursts up to `requests`.
+
+    Starts full. `take()` spends one token and returns 0.0, or spends nothing and returns the
+    seconds until a token will be there (for `Retry-After`).
+    """
+
+    __slots__ = ("_capacity", "_clock", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, requests: int, per: float, clock: Callable[[], float]) -> None:
+        self._capacity = float(requests)
+        self._rate = requests / per  # tokens per second
+        self._clock = clock
+        self._tokens = self._capacity
+        self._stamp = clock()
+
+    def take(self) -> float:
+        now = self._clock()
+        elapsed = now - self._stamp
+        if elapsed > 0:
+            self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self._rate

@@ -1,0 +1,199 @@
+"""The pure decisions of clients and policy (`proxy/policy.py`): key extraction, the key ring,
+path globs on percent-decoded segments, and the token bucket on a fixed clock."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+import pytest
+
+from proxy.policy import (
+    KeyRing,
+    PatternError,
+    Rule,
+    TokenBucket,
+    compile_path_pattern,
+    first_allowing,
+    key_digest,
+    path_segments,
+    presented_keys,
+)
+
+KEY = "ck_live_7Hq2"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# --- presenting a key ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([("Authorization", f"Bearer {KEY}")], [("authorization", KEY)]),
+        ([("authorization", f"bearer   {KEY} ")], [("authorization", KEY)]),
+        ([("Authorization", f"token {KEY}")], [("authorization", KEY)]),  # GitHub's SDKs
+        ([("X-Api-Key", KEY)], [("x-api-key", KEY)]),  # Anthropic's SDK
+        ([("Proxy-Authorization", f"Bearer {KEY}")], [("proxy-authorization", KEY)]),
+        # Stripe's key as the Basic username, others' as the password: both are offered.
+        ([("Authorization", basic(KEY, ""))], [("authorization", KEY)]),
+        (
+            [("Authorization", basic("user", KEY))],
+            [("authorization", "user"), ("authorization", KEY)],
+        ),
+        # Not a key: no value, unknown schemes, Basic that is not base64, token on Proxy-Auth.
+        ([("Authorization", "Bearer")], []),
+        ([("Authorization", "Bearer   ")], []),
+        ([("Authorization", f"Digest {KEY}")], []),
+        ([("Authorization", "Basic !!!notbase64")], []),
+        ([("Proxy-Authorization", f"token {KEY}")], []),
+        ([("X-Api-Key", " ")], []),
+        ([("X-Other", KEY)], []),
+    ],
+)
+def test_presented_keys(headers: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
+    assert presented_keys(headers) == expected
+
+
+def test_presented_keys_keep_header_order() -> None:
+    headers = [
+        ("X-Api-Key", "a"),
+        ("Authorization", "Bearer b"),
+        ("Proxy-Authorization", "Bearer c"),
+    ]
+    assert [key for _, key in presented_keys(headers)] == ["a", "b", "c"]
+
+
+def test_key_ring_finds_the_owner_by_digest() -> None:
+    ring = KeyRing([(key_digest("k1"), "one"), (key_digest("k2"), "two")])
+    assert ring.owner("k1") == "one"
+    assert ring.owner("k2") == "two"
+    assert ring.owner("k3") is None
+    assert ring.owner("") is None
+    # keySha256 in the file is the hex SHA-256 of the key's UTF-8 bytes.
+    assert key_digest("k1") == hashlib.sha256(b"k1").digest()
+
+
+# --- path patterns -------------------------------------------------------------------------
+
+
+def allowed(pattern: str, tail: str, method: str = "GET", methods: set[str] | None = None) -> bool:
+    rule = Rule(frozenset(methods) if methods else None, (compile_path_pattern(pattern),), pattern)
+    return first_allowing([rule], method, tail) == 0
+
+
+@pytest.mark.parametrize(
+    ("pattern", "tail", "expected"),
+    [
+        ("/user", "/user", True),
+        ("/user", "/user/", False),
+        ("/user", "/users", False),
+        ("/user", "/user/x", False),
+        ("/repos/*/*/issues", "/repos/octo/hello/issues", True),
+        ("/repos/*/*/issues", "/repos/octo/issues", False),
+        ("/repos/*/*/issues", "/repos/octo//issues", False),  # `*` is one non-empty segment
+        ("/repos/*/*/issues", "/repos/octo/hello/issues/1", False),
+        # An encoded slash is content of its segment, not a separator.
+        ("/repos/*/*/issues", "/repos/octo%2Fhello/issues", False),
+        ("/repos/*/issues", "/repos/octo%2Fhello/issues", True),
+        ("/repos/acme/**", "/repos/acme%2F..%2Fother/x", False),
+        ("/repos/acme/**", "/repos/acme", True),
+        ("/repos/acme/**", "/repos/acme/", True),
+        ("/repos/acme/**", "/repos/acme/a/b/c", True),
+        ("/repos/acme/**", "/repos/acmeX/a", False),
+        ("/repos/**/pulls", "/repos/a/b/pulls", True),
+        ("/repos/**/pulls", "/repos/pulls", True),
+        ("/repos/**/pulls", "/repos/a/b/pulls/1", False),
+        ("/**", "", True),
+        ("/**", "/anything/at/all", True),
+        ("/", "", True),
+        ("/", "/", True),
+        ("/", "/x", False),
+        # Matched on the percent-decoded text, written either way in the pattern.
+        ("/files/my report.pdf", "/files/my%20report.pdf", True),
+        ("/files/my%20report.pdf", "/files/my%20report.pdf", True),
+        ("/files/*.pdf", "/files/a%2Eb.pdf", True),
+        ("/files/*.pdf", "/files/a.txt", False),
+        ("/v1/chat/completions", "/v1/chat/%63ompletions", True),
+        ("/v1/chat/completions", "/V1/chat/completions", False),  # paths are case-sensitive
+    ],
+)
+def test_path_globs(pattern: str, tail: str, expected: bool) -> None:
+    assert allowed(pattern, tail) is expected
+
+
+def test_segments_split_on_raw_slashes_only() -> None:
+    assert path_segments("/a%2Fb/c") == ("a/b", "c")
+    assert path_segments("") == ("",)
+    assert path_segments("/") == ("",)
+    assert path_segments("/a/") == ("a", "")
+
+
+def test_methods() -> None:
+    assert allowed("/x", "/x", "GET", {"GET", "HEAD"})
+    assert not allowed("/x", "/x", "POST", {"GET", "HEAD"})
+    assert allowed("/x", "/x", "DELETE")  # no methods: any
+
+
+def test_first_allowing_rule_wins_and_no_rule_denies() -> None:
+    rules = [
+        Rule(frozenset({"GET"}), (compile_path_pattern("/a/**"),), "r0"),
+        Rule(None, (compile_path_pattern("/a/b"),), "r1"),
+        Rule(frozenset({"POST"}), None, "r2"),
+    ]
+    assert first_allowing(rules, "GET", "/a/b") == 0
+    assert first_allowing(rules, "PUT", "/a/b") == 1
+    assert first_allowing(rules, "POST", "/zzz") == 2
+    assert first_allowing(rules, "PUT", "/zzz") is None
+    assert first_allowing([], "GET", "/") is None  # an empty policy denies everything
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("user", "must start with '/'"),
+        ("/a?b", "matches the path only"),
+        ("/a#b", "matches the path only"),
+        ("/a**/b", "'**' must be a whole segment"),
+    ],
+)
+def test_bad_patterns(pattern: str, message: str) -> None:
+    with pytest.raises(PatternError, match=re.escape(message)):
+        compile_path_pattern(pattern)
+
+
+# --- token bucket --------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_bursts_then_refills_at_its_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(3, 60, clock)  # 3 per minute: one token every 20 s
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(20.0)
+    clock.now += 5
+    assert bucket.take() == pytest.approx(15.0)  # a refused request spends nothing
+    clock.now += 15
+    assert bucket.take() == 0.0
+    assert bucket.take() == pytest.approx(20.0)
+    clock.now += 3600  # never more than the burst
+    assert [bucket.take() for _ in range(4)][-1] == pytest.approx(20.0)
+
+
+def test_token_bucket_with_a_clock_going_backwards_does_not_mint_tokens() -> None:
+    clock = Clock()
+    bucket = TokenBucket(1, 1, clock)
+    assert bucket.take() == 0.0
+    clock.now -= 100
+    assert bucket.take() == pytest.approx(1.0)
