@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from ulid import ULID
 
 from .config import models as m
 from .connection import (
@@ -71,12 +71,15 @@ def build_connection(
     base_url: str | None = None,
     external_id: str | None = None,
     connection_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[CompiledConnection | None, list[FieldError]]:
     """Build and compile a connection from `template`; field paths are relative to `connection`.
 
     One credential per template auth scheme config, in order; a credential that leaves out
     `authSchemeConfig` takes the template's at its index, one that gives its own must keep the
     template's scheme type (the template decides how its upstream is authenticated).
+    `extra` holds further `Connection` fields (`createdAt`, `systemId`, ...) by Python name.
+    A `baseUrl` without a scheme gets `https://` (seed 001).
     """
     configs = template.model.auth_scheme_configs
     problems: list[FieldError] = []
@@ -110,21 +113,22 @@ def build_connection(
                 )
             )
             continue
+        # A new credential gets a ULID like the connection; a given one keeps its id.
+        ident = given.id or given.credential.id or new_id()
         entries.append(
-            m.ConnectionCredential(
-                id=given.id, auth_scheme_config=auth, credential=given.credential
-            )
+            m.ConnectionCredential(id=ident, auth_scheme_config=auth, credential=given.credential)
         )
     if problems:
         return None, problems
     model = m.Connection(
         id=connection_id or new_id(),
         name=name,
-        base_url=base_url or template.model.base_url,
+        base_url=with_scheme(base_url) if base_url else template.model.base_url,
         route=template.route,
         external_id=external_id,
         connection_template_id=template.id,
         credentials=entries,
+        **dict(extra or {}),
     )
     return check_connection(model)
 
@@ -136,8 +140,15 @@ def check_connection(model: m.Connection) -> tuple[CompiledConnection | None, li
 
 
 def new_id() -> str:
-    """A fresh, unguessable connection id."""
-    return str(uuid.uuid4())
+    """A fresh id for a connection or credential: a ULID, as the seeds' ids are (time-ordered,
+    80 random bits, so still unguessable)."""
+    return str(ULID())
+
+
+def with_scheme(base_url: str) -> str:
+    """Seed 001 `ConnectionCreate.baseUrl`: "If the scheme is missing, then https:// will be
+    used"."""
+    return base_url if "://" in base_url else "https://" + base_url
 
 
 class UnknownConnection(NotFound):

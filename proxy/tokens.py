@@ -211,6 +211,18 @@ class TokenManager:
             if isinstance(scheme, OAuth2Scheme):
                 await self.adopt(scheme, _named_tls(connection, scheme) or tls)
 
+    def health(self, credential_id: str) -> tuple[str, str]:
+        """(OpenInt `status`, `status_message`) of one credential: `disconnected` when it needs
+        re-authorisation, `error` while refreshes fail, else `healthy`. No secret in either."""
+        state = self._states.get(credential_id)
+        if state is None:
+            return "healthy", ""
+        if state.needs_reauthorization:
+            return "disconnected", "re-authorisation required (invalid_grant)"
+        if state.failures:
+            return "error", f"token refresh failing ({state.last_error})"
+        return "healthy", ""
+
     async def forget(self, credential_id: str) -> None:
         """Drop a deleted credential and its stored token."""
         self._states.pop(credential_id, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from aiohttp import web
 
@@ -27,6 +27,7 @@ from ..sync import serve_connection, withdraw_connection
 from ..templates import TemplateRoute, build_connection
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import ConnectionCreate
+from .openint import openint_json, strip_prefix
 from .redact import to_json
 
 RefreshPolicy = Literal["none", "force", "auto"]
@@ -44,12 +45,40 @@ async def create_connection(request: web.Request) -> web.Response:
             "the body is invalid", [FieldError("connectionTemplateId", "no template with this id")]
         )
     fields = body.connection
+    external_id = body.external_id or fields.external_id
+    disagree = [
+        FieldError(f"connection.{name}", message)
+        for name, given, wanted, message in (
+            (
+                "connectionTemplateId",
+                fields.connection_template_id,
+                route.template.id,
+                "differs from the body's connectionTemplateId",
+            ),
+            ("route", fields.route, route.template.route or "/", "is the template's route"),
+            ("externalId", fields.external_id, external_id, "differs from the body's externalId"),
+        )
+        if given is not None and given != wanted
+    ]
+    if disagree:
+        raise ValidationFailed("the body is invalid", disagree)
+    if fields.id is not None and admin.find(fields.id) is not None:
+        raise Conflict("conflict", "a connection already has this id")
+    now = iso8601(admin.clock())
     compiled, problems = build_connection(
         route.template,
         name=fields.name,
         credentials=fields.credentials,
         base_url=fields.base_url,
-        external_id=body.external_id,
+        external_id=external_id,
+        connection_id=fields.id,
+        extra={
+            "created_at": now,
+            "updated_at": now,
+            "system_id": fields.system_id,
+            "forward_client_authorization": fields.forward_client_authorization,
+            "rewrite_response_urls": fields.rewrite_response_urls,
+        },
     )
     if compiled is None:
         raise ValidationFailed(
@@ -58,7 +87,7 @@ async def create_connection(request: web.Request) -> web.Response:
         )
     check_unique(route, compiled)
     await save_connection(admin, route, compiled)
-    return json_response(connection_json(compiled), status=201)
+    return json_response(connection_json(admin, compiled), status=201)
 
 
 def check_unique(route: TemplateRoute, connection: CompiledConnection) -> None:
@@ -140,27 +169,72 @@ async def openint_get_connection(request: web.Request) -> web.Response:
             "bad query parameter",
             [FieldError("refresh_policy", "must be one of none, force, auto")],
         )
-    connection = _find(admin, request.match_info["connection_id"])
+    wanted = request.match_info["connection_id"]
+    connection = _find(admin, wanted if admin.find(wanted) else strip_prefix(wanted))
+    model = await current_model(admin, connection, policy)
+    template_id = model.connection_template_id
+    route = admin.templates.get(template_id) if template_id else None
+    shown = connection_json(admin, connection, model)
+    health = {
+        scheme.credential_id: admin.tokens.health(scheme.credential_id)
+        for scheme in connection.schemes
+        if isinstance(scheme, OAuth2Scheme)
+    }
+    expand = {part for value in request.query.getall("expand", []) for part in value.split(",")}
+    unknown = expand - {"connector", ""}
+    if unknown:
+        raise ValidationFailed(
+            "bad query parameter", [FieldError("expand", "the one expansion is 'connector'")]
+        )
     return json_response(
-        await current_json(admin, connection, include_secrets=include_secrets, policy=policy)
+        openint_json(
+            connection,
+            model,
+            include_secrets=include_secrets,
+            created_at=shown["createdAt"],
+            updated_at=shown["updatedAt"],
+            now=admin.clock(),
+            health=health,
+            template=route.template.model if route is not None else None,
+            expand_connector="connector" in expand,
+        )
     )
 
 
 def connection_json(
-    connection: CompiledConnection, model: m.Connection | None = None, include_secrets: bool = False
+    admin: Admin,
+    connection: CompiledConnection,
+    model: m.Connection | None = None,
+    include_secrets: bool = False,
 ) -> dict[str, Any]:
-    """The seed `Connection`, secrets left out unless asked for; ids and route as served."""
+    """The seed `Connection` (000/001) with its required fields, secrets left out unless asked
+    for; ids and route as served. A connection from proxy.yaml without timestamps shows the
+    time the file was loaded."""
     body = to_json(model or connection.model, include_secrets=include_secrets)
     body["id"] = connection.id
     body["route"] = connection.route or "/"
+    loaded = iso8601(admin.loaded_at)
+    body.setdefault("createdAt", loaded)
+    body.setdefault("updatedAt", body["createdAt"])
     for entry, scheme in zip(body.get("credentials", []), connection.schemes, strict=True):
         entry["id"] = scheme.credential_id
+        credential = entry["credential"]
+        credential.setdefault("id", scheme.credential_id)
+        credential.setdefault("organisationId", admin.organisation_id)
     return body
 
 
 async def current_json(
     admin: Admin, connection: CompiledConnection, *, include_secrets: bool, policy: RefreshPolicy
 ) -> dict[str, Any]:
+    """The seed `Connection` of `current_model()`."""
+    model = await current_model(admin, connection, policy)
+    return connection_json(admin, connection, model, include_secrets)
+
+
+async def current_model(
+    admin: Admin, connection: CompiledConnection, policy: RefreshPolicy
+) -> m.Connection:
     """The connection with each OAuth 2.0 token credential showing the token in use now.
 
     The file's or the API's token goes stale once a provider rotates it; the store holds the
@@ -177,8 +251,7 @@ async def current_json(
             credentials[index] = entry.model_copy(
                 update={"credential": _with_token(entry.credential, token)}
             )
-    current = model.model_copy(update={"credentials": credentials})
-    return connection_json(connection, current, include_secrets)
+    return model.model_copy(update={"credentials": credentials})
 
 
 async def _token(admin: Admin, scheme: Scheme, policy: RefreshPolicy) -> TokenSet | None:
@@ -219,6 +292,12 @@ def token_data(token: TokenSet, scopes: list[str] | None = None) -> m.OAuth2Toke
     return m.OAuth2TokenData.model_validate({"oauth2Token": value})
 
 
+@overload
+def iso8601(timestamp: float) -> str: ...
+@overload
+def iso8601(timestamp: None) -> None: ...
+@overload
+def iso8601(timestamp: float | None) -> str | None: ...
 def iso8601(timestamp: float | None) -> str | None:
     """Unix seconds → `2025-01-31T12:00:00Z` (RFC 3339, UTC)."""
     if timestamp is None:

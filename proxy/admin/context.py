@@ -46,6 +46,8 @@ class Admin:
     tokens: TokenManager
     clock: Callable[[], float] = time.time
     file_connections: Mapping[str, CompiledConnection] = field(default_factory=dict)
+    # When proxy.yaml was read: the createdAt of its connections that give none.
+    loaded_at: float = field(default_factory=time.time)
 
     @property
     def organisation_id(self) -> str:

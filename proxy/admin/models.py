@@ -12,15 +12,32 @@ from ..config import models as m
 NonEmpty = m.NonEmpty
 
 
-class ConnectionCreateFields(m.Model):
-    """`EnvSystemConnectionCreate.connection`: route and schemes come from the template."""
+class ConnectionCreateFields(m.SeedModel):
+    """`EnvSystemConnectionCreate.connection` (seed `ConnectionCreate`): route and schemes come
+    from the template.
+
+    The read-only fields of a `Connection` as GET returns it are accepted too, so a GET body
+    with its secret fields filled in can be POSTed back: `id` is kept (409 when taken),
+    `createdAt`/`updatedAt` are set by the proxy, `connectionTemplateId`, `route` and
+    `externalId` must agree with the request.
+    """
 
     name: NonEmpty
-    base_url: NonEmpty | None = None
+    # Go zero `""`: the template's baseUrl (seed 001); a host without a scheme gets https://.
+    base_url: str | None = None
     credentials: list[m.ConnectionCredentialInput] = []
+    id: NonEmpty | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    system_id: str | None = None
+    connection_template_id: str | None = None
+    route: str | None = None
+    external_id: str | None = None
+    forward_client_authorization: bool = False
+    rewrite_response_urls: bool = True
 
 
-class ConnectionCreate(m.Model):
+class ConnectionCreate(m.SeedModel):
     """Versori's `EnvSystemConnectionCreate` (CreateConnection)."""
 
     connection_template_id: NonEmpty

@@ -212,24 +212,60 @@ async def callback(request: web.Request) -> web.Response:
     index, auth = oauth2_scheme(route.template)
     auth = _chosen_config(auth, flow.extra)
     token = await exchange_code(admin, auth, flow, query["code"])
-    connection = _connect(route, flow, index, auth, token)
+    connection = _connect(route, flow, index, auth, token, iso8601(admin.clock()))
     # Serving the updated connection forgets the superseded credential's token (sync.py):
     # leaving it would keep a usable secret around.
     await save_connection(admin, route, connection)
     entry = connection.model.credentials[index]
     credential = entry.credential
     assert isinstance(credential, m.OAuth2TokenCredential)
-    body: dict[str, Any] = {
-        "id": connection.schemes[index].credential_id,
-        "organisationID": admin.organisation_id,
-        "name": credential.name,
-        "type": credential.type,
-        "data": to_json(credential.data),
-        "connectionId": connection.id,
-    }
-    if credential.expires_at is not None:
-        body["expiresAt"] = credential.expires_at
+    body = callback_credential(
+        connection.schemes[index].credential_id,
+        admin.organisation_id,
+        credential.name or connection.name,
+        credential.data.oauth2_token,
+        connection.id,
+    )
     return json_response(body, status=201)
+
+
+def callback_credential(
+    credential_id: str,
+    organisation_id: str,
+    name: str,
+    token: m.OAuth2TokenValue,
+    connection_id: str,
+) -> dict[str, Any]:
+    """Seed 003's credential: `type` from its enum (`OAuth2Refresh` for a token that can be
+    refreshed, `Raw` for one used until it expires), `data` the non-secret fields as base64
+    strings, `redactFields` the secret ones left out; plus our `connectionId`."""
+    fields = to_json(token)
+    redact = [
+        name
+        for name in ("accessToken", "refreshToken")
+        if name in to_json(token, include_secrets=True)
+    ]
+    data = {
+        key: base64.b64encode(_text(value).encode()).decode("ascii")
+        for key, value in fields.items()
+    }
+    body: dict[str, Any] = {
+        "id": credential_id,
+        "organisationID": organisation_id,
+        "name": name,
+        "type": "OAuth2Refresh" if token.refresh_token is not None else "Raw",
+        "data": data,
+        "redactFields": redact,
+        "connectionId": connection_id,
+    }
+    if token.expires_at is not None:
+        body["expiresAt"] = token.expires_at
+    return body
+
+
+def _text(value: Any) -> str:
+    # `scopes` is a list: space-delimited, as OAuth writes scopes (RFC 6749 §3.3).
+    return " ".join(value) if isinstance(value, list) else str(value)
 
 
 def _chosen_config(auth: m.OAuth2SchemeConfig, extra: Any) -> m.OAuth2SchemeConfig:
@@ -296,6 +332,7 @@ def _connect(
     index: int,
     auth: m.OAuth2SchemeConfig,
     token: TokenSet,
+    now: str,
 ) -> CompiledConnection:
     """Create the connection, or update the one matched on `externalId`, else on the name.
 
@@ -320,7 +357,7 @@ def _connect(
         credentials = list(existing.model.credentials)
         credentials[index] = entry
         compiled, problems = check_connection(
-            existing.model.model_copy(update={"credentials": credentials})
+            existing.model.model_copy(update={"credentials": credentials, "updated_at": now})
         )
     else:
         inputs = [
@@ -332,7 +369,11 @@ def _connect(
             for i in range(len(route.template.model.auth_scheme_configs))
         ]
         compiled, problems = build_connection(
-            route.template, name=name, credentials=inputs, external_id=flow.external_id
+            route.template,
+            name=name,
+            credentials=inputs,
+            external_id=flow.external_id,
+            extra={"created_at": now, "updated_at": now},
         )
     if compiled is None:
         raise ProxyError(

@@ -33,6 +33,7 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _STRING = {"type": "string"}
+_DATE_TIME = {"type": "string", "format": "date-time"}
 
 _RESPONSE_SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -56,13 +57,15 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
     },
     "CredentialRead": {
         "type": "object",
-        "description": "A credential with its secret values left out (include_secrets shows them).",
-        "required": ["type", "data"],
+        "description": "The seed `Credential` with its secret values left out "
+        "(OpenInt's include_secrets shows them).",
+        "required": ["id", "organisationId", "type", "data"],
         "properties": {
-            "type": _STRING,
             "id": _STRING,
+            "organisationId": _STRING,
+            "type": _STRING,
             "name": _STRING,
-            "expiresAt": _STRING,
+            "expiresAt": _DATE_TIME,
             "data": {"type": "object"},
         },
     },
@@ -81,15 +84,19 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
     },
     "Connection": {
         "type": "object",
-        "description": "The seed `Connection`; secret values are left out.",
-        "required": ["id", "name", "baseUrl", "route", "credentials"],
+        "description": "The seed `Connection` (GetConnection); secret values are left out. "
+        "POSTed back as `connection` with the secrets filled in, it creates the same connection.",
+        "required": ["id", "name", "credentials", "createdAt", "updatedAt", "baseUrl", "route"],
         "properties": {
             "id": _STRING,
             "name": _STRING,
             "baseUrl": _STRING,
+            "createdAt": _DATE_TIME,
+            "updatedAt": _DATE_TIME,
+            "systemId": _STRING,
+            "connectionTemplateId": _STRING,
             "route": _STRING,
             "externalId": _STRING,
-            "connectionTemplateId": _STRING,
             "forwardClientAuthorization": {"type": "boolean"},
             "rewriteResponseUrls": {"type": "boolean"},
             "credentials": {"type": "array", "items": _ref("ConnectionCredentialRead")},
@@ -107,16 +114,100 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
     },
     "OAuth2Credential": {
         "type": "object",
-        "description": "The seed credential shape, `data` redacted, plus the connection's id.",
-        "required": ["id", "organisationID", "type", "data", "connectionId"],
+        "description": "Seed 003's credential: `type` from its enum (OAuth2Refresh: the token "
+        "can be refreshed; Raw: it cannot), `data` the non-secret fields as base64 strings, "
+        "`redactFields` the secret fields left out; plus the connection's id.",
+        "required": ["id", "organisationID", "name", "type", "data", "connectionId"],
         "properties": {
             "id": _STRING,
             "organisationID": _STRING,
             "name": _STRING,
-            "type": {"const": "oauth2-token"},
-            "data": {"type": "object"},
-            "expiresAt": _STRING,
+            "type": {"enum": ["Default", "OAuth2Refresh", "Raw", "BasicAuth"]},
+            "data": {"type": "object", "additionalProperties": {"type": "string"}},
+            "redactFields": {"type": "array", "items": _STRING},
+            "expiresAt": _DATE_TIME,
             "connectionId": _STRING,
+        },
+    },
+    "OpenIntConnection": {
+        "type": "object",
+        "description": "Seed 004 (OpenInt getConnection): the connection in snake_case; "
+        "secret values only with include_secrets=true.",
+        "required": [
+            "id",
+            "connector_name",
+            "connector_config_id",
+            "display_name",
+            "created_at",
+            "updated_at",
+            "status",
+            "settings",
+        ],
+        "properties": {
+            "id": {"type": "string", "pattern": "^conn_"},
+            "customer_id": _STRING,
+            "connector_config_id": _STRING,
+            "connector_name": _STRING,
+            "display_name": _STRING,
+            "created_at": _STRING,
+            "updated_at": _STRING,
+            "disabled": {"type": "boolean"},
+            "status": {"enum": ["healthy", "disconnected", "error"]},
+            "status_message": _STRING,
+            "metadata": {"type": "object"},
+            "settings": {
+                "type": "object",
+                "properties": {
+                    "oauth": {
+                        "type": "object",
+                        "properties": {
+                            "credentials": {
+                                "type": "object",
+                                "properties": {
+                                    "access_token": _STRING,
+                                    "refresh_token": _STRING,
+                                    "client_id": _STRING,
+                                    "scope": _STRING,
+                                    "expires_in": {"type": "integer"},
+                                    "expires_at": _STRING,
+                                    "token_type": _STRING,
+                                    "raw": {"type": "object"},
+                                },
+                            },
+                            "created_at": _STRING,
+                            "updated_at": _STRING,
+                            "metadata": {"type": "object"},
+                        },
+                    },
+                    "access_token": _STRING,
+                    "api_key": _STRING,
+                    "username": _STRING,
+                    "password": _STRING,
+                    "credentials": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "connector": {
+                "type": "object",
+                "required": ["name", "display_name", "auth_type", "scopes"],
+                "properties": {
+                    "name": _STRING,
+                    "display_name": _STRING,
+                    "auth_type": {
+                        "enum": ["BASIC", "OAUTH1", "OAUTH2", "OAUTH2CC", "API_KEY", "CUSTOM"]
+                    },
+                    "scopes": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "scope": _STRING,
+                                "display_name": _STRING,
+                                "description": _STRING,
+                            },
+                        },
+                    },
+                },
+            },
         },
     },
     "Status": {
@@ -134,6 +225,10 @@ _ORG = {
     "description": "The proxy's `organisationId`; any other is 404.",
 }
 _CONNECTION_ID = {"name": "connection_id", "in": "path", "required": True, "schema": _STRING}
+_OPENINT_ID = {
+    **_CONNECTION_ID,
+    "description": "The connection's id, with or without OpenInt's `conn_` prefix.",
+}
 _UNAUTHORIZED = _error("missing or wrong admin token")
 _NOT_FOUND = _error("unknown organisation or connection")
 _UNSUPPORTED_MEDIA_TYPE = _error("the body is not sent as Content-Type: application/json")
@@ -246,7 +341,7 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/connection/{connection_id}": {
-            "parameters": [_CONNECTION_ID],
+            "parameters": [_OPENINT_ID],
             "get": {
                 "operationId": "getConnection",
                 "summary": "OpenInt getConnection",
@@ -263,9 +358,17 @@ def _paths() -> dict[str, Any]:
                         "required": False,
                         "schema": {"enum": ["none", "force", "auto"], "default": "auto"},
                     },
+                    {
+                        "name": "expand",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "array", "items": {"enum": ["connector"]}},
+                        "style": "form",
+                        "explode": True,
+                    },
                 ],
                 "responses": {
-                    "200": {"description": "the connection", **_json(_ref("Connection"))},
+                    "200": {"description": "the connection", **_json(_ref("OpenIntConnection"))},
                     "400": _error("bad query parameter"),
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,

@@ -167,12 +167,15 @@ async def test_init_refuses_a_client_secret_and_unknown_templates(drive: Drive) 
 async def test_connect_then_proxy_then_refresh(drive: Drive) -> None:
     created = await drive.connect(externalId="user-7", connectionName="alice-drive")
     assert created["organisationID"] == ORG
-    assert created["type"] == "oauth2-token"
+    # Seed 003: a type of its enum, data as base64 strings, the secret fields named and left out.
+    assert created["type"] == "OAuth2Refresh"
     assert created["name"] == "alice-drive"
-    token = created["data"]["oauth2Token"]
-    assert set(token) == {"tokenType", "expiresAt", "scopes"}  # the secrets are left out
+    token = {key: base64.b64decode(value).decode() for key, value in created["data"].items()}
+    assert set(token) == {"tokenType", "expiresAt", "scopes"}
+    assert created["redactFields"] == ["accessToken", "refreshToken"]
     assert created["expiresAt"] == token["expiresAt"]
-    assert token["scopes"] == ["drive.readonly", "offline_access"]
+    assert token["tokenType"] == "Bearer"
+    assert token["scopes"] == "drive.readonly offline_access"
     for secret in (*drive.server.access, *drive.server.refresh, CLIENT_SECRET):
         assert secret not in str(created)
     # The code was exchanged with the PKCE verifier and the template's client secret.

@@ -260,9 +260,11 @@ async def read_token(planes: Planes, connection_id: str, policy: str | None) -> 
     query = "include_secrets=true" + (f"&refresh_policy={policy}" if policy else "")
     response = await planes.admin.get(f"/connection/{connection_id}?{query}", headers=AUTH)
     assert response.status == 200, await response.text()
-    token: dict[str, Any] = (await response.json())["credentials"][0]["credential"]["data"][
-        "oauth2Token"
-    ]
+    body = await response.json()
+    assert body["id"] == f"conn_{connection_id}"
+    # Seed 004: the token in settings.oauth.credentials, snake_case (expires_in ticks: left out).
+    token: dict[str, Any] = body["settings"]["oauth"]["credentials"]
+    token.pop("expires_in", None)
     return token
 
 
@@ -270,13 +272,13 @@ async def test_refresh_policy_on_a_fresh_token(provider: tuple[AuthServer, Plane
     server, planes = provider
     connection_id = await connect(server, planes, "fresh", time.time() + 3000)
     first = await read_token(planes, connection_id, "none")
-    assert first["accessToken"] in server.access
+    assert first["access_token"] in server.access
     assert await read_token(planes, connection_id, None) == first  # auto: fresh, kept
     assert server.hits == 0
     forced = await read_token(planes, connection_id, "force")
     assert server.grants["refresh_token"] == 1
-    assert forced["accessToken"] != first["accessToken"]
-    assert forced["refreshToken"] == server.current_refresh_token(first["refreshToken"])
+    assert forced["access_token"] != first["access_token"]
+    assert forced["refresh_token"] == server.current_refresh_token(first["refresh_token"])
     # The refreshed token is what the store and every later read hold.
     assert await read_token(planes, connection_id, "none") == forced
 
@@ -288,9 +290,9 @@ async def test_auto_refreshes_within_the_skew(provider: tuple[AuthServer, Planes
     assert server.hits == 0
     fresh = await read_token(planes, connection_id, "auto")
     assert server.grants["refresh_token"] == 1
-    assert fresh["accessToken"] != stale["accessToken"]
+    assert fresh["access_token"] != stale["access_token"]
     # The redacted read shows the new expiry, and never the token.
     redacted = await (await planes.admin.get(f"{CONNECTIONS}/{connection_id}", headers=AUTH)).json()
     shown = redacted["credentials"][0]["credential"]
-    assert shown["data"]["oauth2Token"]["expiresAt"] == fresh["expiresAt"]
-    assert fresh["accessToken"] not in str(redacted)
+    assert shown["data"]["oauth2Token"]["expiresAt"] == fresh["expires_at"]
+    assert fresh["access_token"] not in str(redacted)
