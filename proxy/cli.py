@@ -281,8 +281,9 @@ def open_store_or_report(settings: StoreSettings) -> Store | None:
     """Open the store of docs/security.md before any port is bound; print why not and return
     None."""
     key = settings.key.get_secret_value() if settings.key else None
+    url = settings.url.get_secret_value() if settings.url else None
     try:
-        return open_store(settings.path, key)
+        return open_store(settings.path, key, url=url)
     except StoreError as exc:
         print(f"store: {exc}", file=sys.stderr)
         return None

@@ -5,7 +5,10 @@ The admin listener runs in one process (worker 0), but every worker routes reque
 own `Templates`, and the kernel spreads requests over the workers. The store is the truth:
 every connection write bumps `connections_revision` in the same transaction, and each process's
 `ConnectionSync`:
-- polls the revision (every `interval`, 1 s) and, when it moved, reloads the API-created
+- is told of a change at once when the store can push (PostgreSQL LISTEN/NOTIFY: replicas on
+  other machines), and polls the revision otherwise (every `interval`, 1 s; with push, every
+  `PUSHED_INTERVAL` as a safety net for a notification lost while reconnecting). When the
+  revision moved, it reloads the API-created
   connections and applies the difference: new and changed ones are served (their OAuth 2.0
   credentials adopted first), removed ones withdrawn (their tokens forgotten), so a deleted
   credential stops being used everywhere within about a second;
@@ -34,6 +37,7 @@ log = logging.getLogger("signing_proxy.sync")
 
 SYNC_INTERVAL = 1.0  # seconds between revision checks
 MIN_CHECK_GAP = 0.1  # seconds between checks prompted by unknown connection ids
+PUSHED_INTERVAL = 10.0  # seconds between revision checks when the store pushes changes
 
 
 def credential_ids(connection: CompiledConnection) -> set[str]:
@@ -94,6 +98,8 @@ class ConnectionSync:
         self._checked_at = -math.inf  # time.monotonic() when the last check began
         self._gate = asyncio.Lock()  # one check at a time
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set by the store's push
+        self._pushed = False
 
     def __repr__(self) -> str:
         return f"ConnectionSync(revision={self._revision}, interval={self.interval})"
@@ -105,6 +111,10 @@ class ConnectionSync:
             return
         for route in self.templates.routes.values():
             route.catch_up = self.catch_up
+        try:
+            self._pushed = await self.store.watch_connections(self._wake.set)
+        except Exception as exc:
+            log.warning("connection push unavailable (%s); polling", type(exc).__name__)
         self._task = asyncio.create_task(self._follow(), name="connection-sync")
 
     async def stop(self) -> None:
@@ -141,7 +151,10 @@ class ConnectionSync:
 
     async def _follow(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            interval = max(self.interval, PUSHED_INTERVAL) if self._pushed else self.interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
             try:
                 await self.check()
             except Exception as exc:

@@ -41,7 +41,6 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import aiohttp
 
@@ -63,7 +62,7 @@ from .schemes.oauth2 import (
     password_params,
     refresh_params,
 )
-from .store import Store, StoredToken, StoreError, StoreUnavailable, lease_owner
+from .store import StaleToken, Store, StoredToken, StoreError, StoreUnavailable, lease_owner
 
 log = logging.getLogger("proxy.tokens")
 
@@ -123,6 +122,7 @@ class _Credential:
     failures: int = 0
     retry_at: float = 0.0
     last_error: str = ""
+    version: int = 0  # the store's version of `token`: the fence of the next write
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -134,6 +134,9 @@ class TokenManager:
             across processes sharing it.
         skew: refresh this many seconds before `expiresAt`.
         timeout: total seconds for one token endpoint call.
+        lease_ttl: seconds a refresh lease lasts unless renewed; the holder renews it every
+            third of that while its token call runs, so a stalled or killed holder blocks the
+            others for at most this long.
         backoff: delays between failed token calls of one credential.
         clock: unix time; tests pass a fake.
     """
@@ -144,6 +147,7 @@ class TokenManager:
         *,
         skew: float = DEFAULT_SKEW,
         timeout: float = 15.0,
+        lease_ttl: float = 10.0,
         backoff: Backoff = Backoff(),
         write_retry: WriteRetry = WriteRetry(),
         clock: Callable[[], float] = time.time,
@@ -151,11 +155,13 @@ class TokenManager:
         self.store = store
         self.skew = skew
         self.timeout = timeout
+        self.lease_ttl = lease_ttl
         self.backoff = backoff
         self.write_retry = write_retry
         self.clock = clock
-        # Token records the store refused, newest per credential, until a retry commits them.
-        self._unstored: dict[str, StoredToken] = {}
+        # Token records the store refused, newest per credential, with the version fence of
+        # their write, until a retry commits them.
+        self._unstored: dict[str, tuple[StoredToken, int | None]] = {}
         self._write_problem = ""
         self._flusher: asyncio.Task[None] | None = None
         self._owner = lease_owner(secrets.token_hex(6))
@@ -183,14 +189,20 @@ class TokenManager:
         """
         cid = scheme.credential_id
         seed_fp = self.store.fingerprint(scheme.settings.seed_identity())
+        old = self._states.get(cid)
         # A token waiting for the store is newer than the store's.
-        record = self._unstored.get(cid) or await self.store.get_token(cid)
+        waiting = self._unstored.get(cid)
+        record = waiting[0] if waiting is not None else await self.store.get_token(cid)
+        version = old.version if waiting is not None and old is not None else 0
+        if record is not None and waiting is None:
+            version = record.version
         if record is None or record.seed_fingerprint != seed_fp:
             kept_style = record.client_auth if record is not None else None
             kept_style = kept_style or self._client_auth.get(_client_key(scheme.settings))
             record = StoredToken(scheme.settings.seed_token, seed_fp, False, kept_style)
-            await self._put(cid, record)
-        old = self._states.get(cid)
+            # Not fenced: a person's new credential wins over whatever was refreshed before.
+            written = await self._put(cid, record, None)
+            version = written if written is not None else version
         state = _Credential(
             scheme=scheme,
             tls=tls,
@@ -198,6 +210,7 @@ class TokenManager:
             token=record.token,
             client_auth=record.client_auth,
             needs_reauthorization=record.needs_reauthorization,
+            version=version,
         )
         if old is not None:
             state.lock = old.lock  # waiters on the old state keep single flight
@@ -261,12 +274,17 @@ class TokenManager:
             return None
         return f"{len(self._unstored)} token write(s) waiting: {self._write_problem}"
 
-    async def _put(self, cid: str, record: StoredToken) -> None:
-        """Store `record`; when the store refuses, keep it and retry in the background."""
-        if cid not in self._unstored:
+    async def _put(self, cid: str, record: StoredToken, expected: int | None) -> int | None:
+        """Store `record` fenced by `expected`: its new version, or None when the store refused
+        and the record waits in memory for the background retry.
+
+        Raises:
+            StaleToken: a newer token is stored (another process refreshed meanwhile).
+        """
+        waiting = self._unstored.get(cid)
+        if waiting is None:
             try:
-                await self.store.put_token(cid, record)
-                return
+                return await self.store.put_token(cid, record, expected_version=expected)
             except StoreUnavailable as exc:
                 self._write_problem = exc.reason
                 log.warning(
@@ -275,11 +293,14 @@ class TokenManager:
                     cid,
                     exc.reason,
                 )
-        # Queued behind (or replacing) an earlier unstored record: order is kept by keeping
-        # only the newest, which the retry writes.
-        self._unstored[cid] = record
+        else:
+            # Behind an earlier unstored record: only the newest is kept, with the earlier
+            # one's fence (the store has not moved for us since).
+            expected = waiting[1]
+        self._unstored[cid] = (record, expected)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="token-write-retry")
+        return None
 
     async def _flush(self) -> None:
         failures = 0
@@ -293,17 +314,32 @@ class TokenManager:
     async def _flush_once(self) -> bool:
         """Try every waiting write once; True when at least one committed."""
         progressed = False
-        for cid, record in list(self._unstored.items()):
+        for cid, entry in list(self._unstored.items()):
+            record, expected = entry
+            put = self.store.put_token(cid, record, expected_version=expected)
             try:
-                await asyncio.wait_for(
-                    self.store.put_token(cid, record), self.write_retry.attempt_timeout
-                )
+                version = await asyncio.wait_for(put, self.write_retry.attempt_timeout)
             except (StoreUnavailable, TimeoutError) as exc:
                 self._write_problem = getattr(exc, "reason", "the store did not answer in time")
                 continue
-            # A newer record may have replaced it while the write ran: that one still waits.
-            if self._unstored.get(cid) is record:
+            except StaleToken:
+                # Another process stored a newer token meanwhile: ours is the older one.
+                log.warning("credential %s: a newer token was stored elsewhere; ours dropped", cid)
+                self._unstored.pop(cid, None)
+                state = self._states.get(cid)
+                if state is not None:
+                    with contextlib.suppress(StoreError):
+                        self._adopt_record(state, await self.store.get_token(cid))
+                progressed = True
+                continue
+            state = self._states.get(cid)
+            if self._unstored.get(cid) is entry:
                 del self._unstored[cid]
+                if state is not None:
+                    state.version = version
+            elif cid in self._unstored:
+                # A newer record replaced it while the write ran: it descends from this one.
+                self._unstored[cid] = (self._unstored[cid][0], version)
             progressed = True
             log.info("credential %s: the token kept in memory is stored now", cid)
             with contextlib.suppress(StoreError):
@@ -414,6 +450,7 @@ class TokenManager:
         state.token = record.token
         state.client_auth = record.client_auth
         state.needs_reauthorization = record.needs_reauthorization
+        state.version = record.version
 
     async def _refresh_across_processes(self, state: _Credential, stale: TokenSet) -> TokenSet:
         cid = state.scheme.credential_id
@@ -422,8 +459,9 @@ class TokenManager:
             # process can refresh from it, so no lease is needed, and the store's copy must not
             # be read back over it.
             return await self._obtain(state, state.token or stale)
-        lease_ttl = 2 * self.timeout + 5.0  # two calls at most (Basic, then form)
-        deadline = time.monotonic() + lease_ttl + 1.0
+        # A live holder keeps its lease for up to two token calls (Basic, then form); a dead
+        # or stalled one for `lease_ttl` at most.
+        deadline = time.monotonic() + 2 * self.timeout + self.lease_ttl + 1.0
         while True:
             self._adopt_record(state, await self.store.get_token(cid))
             if state.needs_reauthorization:
@@ -431,11 +469,12 @@ class TokenManager:
             if self._newer(state.token, stale):
                 assert state.token is not None
                 return state.token
-            if await self.store.acquire_refresh_lease(cid, self._owner, lease_ttl):
+            if await self.store.acquire_refresh_lease(cid, self._owner, self.lease_ttl):
                 break
             if time.monotonic() > deadline:
                 raise refresh_failed("refresh_lease_timeout")
             await asyncio.sleep(0.05)
+        renewal = asyncio.create_task(self._renew_lease(cid), name="refresh-lease-renewal")
         try:
             # Re-read under the lease: another process may have committed just before.
             self._adopt_record(state, await self.store.get_token(cid))
@@ -444,10 +483,40 @@ class TokenManager:
                 return state.token
             return await self._obtain(state, state.token or stale)
         finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
             try:
                 await self.store.release_refresh_lease(cid, self._owner)
             except StoreUnavailable:
                 pass  # it runs out by itself; the write retry releases it once it can
+
+    async def _renew_lease(self, cid: str) -> None:
+        # The lease is the single flight, not the fence: losing it (stalled past it) is safe,
+        # the fenced write then refuses our late token.
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                if not await self.store.acquire_refresh_lease(cid, self._owner, self.lease_ttl):
+                    log.warning("credential %s: refresh lease lost to another process", cid)
+                    return
+            except StoreError:
+                return
+
+    async def _superseded(self, state: _Credential) -> TokenSet:
+        """Our refresh lost the fence: use the newer token another process stored."""
+        cid = state.scheme.credential_id
+        log.warning(
+            "credential %s: another process stored a newer token first; this refresh's result "
+            "is discarded",
+            cid,
+        )
+        self._adopt_record(state, await self.store.get_token(cid))
+        if state.needs_reauthorization:
+            raise reauthorization_required()
+        if state.token is None or not state.token.access_token:
+            raise refresh_failed("superseded")
+        return state.token
 
     async def _obtain(self, state: _Credential, base: TokenSet) -> TokenSet:
         scheme, settings = state.scheme, state.scheme.settings
@@ -467,12 +536,18 @@ class TokenManager:
                 settings, params, state.tls, state.client_auth, base
             )
         except TokenEndpointError as exc:
-            await self._failed(state, exc)
+            return await self._failed(state, exc)
         record = StoredToken(token, state.seed_fingerprint, False, style)
         # Durable before anyone uses it: a crash now must not lose a rotated token. When the
         # store refuses, the token is kept and used all the same (the provider may have retired
-        # the old refresh token already) and its write retried.
-        await self._put(scheme.credential_id, record)
+        # the old refresh token already) and its write retried. Fenced: if another process
+        # stored a newer token meanwhile (we stalled past our lease), ours is discarded.
+        try:
+            version = await self._put(scheme.credential_id, record, state.version)
+        except StaleToken:
+            return await self._superseded(state)
+        if version is not None:
+            state.version = version
         state.token, state.client_auth = token, style
         state.failures, state.retry_at, state.last_error = 0, 0.0, ""
         log.info(
@@ -483,12 +558,19 @@ class TokenManager:
         )
         return token
 
-    async def _failed(self, state: _Credential, exc: TokenEndpointError) -> NoReturn:
+    async def _failed(self, state: _Credential, exc: TokenEndpointError) -> TokenSet:
+        """Record a failed token call and raise; only when our `invalid_grant` came from a
+        refresh token another process had already replaced, return that process's token."""
         cid = state.scheme.credential_id
         if exc.error == "invalid_grant":
-            state.needs_reauthorization = True
             record = StoredToken(state.token, state.seed_fingerprint, True, state.client_auth)
-            await self._put(cid, record)
+            try:
+                version = await self._put(cid, record, state.version)
+            except StaleToken:
+                return await self._superseded(state)
+            state.needs_reauthorization = True
+            if version is not None:
+                state.version = version
             log.warning("credential %s: invalid_grant; re-authorisation needed", cid)
             raise reauthorization_required()
         state.failures += 1

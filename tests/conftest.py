@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.echo import create_echo_app
 from tests.plane import PlaneServer
+from tests.pg import PgServer, start_server
 
 MakeProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -96,3 +97,9 @@ def make_proxy(aiohttp_client: Any) -> MakeProxy:
         return client
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the whole session (`tests/pg.py`)."""
+    yield from start_server()

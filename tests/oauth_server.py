@@ -69,7 +69,8 @@ class AuthServer:
     clients: dict[str, Client] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
     fail_mode: str | None = None
-    delay: float = 0.0
+    delay: float = 0.0  # before a /token request is looked at
+    answer_delay: float = 0.0  # after it was handled, before the answer leaves
     authorize_error: str | None = None
     hits: int = 0
     resource_hits: int = 0
@@ -155,6 +156,12 @@ class AuthServer:
     # --- /token ---
 
     async def token(self, request: web.Request) -> web.Response:
+        response = await self._token(request)
+        if self.answer_delay:
+            await asyncio.sleep(self.answer_delay)
+        return response
+
+    async def _token(self, request: web.Request) -> web.Response:
         with self.lock:
             self.hits += 1
         form = dict(await request.post())

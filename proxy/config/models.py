@@ -664,9 +664,27 @@ class AdminSettings(Model):
     public_url: str | None = None
 
 
+def check_store_url(url: SecretStr | None) -> SecretStr | None:
+    # The URL may hold a password: the message never repeats it.
+    if url is not None and not url.get_secret_value().startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return url
+
+
 class StoreSettings(Model):
     path: str = ".signing-proxy/state.db"
     key: SecretStr | None = None
+    # PostgreSQL for several replicas (docs/operations.md "Several replicas"); wins over `path`.
+    url: Annotated[SecretStr | None, AfterValidator(check_store_url)] = None
+
+    @model_validator(mode="after")
+    def _key_for_postgres(self) -> StoreSettings:
+        if self.url is not None and self.key is None:
+            raise ValueError(
+                "store.key is required with store.url (a PostgreSQL store has no directory to "
+                "keep a key file in)"
+            )
+        return self
 
 
 class Limits(Model):

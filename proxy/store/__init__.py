@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
@@ -54,6 +54,14 @@ class StoreUnavailable(StoreError, ProxyError):
         return f"StoreUnavailable({self.reason!r})"
 
 
+class StaleToken(StoreError):
+    """A fenced token write lost: the stored token is newer than the one the write descends
+    from (another process refreshed meanwhile)."""
+
+    def __init__(self, credential_id: str) -> None:
+        super().__init__(f"credential {credential_id}: a newer token is stored")
+
+
 class StoreConflict(StoreError):
     """A unique value (`name` or `externalId` within a template) is already taken."""
 
@@ -75,6 +83,8 @@ class StoredToken:
             credential is replaced.
         client_auth: the client-authentication style the token endpoint accepted, once known.
         updated_at: unix seconds of the last write.
+        version: set by the store on reads: the number of writes of this row so far (0: never
+            written); ignored on writes.
     """
 
     token: TokenSet | None
@@ -82,6 +92,7 @@ class StoredToken:
     needs_reauthorization: bool = False
     client_auth: ClientAuthStyle | None = None
     updated_at: float = 0.0
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +136,19 @@ class TokenStore(Protocol):
 
     async def get_token(self, credential_id: str) -> StoredToken | None: ...
 
-    async def put_token(self, credential_id: str, record: StoredToken) -> None: ...
+    async def put_token(
+        self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
+    ) -> int:
+        """Write `record` and return its new version.
+
+        Args:
+            expected_version: fence: write only if the stored version is still this one (0 for
+                no row yet); None writes unconditionally (a seed replaced by a person).
+
+        Raises:
+            StaleToken: the fence did not hold; nothing was written.
+        """
+        ...
 
     async def delete_token(self, credential_id: str) -> None: ...
 
@@ -165,6 +188,11 @@ class ConnectionStore(Protocol):
         Cheap to read: processes serving the same store (`run --workers N`) poll it to learn
         that the set of connections changed (`proxy/sync.py`).
         """
+        ...
+
+    async def watch_connections(self, changed: Callable[[], None]) -> bool:
+        """Call `changed()` whenever any process changes a connection, if this store can push
+        (PostgreSQL LISTEN/NOTIFY); False when it cannot, and the caller polls the revision."""
         ...
 
 
@@ -207,16 +235,40 @@ def lease_owner(nonce: str) -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{nonce}"
 
 
-def open_store(path: str | None, key: str | None = None) -> Store:
-    """Open the SQLite store at `path` (created if missing), or a memory store when None.
+def lease_owner_dead(owner: str) -> bool:
+    """True when `owner` (see `lease_owner`) is a process of this host that no longer exists:
+    its lease can be taken over at once instead of after its expiry. Elsewhere: False."""
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def open_store(path: str | None, key: str | None = None, *, url: str | None = None) -> Store:
+    """Open the PostgreSQL store at `url`, else the SQLite store at `path` (created if missing),
+    else a memory store.
 
     Args:
         path: database file; its directory is created. None = in memory, lost on exit.
-        key: base64 of a 32-byte AES key (`store.key`); None = a key file beside the database.
+        key: base64 of a 32-byte AES key (`store.key`); None = a key file beside the database
+            (SQLite only: PostgreSQL requires a key).
+        url: `postgresql://...` (`store.url`): several replicas share it.
 
     Raises:
-        StoreError: bad key, key file with loose permissions, unreadable or newer database.
+        StoreError: bad key, key file with loose permissions, unreadable or newer database,
+            unreachable server.
     """
+    if url is not None:
+        from .postgres import PostgresStore
+
+        return PostgresStore.open(url, key)
     if path is None:
         from .memory import MemoryStore
 
@@ -235,9 +287,11 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
+    "StaleToken",
     "StoredConnection",
     "StoredToken",
     "TokenStore",
     "lease_owner",
+    "lease_owner_dead",
     "open_store",
 ]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
-from . import FlowState, StoreConflict, StoredConnection, StoredToken, StoreError
+from . import FlowState, StaleToken, StoreConflict, StoredConnection, StoredToken, StoreError
 from .crypto import fingerprint
 
 
@@ -50,9 +51,16 @@ class MemoryStore:
         self._check_open()
         return self._tokens.get(credential_id)
 
-    async def put_token(self, credential_id: str, record: StoredToken) -> None:
+    async def put_token(
+        self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
+    ) -> int:
         self._check_open()
-        self._tokens[credential_id] = replace(record, updated_at=time.time())
+        held = self._tokens.get(credential_id)
+        version = held.version if held is not None else 0
+        if expected_version is not None and version != expected_version:
+            raise StaleToken(credential_id)
+        self._tokens[credential_id] = replace(record, updated_at=time.time(), version=version + 1)
+        return version + 1
 
     async def delete_token(self, credential_id: str) -> None:
         self._check_open()
@@ -121,6 +129,9 @@ class MemoryStore:
     async def connections_revision(self) -> int:
         self._check_open()
         return self._revision
+
+    async def watch_connections(self, changed: Callable[[], None]) -> bool:
+        return False  # one process: its own changes are applied where they are made
 
     # --- OAuth flow state ---
 

@@ -1,7 +1,8 @@
-"""`signing-proxy rotate-key`: re-seal every secret of the SQLite store under a new key
+"""`signing-proxy rotate-key`: re-seal every secret of the store under a new key
 (docs/security.md).
 
-Two set-ups:
+Three set-ups:
+- `store.url` (PostgreSQL): as with `store.key` below; every replica stopped.
 - `store.key` given: the new key comes from `$SIGNING_PROXY_NEW_STORE_KEY` (never a command-line
   argument, which `ps` shows); after the rotation, put it into `store.key`'s source.
 - key file beside the database: a new key is generated and written to `<db>.key.new` (mode
@@ -30,6 +31,8 @@ def rotate_store_key(settings: StoreSettings) -> str:
     Raises:
         StoreError: no database, old key does not open it, bad or missing new key.
     """
+    if settings.url is not None:
+        return _rotate_postgres(settings)
     db = Path(settings.path)
     if not db.exists():
         raise StoreError(f"{db}: no store to rotate")
@@ -59,3 +62,15 @@ def rotate_store_key(settings: StoreSettings) -> str:
         raise
     os.replace(pending, key_file)
     return f"{db}: {count} value(s) re-sealed; new key in {key_file}"
+
+
+def _rotate_postgres(settings: StoreSettings) -> str:
+    from .postgres import rotate_key as rotate_postgres
+
+    assert settings.url is not None and settings.key is not None  # the config requires both
+    new_text = os.environ.get(NEW_KEY_ENV)
+    if not new_text:
+        raise StoreError(f"store.url is set: give the new key in ${NEW_KEY_ENV}")
+    old = parse_key(settings.key.get_secret_value())
+    count = rotate_postgres(settings.url.get_secret_value(), old, parse_key(new_text))
+    return f"PostgreSQL store: {count} value(s) re-sealed; now set store.key to the new key"

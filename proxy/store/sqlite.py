@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -35,11 +34,13 @@ from typing import Any, TypeVar, cast
 from ..messages import TokenSet
 from . import (
     FlowState,
+    StaleToken,
     StoreConflict,
     StoredConnection,
     StoredToken,
     StoreError,
     StoreUnavailable,
+    lease_owner_dead,
 )
 from .crypto import (
     KEY_BYTES,
@@ -96,20 +97,24 @@ CREATE TABLE connections_revision (
 INSERT INTO connections_revision VALUES (1, 0)
 """
 
+# The fence of token writes: bumped by every write, compared by a fenced one.
+_V3 = """
+ALTER TABLE tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 0
+"""
+
 # (version, script). Append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _FINGERPRINT_ROW = "meta:fingerprint_key"
 _BUMP_REVISION = "UPDATE connections_revision SET revision = revision + 1"
-_HOST = socket.gethostname()
 
 
 def key_file_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".key")
 
 
-def _token_to_json(token: TokenSet) -> bytes:
+def token_to_json(token: TokenSet) -> bytes:
     return json.dumps(
         {
             "access_token": token.access_token,
@@ -121,7 +126,7 @@ def _token_to_json(token: TokenSet) -> bytes:
     ).encode()
 
 
-def _token_from_json(raw: bytes) -> TokenSet:
+def token_from_json(raw: bytes) -> TokenSet:
     data = json.loads(raw)
     return TokenSet(
         access_token=data["access_token"],
@@ -130,22 +135,6 @@ def _token_from_json(raw: bytes) -> TokenSet:
         expires_at=data["expires_at"],
         scope=data["scope"],
     )
-
-
-def _lease_owner_dead(owner: str) -> bool:
-    # Owners are "host/pid/nonce". Only a process on this host can be checked; elsewhere the
-    # lease simply runs out.
-    host, _, rest = owner.partition("/")
-    pid_text = rest.partition("/")[0]
-    if host != _HOST or not pid_text.isdigit() or int(pid_text) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class SqliteStore:
@@ -257,32 +246,42 @@ class SqliteStore:
 
     def _get_token(self, credential_id: str) -> StoredToken | None:
         row = self._conn.execute(
-            "SELECT sealed, seed_fingerprint, needs_reauthorization, client_auth, updated_at "
-            "FROM tokens WHERE credential_id = ?",
+            "SELECT sealed, seed_fingerprint, needs_reauthorization, client_auth, updated_at, "
+            "version FROM tokens WHERE credential_id = ?",
             (credential_id,),
         ).fetchone()
         if row is None:
             return None
-        sealed, seed, reauth, client_auth, updated_at = row
+        sealed, seed, reauth, client_auth, updated_at, version = row
         token = (
             None
             if sealed is None
-            else _token_from_json(self._sealer.open(sealed, f"token:{credential_id}"))
+            else token_from_json(self._sealer.open(sealed, f"token:{credential_id}"))
         )
-        return StoredToken(token, seed, bool(reauth), client_auth, updated_at)
+        return StoredToken(token, seed, bool(reauth), client_auth, updated_at, version)
 
-    async def put_token(self, credential_id: str, record: StoredToken) -> None:
+    async def put_token(
+        self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
+    ) -> int:
         sealed = (
             None
             if record.token is None
-            else self._sealer.seal(_token_to_json(record.token), f"token:{credential_id}")
+            else self._sealer.seal(token_to_json(record.token), f"token:{credential_id}")
         )
         expires_at = record.token.expires_at if record.token is not None else None
 
-        def write() -> None:
+        def write() -> int:
             with self._write() as conn:
+                row = conn.execute(
+                    "SELECT version FROM tokens WHERE credential_id = ?", (credential_id,)
+                ).fetchone()
+                version = 0 if row is None else int(row[0])
+                if expected_version is not None and version != expected_version:
+                    raise StaleToken(credential_id)
                 conn.execute(
-                    "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO tokens (credential_id, sealed, seed_fingerprint, "
+                    "needs_reauthorization, client_auth, expires_at, updated_at, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         credential_id,
                         sealed,
@@ -291,10 +290,12 @@ class SqliteStore:
                         record.client_auth,
                         expires_at,
                         time.time(),
+                        version + 1,
                     ),
                 )
+                return version + 1
 
-        await self._run(write)
+        return await self._run(write)
 
     async def delete_token(self, credential_id: str) -> None:
         def write() -> None:
@@ -315,7 +316,7 @@ class SqliteStore:
                     row is not None
                     and row[0] != owner
                     and row[1] > now
-                    and not _lease_owner_dead(row[0])
+                    and not lease_owner_dead(row[0])
                 ):
                     return False
                 conn.execute(
@@ -431,6 +432,9 @@ class SqliteStore:
             return int(row[0])
 
         return await self._run(read)
+
+    async def watch_connections(self, changed: Callable[[], None]) -> bool:
+        return False  # a file has no push: the workers poll `connections_revision`
 
     # --- OAuth flow state ---
 

@@ -1,4 +1,5 @@
-"""The `Store` contract, run against every implementation (memory and SQLite on `tmp_path`)."""
+"""The `Store` contract, run unchanged against every implementation: memory, SQLite on
+`tmp_path`, PostgreSQL (a real server, `tests/pg.py`, a fresh database per test)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from proxy.messages import TokenSet
 from proxy.store import (
     FlowState,
+    StaleToken,
     Store,
     StoreConflict,
     StoredConnection,
@@ -18,15 +20,20 @@ from proxy.store import (
     StoreError,
     open_store,
 )
+from proxy.store.crypto import new_key_text
+from tests.pg import PgServer
 
 CANARY_ACCESS = "canary-access-7f3a91"
 CANARY_REFRESH = "canary-refresh-52be08"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    path = None if request.param == "memory" else str(tmp_path / "state.db")
-    opened = open_store(path)
+    if request.param == "postgresql":
+        server: PgServer = request.getfixturevalue("postgres")
+        opened = open_store(None, new_key_text(), url=server.new_database())
+    else:
+        opened = open_store(None if request.param == "memory" else str(tmp_path / "state.db"))
     yield opened
     await opened.close()
 
@@ -207,3 +214,28 @@ async def test_connections_revision_moves_with_every_connection_write(store: Sto
     deleted = await store.connections_revision()
     assert not await store.delete_connection("r1")
     assert deleted > updated and await store.connections_revision() == deleted
+
+
+async def test_token_writes_are_fenced_by_version(store: Store) -> None:
+    """A writer passes the version its token descends from; one that fell behind (a replica
+    that stalled past its lease) is refused and nothing changes."""
+    first = await store.put_token("c1", StoredToken(token("a1", "r1")), expected_version=0)
+    with pytest.raises(StaleToken):
+        await store.put_token("c1", StoredToken(token("x", "x")), expected_version=0)
+    second = await store.put_token("c1", StoredToken(token("a2", "r2")), expected_version=first)
+    assert second > first
+    with pytest.raises(StaleToken):  # the late writer that also started from `first`
+        await store.put_token("c1", StoredToken(token("a-late", "r-late")), expected_version=first)
+    got = await store.get_token("c1")
+    assert got is not None and got.token is not None and got.version == second
+    assert got.token.refresh_token == "r2"  # no regression
+    # Unfenced (a person's new seed) always writes and moves the version on.
+    third = await store.put_token("c1", StoredToken(token("seed", "seed-r")))
+    assert third > second
+    with pytest.raises(StaleToken):
+        await store.put_token("c2", StoredToken(token()), expected_version=5)  # no row: version 0
+    assert await store.get_token("c2") is None
+
+
+async def test_check_writable(store: Store) -> None:
+    await store.check_writable()

@@ -1,0 +1,658 @@
+"""The PostgreSQL `Store` (`store.url`): several replicas on several machines share it
+(docs/operations.md "Several replicas").
+
+Strategy:
+- asyncpg, one small pool per process, made on first use in the serving event loop. `open()`
+  checks everything first from a short-lived connection of its own (server reachable, key right,
+  schema migrated) so a bad store is refused before any port is bound, as on SQLite.
+- Migrations: `schema_version` holds the last applied one; they run in one transaction under a
+  transaction-level advisory lock, so replicas starting together migrate once.
+- Secrets sealed exactly as on SQLite (`crypto.py`, same row ids as associated data); a key is
+  required (there is no directory to keep a key file in). The fingerprint key is random per
+  database, sealed in `meta`, as on SQLite.
+- Every write is one transaction (a single statement, or an explicit one).
+- Token writes are fenced by `version` (`UPDATE ... WHERE version = $expected`); refresh leases
+  live in `refresh_leases` with the database's clock (`now()`), so replicas on machines whose
+  clocks disagree still agree on when a lease runs out.
+- Connection writes bump `connections_revision` and `NOTIFY signing_proxy_connections` in the
+  same transaction (delivered on commit); `watch_connections` LISTENs on a connection of its
+  own, and says so when that connection drops (the caller's polling takes over meanwhile).
+- Failures of the server or the network are `StoreUnavailable` with the server's message (a
+  SQLSTATE text such as "could not extend file ...: No space left on device", never a value:
+  every value travels as a bind parameter, and secrets only sealed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import asyncpg
+
+from . import (
+    FlowState,
+    StaleToken,
+    StoreConflict,
+    StoredConnection,
+    StoredToken,
+    StoreError,
+    StoreUnavailable,
+    lease_owner_dead,
+)
+from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, parse_key
+from .sqlite import token_from_json, token_to_json
+
+T = TypeVar("T")
+log = logging.getLogger("signing_proxy.store")
+
+CHANNEL = "signing_proxy_connections"
+_MIGRATION_LOCK = 0x5349474E  # any constant: the advisory lock id migrations take
+_FINGERPRINT_ROW = "meta:fingerprint_key"
+
+_V1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE tokens (
+    credential_id TEXT PRIMARY KEY,
+    sealed BYTEA,
+    seed_fingerprint TEXT,
+    needs_reauthorization BOOLEAN NOT NULL DEFAULT FALSE,
+    client_auth TEXT,
+    expires_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE TABLE refresh_leases (
+    credential_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE connections (
+    id TEXT PRIMARY KEY,
+    template_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    external_id TEXT,
+    sealed BYTEA NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (template_id, name),
+    UNIQUE (template_id, external_id)
+);
+CREATE TABLE flow_states (
+    state_hash TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE connections_revision (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision BIGINT NOT NULL
+);
+INSERT INTO connections_revision VALUES (1, 0)
+"""
+
+# (version, script). Append only; a released migration is never edited.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_BUMP_REVISION = "UPDATE connections_revision SET revision = revision + 1"
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"PostgreSQL: {text or type(exc).__name__}"
+
+
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even when the caller's thread already
+    runs an event loop (a test's): in a thread of its own, with a loop of its own."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(make()))
+        except BaseException as exc:  # re-raised in the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="store-open")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+class PostgresStore:
+    """`Store` on PostgreSQL; use `PostgresStore.open()`."""
+
+    def __init__(self, url: str, sealer: Sealer, fingerprint_key: bytes) -> None:
+        self._url = url
+        self._sealer = sealer
+        self._fingerprint_key = fingerprint_key
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock: asyncio.Lock | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._relisten: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return "PostgresStore(<url>)"  # the URL may hold a password
+
+    # --- opening, migrations, keys ---
+
+    @classmethod
+    def open(cls, url: str, key: str | None) -> PostgresStore:
+        """Connect once, migrate, check the key; see `open_store`."""
+        if not key:
+            raise StoreError(
+                "store.key is required with store.url (a PostgreSQL store has no directory "
+                "to keep a key file in)"
+            )
+        sealer = Sealer(parse_key(key))
+
+        async def prepare() -> bytes:
+            try:
+                conn = await asyncpg.connect(url, timeout=10)
+            except _FAILURES as exc:
+                raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
+            except ValueError:
+                raise StoreError("store.url: not a valid PostgreSQL URL") from None
+            try:
+                await migrate(conn)
+                return await _fingerprint_key(conn, sealer)
+            except _FAILURES as exc:
+                raise StoreError(f"store.url: {_reason(exc)}") from None
+            finally:
+                await conn.close()
+
+        return cls(url, sealer, _run_sync(prepare))
+
+    def fingerprint(self, secret: str) -> str:
+        return fingerprint(self._fingerprint_key, secret)
+
+    async def close(self) -> None:
+        """Close the pool and the listener; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        relisten, self._relisten = self._relisten, None
+        if relisten is not None:
+            relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relisten
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(*_FAILURES):
+                await listener.close(timeout=5)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(*_FAILURES):
+                await asyncio.wait_for(pool.close(), 10)
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._pool is None:
+            if self._pool_lock is None:
+                self._pool_lock = asyncio.Lock()
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._url, min_size=1, max_size=4, timeout=10, command_timeout=15
+                    )
+        return self._pool
+
+    async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `fn` on a pooled connection; failures become `StoreUnavailable`."""
+        try:
+            pool = await self._get_pool()
+            async with pool.acquire() as conn:
+                return await fn(conn)
+        except StoreError:
+            raise
+        except _FAILURES as exc:
+            raise StoreUnavailable(_reason(exc)) from None
+
+    async def check_writable(self) -> None:
+        async def write(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO meta VALUES ('ready_probe', $1) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                str(time.time()).encode(),
+            )
+
+        await self._run(write)
+
+    # --- tokens ---
+
+    async def get_token(self, credential_id: str) -> StoredToken | None:
+        async def read(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchrow(
+                "SELECT sealed, seed_fingerprint, needs_reauthorization, client_auth, "
+                "updated_at, version FROM tokens WHERE credential_id = $1",
+                credential_id,
+            )
+
+        row = await self._run(read)
+        if row is None:
+            return None
+        sealed = row["sealed"]
+        token = (
+            None
+            if sealed is None
+            else token_from_json(self._sealer.open(bytes(sealed), f"token:{credential_id}"))
+        )
+        return StoredToken(
+            token,
+            row["seed_fingerprint"],
+            row["needs_reauthorization"],
+            row["client_auth"],
+            row["updated_at"],
+            row["version"],
+        )
+
+    async def put_token(
+        self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
+    ) -> int:
+        sealed = (
+            None
+            if record.token is None
+            else self._sealer.seal(token_to_json(record.token), f"token:{credential_id}")
+        )
+        values = (
+            credential_id,
+            sealed,
+            record.seed_fingerprint,
+            record.needs_reauthorization,
+            record.client_auth,
+            record.token.expires_at if record.token is not None else None,
+            time.time(),
+        )
+        columns = (
+            "sealed = excluded.sealed, seed_fingerprint = excluded.seed_fingerprint, "
+            "needs_reauthorization = excluded.needs_reauthorization, "
+            "client_auth = excluded.client_auth, expires_at = excluded.expires_at, "
+            "updated_at = excluded.updated_at, version = tokens.version + 1"
+        )
+
+        async def write(conn: asyncpg.Connection) -> int | None:
+            if expected_version is None:
+                version: int = await conn.fetchval(
+                    "INSERT INTO tokens VALUES ($1, $2, $3, $4, $5, $6, $7, 1) "
+                    f"ON CONFLICT (credential_id) DO UPDATE SET {columns} RETURNING version",
+                    *values,
+                )
+                return version
+            if expected_version == 0:
+                # No row yet: the insert is the fence (a concurrent one makes this a no-op).
+                fenced: int | None = await conn.fetchval(
+                    "INSERT INTO tokens VALUES ($1, $2, $3, $4, $5, $6, $7, 1) "
+                    "ON CONFLICT (credential_id) DO NOTHING RETURNING version",
+                    *values,
+                )
+                return fenced
+            fenced = await conn.fetchval(
+                "UPDATE tokens SET sealed = $2, seed_fingerprint = $3, "
+                "needs_reauthorization = $4, client_auth = $5, expires_at = $6, "
+                "updated_at = $7, version = version + 1 "
+                "WHERE credential_id = $1 AND version = $8 RETURNING version",
+                *values,
+                expected_version,
+            )
+            return fenced
+
+        written = await self._run(write)
+        if written is None:
+            raise StaleToken(credential_id)
+        return written
+
+    async def delete_token(self, credential_id: str) -> None:
+        async def write(conn: asyncpg.Connection) -> None:
+            await conn.execute("DELETE FROM tokens WHERE credential_id = $1", credential_id)
+
+        await self._run(write)
+
+    async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
+        async def write(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT owner, expires_at > now() AS live FROM refresh_leases "
+                    "WHERE credential_id = $1 FOR UPDATE",
+                    credential_id,
+                )
+                if (
+                    row is not None
+                    and row["owner"] != owner
+                    and row["live"]
+                    and not lease_owner_dead(row["owner"])
+                ):
+                    return False
+                await conn.execute(
+                    "INSERT INTO refresh_leases VALUES ($1, $2, now() + make_interval(secs => $3)) "
+                    "ON CONFLICT (credential_id) DO UPDATE SET owner = excluded.owner, "
+                    "expires_at = excluded.expires_at",
+                    credential_id,
+                    owner,
+                    ttl,
+                )
+                return True
+
+        try:
+            return await self._run(write)
+        except StoreUnavailable as exc:
+            if "duplicate key" in exc.reason:
+                return False  # another replica inserted the first lease row a moment ago
+            raise
+
+    async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
+        async def write(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "DELETE FROM refresh_leases WHERE credential_id = $1 AND owner = $2",
+                credential_id,
+                owner,
+            )
+
+        await self._run(write)
+
+    # --- connections ---
+
+    async def put_connection(self, connection: StoredConnection) -> None:
+        sealed = self._sealer.seal(
+            json.dumps(dict(connection.document)).encode(), f"connection:{connection.id}"
+        )
+
+        async def write(conn: asyncpg.Connection) -> None:
+            now = time.time()
+            async with conn.transaction():
+                clash = await conn.fetchrow(
+                    "SELECT name = $1 AS same_name FROM connections WHERE template_id = $2 "
+                    "AND id != $3 AND (name = $1 OR external_id = $4) LIMIT 1",
+                    connection.name,
+                    connection.template_id,
+                    connection.id,
+                    connection.external_id,
+                )
+                if clash is not None:
+                    raise StoreConflict("name" if clash["same_name"] else "externalId")
+                await conn.execute(
+                    "INSERT INTO connections VALUES ($1, $2, $3, $4, $5, $6, $6) "
+                    "ON CONFLICT (id) DO UPDATE SET template_id = excluded.template_id, "
+                    "name = excluded.name, external_id = excluded.external_id, "
+                    "sealed = excluded.sealed, updated_at = excluded.updated_at",
+                    connection.id,
+                    connection.template_id,
+                    connection.name,
+                    connection.external_id,
+                    sealed,
+                    now,
+                )
+                await conn.execute(_BUMP_REVISION)
+                await conn.execute(_NOTIFY)
+
+        try:
+            await self._run(write)
+        except StoreUnavailable as exc:
+            # Two replicas creating the same name at once: the unique index decides.
+            if "connections_template_id_name_key" in exc.reason:
+                raise StoreConflict("name") from None
+            if "connections_template_id_external_id_key" in exc.reason:
+                raise StoreConflict("externalId") from None
+            raise
+
+    def _connection(self, row: Any) -> StoredConnection:
+        document = json.loads(self._sealer.open(bytes(row["sealed"]), f"connection:{row['id']}"))
+        return StoredConnection(
+            row["id"],
+            row["template_id"],
+            row["name"],
+            row["external_id"],
+            document,
+            row["created_at"],
+            row["updated_at"],
+        )
+
+    async def get_connection(self, connection_id: str) -> StoredConnection | None:
+        async def read(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchrow("SELECT * FROM connections WHERE id = $1", connection_id)
+
+        row = await self._run(read)
+        return None if row is None else self._connection(row)
+
+    async def delete_connection(self, connection_id: str) -> bool:
+        async def write(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                deleted = await conn.fetchval(
+                    "DELETE FROM connections WHERE id = $1 RETURNING id", connection_id
+                )
+                if deleted is None:
+                    return False
+                await conn.execute(_BUMP_REVISION)
+                await conn.execute(_NOTIFY)
+                return True
+
+        return await self._run(write)
+
+    async def list_connections(self) -> list[StoredConnection]:
+        async def read(conn: asyncpg.Connection) -> list[Any]:
+            rows: list[Any] = await conn.fetch("SELECT * FROM connections ORDER BY created_at, id")
+            return rows
+
+        return [self._connection(row) for row in await self._run(read)]
+
+    async def find_connection(
+        self, template_id: str, *, name: str | None = None, external_id: str | None = None
+    ) -> StoredConnection | None:
+        async def read(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchrow(
+                "SELECT * FROM connections WHERE template_id = $1 "
+                "AND (name = $2 OR external_id = $3) ORDER BY (name = $2) DESC LIMIT 1",
+                template_id,
+                name,
+                external_id,
+            )
+
+        row = await self._run(read)
+        return None if row is None else self._connection(row)
+
+    async def connections_revision(self) -> int:
+        async def read(conn: asyncpg.Connection) -> int:
+            revision: int = await conn.fetchval("SELECT revision FROM connections_revision")
+            return revision
+
+        return await self._run(read)
+
+    async def watch_connections(self, changed: Callable[[], None]) -> bool:
+        """LISTEN on a connection of our own; `changed()` on every NOTIFY. A lost listening
+        connection is re-established (every second until it works), and `changed()` is called
+        then too, for what may have been missed in between."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        return await self._listen(changed)
+
+    async def _listen(self, changed: Callable[[], None]) -> bool:
+        try:
+            listener = await asyncpg.connect(self._url, timeout=10)
+            await listener.add_listener(CHANNEL, lambda *_: changed())
+        except _FAILURES as exc:
+            log.warning("store: cannot LISTEN for connection changes (%s)", _reason(exc))
+            return False
+
+        def lost(_: object) -> None:
+            if self._closed:
+                return
+            log.warning("store: the LISTEN connection was lost; reconnecting")
+            self._listener = None
+            self._relisten = asyncio.get_running_loop().create_task(self._relisten_loop(changed))
+
+        listener.add_termination_listener(lost)
+        self._listener = listener
+        return True
+
+    async def _relisten_loop(self, changed: Callable[[], None]) -> None:
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            if await self._listen(changed):
+                changed()
+                return
+
+    # --- OAuth flow state ---
+
+    async def put_flow(self, flow: FlowState) -> None:
+        state_hash = self.fingerprint(flow.state)
+        document = {
+            "code_verifier": flow.code_verifier,
+            "template_id": flow.template_id,
+            "organisation_id": flow.organisation_id,
+            "redirect_uri": flow.redirect_uri,
+            "connection_name": flow.connection_name,
+            "external_id": flow.external_id,
+            "extra": dict(flow.extra),
+        }
+        sealed = self._sealer.seal(json.dumps(document).encode(), f"flow:{state_hash}")
+
+        async def write(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                # Expired flows are dropped on the way: the table never grows without bound.
+                await conn.execute("DELETE FROM flow_states WHERE expires_at <= $1", time.time())
+                await conn.execute(
+                    "INSERT INTO flow_states VALUES ($1, $2, $3) ON CONFLICT (state_hash) "
+                    "DO UPDATE SET sealed = excluded.sealed, expires_at = excluded.expires_at",
+                    state_hash,
+                    sealed,
+                    flow.expires_at,
+                )
+
+        await self._run(write)
+
+    async def take_flow(self, state: str, now: float | None = None) -> FlowState | None:
+        state_hash = self.fingerprint(state)
+
+        async def write(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchrow(
+                "DELETE FROM flow_states WHERE state_hash = $1 RETURNING sealed, expires_at",
+                state_hash,
+            )
+
+        taken = await self._run(write)
+        if taken is None or taken["expires_at"] <= (time.time() if now is None else now):
+            return None
+        data = json.loads(self._sealer.open(bytes(taken["sealed"]), f"flow:{state_hash}"))
+        return FlowState(
+            state=state,
+            code_verifier=data["code_verifier"],
+            template_id=data["template_id"],
+            organisation_id=data["organisation_id"],
+            redirect_uri=data["redirect_uri"],
+            expires_at=taken["expires_at"],
+            connection_name=data["connection_name"],
+            external_id=data["external_id"],
+            extra=data["extra"],
+        )
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    version: int | None = await conn.fetchval("SELECT version FROM schema_version")
+    return 0 if version is None else version
+
+
+async def migrate(conn: asyncpg.Connection) -> None:
+    """Apply the migrations newer than the database in one transaction, replicas serialised
+    by an advisory lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        current = await schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store has schema version {current}; this version of signing-proxy "
+                f"knows up to {SCHEMA_VERSION} (was it written by a newer release?)"
+            )
+        for version, script in MIGRATIONS:
+            if version <= current:
+                continue
+            await conn.execute(script)
+            await conn.execute("DELETE FROM schema_version")
+            await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+
+
+async def _fingerprint_key(conn: asyncpg.Connection, sealer: Sealer) -> bytes:
+    # Random per database and sealed under store.key (as on SQLite): fingerprints survive a
+    # key rotation, and opening it proves the key is the right one.
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        sealed = await conn.fetchval("SELECT value FROM meta WHERE name = 'fingerprint_key'")
+        if sealed is None:
+            key = os.urandom(KEY_BYTES)
+            await conn.execute(
+                "INSERT INTO meta VALUES ('fingerprint_key', $1)",
+                sealer.seal(key, _FINGERPRINT_ROW),
+            )
+            return key
+    try:
+        return sealer.open(bytes(sealed), _FINGERPRINT_ROW)
+    except SealError:
+        raise StoreError("store.key does not match the key this store was written with") from None
+
+
+_SEALED_COLUMNS = (
+    ("tokens", "credential_id", "sealed", "token:"),
+    ("connections", "id", "sealed", "connection:"),
+    ("flow_states", "state_hash", "sealed", "flow:"),
+    ("meta", "name", "value", "meta:"),
+)
+
+
+def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
+    """Re-seal every secret under `new_key` in one transaction; the values re-sealed.
+
+    Run it with every replica stopped (they would keep writing under the old key).
+    """
+    old, new = Sealer(old_key), Sealer(new_key)
+
+    async def rotate() -> int:
+        try:
+            conn = await asyncpg.connect(url, timeout=10)
+        except _FAILURES as exc:
+            raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
+        try:
+            await migrate(conn)
+            count = 0
+            async with conn.transaction():
+                for table, id_column, column, prefix in _SEALED_COLUMNS:
+                    rows = await conn.fetch(
+                        f"SELECT {id_column} AS id, {column} AS sealed FROM {table} "
+                        f"WHERE {column} IS NOT NULL FOR UPDATE"
+                    )
+                    for row in rows:
+                        if table == "meta" and row["id"] != "fingerprint_key":
+                            continue
+                        row_id = prefix + row["id"]
+                        try:
+                            plain = old.open(bytes(row["sealed"]), row_id)
+                        except SealError:
+                            raise StoreError(
+                                "the old key does not open this store; nothing was changed"
+                            ) from None
+                        await conn.execute(
+                            f"UPDATE {table} SET {column} = $1 WHERE {id_column} = $2",
+                            new.seal(plain, row_id),
+                            row["id"],
+                        )
+                        count += 1
+            return count
+        finally:
+            await conn.close()
+
+    return _run_sync(rotate)
