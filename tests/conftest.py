@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.echo import create_echo_app
-from tests.plane import PlaneServer
 from tests.pg import PgServer, start_server
+from tests.plane import PlaneServer
 
 MakeProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -21,6 +21,7 @@ from proxy.tokens import TokenManager, WriteRetry
 from tests.conftest import connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer
+from tests.plane import PlaneServer
 
 CANARY = "canary-pg-refresh-5d21a"
 SECRET = "canary-pg-client-secret"
@@ -134,7 +135,7 @@ async def test_write_failure_keeps_the_issued_token(
     }
     runtime = build_runtime(tree, {})
     tokens = TokenManager(store, write_retry=WriteRetry(first=0.05, cap=0.2))
-    client = await aiohttp_client(create_app(runtime, tokens=tokens, store=store))
+    client = await aiohttp_client(PlaneServer(create_app(runtime, tokens=tokens, store=store)))
     assert (await client.get("/api/warm")).status == 200
     server.expire_access_tokens()
     server.delay = 0.5
