@@ -74,7 +74,7 @@ def test_compose_sidecar_matches_the_image_contract() -> None:
         assert f"${{file:{SECRETS_DIR}{secret}}}" in sidecar
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "SIGNING_PROXY_CONFIG=/etc/signing-proxy/proxy.yaml" in dockerfile
-    assert '"--listen", "0.0.0.0:8080"' in dockerfile
+    assert "SIGNING_PROXY_LISTEN=0.0.0.0:8080" in dockerfile
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
 
