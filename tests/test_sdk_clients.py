@@ -1,0 +1,250 @@
+"""The design proved with real SDKs: the openai, anthropic and stripe Python libraries, pointed
+at the proxy with a *client key* as their `api_key`, against local fakes of those APIs.
+
+Each fake answers only when the real credential arrives (the way each API expects it: OpenAI
+`Authorization: Bearer`, Anthropic `x-api-key`, Stripe Basic with the secret key as username),
+and records every request, so the tests can show the client key reached none of them: not in a
+header, not in the target, not in the body. The app changes nothing but the base URL and the
+key it already passes. The SDKs are synchronous (httpx / requests): they run in a worker
+thread while the proxy and the fakes serve on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import stripe
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.conftest import MakeProxy, api_key, basic, bearer, connection
+
+OPENAI_CLIENT_KEY = "ck-openai-agent-CANARY-1b2c"
+ANTHROPIC_CLIENT_KEY = "ck-anthropic-agent-CANARY-3d4e"
+STRIPE_CLIENT_KEY = "ck-billing-agent-CANARY-5f6a"
+OPENAI_SECRET = "sk-proj-real-openai-7788"
+ANTHROPIC_SECRET = "sk-ant-real-anthropic-9900"
+STRIPE_SECRET = "sk_test_real_stripe_1122"
+
+
+@dataclass
+class Fake:
+    """A local stand-in for one API: checks the real credential, records what arrived."""
+
+    authorized: Callable[[web.Request], bool]
+    answer: Callable[[web.Request, bytes], Awaitable[web.Response]]
+    seen: list[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = "\n".join(f"{k.decode()}: {v.decode()}" for k, v in request.raw_headers)
+        self.seen.append(f"{request.method} {request.raw_path}\n{headers}\n\n{body.decode()}")
+        if not self.authorized(request):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        return await self.answer(request, body)
+
+
+async def openai_answer(request: web.Request, body: bytes) -> web.Response:
+    asked = json.loads(body)
+    return web.json_response(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": asked["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hello from the fake"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5},
+        }
+    )
+
+
+async def anthropic_answer(request: web.Request, body: bytes) -> web.Response:
+    asked = json.loads(body)
+    return web.json_response(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": asked["model"],
+            "content": [{"type": "text", "text": "hello from the fake"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 4},
+        }
+    )
+
+
+async def stripe_answer(request: web.Request, body: bytes) -> web.Response:
+    if request.method == "POST":
+        form = dict(pair.split("=", 1) for pair in body.decode().split("&") if pair)
+        email = form.get("email", "").replace("%40", "@")
+        return web.json_response({"id": "cus_2", "object": "customer", "email": email})
+    return web.json_response(
+        {"id": request.match_info["tail"].rsplit("/", 1)[-1], "object": "customer"}
+    )
+
+
+def stripe_basic(request: web.Request) -> bool:
+    expected = "Basic " + base64.b64encode(f"{STRIPE_SECRET}:".encode()).decode()
+    return request.headers.get("Authorization") == expected
+
+
+@dataclass
+class Setup:
+    proxy: TestClient[Any, Any]
+    openai: Fake
+    anthropic: Fake
+    stripe: Fake
+
+
+@pytest.fixture
+async def setup(aiohttp_server: Any, make_proxy: MakeProxy) -> Setup:
+    fakes = {
+        "openai": Fake(
+            lambda r: r.headers.get("Authorization") == f"Bearer {OPENAI_SECRET}", openai_answer
+        ),
+        "anthropic": Fake(
+            lambda r: r.headers.get("x-api-key") == ANTHROPIC_SECRET, anthropic_answer
+        ),
+        "stripe": Fake(stripe_basic, stripe_answer),
+    }
+    servers: dict[str, TestServer] = {}
+    for name, fake in fakes.items():
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", fake.handle)
+        servers[name] = await aiohttp_server(app)
+    tree = {
+        "clients": [
+            {"name": "chat-agent", "key": OPENAI_CLIENT_KEY, "connections": ["openai"]},
+            {"name": "claude-agent", "key": ANTHROPIC_CLIENT_KEY, "connections": ["anthropic"]},
+            {"name": "billing-agent", "key": STRIPE_CLIENT_KEY, "connections": ["stripe"]},
+        ],
+        "connections": [
+            connection(
+                "openai",
+                str(servers["openai"].make_url("/v1")),
+                bearer(OPENAI_SECRET),
+                policy={"allow": [{"methods": ["POST"], "paths": ["/chat/completions"]}]},
+            ),
+            connection(
+                "anthropic",
+                str(servers["anthropic"].make_url("")),
+                api_key("x-api-key", "header", ANTHROPIC_SECRET),
+            ),
+            connection(
+                "stripe",
+                str(servers["stripe"].make_url("")),
+                basic(STRIPE_SECRET, ""),
+                policy={"allow": [{"methods": ["GET", "POST"], "paths": ["/v1/customers/**"]}]},
+            ),
+        ],
+    }
+    proxy = await make_proxy(tree)
+    return Setup(proxy, fakes["openai"], fakes["anthropic"], fakes["stripe"])
+
+
+def nowhere(fake: Fake, *keys: str) -> None:
+    assert fake.seen, "the fake saw no request"
+    for request in fake.seen:
+        for key in keys:
+            assert key not in request
+
+
+async def test_openai_sdk_with_a_client_key(setup: Setup) -> None:
+    client = openai.OpenAI(
+        api_key=OPENAI_CLIENT_KEY, base_url=str(setup.proxy.make_url("/openai")), max_retries=0
+    )
+
+    def call() -> str | None:
+        reply = client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
+        return reply.choices[0].message.content
+
+    assert await asyncio.to_thread(call) == "hello from the fake"
+    nowhere(setup.openai, OPENAI_CLIENT_KEY)
+    # The connection's policy allows chat completions only: the SDK sees the proxy's 403.
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        await asyncio.to_thread(client.models.list)
+    assert caught.value.status_code == 403
+    assert "request_forbidden" in caught.value.response.text
+    # And another agent's key does not reach this connection at all.
+    other = openai.OpenAI(
+        api_key=ANTHROPIC_CLIENT_KEY, base_url=str(setup.proxy.make_url("/openai")), max_retries=0
+    )
+    with pytest.raises(openai.PermissionDeniedError):
+        await asyncio.to_thread(other.models.list)
+    assert len(setup.openai.seen) == 1
+
+
+async def test_anthropic_sdk_with_a_client_key(setup: Setup) -> None:
+    client = anthropic.Anthropic(
+        api_key=ANTHROPIC_CLIENT_KEY,
+        base_url=str(setup.proxy.make_url("/anthropic")),
+        max_retries=0,
+    )
+
+    def call() -> str:
+        reply = client.messages.create(
+            model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        )
+        block = reply.content[0]
+        assert block.type == "text"
+        return block.text
+
+    assert await asyncio.to_thread(call) == "hello from the fake"
+    [request] = setup.anthropic.seen
+    assert request.startswith("POST /v1/messages")
+    nowhere(setup.anthropic, ANTHROPIC_CLIENT_KEY)
+    # A wrong key is the proxy's 401, which the SDK reports as an authentication error.
+    wrong = anthropic.Anthropic(
+        api_key="not-a-client-key", base_url=str(setup.proxy.make_url("/anthropic")), max_retries=0
+    )
+    with pytest.raises(anthropic.AuthenticationError):
+        await asyncio.to_thread(
+            lambda: wrong.messages.create(
+                model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+            )
+        )
+    assert len(setup.anthropic.seen) == 1
+
+
+async def test_stripe_sdk_with_a_client_key(setup: Setup) -> None:
+    client = stripe.StripeClient(
+        STRIPE_CLIENT_KEY,
+        base_addresses={"api": str(setup.proxy.make_url("/stripe"))},
+        max_network_retries=0,
+    )
+
+    def calls() -> tuple[str, str]:
+        created = client.v1.customers.create(params={"email": "a@example.com"})
+        fetched = client.v1.customers.retrieve("cus_42")
+        return created.email or "", fetched.id
+
+    assert await asyncio.to_thread(calls) == ("a@example.com", "cus_42")
+    assert [r.split("\n", 1)[0] for r in setup.stripe.seen] == [
+        "POST /v1/customers",
+        "GET /v1/customers/cus_42",
+    ]
+    nowhere(setup.stripe, STRIPE_CLIENT_KEY)
+    # Outside the policy (charges): refused by the proxy, never seen by the fake. The proxy's
+    # error body is not Stripe's shape, so the SDK reports a generic APIError with the status.
+    with pytest.raises(stripe.APIError) as caught:
+        await asyncio.to_thread(lambda: client.v1.charges.retrieve("ch_1"))
+    assert caught.value.http_status == 403
+    assert "request_forbidden" in str(caught.value.http_body)
+    assert len(setup.stripe.seen) == 2
