@@ -115,6 +115,8 @@ class ConnectionSync:
             self._pushed = await self.store.watch_connections(self._wake.set)
         except Exception as exc:
             log.warning("connection push unavailable (%s); polling", type(exc).__name__)
+        if self._pushed:
+            log.info("connection changes are pushed by the store (LISTEN/NOTIFY)")
         self._task = asyncio.create_task(self._follow(), name="connection-sync")
 
     async def stop(self) -> None:

@@ -327,34 +327,29 @@ class PostgresStore:
     async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
         async def write(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
-                row = await conn.fetchrow(
-                    "SELECT owner, expires_at > now() AS live FROM refresh_leases "
-                    "WHERE credential_id = $1 FOR UPDATE",
+                held = await conn.fetchval(
+                    "SELECT owner FROM refresh_leases WHERE credential_id = $1 "
+                    "AND expires_at > now() FOR UPDATE",
                     credential_id,
                 )
-                if (
-                    row is not None
-                    and row["owner"] != owner
-                    and row["live"]
-                    and not lease_owner_dead(row["owner"])
-                ):
-                    return False
-                await conn.execute(
+                dead = held if held is not None and lease_owner_dead(held) else None
+                # The upsert decides, not the read above: with no row yet, two replicas both
+                # read nothing; the second insert then waits for the first and, finding its
+                # live lease, updates nothing and returns no row.
+                taken = await conn.fetchval(
                     "INSERT INTO refresh_leases VALUES ($1, $2, now() + make_interval(secs => $3)) "
                     "ON CONFLICT (credential_id) DO UPDATE SET owner = excluded.owner, "
-                    "expires_at = excluded.expires_at",
+                    "expires_at = excluded.expires_at WHERE refresh_leases.owner = $2 "
+                    "OR refresh_leases.expires_at <= now() OR refresh_leases.owner = $4 "
+                    "RETURNING 1",
                     credential_id,
                     owner,
                     ttl,
+                    dead,
                 )
-                return True
+                return taken is not None
 
-        try:
-            return await self._run(write)
-        except StoreUnavailable as exc:
-            if "duplicate key" in exc.reason:
-                return False  # another replica inserted the first lease row a moment ago
-            raise
+        return await self._run(write)
 
     async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
         async def write(conn: asyncpg.Connection) -> None:

@@ -99,13 +99,28 @@ class Reply:
         return json.loads(self.body)
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Reply:
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx comes back as it is
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One request, no redirects followed; any status comes back as a `Reply`."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return Reply(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, exc.read(), dict(exc.headers))
@@ -114,9 +129,16 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Repl
 class ProxyProcess:
     """`python -m proxy run --config <dir>/proxy.yaml` with `tree` (listen ports filled in)."""
 
-    def __init__(self, workdir: Path, tree: dict[str, Any], *, admin: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        tree: dict[str, Any],
+        *,
+        admin: bool = True,
+        admin_port: int | None = None,
+    ) -> None:
         self.port = free_port()
-        self.admin_port = free_port() if admin else None
+        self.admin_port = (admin_port or free_port()) if admin else None
         tree = {"listen": f"127.0.0.1:{self.port}", **tree}
         if admin:
             tree["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **tree.get("admin", {})}
@@ -150,8 +172,13 @@ class ProxyProcess:
             time.sleep(0.05)
         raise AssertionError(f"the proxy did not become ready: {self.output()}")
 
-    def get(self, path: str, timeout: float = 10.0) -> Reply:
-        return http("GET", self.base + path, timeout=timeout)
+    def get(self, path: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> Reply:
+        return http("GET", self.base + path, timeout=timeout, headers=headers)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def readyz(self) -> Reply:
         return http("GET", self.admin + "/readyz")

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +111,19 @@ async def test_refresh_lease(store: Store) -> None:
     assert not await store.acquire_refresh_lease("c1", "owner-b", 30)
     await store.release_refresh_lease("c1", "owner-a")
     assert await store.acquire_refresh_lease("c1", "owner-b", 30)
+
+
+async def test_concurrent_claims_of_a_free_lease_have_one_winner(store: Store) -> None:
+    """Twenty claims at once (the PostgreSQL pool runs several in parallel), no lease row yet:
+    exactly one holder."""
+    claims = [store.acquire_refresh_lease("c9", f"owner-{i}", 30) for i in range(20)]
+    assert (await asyncio.gather(*claims)).count(True) == 1
+    await store.release_refresh_lease("c9", "owner-x")  # not the holder: still held
+    assert (await asyncio.gather(*claims_again(store))).count(True) == 0
+
+
+def claims_again(store: Store) -> list[Coroutine[Any, Any, bool]]:
+    return [store.acquire_refresh_lease("c9", f"other-{i}", 30) for i in range(5)]
 
 
 async def test_expired_lease_is_taken_over(store: Store) -> None:
