@@ -353,9 +353,11 @@ def _origin(base: BaseUrl) -> str:
 
 
 def with_body(request: OutboundRequest, body: BufferedBody) -> OutboundRequest:
-    """`request` carrying a read body, with `Content-Length` set to its size."""
+    """`request` carrying a read body, with `Content-Length` set to its size — unless the body
+    is empty and the client sent no `Content-Length`: a bodyless request goes up without any
+    framing header (bytes in = bytes out; a signing scheme buffers even an absent body)."""
     headers = tuple((k, v) for k, v in request.headers if k.lower() != "content-length")
-    if body.size or request.method not in ("GET", "HEAD", "OPTIONS", "DELETE", "TRACE"):
+    if body.size or len(headers) != len(request.headers):
         headers += (("Content-Length", str(body.size)),)
     return OutboundRequest(
         request.method, request.origin, request.path, request.query, headers, body

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 TIMEOUT = 5.0
 MAX_HEAD = 64 * 1024
@@ -158,6 +159,7 @@ class Received:
 
 
 Responder = Callable[[Message, asyncio.StreamWriter], Awaitable[None]]
+U = TypeVar("U", bound="RawUpstream")
 
 
 async def ok(request: Message, writer: asyncio.StreamWriter) -> None:
@@ -219,7 +221,13 @@ class RawUpstream:
 @contextlib.asynccontextmanager
 async def raw_upstream(responder: Responder = ok) -> AsyncIterator[RawUpstream]:
     """Serve a `RawUpstream` on 127.0.0.1 for the duration of the block."""
-    upstream = RawUpstream(responder)
+    async with serving(RawUpstream(responder)) as upstream:
+        yield upstream
+
+
+@contextlib.asynccontextmanager
+async def serving(upstream: U) -> AsyncIterator[U]:
+    """Serve `upstream` (a `RawUpstream` or a subclass) on 127.0.0.1 for the block."""
     upstream.server = await asyncio.start_server(upstream._serve, "127.0.0.1", 0)
     try:
         yield upstream

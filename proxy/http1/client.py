@@ -156,7 +156,7 @@ class Http1Upstream:
         elif body is not None:
             stream = body
         framing, length, extra = plan_framing(
-            method, request.headers, None if data is None else len(data), stream is not None
+            request.headers, None if data is None else len(data), stream is not None
         )
         head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
         replayable = stream is None and method in IDEMPOTENT_METHODS

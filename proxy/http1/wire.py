@@ -14,10 +14,6 @@ from functools import lru_cache
 
 from ..errors import ProxyError
 
-# Methods whose requests carry no body by convention: a bodyless one gets no `Content-Length: 0`
-# (RFC 9110 §8.6: a user agent SHOULD NOT send it when there is no body and the method defines
-# no meaning for one). The same set as aiohttp's client, so the hop did not change behaviour.
-NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # RFC 9110 §9.2.2: requests that may be repeated automatically.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -74,7 +70,7 @@ def content_length(headers: tuple[tuple[str, str], ...]) -> int | None:
 
 
 def plan_framing(
-    method: str, headers: tuple[tuple[str, str], ...], body_size: int | None, streamed: bool
+    headers: tuple[tuple[str, str], ...], body_size: int | None, streamed: bool
 ) -> tuple[Framing, int | None, str | None]:
     """Decide the body framing: `(framing, expected length, header line to add or None)`.
 
@@ -83,9 +79,10 @@ def plan_framing(
     client's body); a stream without one goes chunked.
     """
     declared = content_length(headers)
-    if body_size is None and not streamed:
-        if declared is None and method not in NO_BODY_METHODS:
-            return Framing.NONE, 0, "Content-Length: 0"
+    if not body_size and not streamed:
+        # No body (or an empty one): no framing header is added, whatever the method. A client
+        # that sent none sent a request with no content (RFC 9112 §6.3 rule 7), and an upstream
+        # reads the same from ours; its own `Content-Length: 0` goes up as it was.
         if declared:
             raise ProxyError("bad_content_length", "a Content-Length was given without a body")
         return Framing.NONE, 0, None
