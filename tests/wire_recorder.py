@@ -143,7 +143,7 @@ class WireUpstream(RawUpstream):
         return b""
 
     async def _read_chunked(self, reader: asyncio.StreamReader, seen: bytearray) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             line = await reader.readuntil(b"\r\n")
             seen += line
