@@ -1,0 +1,148 @@
+"""A client that goes away mid-request cancels the upstream exchange at once (the upstream
+connection is let go of, a spilled body's temporary file removed), and the access log says so
+once, as a client disconnect — not an upstream failure, no traceback, and no "Task exception was
+never retrieved" left behind (docs/operations.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests import rawhttp
+from tests.conftest import MakeProxy, bearer, connection
+from tests.rawhttp import Message, raw_upstream
+
+
+def hmac_over_body(secret: str) -> dict[str, object]:
+    return {
+        "authSchemeConfig": {
+            "type": "hmac",
+            "hmac": {
+                "name": "X-Sig",
+                "in": "header",
+                "algorithm": "sha256",
+                "digestInputs": ["body"],
+                "encoding": "hex",
+            },
+        },
+        "credential": {"type": "string", "data": {"string": {"value": secret}}},
+    }
+
+
+def assert_logged_once_as_disconnect(caplog: pytest.LogCaptureFixture) -> None:
+    gc.collect()  # an unretrieved task exception is reported when the task is collected
+    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
+    assert len(access) == 1, access
+    assert "status=499" in access[0] and "client_disconnected" in access[0]
+    assert "upstream" not in access[0]
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not problems, [r.getMessage() for r in problems]
+    assert "never retrieved" not in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_leaving_while_the_upstream_thinks(
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    upstream_released = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def thinking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await rawhttp.read_head(reader)
+        asked.set()
+        try:
+            await asyncio.wait_for(reader.read(), 10)  # never answers; waits for the EOF
+        finally:
+            upstream_released.set()
+            writer.close()
+
+    server = await asyncio.start_server(thinking, "127.0.0.1", 0)
+    async with server:
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        tree = {
+            "connections": [connection("up", base, bearer("t"))],
+            "timeouts": {"read": 30},
+        }
+        port = rawhttp.port_of((await make_proxy(tree)).server)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /up/slow HTTP/1.1\r\nHost: p\r\n\r\n")
+        await asyncio.wait_for(asked.wait(), 2)
+        writer.transport.abort()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.wait_for(upstream_released.wait(), 2)
+        assert loop.time() - start < 1.0  # at once, not after the 30 s read timeout
+        await asyncio.sleep(0.1)
+    assert_logged_once_as_disconnect(caplog)
+
+
+async def test_leaving_mid_upload_removes_the_spilled_body(
+    make_proxy: MakeProxy,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    async with raw_upstream() as upstream:
+        tree = {
+            "connections": [connection("up", upstream.base, hmac_over_body("canary-hmac-key"))],
+            "limits": {"memoryBodyBytes": 1024},
+        }
+        port = rawhttp.port_of((await make_proxy(tree)).server)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /up/x HTTP/1.1\r\nHost: p\r\nContent-Length: 1000000\r\n\r\n")
+        writer.write(b"a" * 200_000)
+        await writer.drain()
+        for _ in range(100):  # bounded: up to 2 s for the spill file to appear
+            if list(tmp_path.glob("signing-proxy-body-*")):
+                break
+            await asyncio.sleep(0.02)
+        assert list(tmp_path.glob("signing-proxy-body-*"))
+        writer.transport.abort()
+        for _ in range(100):
+            if not list(tmp_path.glob("signing-proxy-body-*")):
+                break
+            await asyncio.sleep(0.02)
+        assert not list(tmp_path.glob("signing-proxy-body-*"))
+        assert upstream.received == []  # nothing half-read went upstream
+        await asyncio.sleep(0.1)
+    assert_logged_once_as_disconnect(caplog)
+
+
+async def test_leaving_mid_response(
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    released = asyncio.Event()
+
+    async def endless(request: Message, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+        try:
+            for _ in range(2000):  # bounded: 2000 x 5 ms
+                writer.write(b"x" * 4096)
+                await writer.drain()
+                await asyncio.sleep(0.005)
+        except ConnectionError:
+            pass
+        finally:
+            released.set()
+
+    async with raw_upstream(endless) as upstream:
+        port = rawhttp.port_of(
+            (await make_proxy({"connections": [connection("up", upstream.base)]})).server
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /up/stream HTTP/1.1\r\nHost: p\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        await asyncio.wait_for(reader.readexactly(4096), 2)
+        writer.transport.abort()
+        await asyncio.wait_for(released.wait(), 2)
+        await asyncio.sleep(0.1)
+    assert_logged_once_as_disconnect(caplog)
