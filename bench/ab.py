@@ -78,7 +78,13 @@ async def wait_ready(url: str, attempts: int = 100) -> None:
 
 
 async def round_rps(
-    session: aiohttp.ClientSession, method: str, url: str, body: bytes | None, count: int, conc: int
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes | None,
+    count: int,
+    conc: int,
+    headers: dict[str, str] | None = None,
 ) -> float:
     """`count` requests over `conc` concurrent workers; requests per second. Any non-200 aborts."""
     remaining = count
@@ -87,7 +93,7 @@ async def round_rps(
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            async with session.request(method, url, data=body) as response:
+            async with session.request(method, url, data=body, headers=headers) as response:
                 await response.read()
                 if response.status != 200:
                     raise SystemExit(f"{url}: status {response.status}")
@@ -106,13 +112,16 @@ async def alternate(
     count: int,
     conc: int,
     budget: float,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, list[float]]:
     """A warm-up, then up to `rounds` rounds per name in alternating order, within `budget` s."""
     results: dict[str, list[float]] = {name: [] for name in urls}
     names = list(urls)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as session:
         for name in names:
-            await round_rps(session, method, urls[name], body, max(count // 4, 1), conc)
+            await round_rps(
+                session, method, urls[name], body, max(count // 4, 1), conc, headers
+            )
         deadline = time.monotonic() + budget
         for i in range(rounds):
             if time.monotonic() > deadline:
@@ -120,7 +129,7 @@ async def alternate(
                 break
             for name in names if i % 2 == 0 else reversed(names):
                 results[name].append(
-                    await round_rps(session, method, urls[name], body, count, conc)
+                    await round_rps(session, method, urls[name], body, count, conc, headers)
                 )
     return results
 

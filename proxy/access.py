@@ -85,12 +85,6 @@ class Caller:
     templates: frozenset[str]  # every connection created from these
     instances: frozenset[tuple[str, str]]  # (template id, externalId)
     bucket: TokenBucket | None = field(default=None, repr=False)
-    carrier: str = ""  # the header that carried the key (per request, see `authenticate`)
-
-    def without_key(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """`headers` without the one that carried the client key: it never goes upstream."""
-        carrier = self.carrier
-        return [pair for pair in headers if pair[0].lower() != carrier]
 
     def reach(self, connection: CompiledConnection, file_names: Mapping[str, str]) -> str | None:
         """The `connections` entry that lets this client use `connection`, or None."""
@@ -107,6 +101,22 @@ class Caller:
             if external is not None and (template, external) in self.instances:
                 return f"{template}/{external}"
         return None
+
+
+class Presented:
+    """A client key presented with one request: whose it is, and which header carried it."""
+
+    __slots__ = ("caller", "carrier", "name")
+
+    def __init__(self, caller: Caller, carrier: str) -> None:
+        self.caller = caller
+        self.carrier = carrier  # lowercase header name
+        self.name = caller.name
+
+    def without_key(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """`headers` without the one that carried the client key: it never goes upstream."""
+        carrier = self.carrier
+        return [pair for pair in headers if pair[0].lower() != carrier]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +143,12 @@ class Access:
         self.callers = {caller.name: caller for _, caller in callers}
         self._file_names = dict(file_names)  # connection id -> name, for the file's connections
         self._template_policies = dict(template_policies)
+        # Compiled rules per connection id, kept with the policy they came from (a connection
+        # replaced through the API or a reload brings another policy object).
+        self._rules: dict[str, tuple[Policy, tuple[Rule, ...]]] = {}
         self.clients_required = clients_required
 
-    def authenticate(self, headers: Iterable[tuple[str, str]]) -> Caller | None:
+    def authenticate(self, headers: Iterable[tuple[str, str]]) -> Presented | None:
         """The client whose key the request presents; None when no clients are configured.
 
         Raises:
@@ -146,22 +159,18 @@ class Access:
         for carrier, key in presented_keys(headers):
             caller = self._ring.owner(key)
             if caller is not None:
-                # A per-request copy that knows which header to keep from the upstream.
-                return Caller(
-                    caller.name,
-                    caller.all_connections,
-                    caller.names,
-                    caller.templates,
-                    caller.instances,
-                    caller.bucket,
-                    carrier,
-                )
+                return Presented(caller, carrier)
         raise client_unauthorized()
 
     def authorize(
-        self, caller: Caller | None, connection: CompiledConnection, method: str, raw_tail: str
+        self,
+        presented: Presented | None,
+        connection: CompiledConnection,
+        method: str,
+        raw_tail: str,
     ) -> None:
-        """Raise `AccessDenied` unless `caller` may make this request now."""
+        """Raise `AccessDenied` unless the client may make this request now."""
+        caller = presented.caller if presented is not None else None
         if caller is not None and caller.reach(connection, self._file_names) is None:
             raise client_forbidden()
         rules = self.rules_for(connection)
@@ -180,11 +189,13 @@ class Access:
             policy = self._template_policies.get(model.connection_template_id)
         if policy is None:
             return None
-        rules: tuple[Rule, ...] | None = policy._compiled
-        if rules is None:
-            # Checked by `compile_access` at load (file) or when the template was loaded (API
-            # connections inherit the template's), so this cannot fail here.
-            rules = policy._compiled = compile_rules(policy, [], "")
+        cached = self._rules.get(connection.id)
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        # Checked by `compile_access` when the file was loaded (API connections inherit their
+        # template's policy), so compiling cannot fail here. Once per connection and policy.
+        rules = compile_rules(policy, [], "")
+        self._rules[connection.id] = (policy, rules)
         return rules
 
     def decide(
@@ -250,14 +261,10 @@ def compile_access(
     template_policies = {t.id: t.policy for t in config.templates if t.policy is not None}
     for index, template in enumerate(config.templates):
         if template.policy is not None:
-            template.policy._compiled = compile_rules(
-                template.policy, problems, f"templates[{index}].policy"
-            )
+            compile_rules(template.policy, problems, f"templates[{index}].policy")
     for index, model in enumerate(config.connections):
         if model.policy is not None:
-            model.policy._compiled = compile_rules(
-                model.policy, problems, f"connections[{index}].policy"
-            )
+            compile_rules(model.policy, problems, f"connections[{index}].policy")
     callers = _callers(config, template_ids, problems, clock)
     if (
         not callers

@@ -94,39 +94,90 @@ class KeyRing(Generic[T]):
 
 # --- method and path rules -----------------------------------------------------------------
 
-# One pattern segment: a literal, `*` (one segment), `**` (any number), or a glob inside a
-# segment such as `*.json`.
-Segment = str | re.Pattern[str] | None  # None = `**`
-ANY_SEGMENT = re.compile(r"[\s\S]*")
+# One pattern segment: a literal (compared decoded), `ANY` for `*` (one non-empty segment), or
+# a compiled glob for a `*` inside a segment such as `*.json`. `**` splits a pattern instead.
+ANY = object()
+Segment = str | re.Pattern[str] | object
 
 
 class PatternError(ValueError):
     """A path pattern that cannot be used; the message says why."""
 
 
-def compile_path_pattern(pattern: str) -> tuple[Segment, ...]:
+class PathPattern:
+    """A compiled `/repos/*/**`-style pattern.
+
+    Strategy: the pattern is cut at each `**` into chunks of plain segments. Without `**` a
+    path matches when it has exactly as many segments and each matches. With `**`, the first
+    chunk must match the first segments and the last chunk the last ones; each chunk between is
+    placed at its leftmost match after the one before, which is never worse than a later place
+    because the `**` on either side can take any number of segments.
+    """
+
+    __slots__ = ("chunks", "text")
+
+    def __init__(self, text: str) -> None:
+        if not text.startswith("/"):
+            raise PatternError("must start with '/'")
+        if any(ch in text for ch in "?#"):
+            raise PatternError("matches the path only: no '?' or '#'")
+        self.text = text
+        chunks: list[list[Segment]] = [[]]
+        for part in text[1:].split("/"):
+            if part == "**":
+                chunks.append([])
+            else:
+                chunks[-1].append(_segment(part))
+        self.chunks = tuple(tuple(chunk) for chunk in chunks)
+
+    def matches(self, path: Sequence[str]) -> bool:
+        chunks = self.chunks
+        first = chunks[0]
+        if len(chunks) == 1:
+            return len(path) == len(first) and _all_match(first, path, 0)
+        last = chunks[-1]
+        low, high = len(first), len(path) - len(last)
+        if high < low or not _all_match(first, path, 0) or not _all_match(last, path, high):
+            return False
+        for chunk in chunks[1:-1]:
+            size = len(chunk)
+            while low + size <= high and not _all_match(chunk, path, low):
+                low += 1
+            if low + size > high:
+                return False
+            low += size
+        return True
+
+
+def _segment(text: str) -> Segment:
+    if "**" in text:
+        raise PatternError("'**' must be a whole segment")
+    if text == "*":
+        return ANY
+    if "*" in text:
+        parts = (re.escape(part) for part in text.split("*"))
+        return re.compile("[\\s\\S]*".join(parts))
+    # Written decoded or encoded alike (`a b` or `a%20b`): compared decoded.
+    return unquote(text, errors="surrogateescape") if "%" in text else text
+
+
+def _all_match(pattern: Sequence[Segment], path: Sequence[str], start: int) -> bool:
+    for offset, want in enumerate(pattern):
+        segment = path[start + offset]
+        if want is ANY:
+            if not segment:
+                return False
+        elif isinstance(want, str):
+            if want != segment:
+                return False
+        elif not segment or want.fullmatch(segment) is None:  # type: ignore[attr-defined]
+            return False
+    return True
+
+
+def compile_path_pattern(pattern: str) -> PathPattern:
     """Compile `/repos/*/**`-style text; raise `PatternError` when it is not a usable pattern."""
-    if not pattern.startswith("/"):
-        raise PatternError("must start with '/'")
-    if any(ch in pattern for ch in "?#"):
-        raise PatternError("matches the path only: no '?' or '#'")
-    if pattern == "/":
-        return ("",)
-    compiled: list[Segment] = []
-    for text in pattern[1:].split("/"):
-        if text == "**":
-            compiled.append(None)
-        elif "**" in text:
-            raise PatternError("'**' must be a whole segment")
-        elif text == "*":
-            compiled.append(ANY_SEGMENT)
-        elif "*" in text:
-            parts = (re.escape(part) for part in text.split("*"))
-            compiled.append(re.compile("[\\s\\S]*".join(parts)))
-        else:
-            # Written decoded or encoded alike (`a b` or `a%20b`): compared decoded.
-            compiled.append(unquote(text, errors="surrogateescape"))
-    return tuple(compiled)
+    return PathPattern(pattern)
 
 
 def path_segments(raw_tail: str) -> tuple[str, ...]:
@@ -142,30 +193,12 @@ def path_segments(raw_tail: str) -> tuple[str, ...]:
     )
 
 
-def segments_match(pattern: Sequence[Segment], path: Sequence[str]) -> bool:
-    """Does `path` match `pattern`? `**` backtracks; the rest is one segment for one segment."""
-    if not pattern:
-        return not path
-    head, rest = pattern[0], pattern[1:]
-    if head is None:
-        # `**`: zero or more segments, tried shortest first.
-        return any(segments_match(rest, path[skip:]) for skip in range(len(path) + 1))
-    if not path:
-        return False
-    segment = path[0]
-    if isinstance(head, str):
-        matched = head == segment
-    else:
-        matched = segment != "" and head.fullmatch(segment) is not None
-    return matched and segments_match(rest, path[1:])
-
-
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One `policy.allow` entry: methods (None = any) and path patterns (None = any path)."""
 
     methods: frozenset[str] | None
-    patterns: tuple[tuple[Segment, ...], ...] | None
+    patterns: tuple[PathPattern, ...] | None
     source: str  # how the rule reads in the file, for `explain` and error details
 
     def allows(self, method: str, path: Sequence[str]) -> bool:
@@ -173,7 +206,10 @@ class Rule:
             return False
         if self.patterns is None:
             return True
-        return any(segments_match(pattern, path) for pattern in self.patterns)
+        for pattern in self.patterns:
+            if pattern.matches(path):
+                return True
+        return False
 
 
 def first_allowing(rules: Sequence[Rule], method: str, raw_tail: str) -> int | None:

@@ -8,13 +8,12 @@ Kept apart from `models.py`, which holds the seed shapes; checks that need the w
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     StringConstraints,
     model_validator,
@@ -71,5 +70,3 @@ class Policy(AccessModel):
     """Present = default deny: only what a rule of `allow` matches goes through."""
 
     allow: list[PolicyRule] = []
-    # The compiled rules, filled on first use by `proxy/access.py` (the model stays plain data).
-    _compiled: Any = PrivateAttr(default=None)
