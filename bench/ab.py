@@ -119,9 +119,7 @@ async def alternate(
     names = list(urls)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as session:
         for name in names:
-            await round_rps(
-                session, method, urls[name], body, max(count // 4, 1), conc, headers
-            )
+            await round_rps(session, method, urls[name], body, max(count // 4, 1), conc, headers)
         deadline = time.monotonic() + budget
         for i in range(rounds):
             if time.monotonic() > deadline:
