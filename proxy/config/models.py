@@ -120,9 +120,10 @@ class Empty(SeedModel):
 def _mtls(camel: str) -> Any:
     """Either spelling of mTLS (`mtlsEnabled`, `mTLSEnabled`), written back as `camel`."""
     rest = camel[4:]
+    other = ("mTLS" if camel.startswith("mtls") else "mtls") + rest
     return Field(
         default=None,
-        validation_alias=AliasChoices("mtls" + rest, "mTLS" + rest, to_snake("mtls" + rest)),
+        validation_alias=AliasChoices(camel, other, to_snake("mtls" + rest)),
         serialization_alias=camel,
     )
 
