@@ -18,6 +18,7 @@ does exactly what it did before. The decisions themselves are in `policy.py`.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .policy import (
 )
 
 REALM = 'Bearer realm="signing-proxy"'
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class AccessDenied(ProxyError):
@@ -296,7 +298,9 @@ def _callers(
             duplicate = f"duplicate of clients[{names[client.name]}]"
             problems.append(FieldError(f"{here}.name", duplicate))
         names.setdefault(client.name, index)
-        digest = _digest(client)
+        digest = _digest(client, here, problems)
+        if digest is None:
+            continue
         if digest in digests:
             # Which client a request is would depend on the order: refused, key not shown.
             field_name = "key" if client.key is not None else "keySha256"
@@ -312,10 +316,21 @@ def _callers(
     return callers
 
 
-def _digest(client: Client) -> bytes:
+def _digest(client: Client, here: str, problems: list[FieldError]) -> bytes | None:
+    """The client's key digest, or None with a problem (never quoting the key or digest)."""
+    if (client.key is None) == (client.key_sha256 is None):
+        problems.append(FieldError(here, "give exactly one of key and keySha256"))
+        return None
     if client.key is not None:
-        return key_digest(client.key.get_secret_value())
+        key = client.key.get_secret_value()
+        if not key:
+            problems.append(FieldError(f"{here}.key", "must not be empty"))
+            return None
+        return key_digest(key)
     assert client.key_sha256 is not None
+    if not _SHA256_HEX.fullmatch(client.key_sha256):
+        problems.append(FieldError(f"{here}.keySha256", "must be 64 hex digits (SHA-256)"))
+        return None
     return bytes.fromhex(client.key_sha256)
 
 

@@ -114,8 +114,11 @@ def test_connections_entries_naming_nothing_are_refused() -> None:
             {"name": "a", "key": KEY, "keySha256": "0" * 64, "connections": ["github"]},
             "clients[0]: give exactly one",
         ),
-        ({"name": "a", "key": "", "connections": ["github"]}, "clients[0]: key must"),
-        ({"name": "a", "keySha256": KEY, "connections": ["github"]}, "clients[0].keySha256: "),
+        ({"name": "a", "key": "", "connections": ["github"]}, "clients[0].key: must not be empty"),
+        (
+            {"name": "a", "keySha256": KEY, "connections": ["github"]},
+            "clients[0].keySha256: must be 64 hex digits",
+        ),
         ({"name": "a", "key": KEY, "connections": []}, "clients[0].connections: "),
         ({"name": "a b", "key": KEY, "connections": ["github"]}, "clients[0].name: "),
         (
@@ -255,3 +258,25 @@ def test_explain_with_an_unknown_client(
     assert (
         capsys.readouterr().err == "explain: unknown_client: the configuration has no client 'x'\n"
     )
+
+
+def test_check_offline_accepts_clients_whose_keys_are_placeholders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Offline every `${...}` is one placeholder word: not a SHA-256, and the same for two keys.
+    # Neither is a problem of the file's structure; a connections entry naming nothing still is.
+    config = tree(
+        [
+            {"name": "a", "keySha256": "${A_HASH}", "connections": ["github"]},
+            {"name": "b", "key": "${B_KEY}", "connections": ["github"]},
+            {"name": "c", "key": "${C_KEY}", "connections": ["stripe"]},
+        ]
+    )
+    path = tmp_path / "proxy.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["check", "--offline", "--config", str(path)]) == 0
+    capsys.readouterr()
+    config["clients"][2]["connections"] = ["gitlab"]
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["check", "--offline", "--config", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("clients[2].connections[0]: names no connection")
