@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .config import models as m
 from .schemes import Scheme, SchemeConfigError, build_scheme
+from .schemes.oauth2 import parse_expires_at
 from .urls import BadUrl, BaseUrl, parse_base_url
 
 # Stable ids for connections and credentials that the file leaves without one
@@ -42,6 +43,9 @@ class CompiledConnection:
     rewrite_response_urls: bool
     model: m.Connection
     tls: ssl.SSLContext | None = None  # a `certificate` credential's client identity (mTLS)
+    # The earliest credential `expiresAt` (unix seconds): after it requests get 502
+    # credential_expired (the seed: the credential is deleted then).
+    expires_at: float | None = None
 
     def select(self, request: object) -> CompiledConnection:
         """A plain route serves this one connection (template routes pick per request)."""
@@ -100,6 +104,7 @@ def compile_connection(
         except SchemeConfigError as exc:
             problems.append(ConnectionProblem(f"{here}.{exc.field}", exc.message))
     problems += mtls_problems(model)
+    expires_at = _earliest_expiry(model, problems)
     if problems:
         return None, problems
     owned = frozenset().union(*(s.sets_headers for s in schemes))
@@ -119,9 +124,30 @@ def compile_connection(
             rewrite_response_urls=model.rewrite_response_urls,
             model=model,
             tls=_client_tls(schemes),
+            expires_at=expires_at,
         ),
         [],
     )
+
+
+def _earliest_expiry(model: m.Connection, problems: list[ConnectionProblem]) -> float | None:
+    earliest: float | None = None
+    for index, entry in enumerate(model.credentials):
+        text = entry.credential.expires_at
+        if text is None:
+            continue
+        try:
+            moment = parse_expires_at(text)
+        except ValueError:
+            problems.append(
+                ConnectionProblem(
+                    f"credentials[{index}].credential.expiresAt",
+                    "must be an RFC 3339 time with an offset (2030-01-31T12:00:00Z)",
+                )
+            )
+            continue
+        earliest = moment if earliest is None else min(earliest, moment)
+    return earliest
 
 
 def _client_tls(schemes: list[Scheme]) -> ssl.SSLContext | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,7 @@ from .access import Access
 from .body import BufferedBody, read_body
 from .config.models import Limits
 from .connection import CompiledConnection
-from .errors import InvalidRequest, NotFound, ProxyError
+from .errors import CredentialError, InvalidRequest, NotFound, ProxyError
 from .headers import FORWARDED, REQUEST_ONLY, end_to_end
 from .http1.inbound import InboundRequest
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
@@ -159,6 +160,8 @@ class Forwarder:
             # Perhaps created a moment ago through another worker's admin API (sync.py).
             connection = await miss.route.select_latest(request)
         request.connection = connection
+        if connection.expires_at is not None:
+            check_not_expired(connection.expires_at)
         check_tail(tail)
         if access is not None:
             access.authorize(caller, connection, request.method, tail)
@@ -297,6 +300,15 @@ class _Sender:
         else:
             body, self._stream = self._stream, None
         return self._upstream.send(request, body, self._tls)
+
+
+def check_not_expired(expires_at: float) -> None:
+    """A credential past its seed `expiresAt` is deleted on the platform: it is never sent."""
+    if time.time() >= expires_at:
+        raise CredentialError(
+            "credential_expired",
+            "a credential of this connection is past its expiresAt; replace it to go on",
+        )
 
 
 def connection_tls(connection: CompiledConnection) -> ssl.SSLContext | None:

@@ -237,3 +237,29 @@ def test_oauth1_signature_method_spellings(given: str, read: str) -> None:
     }
     [conn] = build_runtime(one(entry), {}).connections
     assert conn.schemes[0].describe()["signatureMethod"].lower() == f"hmac-{read}"
+
+
+async def test_a_credential_past_its_expires_at_is_never_sent(
+    echo_server: TestServer, make_proxy: MakeProxy
+) -> None:
+    def keyed(expires_at: str) -> dict[str, Any]:
+        entry = {
+            "authSchemeConfig": {"type": "api-key", "apiKey": {"name": "X-Key", "in": "header"}},
+            "credential": {
+                "type": "string",
+                "expiresAt": expires_at,
+                "data": {"string": {"value": "canary-key-7"}},
+            },
+        }
+        return one(entry, str(echo_server.make_url("/up")))
+
+    # Seed: expiresAt "denotes the time this credential should be automatically deleted".
+    proxy = await make_proxy(keyed("2001-01-01T00:00:00Z"))
+    response = await proxy.get("/api/x")
+    assert response.status == 502
+    body = await response.json()
+    assert body["code"] == "credential_expired" and "canary" not in str(body)
+    proxy = await make_proxy(keyed("2999-01-01T00:00:00+01:00"))
+    assert (await proxy.get("/api/x")).status == 200
+    [message] = problems(keyed("tomorrow"))
+    assert message.startswith(f"{CRED}.credential.expiresAt: must be an RFC 3339 time")
