@@ -1,0 +1,395 @@
+"""Write `fixtures/*.json`: the example bodies of seeds 000–004 with realistic values.
+
+Run by hand (`python tests/seeds/make_fixtures.py`) after editing; the JSON files are committed
+and the tests read those. Each document keeps every property its seed example shows, spelled and
+placed as there, the way a Go exporter fills them (unselected objects `null` or `{}`, unset
+strings `""`, the zero time). `${NAME}` marks a value the tests fill in (a local server's URL, a
+token the local provider issued, a PEM made for the run): proxy.yaml interpolates them from the
+environment, API bodies get them substituted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).with_name("fixtures")
+ORG = "01JAAAAAAAAAAAAAAAAAAAAAAA"
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+SCHEMES = ["none", "apiKey", "basicAuth", "oauth2", "oauth1", "hmac", "certificate"]
+DATA = [
+    "binary",
+    "none",
+    "string",
+    "basicAuth",
+    "oauth2Client",
+    "oauth2Token",
+    "oauth2Code",
+    "oauth2Password",
+    "certificate",
+    "oauth1",
+    "oauth1Token",
+]
+
+
+def base(ident: str, description: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "description": description,
+        "validationMessages": [{"text": "validated", "severity": "info", "detail": []}],
+    }
+
+
+def scheme_config(kind: str, field: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """An AuthSchemeConfig as seed 000 prints it: every sub-object key present."""
+    config: dict[str, Any] = {"type": kind}
+    for index, name in enumerate(SCHEMES):
+        # Exporters differ: some write null, some {}; both mean "not this one".
+        config[name] = body if name == field else (None if index % 2 else {})
+    return config
+
+
+def credential(
+    ident: str, kind: str, field: str, value: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    data = {name: (value if name == field else None) for name in DATA}
+    return {
+        "id": ident,
+        "organisationId": ORG,
+        "type": kind,
+        "name": f"{kind} credential",
+        "errors": [],
+        "data": data,
+        "expiresAt": GO_ZERO_TIME,
+        **extra,
+    }
+
+
+GRANT_CLIENT = {
+    "credentialId": "",
+    "organisationId": "",
+    "clientId": "${CLIENT_ID}",
+    "clientSecret": "${CLIENT_SECRET}",
+}
+
+
+def oauth2(grant_type: str, **extra: Any) -> dict[str, Any]:
+    grant: dict[str, Any] = {
+        "authorizationCode": None,
+        "clientCredentials": None,
+        "password": None,
+        "type": grant_type,
+    }
+    grant[grant_type] = {} if grant_type == "clientCredentials" else dict(GRANT_CLIENT)
+    return {
+        **base("01JB00000000000000000000A2", "OAuth 2.0 as exported"),
+        "authorizeUrl": "${AUTHORIZE_URL}",
+        "tokenUrl": "${TOKEN_URL}",
+        "scopes": [
+            {"name": "files.read", "description": "Read your files"},
+            {"name": "files.write", "description": "Change your files"},
+        ],
+        "defaultScopes": ["files.read"],
+        "additionalAuthorizeParams": "access_type=offline",
+        "additionalTokenParams": "",
+        "mtlsEnabled": False,
+        "mtlsCredentialId": "",
+        "pkce": True,
+        "grant": grant,
+        **extra,
+    }
+
+
+def endpoint(url: str, usage: str) -> dict[str, Any]:
+    return {
+        "url": url,
+        "additionalParamConfigs": [
+            {
+                "parameterName": "realm",
+                "targetName": "",
+                "location": "LOCATION_HEADER_PARAMETER",
+                "usages": usage,
+                "required": False,
+                "modifiable": False,
+            }
+        ],
+        "parameterTransmission": "AUTH_STYLE_AUTHORIZATION_HEADER",
+    }
+
+
+def connections() -> dict[str, dict[str, Any]]:
+    """Seed 000's GetConnection body, one per auth scheme (and grant)."""
+    cases: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+        "none": (
+            scheme_config("none", "none", base("01JB0000000000000000000N0N", "public API")),
+            credential("01JB0000000000000000000C0N", "none", "none", {}),
+        ),
+        "api-key": (
+            scheme_config(
+                "api-key",
+                "apiKey",
+                {
+                    **base("01JB0000000000000000000AK1", "key header"),
+                    "name": "X-Api-Key",
+                    "in": "header",
+                },
+            ),
+            credential("01JB0000000000000000000C1K", "string", "string", {"value": "${API_KEY}"}),
+        ),
+        "basic-auth": (
+            scheme_config("basic-auth", "basicAuth", base("01JB0000000000000000000BA1", "basic")),
+            credential(
+                "01JB0000000000000000000C1B",
+                "basic-auth",
+                "basicAuth",
+                {"username": "${BASIC_USER}", "password": "${BASIC_PASSWORD}"},
+            ),
+        ),
+        "hmac": (
+            scheme_config(
+                "hmac",
+                "hmac",
+                {
+                    **base("01JB0000000000000000000HM1", "webhook signature"),
+                    "name": "X-Signature",
+                    "in": "header",
+                    "algorithm": "sha256",
+                    "digestInputs": ["body"],
+                    "encoding": "hex",
+                },
+            ),
+            credential(
+                "01JB0000000000000000000C1H",
+                "binary",
+                "binary",
+                {"valueBase64": "${HMAC_KEY_BASE64}"},
+            ),
+        ),
+        "oauth2-authorization-code": (
+            scheme_config("oauth2", "oauth2", oauth2("authorizationCode")),
+            credential(
+                "01JB0000000000000000000C2A",
+                "oauth2-token",
+                "oauth2Token",
+                {
+                    "scopes": ["files.read"],
+                    "accessToken": "${ACCESS_TOKEN}",
+                    "tokenType": "",
+                    "expiresAt": GO_ZERO_TIME,
+                    "refreshToken": "${REFRESH_TOKEN}",
+                },
+            ),
+        ),
+        "oauth2-client-credentials": (
+            scheme_config("oauth2", "oauth2", oauth2("clientCredentials")),
+            credential(
+                "01JB0000000000000000000C2C",
+                "oauth2-client",
+                "oauth2Client",
+                {
+                    "clientId": "${CLIENT_ID}",
+                    "clientSecret": "${CLIENT_SECRET}",
+                    "tokenUrl": "",
+                    "scopes": None,
+                    "additionalParams": "audience=https%3A%2F%2Fapi.example.com",
+                    "mTLSEnabled": False,
+                    "mTLSCredentialId": "",
+                },
+            ),
+        ),
+        "oauth2-password": (
+            scheme_config("oauth2", "oauth2", oauth2("password")),
+            credential(
+                "01JB0000000000000000000C2P",
+                "oauth2-password",
+                "oauth2Password",
+                {"username": "${RESOURCE_OWNER}", "password": "${RESOURCE_OWNER_PASSWORD}"},
+            ),
+        ),
+        "oauth1": (
+            scheme_config(
+                "oauth1",
+                "oauth1",
+                {
+                    **base("01JB000000000000000000001A", "NetSuite token-based auth"),
+                    "tokenAuth": True,
+                    "consumerKey": "${CONSUMER_KEY}",
+                    "consumerSecret": "${CONSUMER_SECRET}",
+                    "tempCredentialEndpoint": endpoint(
+                        "https://{accountId}.restlets.api.netsuite.com/rest/requesttoken",
+                        "USAGE_TEMP_CREDENTIAL_ENDPOINT",
+                    ),
+                    "resourceOwnerAuthorizationEndpoint": endpoint(
+                        "https://{accountId}.app.netsuite.com/app/login/secure/authorizetoken.nl",
+                        "USAGE_UNKNOWN",
+                    ),
+                    "tokenEndpoint": endpoint(
+                        "https://{accountId}.restlets.api.netsuite.com/rest/accesstoken",
+                        "USAGE_TOKEN_REQUEST_ENDPOINT",
+                    ),
+                    "signatureMethod": "sha256",
+                    "credentialId": "",
+                },
+            ),
+            credential(
+                "01JB0000000000000000000C10",
+                "oauth1-token",
+                "oauth1Token",
+                {
+                    "token": "${OAUTH1_TOKEN}",
+                    "tokenSecret": "${OAUTH1_TOKEN_SECRET}",
+                    "additionalParams": [{"name": "realm", "value": "1234567_SB1"}],
+                },
+            ),
+        ),
+        "certificate": (
+            scheme_config("certificate", "certificate", base("01JB0000000000000000000CE1", "mTLS")),
+            credential(
+                "01JB0000000000000000000C1C",
+                "certificate",
+                "certificate",
+                {"certificate": "${CLIENT_CERT}", "key": "${CLIENT_KEY}", "ca": "${CA_CERT}"},
+            ),
+        ),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for number, (name, (auth, cred)) in enumerate(cases.items()):
+        out[name] = {
+            "id": f"01JC00000000000000000000{number:02d}",
+            "name": f"acme-{name}",
+            "credentials": [
+                {
+                    "id": f"01JD00000000000000000000{number:02d}",
+                    "authSchemeConfig": auth,
+                    "credential": cred,
+                }
+            ],
+            "baseUrl": "${UPSTREAM}",
+            "createdAt": "2025-01-31T12:00:00Z",
+            "updatedAt": "2025-02-01T08:30:00Z",
+            "systemId": "01JE0000000000000000000S01",
+            "connectionTemplateId": name,
+        }
+    return out
+
+
+def pending() -> dict[str, dict[str, Any]]:
+    """The two credential types that stand for a connect flow half done (seed 001 enum)."""
+    code = connections()["oauth2-authorization-code"]["credentials"][0]
+    oauth1 = connections()["oauth1"]["credentials"][0]
+    return {
+        "oauth2-code": {
+            "authSchemeConfig": code["authSchemeConfig"],
+            "credential": credential(
+                "01JD0000000000000000000P01",
+                "oauth2-code",
+                "oauth2Code",
+                {
+                    "code": "${AUTHORIZATION_CODE}",
+                    "state": "",
+                    "additionalParams": "resource=files",
+                },
+            ),
+        },
+        "oauth1": {
+            "authSchemeConfig": {
+                **oauth1["authSchemeConfig"],
+                "oauth1": {**oauth1["authSchemeConfig"]["oauth1"], "tokenAuth": False},
+            },
+            "credential": credential(
+                "01JD0000000000000000000P02",
+                "oauth1",
+                "oauth1",
+                {
+                    "state": "st-81c2",
+                    "oauthToken": "${OAUTH1_TEMP_TOKEN}",
+                    "oauthVerifier": "${OAUTH1_VERIFIER}",
+                },
+            ),
+        },
+    }
+
+
+def create_bodies() -> dict[str, dict[str, Any]]:
+    """Seed 001's EnvSystemConnectionCreate, one per case, `baseUrl` a Go zero (the template's)."""
+    return {
+        name: {
+            "connectionTemplateId": name,
+            "connection": {"name": c["name"], "credentials": c["credentials"], "baseUrl": ""},
+            "externalId": f"customer-{name}",
+        }
+        for name, c in connections().items()
+    }
+
+
+INIT = {
+    "authorizeUrl": "${AUTHORIZE_URL}",
+    "clientId": "${CLIENT_ID}",
+    "scopes": ["files.read", "files.write"],
+    "disableOfflineAccess": False,
+    "prompt": "consent+select_account",
+    "additionalParams": "access_type=offline&include_granted_scopes=true",
+}
+
+CALLBACK = {
+    "id": "01JF0000000000000000000CB1",
+    "organisationID": ORG,
+    "name": "acme-drive",
+    "data": {"tokenType": "QmVhcmVy", "expiresAt": "MjAyNS0wMi0wMVQwOTozMDowMFo="},
+    "type": "OAuth2Refresh",
+    "redactFields": ["accessToken", "refreshToken"],
+    "expiresAt": "2025-02-01T09:30:00Z",
+}
+
+OPENINT = {
+    "id": "conn_01JC0000000000000000000004",
+    "customer_id": "customer-42",
+    "connector_config_id": "oauth2-authorization-code",
+    "integration_id": "",
+    "status_message": "",
+    "created_at": "2025-01-31T12:00:00Z",
+    "updated_at": "2025-02-01T08:30:00Z",
+    "display_name": "acme drive",
+    "disabled": False,
+    "status": "healthy",
+    "metadata": {},
+    "connector_name": "oauth2-authorization-code",
+    "settings": {
+        "oauth": {
+            "credentials": {
+                "access_token": "ya29.a0AfB_byC",
+                "client_id": "drive-client",
+                "scope": "files.read",
+                "refresh_token": "1//0gLx",
+                "expires_in": 3599,
+                "expires_at": "2025-02-01T09:30:00Z",
+                "token_type": "Bearer",
+                "raw": {},
+            },
+            "created_at": "2025-01-31T12:00:00Z",
+            "updated_at": "2025-02-01T08:30:00Z",
+            "last_fetched_at": "2025-02-01T08:30:00Z",
+            "metadata": {},
+        },
+        "access_token": "ya29.a0AfB_byC",
+    },
+}
+
+
+def main() -> None:
+    documents = {
+        "000-get-connection.json": connections(),
+        "000-exchange-pending.json": pending(),
+        "001-create-connection.json": create_bodies(),
+        "002-initialise-oauth2.json": {"request": INIT, "response": {"url": "https://..."}},
+        "003-oauth2-callback.json": CALLBACK,
+        "004-openint-get-connection.json": OPENINT,
+    }
+    HERE.mkdir(exist_ok=True)
+    for name, document in documents.items():
+        (HERE / name).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
