@@ -95,7 +95,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"explain: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        decision = explain_access(runtime, args.client, args.method, args.path)
+        decision = explain_access(runtime, args.client, args.method, args.path, headers)
         if decision is not None:
             sys.stdout.write(render_access(decision))
             if not decision.allowed:

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, SecretStr
 
-from .access import Decision
+from .access import AccessDenied, Decision, Presented
 from .app import build_router
 from .body import BufferedBody
 from .config import models as m
@@ -81,7 +81,9 @@ def explain(
         raise InvalidRequest("template_route", "explain works on connections from the file")
     connection = found
     check_tail(tail)
-    client_headers = list(headers)
+    presented = _presented(runtime, headers)
+    # The header carrying a client key never goes upstream (and so is never printed here).
+    client_headers = presented.without_key(headers) if presented is not None else list(headers)
     if body is not None and not any(k.lower() == "content-length" for k, _ in client_headers):
         client_headers.append(("Content-Length", str(len(body))))  # as an HTTP client would
     request = outbound_request(connection, method.upper(), tail, query, client_headers)
@@ -103,10 +105,15 @@ def explain(
 
 
 def explain_access(
-    runtime: Runtime, client: str | None, method: str, target: str
+    runtime: Runtime,
+    client: str | None,
+    method: str,
+    target: str,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> Decision | None:
     """Whether `client` may make `method target` and which rule decides (access.py); None
-    when the configuration has neither clients nor a policy for the connection.
+    when the configuration has neither clients nor a policy for the connection. Without
+    `client`, a client key among `headers` names the client, as it would on the wire.
 
     The rate limit is not consulted: it depends on the moment, not on the request.
 
@@ -125,12 +132,24 @@ def explain_access(
     check_tail(tail)
     assert access is not None  # a client was found in it, or it exists
     if caller is None and access.clients_required:
-        return Decision(
-            False,
-            "client_unauthorized",
-            "clients are configured and a request needs a client key (pass --client NAME)",
-        )
+        presented = _presented(runtime, headers)
+        if presented is None:
+            return Decision(
+                False,
+                "client_unauthorized",
+                "clients are configured and a request needs a client key (pass --client NAME)",
+            )
+        caller = presented.caller
     return access.decide(caller, found, method.upper(), tail)
+
+
+def _presented(runtime: Runtime, headers: Sequence[tuple[str, str]]) -> Presented | None:
+    if runtime.access is None:
+        return None
+    try:
+        return runtime.access.authenticate(headers)
+    except AccessDenied:
+        return None
 
 
 def render_access(decision: Decision) -> str:

@@ -280,3 +280,22 @@ def test_check_offline_accepts_clients_whose_keys_are_placeholders(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     assert main(["check", "--offline", "--config", str(path)]) == 2
     assert capsys.readouterr().err.startswith("clients[2].connections[0]: names no connection")
+
+
+def test_explain_names_the_client_from_a_key_header_and_never_prints_it(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "explain",
+        "--config",
+        str(config_file),
+        "GET",
+        "/github/user",
+        "-H",
+        f"X-Api-Key: {KEY}",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("access: allowed: client 'agent' reaches it")
+    assert "X-Api-Key" not in out
+    assert "CANARY" not in out
