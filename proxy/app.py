@@ -10,6 +10,7 @@ API-created connections, and closes the upstream pool.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import traceback
 
@@ -106,6 +107,25 @@ class DataPlane:
                 await self.tokens.adopt_connection(connection)
         if self._sync is not None:
             await self._sync.start()
+
+    async def reload(self, runtime: Runtime) -> None:
+        """Serve `runtime`'s connections from now on (reload.py).
+
+        Its OAuth 2.0 credentials are adopted first (a stored token stays attached while the
+        file's is unchanged), then one new forwarder replaces the old: a request in flight holds
+        the old one and finishes on it. The upstream pool and the template routes carry over."""
+        if self.tokens is not None:
+            for connection in runtime.connections:
+                await self.tokens.adopt_connection(connection)
+        config = runtime.config
+        self.forwarder = dataclasses.replace(
+            self.forwarder,
+            router=build_router(runtime, self.templates),
+            limits=config.limits,
+            forwarded_headers=config.forwarded_headers,
+            access=runtime.access,
+        )
+        self.runtime = runtime
 
     async def close(self) -> None:
         """After the last request: stop following the store, close the upstream pool, and the

@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -139,6 +140,8 @@ def setup_logging(level: str, fmt: str, *, with_pid: bool = False) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # SIGHUP reloads once serving (reload.py); until then it must not end the process either.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     runtime = load_or_report(config_path(args.config))
     if runtime is None:
         return EXIT_INVALID
@@ -173,7 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The admin listener and the demo echo upstream are served by the first worker.
         return _serve(runtime, args, store, sock, first=index == 0)
 
-    return Supervisor(sockets, worker).run()
+    watch = config_path(args.config) if args.watch else None
+    return Supervisor(sockets, worker, watch=watch).run()
 
 
 def _serve(
@@ -185,6 +189,7 @@ def _serve(
     first: bool,
 ) -> int:
     from .app import create_app
+    from .reload import Reloader
     from .server import Listener, serve
 
     config = runtime.config
@@ -217,8 +222,19 @@ def _serve(
         apps.append((create_echo_app(), sockets[-1]))
     _install_uvloop()
     _tune_gc()
+    reloader = Reloader(config_path(args.config), plane)
+    # With --workers the supervisor watches the file and signals every worker (workers.py).
+    watch = reloader.watch if args.watch and args.workers == 1 else None
     grace = config.timeouts.shutdown_grace
-    asyncio.run(serve(apps, shutdown_grace=grace, close_after=(tokens.close, store.close)))
+    asyncio.run(
+        serve(
+            apps,
+            shutdown_grace=grace,
+            close_after=(tokens.close, store.close),
+            reload=reloader.reload,
+            watch=watch,
+        )
+    )
     return 0
 
 
@@ -330,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="serve the data plane from N processes on one port (default 1)",
+    )
+    run.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the config whenever the file changes (SIGHUP always reloads)",
     )
     run.add_argument(
         "--log-level",

@@ -46,16 +46,32 @@ async def serve(
     *,
     shutdown_grace: float,
     close_after: Sequence[Callable[[], Awaitable[None]]] = (),
+    reload: Callable[[], Awaitable[object]] | None = None,
+    watch: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve each `(plane or app, "host:port")` until a signal arrives, then drain and return.
 
     An already listening socket may stand in for the address (a `--workers` worker's).
     `close_after` runs in order once *every* listener has drained: resources shared by the
-    listeners belong here, not to one listener's cleanup, which may run while another serves."""
+    listeners belong here, not to one listener's cleanup, which may run while another serves.
+    SIGHUP runs `reload` (reload.py) and never stops the process; `watch` runs alongside
+    (`run --watch`) until the drain starts."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    background: set[asyncio.Task[object]] = set()
+
+    def on_hangup() -> None:
+        if reload is None:
+            log.info("SIGHUP: nothing to reload", extra={"event": "reload_skipped"})
+            return
+        task: asyncio.Task[object] = asyncio.ensure_future(reload())
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    watcher = asyncio.ensure_future(watch()) if watch is not None else None
     runners: list[web.AppRunner] = []
     planes: list[tuple[DataPlane, HttpServer]] = []
     try:
@@ -78,6 +94,10 @@ async def serve(
         await stop.wait()
         log.info("signal received: draining in-flight requests (up to %.0fs)", shutdown_grace)
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in (watcher, *background):
+            if task is not None:
+                task.cancel()
         # cleanup() stops accepting, waits for handlers up to shutdown_timeout, then closes.
         try:
             await asyncio.gather(

@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -77,20 +78,30 @@ Worker = Callable[[int, socket.socket], int]
 class Supervisor:
     """Fork, watch and stop the workers; runs in the parent, which serves nothing itself."""
 
-    def __init__(self, sockets: Sequence[socket.socket], worker: Worker) -> None:
+    def __init__(
+        self, sockets: Sequence[socket.socket], worker: Worker, *, watch: str | None = None
+    ) -> None:
         self._sockets = list(sockets)
         self._worker = worker
+        self._watch_path = watch  # `run --watch`: SIGHUP every worker when this file changes
         self._pids: dict[int, int] = {}  # pid → worker index
         self._stopping = False
         self._failed = False
 
     def run(self) -> int:
         previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
+        stop_watching = threading.Event()
         try:
             for index in range(len(self._sockets)):
                 self._spawn(index)
+            if self._watch_path is not None:
+                threading.Thread(
+                    target=self._watch_file, args=(self._watch_path, stop_watching), daemon=True
+                ).start()
             self._watch()
         finally:
+            stop_watching.set()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             for sock in self._sockets:
@@ -101,7 +112,7 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         # Signals wait until the new pid is recorded, so a SIGTERM can never miss a worker.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {signal.SIGHUP})
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -109,6 +120,9 @@ class Supervisor:
             try:
                 for signum in STOP_SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
+                # Ignored until the worker's loop takes SIGHUP over (a reload, never an exit).
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
                 die_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 for other, sock in enumerate(self._sockets):
@@ -121,7 +135,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(status)
         self._pids[pid] = index
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS | {signal.SIGHUP})
         log.info("worker %d started (pid %d)", index, pid)
 
     def _watch(self) -> None:
@@ -147,6 +161,27 @@ class Supervisor:
             last_restart = time.monotonic()
             if not self._stopping:
                 self._spawn(index)
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: every worker reloads its configuration (reload.py)."""
+        self._reload_workers()
+
+    def _reload_workers(self) -> None:
+        if self._stopping:
+            return
+        log.info("reloading %d worker(s)", len(self._pids), extra={"event": "reload_signal"})
+        for pid in list(self._pids):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
+    def _watch_file(self, path: str, stop: threading.Event) -> None:
+        # A thread: the parent's main loop blocks in os.wait(). One SIGHUP per change.
+        from .reload import watch_file_blocking
+
+        for _ in watch_file_blocking(path, stop):
+            self._reload_workers()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self._stopping:

@@ -1,0 +1,281 @@
+"""Reloading proxy.yaml while serving (docs/operations.md): SIGHUP and `run --watch`.
+
+The proxy runs as a real process (`python -m proxy run`) in front of an upstream in this test's
+event loop, which answers with the credential it received; the stored-token case drives the data
+plane in-process against the strict OAuth 2.0 server of `tests/oauth_server.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.app import create_app
+from proxy.config.load import build_runtime
+from proxy.store import open_store
+from proxy.tokens import TokenManager
+from tests.conftest import bearer, connection, free_port
+from tests.plane import PlaneServer
+from tests.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
+
+TIMEOUT = 20.0
+
+
+async def upstream_app() -> web.Application:
+    """Answers with the Authorization it got; `/slow` first waits 1.5 s."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path.endswith("/slow"):
+            await asyncio.sleep(1.5)
+        return web.Response(text=request.headers.get("Authorization", "-"))
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> str:
+    server: TestServer = await aiohttp_server(await upstream_app())
+    return str(server.make_url("")).rstrip("/")
+
+
+def config(port: int, base: str, tokens: dict[str, str]) -> dict[str, Any]:
+    return {
+        "listen": f"127.0.0.1:{port}",
+        "connections": [connection(n, f"{base}/{n}", bearer(t)) for n, t in tokens.items()],
+    }
+
+
+def write(path: Path, tree: Any) -> None:
+    # Write then rename, as editors and deploy tools do: the proxy never reads half a file.
+    partial = path.with_suffix(".partial")
+    partial.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+    partial.replace(path)
+
+
+class Proxy:
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.base = f"http://127.0.0.1:{port}"
+        self.session = aiohttp.ClientSession()
+        self.stderr = b""
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.session.get(self.base + path) as response:
+            return response.status, await response.text()
+
+    async def until(self, path: str, expected: tuple[int, str]) -> None:
+        """Poll until `path` answers `expected` (a reload is asynchronous to the signal)."""
+        deadline = time.monotonic() + TIMEOUT
+        while (answer := await self.get(path)) != expected:
+            assert time.monotonic() < deadline, f"{path}: {answer}, expected {expected}"
+            await asyncio.sleep(0.05)
+
+    def hangup(self) -> None:
+        self.process.send_signal(signal.SIGHUP)
+
+
+@asynccontextmanager
+async def running(path: Path, port: int, *extra: str) -> AsyncIterator[Proxy]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "run", "--config", str(path), *extra,
+        cwd=path.parent,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")},
+    )  # fmt: skip
+    proxy = Proxy(process, port)
+
+    async def collect() -> None:
+        # Read as it comes: a full pipe would block the proxy's logging, and so the proxy.
+        assert process.stderr is not None
+        while chunk := await process.stderr.read(65536):
+            proxy.stderr += chunk
+
+    reader = asyncio.ensure_future(collect())
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                if (await proxy.get("/healthz"))[0] == 200:
+                    break
+            except aiohttp.ClientConnectionError:
+                assert time.monotonic() < deadline, "the proxy did not start"
+                assert process.returncode is None, "the proxy exited"
+                await asyncio.sleep(0.05)
+        yield proxy
+        assert process.returncode is None, "a reload must never stop the proxy"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+        await asyncio.wait_for(reader, TIMEOUT)
+    finally:
+        reader.cancel()
+        await proxy.session.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sighup_applies_changed_added_and_removed_connections(
+    upstream: str, tmp_path: Path
+) -> None:
+    port, path = free_port(), tmp_path / "proxy.yaml"
+    write(path, config(port, upstream, {"github": "gh-one", "stripe": "sk-one"}))
+    async with running(path, port) as proxy:
+        assert await proxy.get("/github/x") == (200, "Bearer gh-one")
+        assert await proxy.get("/stripe/x") == (200, "Bearer sk-one")
+        write(path, config(port, upstream, {"github": "gh-two", "slack": "xoxb-new"}))
+        proxy.hangup()
+        await proxy.until("/github/x", (200, "Bearer gh-two"))  # changed credential
+        assert await proxy.get("/slack/x") == (200, "Bearer xoxb-new")  # added connection
+        status, body = await proxy.get("/stripe/x")  # removed connection
+        assert (status, '"route_not_found"' in body) == (404, True)
+    log = proxy.stderr.decode()
+    assert "config reloaded: 2 connection(s); added ['slack'], removed ['stripe'], " in log
+    assert "changed ['github']" in log
+    assert "gh-two" not in log and "xoxb-new" not in log
+
+
+async def test_an_invalid_file_keeps_the_running_config_and_logs_every_problem(
+    upstream: str, tmp_path: Path
+) -> None:
+    port, path = free_port(), tmp_path / "proxy.yaml"
+    good = config(port, upstream, {"github": "gh-one"})
+    write(path, good)
+    async with running(path, port) as proxy:
+        bad = config(port, upstream, {"github": "gh-two"})
+        bad["connections"][0]["baseurl"] = bad["connections"][0].pop("baseUrl")
+        bad["timeouts"] = {"connect": -1}
+        write(path, bad)
+        proxy.hangup()
+        await asyncio.sleep(1.0)
+        assert await proxy.get("/github/x") == (200, "Bearer gh-one")  # still the old config
+        # Fixed again: the next reload applies it.
+        write(path, config(port, upstream, {"github": "gh-three"}))
+        proxy.hangup()
+        await proxy.until("/github/x", (200, "Bearer gh-three"))
+    log = proxy.stderr.decode()
+    refused = [line for line in log.splitlines() if "reload refused: " in line]
+    assert len(refused) == 4, log  # three problems, one summary
+    assert any("connections[0].baseUrl: required" in line for line in refused)
+    suggestion = "connections[0].baseurl: unknown key (did you mean baseUrl?)"
+    assert any(suggestion in line for line in refused)
+    assert any("timeouts.connect: " in line for line in refused)
+    assert "gh-two" not in log
+
+
+async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_old(
+    upstream: str, tmp_path: Path
+) -> None:
+    port, path = free_port(), tmp_path / "proxy.yaml"
+    write(path, config(port, upstream, {"api": "token-0"}))
+    async with running(path, port) as proxy:
+        # In flight across the reload: sent with the old credential, finished on it.
+        slow = asyncio.ensure_future(proxy.get("/api/slow"))
+        await asyncio.sleep(0.3)
+        answers: list[tuple[int, str]] = []
+        reloading = True
+
+        async def load() -> None:
+            # Until the reloads are over; bounded in count and, through the caller, in time.
+            for _ in range(2000):
+                answers.append(await proxy.get("/api/x"))
+                if not reloading:
+                    return
+
+        loaders = [asyncio.ensure_future(load()) for _ in range(6)]
+        for generation in range(1, 6):
+            await asyncio.sleep(0.2)
+            write(path, config(port, upstream, {"api": f"token-{generation}"}))
+            proxy.hangup()
+        await asyncio.sleep(0.3)
+        reloading = False
+        await asyncio.wait_for(asyncio.gather(*loaders), TIMEOUT)
+        assert await asyncio.wait_for(slow, TIMEOUT) == (200, "Bearer token-0")
+        await proxy.until("/api/x", (200, "Bearer token-5"))
+    assert len(answers) >= 60
+    assert {status for status, _ in answers} == {200}
+    seen = {body for _, body in answers}
+    assert seen <= {f"Bearer token-{n}" for n in range(6)} and len(seen) > 1
+
+
+async def test_run_watch_reloads_when_the_file_changes(upstream: str, tmp_path: Path) -> None:
+    port, path = free_port(), tmp_path / "proxy.yaml"
+    write(path, config(port, upstream, {"github": "gh-one"}))
+    async with running(path, port, "--watch") as proxy:
+        await asyncio.sleep(0.5)  # the watch is set up once serving
+        write(path, config(port, upstream, {"github": "gh-watched"}))
+        await proxy.until("/github/x", (200, "Bearer gh-watched"))
+
+
+@pytest.mark.parametrize("trigger", ["sighup", "watch"])
+async def test_every_worker_reloads(upstream: str, tmp_path: Path, trigger: str) -> None:
+    port, path = free_port(), tmp_path / "proxy.yaml"
+    write(path, config(port, upstream, {"github": "gh-one"}))
+    extra = ("--workers", "2", *(["--watch"] if trigger == "watch" else []))
+    async with running(path, port, *extra) as proxy:
+        await asyncio.sleep(0.5)
+        write(path, config(port, upstream, {"github": "gh-two"}))
+        if trigger == "sighup":
+            proxy.hangup()  # to the supervisor, which passes it on
+        # Each request on a new client connection: the kernel spreads them over both workers.
+        deadline = time.monotonic() + TIMEOUT
+        while not await new_token_everywhere(proxy):
+            assert time.monotonic() < deadline, "not every worker reloaded"
+            await asyncio.sleep(0.1)
+    pids = set(re.findall(r"pid=(\d+) config reloaded", proxy.stderr.decode()))
+    assert len(pids) == 2
+
+
+async def new_token_everywhere(proxy: Proxy) -> bool:
+    """20 requests in a row, each on a new client connection, all with the new token."""
+    for _ in range(20):
+        async with aiohttp.ClientSession() as fresh:
+            async with fresh.get(proxy.base + "/github/x") as response:
+                if await response.text() != "Bearer gh-two":
+                    return False
+    return True
+
+
+async def test_stored_tokens_stay_attached_across_a_reload(
+    oauth: Servers,  # noqa: F811
+    aiohttp_client: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    seed = oauth.server.issue("cid")
+    tree = {"connections": [connection("api", oauth.resource_url, token_credential(
+        oauth.token_url, seed, time.time() - 1))]}  # fmt: skip
+    store = open_store(str(tmp_path / "state.db"))
+    plane = create_app(build_runtime(tree, {}), tokens=TokenManager(store), store=store)
+    client = await aiohttp_client(PlaneServer(plane))
+    assert (await client.get("/api/x")).status == 200  # refreshed: the seed is used up
+    hits = oauth.server.hits
+    # The same file again, plus another connection: the refreshed token stays attached.
+    tree["connections"].append(connection("other", "http://127.0.0.1:9", bearer("b")))
+    await plane.reload(build_runtime(tree, {}))
+    assert (await client.get("/api/x")).status == 200
+    assert oauth.server.hits == hits  # no token call: the stored token, not the dead seed
+    # A person pastes a new token into the file: the file wins on reload.
+    pasted = oauth.server.issue("cid")
+    tree["connections"][0] = connection("api", oauth.resource_url, token_credential(
+        oauth.token_url, pasted))  # fmt: skip
+    await plane.reload(build_runtime(tree, {}))
+    access = oauth.server.access
+    oauth.server.access = {k: v for k, v in access.items() if k == pasted["access_token"]}
+    assert (await client.get("/api/x")).status == 200
+    assert oauth.server.hits == hits
