@@ -1,11 +1,16 @@
-"""A raw upstream that records every byte it receives and judges the framing strictly.
+"""A strict HTTP/1.1 request reader, and a raw upstream that records every byte through it.
 
 For the tests that prove what reaches an upstream (request smuggling, bytes in = bytes out):
-each TCP connection's bytes are kept exactly as they arrived, each request is cut out by the
-strictest reading of RFC 9112 (§2.2 CRLF only, §5 no whitespace before a colon, §6.3 one
-Content-Length of digits or `Transfer-Encoding: chunked` alone, never both, §7.1 strict chunk
-size lines), and anything a lenient server might read differently is a `problem`, after which
-that connection is closed. Every well-framed request is answered `200 ok`.
+`parse_request` cuts one request out of a byte string by the strictest reading of RFC 9112
+(§2.2 CRLF only, §3 a known version and origin-form, §5 a token name and no whitespace before
+the colon, field values without CR, LF, NUL or DEL, §6.3 one `Content-Length` of digits or a
+`Transfer-Encoding` of exactly `chunked`, never both, §7.1 strict chunk size lines). Anything a
+lenient server might read differently raises `Misframed`.
+
+`WireUpstream` keeps each TCP connection's bytes exactly as they arrived, cuts requests with
+it (no chunk extensions or trailers: the proxy frames its own chunks), answers each `200 ok`,
+and records a `problem` (then closes) on anything misframed. The smuggling tests also use
+`parse_request` as the oracle for what a client unambiguously sent.
 """
 
 from __future__ import annotations
@@ -20,25 +25,36 @@ from tests.rawhttp import RawUpstream, serving
 MAX_HEAD = 64 * 1024
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
-FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")  # RFC 9110 §5.5, no CR, LF, NUL, DEL
-REQUEST_LINE = re.compile(rb"([A-Z]+) (/[\x21-\x7e]*|\*) HTTP/1\.1")  # origin-form only
-CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})\r\n")
+FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")  # RFC 9110 §5.5: no CR, LF, NUL, DEL
+REQUEST_LINE = re.compile(rb"([A-Z]+) (/[\x21-\x7e]*) HTTP/1\.([01])")  # origin-form only
+CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,15})\r\n")
+# RFC 9112 §7.1.1: `;name[=token|quoted-string]`, optional whitespace around `;` and `=`.
+CHUNK_EXT = re.compile(
+    rb"(?:[ \t]*;[ \t]*[!#$%&\'*+\-.^_`|~0-9A-Za-z]+"
+    rb'(?:[ \t]*=[ \t]*(?:[!#$%&\'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]'
+    rb'|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
+)
 
 
 class Misframed(Exception):
-    """What the recorder refused to read, and why."""
+    """What the strict reader refused, and why."""
+
+
+class Incomplete(Exception):
+    """More bytes are needed to finish the request."""
 
 
 @dataclass
 class Request:
-    """One request as the upstream cut it out: its exact bytes and the parts of its head."""
+    """One request as cut out: its exact bytes and the parts of its head."""
 
     raw: bytes
     method: str
     target: str
+    version: str
     headers: list[tuple[str, str]]
     body: bytes
-    connection: int
+    connection: int = 0
 
     def get_all(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
@@ -46,6 +62,127 @@ class Request:
     @property
     def head(self) -> bytes:
         return self.raw[: self.raw.index(b"\r\n\r\n") + 4]
+
+    @property
+    def closes(self) -> bool:
+        """The connection ends after this request (RFC 9112 §9.3)."""
+        tokens = {t.strip().lower() for v in self.get_all("Connection") for t in v.split(",")}
+        if self.version == "1.0":
+            return "keep-alive" not in tokens
+        return "close" in tokens
+
+
+def parse_request(data: bytes, *, client: bool = False) -> tuple[Request, int]:
+    """The request at the start of `data` and its length. `client` reads as a client may
+    write: chunk extensions, a trailer section, identical repeated Content-Length values (the
+    proxy itself never sends any of them)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > MAX_HEAD or b"\n" in data.replace(b"\r\n", b""):
+            raise Misframed("no CRLF CRLF head end")
+        raise Incomplete
+    if end + 4 > MAX_HEAD:
+        raise Misframed("head too large")
+    lines = data[:end].split(b"\r\n")
+    if any(b"\n" in line or b"\r" in line for line in lines):
+        raise Misframed("bare CR or LF in the head")
+    line = lines[0]
+    if client:
+        # RFC 9112 §3: a recipient MAY split the request line on runs of SP.
+        line = re.sub(rb" +", b" ", line)
+    match = REQUEST_LINE.fullmatch(line)
+    if match is None:
+        raise Misframed(f"request line {lines[0][:80]!r}")
+    headers = [_field(line) for line in lines[1:]]
+    version = "1." + match.group(3).decode()
+    body, size = _body(data, end + 4, headers, version, client)
+    request = Request(
+        data[:size], match.group(1).decode(), match.group(2).decode(), version, headers, body
+    )
+    return request, size
+
+
+def _field(line: bytes) -> tuple[str, str]:
+    name, colon, value = line.partition(b":")
+    if not colon or TOKEN.fullmatch(name) is None:
+        raise Misframed(f"field line {line[:80]!r}")
+    value = value.strip(b" \t")
+    if FIELD_VALUE.fullmatch(value) is None:
+        raise Misframed(f"field value {line[:80]!r}")
+    return name.decode("latin-1"), value.decode("latin-1")
+
+
+def _body(
+    data: bytes, start: int, headers: list[tuple[str, str]], version: str, client: bool
+) -> tuple[bytes, int]:
+    lower = [(k.lower(), v) for k, v in headers]
+    hosts = [v for k, v in lower if k == "host"]
+    lengths = [v for k, v in lower if k == "content-length"]
+    codings = [v for k, v in lower if k == "transfer-encoding"]
+    if len(hosts) > 1 or (version == "1.1" and not hosts):
+        raise Misframed("not exactly one Host")
+    if lengths and codings:
+        raise Misframed("both Content-Length and Transfer-Encoding")
+    if client and lengths:
+        # A client's repeated or listed identical values are one (RFC 9112 §6.3 rule 5).
+        values = {v.strip(" \t") for line in lengths for v in line.split(",")}
+        lengths = list(values) if len(values) == 1 else lengths + ["conflict"]
+    if len(lengths) > 1 or len(codings) > 1:
+        raise Misframed("a framing header twice")
+    if codings:
+        if codings[0].lower() != "chunked" or version != "1.1":
+            raise Misframed(f"Transfer-Encoding {codings[0]!r} in HTTP/{version}")
+        return _chunked(data, start, client)
+    if lengths:
+        text = lengths[0]
+        if not text.isascii() or not text.isdigit() or len(text) > 15:
+            raise Misframed(f"Content-Length {text!r}")
+        end = start + int(text)
+        if len(data) < end:
+            raise Incomplete
+        return data[start:end], end
+    return b"", start
+
+
+def _chunked(data: bytes, pos: int, client: bool) -> tuple[bytes, int]:
+    parts: list[bytes] = []
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            raise Incomplete
+        line = data[pos : eol + 2]
+        size_text, _, ext = line[:-2].partition(b";")
+        if ext and not (client and CHUNK_EXT.fullmatch(b";" + ext)):
+            raise Misframed(f"chunk extension {line[:80]!r}")
+        match = CHUNK_SIZE.fullmatch(size_text + b"\r\n")
+        if match is None:
+            raise Misframed(f"chunk size line {line[:80]!r}")
+        size = int(match.group(1), 16)
+        pos = eol + 2
+        if size == 0:
+            return b"".join(parts), _trailers(data, pos, client)
+        if len(data) < pos + size + 2:
+            raise Incomplete
+        if data[pos + size : pos + size + 2] != b"\r\n":
+            raise Misframed("chunk data not followed by CRLF")
+        parts.append(data[pos : pos + size])
+        pos += size + 2
+
+
+def _trailers(data: bytes, pos: int, client: bool) -> int:
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            raise Incomplete
+        if eol == pos:
+            return pos + 2
+        if not client:
+            raise Misframed("a trailer section")
+        line = data[pos:eol]
+        if b"\r" in line or b"\n" in line:
+            raise Misframed("bare CR or LF in a trailer")
+        _field(line)
+        pos = eol + 2
 
 
 @dataclass
@@ -65,101 +202,28 @@ class WireUpstream(RawUpstream):
         seen = bytearray()
         self.streams.append(seen)
         self.writers.add(writer)
+        pending = b""
         try:
-            while True:
-                first = await reader.read(1)
-                if not first:
-                    return
-                seen += first
-                request = await self._read_request(reader, seen, first, number)
-                self.requests.append(request)
-                writer.write(OK)
-                await writer.drain()
+            while data := await reader.read(65536):
+                seen += data
+                pending += data
+                while pending:
+                    try:
+                        request, size = parse_request(pending)
+                    except Incomplete:
+                        break
+                    request.connection = number
+                    self.requests.append(request)
+                    pending = pending[size:]
+                    writer.write(OK)
+                    await writer.drain()
         except Misframed as exc:
             self.problems.append(f"connection {number}: {exc}")
-        except asyncio.LimitOverrunError:
-            self.problems.append(f"connection {number}: a line or head over 64 KiB")
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             return
         finally:
             self.writers.discard(writer)
             writer.close()
-
-    async def _read_request(
-        self, reader: asyncio.StreamReader, seen: bytearray, first: bytes, number: int
-    ) -> Request:
-        start = len(seen) - 1
-        rest = await reader.readuntil(b"\r\n\r\n")  # the stream's limit: 64 KiB
-        seen += rest
-        head = first + rest
-        if len(head) > MAX_HEAD:
-            raise Misframed("head too large")
-        lines = head[:-4].split(b"\r\n")
-        if any(b"\n" in line or b"\r" in line for line in lines):
-            raise Misframed(f"bare CR or LF in the head: {head!r}")
-        match = REQUEST_LINE.fullmatch(lines[0])
-        if match is None:
-            raise Misframed(f"request line: {lines[0]!r}")
-        headers: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or TOKEN.fullmatch(name) is None:
-                raise Misframed(f"field line: {line!r}")
-            value = value.strip(b" \t")
-            if FIELD_VALUE.fullmatch(value) is None:
-                raise Misframed(f"field value: {line!r}")
-            headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        body = await self._read_body(reader, seen, headers)
-        return Request(
-            bytes(seen[start:]),
-            match.group(1).decode(),
-            match.group(2).decode("latin-1"),
-            headers,
-            body,
-            number,
-        )
-
-    async def _read_body(
-        self, reader: asyncio.StreamReader, seen: bytearray, headers: list[tuple[str, str]]
-    ) -> bytes:
-        lengths = [v for k, v in headers if k.lower() == "content-length"]
-        codings = [v for k, v in headers if k.lower() == "transfer-encoding"]
-        if [k for k, _ in headers if k.lower() == "host"] != ["Host"]:
-            raise Misframed("not exactly one Host")
-        if lengths and codings:
-            raise Misframed("both Content-Length and Transfer-Encoding")
-        if len(lengths) > 1 or len(codings) > 1:
-            raise Misframed("a framing header twice")
-        if codings:
-            if codings[0] != "chunked":
-                raise Misframed(f"Transfer-Encoding {codings[0]!r}")
-            return await self._read_chunked(reader, seen)
-        if lengths:
-            if not lengths[0].isdigit() or not lengths[0].isascii() or len(lengths[0]) > 12:
-                raise Misframed(f"Content-Length {lengths[0]!r}")
-            body = await reader.readexactly(int(lengths[0]))
-            seen += body
-            return body
-        return b""
-
-    async def _read_chunked(self, reader: asyncio.StreamReader, seen: bytearray) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            seen += line
-            match = CHUNK_SIZE.fullmatch(line)
-            if match is None:
-                raise Misframed(f"chunk size line {line!r}")
-            size = int(match.group(1), 16)
-            data = await reader.readexactly(size + 2)
-            seen += data
-            if size == 0:
-                if data != b"\r\n":
-                    raise Misframed("a trailer section")
-                return b"".join(parts)
-            if not data.endswith(b"\r\n"):
-                raise Misframed("chunk data not followed by CRLF")
-            parts.append(data[:-2])
 
 
 def wire_upstream() -> contextlib.AbstractAsyncContextManager[WireUpstream]:

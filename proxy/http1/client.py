@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 from ..errors import ProxyError
 from ..messages import OutboundRequest, UpstreamResponse
@@ -215,8 +216,8 @@ class Http1Upstream:
         await self.pool.close()
 
 
-def _observe(task: asyncio.Task[None]) -> None:
-    # The writer's failure is reported through the response side (or the client is gone);
+def _observe(task: asyncio.Future[Any]) -> None:
+    # A helper task's failure is reported through the response side (or the client is gone);
     # retrieving it here keeps asyncio from logging it as never retrieved.
     if not task.cancelled():
         task.exception()
@@ -229,6 +230,7 @@ async def _wait_head_while_sending(
     sent (a slow client is not the upstream's fault); an early answer (413, 401) is taken as
     soon as it comes."""
     head_wait = asyncio.ensure_future(conn.wait_head(None))
+    head_wait.add_done_callback(_observe)  # it may fail after the writer's failure was raised
     try:
         await asyncio.wait((head_wait, writer), return_when=asyncio.FIRST_COMPLETED)
         if writer.done() and not writer.cancelled():

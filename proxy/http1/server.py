@@ -312,7 +312,17 @@ class ServerConnection(asyncio.Protocol):
         elif size == 14 and key.lower() == "content-length":
             self._content_length = text.strip() not in ("", "0")
         elif size == 17 and key.lower() == "transfer-encoding":
-            self._chunked = True  # llhttp refuses any coding that does not end in chunked
+            # llhttp refuses a coding list that does not end in chunked; one that does but holds
+            # more (`gzip, chunked`) would reach the upstream still coded and unlabelled.
+            if text.strip(" \t").lower() != "chunked":
+                self._rejection = ProxyError(
+                    "not_implemented",
+                    "the only transfer coding served is chunked",
+                    status=501,
+                    proxy_status="proxy_internal_response",
+                )
+                raise _Refused
+            self._chunked = True
         elif size == 6 and key.lower() == "expect":
             self._expect = text.strip().lower()
 
@@ -342,6 +352,10 @@ class ServerConnection(asyncio.Protocol):
                 status=405,
                 proxy_status="proxy_internal_response",
             )
+            raise _Refused
+        if self._chunked and version == "1.0":
+            # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+            self._rejection = bad_request("Transfer-Encoding in an HTTP/1.0 request")
             raise _Refused
         if self._hosts > 1 or (self._hosts == 0 and version == "1.1"):
             self._rejection = bad_request("a request needs exactly one Host header")
