@@ -197,7 +197,7 @@ async def test_a_head_dripping_in_is_bounded_by_the_read_timeout(
         elapsed = time.monotonic() - started
         assert response.status == 504
         assert "error=http_response_timeout" in response.headers["Proxy-Status"]
-        assert 0.9 < elapsed < 2.0
+        assert 0.9 < elapsed < 3.0
 
 
 async def test_an_endless_trailer_section_cuts_the_response(make_h1_proxy: MakeH1Proxy) -> None:
@@ -333,4 +333,4 @@ async def test_memory_stays_flat_and_others_are_not_slowed(
     # value slowed every other request to ~0.5 s.
     assert len(during) >= 20
     assert median(during) < 5 * median(control) + 0.01, (median(control), median(during))
-    assert max(during) < 0.5
+    assert sorted(during)[len(during) * 9 // 10] < 0.25  # p90: no victim waits on the attack
