@@ -113,11 +113,19 @@ class DataPlane:
 
         Its OAuth 2.0 credentials are adopted first (a stored token stays attached while the
         file's is unchanged), then one new forwarder replaces the old: a request in flight holds
-        the old one and finishes on it. The upstream pool and the template routes carry over."""
+        the old one and finishes on it. The upstream pool and the template routes carry over; the
+        upstream timeouts and response-head limit follow the new file."""
         if self.tokens is not None:
             for connection in runtime.connections:
                 await self.tokens.adopt_connection(connection)
         config = runtime.config
+        upstream = self.forwarder.upstream
+        if isinstance(upstream, Http1Upstream):
+            upstream.configure(
+                connect_timeout=config.timeouts.connect,
+                read_timeout=config.timeouts.read,
+                max_head_bytes=config.limits.max_header_bytes,
+            )
         self.forwarder = dataclasses.replace(
             self.forwarder,
             router=build_router(runtime, self.templates),

@@ -144,6 +144,14 @@ class Http1Upstream:
             max_head_bytes=max_head_bytes,
         )
 
+    def configure(
+        self, *, connect_timeout: float, read_timeout: float, max_head_bytes: int
+    ) -> None:
+        """New timeouts and head limit (a config reload): for every exchange from now on, on
+        pooled connections too. The pool itself, with its idle connections, stays."""
+        self.read_timeout = read_timeout
+        self.pool.configure(connect_timeout=connect_timeout, max_head_bytes=max_head_bytes)
+
     async def send(
         self, request: OutboundRequest, body: UpstreamBody, tls: ssl.SSLContext | None
     ) -> UpstreamReply:

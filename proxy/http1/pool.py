@@ -43,6 +43,12 @@ class Pool:
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
+    def configure(self, *, connect_timeout: float, max_head_bytes: int) -> None:
+        self._connect_timeout = connect_timeout
+        self._max_head = max_head_bytes
+        for conn in self._all:
+            conn.max_head_bytes = max_head_bytes
+
     def tls_for(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
         if not endpoint.tls:
             return None

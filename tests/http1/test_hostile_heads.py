@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from proxy.config.load import build_runtime
 from proxy.http1.connection import MAX_HEADER_FIELDS
 from tests import rawhttp
+from tests.conftest import MakeProxy, connection
 from tests.http1.conftest import MakeH1Proxy
 from tests.http1.test_framing import scripted
 from tests.test_server import spawn_proxy, wait_healthy
@@ -177,6 +179,20 @@ async def test_the_limit_follows_the_config(make_h1_proxy: MakeH1Proxy) -> None:
         assert_head_too_large(response.status, response.headers, await response.read())
         roomy, _ = await make_h1_proxy(upstream.base, max_head_bytes=4096)
         assert await (await roomy.get("/up/padded")).read() == b"ok"
+
+
+async def test_a_reload_applies_a_new_limit(make_proxy: MakeProxy) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 2000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    async with rawhttp.raw_upstream(scripted(reply)) as upstream:
+        tree: dict[str, Any] = {
+            "connections": [connection("up", upstream.base)],
+            "limits": {"maxHeaderBytes": 4096},
+        }
+        proxy = await make_proxy(tree)
+        assert await (await proxy.get("/up/a")).read() == b"ok"  # a pooled connection now
+        await proxy.app.reload(build_runtime({**tree, "limits": {"maxHeaderBytes": 1024}}, {}))
+        response = await proxy.get("/up/b")
+        assert_head_too_large(response.status, response.headers, await response.read())
 
 
 async def test_a_head_dripping_in_is_bounded_by_the_read_timeout(
