@@ -246,3 +246,27 @@ def test_mtls_without_a_certificate_credential_is_refused_by_check(
         "connections[0].credentials[0].authSchemeConfig.oauth2.mtlsEnabled"
     ]
     assert endpoint.server.hits == 0
+
+
+@pytest.mark.parametrize("place", ["scheme", "credential"])
+async def test_mtls_credential_id_picks_the_named_certificate(
+    endpoint: TokenEndpoint, get_items: GetItems, ca: trustme.CA, place: str
+) -> None:
+    """Seed `mtlsCredentialId` (scheme) / `mTLSCredentialId` (oauth2Client): the certificate
+    credential with that id is the token endpoint's client identity, not the first one."""
+    ca_pem = ca.cert_pem.bytes().decode()
+    first = certificate_credential(ca.issue_cert("a@example", common_name="cert-a"), ca_pem)
+    named = certificate_credential(ca.issue_cert("b@example", common_name="cert-b"), ca_pem)
+    first["credential"]["id"] = "01JG0000000000000000000CA1"
+    named["credential"]["id"] = "01JG0000000000000000000CB2"
+    client = oauth2_client(endpoint.token_url, mtls=False)
+    if place == "scheme":
+        client["authSchemeConfig"]["oauth2"]["mtlsCredentialId"] = "01JG0000000000000000000CB2"
+    else:
+        client["credential"]["data"]["oauth2Client"] |= {
+            "mTLSEnabled": True,
+            "mTLSCredentialId": "01JG0000000000000000000CB2",
+        }
+    status, body, _ = await get_items(first, named, client)
+    assert status == 200, body
+    assert endpoint.subjects == ["cert-b"]

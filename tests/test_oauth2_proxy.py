@@ -290,14 +290,17 @@ async def test_client_credentials_with_scopes_and_additional_params(
     credential = client_credential(
         oauth.token_url,
         defaultScopes=["read", "write"],
-        additionalTokenParams="audience=https%3A%2F%2Fapi.example",
+        additionalTokenParams="audience=https%3A%2F%2Fapi.example&resource=scheme",
     )
+    # The credential's own URL-encoded additionalParams come after the scheme's and win.
+    credential["credential"]["data"]["oauth2Client"]["additionalParams"] = "resource=own&t=1"
     api = await make_api(oauth.resource_url, credential)
     responses = await asyncio.gather(*(api.get("/api/x") for _ in range(20)))
     assert {r.status for r in responses} == {200}
     assert oauth.server.grants["client_credentials"] == 1
     form = oauth.server.token_requests[0]["form"]
     assert form["scope"] == "read write" and form["audience"] == "https://api.example"
+    assert form["resource"] == "own" and form["t"] == "1"
     oauth.server.expire_access_tokens()  # a client-credentials token is fetched anew on 401
     assert (await api.get("/api/x")).status == 200
     assert oauth.server.grants["client_credentials"] == 2
