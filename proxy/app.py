@@ -14,6 +14,7 @@ import dataclasses
 import time
 import traceback
 
+from . import metrics
 from .config.load import Runtime
 from .errors import ProxyError
 from .forward import Forwarder, RouteTarget, TokenProvider
@@ -148,6 +149,7 @@ class DataPlane:
 
     async def handle(self, request: InboundRequest) -> None:
         start = time.monotonic()
+        metrics.request_started()
         try:
             if request.rejection is not None:
                 send_error(request, request.rejection)
@@ -180,6 +182,7 @@ class DataPlane:
         if request.started:
             # The head is out already: only cutting the connection can tell the client.
             request.error_code = error.code
+            request.error_type = error.proxy_status
             request.abort()
         else:
             send_error(request, error)

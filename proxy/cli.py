@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from . import __version__
@@ -24,8 +24,12 @@ from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
 from .config.models import StoreSettings
 from .errors import FieldError
+from .logs import setup_logging
+from .metrics import MULTIPROCESS_DIR
 from .store import Store, StoreError, open_store
 from .tokens import TokenManager
+
+log = logging.getLogger("signing_proxy")
 
 EXIT_INVALID = 2
 EXIT_STORE = 1
@@ -109,36 +113,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-class _JsonFormatter(logging.Formatter):
-    def __init__(self, with_pid: bool = False) -> None:
-        super().__init__()
-        self._with_pid = with_pid
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if self._with_pid:
-            line["pid"] = str(record.process)
-        return json.dumps(line)
-
-
-def setup_logging(level: str, fmt: str, *, with_pid: bool = False) -> None:
-    # With --workers each line names its process, so one worker's lines can be told apart.
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter(with_pid))
-    else:
-        pid = " pid=%(process)d" if with_pid else ""
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{pid} %(message)s")
-        )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     # SIGHUP reloads once serving (reload.py); until then it must not end the process either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -177,7 +151,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _serve(runtime, args, store, sock, first=index == 0)
 
     watch = config_path(args.config) if args.watch else None
-    return Supervisor(sockets, worker, watch=watch).run()
+    # Metrics summed over the workers: each writes its own files here (metrics.py).
+    with tempfile.TemporaryDirectory(prefix="signing-proxy-metrics-") as metrics_dir:
+        os.environ[MULTIPROCESS_DIR] = metrics_dir
+        return Supervisor(sockets, worker, watch=watch).run()
 
 
 def _serve(
@@ -222,6 +199,8 @@ def _serve(
         apps.append((create_echo_app(), sockets[-1]))
     _install_uvloop()
     _tune_gc()
+    if first:
+        log_routes(runtime)
     reloader = Reloader(config_path(args.config), plane)
     # With --workers the supervisor watches the file and signals every worker (workers.py).
     watch = reloader.watch if args.watch and args.workers == 1 else None
@@ -235,7 +214,29 @@ def _serve(
             watch=watch,
         )
     )
+    log.info("stopped", extra={"event": "shutdown"})
     return 0
+
+
+def log_routes(runtime: Runtime) -> None:
+    """Start-up: each route and where it forwards (origin and path only: no userinfo, query)."""
+    for connection in runtime.connections:
+        target = connection.base.origin + connection.base.path
+        log.info(
+            "route %s -> %s (connection %s)",
+            connection.route or "/",
+            target,
+            connection.name,
+            extra={"event": "route", "route": connection.route or "/", "target": target,
+                   "connection": connection.name},
+        )  # fmt: skip
+    for template in runtime.templates:
+        log.info(
+            "route %s -> connections of template %s (X-Connection-Id)",
+            template.route,
+            template.id,
+            extra={"event": "route", "route": template.route, "template": template.id},
+        )
 
 
 class ListenError(Exception):

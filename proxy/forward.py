@@ -231,6 +231,7 @@ class Forwarder:
         completed = False
         try:
             head = reply.head
+            request.upstream_status = head.status
             headers = _response_headers(request, connection, head.headers)
             take_whole = getattr(reply, "take_whole_body", None)
             whole = take_whole() if take_whole is not None else None

@@ -90,9 +90,18 @@ async def serve(
                 else:
                     host, port = where
                     await web.TCPSite(runner, host, port, backlog=1024).start()
-            log.info("listening on http://%s:%d", host, port)
+            log.info(
+                "listening on http://%s:%d",
+                host,
+                port,
+                extra={"event": "listening", "address": f"{host}:{port}"},
+            )
         await stop.wait()
-        log.info("signal received: draining in-flight requests (up to %.0fs)", shutdown_grace)
+        log.info(
+            "signal received: draining in-flight requests (up to %.0fs)",
+            shutdown_grace,
+            extra={"event": "draining"},
+        )
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         for task in (watcher, *background):

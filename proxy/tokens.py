@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from . import metrics
 from .connection import CompiledConnection
 from .errors import CredentialError
 from .forward import connection_tls
@@ -215,10 +216,13 @@ class TokenManager:
         if old is not None:
             state.lock = old.lock  # waiters on the old state keep single flight
         self._states[cid] = state
+        if record.token is not None:
+            metrics.token_expires(cid, record.token.expires_at)
 
     async def adopt_connection(self, connection: CompiledConnection) -> None:
         """`adopt()` every `oauth2` credential of `connection`, with its client certificate:
         the certificate credential `mtlsCredentialId` names, else the connection's."""
+        metrics.connection_in_service(connection)
         tls = connection_tls(connection)
         for scheme in connection.schemes:
             if isinstance(scheme, OAuth2Scheme):
@@ -451,6 +455,8 @@ class TokenManager:
         state.client_auth = record.client_auth
         state.needs_reauthorization = record.needs_reauthorization
         state.version = record.version
+        if record.token is not None:
+            metrics.token_expires(state.scheme.credential_id, record.token.expires_at)
 
     async def _refresh_across_processes(self, state: _Credential, stale: TokenSet) -> TokenSet:
         cid = state.scheme.credential_id
@@ -550,6 +556,8 @@ class TokenManager:
             state.version = version
         state.token, state.client_auth = token, style
         state.failures, state.retry_at, state.last_error = 0, 0.0, ""
+        metrics.token_refreshed(scheme.credential_id, "success")
+        metrics.token_expires(scheme.credential_id, token.expires_at)
         log.info(
             "credential %s: token obtained (grant %s, expires in %s)",
             scheme.credential_id,
@@ -562,6 +570,8 @@ class TokenManager:
         """Record a failed token call and raise; only when our `invalid_grant` came from a
         refresh token another process had already replaced, return that process's token."""
         cid = state.scheme.credential_id
+        # The provider's code or ours (a bounded set of names), never a description.
+        metrics.token_refreshed(cid, exc.error.partition(":")[0])
         if exc.error == "invalid_grant":
             record = StoredToken(state.token, state.seed_fingerprint, True, state.client_auth)
             try:

@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from . import metrics
+
 log = logging.getLogger("signing_proxy")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -148,6 +150,7 @@ class Supervisor:
             index = self._pids.pop(pid, None)
             if index is None:
                 continue
+            metrics.worker_gone(pid)
             code = os.waitstatus_to_exitcode(status)
             if self._stopping:
                 # -SIGTERM: stopped before its loop took over the signal (nothing in flight).

@@ -8,10 +8,8 @@ plane in-process against the strict OAuth 2.0 server of `tests/oauth_server.py`.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +28,7 @@ from proxy.store import open_store
 from proxy.tokens import TokenManager
 from tests.conftest import bearer, connection, free_port
 from tests.plane import PlaneServer
+from tests.proxyproc import ProxyProcess, proxy_process
 from tests.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
 
 TIMEOUT = 20.0
@@ -69,11 +68,15 @@ def write(path: Path, tree: Any) -> None:
 
 
 class Proxy:
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
-        self.base = f"http://127.0.0.1:{port}"
-        self.session = aiohttp.ClientSession()
-        self.stderr = b""
+    def __init__(self, process: ProxyProcess, session: aiohttp.ClientSession) -> None:
+        self.process = process.process
+        self.base = process.base
+        self.session = session
+        self._proc = process
+
+    @property
+    def stderr(self) -> bytes:
+        return self._proc.stderr
 
     async def get(self, path: str) -> tuple[int, str]:
         async with self.session.get(self.base + path) as response:
@@ -92,43 +95,9 @@ class Proxy:
 
 @asynccontextmanager
 async def running(path: Path, port: int, *extra: str) -> AsyncIterator[Proxy]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "run", "--config", str(path), *extra,
-        cwd=path.parent,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")},
-    )  # fmt: skip
-    proxy = Proxy(process, port)
-
-    async def collect() -> None:
-        # Read as it comes: a full pipe would block the proxy's logging, and so the proxy.
-        assert process.stderr is not None
-        while chunk := await process.stderr.read(65536):
-            proxy.stderr += chunk
-
-    reader = asyncio.ensure_future(collect())
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                if (await proxy.get("/healthz"))[0] == 200:
-                    break
-            except aiohttp.ClientConnectionError:
-                assert time.monotonic() < deadline, "the proxy did not start"
-                assert process.returncode is None, "the proxy exited"
-                await asyncio.sleep(0.05)
-        yield proxy
-        assert process.returncode is None, "a reload must never stop the proxy"
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
-        await asyncio.wait_for(reader, TIMEOUT)
-    finally:
-        reader.cancel()
-        await proxy.session.close()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with proxy_process(path, port, *extra) as process:
+        async with aiohttp.ClientSession() as session:
+            yield Proxy(process, session)
 
 
 async def test_sighup_applies_changed_added_and_removed_connections(

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from .. import metrics
 from ..app import DataPlane
 from ..config.load import Runtime
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
@@ -39,6 +40,7 @@ from .openapi import openapi_document
 log = logging.getLogger("signing_proxy.admin")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", CALLBACK_PATH})
+METRICS_PATH = "/metrics"
 # Management bodies are small; a bigger one is a mistake or an attack.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -64,11 +66,14 @@ def _authorize(request: web.Request, token: str | None) -> None:
         raise Unauthorized()
 
 
-def _admin_middleware(token: str | None) -> Middleware:
+def _admin_middleware(token: str | None, metrics_token: str | None = None) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in PUBLIC_PATHS:
+            if request.path == METRICS_PATH:
+                # No secret in it, so open unless `admin.metricsToken` asks for its own token.
+                _authorize(request, metrics_token)
+            elif request.path not in PUBLIC_PATHS:
                 _authorize(request, token)
             return await handler(request)
         except ProxyError as error:
@@ -165,7 +170,12 @@ def create_admin_app(
     )
     settings = runtime.config.admin
     token = settings.token.get_secret_value() if settings and settings.token else None
-    app = web.Application(middlewares=[_admin_middleware(token)], client_max_size=MAX_BODY_BYTES)
+    metrics_token = (
+        settings.metrics_token.get_secret_value() if settings and settings.metrics_token else None
+    )
+    app = web.Application(
+        middlewares=[_admin_middleware(token, metrics_token)], client_max_size=MAX_BODY_BYTES
+    )
     app[ADMIN] = admin
 
     async def close_own_tokens(_: web.Application) -> None:
@@ -177,6 +187,7 @@ def create_admin_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", serve_openapi)
+    app.router.add_get(METRICS_PATH, serve_metrics)
     app.router.add_post(f"{org}/connections", connections.create_connection)
     app.router.add_get(f"{org}/connections", connections.list_connections)
     app.router.add_get(f"{org}/connections/{{connection_id}}", connections.get_connection)
@@ -185,6 +196,12 @@ def create_admin_app(
     app.router.add_get(CALLBACK_PATH, oauth2.callback)
     app.router.add_get("/connection/{connection_id}", connections.openint_get_connection)
     return app
+
+
+async def serve_metrics(_: web.Request) -> web.Response:
+    """Prometheus text format (docs/operations.md#metrics), summed over `--workers`."""
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def create_admin_app_for(runtime: Runtime, plane: DataPlane) -> web.Application:

@@ -663,6 +663,8 @@ class AdminSettings(Model):
     listen: HostPort = "127.0.0.1:8081"
     token: SecretStr | None = None
     public_url: str | None = None
+    # Required at GET /metrics when set; the metrics hold no secret, so none is needed by default.
+    metrics_token: SecretStr | None = None
 
 
 def check_store_url(url: SecretStr | None) -> SecretStr | None:

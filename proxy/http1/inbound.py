@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
@@ -156,6 +157,9 @@ class InboundRequest:
         "upstream_broken",
         "client_gone",
         "error_code",
+        "error_type",
+        "upstream_status",
+        "head_at",
         "rejection",
     )
 
@@ -193,6 +197,9 @@ class InboundRequest:
         self.upstream_broken = False
         self.client_gone = False
         self.error_code: str | None = None
+        self.error_type: str | None = None  # its RFC 9209 Proxy-Status type (metrics)
+        self.upstream_status: int | None = None  # the upstream's status, when one answered
+        self.head_at = 0.0  # time.monotonic() when the response head went out (metrics)
         # Set when the server refused the request itself (a malformed head, a limit): the
         # handler answers with this error, in turn, and the connection closes.
         self.rejection: ProxyError | None = None
@@ -250,6 +257,7 @@ class InboundRequest:
         )
         self.started = self.finished = True
         self.status = status
+        self.head_at = time.monotonic()
         if allowed and body:
             self.body_bytes = len(body)
             self._exchange.send(head + body)
@@ -271,6 +279,7 @@ class InboundRequest:
         )
         self.started = True
         self.status = status
+        self.head_at = time.monotonic()
         self._exchange.send(head)
 
     async def write(self, data: bytes) -> None:

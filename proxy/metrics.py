@@ -1,0 +1,173 @@
+"""Prometheus metrics (docs/operations.md#metrics): what is counted, and `/metrics`' text.
+
+The data plane calls `request_started()` when a request comes in and `request_done()` from the
+access-log point; the token manager reports refreshes and token expiries; connections report
+their client certificates' expiry when they are taken into service. Labels are names only
+(connection, credential id, client, method, status code, RFC 9209 error type): never a value a
+client or a file supplied as a secret.
+
+With `run --workers N` the figures are the sum over the workers: prometheus-client's
+multiprocess mode, each worker writing its own files under `$PROMETHEUS_MULTIPROC_DIR` (a
+private directory the supervisor makes before the first fork) and `/metrics` reading them all.
+The metric objects are made on first use, never at import: the mode is fixed when
+prometheus-client is first imported, which must happen after that variable is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import CompiledConnection
+    from .http1.inbound import InboundRequest
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Time to the response head: a proxy adds milliseconds, an upstream seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# credential id → connection name, for the token and certificate series.
+_owners: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    requests: Any
+    duration: Any
+    upstream_errors: Any
+    token_refreshes: Any
+    token_expiry: Any
+    certificate_expiry: Any
+    client_requests: Any
+    inflight: Any
+
+
+@functools.cache
+def _metrics() -> _Metrics:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return _Metrics(
+        requests=Counter(
+            "signing_proxy_requests_total",
+            "Requests answered by the data plane.",
+            ["connection", "method", "code"],
+        ),
+        duration=Histogram(
+            "signing_proxy_request_duration_seconds",
+            "Time from the request head to the response head.",
+            ["connection"],
+            buckets=BUCKETS,
+        ),
+        upstream_errors=Counter(
+            "signing_proxy_upstream_errors_total",
+            "Upstream failures by RFC 9209 error type.",
+            ["connection", "error"],
+        ),
+        token_refreshes=Counter(
+            "signing_proxy_token_refreshes_total",
+            "OAuth 2.0 token requests by result (success, or the error code).",
+            ["connection", "result"],
+        ),
+        token_expiry=Gauge(
+            "signing_proxy_token_expiry_timestamp_seconds",
+            "When the current OAuth 2.0 access token expires (Unix time).",
+            ["connection", "credential"],
+            multiprocess_mode="max",
+        ),
+        certificate_expiry=Gauge(
+            "signing_proxy_certificate_expiry_timestamp_seconds",
+            "When the client certificate expires (Unix time).",
+            ["connection", "credential"],
+            multiprocess_mode="max",
+        ),
+        client_requests=Counter(
+            "signing_proxy_client_requests_total",
+            "Requests per client (`clients`), by status code.",
+            ["client", "code"],
+        ),
+        inflight=Gauge(
+            "signing_proxy_inflight_requests",
+            "Requests being served now.",
+            multiprocess_mode="livesum",
+        ),
+    )
+
+
+# --- the data plane -------------------------------------------------------------------------
+
+
+def request_started() -> None:
+    _metrics().inflight.inc()
+
+
+def request_done(request: InboundRequest, start: float, status: int) -> None:
+    """Count one finished request (called once, from the access-log point)."""
+    m = _metrics()
+    m.inflight.dec()
+    connection = request.connection
+    name = connection.name if connection is not None else ""
+    code = str(status) if status else "0"
+    m.requests.labels(name, request.method if connection is not None else "", code).inc()
+    if request.head_at:
+        m.duration.labels(name).observe(max(request.head_at - start, 0.0))
+    if request.error_type is not None and request.error_code in UPSTREAM_CODES:
+        m.upstream_errors.labels(name, request.error_type).inc()
+    if request.client is not None:
+        m.client_requests.labels(request.client, code).inc()
+
+
+# The codes of docs/errors.md that mean the upstream failed (not the caller, not a credential).
+UPSTREAM_CODES = frozenset({"upstream_unavailable", "upstream_timeout", "upstream_bad_response"})
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def connection_in_service(connection: CompiledConnection) -> None:
+    """Name the connection's credentials, and report its client certificates' expiry."""
+    for scheme in connection.schemes:
+        credential_id = getattr(scheme, "credential_id", None)
+        if credential_id is None:
+            continue
+        _owners[credential_id] = connection.name
+        not_after = getattr(scheme, "not_after", None)
+        if not_after is not None:
+            gauge = _metrics().certificate_expiry.labels(connection.name, credential_id)
+            gauge.set(not_after.timestamp())
+
+
+def token_refreshed(credential_id: str, result: str) -> None:
+    _metrics().token_refreshes.labels(_owners.get(credential_id, ""), result).inc()
+
+
+def token_expires(credential_id: str, expires_at: float | None) -> None:
+    if expires_at is not None:
+        gauge = _metrics().token_expiry.labels(_owners.get(credential_id, ""), credential_id)
+        gauge.set(expires_at)
+
+
+# --- /metrics -------------------------------------------------------------------------------
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format of every series (summed over the workers), and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    _metrics()  # the series exist (at zero) before the first request
+    if os.environ.get(MULTIPROCESS_DIR):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def worker_gone(pid: int) -> None:
+    """A worker exited: its in-flight gauge no longer counts (its counters still do)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
