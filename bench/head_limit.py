@@ -3,7 +3,7 @@
 `H1Connection` parses a typical small upstream response (one segment: head and a 2-byte body),
 once as shipped (head byte count and field count checked, issue 10) and once through a subclass
 with the checks taken out (the parser fed directly, as before the limits). Alternating rounds,
-medians; the ratio is the figure (1.00 = no measurable cost).
+medians and fastest rounds; the ratios are the figure (1.00 = no measurable cost).
 
     python bench/head_limit.py [--rounds 9] [--n 200000]
 """
@@ -73,7 +73,9 @@ def main() -> None:
         print(f"{name:>10}: median {statistics.median(values):7.0f} ns/response "
               f"(min {min(values):.0f}, max {max(values):.0f}, {args.rounds} rounds)")  # fmt: skip
     ratio = statistics.median(results["bounded"]) / statistics.median(results["unbounded"])
-    print(f"bounded / unbounded: {ratio:.3f}")
+    # On a shared machine the fastest round is the least disturbed one: its ratio too.
+    best = min(results["bounded"]) / min(results["unbounded"])
+    print(f"bounded / unbounded: {ratio:.3f} (medians), {best:.3f} (fastest rounds)")
 
 
 if __name__ == "__main__":
