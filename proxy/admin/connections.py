@@ -64,11 +64,18 @@ async def create_connection(request: web.Request) -> web.Response:
         raise ValidationFailed("the body is invalid", disagree)
     if fields.id is not None and admin.find(fields.id) is not None:
         raise Conflict("conflict", "a connection already has this id")
+    taken = route.find_name(fields.name) or (route.get(external_id) if external_id else None)
+    if taken is not None:
+        # Before any code exchange: a refused create must not use up an authorization code.
+        raise Conflict(
+            "conflict", "a connection of this template already has this name or externalId"
+        )
     now = iso8601(admin.clock())
+    credentials = await exchange_codes(admin, route, fields.credentials)
     compiled, problems = build_connection(
         route.template,
         name=fields.name,
-        credentials=fields.credentials,
+        credentials=credentials,
         base_url=fields.base_url,
         external_id=external_id,
         connection_id=fields.id,
@@ -88,6 +95,29 @@ async def create_connection(request: web.Request) -> web.Response:
     check_unique(route, compiled)
     await save_connection(admin, route, compiled)
     return json_response(connection_json(admin, compiled), status=201)
+
+
+async def exchange_codes(
+    admin: Admin, route: TemplateRoute, given: list[m.ConnectionCredentialInput]
+) -> list[m.ConnectionCredentialInput]:
+    """Each `oauth2-code` credential of an `oauth2` authorizationCode scheme, exchanged for
+    the `oauth2-token` it stands for; the others as given."""
+    from .oauth2 import exchange_code_credential  # the connect flow builds on this module
+
+    configs = route.template.model.auth_scheme_configs
+    out: list[m.ConnectionCredentialInput] = []
+    for index, entry in enumerate(given):
+        auth = entry.auth_scheme_config or (configs[index] if index < len(configs) else None)
+        cred = entry.credential
+        if (
+            isinstance(cred, m.OAuth2CodeCredential)
+            and isinstance(auth, m.OAuth2SchemeConfig)
+            and isinstance(auth.oauth2.grant, m.AuthorizationCodeGrant)
+        ):
+            token = await exchange_code_credential(admin, auth, cred)
+            entry = entry.model_copy(update={"credential": token})
+        out.append(entry)
+    return out
 
 
 def check_unique(route: TemplateRoute, connection: CompiledConnection) -> None:

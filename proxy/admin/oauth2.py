@@ -288,29 +288,39 @@ def _chosen_config(auth: m.OAuth2SchemeConfig, extra: Any) -> m.OAuth2SchemeConf
 
 
 async def exchange_code(
-    admin: Admin, auth: m.OAuth2SchemeConfig, flow: FlowState, code: str
+    admin: Admin,
+    auth: m.OAuth2SchemeConfig,
+    flow: FlowState | None,
+    code: str,
+    credential: m.Credential | None = None,
 ) -> TokenSet:
-    """RFC 6749 §4.1.3 with the PKCE verifier, through the token manager."""
+    """RFC 6749 §4.1.3 with the PKCE verifier (when the proxy's own `init` started the flow),
+    through the token manager. `credential`: an `oauth2-code` credential whose
+    `additionalParams` join the token request."""
     params = auth.oauth2
     grant = params.grant
     assert isinstance(grant, m.AuthorizationCodeGrant)
     if params.token_url is None or not _is_http_url(params.token_url):
         raise ProxyError("code_exchange_failed", "the template has no usable tokenUrl", status=502)
     pair = grant.authorization_code
-    assert pair.client_id is not None  # `initialise` refused a flow without one
+    if pair.client_id is None:
+        raise ValidationFailed(
+            "the connection is invalid",
+            [FieldError("authSchemeConfig.oauth2.grant.authorizationCode.clientId", "required")],
+        )
     settings = OAuth2Settings(
         grant="authorizationCode",
         token_url=params.token_url,
         client_id=pair.client_id,
         client_secret=pair.client_secret.get_secret_value(),
         scopes=tuple(params.default_scopes),
-        additional_params=token_params(params),
+        additional_params=token_params(params, credential),
         mtls=params.mtls_enabled,
     )
+    verifier = flow.code_verifier if flow is not None else None
+    redirect_uri = flow.redirect_uri if flow is not None else admin.redirect_uri
     try:
-        return await admin.tokens.exchange_code(
-            settings, code, flow.code_verifier or None, flow.redirect_uri
-        )
+        return await admin.tokens.exchange_code(settings, code, verifier or None, redirect_uri)
     except TokenEndpointError as failure:
         # A refused code (invalid_grant: wrong, used or expired code, verifier mismatch) is
         # the caller's to fix by starting again; anything else is the provider's failure.
@@ -324,6 +334,35 @@ async def exchange_code(
             proxy_status="proxy_internal_response" if rejected else None,
             details=failure.error,
         ) from None
+
+
+async def exchange_code_credential(
+    admin: Admin, auth: m.OAuth2SchemeConfig, credential: m.OAuth2CodeCredential
+) -> m.OAuth2TokenCredential:
+    """An `oauth2-code` credential (seed 001: "a temporary authorization code which will be
+    exchanged for an oauth2-token"), exchanged once for the `oauth2-token` that replaces it.
+
+    When its `state` is one the proxy's own `init` issued (a front end took the browser
+    redirect and hands the code over), that flow's PKCE verifier and `redirect_uri` are used and
+    the state is consumed; otherwise the `redirect_uri` is the proxy's callback and no verifier
+    is sent. A refused code is a 400 carrying the provider's `error`.
+    """
+    value = credential.data.oauth2_code
+    flow = None
+    if value.state:
+        flow = await admin.store.take_flow(value.state, now=admin.clock())
+        if flow is not None and flow.organisation_id != admin.organisation_id:
+            flow = None
+    code = value.code.get_secret_value()
+    token = await exchange_code(admin, auth, flow, code, credential)
+    return m.OAuth2TokenCredential(
+        type="oauth2-token",
+        id=credential.id,
+        organisation_id=credential.organisation_id,
+        name=credential.name,
+        expires_at=iso8601(token.expires_at),
+        data=token_data(token),
+    )
 
 
 def _connect(

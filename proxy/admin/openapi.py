@@ -268,6 +268,7 @@ def _paths() -> dict[str, Any]:
                     "401": _UNAUTHORIZED,
                     "404": _NOT_FOUND,
                     "409": _error("name or externalId already taken within the template"),
+                    "502": _error("the token endpoint failed to exchange an oauth2-code"),
                     "413": _error("body too large"),
                     "415": _UNSUPPORTED_MEDIA_TYPE,
                 },

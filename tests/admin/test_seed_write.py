@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp.test_utils import TestServer
 from ulid import ULID
@@ -179,3 +180,42 @@ async def test_callback_for_a_token_without_refresh_token_is_raw(
     assert created["redactFields"] == ["accessToken"]
     decoded = {k: base64.b64decode(v).decode() for k, v in created["data"].items()}
     assert decoded["tokenType"] == "Bearer"
+
+
+async def test_oauth2_code_credential_is_exchanged_once_at_create(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    server, auth = await provider(aiohttp_server)
+    resource: TestServer = await aiohttp_server(create_resource_app(server))
+    template = oauth_template(str(auth.make_url("")).rstrip("/"), str(resource.make_url("")))
+    planes = await make_planes(
+        {"templates": [template]}, env={"SECRET": "canary-client-secret-d41f"}
+    )
+    drive = Drive(server, planes)
+    # A front end took the browser redirect of a flow the proxy started, and hands the code over.
+    location = await drive.authorize(await drive.init())
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+    def body(name: str, code: str, state: str) -> dict[str, Any]:
+        value = {"code": code, "state": state, "additionalParams": "resource=drive"}
+        credential = {"type": "oauth2-code", "data": {"oauth2Code": value}}
+        return create_body(name, {"credential": credential}, template="gdrive")
+
+    created = await create(planes, body("carol", query["code"], query["state"]))
+    [entry] = created["credentials"]
+    assert entry["credential"]["type"] == "oauth2-token"
+    assert set(entry["credential"]["data"]["oauth2Token"]) == {"tokenType", "expiresAt", "scopes"}
+    (exchange,) = server.token_requests
+    assert exchange["form"]["code_verifier"] and exchange["form"]["resource"] == "drive"
+    response = await planes.proxy.get("/gdrive/files", headers={"X-Connection-Id": created["id"]})
+    assert response.status == 200
+    # The state was consumed; the code is single use: the provider's error comes back as a 400.
+    callback = await drive.callback(location)
+    assert callback.status == 400
+    response = await planes.admin.post(
+        CONNECTIONS, json=body("dave", query["code"], ""), headers=AUTH
+    )
+    assert response.status == 400
+    error = await response.json()
+    assert error["code"] == "code_exchange_failed" and error["details"] == "invalid_grant"
+    assert query["code"] not in str(error)
