@@ -43,6 +43,12 @@ YAML_TYPOS = [
     (config(f"{{type: string, data: {{string: {{{CANARY}}}}}}}"), f"{CRED}.credential"),
     # Key and value swapped.
     (config(f"{{type: string, data: {{string: {{{CANARY}: value}}}}}}"), f"{CRED}.credential"),
+    # A secret as a key whose value is an unset variable: reported by interpolation, which
+    # names fields before any validation.
+    (
+        config(f"{{type: string, data: {{string: {{{CANARY}: '${{UNSET_VAR}}'}}}}}}"),
+        f"{CRED}.credential.data.string.<key>: environment variable UNSET_VAR is not set",
+    ),
     # Pasted at the wrong level.
     (config(f"{{type: string, value:{CANARY}, data: {{string: {{value: x}}}}}}"), CRED),
     # Block style: the line becomes a string where a mapping belongs.

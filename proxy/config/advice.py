@@ -13,7 +13,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from ..errors import FieldError
+from ..errors import HIDDEN_KEY, FieldError
 from . import models
 from .clients import AccessModel
 
@@ -107,3 +107,27 @@ def known_field_names() -> tuple[str, ...]:
         pending += model.__subclasses__()
         names.update(f.alias or name for name, f in model.model_fields.items())
     return tuple(sorted(names))
+
+
+# Mappings that hold secrets: a key there that is not one of the fields may be a secret pasted
+# in the wrong place (`{string: {sk_live_...}}`, or key and value swapped in JSON), so even a
+# key that reads as a name is printed only when it is a field name.
+SECRET_MAPPINGS = frozenset({"credential", "grant", "oauth1", "admin", "store", "clients"})
+
+
+def in_secret_mapping(loc: Sequence[int | str]) -> bool:
+    return any(isinstance(part, str) and part in SECRET_MAPPINGS for part in loc)
+
+
+def shown_loc(loc: Sequence[int | str]) -> tuple[int | str, ...]:
+    """`loc` of the parsed file for a message: inside a secret-bearing mapping, a key that is
+    no field name is shown as `<key>` (`loc_to_path` hides keys that do not read as names)."""
+    shown: list[int | str] = []
+    secret = False
+    for part in loc:
+        if isinstance(part, str):
+            if secret and part not in known_field_names():
+                part = HIDDEN_KEY
+            secret = secret or part in SECRET_MAPPINGS
+        shown.append(part)
+    return tuple(shown)

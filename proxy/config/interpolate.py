@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FieldError, loc_to_path
+from .advice import shown_loc
 
 # `$${` escapes a literal `${`.
 _PATTERN = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -59,7 +60,7 @@ def interpolate(
 ) -> Any:
     """Return `tree` with every string interpolated; problems are appended with their path."""
     if isinstance(tree, str):
-        return _expand(tree, env, problems, loc_to_path(loc), record or Expansions())
+        return _expand(tree, env, problems, loc_to_path(shown_loc(loc)), record or Expansions())
     if isinstance(tree, dict):
         return {
             k: interpolate(v, env, problems, (*loc, str(k)), record=record) for k, v in tree.items()

@@ -24,7 +24,12 @@ from ..connection import CompiledConnection, compile_connection
 from ..errors import FieldError, is_plain_key, loc_to_path
 from ..templates import CompiledTemplate, compile_template
 from .address import split_host_port
-from .advice import empty_secret_warnings, known_field_names, unknown_key_message
+from .advice import (
+    empty_secret_warnings,
+    in_secret_mapping,
+    known_field_names,
+    unknown_key_message,
+)
 from .interpolate import Expansions, interpolate
 from .models import ProxyConfig
 
@@ -89,12 +94,6 @@ def validation_problems(exc: ValidationError, prefix: str = "") -> list[FieldErr
     return problems
 
 
-# Mappings that hold secrets: a key there that is not one of the fields may be a secret pasted
-# in the wrong place (`{string: {sk_live_...}}`, or key and value swapped in JSON), so even a
-# key that reads as a name is not printed.
-_SECRET_MAPPINGS = frozenset({"credential", "grant", "oauth1", "admin", "store", "clients"})
-
-
 def _unknown_key(loc: Sequence[int | str]) -> tuple[str, str]:
     """(path of the mapping, message) for an unknown key, printing the key only when safe.
 
@@ -105,8 +104,7 @@ def _unknown_key(loc: Sequence[int | str]) -> tuple[str, str]:
     where = field_path(parent)
     if not isinstance(key, str):
         return where, "unknown key"
-    in_secret_mapping = _SECRET_MAPPINGS.intersection(p for p in parent if isinstance(p, str))
-    if is_plain_key(key) and (not in_secret_mapping or key in known_field_names()):
+    if is_plain_key(key) and (not in_secret_mapping(parent) or key in known_field_names()):
         # A field name of another mapping (`basicAuth` under a `string` credential's data).
         return field_path(loc), unknown_key_message(loc)
     if ":" in key or "=" in key:
