@@ -150,6 +150,14 @@ class Access:
         self._rules: dict[str, tuple[Policy, tuple[Rule, ...]]] = {}
         self.clients_required = clients_required
 
+    def keep_buckets(self, previous: Access) -> None:
+        """Carry the rate-limit state of `previous` (the config before a reload) over to the
+        clients of the same name and the same limit, so a reload refills no bucket."""
+        for name, caller in self.callers.items():
+            before = previous.callers.get(name)
+            if caller.bucket is not None and before is not None and before.bucket is not None:
+                caller.bucket.continue_from(before.bucket)
+
     def authenticate(self, headers: Iterable[tuple[str, str]]) -> Presented | None:
         """The client whose key the request presents; None when no clients are configured.
 

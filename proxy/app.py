@@ -127,6 +127,9 @@ class DataPlane:
                 read_timeout=config.timeouts.read,
                 max_head_bytes=config.limits.max_header_bytes,
             )
+        if runtime.access is not None and self.forwarder.access is not None:
+            # A reload must not refill every client's rate limit.
+            runtime.access.keep_buckets(self.forwarder.access)
         self.forwarder = dataclasses.replace(
             self.forwarder,
             router=build_router(runtime, self.templates),

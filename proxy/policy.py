@@ -240,6 +240,11 @@ class TokenBucket:
         self._tokens = self._capacity
         self._stamp = clock()
 
+    def continue_from(self, other: TokenBucket) -> None:
+        """Take over `other`'s level and time when it has the same limit (a reload)."""
+        if (other._capacity, other._rate) == (self._capacity, self._rate):
+            self._tokens, self._stamp = other._tokens, other._stamp
+
     def take(self) -> float:
         now = self._clock()
         elapsed = now - self._stamp

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import json
 import logging
@@ -22,8 +23,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from proxy.config.load import build_runtime
 from tests.conftest import MakeProxy, bearer, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app
+from tests.plane import PlaneServer
 
 AGENT_KEY = "ck-agent-CANARY-5f1e"
 READER_KEY = "ck-reader-CANARY-0a9c"
@@ -56,6 +59,7 @@ class World:
     proxy: TestClient[Any, Any]
     upstream: Recorder
     tokens: AuthServer
+    tree: dict[str, Any]
 
 
 @pytest.fixture
@@ -114,7 +118,7 @@ async def world(aiohttp_server: Any, make_proxy: MakeProxy) -> World:
             connection("oauth", base, oauth2_client),
         ],
     }
-    return World(await make_proxy(tree), recorder, auth)
+    return World(await make_proxy(tree), recorder, auth, tree)
 
 
 def basic(user: str, password: str) -> str:
@@ -338,3 +342,23 @@ async def test_the_access_log_names_the_client_and_never_a_key(
     everything = "\n".join(r.getMessage() for r in caplog.records)
     assert "CANARY" not in everything
     assert hashlib.sha256(READER_KEY.encode()).hexdigest() not in everything
+
+
+async def test_a_reload_keeps_rate_limits_and_applies_new_clients(
+    world: World, make_proxy: MakeProxy
+) -> None:
+    headers = {"X-Api-Key": LIMITED_KEY}
+    for _ in range(2):
+        assert (await world.proxy.get("/api/x", headers=headers)).status == 200
+    server = world.proxy.server
+    assert isinstance(server, PlaneServer)
+    plane = server.app
+    tree = copy.deepcopy(world.tree)
+    await plane.reload(build_runtime(tree, {}))
+    # The same client with the same limit: still spent, a reload refills nothing.
+    await refused(await world.proxy.get("/api/x", headers=headers), 429, "rate_limited")
+    # A client removed from the file is unknown from the next request on.
+    tree["clients"] = [c for c in tree["clients"] if c["name"] != "agent"]
+    await plane.reload(build_runtime(tree, {}))
+    response = await world.proxy.get("/api/x", headers={"X-Api-Key": AGENT_KEY})
+    await refused(response, 401, "client_unauthorized")

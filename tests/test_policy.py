@@ -206,3 +206,14 @@ def test_token_bucket_with_a_clock_going_backwards_does_not_mint_tokens() -> Non
     assert bucket.take() == 0.0
     clock.now -= 100
     assert bucket.take() == pytest.approx(1.0)
+
+
+def test_a_bucket_continues_from_another_with_the_same_limit_only() -> None:
+    clock = Clock()
+    old = TokenBucket(2, 60, clock)
+    assert old.take() == 0.0 and old.take() == 0.0
+    same, other = TokenBucket(2, 60, clock), TokenBucket(3, 60, clock)
+    same.continue_from(old)
+    other.continue_from(old)
+    assert same.take() == pytest.approx(30.0)  # empty, as the old one was
+    assert other.take() == 0.0  # another limit starts full
