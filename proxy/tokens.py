@@ -255,7 +255,7 @@ class TokenManager:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
                 await flusher
         if self._unstored:
             await self._flush_once()
@@ -335,6 +335,9 @@ class TokenManager:
                     with contextlib.suppress(StoreError):
                         self._adopt_record(state, await self.store.get_token(cid))
                 progressed = True
+                continue
+            except StoreError as exc:  # any other store failure: the retry must live on
+                self._write_problem = type(exc).__name__
                 continue
             state = self._states.get(cid)
             if self._unstored.get(cid) is entry:

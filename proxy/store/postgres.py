@@ -111,7 +111,13 @@ def _reason(exc: BaseException) -> str:
     return f"PostgreSQL: {text or type(exc).__name__}"
 
 
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_FAILURES = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -219,7 +225,13 @@ class PostgresStore:
         try:
             pool = await self._get_pool()
             async with pool.acquire() as conn:
-                return await fn(conn)
+                try:
+                    return await fn(conn)
+                except asyncpg.InternalClientError:
+                    # Its protocol state is unknown (seen after the server ended the session
+                    # under it): close it so the pool opens a fresh one.
+                    conn.terminate()
+                    raise
         except StoreError:
             raise
         except _FAILURES as exc:
