@@ -8,6 +8,8 @@ import hashlib
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.policy import (
     KeyRing,
@@ -217,3 +219,32 @@ def test_a_bucket_continues_from_another_with_the_same_limit_only() -> None:
     other.continue_from(old)
     assert same.take() == pytest.approx(30.0)  # empty, as the old one was
     assert other.take() == 0.0  # another limit starts full
+
+
+# --- the chunked matcher against a naive one -----------------------------------------------
+
+
+def naive_match(pattern: list[str], path: list[str]) -> bool:
+    """Segment-by-segment backtracking over `**`: slow, obviously right, for comparison."""
+    if not pattern:
+        return not path
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(naive_match(rest, path[skip:]) for skip in range(len(path) + 1))
+    if not path:
+        return False
+    if head == "*":
+        ok = path[0] != ""
+    else:
+        ok = head == path[0]
+    return ok and naive_match(rest, path[1:])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "*", "**"]), min_size=1, max_size=6),
+    st.lists(st.sampled_from(["a", "b", ""]), min_size=1, max_size=7),
+)
+def test_the_matcher_agrees_with_naive_backtracking(pattern: list[str], path: list[str]) -> None:
+    compiled = compile_path_pattern("/" + "/".join(pattern))
+    assert compiled.matches(tuple(path)) is naive_match(pattern, path)
