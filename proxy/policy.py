@@ -35,10 +35,14 @@ T = TypeVar("T")
 # --- presenting a key ----------------------------------------------------------------------
 
 _BEARER_SCHEMES = frozenset({"bearer", "token"})
+# Each candidate costs a SHA-256 and a comparison with every client: a head stuffed with
+# key headers must not multiply that. Real requests carry one or two.
+MAX_PRESENTED_KEYS = 8
 
 
 def presented_keys(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`(lowercase header name, key)` for every place a client key may be, in header order.
+    """`(lowercase header name, key)` for every place a client key may be, in header order
+    (the first `MAX_PRESENTED_KEYS` of them).
 
     A Basic credential offers both its username and its password: SDKs that take one secret
     put it in either (Stripe's as the username, others as the password).
@@ -58,6 +62,8 @@ def presented_keys(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
                 found.append((low, rest))
             elif scheme == "basic" and low == "authorization":
                 found += [(low, part) for part in _basic_parts(rest)]
+        if len(found) >= MAX_PRESENTED_KEYS:
+            return found[:MAX_PRESENTED_KEYS]
     return found
 
 

@@ -70,6 +70,11 @@ def test_presented_keys_keep_header_order() -> None:
     assert [key for _, key in presented_keys(headers)] == ["a", "b", "c"]
 
 
+def test_only_the_first_few_candidates_are_tried() -> None:
+    headers = [("X-Api-Key", f"k{i}") for i in range(1000)]
+    assert [key for _, key in presented_keys(headers)] == [f"k{i}" for i in range(8)]
+
+
 def test_key_ring_finds_the_owner_by_digest() -> None:
     ring = KeyRing([(key_digest("k1"), "one"), (key_digest("k2"), "two")])
     assert ring.owner("k1") == "one"
