@@ -72,6 +72,8 @@ class DataPlane:
                 max_head_bytes=config.limits.max_header_bytes,
             )
         self.templates = templates
+        # The file's connections by id, kept current by `reload`: the admin app reads this dict.
+        self.file_connections = {c.id: c for c in runtime.connections}
         self.tokens = tokens if isinstance(tokens, TokenManager) else None
         self.forwarder = Forwarder(
             router=build_router(runtime, templates),
@@ -138,6 +140,8 @@ class DataPlane:
             access=runtime.access,
         )
         self.runtime = runtime
+        self.file_connections.clear()
+        self.file_connections.update((c.id, c) for c in runtime.connections)
 
     async def close(self) -> None:
         """After the last request: stop following the store, close the upstream pool, and the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import os
+import re
 import signal
 import socket
 import sys
@@ -83,15 +84,17 @@ async def test_signing_proxy_listen_overrides_the_file_and_listen_overrides_both
             cwd=tmp_path,
             env={**environ, "SIGNING_PROXY_LISTEN": f"127.0.0.1:{env_port}"},
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
             assert await wait_healthy(f"http://127.0.0.1:{port}/healthz") == 200
-            with socket.socket() as sock:  # the file's address was not used
-                sock.bind(("127.0.0.1", file_port))
         finally:
             process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
+            _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        assert process.returncode == 0
+        # The one data-plane listener is the expected one; the file's address was not used.
+        listening = re.findall(r"listening on http://(\S+)", stderr.decode())
+        assert listening == [f"127.0.0.1:{port}"]
 
 
 def test_a_bad_signing_proxy_listen_exits_2(tmp_path: Path) -> None:

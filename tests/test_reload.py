@@ -22,6 +22,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from proxy.admin import create_admin_app_for
 from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.store import open_store
@@ -248,3 +249,29 @@ async def test_stored_tokens_stay_attached_across_a_reload(
     oauth.server.access = {k: v for k, v in access.items() if k == pasted["access_token"]}
     assert (await client.get("/api/x")).status == 200
     assert oauth.server.hits == hits
+
+
+async def test_the_management_api_lists_the_reloaded_file_connections(
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    def tree(*names: str) -> dict[str, Any]:
+        return {
+            "admin": {"listen": "127.0.0.1:8081", "token": "canary-admin-r"},
+            "connections": [connection(n, f"http://127.0.0.1:9/{n}", bearer("b")) for n in names],
+        }
+
+    runtime = build_runtime(tree("github", "stripe"), {})
+    plane = create_app(runtime)
+    admin = await aiohttp_client(create_admin_app_for(runtime, plane))
+    org = runtime.config.organisation_id
+    auth = {"Authorization": "Bearer canary-admin-r"}
+
+    async def names() -> set[str]:
+        response = await admin.get(f"/o/{org}/connections", headers=auth)
+        assert response.status == 200
+        return {item["name"] for item in (await response.json())["items"]}
+
+    assert await names() == {"github", "stripe"}
+    await plane.reload(build_runtime(tree("github", "slack"), {}))
+    assert await names() == {"github", "slack"}
+    await plane.close()

@@ -28,6 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 from .. import metrics
 from ..app import DataPlane
 from ..config.load import Runtime
+from ..connection import CompiledConnection
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
 from ..middleware import error_response
 from ..store import Store, StoreUnavailable
@@ -151,10 +152,13 @@ def create_admin_app(
     store: Store,
     tokens: TokenManager | None = None,
     clock: Callable[[], float] = time.time,
+    file_connections: dict[str, CompiledConnection] | None = None,
 ) -> web.Application:
     """The management API over the same `templates`, `store` and `tokens` as the data plane.
 
     Args:
+        file_connections: the data plane's live map of the file's connections (a reload
+            updates it); built from `runtime` when None.
         tokens: the data plane's token manager (its owner closes it); when None the app makes
             one on `store` for the code exchange and closes it with itself. `store` is never
             closed here: it belongs to whoever opened it.
@@ -166,7 +170,11 @@ def create_admin_app(
         store=store,
         tokens=tokens if tokens is not None else TokenManager(store),
         clock=clock,
-        file_connections={c.id: c for c in runtime.connections},
+        file_connections=(
+            file_connections
+            if file_connections is not None
+            else {c.id: c for c in runtime.connections}
+        ),
     )
     settings = runtime.config.admin
     token = settings.token.get_secret_value() if settings and settings.token else None
@@ -209,7 +217,13 @@ def create_admin_app_for(runtime: Runtime, plane: DataPlane) -> web.Application:
     tokens = plane.tokens
     if tokens is None:
         raise ValueError("the data plane has no token manager to share")
-    return create_admin_app(runtime, templates=plane.templates, store=tokens.store, tokens=tokens)
+    return create_admin_app(
+        runtime,
+        templates=plane.templates,
+        store=tokens.store,
+        tokens=tokens,
+        file_connections=plane.file_connections,  # a reload updates it in place
+    )
 
 
 __all__ = ["ADMIN", "Admin", "create_admin_app", "create_admin_app_for"]
