@@ -8,6 +8,8 @@ Routes:
     GET    /o/{organisation_id}/connections/{id}           GetConnection
     DELETE /o/{organisation_id}/connections/{id}
     POST   /o/{organisation_id}/templates/{id}/oauth2/init InitialiseOAuth2Connection
+    POST   /o/{organisation_id}/templates/{id}/oauth1/init OAuth 1.0a three-legged flow
+    GET    /connections/oauth1/callback                    no token (a browser redirect)
     GET    /connection/{id}                                OpenInt getConnection
 
 Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Errors
@@ -34,13 +36,15 @@ from ..middleware import error_response
 from ..store import Store, StoreUnavailable
 from ..templates import Templates
 from ..tokens import TokenManager
-from . import connections, oauth2
+from . import connections, oauth1_flow, oauth2
 from .context import ADMIN, CALLBACK_PATH, Admin, json_response
 from .openapi import openapi_document
 
 log = logging.getLogger("signing_proxy.admin")
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", CALLBACK_PATH})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", CALLBACK_PATH, oauth1_flow.CALLBACK_PATH}
+)
 METRICS_PATH = "/metrics"
 # Management bodies are small; a bigger one is a mistake or an attack.
 MAX_BODY_BYTES = 1024 * 1024
@@ -202,6 +206,8 @@ def create_admin_app(
     app.router.add_delete(f"{org}/connections/{{connection_id}}", connections.delete_connection)
     app.router.add_post(f"{org}/templates/{{template_id}}/oauth2/init", oauth2.initialise)
     app.router.add_get(CALLBACK_PATH, oauth2.callback)
+    app.router.add_post(f"{org}/templates/{{template_id}}/oauth1/init", oauth1_flow.initialise)
+    app.router.add_get(oauth1_flow.CALLBACK_PATH, oauth1_flow.callback)
     app.router.add_get("/connection/{connection_id}", connections.openint_get_connection)
     return app
 

@@ -205,7 +205,12 @@ async def callback(request: web.Request) -> web.Response:
         raise ValidationFailed("the callback needs code and state", missing)
     flow = await admin.store.take_flow(state, now=admin.clock())
     route = admin.templates.get(flow.template_id) if flow is not None else None
-    if flow is None or route is None or flow.organisation_id != admin.organisation_id:
+    if (
+        flow is None
+        or route is None
+        or flow.organisation_id != admin.organisation_id
+        or flow.extra.get("kind") == "oauth1"
+    ):
         raise InvalidRequest(
             "invalid_state", "unknown, already used or expired state: start the flow again"
         )

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .models import ConnectionCreate, OAuth2Init
+from .oauth1_flow import OAuth1Init
 
 _REF = "#/components/schemas/{model}"
 
@@ -324,6 +325,50 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/o/{organisation_id}/templates/{template_id}/oauth1/init": {
+            "parameters": [
+                _ORG,
+                {"name": "template_id", "in": "path", "required": True, "schema": _STRING},
+            ],
+            "post": {
+                "operationId": "InitialiseOAuth1Connection",
+                "summary": "Start the OAuth 1.0a three-legged flow (RFC 5849 §2): temporary "
+                "credentials, then the resource owner authorization URL",
+                "requestBody": {"required": True, **_json(_ref("OAuth1Init"))},
+                "responses": {
+                    "200": {"description": "open this URL", **_json(_ref("AuthorizeUrl"))},
+                    "400": _error(
+                        "invalid body, missing params, or a template the flow cannot fill"
+                    ),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("unknown organisation or template"),
+                    "413": _error("body too large"),
+                    "415": _UNSUPPORTED_MEDIA_TYPE,
+                    "502": _error("the temporary credential endpoint failed"),
+                },
+            },
+        },
+        "/connections/oauth1/callback": {
+            "get": {
+                "operationId": "OAuth1Callback",
+                "summary": "The provider's redirect: token credentials (RFC 5849 §2.3), "
+                "connection created or updated",
+                "security": _PUBLIC,
+                "parameters": [
+                    {"name": name, "in": "query", "required": False, "schema": _STRING}
+                    for name in ("oauth_token", "oauth_verifier")
+                ],
+                "responses": {
+                    "201": {"description": "connected", **_json(_ref("OAuth2Credential"))},
+                    "400": _error(
+                        "missing parameters, unknown/used/expired oauth_token, or a "
+                        "verifier the provider refused"
+                    ),
+                    "409": _error("the connection name or externalId was taken meanwhile"),
+                    "502": _error("the token endpoint failed"),
+                },
+            }
+        },
         "/connections/oauth2/callback": {
             "get": {
                 "operationId": "OAuth2Callback",
@@ -384,7 +429,11 @@ def _paths() -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """The document (built once; request schemas come from the validating models)."""
     _, defs = models_json_schema(
-        [(ConnectionCreate, "validation"), (OAuth2Init, "validation")],
+        [
+            (ConnectionCreate, "validation"),
+            (OAuth2Init, "validation"),
+            (OAuth1Init, "validation"),
+        ],
         by_alias=True,
         ref_template=_REF,
     )

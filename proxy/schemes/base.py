@@ -26,8 +26,10 @@ class SchemeConfigError(ValueError):
         self.message = message
 
 
-def _nonce() -> str:
-    return secrets.token_hex(16)
+def new_nonce() -> str:
+    """120 random bits as 30 hex digits: providers built on oauthlib accept nonces of 20 to 30
+    letters and digits by default, so a longer one is refused there."""
+    return secrets.token_hex(15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,7 @@ class SigningContext:
     """What a signer may depend on besides the request: the clock, a nonce source, a token."""
 
     now: Callable[[], float] = time.time
-    nonce: Callable[[], str] = _nonce
+    nonce: Callable[[], str] = new_nonce
     token: TokenSet | None = None
 
 

@@ -17,6 +17,7 @@ PROTECTED = [
     ("GET", f"{CONNECTIONS}/x"),
     ("DELETE", f"{CONNECTIONS}/x"),
     ("POST", "/o/x/templates/crm/oauth2/init"),
+    ("POST", "/o/x/templates/crm/oauth1/init"),
     ("GET", "/connection/x"),
     ("GET", "/no/such/route"),  # no probing for routes without a token
 ]

@@ -157,7 +157,7 @@ def test_schemathesis_finds_no_5xx_and_no_undocumented_response() -> None:
         (cast(Any, result).ok() for result in schema.get_all_operations()),
         key=lambda operation: operation.method.upper() == "DELETE",
     )
-    assert len(operations) == 9
+    assert len(operations) == 11
     seen: dict[str, set[int]] = {op.label: set() for op in operations}
     with admin_in_thread() as base_url:
         known = create_one(base_url, schema)
