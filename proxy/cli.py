@@ -58,8 +58,13 @@ def config_path(arg: str | None) -> str:
     return arg or os.environ.get("SIGNING_PROXY_CONFIG") or "proxy.yaml"
 
 
-def load_or_report(path: str, *, offline: bool = False) -> Runtime | None:
-    """Load the config; print problems (then None) and warnings (which do not stop it)."""
+def load_or_report(
+    path: str, *, offline: bool = False, print_warnings: bool = True
+) -> Runtime | None:
+    """Load the config; print problems (then None) and warnings (which do not stop it).
+
+    `print_warnings=False`: the caller logs a valid config's warnings itself, once logging is
+    set up (`run`: in `log.format: json` they are JSON lines like every other)."""
     try:
         runtime = load_runtime(path, offline=offline)
     except ConfigInvalid as exc:
@@ -67,7 +72,8 @@ def load_or_report(path: str, *, offline: bool = False) -> Runtime | None:
             print(f"{path}: {problem}" if not problem.field else str(problem), file=sys.stderr)
         _print_warnings(exc.warnings)
         return None
-    _print_warnings(runtime.warnings)
+    if print_warnings:
+        _print_warnings(runtime.warnings)
     return runtime
 
 
@@ -116,7 +122,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     # SIGHUP reloads once serving (reload.py); until then it must not end the process either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    runtime = load_or_report(config_path(args.config))
+    runtime = load_or_report(config_path(args.config), print_warnings=False)
     if runtime is None:
         return EXIT_INVALID
     config = runtime.config
@@ -126,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"$SIGNING_PROXY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
         return EXIT_INVALID
     setup_logging(level or config.log.level, config.log.format, with_pid=args.workers > 1)
+    log_warnings(runtime.warnings)
     store = open_store_or_report(config.store)
     if store is None:
         return EXIT_STORE
@@ -216,6 +223,14 @@ def _serve(
     )
     log.info("stopped", extra={"event": "shutdown"})
     return 0
+
+
+def log_warnings(warnings: Sequence[FieldError]) -> None:
+    """A valid config's warnings (an expired certificate, an empty secret), as log lines."""
+    for warning in warnings:
+        log.warning(
+            "config warning: %s", warning, extra={"event": "config_warning", "field": warning.field}
+        )
 
 
 def log_routes(runtime: Runtime) -> None:

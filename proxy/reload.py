@@ -62,6 +62,12 @@ class Reloader:
                 return False
             old = self.plane.runtime
             await self.plane.reload(runtime)
+            for warning in runtime.warnings:
+                log.warning(
+                    "config warning: %s",
+                    warning,
+                    extra={"event": "config_warning", "field": warning.field},
+                )
             self.generation += 1
             self._report(old, runtime)
             return True

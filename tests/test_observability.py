@@ -24,7 +24,7 @@ from cryptography import x509
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import api_key, connection, free_port
+from tests.conftest import api_key, bearer, connection, free_port
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.proxyproc import ProxyProcess, proxy_process
 
@@ -133,6 +133,8 @@ async def test_metrics_and_json_logs_after_real_traffic(
     upstream: str, oauth: Running, client_cert: tuple[Path, Path, float], tmp_path: Path
 ) -> None:
     cert, key, not_after = client_cert
+    empty = tmp_path / "empty-token"
+    empty.write_text("")
     tree: dict[str, Any] = {
         "log": {"format": "json"},
         "clients": [{"name": "billing", "key": CLIENT_KEY, "connections": ["*"]}],
@@ -142,6 +144,8 @@ async def test_metrics_and_json_logs_after_real_traffic(
             connection("broken", oauth.resource_url, oauth2(f"{oauth.auth_url}/token", "wrong")),
             connection("dead", f"http://127.0.0.1:{free_port()}/x"),
             connection("bank", f"{upstream}/bank", certificate(cert, key)),
+            # An empty secret: a warning, which in JSON mode is a JSON line like any other.
+            connection("blank", f"{upstream}/blank", bearer(f"${{file:{empty}}}")),
         ],
     }
     key_header = {"X-Api-Key": CLIENT_KEY}
@@ -218,7 +222,10 @@ async def test_metrics_and_json_logs_after_real_traffic(
         assert {"ts", "level", "event", "logger", "pid", "message"} <= line.keys()
         assert TS.fullmatch(line["ts"])
     routes = [line["route"] for line in lines if line["event"] == "route"]
-    assert routes == ["/web", "/api", "/broken", "/dead", "/bank"]
+    assert routes == ["/web", "/api", "/broken", "/dead", "/bank", "/blank"]
+    [warning] = [line for line in lines if line["event"] == "config_warning"]
+    assert warning["field"] == "connections[5].credentials[0].credential.data.string.value"
+    assert warning["level"] == "warning"
     assert lines[-1]["event"] == "shutdown"
     access = [line for line in lines if line["event"] == "request" and line["path"] != "/healthz"]
     first = access[0]
