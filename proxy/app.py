@@ -62,7 +62,10 @@ class DataPlane:
         config = runtime.config
         self.runtime = runtime
         if tokens is None:
-            tokens = TokenManager(store if store is not None else MemoryStore())
+            tokens = TokenManager(
+                store if store is not None else MemoryStore(),
+                redirect_uri=runtime.oauth2_redirect_uri,
+            )
         if templates is None:
             templates = Templates(runtime.templates)
         if upstream is None:

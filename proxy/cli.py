@@ -190,7 +190,7 @@ def _serve(
         asyncio.run(store.close())
         return EXIT_LISTEN
     listen = sockets[0]
-    tokens = TokenManager(store)
+    tokens = TokenManager(store, redirect_uri=runtime.oauth2_redirect_uri)
     # The store and the token manager are shared by both listeners: closed by serve() after
     # both have drained, so an admin request in flight never meets a closed store.
     plane = create_app(runtime, tokens=tokens, store=store, close_shared=False)

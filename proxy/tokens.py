@@ -152,8 +152,11 @@ class TokenManager:
         backoff: Backoff = Backoff(),
         write_retry: WriteRetry = WriteRetry(),
         clock: Callable[[], float] = time.time,
+        redirect_uri: str = "",
     ) -> None:
         self.store = store
+        # The redirect_uri an `oauth2-code` credential's code was issued for (RFC 6749 §4.1.3).
+        self.redirect_uri = redirect_uri
         self.skew = skew
         self.timeout = timeout
         self.lease_ttl = lease_ttl
@@ -532,9 +535,14 @@ class TokenManager:
         if settings.token_url is None:
             raise reauthorization_required()
         if settings.grant == "authorizationCode":
-            if base.refresh_token is None:
+            if settings.code is not None and not base.access_token:
+                # An `oauth2-code` credential: its code, once. The token stored from it descends
+                # from the code, so no later start sends the used code again.
+                params = authorization_code_params(settings.code, self.redirect_uri)
+            elif base.refresh_token is None:
                 raise reauthorization_required()
-            params = refresh_params(base)
+            else:
+                params = refresh_params(base)
         elif settings.grant == "clientCredentials":
             params = client_credentials_params(settings.scope)
         else:

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -393,3 +395,38 @@ async def test_two_processes_one_sqlite_store_refresh_once(oauth: Servers, tmp_p
     for manager, store in zip(managers, stores, strict=True):
         await manager.close()
         await store.close()
+
+
+async def test_oauth2_code_credential_in_the_file_is_exchanged_once(
+    oauth: Servers, make_api: MakeApi, tmp_path: Path
+) -> None:
+    """Seed `oauth2-code` in proxy.yaml: exchanged at first use for an oauth2-token; the token
+    stored from it descends from the code, so a restart never sends the used code again."""
+    redirect = "http://127.0.0.1:8081/connections/oauth2/callback"  # the default admin callback
+    authorize = oauth.token_url.replace("/token", "/authorize")
+    async with aiohttp.ClientSession() as browser:
+        query = {"response_type": "code", "client_id": "cid", "redirect_uri": redirect}
+        async with browser.get(authorize, params=query, allow_redirects=False) as consent:
+            code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+    grant = {
+        "type": "authorizationCode",
+        "authorizationCode": {"clientId": "cid", "clientSecret": SECRET},
+    }
+    credential = {
+        "authSchemeConfig": {
+            "type": "oauth2",
+            "oauth2": {"tokenUrl": oauth.token_url, "grant": grant},
+        },
+        "credential": {"type": "oauth2-code", "data": {"oauth2Code": {"code": code, "state": ""}}},
+    }
+    db = str(tmp_path / "state.db")
+    first = await make_api(oauth.resource_url, credential, open_store(db), redirect_uri=redirect)
+    assert (await first.get("/api/x")).status == 200
+    assert oauth.server.grants["authorization_code"] == 1
+    (exchange,) = oauth.server.token_requests
+    assert exchange["form"]["code"] == code and exchange["form"]["redirect_uri"] == redirect
+    await first.close()
+    second = await make_api(oauth.resource_url, credential, open_store(db), redirect_uri=redirect)
+    assert (await second.get("/api/x")).status == 200
+    assert oauth.server.grants["authorization_code"] == 1  # the stored token, no replay
+    await second.close()

@@ -172,7 +172,9 @@ def create_admin_app(
         runtime=runtime,
         templates=templates,
         store=store,
-        tokens=tokens if tokens is not None else TokenManager(store),
+        tokens=tokens
+        if tokens is not None
+        else TokenManager(store, redirect_uri=runtime.oauth2_redirect_uri),
         clock=clock,
         file_connections=(
             file_connections

@@ -100,9 +100,12 @@ async def create_connection(request: web.Request) -> web.Response:
 async def exchange_codes(
     admin: Admin, route: TemplateRoute, given: list[m.ConnectionCredentialInput]
 ) -> list[m.ConnectionCredentialInput]:
-    """Each `oauth2-code` credential of an `oauth2` authorizationCode scheme, exchanged for
-    the `oauth2-token` it stands for; the others as given."""
-    from .oauth2 import exchange_code_credential  # the connect flow builds on this module
+    """Each `oauth2-code` credential of an `oauth2` authorizationCode scheme, and each `oauth1`
+    credential of an `oauth1` scheme, exchanged for the token it stands for; the others as
+    given."""
+    # The connect flows build on this module: imported here, not at the top.
+    from .oauth1_flow import exchange_oauth1_credential
+    from .oauth2 import exchange_code_credential
 
     configs = route.template.model.auth_scheme_configs
     out: list[m.ConnectionCredentialInput] = []
@@ -116,6 +119,10 @@ async def exchange_codes(
         ):
             token = await exchange_code_credential(admin, auth, cred)
             entry = entry.model_copy(update={"credential": token})
+        elif isinstance(cred, m.OAuth1Credential) and isinstance(auth, m.OAuth1SchemeConfig):
+            here = f"connection.credentials[{index}]"
+            oauth1 = await exchange_oauth1_credential(admin, auth, cred, here)
+            entry = entry.model_copy(update={"credential": oauth1})
         out.append(entry)
     return out
 

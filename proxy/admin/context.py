@@ -56,10 +56,7 @@ class Admin:
     @property
     def redirect_uri(self) -> str:
         """`admin.publicUrl` (default `http://` + `admin.listen`) + the callback path."""
-        admin = self.runtime.config.admin
-        listen = admin.listen if admin is not None else "127.0.0.1:8081"
-        base = admin.public_url if admin is not None and admin.public_url else f"http://{listen}"
-        return base.rstrip("/") + CALLBACK_PATH
+        return self.runtime.oauth2_redirect_uri
 
     def check_organisation(self, request: web.Request) -> None:
         """A proxy serves one organisation: any other id in the path is 404 (docs/admin-api.md)."""

@@ -305,27 +305,7 @@ async def callback(request: web.Request) -> web.Response:
             "invalid_state", "unknown, already used or expired oauth_token: start the flow again"
         )
     index, auth = oauth1_scheme(route.template)
-    _, _, token_endpoint = _endpoints(auth)
-    flow_params: dict[str, str] = dict(flow.extra.get("params", {}))
-    url = fill_url(token_endpoint.url, flow_params, "authSchemeConfig.oauth1.tokenEndpoint.url")
-    params = auth.oauth1
-    signed = sign_request(
-        "POST",
-        url,
-        oauth=[
-            ("oauth_consumer_key", params.consumer_key.get_secret_value()),
-            ("oauth_token", query["oauth_token"]),
-            ("oauth_verifier", query["oauth_verifier"]),
-        ],
-        consumer_secret=params.consumer_secret.get_secret_value(),
-        token_secret=flow.code_verifier,
-        signature_method=params.signature_method,
-        transmission=token_endpoint.parameter_transmission,
-        configs=token_endpoint.additional_param_configs,
-        usage=TOKEN,
-        params=flow_params,
-    )
-    answer = await post_form(signed, refused=400)
+    answer = await exchange_verifier(auth, flow, query["oauth_token"], query["oauth_verifier"])
     connection = _connect(admin, route, flow, index, auth, answer)
     await save_connection(admin, route, connection)
     credential = connection.model.credentials[index].credential
@@ -342,6 +322,73 @@ async def callback(request: web.Request) -> web.Response:
         "connectionId": connection.id,
     }
     return json_response(body, status=201)
+
+
+async def exchange_verifier(
+    auth: m.OAuth1SchemeConfig, flow: FlowState, oauth_token: str, verifier: str
+) -> dict[str, str]:
+    """RFC 5849 §2.3: temporary credentials + verifier → token credentials at tokenEndpoint,
+    signed with the temporary secret the flow kept. A refusal is a 400."""
+    _, _, token_endpoint = _endpoints(auth)
+    flow_params: dict[str, str] = dict(flow.extra.get("params", {}))
+    url = fill_url(token_endpoint.url, flow_params, "authSchemeConfig.oauth1.tokenEndpoint.url")
+    params = auth.oauth1
+    signed = sign_request(
+        "POST",
+        url,
+        oauth=[
+            ("oauth_consumer_key", params.consumer_key.get_secret_value()),
+            ("oauth_token", oauth_token),
+            ("oauth_verifier", verifier),
+        ],
+        consumer_secret=params.consumer_secret.get_secret_value(),
+        token_secret=flow.code_verifier,
+        signature_method=params.signature_method,
+        transmission=token_endpoint.parameter_transmission,
+        configs=token_endpoint.additional_param_configs,
+        usage=TOKEN,
+        params=flow_params,
+    )
+    return await post_form(signed, refused=400)
+
+
+async def exchange_oauth1_credential(
+    admin: Admin, auth: m.OAuth1SchemeConfig, credential: m.OAuth1Credential, here: str
+) -> m.OAuth1TokenCredential:
+    """A seed `oauth1` credential (`{state, oauthToken, oauthVerifier}`: a front end took the
+    provider's redirect) exchanged once for the `oauth1-token` that replaces it. Only a flow
+    this proxy's `oauth1/init` started knows the temporary secret; its state is used up."""
+    value = credential.data.oauth1
+    flow = await admin.store.take_flow(STATE_PREFIX + value.oauth_token, now=admin.clock())
+    if flow is None or flow.organisation_id != admin.organisation_id:
+        raise ValidationFailed(
+            "the connection is invalid",
+            [
+                FieldError(
+                    f"{here}.credential.data.oauth1.oauthToken",
+                    "unknown, used or expired temporary credentials: start with oauth1/init",
+                )
+            ],
+        )
+    verifier = value.oauth_verifier.get_secret_value()
+    answer = await exchange_verifier(auth, flow, value.oauth_token, verifier)
+    return m.OAuth1TokenCredential.model_validate(
+        {
+            "type": "oauth1-token",
+            "id": credential.id,
+            "organisationId": credential.organisation_id,
+            "name": credential.name,
+            "data": {
+                "oauth1Token": {
+                    "token": answer["oauth_token"],
+                    "tokenSecret": answer["oauth_token_secret"],
+                    "additionalParams": [
+                        p.model_dump() for p in _realm(auth, dict(flow.extra.get("params", {})))
+                    ],
+                }
+            },
+        }
+    )
 
 
 def _b64(value: Any) -> str:

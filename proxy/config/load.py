@@ -60,6 +60,15 @@ class Runtime:
     # Usable but worth a word (an expired client certificate): `check` prints them, exit 0.
     warnings: tuple[FieldError, ...] = ()
 
+    @property
+    def oauth2_redirect_uri(self) -> str:
+        """The OAuth 2.0 callback: `admin.publicUrl` (default `http://` + `admin.listen`) +
+        `/connections/oauth2/callback`; codes are exchanged with it."""
+        admin = self.config.admin
+        listen = admin.listen if admin is not None else "127.0.0.1:8081"
+        base = admin.public_url if admin is not None and admin.public_url else f"http://{listen}"
+        return base.rstrip("/") + "/connections/oauth2/callback"
+
 
 def field_path(loc: Sequence[int | str]) -> str:
     """pydantic `loc` → seed path, dropping the union tag pydantic inserts after a union field."""

@@ -71,6 +71,8 @@ class OAuth2Settings:
     seed_token: TokenSet | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    # An `oauth2-code` credential's authorization code, exchanged once for the first token.
+    code: str | None = field(default=None, repr=False)
 
     @property
     def scope(self) -> str | None:
@@ -89,6 +91,7 @@ class OAuth2Settings:
                 list(self.scopes),
                 self.username,
                 self.password,
+                self.code,
                 None if seed is None else [seed.access_token, seed.refresh_token],
             ]
         )
@@ -290,6 +293,8 @@ class OAuth2Scheme(Scheme):
         if self.settings.token_url is None:
             return False
         if self.settings.grant == "authorizationCode":
+            if self.settings.code is not None and (token is None or not token.access_token):
+                return True  # the code is exchanged for the first token
             return token is not None and token.refresh_token is not None
         return True
 
@@ -407,7 +412,7 @@ def build_oauth2_scheme(
     token_url = params.token_url
     mtls, mtls_credential_id = params.mtls_enabled, params.mtls_credential_id
     seed: TokenSet | None = None
-    username = password = None
+    username = password = code = None
     grant = params.grant
     if isinstance(grant, m.AuthorizationCodeGrant) and isinstance(cred, m.OAuth2TokenCredential):
         client_id, secret = _grant_client(
@@ -430,12 +435,11 @@ def build_oauth2_scheme(
         username = cred.data.oauth2_password.username
         password = cred.data.oauth2_password.password.get_secret_value()
         need_url = True
-    elif isinstance(cred, m.OAuth2CodeCredential):
-        raise SchemeConfigError(
-            "credential.type",
-            "an 'oauth2-code' credential must first be exchanged for an 'oauth2-token' "
-            "(not supported in this version)",
-        )
+    elif isinstance(grant, m.AuthorizationCodeGrant) and isinstance(cred, m.OAuth2CodeCredential):
+        pair = grant.authorization_code
+        client_id, secret = _grant_client(pair, f"{here}.grant.authorizationCode")
+        code = cred.data.oauth2_code.code.get_secret_value()
+        need_url = True
     else:  # pragma: no cover - compatibility is checked before schemes are built
         raise SchemeConfigError("credential.type", "does not fit the grant")
     if token_url is None and need_url:
@@ -453,5 +457,6 @@ def build_oauth2_scheme(
         seed_token=seed,
         username=username,
         password=password,
+        code=code,
     )
     return OAuth2Scheme(credential_id, settings)

@@ -288,3 +288,38 @@ async def test_temporary_credentials_expire_after_ten_minutes(
     response = await later.get(f"{split.path}?{split.query}")
     assert response.status == 400
     assert (await response.json())["code"] == "invalid_state"
+
+
+async def test_oauth1_credential_given_to_create_is_exchanged_once(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    """Seed `oauth1` credential: a front end took the provider's redirect and hands over
+    `{state, oauthToken, oauthVerifier}`; create exchanges it at tokenEndpoint."""
+    provider, planes = await start(aiohttp_server, make_planes, "sha256", "AUTH_STYLE_FORM")
+    location = await init_and_authorize(planes, params={"account": "acme"})
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    value = {
+        "state": "",
+        "oauthToken": query["oauth_token"],
+        "oauthVerifier": query["oauth_verifier"],
+    }
+    body: dict[str, Any] = {
+        "connectionTemplateId": "netsuite",
+        "externalId": "user-8",
+        "connection": {
+            "name": "acme",
+            "credentials": [{"credential": {"type": "oauth1", "data": {"oauth1": value}}}],
+        },
+    }
+    response = await planes.admin.post(f"/o/{ORG}/connections", json=body, headers=AUTH)
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["credentials"][0]["credential"]["type"] == "oauth1-token"
+    response = await planes.proxy.get("/ns/records", headers={"X-Connection-Id": "user-8"})
+    assert response.status == 200 and (await response.json())["valid"] is True
+    # Used up: the same temporary credentials again are a 400 naming the field.
+    body["externalId"], body["connection"]["name"] = "user-9", "other"
+    response = await planes.admin.post(f"/o/{ORG}/connections", json=body, headers=AUTH)
+    assert response.status == 400
+    fields = [f["field"] for f in (await response.json())["fields"]]
+    assert fields == ["connection.credentials[0].credential.data.oauth1.oauthToken"]

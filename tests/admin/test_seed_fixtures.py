@@ -244,24 +244,34 @@ async def test_001_creates_through_the_api_and_works(
     )
 
 
-@pytest.mark.parametrize("case", sorted(fixture("000-exchange-pending.json")))
-def test_000_credentials_still_to_exchange_are_read_and_refused_precisely(case: str) -> None:
-    entry = fixture("000-exchange-pending.json")[case]
-    tree = {
-        "connections": [
-            {"name": "half", "baseUrl": "https://api.example.com", "credentials": [entry]}
-        ]
-    }
+def test_000_credentials_still_to_exchange_are_read() -> None:
+    """oauth2-code loads (exchanged at first use, see test_oauth2_proxy); an oauth1 credential
+    from the file is refused precisely: only the proxy's own flow knows its temporary secret."""
+    pending = fixture("000-exchange-pending.json")
     env = {name: f"canary-{name.lower()}" for name in (
-        "CLIENT_ID", "CLIENT_SECRET", "AUTHORIZE_URL", "TOKEN_URL", "AUTHORIZATION_CODE",
+        "CLIENT_ID", "CLIENT_SECRET", "AUTHORIZATION_CODE",
         "CONSUMER_KEY", "CONSUMER_SECRET", "OAUTH1_TEMP_TOKEN", "OAUTH1_VERIFIER",
     )}  # fmt: skip
     env |= {
         "AUTHORIZE_URL": "https://auth.example.com/a",
         "TOKEN_URL": "https://auth.example.com/t",
     }
+
+    def tree(case: str) -> dict[str, Any]:
+        return {
+            "connections": [
+                {
+                    "name": "half",
+                    "baseUrl": "https://api.example.com",
+                    "credentials": [pending[case]],
+                }
+            ]
+        }
+
+    [connection] = build_runtime(tree("oauth2-code"), env).connections
+    assert connection.schemes[0].describe()["grant"] == "authorizationCode"
     with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(tree, env)
+        build_runtime(tree("oauth1"), env)
     [problem] = caught.value.problems
     assert problem.field == "connections[0].credentials[0].credential.type"
     assert "must first be exchanged" in problem.message and "canary" not in problem.message
