@@ -9,7 +9,8 @@ server (`tests/pg.py`) against the rotating test authorization server (`tests/oa
 - SIGKILL of random replicas during refreshes, again and again: no rotated token is lost;
 - a connection created or deleted through one replica's admin API serves (or stops) on the
   others within a second, by push (LISTEN/NOTIFY), not by the data plane's catch-up;
-- the OAuth 2.0 connect flow started on one replica completes on another.
+- the OAuth 2.0 connect flow started on one replica completes on another;
+- a SIGHUP reload of one replica under load disturbs neither the others nor the shared token.
 """
 
 from __future__ import annotations
@@ -305,3 +306,47 @@ def test_oauth_connect_flow_started_on_one_replica_completes_on_another(
     finally:
         a.stop(timeout=10)
         b.stop(timeout=10)
+
+
+def test_sighup_reload_of_one_replica_does_not_disturb_the_others(
+    tmp_path: Path, auth: Running, store_tree: dict[str, Any]
+) -> None:
+    """A's file gains a connection and A reloads (SIGHUP) under load on every replica: A serves
+    the new connection, nobody misses a request, and the shared OAuth 2.0 token is neither
+    reset to the file's seed nor refreshed again."""
+    import yaml
+
+    server = auth.server
+    seed = server.issue("cid")
+    with replicas(tmp_path, oauth_tree(auth, store_tree, seed, PAST)) as procs:
+        a = procs[0]
+        assert all(p.get("/api/warm").status == 200 for p in procs)
+        assert server.grants["refresh_token"] == 1
+        stop, statuses = threading.Event(), list[int]()
+        workers = [threading.Thread(target=load, args=(p, stop, statuses)) for p in procs]
+        for worker in workers:
+            worker.start()
+        try:
+            tree = yaml.safe_load(a.config.read_text())
+            bearer = {
+                "authSchemeConfig": {"type": "bearer"},
+                "credential": {"type": "string", "data": {"string": {"value": "t-new"}}},
+            }
+            tree["connections"].append(connection("fresh", auth.resource_url, bearer))
+            a.config.write_text(yaml.safe_dump(tree))
+            server.access["t-new"] = (time.time() + 3600, None)
+            a.signal(signal.SIGHUP)
+            wait_for(lambda: "config reloaded" in a.output(), 10, "A's reload")
+            time.sleep(0.5)  # load goes on after the reload
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(10)
+        assert statuses and set(statuses) == {200}
+        assert a.get("/fresh/x").status == 200
+        for other in procs[1:]:
+            assert other.get("/fresh/x").status == 404  # their files did not change
+        assert server.grants["refresh_token"] == 1  # the stored token survived A's reload
+        assert stored_refresh_token(store_tree, a) == server.current_refresh_token(
+            seed["refresh_token"]
+        )

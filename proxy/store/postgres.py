@@ -46,8 +46,8 @@ from . import (
     StoreUnavailable,
     lease_owner_dead,
 )
+from .codec import flow_from_json, flow_to_json, token_from_json, token_to_json
 from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, parse_key
-from .sqlite import token_from_json, token_to_json
 
 T = TypeVar("T")
 log = logging.getLogger("signing_proxy.store")
@@ -518,16 +518,7 @@ class PostgresStore:
 
     async def put_flow(self, flow: FlowState) -> None:
         state_hash = self.fingerprint(flow.state)
-        document = {
-            "code_verifier": flow.code_verifier,
-            "template_id": flow.template_id,
-            "organisation_id": flow.organisation_id,
-            "redirect_uri": flow.redirect_uri,
-            "connection_name": flow.connection_name,
-            "external_id": flow.external_id,
-            "extra": dict(flow.extra),
-        }
-        sealed = self._sealer.seal(json.dumps(document).encode(), f"flow:{state_hash}")
+        sealed = self._sealer.seal(flow_to_json(flow), f"flow:{state_hash}")
 
         async def write(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
@@ -555,18 +546,8 @@ class PostgresStore:
         taken = await self._run(write)
         if taken is None or taken["expires_at"] <= (time.time() if now is None else now):
             return None
-        data = json.loads(self._sealer.open(bytes(taken["sealed"]), f"flow:{state_hash}"))
-        return FlowState(
-            state=state,
-            code_verifier=data["code_verifier"],
-            template_id=data["template_id"],
-            organisation_id=data["organisation_id"],
-            redirect_uri=data["redirect_uri"],
-            expires_at=taken["expires_at"],
-            connection_name=data["connection_name"],
-            external_id=data["external_id"],
-            extra=data["extra"],
-        )
+        raw = self._sealer.open(bytes(taken["sealed"]), f"flow:{state_hash}")
+        return flow_from_json(raw, state, taken["expires_at"])
 
 
 async def schema_version(conn: asyncpg.Connection) -> int:

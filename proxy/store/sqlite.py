@@ -31,7 +31,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from ..messages import TokenSet
 from . import (
     FlowState,
     StaleToken,
@@ -42,6 +41,7 @@ from . import (
     StoreUnavailable,
     lease_owner_dead,
 )
+from .codec import flow_from_json, flow_to_json, token_from_json, token_to_json
 from .crypto import (
     KEY_BYTES,
     Sealer,
@@ -112,29 +112,6 @@ _BUMP_REVISION = "UPDATE connections_revision SET revision = revision + 1"
 
 def key_file_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".key")
-
-
-def token_to_json(token: TokenSet) -> bytes:
-    return json.dumps(
-        {
-            "access_token": token.access_token,
-            "token_type": token.token_type,
-            "refresh_token": token.refresh_token,
-            "expires_at": token.expires_at,
-            "scope": token.scope,
-        }
-    ).encode()
-
-
-def token_from_json(raw: bytes) -> TokenSet:
-    data = json.loads(raw)
-    return TokenSet(
-        access_token=data["access_token"],
-        token_type=data["token_type"],
-        refresh_token=data["refresh_token"],
-        expires_at=data["expires_at"],
-        scope=data["scope"],
-    )
 
 
 class SqliteStore:
@@ -440,16 +417,7 @@ class SqliteStore:
 
     async def put_flow(self, flow: FlowState) -> None:
         state_hash = self.fingerprint(flow.state)
-        document = {
-            "code_verifier": flow.code_verifier,
-            "template_id": flow.template_id,
-            "organisation_id": flow.organisation_id,
-            "redirect_uri": flow.redirect_uri,
-            "connection_name": flow.connection_name,
-            "external_id": flow.external_id,
-            "extra": dict(flow.extra),
-        }
-        sealed = self._sealer.seal(json.dumps(document).encode(), f"flow:{state_hash}")
+        sealed = self._sealer.seal(flow_to_json(flow), f"flow:{state_hash}")
 
         def write() -> None:
             with self._write() as conn:
@@ -476,18 +444,7 @@ class SqliteStore:
         taken = await self._run(write)
         if taken is None or taken[1] <= (time.time() if now is None else now):
             return None
-        data = json.loads(self._sealer.open(taken[0], f"flow:{state_hash}"))
-        return FlowState(
-            state=state,
-            code_verifier=data["code_verifier"],
-            template_id=data["template_id"],
-            organisation_id=data["organisation_id"],
-            redirect_uri=data["redirect_uri"],
-            expires_at=taken[1],
-            connection_name=data["connection_name"],
-            external_id=data["external_id"],
-            extra=data["extra"],
-        )
+        return flow_from_json(self._sealer.open(taken[0], f"flow:{state_hash}"), state, taken[1])
 
 
 def _guarded(fn: Callable[[], T]) -> Callable[[], T]:
