@@ -25,15 +25,20 @@ class ProxyProcess:
 
 
 @asynccontextmanager
-async def proxy_process(config: Path, port: int, *args: str) -> AsyncIterator[ProxyProcess]:
-    """The proxy on `config` (whose data plane listens on `port`), with extra `run` `args`;
-    no `$SIGNING_PROXY_*` of the test's own environment leaks in."""
+async def proxy_process(
+    config: Path, port: int, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[ProxyProcess]:
+    """The proxy on `config` (whose data plane listens on `port`), with extra `run` `args` and
+    `env`; no `$SIGNING_PROXY_*` of the test's own environment leaks in."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "run", "--config", str(config), *args,
         cwd=config.parent,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")},
+            **(env or {}),
+        },
     )  # fmt: skip
     proxy = ProxyProcess(process, port)
 

@@ -113,13 +113,15 @@ class Proxy:
 
 
 @asynccontextmanager
-async def running(tree: dict[str, Any], tmp_path: Path, *extra: str) -> AsyncIterator[Proxy]:
+async def running(
+    tree: dict[str, Any], tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Proxy]:
     port, admin = free_port(), free_port()
     tree = {**tree, "listen": f"127.0.0.1:{port}", "admin": {"listen": f"127.0.0.1:{admin}",
             "token": "canary-admin-71", **tree.get("admin", {})}}  # fmt: skip
     path = tmp_path / "proxy.yaml"
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    async with proxy_process(path, port, *extra) as process:
+    async with proxy_process(path, port, *extra, env=env) as process:
         yield Proxy(process, admin)
 
 
@@ -290,3 +292,22 @@ async def test_metrics_token_and_log_level(upstream: str, tmp_path: Path) -> Non
     # --log-level warning: no info lines (no access log, no start-up routes).
     assert "signing_proxy.access" not in proxy.stderr.decode()
     assert " INFO " not in proxy.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("file_level", "env_level", "flag", "access_logged"),
+    [
+        ("warning", "info", [], True),  # the environment overrides the file
+        ("info", "warning", [], False),
+        ("warning", "warning", ["--log-level", "info"], True),  # the flag overrides both
+    ],
+)
+async def test_log_level_from_the_file_the_environment_and_the_flag(
+    upstream: str, tmp_path: Path, file_level: str, env_level: str, flag: list[str],
+    access_logged: bool,
+) -> None:  # fmt: skip
+    tree = {"log": {"level": file_level}, "connections": [connection("web", f"{upstream}/web")]}
+    env = {"SIGNING_PROXY_LOG_LEVEL": env_level}
+    async with running(tree, tmp_path, *flag, env=env) as proxy:
+        assert (await proxy.get("/web/a"))[0] == 200
+    assert ("signing_proxy.access GET /web/a" in proxy.stderr.decode()) is access_logged
