@@ -170,6 +170,7 @@ class TokenManager:
         self._flusher: asyncio.Task[None] | None = None
         self._owner = lease_owner(secrets.token_hex(6))
         self._states: dict[str, _Credential] = {}
+        self._code_exchanges: set[asyncio.Task[None]] = set()
         # (token URL, client id) → the client authentication that worked last: the connect
         # flow's code exchange and a credential new to the store start with it.
         self._client_auth: dict[tuple[str, str], ClientAuth] = {}
@@ -230,6 +231,24 @@ class TokenManager:
         for scheme in connection.schemes:
             if isinstance(scheme, OAuth2Scheme):
                 await self.adopt(scheme, _named_tls(connection, scheme) or tls)
+                state = self._states[scheme.credential_id]
+                if scheme.settings.code is not None and state.token is None:
+                    # An `oauth2-code` credential is exchanged at start, in the background (a
+                    # token endpoint that is down must not hold the listeners back); a request
+                    # meanwhile joins the same single-flight exchange.
+                    task = asyncio.create_task(self._exchange_at_start(scheme))
+                    self._code_exchanges.add(task)
+                    task.add_done_callback(self._code_exchanges.discard)
+
+    async def _exchange_at_start(self, scheme: OAuth2Scheme) -> None:
+        try:
+            await self.current(scheme)
+        except Exception as exc:  # reported again to each request that needs the token
+            log.warning(
+                "credential %s: the authorization code could not be exchanged (%s)",
+                scheme.credential_id,
+                getattr(exc, "code", type(exc).__name__),
+            )
 
     def health(self, credential_id: str) -> tuple[str, str]:
         """(OpenInt `status`, `status_message`) of one credential: `disconnected` when it needs
@@ -255,6 +274,10 @@ class TokenManager:
         Token writes still waiting for the store get one last attempt; what still fails is
         logged by credential id (the process is going away and cannot keep it).
         """
+        for task in list(self._code_exchanges):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             flusher.cancel()

@@ -400,7 +400,7 @@ async def test_two_processes_one_sqlite_store_refresh_once(oauth: Servers, tmp_p
 async def test_oauth2_code_credential_in_the_file_is_exchanged_once(
     oauth: Servers, make_api: MakeApi, tmp_path: Path
 ) -> None:
-    """Seed `oauth2-code` in proxy.yaml: exchanged at first use for an oauth2-token; the token
+    """Seed `oauth2-code` in proxy.yaml: exchanged at start for an oauth2-token; the token
     stored from it descends from the code, so a restart never sends the used code again."""
     redirect = "http://127.0.0.1:8081/connections/oauth2/callback"  # the default admin callback
     authorize = oauth.token_url.replace("/token", "/authorize")
@@ -421,6 +421,11 @@ async def test_oauth2_code_credential_in_the_file_is_exchanged_once(
     }
     db = str(tmp_path / "state.db")
     first = await make_api(oauth.resource_url, credential, open_store(db), redirect_uri=redirect)
+    for _ in range(200):  # exchanged at start, before any request (bounded wait)
+        if oauth.server.grants["authorization_code"]:
+            break
+        await asyncio.sleep(0.05)
+    assert oauth.server.grants["authorization_code"] == 1
     assert (await first.get("/api/x")).status == 200
     assert oauth.server.grants["authorization_code"] == 1
     (exchange,) = oauth.server.token_requests

@@ -263,3 +263,15 @@ async def test_a_credential_past_its_expires_at_is_never_sent(
     assert (await proxy.get("/api/x")).status == 200
     [message] = problems(keyed("tomorrow"))
     assert message.startswith(f"{CRED}.credential.expiresAt: must be an RFC 3339 time")
+
+
+@pytest.mark.parametrize("kind", ["jwt-bearer", "secret"])
+def test_seed_scheme_types_not_implemented_are_named_as_such(kind: str) -> None:
+    entry = {
+        "authSchemeConfig": {"type": kind},
+        "credential": {"type": "string", "data": {"string": {"value": "k"}}},
+    }
+    [message] = problems(one(entry))
+    assert message.startswith(
+        f"{CRED}.authSchemeConfig.type: the seed's '{kind}' scheme is not supported"
+    )

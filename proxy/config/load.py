@@ -34,6 +34,8 @@ from .interpolate import Expansions, interpolate
 from .models import ProxyConfig
 
 RESERVED_ROUTES = frozenset({"/healthz"})
+# Seed `AuthSchemeType`s this proxy does not implement (named as such, not "unknown").
+UNSUPPORTED_SEED_TYPES = frozenset({"jwt-bearer", "secret"})
 
 # Tags of the `type`-discriminated unions; pydantic puts the tag into `loc`, the seed paths don't.
 _UNION_FIELDS = frozenset({"authSchemeConfig", "credential", "grant", "authSchemeConfigs"})
@@ -129,7 +131,14 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
     """
     kind, ctx = error["type"], error.get("ctx", {})
     if kind == "union_tag_invalid":
-        return ctx["discriminator"].strip("'"), f"unknown type; expected {ctx['expected_tags']}"
+        field = ctx["discriminator"].strip("'")
+        if ctx.get("tag") in UNSUPPORTED_SEED_TYPES:
+            # A fixed seed value, not the file's free text: safe to name.
+            return field, (
+                f"the seed's {ctx['tag']!r} scheme is not supported by signing-proxy; "
+                f"expected {ctx['expected_tags']}"
+            )
+        return field, f"unknown type; expected {ctx['expected_tags']}"
     if kind == "union_tag_not_found":
         return ctx["discriminator"].strip("'"), "required"
     if kind == "missing":
