@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from .config import models as m
+from .lean import LeanPlan, lean_plan
 from .schemes import Scheme, SchemeConfigError, build_scheme
 from .schemes.oauth2 import parse_expires_at
 from .urls import BadUrl, BaseUrl, parse_base_url
@@ -46,6 +47,7 @@ class CompiledConnection:
     # The earliest credential `expiresAt` (unix seconds): after it requests get 502
     # credential_expired (the seed: the credential is deleted then).
     expires_at: float | None = None
+    lean: LeanPlan | None = None  # set when only constant headers are added (`lean.py`)
 
     def select(self, request: object) -> CompiledConnection:
         """A plain route serves this one connection (template routes pick per request)."""
@@ -125,6 +127,7 @@ def compile_connection(
             model=model,
             tls=_client_tls(schemes),
             expires_at=expires_at,
+            lean=lean_plan(base, schemes, owned),
         ),
         [],
     )

@@ -22,7 +22,10 @@ from .config.models import Limits
 from .connection import CompiledConnection
 from .errors import CredentialError, InvalidRequest, NotFound, ProxyError
 from .headers import FORWARDED, REQUEST_ONLY, end_to_end
+from .http1 import Http1Upstream
 from .http1.inbound import InboundRequest
+from .http1.wire import Framing
+from .lean import LeanPlan, build_head
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
@@ -163,6 +166,14 @@ class Forwarder:
         if connection.expires_at is not None:
             check_not_expired(connection.expires_at)
         check_tail(tail)
+        lean = connection.lean
+        if lean is not None and not self.forwarded_headers:
+            upstream = self.upstream
+            if isinstance(upstream, Http1Upstream):
+                reply = await _send_lean(upstream, request, connection, lean, tail, query)
+                if reply is not None:
+                    await self._relay(request, connection, reply)
+                    return
         if access is not None:
             access.authorize(caller, connection, request.method, tail)
         if caller is not None:
@@ -281,6 +292,32 @@ def _response_headers(
                     prefix = f"{request.scheme}://{request.host}{connection.route}"
                 pairs[index] = (key, rewrite(value, connection.base, prefix))
     return pairs
+
+
+async def _send_lean(
+    upstream: Http1Upstream,
+    request: InboundRequest,
+    connection: CompiledConnection,
+    plan: LeanPlan,
+    tail: str,
+    query: str,
+) -> UpstreamReply | None:
+    """Send on the lean path (`lean.py`); None when the request needs the general one."""
+    framing: Framing = Framing.NONE
+    length: int | None = 0
+    line = b""
+    if request.has_body:
+        if request.chunked:
+            framing, length, line = Framing.CHUNKED, None, b"Transfer-Encoding: chunked\r\n"
+        else:
+            framing, length = Framing.LENGTH, request.content_length
+    head = build_head(plan, request.method, tail, query, request.raw_headers, line)
+    if head is None:
+        return None
+    stream = request.body.iter_any() if request.has_body else None
+    return await upstream.send_encoded(
+        plan.endpoint, connection.tls, request.method, head, stream, framing, length
+    )
 
 
 class _Sender:

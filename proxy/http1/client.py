@@ -168,6 +168,33 @@ class Http1Upstream:
             request.headers, None if data is None else len(data), stream is not None
         )
         head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
+        return await self._send(endpoint, context, method, head, data, stream, framing, length)
+
+    async def send_encoded(
+        self,
+        endpoint: Endpoint,
+        tls: ssl.SSLContext | None,
+        method: str,
+        head: bytes,
+        stream: AsyncIterable[bytes] | None,
+        framing: Framing,
+        length: int | None,
+    ) -> UpstreamReply:
+        """Send a request whose head is already encoded (the lean path, `lean.py`)."""
+        context = self.pool.tls_for(endpoint, tls)
+        return await self._send(endpoint, context, method, head, None, stream, framing, length)
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        context: ssl.SSLContext | None,
+        method: str,
+        head: bytes,
+        data: bytes | None,
+        stream: AsyncIterable[bytes] | None,
+        framing: Framing,
+        length: int | None,
+    ) -> UpstreamReply:
         replayable = stream is None and method in IDEMPOTENT_METHODS
         for fresh in (False, True):
             conn = None if fresh else self.pool.take_idle(endpoint, context)

@@ -138,12 +138,15 @@ class InboundRequest:
     __slots__ = (
         "method",
         "target",
-        "headers",
+        "raw_headers",
+        "_headers",
         "version",
         "keep_alive",
         "peer",
         "body",
         "has_body",
+        "chunked",
+        "content_length",
         "expect_continue",
         "_exchange",
         "_chunked",
@@ -168,7 +171,7 @@ class InboundRequest:
         exchange: Exchange,
         method: str,
         target: str,
-        headers: list[tuple[str, str]],
+        raw_headers: list[tuple[bytes, bytes]],
         version: str,
         keep_alive: bool,
         peer: str,
@@ -177,11 +180,14 @@ class InboundRequest:
     ) -> None:
         self.method = method
         self.target = target  # the raw request-target, byte for byte (latin-1 text)
-        self.headers = headers
+        self.raw_headers = raw_headers  # as received: names and values, bytes
+        self._headers: list[tuple[str, str]] | None = None
         self.version = version  # "1.1" or "1.0"
         self.keep_alive = keep_alive
         self.peer = peer
         self.has_body = has_body
+        self.chunked = False  # the body comes in chunked coding
+        self.content_length: int | None = None  # as the client declared it
         self.expect_continue = expect_continue
         self.body = BodyReader(exchange, self)
         self._exchange = exchange
@@ -205,6 +211,17 @@ class InboundRequest:
         self.rejection: ProxyError | None = None
 
     # -- the request ----------------------------------------------------------------------------
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The header pairs in order and case, as latin-1 text (decoded on first use: the lean
+        path in `lean.py` forwards the bytes without ever decoding them)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers
+            ]
+        return headers
 
     @property
     def path(self) -> str:

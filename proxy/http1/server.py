@@ -167,9 +167,9 @@ class ServerConnection(asyncio.Protocol):
         self._in_head = True
         self._head_pending = 0  # bytes received since the last head completed (a bound, see above)
         self._url: list[bytes] = []
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
-        self._content_length = False
+        self._content_length: int | None = None
         self._chunked = False
         self._hosts = 0
         self._expect: str | None = None
@@ -283,7 +283,7 @@ class ServerConnection(asyncio.Protocol):
         self._url = []
         self._headers = []
         self._head_size = 0
-        self._content_length = False
+        self._content_length = None
         self._chunked = False
         self._hosts = 0
         self._expect = None
@@ -303,18 +303,16 @@ class ServerConnection(asyncio.Protocol):
         if len(headers) >= self.limits.max_headers:
             self._rejection = headers_too_large(self.limits.max_head_bytes)
             raise _Refused
-        key = name.decode("latin-1")
-        text = value.decode("latin-1")
-        headers.append((key, text))
-        size = len(key)
-        if size == 4 and key.lower() == "host":
+        headers.append((name, value))  # kept as bytes: decoded only when someone asks
+        size = len(name)
+        if size == 4 and name.lower() == b"host":
             self._hosts += 1
-        elif size == 14 and key.lower() == "content-length":
-            self._content_length = text.strip() not in ("", "0")
-        elif size == 17 and key.lower() == "transfer-encoding":
+        elif size == 14 and name.lower() == b"content-length":
+            self._content_length = int(value)  # llhttp let only digits (and one of it) through
+        elif size == 17 and name.lower() == b"transfer-encoding":
             # llhttp refuses a coding list that does not end in chunked; one that does but holds
             # more (`gzip, chunked`) would reach the upstream still coded and unlabelled.
-            if text.strip(" \t").lower() != "chunked":
+            if value.strip(b" 	").lower() != b"chunked":
                 self._rejection = ProxyError(
                     "not_implemented",
                     "the only transfer coding served is chunked",
@@ -323,8 +321,8 @@ class ServerConnection(asyncio.Protocol):
                 )
                 raise _Refused
             self._chunked = True
-        elif size == 6 and key.lower() == "expect":
-            self._expect = text.strip().lower()
+        elif size == 6 and name.lower() == b"expect":
+            self._expect = value.decode("latin-1").strip().lower()
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -381,9 +379,11 @@ class ServerConnection(asyncio.Protocol):
             version,
             parser.should_keep_alive() and not self._closing,
             self.peer,
-            self._chunked or self._content_length,
+            self._chunked or bool(self._content_length),
             expect_continue,
         )
+        request.chunked = self._chunked
+        request.content_length = self._content_length
         self._receiving = request
         self._enqueue(request)
 

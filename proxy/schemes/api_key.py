@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..messages import OutboundRequest, RequestPatch
@@ -28,6 +29,10 @@ class ApiKeyScheme(Scheme):
 
     def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
         return self._patch
+
+    def constant_headers(self) -> Mapping[str, str] | None:
+        # In the query or a cookie it merges with what the client sent: the general path.
+        return self._patch.headers if self.where == "header" else None
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.type_name, "name": self.name, "in": self.where}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -72,6 +72,12 @@ class Scheme:
     def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
         """Return what this credential changes on `request`; pure."""
         raise NotImplementedError
+
+    def constant_headers(self) -> Mapping[str, str] | None:
+        """The headers `sign()` sets when they are the same for every request (and it changes
+        nothing else), else None. Decided once, when the connection is compiled: such a
+        connection takes the lean request path (`lean.py`)."""
+        return None
 
     def reads_body(self, request: OutboundRequest) -> bool:
         """Whether `sign()` reads this request's body; asked per request before the body is read.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 from ..messages import OutboundRequest, RequestPatch
 from .base import Scheme, SchemeConfigError, SigningContext
@@ -31,3 +32,6 @@ class BasicAuthScheme(Scheme):
 
     def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
         return self._patch
+
+    def constant_headers(self) -> Mapping[str, str]:
+        return self._patch.headers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..messages import OutboundRequest, RequestPatch
 from .base import Scheme, SigningContext
 
@@ -21,3 +23,6 @@ class BearerScheme(Scheme):
 
     def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
         return self._patch
+
+    def constant_headers(self) -> Mapping[str, str]:
+        return self._patch.headers

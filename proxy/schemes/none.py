@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..messages import OutboundRequest, RequestPatch
 from .base import Scheme, SigningContext
 
@@ -15,3 +17,6 @@ class NoneScheme(Scheme):
 
     def sign(self, request: OutboundRequest, ctx: SigningContext) -> RequestPatch:
         return RequestPatch()
+
+    def constant_headers(self) -> Mapping[str, str]:
+        return {}
