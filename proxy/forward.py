@@ -150,11 +150,10 @@ class Forwarder:
     access: Access | None = None  # clients and policy; None when the config has neither
 
     async def handle(self, request: InboundRequest) -> None:
-        headers = request.headers
         access = self.access
         # Clients and policy (access.py): who is asking before routing, then whether they may
         # make this request once the connection is known; no body read, nothing sent yet.
-        caller = access.authenticate(headers) if access is not None else None
+        caller = access.authenticate(request.headers) if access is not None else None
         # The one place a request's route and connection are resolved.
         target, tail, query = route_target(self.router, request.target)
         try:
@@ -166,16 +165,19 @@ class Forwarder:
         if connection.expires_at is not None:
             check_not_expired(connection.expires_at)
         check_tail(tail)
+        if access is not None:
+            access.authorize(caller, connection, request.method, tail)
         lean = connection.lean
-        if lean is not None and not self.forwarded_headers:
+        if lean is not None and caller is None and not self.forwarded_headers:
+            # Constant credential headers only (lean.py); a client key must be taken out of
+            # the headers, so a request with one goes the general way.
             upstream = self.upstream
             if isinstance(upstream, Http1Upstream):
                 reply = await _send_lean(upstream, request, connection, lean, tail, query)
                 if reply is not None:
                     await self._relay(request, connection, reply)
                     return
-        if access is not None:
-            access.authorize(caller, connection, request.method, tail)
+        headers = request.headers
         if caller is not None:
             request.client = caller.name
             headers = caller.without_key(headers)
