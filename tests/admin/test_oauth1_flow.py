@@ -11,7 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import aiohttp
 import pytest
@@ -40,11 +40,16 @@ class Provider(RequestValidator):
     access_tokens: dict[str, str] = field(default_factory=dict)
     nonces: set[str] = field(default_factory=set)
     api_calls: int = 0
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # last request per endpoint
 
     def __post_init__(self) -> None:
         super().__init__()
 
     enforce_ssl = False
+
+    @property
+    def realms(self) -> list[str]:
+        return ["R1"]
 
     @property
     def dummy_client(self) -> str:
@@ -137,7 +142,13 @@ def provider_app(provider: Provider) -> web.Application:
 
     async def parts(request: web.Request) -> tuple[str, str, str, dict[str, str]]:
         uri = f"http://{request.host}{request.raw_path}"
-        return uri, request.method, (await request.read()).decode(), dict(request.headers)
+        body = (await request.read()).decode()
+        provider.seen[request.path.rsplit("/", 1)[1]] = {
+            "query": dict(request.query),
+            "headers": dict(request.headers),
+            "form": dict(parse_qsl(body)),
+        }
+        return uri, request.method, body, dict(request.headers)
 
     async def request_token(request: web.Request) -> web.Response:
         return answer(*RequestTokenEndpoint(provider).create_request_token_response(
@@ -170,9 +181,15 @@ def provider_app(provider: Provider) -> web.Application:
     return app
 
 
-def template(origin: str, method: str, transmission: str) -> dict[str, Any]:
+def template(
+    origin: str, method: str, transmission: str, configs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     def endpoint(path: str) -> dict[str, Any]:
-        return {"url": origin + "/{account}/" + path, "parameterTransmission": transmission}
+        return {
+            "url": origin + "/{account}/" + path,
+            "parameterTransmission": transmission,
+            "additionalParamConfigs": configs or [],
+        }
 
     return {
         "id": "netsuite",
@@ -195,12 +212,16 @@ def template(origin: str, method: str, transmission: str) -> dict[str, Any]:
 
 
 async def start(
-    aiohttp_server: Any, make_planes: MakePlanes, method: str, transmission: str
+    aiohttp_server: Any,
+    make_planes: MakePlanes,
+    method: str,
+    transmission: str,
+    configs: list[dict[str, Any]] | None = None,
 ) -> tuple[Provider, Planes]:
     provider = Provider()
     server: TestServer = await aiohttp_server(provider_app(provider))
     origin = str(server.make_url("")).rstrip("/")
-    planes = await make_planes({"templates": [template(origin, method, transmission)]})
+    planes = await make_planes({"templates": [template(origin, method, transmission, configs)]})
     return provider, planes
 
 
@@ -323,3 +344,39 @@ async def test_oauth1_credential_given_to_create_is_exchanged_once(
     assert response.status == 400
     fields = [f["field"] for f in (await response.json())["fields"]]
     assert fields == ["connection.credentials[0].credential.data.oauth1.oauthToken"]
+
+
+def config(name: str, location: str, usages: str, **extra: Any) -> dict[str, Any]:
+    return {"parameterName": name, "location": location, "usages": usages, **extra}
+
+
+async def test_parameter_configs_are_placed_by_location_for_their_usages(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    configs = [
+        config("realm", "LOCATION_HEADER_PARAMETER", "USAGE_UNKNOWN"),
+        config("lang", "LOCATION_BODY", "USAGE_TEMP_CREDENTIAL_ENDPOINT", targetName="language"),
+        config("role", "LOCATION_QUERY", "USAGE_TOKEN_REQUEST_ENDPOINT"),
+        config("tenant", "LOCATION_HEADER", "USAGE_UNKNOWN", targetName="X-Tenant"),
+        config("account", "LOCATION_ENDPOINT", "USAGE_UNKNOWN", required=True),
+        config("debug", "LOCATION_IGNORE", "USAGE_UNKNOWN"),
+    ]
+    provider, planes = await start(
+        aiohttp_server, make_planes, "sha256", "AUTH_STYLE_AUTHORIZATION_HEADER", configs
+    )
+    params = {"account": "acme", "realm": "R1", "lang": "en", "role": "admin", "tenant": "t1",
+              "debug": "on"}  # fmt: skip
+    location = await init_and_authorize(planes, externalId="user-6", params=params)
+    callback = await follow(location)
+    assert callback.status == 201, await callback.text()  # oauthlib verified both signatures
+    temp, token = provider.seen["requesttoken"], provider.seen["accesstoken"]
+    assert temp["headers"]["Authorization"].startswith('OAuth realm="R1", ')
+    assert temp["form"] == {"language": "en"} and "role" not in temp["query"]
+    assert token["query"] == {"role": "admin"} and "language" not in token["form"]
+    for seen in (temp, token):
+        assert seen["headers"]["X-Tenant"] == "t1"
+        assert "debug" not in str(seen)
+    # The realm stays on the token: API calls carry it too.
+    response = await planes.proxy.get("/ns/records", headers={"X-Connection-Id": "user-6"})
+    assert response.status == 200
+    assert provider.seen["records"]["headers"]["Authorization"].startswith('OAuth realm="R1"')
