@@ -108,11 +108,12 @@ class Caller:
 class Presented:
     """A client key presented with one request: whose it is, and which header carried it."""
 
-    __slots__ = ("caller", "carrier", "name")
+    __slots__ = ("caller", "carrier", "carrier_raw", "name")
 
     def __init__(self, caller: Caller, carrier: str) -> None:
         self.caller = caller
         self.carrier = carrier  # lowercase header name
+        self.carrier_raw = carrier.encode("latin-1")  # the same, for the lean path's raw headers
         self.name = caller.name
 
     def without_key(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -167,19 +167,21 @@ class Forwarder:
         check_tail(tail)
         if access is not None:
             access.authorize(caller, connection, request.method, tail)
+        if caller is not None:
+            request.client = caller.name
         lean = connection.lean
-        if lean is not None and caller is None and not self.forwarded_headers:
-            # Constant credential headers only (lean.py); a client key must be taken out of
-            # the headers, so a request with one goes the general way.
+        if lean is not None and not self.forwarded_headers:
+            # Constant credential headers only (lean.py); the header that carried a client
+            # key is left out there as below.
             upstream = self.upstream
             if isinstance(upstream, Http1Upstream):
-                reply = await _send_lean(upstream, request, connection, lean, tail, query)
+                skip = caller.carrier_raw if caller is not None else b""
+                reply = await _send_lean(upstream, request, connection, lean, tail, query, skip)
                 if reply is not None:
                     await self._relay(request, connection, reply)
                     return
         headers = request.headers
         if caller is not None:
-            request.client = caller.name
             headers = caller.without_key(headers)
         outbound = outbound_request(
             connection,
@@ -303,6 +305,7 @@ async def _send_lean(
     plan: LeanPlan,
     tail: str,
     query: str,
+    skip: bytes,
 ) -> UpstreamReply | None:
     """Send on the lean path (`lean.py`); None when the request needs the general one."""
     framing: Framing = Framing.NONE
@@ -313,7 +316,7 @@ async def _send_lean(
             framing, length, line = Framing.CHUNKED, None, b"Transfer-Encoding: chunked\r\n"
         else:
             framing, length = Framing.LENGTH, request.content_length
-    head = build_head(plan, request.method, tail, query, request.raw_headers, line)
+    head = build_head(plan, request.method, tail, query, request.raw_headers, line, skip)
     if head is None:
         return None
     stream = request.body.iter_any() if request.has_body else None

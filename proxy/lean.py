@@ -73,13 +73,15 @@ def build_head(
     query: str,
     raw_headers: Sequence[tuple[bytes, bytes]],
     framing: bytes,
+    skip: bytes = b"",
 ) -> bytes | None:
     """The upstream request head (ending with the blank line), or None when a `Connection`
     header names other headers (the general path drops those too).
 
     `tail` and `query` are the raw request-target's (latin-1 text); `framing` is a header line
-    to add for the body (chunked) or b"". The client's bytes were checked by llhttp (no CR, LF
-    or NUL in them) and the credential lines when the config was loaded."""
+    to add for the body (chunked) or b"". `skip` is the lowercase name of one more header to
+    leave out: the one that carried a client key (access.py). The client's bytes were checked
+    by llhttp (no CR, LF or NUL in them) and the credential lines when the config was loaded."""
     path = plan.path_prefix + tail if tail else plan.base_path
     target = f"{path}?{query}" if query else path
     parts = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), plan.host_line]
@@ -89,6 +91,8 @@ def build_head(
         if low in drop:
             if low == b"connection" and value.strip().lower() not in _PLAIN_CONNECTION:
                 return None
+            continue
+        if low == skip:
             continue
         parts += (name, b": ", value, b"\r\n")
     parts += (plan.added, framing, b"\r\n")
