@@ -55,6 +55,7 @@ class Hostile:
     crossed: list[float] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     server: asyncio.Server | None = None
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @property
     def base(self) -> str:
@@ -63,6 +64,7 @@ class Hostile:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         total = 0
+        self.writers.add(writer)
         try:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(self.prelude)
@@ -81,6 +83,7 @@ class Hostile:
             pass
         finally:
             self.sent.append(total)
+            self.writers.discard(writer)
             writer.close()
 
 
@@ -92,6 +95,9 @@ async def hostile(prelude: bytes, piece: Callable[[int], bytes]) -> AsyncIterato
         yield upstream
     finally:
         upstream.server.close()
+        for writer in list(upstream.writers):  # an attack still streaming ends with the test
+            writer.close()
+        await asyncio.wait_for(upstream.server.wait_closed(), 5)
 
 
 def assert_head_too_large(status: int, headers: Any, body: bytes) -> None:
