@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from ..config import models as m
+from ..connection import CompiledConnection
 from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
 from ..schemes.base import new_nonce
 from ..schemes.oauth1 import (
@@ -42,9 +43,10 @@ from ..schemes.oauth1 import (
     signature_base_string,
 )
 from ..store import FlowState
-from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
-from .connections import check_unique, iso8601, save_connection
+from ..templates import CompiledTemplate, TemplateRoute, new_id
+from .connections import iso8601, save_connection
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
+from .oauth2 import attach_credential, connection_name
 from .redact import to_json
 
 CALLBACK_PATH = "/connections/oauth1/callback"
@@ -378,15 +380,7 @@ async def exchange_oauth1_credential(
             "id": credential.id,
             "organisationId": credential.organisation_id,
             "name": credential.name,
-            "data": {
-                "oauth1Token": {
-                    "token": answer["oauth_token"],
-                    "tokenSecret": answer["oauth_token_secret"],
-                    "additionalParams": [
-                        p.model_dump() for p in _realm(auth, dict(flow.extra.get("params", {})))
-                    ],
-                }
-            },
+            "data": {"oauth1Token": _token_value(auth, flow, answer)},
         }
     )
 
@@ -415,59 +409,29 @@ def _connect(
     index: int,
     auth: m.OAuth1SchemeConfig,
     answer: Mapping[str, str],
-) -> Any:
-    existing = route.get(flow.external_id) if flow.external_id else None
-    if existing is None and flow.connection_name:
-        existing = route.find_name(flow.connection_name)
-    name = flow.connection_name or (existing.name if existing else None)
-    name = name or flow.external_id or f"{route.template.id}-{new_id()[:8]}"
-    now = iso8601(admin.clock())
+) -> CompiledConnection:
+    """The flow's connection with the new `oauth1-token` credential."""
+    _, name = connection_name(route, flow)
     credential = m.OAuth1TokenCredential.model_validate(
         {
             "type": "oauth1-token",
             "id": new_id(),
             "name": name,
-            "data": {
-                "oauth1Token": {
-                    "token": answer["oauth_token"],
-                    "tokenSecret": answer["oauth_token_secret"],
-                    "additionalParams": [
-                        p.model_dump() for p in _realm(auth, dict(flow.extra.get("params", {})))
-                    ],
-                }
-            },
+            "data": {"oauth1Token": _token_value(auth, flow, answer)},
         }
     )
     entry = m.ConnectionCredential(id=credential.id, auth_scheme_config=auth, credential=credential)
-    if existing is not None:
-        credentials = list(existing.model.credentials)
-        credentials[index] = entry
-        compiled, problems = check_connection(
-            existing.model.model_copy(update={"credentials": credentials, "updated_at": now})
-        )
-    else:
-        inputs = [
-            m.ConnectionCredentialInput(
-                id=entry.id if i == index else None,
-                auth_scheme_config=auth if i == index else None,
-                credential=credential if i == index else m.NoneCredential(type="none"),
-            )
-            for i in range(len(route.template.model.auth_scheme_configs))
-        ]
-        compiled, problems = build_connection(
-            route.template,
-            name=name,
-            credentials=inputs,
-            external_id=flow.external_id,
-            extra={"created_at": now, "updated_at": now},
-        )
-    if compiled is None:
-        raise ProxyError(
-            "oauth1_endpoint_failed",
-            "the token could not be used",
-            status=502,
-            fields=[FieldError(p.field, p.message) for p in problems],
-        )
-    if existing is None:
-        check_unique(route, compiled)
-    return compiled
+    now = iso8601(admin.clock())
+    return attach_credential(route, flow, index, entry, now, "oauth1_endpoint_failed")
+
+
+def _token_value(
+    auth: m.OAuth1SchemeConfig, flow: FlowState, answer: Mapping[str, str]
+) -> dict[str, Any]:
+    """Seed `CredentialDataOAuth1Token` from the token endpoint's answer (§2.3)."""
+    realm = _realm(auth, dict(flow.extra.get("params", {})))
+    return {
+        "token": answer["oauth_token"],
+        "tokenSecret": answer["oauth_token_secret"],
+        "additionalParams": [p.model_dump() for p in realm],
+    }

@@ -370,33 +370,29 @@ async def exchange_code_credential(
     )
 
 
-def _connect(
-    route: TemplateRoute,
-    flow: FlowState,
-    index: int,
-    auth: m.OAuth2SchemeConfig,
-    token: TokenSet,
-    now: str,
-) -> CompiledConnection:
-    """Create the connection, or update the one matched on `externalId`, else on the name.
-
-    A re-authorised connection gets a new credential id, so the old token is forgotten when
-    the updated connection is served.
-    """
+def connection_name(route: TemplateRoute, flow: FlowState) -> tuple[CompiledConnection | None, str]:
+    """The connection a flow updates (matched on `externalId`, else on the name) and its name."""
     existing = route.get(flow.external_id) if flow.external_id else None
     if existing is None and flow.connection_name:
         existing = route.find_name(flow.connection_name)
     name = flow.connection_name or (existing.name if existing else None)
-    name = name or flow.external_id or f"{route.template.id}-{new_id()[:8]}"
-    expires_at = iso8601(token.expires_at)
-    credential = m.OAuth2TokenCredential(
-        type="oauth2-token",
-        id=new_id(),
-        name=name,
-        expires_at=expires_at,
-        data=token_data(token),
-    )
-    entry = m.ConnectionCredential(id=credential.id, auth_scheme_config=auth, credential=credential)
+    return existing, name or flow.external_id or f"{route.template.id}-{new_id()[:8]}"
+
+
+def attach_credential(
+    route: TemplateRoute,
+    flow: FlowState,
+    index: int,
+    entry: m.ConnectionCredential,
+    now: str,
+    failure: str,
+) -> CompiledConnection:
+    """Create the flow's connection with `entry` at `index`, or update the one it matches.
+
+    A re-authorised connection gets a new credential id, so the old token is forgotten when
+    the updated connection is served. `failure`: the error code when it does not compile.
+    """
+    existing, name = connection_name(route, flow)
     if existing is not None:
         credentials = list(existing.model.credentials)
         credentials[index] = entry
@@ -407,8 +403,8 @@ def _connect(
         inputs = [
             m.ConnectionCredentialInput(
                 id=entry.id if i == index else None,
-                auth_scheme_config=auth if i == index else None,
-                credential=credential if i == index else m.NoneCredential(type="none"),
+                auth_scheme_config=entry.auth_scheme_config if i == index else None,
+                credential=entry.credential if i == index else m.NoneCredential(type="none"),
             )
             for i in range(len(route.template.model.auth_scheme_configs))
         ]
@@ -421,7 +417,7 @@ def _connect(
         )
     if compiled is None:
         raise ProxyError(
-            "code_exchange_failed",
+            failure,
             "the token could not be used",
             status=502,
             fields=[FieldError(p.field, p.message) for p in problems],
@@ -429,6 +425,27 @@ def _connect(
     if existing is None:
         check_unique(route, compiled)
     return compiled
+
+
+def _connect(
+    route: TemplateRoute,
+    flow: FlowState,
+    index: int,
+    auth: m.OAuth2SchemeConfig,
+    token: TokenSet,
+    now: str,
+) -> CompiledConnection:
+    """The flow's connection with the new `oauth2-token` credential."""
+    _, name = connection_name(route, flow)
+    credential = m.OAuth2TokenCredential(
+        type="oauth2-token",
+        id=new_id(),
+        name=name,
+        expires_at=iso8601(token.expires_at),
+        data=token_data(token),
+    )
+    entry = m.ConnectionCredential(id=credential.id, auth_scheme_config=auth, credential=credential)
+    return attach_credential(route, flow, index, entry, now, "code_exchange_failed")
 
 
 def _provider_text(error: str, description: str) -> str:

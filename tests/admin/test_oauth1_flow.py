@@ -380,3 +380,20 @@ async def test_parameter_configs_are_placed_by_location_for_their_usages(
     response = await planes.proxy.get("/ns/records", headers={"X-Connection-Id": "user-6"})
     assert response.status == 200
     assert provider.seen["records"]["headers"]["Authorization"].startswith('OAuth realm="R1"')
+
+
+async def test_connecting_again_updates_the_same_connection(
+    aiohttp_server: Any, make_planes: MakePlanes
+) -> None:
+    provider, planes = await start(aiohttp_server, make_planes, "sha1", "AUTH_STYLE_QUERY")
+    ids = []
+    for _ in range(2):
+        location = await init_and_authorize(planes, externalId="user-7", params={"account": "acme"})
+        callback = await follow(location)
+        assert callback.status == 201, await callback.text()
+        ids.append((await callback.json())["connectionId"])
+    assert ids[0] == ids[1] and len(provider.access_tokens) == 2
+    newest = list(provider.access_tokens)[-1]
+    provider.access_tokens = {newest: provider.access_tokens[newest]}  # the old token revoked
+    response = await planes.proxy.get("/ns/records", headers={"X-Connection-Id": "user-7"})
+    assert response.status == 200  # signed with the new token
