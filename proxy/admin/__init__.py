@@ -132,13 +132,14 @@ async def readyz(request: web.Request) -> web.Response:
     file deleted), or token writes the store refused are still waiting to be retried.
     """
     admin = request.app[ADMIN]
-    problem = admin.tokens.store_problem()
+    problems = [admin.tokens.store_problem()]
     try:
         await admin.store.check_writable()
     except StoreUnavailable as exc:
-        problem = exc.reason
+        problems.insert(0, exc.reason)
     except Exception as exc:
-        problem = f"the store did not answer ({type(exc).__name__})"
+        problems.insert(0, f"the store did not answer ({type(exc).__name__})")
+    problem = "; ".join(p for p in problems if p) or None
     if problem is not None:
         log.warning("readiness: %s", problem)
         return json_response({"status": "unavailable", "store": problem}, status=503)

@@ -134,14 +134,20 @@ def test_disk_full_during_a_refresh_keeps_the_new_token(
 
         ready = proxy.readyz()
         assert ready.status == 503
-        assert "full" in ready.json()["store"]
+        # SQLite reports a full disk as SQLITE_FULL, or as an I/O error for some writes.
+        assert "full" in ready.json()["store"] or "I/O" in ready.json()["store"]
+        assert "1 token write(s) waiting" in ready.json()["store"]
 
         # Refresh again while the disk is full: from the token in memory, never the old one.
         revoke_oauth_tokens(server)
         assert proxy.get("/api/again").status == 200
         assert proxy.get("/static/x").status == 200  # static credentials keep serving
-        # A refresh that must take the store's lease (no newer token in memory) cannot happen.
-        assert_store_unavailable(proxy.get("/other/x"))
+        # A refresh that must take the store's lease (no newer token in memory) cannot happen;
+        # unless its few small writes fit into space a failed write left inside SQLite's WAL
+        # (a full disk refuses growth, not reuse): then it happened, and that is right too.
+        other = proxy.get("/other/x")
+        if other.status != 200:
+            assert_store_unavailable(other)
 
         fs.free()
         wait_for(lambda: proxy.readyz().status == 200, 15, "/readyz to recover")
