@@ -245,7 +245,10 @@ class ServerConnection(asyncio.Protocol):
             self._refuse(headers_too_large(self.limits.max_head_bytes))
 
     def eof_received(self) -> bool | None:
-        return None  # close the transport: a half-closed client gets no more answers
+        # A FIN cannot be told from a client that has gone: like nginx (which answers 499 to
+        # an EOF while it waits on the upstream), the connection closes and the exchange in
+        # flight is cancelled. A half-closing client (`nc -N`) gets no answer.
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
