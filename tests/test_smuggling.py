@@ -16,7 +16,8 @@ Each case also says what a careful server does with it: `refused` (an error answ
 upstream), `served` (every request the client sent reaches the upstream, each answered 200), or
 `either` (the RFC allows both; only the properties are checked). Refusals are checked apart for
 the proxy's own voice (JSON body, `Proxy-Status`). A hypothesis test generates framing and checks
-the same two properties.
+the same two properties. Both request paths run every case: the lean one (a constant-header
+credential, the head built from the client's bytes) and the general one.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from tests.wire_recorder import (
 )
 
 T = TypeVar("T")
+PATHS = ["lean", "general"]
 TOKEN = "canary-smuggle"
 AUTHORIZATION = f"Bearer {TOKEN}"
 ROUTE = "/svc"
@@ -253,9 +255,26 @@ async def talk(
     return responses
 
 
-async def run(make_proxy: MakeProxy, raw: bytes, want: int | None) -> tuple[list[Any], Any]:
+def proxy_tree(base: str, path: str) -> dict[str, Any]:
+    """One bearer connection. `lean`: the bytes-level request path of constant-header schemes;
+    `general`: the same credential on the general path (`forwardedHeaders` sends it there)."""
+    tree: dict[str, Any] = {"connections": [connection("svc", base, bearer(TOKEN))]}
+    if path == "general":
+        tree["forwardedHeaders"] = True
+    return tree
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+async def run(
+    make_proxy: MakeProxy, raw: bytes, want: int | None, path: str = "lean"
+) -> tuple[list[Any], Any]:
     async with wire_upstream() as upstream:
-        tree = {"connections": [connection("svc", upstream.base, bearer(TOKEN))]}
+        tree = proxy_tree(upstream.base, path)
         port = rawhttp.port_of(await make_proxy(tree))
         responses = await talk(port, raw, want)
         await asyncio.sleep(0.05)  # let the upstream finish reading what it was sent
@@ -279,11 +298,11 @@ def assert_no_smuggling(upstream: WireUpstream, raw: bytes) -> None:
 
 @pytest.mark.parametrize("c", CASES)
 async def test_the_upstream_never_sees_a_misframed_or_hidden_request(
-    make_proxy: MakeProxy, c: Case
+    make_proxy: MakeProxy, c: Case, path: str
 ) -> None:
     expected = expected_requests(c.raw)
     want = {"refused": 1, "served": len(expected), "either": None}[c.expect]
-    responses, upstream = await run(make_proxy, c.raw, want)
+    responses, upstream = await run(make_proxy, c.raw, want, path)
     assert_no_smuggling(upstream, c.raw)
     if c.expect == "refused":
         assert ours(upstream) == []
@@ -353,8 +372,10 @@ def requests(draw: st.DrawFn) -> bytes:
     return (head + "\r\n" + body + SMUGGLED).encode("latin-1")
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[Callable[[Coroutine[Any, Any, T]], T], int, WireUpstream]]:
+@pytest.fixture(scope="module", params=PATHS)
+def stack(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[Callable[[Coroutine[Any, Any, T]], T], int, WireUpstream]]:
     """One proxy and one recording upstream for all generated examples, on an event loop in a
     background thread (Hypothesis drives a synchronous test)."""
     loop = asyncio.new_event_loop()
@@ -368,7 +389,7 @@ def stack() -> Iterator[tuple[Callable[[Coroutine[Any, Any, T]], T], int, WireUp
 
     async def start() -> tuple[int, WireUpstream]:
         upstream = await exits.enter_async_context(wire_upstream())
-        tree = {"connections": [connection("svc", upstream.base, bearer(TOKEN))]}
+        tree = proxy_tree(upstream.base, request.param)
         plane = create_app(build_runtime(tree, {}))
         server, (_, port) = await start_data_plane(plane, ("127.0.0.1", 0))
         exits.push_async_callback(plane.close)
