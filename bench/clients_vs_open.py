@@ -76,7 +76,7 @@ def check_cost(samples: int = 20_000) -> float:
     access = runtime.access
     assert access is not None
     connection = runtime.connections[0]
-    headers = [("Host", "proxy.test"), ("User-Agent", "bench"), ("X-Api-Key", KEY)]
+    headers = [(b"Host", b"proxy.test"), (b"User-Agent", b"bench"), (b"X-Api-Key", KEY.encode())]
     timings = []
     for _ in range(samples):
         started = time.perf_counter_ns()

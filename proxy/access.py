@@ -159,8 +159,9 @@ class Access:
             if caller.bucket is not None and before is not None and before.bucket is not None:
                 caller.bucket.continue_from(before.bucket)
 
-    def authenticate(self, headers: Iterable[tuple[str, str]]) -> Presented | None:
-        """The client whose key the request presents; None when no clients are configured.
+    def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> Presented | None:
+        """The client whose key the request presents (raw header bytes); None when no clients
+        are configured.
 
         Raises:
             AccessDenied: 401 `client_unauthorized`, no key or no client has it.

@@ -146,8 +146,9 @@ def explain_access(
 def _presented(runtime: Runtime, headers: Sequence[tuple[str, str]]) -> Presented | None:
     if runtime.access is None:
         return None
+    raw = [(k.encode("utf-8"), v.encode("utf-8")) for k, v in headers]  # as curl sends them
     try:
-        return runtime.access.authenticate(headers)
+        return runtime.access.authenticate(raw)
     except AccessDenied:
         return None
 

@@ -153,7 +153,7 @@ class Forwarder:
         access = self.access
         # Clients and policy (access.py): who is asking before routing, then whether they may
         # make this request once the connection is known; no body read, nothing sent yet.
-        caller = access.authenticate(request.headers) if access is not None else None
+        caller = access.authenticate(request.raw_headers) if access is not None else None
         # The one place a request's route and connection are resolved.
         target, tail, query = route_target(self.router, request.target)
         try:

@@ -34,52 +34,63 @@ T = TypeVar("T")
 
 # --- presenting a key ----------------------------------------------------------------------
 
-_BEARER_SCHEMES = frozenset({"bearer", "token"})
+_BEARER_SCHEMES = frozenset({b"bearer", b"token"})
 # Each candidate costs a SHA-256 and a comparison with every client: a head stuffed with
 # key headers must not multiply that. Real requests carry one or two.
 MAX_PRESENTED_KEYS = 8
 
 
-def presented_keys(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`(lowercase header name, key)` for every place a client key may be, in header order
-    (the first `MAX_PRESENTED_KEYS` of them).
+def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
+    """`(lowercase header name, key bytes)` for every place a client key may be, in header
+    order (the first `MAX_PRESENTED_KEYS` of them).
 
-    A Basic credential offers both its username and its password: SDKs that take one secret
-    put it in either (Stripe's as the username, others as the password).
+    Raw header bytes in, so nothing is decoded for a request that presents no key where one
+    may be, and a key is compared as the bytes that were sent (UTF-8 for a non-ASCII key, as
+    the config's key is hashed). A Basic credential offers both its username and its
+    password: SDKs that take one secret put it in either (Stripe's as the username, others as
+    the password).
     """
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, bytes]] = []
     for name, value in headers:
+        if len(name) not in _KEY_HEADER_LENGTHS:
+            continue  # most headers: one length test
         low = name.lower()
-        if low == "x-api-key":
+        if low == b"x-api-key":
             if value.strip():
-                found.append((low, value.strip()))
-        elif low in ("authorization", "proxy-authorization"):
-            scheme, _, rest = value.strip().partition(" ")
+                found.append(("x-api-key", value.strip()))
+        elif low in (b"authorization", b"proxy-authorization"):
+            scheme, _, rest = value.strip().partition(b" ")
             scheme, rest = scheme.lower(), rest.strip()
             if not rest:
                 continue
-            if scheme in _BEARER_SCHEMES and (low == "authorization" or scheme == "bearer"):
-                found.append((low, rest))
-            elif scheme == "basic" and low == "authorization":
-                found += [(low, part) for part in _basic_parts(rest)]
+            carrier = low.decode()
+            if scheme in _BEARER_SCHEMES and (carrier == "authorization" or scheme == b"bearer"):
+                found.append((carrier, rest))
+            elif scheme == b"basic" and carrier == "authorization":
+                found += [(carrier, part) for part in _basic_parts(rest)]
         if len(found) >= MAX_PRESENTED_KEYS:
             return found[:MAX_PRESENTED_KEYS]
     return found
 
 
-def _basic_parts(token: str) -> list[str]:
+_KEY_HEADER_LENGTHS = frozenset(
+    len(n) for n in ("x-api-key", "authorization", "proxy-authorization")
+)
+
+
+def _basic_parts(token: bytes) -> list[bytes]:
     # RFC 7617 §2: base64(user-id ":" password); the user-id holds no colon.
     try:
-        decoded = base64.b64decode(token, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(token, validate=True)
+    except binascii.Error:
         return []
-    username, _, password = decoded.partition(":")
+    username, _, password = decoded.partition(b":")
     return [part for part in (username, password) if part]
 
 
-def key_digest(key: str) -> bytes:
-    """SHA-256 of a key's UTF-8 bytes: what `keySha256` holds, in hex."""
-    return hashlib.sha256(key.encode("utf-8")).digest()
+def key_digest(key: str | bytes) -> bytes:
+    """SHA-256 of a key's bytes (UTF-8 for text): what `keySha256` holds, in hex."""
+    return hashlib.sha256(key.encode("utf-8") if isinstance(key, str) else key).digest()
 
 
 class KeyRing(Generic[T]):
@@ -88,7 +99,7 @@ class KeyRing(Generic[T]):
     def __init__(self, owners: Sequence[tuple[bytes, T]]) -> None:
         self._owners = tuple(owners)
 
-    def owner(self, key: str) -> T | None:
+    def owner(self, key: str | bytes) -> T | None:
         digest = key_digest(key)
         found: T | None = None
         # Every digest is compared, the match included: no early exit to time.

@@ -27,7 +27,7 @@ KEY = "ck_live_7Hq2"
 
 
 def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("latin-1")
 
 
 # --- presenting a key ----------------------------------------------------------------------
@@ -58,7 +58,20 @@ def basic(user: str, password: str) -> str:
     ],
 )
 def test_presented_keys(headers: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
-    assert presented_keys(headers) == expected
+    assert presented_keys(raw(headers)) == [(name, key.encode()) for name, key in expected]
+
+
+def raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header pairs as the server hands them over: bytes as received."""
+    return [(k.encode("utf-8"), v.encode("utf-8")) for k, v in headers]
+
+
+def test_a_non_ascii_key_is_compared_as_the_utf8_bytes_sent() -> None:
+    ring = KeyRing([(key_digest("clé-ünïcode"), "owner")])
+    [(_, key)] = presented_keys(raw([("X-Api-Key", "clé-ünïcode")]))
+    assert ring.owner(key) == "owner"
+    [(_, key)] = presented_keys(raw([("Authorization", basic("clé-ünïcode", ""))]))
+    assert ring.owner(key) == "owner"
 
 
 def test_presented_keys_keep_header_order() -> None:
@@ -67,12 +80,12 @@ def test_presented_keys_keep_header_order() -> None:
         ("Authorization", "Bearer b"),
         ("Proxy-Authorization", "Bearer c"),
     ]
-    assert [key for _, key in presented_keys(headers)] == ["a", "b", "c"]
+    assert [key for _, key in presented_keys(raw(headers))] == [b"a", b"b", b"c"]
 
 
 def test_only_the_first_few_candidates_are_tried() -> None:
     headers = [("X-Api-Key", f"k{i}") for i in range(1000)]
-    assert [key for _, key in presented_keys(headers)] == [f"k{i}" for i in range(8)]
+    assert [key for _, key in presented_keys(raw(headers))] == [f"k{i}".encode() for i in range(8)]
 
 
 def test_key_ring_finds_the_owner_by_digest() -> None:
