@@ -123,7 +123,8 @@ def http(
         with _OPENER.open(request, timeout=timeout) as response:
             return Reply(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as exc:
-        return Reply(exc.code, exc.read(), dict(exc.headers))
+        with exc:  # it holds the connection: closed here, not by the garbage collector
+            return Reply(exc.code, exc.read(), dict(exc.headers))
 
 
 class ProxyProcess:
