@@ -67,6 +67,47 @@ def protocol_error() -> UpstreamUnavailable:
     )
 
 
+class WaitClock:
+    """The read timeouts of a pool's connections, kept by one sweep instead of a timer per wait.
+
+    A wait records its deadline and joins `waiting` (a set insert, not a timer allocation and
+    a heap push and pop); the sweep runs every eighth of the shortest timeout seen (at most
+    every second) while anything waits, so a timeout fires at most ~1/8 late."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: set[H1Connection] = set()
+        self._tick = 1.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, conn: H1Connection, timeout: float) -> None:
+        conn.deadline = self.loop.time() + timeout
+        self.waiting.add(conn)
+        tick = max(0.01, min(1.0, timeout / 8))
+        if self._handle is None or tick < self._tick:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._tick = min(tick, self._tick) if self._handle is not None else tick
+            self._handle = self.loop.call_later(self._tick, self._sweep)
+
+    def disarm(self, conn: H1Connection) -> None:
+        self.waiting.discard(conn)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _sweep(self) -> None:
+        self._handle = None
+        now = self.loop.time()
+        for conn in [c for c in self.waiting if now >= c.deadline]:
+            self.waiting.discard(conn)
+            conn.deadline_passed()
+        if self.waiting:
+            self._handle = self.loop.call_later(self._tick, self._sweep)
+
+
 class H1Connection(asyncio.Protocol):
     """Client side of one upstream connection; `begin()` starts each exchange."""
 
@@ -103,6 +144,9 @@ class H1Connection(asyncio.Protocol):
         self._buffered = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self.clock: WaitClock | None = None  # set by the pool; None: a timer per wait
+        self.deadline = 0.0  # loop time the current wait times out at (with `clock`)
+        self._deadline_head = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
 
@@ -379,19 +423,31 @@ class H1Connection(asyncio.Protocol):
         if self._error is not None:
             raise self._error
         waiter = self._waiter = self.loop.create_future()
-        timer = (
-            self.loop.call_later(timeout, self._timed_out, waiter, head)
-            if timeout is not None
-            else None
-        )
+        clock = self.clock
+        timer = None
+        if timeout is not None:
+            if clock is not None:
+                self._deadline_head = head
+                clock.arm(self, timeout)
+            else:
+                timer = self.loop.call_later(timeout, self._timed_out, waiter, head)
         try:
             await waiter
         finally:
-            # A cancelled waiter's cleanup runs late: never clear a newer waiter's slot.
+            # A cancelled waiter's cleanup runs late: never clear a newer waiter's slot (nor
+            # its deadline).
             if self._waiter is waiter:
                 self._waiter = None
+                if clock is not None and timeout is not None:
+                    clock.disarm(self)
             if timer is not None:
                 timer.cancel()
+
+    def deadline_passed(self) -> None:
+        """Called by the `WaitClock` sweep once the current wait's deadline has passed."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._timed_out(waiter, self._deadline_head)
 
     def _timed_out(self, waiter: asyncio.Future[None], head: bool) -> None:
         if waiter.done():

@@ -18,7 +18,7 @@ import socket
 import ssl
 
 from ..errors import UpstreamUnavailable
-from .connection import DEFAULT_MAX_HEAD, H1Connection
+from .connection import DEFAULT_MAX_HEAD, H1Connection, WaitClock
 from .wire import Endpoint
 
 PoolKey = tuple[str, str, int, ssl.SSLContext | None]
@@ -41,6 +41,7 @@ class Pool:
         self._all: set[H1Connection] = set()
         self._default_tls: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._clock: WaitClock | None = None  # the read timeouts of all its connections
         self._closed = False
 
     def configure(self, *, connect_timeout: float, max_head_bytes: int) -> None:
@@ -94,6 +95,8 @@ class Pool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._clock is not None:
+            self._clock.close()
         for conn in list(self._all):
             conn.abort()
         self._all.clear()
@@ -121,6 +124,9 @@ class Pool:
     async def connect(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection:
         loop = asyncio.get_running_loop()
         max_head = self._max_head
+        clock = self._clock
+        if clock is None or clock.loop is not loop:
+            clock = self._clock = WaitClock(loop)
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
@@ -149,5 +155,6 @@ class Pool:
             raise UpstreamUnavailable(
                 "connection refused", proxy_status="connection_refused"
             ) from None
+        conn.clock = clock
         self._all.add(conn)
         return conn
