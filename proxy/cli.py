@@ -375,7 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate the config and exit (0 valid, 2 invalid)")
+    check = sub.add_parser(
+        "check",
+        help="validate the config and exit (0 valid, 2 invalid)",
+        description="Validate the config and exit (0 valid, 2 invalid). The store is not "
+        "opened: an 'oauth1' credential ({state, oauthToken, oauthVerifier}) is checked for its "
+        "shape only; `run` exchanges it at tokenEndpoint when its oauthToken names a live "
+        "OAuth 1.0a flow of the store, else requests on its connection get 502 "
+        "credential_reauthorization_required.",
+    )
     check.add_argument("--config", help="path to proxy.yaml")
     check.add_argument(
         "--offline",

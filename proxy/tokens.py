@@ -49,7 +49,9 @@ from .connection import CompiledConnection
 from .errors import CredentialError
 from .forward import connection_tls
 from .messages import TokenSet
+from .oauth1_tokens import OAuth1Tokens
 from .schemes.base import Scheme
+from .schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from .schemes.oauth2 import (
     ClientAuth,
     OAuth2Scheme,
@@ -176,6 +178,8 @@ class TokenManager:
         self._client_auth: dict[tuple[str, str], ClientAuth] = {}
         self._session: aiohttp.ClientSession | None = None
         self._system_tls: ssl.SSLContext | None = None
+        # The file's `oauth1` credentials, exchanged once for their `oauth1-token`.
+        self.oauth1 = OAuth1Tokens(store, clock=clock)
 
     def __repr__(self) -> str:
         return f"TokenManager(credentials={len(self._states)}, store={self.store!r})"
@@ -229,7 +233,9 @@ class TokenManager:
         metrics.connection_in_service(connection)
         tls = connection_tls(connection)
         for scheme in connection.schemes:
-            if isinstance(scheme, OAuth2Scheme):
+            if isinstance(scheme, OAuth1ExchangedScheme):
+                await self.oauth1.adopt(scheme)
+            elif isinstance(scheme, OAuth2Scheme):
                 await self.adopt(scheme, _named_tls(connection, scheme) or tls)
                 state = self._states[scheme.credential_id]
                 if scheme.settings.code is not None and state.token is None:
@@ -274,6 +280,7 @@ class TokenManager:
         Token writes still waiting for the store get one last attempt; what still fails is
         logged by credential id (the process is going away and cannot keep it).
         """
+        await self.oauth1.close()
         for task in list(self._code_exchanges):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -408,6 +415,8 @@ class TokenManager:
 
     async def current(self, scheme: Scheme) -> TokenSet:
         """The token to sign with now; refreshed first when it is about to expire."""
+        if isinstance(scheme, OAuth1ExchangedScheme):
+            return await self.oauth1.current(scheme)
         state = await self._state(scheme)
         if state.needs_reauthorization:
             raise reauthorization_required()

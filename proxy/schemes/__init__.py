@@ -15,6 +15,7 @@ from .header_values import check_header_values
 from .hmac import HmacScheme, decode_binary_key
 from .none import NoneScheme
 from .oauth1 import OAuth1Scheme
+from .oauth1_exchanged import OAuth1ExchangedScheme
 from .oauth2 import build_oauth2_scheme
 
 __all__ = ["Scheme", "SchemeConfigError", "SigningContext", "build_scheme"]
@@ -44,11 +45,8 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
         case m.OAuth1SchemeConfig(), m.OAuth1TokenCredential():
             return _oauth1(auth.oauth1, cred.data.oauth1_token, credential_id)
         case m.OAuth1SchemeConfig(), m.OAuth1Credential():
-            raise SchemeConfigError(
-                "credential.type",
-                "an 'oauth1' credential must first be exchanged for an 'oauth1-token' "
-                "(not supported in this version)",
-            )
+            # Exchanged for its `oauth1-token` at start (oauth1_tokens.py).
+            return OAuth1ExchangedScheme(credential_id, auth, cred.data.oauth1)
         case m.CertificateSchemeConfig(), m.CertificateCredential():
             pem = cred.data.certificate
             key = pem.key.get_secret_value()
