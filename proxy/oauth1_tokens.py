@@ -10,8 +10,9 @@
   meanwhile waits for that same exchange.
 - An unknown, used or expired flow, or a refused exchange: requests on that connection get 502
   `credential_reauthorization_required` (no secret in it), logged once; everything else serves.
-  Each later request reads the store again first: with `run --workers N` another worker may
-  have taken the flow and stored the token.
+  Each later request reads the store again first.
+- Processes sharing the store (`run --workers N`) exchange under the store's lease for the
+  credential: one takes the flow and stores the token, the others wait for it and use it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from .errors import CredentialError, ProxyError
 from .messages import TokenSet
 from .oauth1_client import STATE_PREFIX, exchange_verifier, token_value
 from .schemes.oauth1_exchanged import TOKEN_TYPE, OAuth1ExchangedScheme, token_set
-from .store import Store, StoredToken, StoreUnavailable
+from .store import Store, StoredToken, StoreUnavailable, lease_owner
 
 log = logging.getLogger("proxy.tokens")
 
@@ -42,6 +44,9 @@ def unusable(reason: str) -> CredentialError:
 
 
 UNKNOWN_STATE = "its OAuth 1.0a state is unknown, used or expired"
+# Longer than one exchange may take (`post_form`: 30 s): a live holder keeps the lease throughout;
+# a dead one (same host) is taken over at once, elsewhere after this long.
+LEASE_TTL = 40.0
 
 
 @dataclass(slots=True)
@@ -62,6 +67,7 @@ class OAuth1Tokens:
         self.store = store
         self.clock = clock
         self._states: dict[str, _Exchange] = {}
+        self._owner = lease_owner(secrets.token_hex(6))
 
     def __repr__(self) -> str:
         return f"OAuth1Tokens(credentials={len(self._states)})"
@@ -117,6 +123,27 @@ class OAuth1Tokens:
         return True
 
     async def _exchange(self, state: _Exchange) -> None:
+        """Single flight across the processes sharing the store (`run --workers N`): under the
+        store's lease for this credential, the token another process stored meanwhile wins."""
+        cid = state.scheme.credential_id
+        deadline = time.monotonic() + LEASE_TTL + 1.0
+        while not await self.store.acquire_refresh_lease(cid, self._owner, LEASE_TTL):
+            if await self._stored(state):
+                return
+            if time.monotonic() > deadline:
+                state.failure = "another process holds its exchange"
+                log.warning("credential %s: the oauth1 exchange of another process did not "
+                            "finish; requests on its connection get 502", cid)  # fmt: skip
+                return
+            await asyncio.sleep(0.05)
+        try:
+            if not await self._stored(state):
+                await self._exchange_once(state)
+        finally:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.release_refresh_lease(cid, self._owner)
+
+    async def _exchange_once(self, state: _Exchange) -> None:
         scheme = state.scheme
         cid = scheme.credential_id
         value = scheme.value

@@ -69,14 +69,18 @@ async def test_oauth1_credential_in_the_file_is_exchanged_once(
         connection("acme", origin + "/acme/api", oauth1_credential(origin, oauth_token, verifier))
     ]
     path.write_text(yaml.safe_dump(tree))
-    for start in range(2):
-        async with proxy_process(path, port) as proc, aiohttp.ClientSession() as session:
+    # First two workers sharing the store (one exchange between them), then a plain restart.
+    for start, args in enumerate([("--workers", "2"), ()]):
+        async with proxy_process(path, port, *args) as proc, aiohttp.ClientSession() as session:
             async with session.get(proc.base + "/acme/records?limit=5") as response:
                 assert response.status == 200, await response.text()
                 assert (await response.json())["valid"] is True  # oauthlib verified it
-            # The first start exchanged the verifier; the second used the stored token.
+            # The first start exchanged the verifier once; the restart used the stored token.
             assert provider.hits["accesstoken"] == 1, f"start {start}"
         assert verifier.encode() not in proc.stderr
+        # One worker exchanged; the other waited for its token, never calling the flow unknown.
+        assert proc.stderr.count(b"oauth1 verifier exchanged") == (1 if start == 0 else 0)
+        assert b"state is unknown" not in proc.stderr
     [(token, secret)] = provider.access_tokens.items()
     assert token.encode() not in proc.stderr and secret.encode() not in proc.stderr
     assert provider.hits["records"] == 2
