@@ -103,6 +103,15 @@ class OAuth1Tokens:
         assert state.token is not None
         return state.token
 
+    def health(self, credential_id: str) -> tuple[str, str] | None:
+        """(OpenInt `status`, `status_message`) of a credential of ours, else None."""
+        state = self._states.get(credential_id)
+        if state is None:
+            return None
+        if state.token is None and state.failure:
+            return "disconnected", f"re-authorisation required ({state.failure})"
+        return "healthy", ""
+
     async def close(self) -> None:
         for state in self._states.values():
             if state.task is not None and not state.task.done():

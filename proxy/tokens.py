@@ -261,7 +261,7 @@ class TokenManager:
         re-authorisation, `error` while refreshes fail, else `healthy`. No secret in either."""
         state = self._states.get(credential_id)
         if state is None:
-            return "healthy", ""
+            return self.oauth1.health(credential_id) or ("healthy", "")
         if state.needs_reauthorization:
             return "disconnected", "re-authorisation required (invalid_grant)"
         if state.failures:

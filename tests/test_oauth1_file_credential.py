@@ -126,6 +126,10 @@ async def test_unknown_state_is_a_502_on_that_connection_only(
     logged = [r for r in caplog.records if "state is unknown" in r.getMessage()]
     assert len(logged) == 1 and VERIFIER not in caplog.text
     assert provider.hits["accesstoken"] == 0
+    assert plane.tokens is not None  # what the admin API reports as the credential's status
+    [scheme] = plane.runtime.connections[0].schemes
+    status, message = plane.tokens.health(scheme.credential_id)
+    assert status == "disconnected" and "unknown, used or expired" in message
 
 
 def test_check_accepts_the_shape_and_names_a_missing_token_endpoint(
