@@ -28,14 +28,16 @@ from .config.models import ProxyConfig
 from .connection import CompiledConnection
 from .errors import PROXY_INTERNAL_RESPONSE, FieldError, ProxyError
 from .policy import (
+    KEY_CARRIERS,
     KeyRing,
     PatternError,
+    PolicyMatcher,
     Rule,
     TokenBucket,
+    candidate_keys,
     compile_path_pattern,
     first_allowing,
     key_digest,
-    presented_keys,
 )
 
 REALM = 'Bearer realm="signing-proxy"'
@@ -106,7 +108,11 @@ class Caller:
 
 
 class Presented:
-    """A client key presented with one request: whose it is, and which header carried it."""
+    """A client key presented with one request: whose it is, and which header carried it.
+
+    Immutable and made once per client and carrier when the config is loaded (`Access`), so
+    that a request's check allocates none.
+    """
 
     __slots__ = ("caller", "carrier", "carrier_raw", "name")
 
@@ -142,13 +148,19 @@ class Access:
         *,
         clients_required: bool,
     ) -> None:
-        self._ring: KeyRing[Caller] = KeyRing(callers)
+        # Digest -> the client's `Presented` per carrier header, made once here.
+        self._ring: KeyRing[dict[str, Presented]] = KeyRing(
+            [
+                (digest, {carrier: Presented(caller, carrier) for carrier in KEY_CARRIERS})
+                for digest, caller in callers
+            ]
+        )
         self.callers = {caller.name: caller for _, caller in callers}
         self._file_names = dict(file_names)  # connection id -> name, for the file's connections
         self._template_policies = dict(template_policies)
-        # Compiled rules per connection id, kept with the policy they came from (a connection
-        # replaced through the API or a reload brings another policy object).
-        self._rules: dict[str, tuple[Policy, tuple[Rule, ...]]] = {}
+        # Compiled rules and their matcher per connection id, kept with the policy they came
+        # from (a connection replaced through the API or a reload brings another policy object).
+        self._rules: dict[str, tuple[Policy, tuple[Rule, ...], PolicyMatcher]] = {}
         self.clients_required = clients_required
 
     def keep_buckets(self, previous: Access) -> None:
@@ -168,10 +180,11 @@ class Access:
         """
         if not self.clients_required:
             return None
-        for carrier, key in presented_keys(headers):
-            caller = self._ring.owner(key)
-            if caller is not None:
-                return Presented(caller, carrier)
+        ring = self._ring
+        for carrier, key in candidate_keys(headers):
+            found = ring.owner(key)
+            if found is not None:
+                return found[carrier]
         raise client_unauthorized()
 
     def authorize(
@@ -185,8 +198,8 @@ class Access:
         caller = presented.caller if presented is not None else None
         if caller is not None and caller.reach(connection, self._file_names) is None:
             raise client_forbidden()
-        rules = self.rules_for(connection)
-        if rules is not None and first_allowing(rules, method, raw_tail) is None:
+        compiled = self._compiled(connection)
+        if compiled is not None and not compiled[2].allows(method, raw_tail):
             raise request_forbidden()
         if caller is not None and caller.bucket is not None:
             wait = caller.bucket.take()
@@ -195,6 +208,12 @@ class Access:
 
     def rules_for(self, connection: CompiledConnection) -> tuple[Rule, ...] | None:
         """The connection's own policy, else its template's; None when neither has one."""
+        compiled = self._compiled(connection)
+        return compiled[1] if compiled is not None else None
+
+    def _compiled(
+        self, connection: CompiledConnection
+    ) -> tuple[Policy, tuple[Rule, ...], PolicyMatcher] | None:
         model = connection.model
         policy = model.policy
         if policy is None and model.connection_template_id is not None:
@@ -203,12 +222,13 @@ class Access:
             return None
         cached = self._rules.get(connection.id)
         if cached is not None and cached[0] is policy:
-            return cached[1]
+            return cached
         # Checked by `compile_access` when the file was loaded (API connections inherit their
         # template's policy), so compiling cannot fail here. Once per connection and policy.
         rules = compile_rules(policy, [], "")
-        self._rules[connection.id] = (policy, rules)
-        return rules
+        compiled = (policy, rules, PolicyMatcher(rules))
+        self._rules[connection.id] = compiled
+        return compiled
 
     def decide(
         self, caller: Caller | None, connection: CompiledConnection, method: str, raw_tail: str

@@ -6,14 +6,17 @@ path, each testable alone.
 - `presented_keys()`: where a client key may sit, the way SDKs already send their `api_key`
   (`Authorization: Bearer|token`, Basic username or password, `X-Api-Key`,
   `Proxy-Authorization: Bearer`), with the header that carried it.
-- `KeyRing`: which client a key belongs to, by SHA-256 digest compared with
-  `hmac.compare_digest` against every client (the time taken does not depend on which, if any,
-  matched, nor on how much of a guess was right).
+- `KeyRing`: which client a key belongs to: the presented key's SHA-256 looked up in a dict
+  of the clients' digests (one hash, one lookup, whatever the number of clients), the entry
+  found confirmed with `hmac.compare_digest`. Why a digest lookup leaks nothing usable is in
+  the class.
 - `compile_path_pattern()` / `path_segments()` / `Rule`: method and path allow-rules. A pattern
   is matched segment by segment against the percent-decoded route-relative path: `*` is one
   whole segment (or, inside a segment, any run of characters of that segment), `**` any number
   of segments. The path is split on its *raw* slashes before decoding, so `%2F` is content of
   its segment, never a separator: `/repos/*/*/issues` does not match `/repos/a%2Fb/issues`.
+- `PolicyMatcher`: one policy's rules arranged for the request path (per method: any path,
+  a set of literal paths, the glob patterns), built once per connection and policy.
 - `TokenBucket`: a rate limit of `requests` per `per` seconds with bursts up to `requests`,
   on an injected clock.
 """
@@ -25,7 +28,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import unquote
@@ -35,14 +38,17 @@ T = TypeVar("T")
 # --- presenting a key ----------------------------------------------------------------------
 
 _BEARER_SCHEMES = frozenset({b"bearer", b"token"})
-# Each candidate costs a SHA-256 and a comparison with every client: a head stuffed with
-# key headers must not multiply that. Real requests carry one or two.
+# Each candidate costs a SHA-256 and a lookup: a head stuffed with key headers must not
+# multiply that. Real requests carry one or two.
 MAX_PRESENTED_KEYS = 8
+# The headers that may carry a client key, as `candidate_keys` names them.
+KEY_CARRIERS = ("x-api-key", "authorization", "proxy-authorization")
 
 
-def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
+def candidate_keys(headers: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, bytes]]:
     """`(lowercase header name, key bytes)` for every place a client key may be, in header
-    order (the first `MAX_PRESENTED_KEYS` of them).
+    order (the first `MAX_PRESENTED_KEYS` of them), produced one at a time so that the caller
+    stops at the first key it knows: the usual request pays for one candidate.
 
     Raw header bytes in, so nothing is decoded for a request that presents no key where one
     may be, and a key is compared as the bytes that were sent (UTF-8 for a non-ASCII key, as
@@ -50,27 +56,37 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, by
     password: SDKs that take one secret put it in either (Stripe's as the username, others as
     the password).
     """
-    found: list[tuple[str, bytes]] = []
+    left = MAX_PRESENTED_KEYS
     for name, value in headers:
         if len(name) not in _KEY_HEADER_LENGTHS:
             continue  # most headers: one length test
         low = name.lower()
         if low == b"x-api-key":
-            if value.strip():
-                found.append(("x-api-key", value.strip()))
-        elif low in (b"authorization", b"proxy-authorization"):
+            value = value.strip()
+            if value:
+                yield "x-api-key", value
+                left -= 1
+        elif low == b"authorization" or low == b"proxy-authorization":
             scheme, _, rest = value.strip().partition(b" ")
             scheme, rest = scheme.lower(), rest.strip()
             if not rest:
                 continue
-            carrier = low.decode()
+            carrier = "authorization" if low == b"authorization" else "proxy-authorization"
             if scheme in _BEARER_SCHEMES and (carrier == "authorization" or scheme == b"bearer"):
-                found.append((carrier, rest))
+                yield carrier, rest
+                left -= 1
             elif scheme == b"basic" and carrier == "authorization":
-                found += [(carrier, part) for part in _basic_parts(rest)]
-        if len(found) >= MAX_PRESENTED_KEYS:
-            return found[:MAX_PRESENTED_KEYS]
-    return found
+                for part in _basic_parts(rest):
+                    if left > 0:
+                        yield carrier, part
+                        left -= 1
+        if left <= 0:
+            return
+
+
+def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
+    """Every candidate of `candidate_keys`, as a list (for `explain` and the tests)."""
+    return list(candidate_keys(headers))
 
 
 _KEY_HEADER_LENGTHS = frozenset(
@@ -94,19 +110,37 @@ def key_digest(key: str | bytes) -> bytes:
 
 
 class KeyRing(Generic[T]):
-    """Finds the owner of a presented key among the clients' key digests."""
+    """Finds the owner of a presented key among the clients' key digests.
+
+    One SHA-256 of the presented key and one dict lookup, whatever the number of clients: the
+    cost of a request does not grow with the file, and does not depend on which client (if
+    any) holds the key.
+
+    Why looking the digest up in a dict is safe, although the dict compares with `==` and
+    probes by hash: what its timing could reveal is how the *digest* of a guess relates to
+    the stored digests (a shared hash slot, a common prefix). An attacker steers the key, not
+    its SHA-256: making a digest start with chosen bytes is a preimage search, so learning
+    "the digest of my guess shares 3 bytes with a client's digest" tells nothing about the
+    client's key and cannot be built on byte by byte, the way an early-exit comparison of
+    the keys themselves could be. (Python's bytes hash is also keyed per process.) The entry
+    found is then confirmed with `hmac.compare_digest`, so the decision of record is still a
+    constant-time comparison of the full digests.
+    """
+
+    __slots__ = ("_owners",)
 
     def __init__(self, owners: Sequence[tuple[bytes, T]]) -> None:
-        self._owners = tuple(owners)
+        # The first owner of a digest wins, as before (`check` refuses two clients with one key).
+        self._owners: dict[bytes, tuple[bytes, T]] = {}
+        for digest, owner in owners:
+            self._owners.setdefault(digest, (digest, owner))
 
     def owner(self, key: str | bytes) -> T | None:
         digest = key_digest(key)
-        found: T | None = None
-        # Every digest is compared, the match included: no early exit to time.
-        for candidate, owner in self._owners:
-            if hmac.compare_digest(digest, candidate) and found is None:
-                found = owner
-        return found
+        entry = self._owners.get(digest)
+        if entry is None or not hmac.compare_digest(digest, entry[0]):
+            return None
+        return entry[1]
 
 
 # --- method and path rules -----------------------------------------------------------------
@@ -205,6 +239,8 @@ def path_segments(raw_tail: str) -> tuple[str, ...]:
     if raw_tail in ("", "/"):
         return ("",)
     body = raw_tail[1:] if raw_tail.startswith("/") else raw_tail
+    if "%" not in body:
+        return tuple(body.split("/"))  # the usual path: nothing to decode
     return tuple(
         unquote(part, errors="surrogateescape") if "%" in part else part for part in body.split("/")
     )
@@ -236,6 +272,64 @@ def first_allowing(rules: Sequence[Rule], method: str, raw_tail: str) -> int | N
         if rule.allows(method, path):
             return index
     return None
+
+
+class PolicyMatcher:
+    """`first_allowing(rules, ...) is not None`, arranged for the request path.
+
+    Built once per connection and policy. Per method named by a rule (and once for any other
+    method, from the rules without `methods`): whether some rule allows any path, the set of
+    literal paths (as segment tuples: one lookup), and the glob patterns to try. Which rule
+    allowed does not matter here (`explain` asks `first_allowing`), so the rules can be
+    merged; the answer is the same.
+    """
+
+    __slots__ = ("_by_method", "_other")
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        named = {method for rule in rules if rule.methods is not None for method in rule.methods}
+        self._by_method = {
+            method: _arranged(r for r in rules if r.methods is None or method in r.methods)
+            for method in named
+        }
+        self._other = _arranged(r for r in rules if r.methods is None)
+
+    def allows(self, method: str, raw_tail: str) -> bool:
+        entry = self._by_method.get(method, self._other)
+        if entry is None:
+            return False
+        any_path, literal, globs = entry
+        if any_path:
+            return True
+        path = path_segments(raw_tail)
+        if path in literal:
+            return True
+        for pattern in globs:
+            if pattern.matches(path):
+                return True
+        return False
+
+
+_Arranged = tuple[bool, frozenset[tuple[str, ...]], tuple[PathPattern, ...]] | None
+
+
+def _arranged(rules: Iterable[Rule]) -> _Arranged:
+    any_path = False
+    literal: set[tuple[str, ...]] = set()
+    globs: list[PathPattern] = []
+    seen = False
+    for rule in rules:
+        seen = True
+        if rule.patterns is None:
+            any_path = True
+            continue
+        for pattern in rule.patterns:
+            chunks = pattern.chunks
+            if len(chunks) == 1 and all(isinstance(part, str) for part in chunks[0]):
+                literal.add(tuple(str(part) for part in chunks[0]))
+            else:
+                globs.append(pattern)
+    return (any_path, frozenset(literal), tuple(globs)) if seen else None
 
 
 # --- rate limits ---------------------------------------------------------------------------

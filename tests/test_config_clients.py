@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from proxy.access import AccessDenied
 from proxy.cli import main
 from proxy.config.load import ConfigInvalid, build_runtime
 from tests.conftest import bearer, connection
@@ -55,6 +56,35 @@ def test_a_valid_clients_section_loads() -> None:
     assert runtime.access is not None
     assert sorted(runtime.access.callers) == ["a", "b"]
     assert KEY not in repr(runtime.config)
+
+
+@pytest.mark.parametrize("count", [1, 1000])
+def test_the_check_does_not_depend_on_how_many_clients_or_where_the_key_sits(count: int) -> None:
+    # The same client, alone or last of 1000 (rate-limited, a policy on the connection): the
+    # same client found, the same decisions, and a key that is nobody's is 401 either way.
+    crowd = [
+        {"name": f"other-{i}", "key": f"ck-CANARY-other-{i:04d}", "connections": ["stripe"]}
+        for i in range(count - 1)
+    ]
+    me = {"name": "me", "key": KEY, "connections": ["github"], "rateLimit": {"requests": 5}}
+    policy = {"allow": [{"methods": ["GET"], "paths": ["/repos/**"]}]}
+    runtime = build_runtime(tree([*crowd, me], policy=policy), {})
+    access = runtime.access
+    assert access is not None and len(access.callers) == count
+    github, stripe = runtime.connections
+    presented = access.authenticate([(b"Host", b"x"), (b"Authorization", f"Bearer {KEY}".encode())])
+    assert presented is not None
+    assert (presented.name, presented.carrier) == ("me", "authorization")
+    access.authorize(presented, github, "GET", "/repos/a/b")
+    with pytest.raises(AccessDenied) as denied:
+        access.authorize(presented, github, "DELETE", "/repos/a/b")
+    assert denied.value.code == "request_forbidden"
+    with pytest.raises(AccessDenied) as denied:
+        access.authorize(presented, stripe, "GET", "/v1/x")
+    assert denied.value.code == "client_forbidden"
+    with pytest.raises(AccessDenied) as denied:
+        access.authenticate([(b"X-Api-Key", (KEY + "x").encode())])
+    assert denied.value.code == "client_unauthorized"
 
 
 def test_without_clients_or_policy_there_is_no_access_check() -> None:

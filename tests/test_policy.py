@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from proxy.policy import (
     KeyRing,
     PatternError,
+    PolicyMatcher,
     Rule,
     TokenBucket,
     compile_path_pattern,
@@ -96,6 +97,29 @@ def test_key_ring_finds_the_owner_by_digest() -> None:
     assert ring.owner("") is None
     # keySha256 in the file is the hex SHA-256 of the key's UTF-8 bytes.
     assert key_digest("k1") == hashlib.sha256(b"k1").digest()
+
+
+@pytest.mark.parametrize("position", [0, 1, 500, 999])
+def test_the_owner_does_not_depend_on_where_the_client_sits(position: int) -> None:
+    # One client, or the same client at any place among 1000: the same answer.
+    keys = [f"ck-{i:04d}-{'x' * (i % 7)}" for i in range(1000)]
+    alone = KeyRing([(key_digest(keys[position]), "me")])
+    crowd = KeyRing(
+        [(key_digest(k), "me" if i == position else f"c{i}") for i, k in enumerate(keys)]
+    )
+    for ring in (alone, crowd):
+        assert ring.owner(keys[position]) == "me"
+        assert ring.owner(keys[position].encode()) == "me"
+        # A near miss (one byte off, a prefix, an extension) is nobody's.
+        assert ring.owner(keys[position][:-1] + "?") is None
+        assert ring.owner(keys[position][:-1]) is None
+        assert ring.owner(keys[position] + "x") is None
+
+
+def test_the_first_of_two_owners_of_one_digest_wins() -> None:
+    # `check` refuses this; the ring still answers deterministically.
+    ring = KeyRing([(key_digest("k"), "first"), (key_digest("k"), "second")])
+    assert ring.owner("k") == "first"
 
 
 # --- path patterns -------------------------------------------------------------------------
@@ -266,3 +290,34 @@ def naive_match(pattern: list[str], path: list[str]) -> bool:
 def test_the_matcher_agrees_with_naive_backtracking(pattern: list[str], path: list[str]) -> None:
     compiled = compile_path_pattern("/" + "/".join(pattern))
     assert compiled.matches(tuple(path)) is naive_match(pattern, path)
+
+
+_PATTERNS = ["/a", "/a/b", "/", "/*", "/a/*", "/*.json", "/a/**", "/**/b", "/a%2Fb", "/a/b%20c"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | st.frozensets(st.sampled_from(["GET", "POST", "HEAD"]), min_size=1),
+            st.none() | st.lists(st.sampled_from(_PATTERNS), min_size=1, max_size=3),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["GET", "POST", "HEAD", "DELETE"]),
+    st.lists(st.sampled_from(["a", "b", "", "x.json", "a%2Fb", "b%20c", "b c"]), max_size=4),
+)
+def test_the_request_path_matcher_agrees_with_first_allowing(
+    spec: list[tuple[frozenset[str] | None, list[str] | None]], method: str, parts: list[str]
+) -> None:
+    rules = [
+        Rule(
+            methods,
+            None if paths is None else tuple(compile_path_pattern(p) for p in paths),
+            "rule",
+        )
+        for methods, paths in spec
+    ]
+    tail = "/" + "/".join(parts)
+    expected = first_allowing(rules, method, tail) is not None
+    assert PolicyMatcher(rules).allows(method, tail) is expected
