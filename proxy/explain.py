@@ -38,6 +38,8 @@ from .schemes.certificate import CertificateScheme
 
 MASK = "****"
 PLACEHOLDER_TOKEN = "<oauth2-access-token: fetched at run time>"
+# An `oauth1` credential of the file: its token is exchanged at run time (oauth1_tokens.py).
+PLACEHOLDER_OAUTH1_TOKEN = "<oauth1-token: exchanged at run time>"
 BODY_PREVIEW = 2048
 
 
@@ -160,7 +162,11 @@ def render_access(decision: Decision) -> str:
 
 
 def _placeholder(scheme: Scheme) -> TokenSet | None:
-    return TokenSet(access_token=PLACEHOLDER_TOKEN) if scheme.needs_token else None
+    if not scheme.needs_token:
+        return None
+    if scheme.type_name == "oauth1":
+        return TokenSet(access_token=PLACEHOLDER_OAUTH1_TOKEN)
+    return TokenSet(access_token=PLACEHOLDER_TOKEN)
 
 
 def secret_values(model: m.Connection) -> set[str]:

@@ -153,3 +153,16 @@ def test_check_accepts_the_shape_and_names_a_missing_token_endpoint(
         "connections[0].credentials[0].authSchemeConfig.oauth1.tokenEndpoint: required to exchange"
     )
     assert VERIFIER not in out + err
+
+
+def test_explain_shows_a_placeholder_for_the_token_still_to_exchange(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin = "https://acme.example"
+    credential = oauth1_credential(origin, "temporarytoken000000001", VERIFIER)
+    path = tmp_path / "proxy.yaml"
+    path.write_text(yaml.safe_dump({"connections": [connection("acme", origin, credential)]}))
+    assert main(["explain", "--config", str(path), "GET", "/acme/x"]) == 0
+    out = capsys.readouterr().out
+    assert 'oauth_token="%3Coauth1-token%3A%20exchanged%20at%20run%20time%3E"' in out
+    assert VERIFIER not in out and "temporarytoken" not in out
