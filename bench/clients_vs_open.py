@@ -9,7 +9,9 @@ Two measurements in one run:
    drops it). Rounds alternate between the two, bounded in count and time; the script prints
    the median req/s of each and the ratio with / without.
 2. In process: the median time of the check itself (`authenticate` + `authorize` on the same
-   request shape), to set against the per-request time of (1).
+   request shape, the key held by the last client) with 1, 20 and 1000 clients, in alternating
+   rounds, to set against the per-request time of (1) and to show it does not grow with the
+   number of clients.
 
 Run: `python bench/clients_vs_open.py` (`--rounds`, `--requests`, `--concurrency`, `--seconds`).
 """
@@ -36,7 +38,9 @@ async def tiny(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def proxy_config(port: int, upstream: str, store: Path, with_clients: bool) -> dict[str, Any]:
+def proxy_config(
+    port: int, upstream: str, store: Path, with_clients: bool, clients: int = CLIENTS
+) -> dict[str, Any]:
     bearer = {
         "authSchemeConfig": {"type": "bearer"},
         "credential": {"type": "string", "data": {"string": {"value": "bench-token"}}},
@@ -56,7 +60,7 @@ def proxy_config(port: int, upstream: str, store: Path, with_clients: bool) -> d
                 "connections": ["api"],
                 "rateLimit": {"requests": 10_000_000, "per": 1},
             }
-            for i in range(CLIENTS)
+            for i in range(clients)
         ]
         connection["policy"] = {
             "allow": [
@@ -68,15 +72,17 @@ def proxy_config(port: int, upstream: str, store: Path, with_clients: bool) -> d
     return config
 
 
-def check_cost(samples: int = 20_000) -> float:
-    """Median µs of `authenticate` + `authorize` for the bench's request."""
-    config = proxy_config(0, "http://127.0.0.1:9", Path("unused.db"), with_clients=True)
+def check_round(clients: int, samples: int) -> float:
+    """Median µs of `authenticate` + `authorize` for the bench's request, the key being the
+    last of `clients` clients."""
+    config = proxy_config(0, "http://127.0.0.1:9", Path("unused.db"), True, clients)
     config["listen"] = "127.0.0.1:8080"
     runtime = build_runtime(config, {})
     access = runtime.access
     assert access is not None
     connection = runtime.connections[0]
-    headers = [(b"Host", b"proxy.test"), (b"User-Agent", b"bench"), (b"X-Api-Key", KEY.encode())]
+    key = f"bench-client-key-{clients - 1:04d}".encode()
+    headers = [(b"Host", b"proxy.test"), (b"User-Agent", b"bench"), (b"X-Api-Key", key)]
     timings = []
     for _ in range(samples):
         started = time.perf_counter_ns()
@@ -84,6 +90,16 @@ def check_cost(samples: int = 20_000) -> float:
         access.authorize(caller, connection, "GET", "/items/42")
         timings.append(time.perf_counter_ns() - started)
     return statistics.median(timings) / 1000
+
+
+def check_costs(rounds: int = 9, samples: int = 20_000) -> dict[int, list[float]]:
+    """Per client count, the median µs of each of `rounds` alternating rounds."""
+    sizes = [1, CLIENTS, 1000]
+    costs: dict[int, list[float]] = {size: [] for size in sizes}
+    for i in range(rounds):
+        for size in sizes if i % 2 == 0 else reversed(sizes):
+            costs[size].append(check_round(size, samples))
+    return costs
 
 
 async def main(rounds: int, count: int, conc: int, budget: float) -> None:
@@ -116,11 +132,12 @@ async def main(rounds: int, count: int, conc: int, budget: float) -> None:
     ratio = print_table(results, heading)
     print(f"clients / open = {ratio:.3f}")
     per_request = 1e6 / statistics.median(results["clients"])
-    cost = check_cost()
-    print(
-        f"the check in process: median {cost:.1f} us per request "
-        f"({CLIENTS} clients, 3 policy rules), against {per_request:.0f} us per request end to end"
-    )
+    print(f"against {per_request:.0f} us per request end to end, the check in process (3 rules):")
+    for size, values in check_costs().items():
+        print(
+            f"  {size:>5} clients: median {statistics.median(values):.2f} us per request "
+            f"(round medians {min(values):.2f}-{max(values):.2f})"
+        )
 
 
 if __name__ == "__main__":
