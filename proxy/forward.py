@@ -21,7 +21,7 @@ from .body import BufferedBody, read_body
 from .config.models import Limits
 from .connection import CompiledConnection
 from .errors import CredentialError, InvalidRequest, NotFound, ProxyError
-from .headers import FORWARDED, REQUEST_ONLY, end_to_end
+from .headers import FORWARDED, REQUEST_ONLY, end_to_end, end_to_end_raw
 from .http1 import Http1Upstream
 from .http1.inbound import InboundRequest
 from .http1.wire import Framing
@@ -38,9 +38,9 @@ MAX_FLOW_STEPS = 8
 # times a thread hop, and hashlib runs it without the GIL.
 OFF_LOOP_BODY_BYTES = 256 * 1024
 RESPONSE_URL_HEADERS = {
-    "location": rewrite_location,
-    "content-location": rewrite_location,
-    "link": rewrite_link,
+    b"location": rewrite_location,
+    b"content-location": rewrite_location,
+    b"link": rewrite_link,
 }
 _URL_HEADER_LENGTHS = frozenset(len(name) for name in RESPONSE_URL_HEADERS)
 
@@ -247,16 +247,16 @@ class Forwarder:
         try:
             head = reply.head
             request.upstream_status = head.status
-            headers = _response_headers(request, connection, head.headers)
+            block, has_length = _response_head(request, connection, head.raw)
             take_whole = getattr(reply, "take_whole_body", None)
             whole = take_whole() if take_whole is not None else None
             if whole is not None:
                 # The whole body is here already (most small responses): head and body in one
                 # write, without the chunk loop.
-                request.respond(head.status, reply.reason, headers, whole)
+                request.respond_block(head.status, reply.reason, block, has_length, whole)
                 completed = True
                 return
-            request.start(head.status, reply.reason, headers)
+            request.start_block(head.status, reply.reason, block, has_length)
             try:
                 async for chunk in reply.iter_chunks():
                     await request.write(chunk)
@@ -278,24 +278,34 @@ class Forwarder:
                 reply.close()
 
 
-def _response_headers(
-    request: InboundRequest, connection: CompiledConnection, headers: Sequence[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The upstream's headers minus hop-by-hop ones, with the docs/request-path.md URL rewrite
-    applied."""
-    pairs = end_to_end(headers)
-    if connection.rewrite_response_urls:
-        prefix = None
-        for index, (key, value) in enumerate(pairs):
-            # The length test spares a lower() for nearly every header.
-            rewrite = (
-                RESPONSE_URL_HEADERS.get(key.lower()) if len(key) in _URL_HEADER_LENGTHS else None
-            )
+def _response_head(
+    request: InboundRequest, connection: CompiledConnection, raw: Sequence[tuple[bytes, bytes]]
+) -> tuple[bytes, bool]:
+    """The upstream's header lines minus hop-by-hop ones, with the docs/request-path.md URL
+    rewrite applied, and whether they hold a `Content-Length`.
+
+    Fields pass as the bytes received; only the URL headers are decoded, and only when the
+    connection rewrites them."""
+    rewrite_urls = connection.rewrite_response_urls
+    prefix = None
+    has_length = False
+    parts: list[bytes] = []
+    for key, value in end_to_end_raw(raw):
+        size = len(key)  # the length test spares a lower() for nearly every header
+        if size == 14 and key.lower() == b"content-length":
+            has_length = True
+        elif rewrite_urls and size in _URL_HEADER_LENGTHS:
+            rewrite = RESPONSE_URL_HEADERS.get(key.lower())
             if rewrite is not None:
                 if prefix is None:  # built only when needed
                     prefix = f"{request.scheme}://{request.host}{connection.route}"
-                pairs[index] = (key, rewrite(value, connection.base, prefix))
-    return pairs
+                text = rewrite(value.decode("latin-1"), connection.base, prefix)
+                try:
+                    value = text.encode("latin-1")
+                except UnicodeEncodeError:  # a client's UTF-8 Host in the prefix
+                    value = text.encode("utf-8")
+        parts += (key, b": ", value, b"\r\n")
+    return b"".join(parts), has_length
 
 
 async def _send_lean(

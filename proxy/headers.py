@@ -71,3 +71,26 @@ def end_to_end(
         # Usually `Connection` says only `keep-alive` or `close`: a second pass is rare.
         kept = [pair for pair in kept if pair[0].lower() not in extra]
     return kept
+
+
+HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
+
+
+@lru_cache(maxsize=1024)
+def _raw_tokens(value: bytes) -> frozenset[bytes]:
+    return frozenset(token.strip().lower() for token in value.split(b",") if token.strip())
+
+
+def end_to_end_raw(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`end_to_end` on fields as received (bytes): the response relay never decodes them."""
+    kept: list[tuple[bytes, bytes]] = []
+    extra: frozenset[bytes] = frozenset()
+    for pair in headers:
+        low = pair[0].lower()
+        if low not in HOP_BY_HOP_RAW:
+            kept.append(pair)
+        elif low == b"connection":
+            extra |= _raw_tokens(pair[1]) - HOP_BY_HOP_RAW
+    if extra:
+        kept = [pair for pair in kept if pair[0].lower() not in extra]
+    return kept

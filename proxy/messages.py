@@ -131,10 +131,18 @@ def _merge_cookies(
 
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
-    """Status and headers of an upstream answer; the body stays with the driver."""
+    """Status and headers of an upstream answer; the body stays with the driver.
+
+    The header fields stay the bytes the upstream sent (`raw`): the relay passes them through
+    as they are and decodes only the few it reads (framing, the URL rewrite)."""
 
     status: int
-    headers: tuple[tuple[str, str], ...] = ()
+    raw: tuple[tuple[bytes, bytes], ...] = ()
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """The header fields as text (latin-1, RFC 9110 §5.5); decoded on each call."""
+        return tuple((key.decode("latin-1"), value.decode("latin-1")) for key, value in self.raw)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,10 +53,7 @@ class _AiohttpReply:
         self._response = response
         self.reason = response.reason or ""
         # raw_headers keeps repeated headers (Set-Cookie) and their order as received.
-        self.head = UpstreamResponse(
-            response.status,
-            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers),
-        )
+        self.head = UpstreamResponse(response.status, tuple(response.raw_headers))
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         try:

@@ -228,3 +228,30 @@ async def test_slow_client_slows_the_upstream_read(make_proxy: MakeProxy) -> Non
             digest.update(chunk)
             remaining -= len(chunk)
     assert digest.hexdigest() == hashlib.sha256(b"z" * total).hexdigest()
+
+
+async def test_response_header_lines_relayed_as_bytes(make_proxy: MakeProxy) -> None:
+    # The relay copies the upstream's header fields as received (name case, order, repeats,
+    # latin-1 bytes no UTF-8 decoder would accept) and drops only hop-by-hop ones: RFC 9110
+    # §7.6.1, including a field the upstream's `Connection` names.
+    kept = [
+        b"X-MiXeD-Case: V\r\n",
+        b"Set-Cookie: a=1\r\n",
+        b"Set-Cookie: b=2\r\n",
+        b"X-Latin: caf\xe9 \xff\r\n",
+        b"Content-Length: 2\r\n",
+    ]
+    dropped = [b"Connection: keep-alive, X-Hop\r\n", b"X-Hop: 1\r\n", b"Keep-Alive: timeout=5\r\n"]
+
+    async def mixed(request: Message, writer: asyncio.StreamWriter) -> None:
+        lines = [kept[0], dropped[0], kept[1], dropped[1], kept[2], kept[3], dropped[2], kept[4]]
+        writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(lines) + b"\r\nok")
+        await writer.drain()
+
+    async with proxied(make_proxy, mixed) as (port, _), opened(port) as (reader, writer):
+        writer.write(rawhttp.get("/up/x"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = await asyncio.wait_for(reader.readexactly(2), 5)
+    # The one line the proxy adds: its own answer to the client's `Connection: close`.
+    assert head == b"HTTP/1.1 200 OK\r\n" + b"".join(kept) + b"Connection: close\r\n\r\n"
+    assert body == b"ok"

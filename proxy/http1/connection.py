@@ -43,6 +43,7 @@ DEFAULT_MAX_HEAD = 64 * 1024  # `limits.maxHeaderBytes`
 # Header fields in one response head. Node.js caps at 2000; a real API sends a few dozen, and the
 # byte limit alone would let 64 KiB of `a:b` lines become ~10,000 Python objects.
 MAX_HEADER_FIELDS = 1000
+_FRAMING_NAMES = (b"content-length", b"transfer-encoding")
 
 
 class ConnectionLost(Exception):
@@ -281,16 +282,16 @@ class H1Connection(asyncio.Protocol):
             return
         self._keep_alive = self._parser.should_keep_alive()
         no_body = self._is_head or status in (204, 304)
-        headers: list[tuple[str, str]] = []
+        # The fields stay bytes (the relay copies them as they are); only the framing names
+        # are looked at here, and the length test spares a lower() for nearly every one.
         has_framing = False
-        for name, value in self._headers:
-            key = name.decode("latin-1")
-            if len(key) in (14, 17) and key.lower() in ("content-length", "transfer-encoding"):
+        for name, _ in self._headers:
+            if len(name) in (14, 17) and name.lower() in _FRAMING_NAMES:
                 has_framing = True
-            headers.append((key, value.decode("latin-1")))
+                break
         self._close_delimited = not no_body and not has_framing
         self.reason = self._reason.decode("latin-1").strip()
-        self.head = UpstreamResponse(status, tuple(headers))
+        self.head = UpstreamResponse(status, tuple(self._headers))
         if self._is_head:
             self._complete()  # llhttp does not know the method: the head is the whole message
         else:

@@ -27,12 +27,14 @@ from .wire import (
     CHUNKED_END,
     chunk_frame,
     encode_response_head,
+    header_block,
     response_has_body,
 )
 
 if TYPE_CHECKING:
     from ..connection import CompiledConnection
 
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 # X-Request-Id values taken from the client as they are: a short token, nothing a log line or a
 # header could be forged with (docs/operations.md: otherwise the proxy makes its own).
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
@@ -266,11 +268,17 @@ class InboundRequest:
     ) -> None:
         """The whole response in one write; `Content-Length` is added unless given (or no body
         is allowed, as for HEAD, 1xx, 204 and 304)."""
+        self.respond_block(status, reason, header_block(headers), _has_length(headers), body)
+
+    def respond_block(
+        self, status: int, reason: str, block: bytes, has_length: bool, body: bytes = b""
+    ) -> None:
+        """`respond` with the header lines encoded already (`wire.encode_response_head`)."""
         allowed = response_has_body(self.method, status)
-        if allowed and not _has_length(headers):
-            headers = [*headers, ("Content-Length", str(len(body)))]
+        if allowed and not has_length:
+            block += b"Content-Length: %d\r\n" % len(body)
         head = encode_response_head(
-            self.version, status, reason, headers, None, self._connection_header()
+            self.version, status, reason, block, None, self._connection_header()
         )
         self.started = self.finished = True
         self.status = status
@@ -284,15 +292,19 @@ class InboundRequest:
     def start(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
         """Send the head of a streamed response: the upstream's `Content-Length` when it gave
         one, else chunked (HTTP/1.1) or close-delimited (HTTP/1.0)."""
+        self.start_block(status, reason, header_block(headers), _has_length(headers))
+
+    def start_block(self, status: int, reason: str, block: bytes, has_length: bool) -> None:
+        """`start` with the header lines encoded already (`wire.encode_response_head`)."""
         extra = None
-        if response_has_body(self.method, status) and not _has_length(headers):
+        if response_has_body(self.method, status) and not has_length:
             if self.version == "1.1":
                 self._chunked = True
-                extra = "Transfer-Encoding: chunked"
+                extra = _CHUNKED_LINE
             else:
                 self.keep_alive = False  # the end of the body is the end of the connection
         head = encode_response_head(
-            self.version, status, reason, headers, extra, self._connection_header()
+            self.version, status, reason, block, extra, self._connection_header()
         )
         self.started = True
         self.status = status
@@ -320,11 +332,11 @@ class InboundRequest:
         self.keep_alive = False
         self._exchange.abort()
 
-    def _connection_header(self) -> str | None:
+    def _connection_header(self) -> bytes | None:
         if not self.keep_alive:
-            return "Connection: close"
+            return b"Connection: close\r\n"
         if self.version == "1.0":
-            return "Connection: keep-alive"
+            return b"Connection: keep-alive\r\n"
         return None
 
 

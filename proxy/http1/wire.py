@@ -147,28 +147,35 @@ def status_line(version: str, status: int, reason: str) -> bytes:
     return f"HTTP/{version} {status} {reason}\r\n".encode("latin-1", "replace")
 
 
+def header_block(headers: list[tuple[str, str]]) -> bytes:
+    """`Name: value` lines for headers the proxy holds as text (its own answers, rewritten URLs).
+
+    Latin-1 is the wire's text (RFC 9110 §5.5); a value outside it (a rewritten URL holding
+    a client's UTF-8 Host) goes out as UTF-8 rather than failing the response."""
+    text = "".join([f"{key}: {value}\r\n" for key, value in headers])
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
 def encode_response_head(
     version: str,
     status: int,
     reason: str,
-    headers: list[tuple[str, str]],
-    framing: str | None,
-    connection: str | None,
+    block: bytes,
+    framing: bytes | None,
+    connection: bytes | None,
 ) -> bytes:
     """Status line and header block, ending with the blank line.
 
-    `headers` come from the upstream's parsed head (no CR or LF can be in them) or from the
-    proxy itself; `framing` and `connection` are header lines the server adds (chunked coding,
-    `Connection: close`)."""
-    lines = [f"{key}: {value}\r\n" for key, value in headers]
+    `block` holds the header lines: the upstream's as received (the parser let no CR or LF
+    into them) or `header_block` of the proxy's own; `framing` and `connection` are header
+    lines the server adds (chunked coding, `Connection: close`)."""
+    parts = [status_line(version, status, reason), block]
     if framing is not None:
-        lines.append(framing + "\r\n")
+        parts.append(framing)
     if connection is not None:
-        lines.append(connection + "\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    try:
-        block = text.encode("latin-1")
-    except UnicodeEncodeError:
-        block = text.encode("utf-8")
-    return status_line(version, status, reason) + block
+        parts.append(connection)
+    parts.append(b"\r\n")
+    return b"".join(parts)
