@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from typing import Any
 
 from ..errors import ProxyError
@@ -170,7 +170,7 @@ class Http1Upstream:
         head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
         return await self._send(endpoint, context, method, head, data, stream, framing, length)
 
-    async def send_encoded(
+    def send_encoded(
         self,
         endpoint: Endpoint,
         tls: ssl.SSLContext | None,
@@ -179,10 +179,13 @@ class Http1Upstream:
         stream: AsyncIterable[bytes] | None,
         framing: Framing,
         length: int | None,
-    ) -> UpstreamReply:
-        """Send a request whose head is already encoded (the lean path, `lean.py`)."""
+    ) -> Coroutine[Any, Any, UpstreamReply]:
+        """Send a request whose head is already encoded (the lean path, `lean.py`).
+
+        A plain function handing back `_send`'s coroutine: one coroutine layer fewer between
+        the inbound request and the upstream write."""
         context = self.pool.tls_for(endpoint, tls)
-        return await self._send(endpoint, context, method, head, None, stream, framing, length)
+        return self._send(endpoint, context, method, head, None, stream, framing, length)
 
     async def _send(
         self,
