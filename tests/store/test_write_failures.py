@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,15 @@ from proxy.config.load import load_runtime
 from proxy.store import open_store
 from tests.conftest import bearer, connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
-from tests.store.procs import ProxyProcess, Reply, SmallFs, small_filesystem, wait_for
+from tests.store.procs import (
+    FailingExt4,
+    ProxyProcess,
+    Reply,
+    SmallFs,
+    failing_ext4,
+    small_filesystem,
+    wait_for,
+)
 
 SECRET = "canary-store-fault-client-secret"
 STATIC = "canary-store-fault-static-token"
@@ -93,11 +101,12 @@ def stored_refresh_token(proxy: ProxyProcess, name: str) -> str | None:
     return asyncio.run(read())
 
 
-def refresh_while_the_disk_fills(
-    proxy: ProxyProcess, server: AuthServer, fs: SmallFs
+def refresh_during(
+    proxy: ProxyProcess, server: AuthServer, fault: Callable[[], None]
 ) -> list[Reply]:
-    """A request meets a revoked access token (401) and refreshes; the disk fills while the
-    provider is still answering (the lease is taken by then, the token write fails)."""
+    """A request meets a revoked access token (401) and refreshes; `fault` strikes the store's
+    file system while the provider is still answering (the lease is taken by then, the token
+    write fails)."""
     revoke_oauth_tokens(server)
     hits = server.hits
     server.delay = 1.0
@@ -105,7 +114,7 @@ def refresh_while_the_disk_fills(
     client = threading.Thread(target=lambda: replies.append(proxy.get("/api/during")))
     client.start()
     wait_for(lambda: server.hits == hits + 1, 10, "the token request")
-    fs.fill()
+    fault()
     client.join(15)
     server.delay = 0.0
     return replies
@@ -126,7 +135,7 @@ def test_disk_full_during_a_refresh_keeps_the_new_token(
     try:
         assert proxy.readyz().status == 200
         assert proxy.get("/api/warm").status == 200
-        replies = refresh_while_the_disk_fills(proxy, server, fs)
+        replies = refresh_during(proxy, server, fs.fill)
         assert [r.status for r in replies] == [200]  # the token kept in memory was used
         issued = server.current_refresh_token(seeds["api"])
         assert server.refresh[issued].confirmed  # used upstream: the seed's token is dead now
@@ -178,7 +187,7 @@ def test_restart_at_once_after_the_disk_frees(tmp_path: Path, fs: SmallFs, auth:
     proxy.start()
     try:
         assert proxy.get("/api/warm").status == 200
-        assert [r.status for r in refresh_while_the_disk_fills(proxy, server, fs)] == [200]
+        assert [r.status for r in refresh_during(proxy, server, fs.fill)] == [200]
         assert proxy.readyz().status == 503
         fs.free()
     finally:
@@ -232,3 +241,68 @@ def test_deleted_database_files(tmp_path: Path, fs: SmallFs, auth: Running) -> N
         assert proxy.readyz().status == 503  # it stays unready: nothing pretends to be stored
     finally:
         proxy.stop()
+
+
+@pytest.fixture
+def ext4() -> Iterator[FailingExt4]:
+    with failing_ext4() as mounted:
+        yield mounted
+
+
+def test_file_system_turns_read_only_during_a_refresh(
+    tmp_path: Path, ext4: FailingExt4, auth: Running
+) -> None:
+    """ext4 `errors=remount-ro` after a file system error, the way a store turns read-only under
+    a running process in production: the kernel aborts the journal and refuses every write.
+
+    While it lasts the proxy behaves as with a full disk. ext4 will not remount an aborted file
+    system read-write, so the repair needs the proxy stopped first: the token kept in memory
+    cannot be written anywhere, the proxy says so at exit, and after the repair the store holds
+    the token from before the fault. On a rotating provider that one is used up: the restarted
+    proxy presents it once, gets `invalid_grant` and reports that re-authorisation is needed
+    (the connection that did not refresh during the fault serves on)."""
+    server = auth.server
+    proxy, seeds = make_proxy(tmp_path, ext4, auth)
+    proxy.start()
+    try:
+        assert proxy.get("/api/warm").status == 200
+        ext4.sync()  # what the store holds before the fault is on disk
+        assert [r.status for r in refresh_during(proxy, server, ext4.fs_error)] == [200]
+        issued = server.current_refresh_token(seeds["api"])
+        assert server.refresh[issued].confirmed  # used upstream: the seed's token is dead now
+
+        ready = proxy.readyz()
+        # SQLite reports the kernel's refusal as "disk I/O error"; statvfs does not show an
+        # ext4 emergency read-only mount as ST_RDONLY, so nothing more precise is known.
+        assert ready.status == 503 and "I/O" in ready.json()["store"], ready
+        assert "1 token write(s) waiting" in ready.json()["store"]
+        revoke_oauth_tokens(server)
+        assert proxy.get("/api/again").status == 200
+        assert presented_refresh_tokens(server)[-1] == issued  # from memory, not the seed's
+        assert proxy.get("/static/x").status == 200
+        assert_store_unavailable(proxy.get("/other/x"))  # the lease cannot be taken
+        time.sleep(1.0)
+        assert proxy.readyz().status == 503  # the retries keep failing: still unready
+    finally:
+        assert proxy.stop() == 0
+    assert "could not be stored before exit" in proxy.output()
+    before_restart = presented_refresh_tokens(server)
+    assert len(before_restart) == len(set(before_restart)) == 2
+
+    ext4.repair()
+    assert stored_refresh_token(proxy, "api") == seeds["api"]
+    proxy.start()
+    try:
+        assert proxy.readyz().status == 200
+        revoke_oauth_tokens(server)
+        after = proxy.get("/api/after")
+        assert after.status == 502 and after.json()["code"] == "credential_reauthorization_required"
+        assert proxy.get("/other/after").status == 200
+        assert proxy.get("/static/after").status == 200
+    finally:
+        proxy.stop()
+    # The only refresh token sent twice: the stored one, once, after the restart.
+    assert presented_refresh_tokens(server)[2:] == [seeds["api"], seeds["other"]]
+    output = proxy.output()
+    for secret in (SECRET, STATIC, *presented_refresh_tokens(server)):
+        assert secret not in output
