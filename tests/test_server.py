@@ -19,6 +19,10 @@ from tests import rawhttp
 from tests.conftest import free_port
 
 START_TIMEOUT = 15.0
+# The drain test's bounds. Each stage waits for its own event; these only bound a broken proxy,
+# so they are generous for a loaded 2-core machine.
+STAGE_TIMEOUT = 20.0
+GRACE = 60  # `timeouts.shutdownGrace`: longer than every stage between the signal and the reply
 
 
 async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.Message:
@@ -52,7 +56,7 @@ async def spawn_proxy(
 
 async def run_proxy(tmp_path: Path, upstream_base: str) -> tuple[asyncio.subprocess.Process, int]:
     tree = {
-        "timeouts": {"shutdownGrace": 10},
+        "timeouts": {"shutdownGrace": GRACE},
         "connections": [{"name": "slow", "baseUrl": upstream_base, "credentials": []}],
     }
     return await spawn_proxy(
@@ -72,7 +76,7 @@ async def test_signal_drains_in_flight_then_exits_zero(
     tmp_path: Path, gate: asyncio.Event, signum: signal.Signals
 ) -> None:
     async def slow(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
-        await asyncio.wait_for(gate.wait(), 10)
+        await asyncio.wait_for(gate.wait(), GRACE)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nfinished")
         await writer.drain()
 
@@ -83,13 +87,17 @@ async def test_signal_drains_in_flight_then_exits_zero(
             assert health.status == 200
             assert json.loads(health.body)["status"] == "ok"
 
-            in_flight = asyncio.create_task(rawhttp.exchange(port, rawhttp.get("/slow/x")))
-            async with asyncio.timeout(5):
+            # The exchange spans every stage below, so its bound is theirs together (rawhttp's
+            # default 5 s would end it on a loaded machine before the gate opens).
+            in_flight = asyncio.create_task(
+                rawhttp.exchange(port, rawhttp.get("/slow/x"), timeout=4 * STAGE_TIMEOUT)
+            )
+            async with asyncio.timeout(STAGE_TIMEOUT):
                 while not upstream.received:  # the request has reached the upstream
                     await asyncio.sleep(0.01)
 
             proc.send_signal(signum)
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(STAGE_TIMEOUT):
                 while True:  # the listener closes promptly; the in-flight request is untouched
                     try:
                         _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -100,9 +108,9 @@ async def test_signal_drains_in_flight_then_exits_zero(
             assert not in_flight.done()
 
             gate.set()
-            response = await asyncio.wait_for(in_flight, 5)
+            response = await asyncio.wait_for(in_flight, STAGE_TIMEOUT)
             assert (response.status, response.body, response.complete) == (200, b"finished", True)
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            assert await asyncio.wait_for(proc.wait(), STAGE_TIMEOUT) == 0
         finally:
             if proc.returncode is None:
                 proc.kill()
