@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ LIMIT = 64 * 1024  # the default `limits.maxHeaderBytes`
 ATTACK_SECONDS = 20.0  # a hostile upstream gives up after this long (a bound for the test)
 ATTACK_BYTES = 64 * 1024 * 1024  # ... or after this many bytes
 PIECE = 16 * 1024
+SNDBUF = 64 * 1024  # the hostile upstream's SO_SNDBUF
 
 
 def endless_lines() -> Callable[[int], bytes]:
@@ -65,6 +67,10 @@ class Hostile:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         total = 0
         self.writers.add(writer)
+        # A small send buffer: the attack goes out as fast as the proxy reads it, without this
+        # process filling megabytes of loopback buffer on every attack.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
         try:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(self.prelude)
@@ -79,6 +85,9 @@ class Hostile:
                     self.crossed.append(time.monotonic())
                 total += len(data)
                 await writer.drain()
+                # drain() only waits once the buffers are full; yield every piece anyway so the
+                # other clients of this event loop (the timed victims) are not starved by it.
+                await asyncio.sleep(0)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -269,7 +278,8 @@ async def test_chunked_bodies_and_small_trailers_pass_at_any_read_boundary(
 
 ATTACKERS = 4
 WARM_ROUNDS = 100  # per attacker: the allocator settles (glibc keeps freed 256 KiB reads)
-ATTACK_ROUNDS = 200  # per attacker, while victims are timed
+BLOCKS = 4  # control and attack blocks alternate, so a change in the shared machine's load
+BLOCK_ROUNDS = 50  # (other processes come and go) falls on both; 4 x 50 = 200 rounds per attacker
 MAX_VICTIMS = 5000
 
 
@@ -309,8 +319,8 @@ async def victims_during(port: int, busy: asyncio.Future[Any]) -> list[float]:
     return latencies
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
+def percentile(values: list[float], fraction: float) -> float:
+    return sorted(values)[int(len(values) * fraction)]
 
 
 @pytest.mark.parametrize(
@@ -334,25 +344,35 @@ async def test_memory_stays_flat_and_others_are_not_slowed(
         )
         try:
             await wait_healthy(port, proc)
-            # Control: victims while the same number of clients make ordinary requests.
-            control_load = asyncio.ensure_future(load(port, "good", ATTACK_ROUNDS))
-            control = await victims_during(port, control_load)
+            # Warm-up, outside every measurement: both routes, then the allocator's settled peak.
+            await load(port, "good", WARM_ROUNDS)
             warm = await load(port, "evil", WARM_ROUNDS)
             rss_warm = peak_rss_kib(proc.pid)
-            attack = asyncio.ensure_future(load(port, "evil", ATTACK_ROUNDS))
-            during = await victims_during(port, attack)
-            statuses = attack.result()
+            # Victims beside as many clients making ordinary requests (control), then beside the
+            # attack, in alternating blocks of the same size.
+            control: list[float] = []
+            during: list[float] = []
+            statuses: list[int] = []
+            for _ in range(BLOCKS):
+                ordinary = asyncio.ensure_future(load(port, "good", BLOCK_ROUNDS))
+                control += await victims_during(port, ordinary)
+                attack = asyncio.ensure_future(load(port, "evil", BLOCK_ROUNDS))
+                during += await victims_during(port, attack)
+                statuses += attack.result()
             rss_after = peak_rss_kib(proc.pid)
         finally:
             proc.kill()
             await proc.wait()
-    assert warm + statuses == [502] * (ATTACKERS * (WARM_ROUNDS + ATTACK_ROUNDS))
+    assert warm + statuses == [502] * (ATTACKERS * (WARM_ROUNDS + BLOCKS * BLOCK_ROUNDS))
     # Flat: 800 more hostile heads do not raise the peak (had each 64 KiB head been kept, that
     # would be 50 MiB; before the limit one such upstream took the proxy to 2.7 GB).
     assert rss_after - rss_warm < 8 * 1024, (rss_warm, rss_after)
-    # Victims fare about as they do beside as many ordinary clients (generous: the machine is
-    # shared, and the hostile upstream runs in this process). Before the limit an endless
+    # Victims fare about as they do beside as many ordinary clients, at the median and at p90
+    # (generous: the machine is shared, and the hostile upstream runs in this process, so both
+    # bounds scale with the control measured in the same run). Before the limit an endless
     # value slowed every other request to ~0.5 s.
-    assert len(during) >= 20
-    assert median(during) < 5 * median(control) + 0.01, (median(control), median(during))
-    assert sorted(during)[len(during) * 9 // 10] < 0.25  # p90: no victim waits on the attack
+    assert len(control) >= 20 and len(during) >= 20, (len(control), len(during))
+    medians = (percentile(control, 0.5), percentile(during, 0.5))
+    assert medians[1] < 5 * medians[0] + 0.01, medians
+    p90s = (percentile(control, 0.9), percentile(during, 0.9))
+    assert p90s[1] < 5 * p90s[0] + 0.05, p90s  # no victim waits on the attack
