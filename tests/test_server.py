@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -54,14 +55,37 @@ async def spawn_proxy(
     return proc, port
 
 
+async def spawn_on_any_port(
+    tmp_path: Path, tree: dict[str, Any]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`python -m proxy run` listening on a port the kernel picks (`127.0.0.1:0`), read back from
+    its "listening on" log line. Unlike `free_port()` there is no window in which another
+    process on a busy machine can take the port first. Output goes to `tmp_path/proxy.log`."""
+    log_path = tmp_path / "proxy.log"
+    with log_path.open("wb") as log_file:
+        out = log_file.fileno()
+        tree = {**tree, "listen": "127.0.0.1:0"}
+        proc, _ = await spawn_proxy(tmp_path, tree, stdout=out, stderr=out)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while loop.time() < deadline:
+        found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", log_path.read_bytes())
+        if found:
+            return proc, int(found[1])
+        if proc.returncode is not None:
+            raise AssertionError(f"proxy exited early with {proc.returncode}")
+        await asyncio.sleep(0.05)
+    proc.kill()
+    await proc.wait()
+    raise AssertionError("proxy did not start listening in time")
+
+
 async def run_proxy(tmp_path: Path, upstream_base: str) -> tuple[asyncio.subprocess.Process, int]:
     tree = {
         "timeouts": {"shutdownGrace": GRACE},
         "connections": [{"name": "slow", "baseUrl": upstream_base, "credentials": []}],
     }
-    return await spawn_proxy(
-        tmp_path, tree, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
+    return await spawn_on_any_port(tmp_path, tree)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests import rawhttp
 from tests.conftest import MakeProxy, connection
 from tests.http1.conftest import MakeH1Proxy
 from tests.http1.test_framing import scripted
-from tests.test_server import spawn_proxy, wait_healthy
+from tests.test_server import spawn_on_any_port, wait_healthy
 
 LIMIT = 64 * 1024  # the default `limits.maxHeaderBytes`
 ATTACK_SECONDS = 20.0  # a hostile upstream gives up after this long (a bound for the test)
@@ -323,6 +323,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return sorted(values)[int(len(values) * fraction)]
 
 
+async def bulky(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
+    """The control's upstream: as many bytes as a refused head (`LIMIT`), as an ordinary body,
+    on a new connection each time (the proxy hangs up on a hostile upstream too)."""
+    head = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % LIMIT
+    writer.write(head + b"b" * LIMIT)
+    await writer.drain()
+    writer.close()
+
+
 @pytest.mark.parametrize(
     "piece", [endless_lines(), endless_value()], ids=["endless_lines", "endless_value"]
 )
@@ -332,30 +341,31 @@ async def test_memory_stays_flat_and_others_are_not_slowed(
     async with (
         hostile(b"HTTP/1.1 200 OK\r\n", piece) as evil,
         rawhttp.raw_upstream() as good,
+        rawhttp.raw_upstream(bulky) as bulk,
     ):
         tree = {
             "connections": [
                 {"name": "evil", "baseUrl": evil.base, "credentials": []},
                 {"name": "good", "baseUrl": good.base, "credentials": []},
+                {"name": "bulk", "baseUrl": bulk.base, "credentials": []},
             ]
         }
-        proc, port = await spawn_proxy(
-            tmp_path, tree, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
+        proc, port = await spawn_on_any_port(tmp_path, tree)
         try:
             await wait_healthy(port, proc)
-            # Warm-up, outside every measurement: both routes, then the allocator's settled peak.
-            await load(port, "good", WARM_ROUNDS)
+            # Warm-up, outside every measurement: every route, then the allocator's settled peak.
+            oks = await load(port, "bulk", WARM_ROUNDS)
             warm = await load(port, "evil", WARM_ROUNDS)
             rss_warm = peak_rss_kib(proc.pid)
-            # Victims beside as many clients making ordinary requests (control), then beside the
-            # attack, in alternating blocks of the same size.
+            # Victims beside as many clients fetching as many bytes in ordinary responses
+            # (control), then beside the attack, in alternating blocks of the same size.
             control: list[float] = []
             during: list[float] = []
             statuses: list[int] = []
             for _ in range(BLOCKS):
-                ordinary = asyncio.ensure_future(load(port, "good", BLOCK_ROUNDS))
+                ordinary = asyncio.ensure_future(load(port, "bulk", BLOCK_ROUNDS))
                 control += await victims_during(port, ordinary)
+                oks += ordinary.result()
                 attack = asyncio.ensure_future(load(port, "evil", BLOCK_ROUNDS))
                 during += await victims_during(port, attack)
                 statuses += attack.result()
@@ -364,6 +374,7 @@ async def test_memory_stays_flat_and_others_are_not_slowed(
             proc.kill()
             await proc.wait()
     assert warm + statuses == [502] * (ATTACKERS * (WARM_ROUNDS + BLOCKS * BLOCK_ROUNDS))
+    assert oks == [200] * (ATTACKERS * (WARM_ROUNDS + BLOCKS * BLOCK_ROUNDS))
     # Flat: 800 more hostile heads do not raise the peak (had each 64 KiB head been kept, that
     # would be 50 MiB; before the limit one such upstream took the proxy to 2.7 GB).
     assert rss_after - rss_warm < 8 * 1024, (rss_warm, rss_after)
