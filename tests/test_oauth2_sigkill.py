@@ -47,7 +47,8 @@ def get(url: str, timeout: float = 5.0) -> int:
             status: int = response.status
             return status
     except urllib.error.HTTPError as exc:
-        return exc.code
+        with exc:  # it holds the connection: closed here, not by the garbage collector
+            return exc.code
 
 
 def wait_ready(url: str, deadline: float) -> None:
