@@ -23,6 +23,7 @@ MiB = 1024 * 1024
 TOTAL = 64 * MiB
 BOUND = 24 * MiB
 PIECE = 256 * 1024
+STALL = 2.0  # seconds without progress that mean back-pressure
 
 
 async def settle(value: object, attribute: str, *, limit: float = 4.0) -> int:
@@ -68,13 +69,13 @@ async def test_slow_client_holds_the_upstream_back(make_h1_proxy: MakeH1Proxy) -
         reader, writer = await small_buffer_connection(port_of(proxy), socket.SO_RCVBUF)
         try:
             writer.write(b"GET /up/big HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 assert (await read_head(reader)) is not None
                 await reader.readexactly(MiB)  # the client reads 1 MiB, then stops reading
                 stalled_at = await settle(progress, "sent")
             print(f"download stalled at {stalled_at / MiB:.1f} MiB")
             assert stalled_at < BOUND, f"upstream got {stalled_at / MiB:.1f} MiB ahead"
-            async with asyncio.timeout(10):  # reading resumes: the upstream moves on
+            async with asyncio.timeout(30):  # reading resumes: the upstream moves on
                 await reader.readexactly(stalled_at)
                 assert progress.sent > stalled_at
         finally:
@@ -84,9 +85,9 @@ async def test_slow_client_holds_the_upstream_back(make_h1_proxy: MakeH1Proxy) -
 
 
 async def test_slow_upstream_holds_the_client_upload_back(make_h1_proxy: MakeH1Proxy) -> None:
-    release = asyncio.Event()
+    release, head_seen = asyncio.Event(), asyncio.Event()
     stalled = await asyncio.start_server(
-        lambda r, w: stall_after_head(r, w, release), "127.0.0.1", 0
+        lambda r, w: stall_after_head(r, w, head_seen, release), "127.0.0.1", 0
     )
     try:
         port = stalled.sockets[0].getsockname()[1]
@@ -98,12 +99,16 @@ async def test_slow_upstream_holds_the_client_upload_back(make_h1_proxy: MakeH1P
                 b"POST /up/upload HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: %d\r\n\r\n"
                 % TOTAL
             )
+            # The upload starts once the proxy is forwarding: its request head reached the upstream.
+            await asyncio.wait_for(head_seen.wait(), 20)
             piece = b"u" * PIECE
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(60):  # bounded; a healthy run takes well under a second
                 while progress.sent < TOTAL:
                     writer.write(piece)
                     try:
-                        await asyncio.wait_for(writer.drain(), 0.5)
+                        # A stall is a drain that waits for STALL: far longer than a busy
+                        # machine's scheduling hiccups, so a pause is never mistaken for one.
+                        await asyncio.wait_for(writer.drain(), STALL)
                     except TimeoutError:
                         break  # back-pressured: the proxy stopped taking the body
                     progress.sent += PIECE
@@ -118,11 +123,15 @@ async def test_slow_upstream_holds_the_client_upload_back(make_h1_proxy: MakeH1P
 
 
 async def stall_after_head(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, release: asyncio.Event
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head_seen: asyncio.Event,
+    release: asyncio.Event,
 ) -> None:
     try:
         await read_head(reader)
-        await asyncio.wait_for(release.wait(), 15)  # never reads the body
+        head_seen.set()
+        await asyncio.wait_for(release.wait(), 90)  # never reads the body
     finally:
         writer.transport.abort()
 
@@ -151,11 +160,11 @@ async def test_client_leaving_mid_response_is_not_an_error(
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /up/stream HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(20):
                 assert (await read_head(reader)) is not None
                 await reader.readexactly(PIECE)
             writer.transport.abort()  # the client leaves in the middle of the body
-            await asyncio.wait_for(closed.wait(), 5)
+            await asyncio.wait_for(closed.wait(), 20)
         finally:
             await server.drain(5)
             await app.close()
