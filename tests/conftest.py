@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
@@ -23,6 +24,20 @@ async def echo_server(aiohttp_server: Any) -> TestServer:
     """The bundled echo upstream: answers with the raw target, headers and a body hash."""
     server: TestServer = await aiohttp_server(create_echo_app())
     return server
+
+
+async def wind_down_loop() -> None:
+    """End a test's own background event loop as `asyncio.run` does, run on that loop last:
+    leftover tasks are cancelled and awaited, and the closes they scheduled (a transport's
+    connection_lost closes its socket) run before the loop closes. Otherwise the garbage
+    collector finds the sockets open later and its ResourceWarning fails an unrelated test."""
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 def connection(

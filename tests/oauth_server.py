@@ -41,6 +41,8 @@ from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 
+from tests.conftest import wind_down_loop
+
 
 @dataclass
 class Client:
@@ -324,12 +326,16 @@ def serve_in_thread(server: AuthServer) -> Iterator[Running]:
             ports.append(runner.addresses[-1][1])
         ready.set()
 
+    async def finish() -> None:
+        for runner in runners:
+            await runner.cleanup()
+        await wind_down_loop()
+
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(start())
         loop.run_forever()
-        for runner in runners:
-            loop.run_until_complete(runner.cleanup())
+        loop.run_until_complete(finish())
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
@@ -340,4 +346,4 @@ def serve_in_thread(server: AuthServer) -> Iterator[Running]:
         yield Running(server, f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
     finally:
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        thread.join(30)

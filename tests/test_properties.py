@@ -28,7 +28,7 @@ from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.server import start_data_plane
 from tests import rawhttp
-from tests.conftest import bearer, connection
+from tests.conftest import bearer, connection, wind_down_loop
 
 T = TypeVar("T")
 BASE_PATH = "/base/v1"
@@ -73,16 +73,7 @@ def stack() -> Iterator[Stack]:
 
     async def finish() -> None:
         await exits.aclose()
-        # As `asyncio.run` ends a loop: what the closes scheduled (a handler's end, a transport's
-        # connection_lost, which closes its socket) runs before the loop stops, so no socket is
-        # left for the garbage collector to report in some later test.
-        tasks = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for _ in range(3):
-            await asyncio.sleep(0)
-        await loop.shutdown_asyncgens()
+        await wind_down_loop()
 
     try:
         yield run(start())
