@@ -29,6 +29,7 @@ from proxy.admin.openapi import openapi_document
 from proxy.app import DataPlane, create_app
 from proxy.config.load import build_runtime
 from tests.admin.conftest import ADMIN_TOKEN, ORG
+from tests.conftest import wind_down_loop
 
 DOCUMENT = Path(proxy.admin.__file__).with_name("openapi.json")
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -102,14 +103,18 @@ def admin_in_thread() -> Iterator[str]:
         port.append(runner.addresses[0][1])
         ready.set()
 
+    async def finish() -> None:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        for plane in planes:
+            await plane.close()
+        await wind_down_loop()
+
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(start())
         loop.run_forever()
-        for runner in reversed(runners):
-            loop.run_until_complete(runner.cleanup())
-        for plane in planes:
-            loop.run_until_complete(plane.close())
+        loop.run_until_complete(finish())
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
@@ -119,7 +124,7 @@ def admin_in_thread() -> Iterator[str]:
         yield f"http://127.0.0.1:{port[0]}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        thread.join(30)
 
 
 def create_one(base_url: str, schema: Any) -> str:
