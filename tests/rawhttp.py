@@ -238,3 +238,15 @@ async def serving(upstream: U) -> AsyncIterator[U]:
         for writer in list(upstream.writers):
             writer.close()
         await asyncio.wait_for(upstream.server.wait_closed(), TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def opened(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A raw client connection to 127.0.0.1:`port`, closed on exit."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

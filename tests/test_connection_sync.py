@@ -32,6 +32,7 @@ from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
     MakePlanes,
     Planes,
     api_key_template,
+    create,
     create_body,
     header,
     make_planes,
@@ -82,13 +83,6 @@ def make_pair(make_planes: MakePlanes, aiohttp_client: Any, tmp_path: Path) -> M
         return Pair(a, b, b_app.templates, b_store)
 
     return make
-
-
-async def create(planes: Planes, body: dict[str, Any]) -> dict[str, Any]:
-    response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
-    assert response.status == 201, await response.text()
-    created: dict[str, Any] = await response.json()
-    return created
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> float:

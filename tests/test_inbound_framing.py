@@ -28,17 +28,6 @@ async def proxied(
         yield rawhttp.port_of(client.server), upstream
 
 
-@contextlib.asynccontextmanager
-async def opened(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-
 async def test_keep_alive_and_pipelined_requests_answered_in_order(make_proxy: MakeProxy) -> None:
     async def numbered(request: Message, writer: asyncio.StreamWriter) -> None:
         body = request.target.encode()
@@ -47,7 +36,10 @@ async def test_keep_alive_and_pipelined_requests_answered_in_order(make_proxy: M
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         await writer.drain()
 
-    async with proxied(make_proxy, numbered) as (port, upstream), opened(port) as (reader, writer):
+    async with (
+        proxied(make_proxy, numbered) as (port, upstream),
+        rawhttp.opened(port) as (reader, writer),
+    ):
         writer.write(
             b"GET /up/slow HTTP/1.1\r\nHost: p\r\n\r\n"
             b"POST /up/two HTTP/1.1\r\nHost: p\r\nContent-Length: 3\r\n\r\nabc"
@@ -61,7 +53,7 @@ async def test_keep_alive_and_pipelined_requests_answered_in_order(make_proxy: M
 
 
 async def test_expect_100_continue(make_proxy: MakeProxy) -> None:
-    async with proxied(make_proxy) as (port, upstream), opened(port) as (reader, writer):
+    async with proxied(make_proxy) as (port, upstream), rawhttp.opened(port) as (reader, writer):
         writer.write(
             b"PUT /up/x HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
@@ -75,7 +67,7 @@ async def test_expect_100_continue(make_proxy: MakeProxy) -> None:
 
 
 async def test_refused_request_never_asks_for_its_body(make_proxy: MakeProxy) -> None:
-    async with proxied(make_proxy) as (port, _), opened(port) as (reader, writer):
+    async with proxied(make_proxy) as (port, _), rawhttp.opened(port) as (reader, writer):
         writer.write(
             b"PUT /nowhere HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         )
@@ -92,7 +84,7 @@ async def test_bodyless_statuses_and_head(make_proxy: MakeProxy, status: int) ->
             writer.write(b'HTTP/1.1 %d X\r\nETag: "e"\r\n\r\n' % status)
         await writer.drain()
 
-    async with proxied(make_proxy, answer) as (port, _), opened(port) as (reader, writer):
+    async with proxied(make_proxy, answer) as (port, _), rawhttp.opened(port) as (reader, writer):
         writer.write(b"GET /up/a HTTP/1.1\r\nHost: p\r\n\r\nHEAD /up/b HTTP/1.1\r\nHost: p\r\n\r\n")
         first = await asyncio.wait_for(rawhttp.read_head(reader), 2)
         assert first is not None
@@ -113,7 +105,7 @@ async def test_http_1_0_client(make_proxy: MakeProxy) -> None:
 
     async with proxied(make_proxy, unframed) as (port, upstream):
         # No keep-alive asked: the body runs to the close (HTTP/1.0 knows no chunked coding).
-        async with opened(port) as (reader, writer):
+        async with rawhttp.opened(port) as (reader, writer):
             writer.write(b"GET /up/a HTTP/1.0\r\n\r\n")
             raw = await asyncio.wait_for(reader.read(), 2)
         head, _, body = raw.partition(b"\r\n\r\n")
@@ -122,7 +114,7 @@ async def test_http_1_0_client(make_proxy: MakeProxy) -> None:
         assert body == b"abc"
         assert upstream.received[0].request.start_line.endswith("HTTP/1.1")
         # Keep-alive asked: a whole body gets a length and the connection stays open.
-        async with opened(port) as (reader, writer):
+        async with rawhttp.opened(port) as (reader, writer):
             for _ in range(2):
                 writer.write(b"GET /up/b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
                 response = await asyncio.wait_for(rawhttp.read_response(reader), 2)
@@ -131,7 +123,7 @@ async def test_http_1_0_client(make_proxy: MakeProxy) -> None:
 
 
 async def test_chunked_upload_and_trailers_dropped(make_proxy: MakeProxy) -> None:
-    async with proxied(make_proxy) as (port, upstream), opened(port) as (reader, writer):
+    async with proxied(make_proxy) as (port, upstream), rawhttp.opened(port) as (reader, writer):
         writer.write(
             b"POST /up/x HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n"
             b"\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: canary-trailer\r\n\r\n"
@@ -156,7 +148,10 @@ async def test_streamed_response_goes_out_chunked_and_complete(make_proxy: MakeP
             await asyncio.sleep(0.02)
         writer.close()
 
-    async with proxied(make_proxy, close_delimited) as (port, _), opened(port) as (reader, writer):
+    async with (
+        proxied(make_proxy, close_delimited) as (port, _),
+        rawhttp.opened(port) as (reader, writer),
+    ):
         writer.write(b"GET /up/s HTTP/1.1\r\nHost: p\r\n\r\n")
         response = await asyncio.wait_for(rawhttp.read_response(reader), 5)
         assert response.chunked and response.complete
@@ -213,7 +208,7 @@ async def test_slow_client_slows_the_upstream_read(make_proxy: MakeProxy) -> Non
             await writer.drain()
             sent += piece
 
-    async with proxied(make_proxy, big) as (port, _), opened(port) as (reader, writer):
+    async with proxied(make_proxy, big) as (port, _), rawhttp.opened(port) as (reader, writer):
         writer.write(b"GET /up/big HTTP/1.1\r\nHost: p\r\n\r\n")
         await asyncio.sleep(1.0)  # the client reads nothing meanwhile
         held = sent
@@ -248,7 +243,7 @@ async def test_response_header_lines_relayed_as_bytes(make_proxy: MakeProxy) -> 
         writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(lines) + b"\r\nok")
         await writer.drain()
 
-    async with proxied(make_proxy, mixed) as (port, _), opened(port) as (reader, writer):
+    async with proxied(make_proxy, mixed) as (port, _), rawhttp.opened(port) as (reader, writer):
         writer.write(rawhttp.get("/up/x"))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         body = await asyncio.wait_for(reader.readexactly(2), 5)

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,17 +19,6 @@ from tests.conftest import MakeProxy, bearer, connection
 
 CANARY_AUTH = "canary-client-authorization-5f1e"
 CANARY_QUERY = "canary-query-token-9b07"
-
-
-@contextlib.asynccontextmanager
-async def opened(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
 
 
 async def closed_within(reader: asyncio.StreamReader, seconds: float) -> tuple[bytes, float]:
@@ -70,7 +58,7 @@ async def port(make_proxy: MakeProxy, echo_server: Any) -> int:
 
 
 async def test_slow_head_gets_408_on_time_while_others_are_served(port: int) -> None:
-    async with opened(port) as (reader, writer):
+    async with rawhttp.opened(port) as (reader, writer):
         writer.write(b"GET /echo/x HTTP/1.1\r\nHost: p\r\nX-Slow: ")  # and never more
         await writer.drain()
         # Meanwhile a normal client is served at once.
@@ -84,14 +72,14 @@ async def test_slow_head_gets_408_on_time_while_others_are_served(port: int) -> 
 
 
 async def test_connection_sending_nothing_is_closed_silently(port: int) -> None:
-    async with opened(port) as (reader, _):
+    async with rawhttp.opened(port) as (reader, _):
         data, took = await closed_within(reader, 5)
     assert data == b""
     assert 0.5 <= took <= 2.5
 
 
 async def test_idle_keep_alive_connection_is_closed_after_client_idle(port: int) -> None:
-    async with opened(port) as (reader, writer):
+    async with rawhttp.opened(port) as (reader, writer):
         writer.write(b"GET /echo/1 HTTP/1.1\r\nHost: p\r\n\r\n")
         first = await asyncio.wait_for(rawhttp.read_response(reader), 2)
         assert first.status == 200
@@ -125,7 +113,7 @@ async def test_many_idle_connections_are_all_closed_on_time(port: int) -> None:
 
 
 async def test_head_over_max_header_bytes_is_431_at_once(port: int) -> None:
-    async with opened(port) as (reader, writer):
+    async with rawhttp.opened(port) as (reader, writer):
         writer.write(b"GET /echo/x HTTP/1.1\r\nHost: p\r\nX-Big: " + b"a" * 5000)
         await writer.drain()  # the value is not even finished: the byte count decides
         data, took = await closed_within(reader, 5)
@@ -135,7 +123,7 @@ async def test_head_over_max_header_bytes_is_431_at_once(port: int) -> None:
 
 
 async def test_endless_header_value_is_cut_with_flat_memory(port: int) -> None:
-    async with opened(port) as (reader, writer):
+    async with rawhttp.opened(port) as (reader, writer):
         writer.write(b"GET /echo/x HTTP/1.1\r\nHost: p\r\nX-Endless: ")
         sent = 0
         with contextlib.suppress(ConnectionError):

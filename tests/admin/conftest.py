@@ -119,3 +119,11 @@ async def crm(echo_server: TestServer, make_planes: MakePlanes) -> Planes:
 def header(seen: Mapping[str, Any], name: str) -> list[str]:
     """Values of header `name` as the echo upstream received them."""
     return [v for k, v in seen["headers"] if k.lower() == name.lower()]
+
+
+async def create(planes: Planes, body: dict[str, Any]) -> dict[str, Any]:
+    """POST `body` to the connections endpoint; asserts 201 and returns the created connection."""
+    response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
+    assert response.status == 201, await response.text()
+    created: dict[str, Any] = await response.json()
+    return created

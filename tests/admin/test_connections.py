@@ -8,17 +8,11 @@ from tests.admin.conftest import (
     AUTH,
     CONNECTIONS,
     Planes,
+    create,
     create_body,
     header,
     string_credential,
 )
-
-
-async def create(planes: Planes, body: dict[str, Any]) -> dict[str, Any]:
-    response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
-    assert response.status == 201, await response.text()
-    created: dict[str, Any] = await response.json()
-    return created
 
 
 async def test_created_connection_serves_at_once_by_id_and_external_id(crm: Planes) -> None:

@@ -16,19 +16,13 @@ from tests.admin.conftest import (
     CONNECTIONS,
     MakePlanes,
     Planes,
+    create,
     create_body,
     header,
     string_credential,
 )
 from tests.admin.test_oauth2_flow import Drive, oauth_template, provider
 from tests.oauth_server import create_resource_app
-
-
-async def create(planes: Planes, body: dict[str, Any]) -> dict[str, Any]:
-    response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
-    assert response.status == 201, await response.text()
-    created: dict[str, Any] = await response.json()
-    return created
 
 
 def rfc3339(text: str) -> datetime:
