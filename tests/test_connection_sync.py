@@ -39,9 +39,10 @@ from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
     string_credential,
 )
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
-from tests.conftest import free_port
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.plane import PlaneServer
+from tests.proxyproc import listening_ports
+from tests.test_server import START_TIMEOUT
 from tests.test_workers import start, stop
 
 INTERVAL = 0.2  # B's background reload, for the tests that wait for it
@@ -222,15 +223,19 @@ REQUESTS = 20
 async def test_workers_serve_created_and_stop_serving_deleted_connections(
     tmp_path: Path,
 ) -> None:
-    admin_port = free_port()
     async with rawhttp.raw_upstream() as upstream:
         tree = {
             "templates": [api_key_template(upstream.base)],
-            "admin": {"listen": f"127.0.0.1:{admin_port}"},
+            "admin": {"listen": "127.0.0.1:0"},  # worker 0 binds it: its log says where
         }
         proc, port = await start(tmp_path, tree, workers=2)
+        head = b""  # the start-up lines read here, put back in front of the log at the end
         try:
-            admin = f"http://127.0.0.1:{admin_port}"
+            assert proc.stderr is not None
+            async with asyncio.timeout(START_TIMEOUT):
+                while not (others := set(listening_ports(head)) - {port}):
+                    head += await proc.stderr.readline()
+            admin = f"http://127.0.0.1:{others.pop()}"
             async with aiohttp.ClientSession() as session:
                 for _ in range(100):  # the admin listener of worker 0 may start a bit later
                     try:
@@ -264,6 +269,7 @@ async def test_workers_serve_created_and_stop_serving_deleted_connections(
                 await asyncio.sleep(2.0)  # the other worker's reload runs every second
                 assert await burst() == [404] * REQUESTS
             code, log = await stop(proc)
+            log = head.decode() + log
         finally:
             if proc.returncode is None:
                 # SIGTERM, which the supervisor passes on: a SIGKILL would orphan the workers.

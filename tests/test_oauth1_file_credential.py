@@ -21,7 +21,7 @@ from proxy.cli import main
 from proxy.config.load import build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store import open_store
-from tests.conftest import bearer, connection, free_port
+from tests.conftest import bearer, connection
 from tests.oauth1_provider import Provider, provider_app, template
 from tests.plane import PlaneServer
 from tests.proxyproc import proxy_process
@@ -43,20 +43,20 @@ async def test_oauth1_credential_in_the_file_is_exchanged_once(
     provider = Provider()
     server: TestServer = await aiohttp_server(provider_app(provider))
     origin = str(server.make_url("")).rstrip("/")
-    port, admin_port = free_port(), free_port()
+    # Port 0 for both listeners: the ports the proxy got are read back from its log. (The
+    # consent's callback then names port 0; the test takes the verifier from it, not the proxy.)
     tree: dict[str, Any] = {
-        "listen": f"127.0.0.1:{port}",
-        "admin": {"listen": f"127.0.0.1:{admin_port}", "token": ADMIN_TOKEN},
+        "listen": "127.0.0.1:0",
+        "admin": {"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
         "store": {"path": str(tmp_path / "state.db")},
         "timeouts": {"shutdownGrace": 0},
         "templates": [template(origin, "sha256", "AUTH_STYLE_AUTHORIZATION_HEADER")],
     }
     path = tmp_path / "proxy.yaml"
     path.write_text(yaml.safe_dump(tree))
-    admin = f"http://127.0.0.1:{admin_port}"
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with proxy_process(path, port), aiohttp.ClientSession() as session:
-        init = f"{admin}/o/{DEFAULT_ORGANISATION_ID}/templates/netsuite/oauth1/init"
+    async with proxy_process(path, listeners=2) as proc, aiohttp.ClientSession() as session:
+        init = f"{proc.admin}/o/{DEFAULT_ORGANISATION_ID}/templates/netsuite/oauth1/init"
         async with session.post(init, json={"params": {"account": "acme"}}, headers=auth) as r:
             assert r.status == 200, await r.text()
             authorize = (await r.json())["url"]
@@ -71,7 +71,8 @@ async def test_oauth1_credential_in_the_file_is_exchanged_once(
     path.write_text(yaml.safe_dump(tree))
     # First two workers sharing the store (one exchange between them), then a plain restart.
     for start, args in enumerate([("--workers", "2"), ()]):
-        async with proxy_process(path, port, *args) as proc, aiohttp.ClientSession() as session:
+        running = proxy_process(path, *args, listeners=2)
+        async with running as proc, aiohttp.ClientSession() as session:
             async with session.get(proc.base + "/acme/records?limit=5") as response:
                 assert response.status == 200, await response.text()
                 assert (await response.json())["valid"] is True  # oauthlib verified it

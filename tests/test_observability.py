@@ -85,10 +85,10 @@ def certificate(cert: Path, key: Path) -> dict[str, Any]:
 
 
 class Proxy:
-    def __init__(self, process: ProxyProcess, admin: int) -> None:
+    def __init__(self, process: ProxyProcess) -> None:
         self._proc = process
         self.base = process.base
-        self.admin = f"http://127.0.0.1:{admin}"
+        self.admin = process.admin
 
     @property
     def stderr(self) -> bytes:
@@ -114,15 +114,22 @@ class Proxy:
 
 @asynccontextmanager
 async def running(
-    tree: dict[str, Any], tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+    tree: dict[str, Any],
+    tmp_path: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
 ) -> AsyncIterator[Proxy]:
-    port, admin = free_port(), free_port()
+    """The proxy on `tree` with the admin API. Both listen on port 0, their ports read back from
+    the log; a `quiet` proxy (log level warning: no "listening on" lines) is told free ports."""
+    ports = [free_port(), free_port()] if quiet else []
+    port, admin = ports or [0, 0]
     tree = {**tree, "listen": f"127.0.0.1:{port}", "admin": {"listen": f"127.0.0.1:{admin}",
             "token": "canary-admin-71", **tree.get("admin", {})}}  # fmt: skip
     path = tmp_path / "proxy.yaml"
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    async with proxy_process(path, port, *extra, env=env) as process:
-        yield Proxy(process, admin)
+    async with proxy_process(path, *extra, listeners=2, ports=ports, env=env) as process:
+        yield Proxy(process)
 
 
 def sample(
@@ -277,7 +284,7 @@ async def test_metrics_token_and_log_level(upstream: str, tmp_path: Path) -> Non
         "admin": {"metricsToken": "canary-metrics-71"},
         "connections": [connection("web", f"{upstream}/web")],
     }
-    async with running(tree, tmp_path, "--log-level", "warning") as proxy:
+    async with running(tree, tmp_path, "--log-level", "warning", quiet=True) as proxy:
         assert (await proxy.get("/web/a"))[0] == 200
         async with aiohttp.ClientSession() as session:
             async with session.get(proxy.admin + "/metrics") as response:
@@ -308,6 +315,6 @@ async def test_log_level_from_the_file_the_environment_and_the_flag(
 ) -> None:  # fmt: skip
     tree = {"log": {"level": file_level}, "connections": [connection("web", f"{upstream}/web")]}
     env = {"SIGNING_PROXY_LOG_LEVEL": env_level}
-    async with running(tree, tmp_path, *flag, env=env) as proxy:
+    async with running(tree, tmp_path, *flag, env=env, quiet=not access_logged) as proxy:
         assert (await proxy.get("/web/a"))[0] == 200
     assert ("signing_proxy.access GET /web/a" in proxy.stderr.decode()) is access_logged

@@ -27,7 +27,7 @@ from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.store import open_store
 from proxy.tokens import TokenManager
-from tests.conftest import bearer, connection, free_port
+from tests.conftest import bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
 from tests.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
@@ -54,9 +54,9 @@ async def upstream(aiohttp_server: Any) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
-def config(port: int, base: str, tokens: dict[str, str]) -> dict[str, Any]:
+def config(base: str, tokens: dict[str, str]) -> dict[str, Any]:
     return {
-        "listen": f"127.0.0.1:{port}",
+        "listen": "127.0.0.1:0",  # the port the proxy got is read back from its log
         "connections": [connection(n, f"{base}/{n}", bearer(t)) for n, t in tokens.items()],
     }
 
@@ -95,8 +95,8 @@ class Proxy:
 
 
 @asynccontextmanager
-async def running(path: Path, port: int, *extra: str) -> AsyncIterator[Proxy]:
-    async with proxy_process(path, port, *extra) as process:
+async def running(path: Path, *extra: str) -> AsyncIterator[Proxy]:
+    async with proxy_process(path, *extra) as process:
         async with aiohttp.ClientSession() as session:
             yield Proxy(process, session)
 
@@ -104,12 +104,12 @@ async def running(path: Path, port: int, *extra: str) -> AsyncIterator[Proxy]:
 async def test_sighup_applies_changed_added_and_removed_connections(
     upstream: str, tmp_path: Path
 ) -> None:
-    port, path = free_port(), tmp_path / "proxy.yaml"
-    write(path, config(port, upstream, {"github": "gh-one", "stripe": "sk-one"}))
-    async with running(path, port) as proxy:
+    path = tmp_path / "proxy.yaml"
+    write(path, config(upstream, {"github": "gh-one", "stripe": "sk-one"}))
+    async with running(path) as proxy:
         assert await proxy.get("/github/x") == (200, "Bearer gh-one")
         assert await proxy.get("/stripe/x") == (200, "Bearer sk-one")
-        write(path, config(port, upstream, {"github": "gh-two", "slack": "xoxb-new"}))
+        write(path, config(upstream, {"github": "gh-two", "slack": "xoxb-new"}))
         proxy.hangup()
         await proxy.until("/github/x", (200, "Bearer gh-two"))  # changed credential
         assert await proxy.get("/slack/x") == (200, "Bearer xoxb-new")  # added connection
@@ -124,11 +124,11 @@ async def test_sighup_applies_changed_added_and_removed_connections(
 async def test_an_invalid_file_keeps_the_running_config_and_logs_every_problem(
     upstream: str, tmp_path: Path
 ) -> None:
-    port, path = free_port(), tmp_path / "proxy.yaml"
-    good = config(port, upstream, {"github": "gh-one"})
+    path = tmp_path / "proxy.yaml"
+    good = config(upstream, {"github": "gh-one"})
     write(path, good)
-    async with running(path, port) as proxy:
-        bad = config(port, upstream, {"github": "gh-two"})
+    async with running(path) as proxy:
+        bad = config(upstream, {"github": "gh-two"})
         bad["connections"][0]["baseurl"] = bad["connections"][0].pop("baseUrl")
         bad["timeouts"] = {"connect": -1}
         write(path, bad)
@@ -136,7 +136,7 @@ async def test_an_invalid_file_keeps_the_running_config_and_logs_every_problem(
         await asyncio.sleep(1.0)
         assert await proxy.get("/github/x") == (200, "Bearer gh-one")  # still the old config
         # Fixed again: the next reload applies it.
-        write(path, config(port, upstream, {"github": "gh-three"}))
+        write(path, config(upstream, {"github": "gh-three"}))
         proxy.hangup()
         await proxy.until("/github/x", (200, "Bearer gh-three"))
     log = proxy.stderr.decode()
@@ -152,9 +152,9 @@ async def test_an_invalid_file_keeps_the_running_config_and_logs_every_problem(
 async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_old(
     upstream: str, tmp_path: Path
 ) -> None:
-    port, path = free_port(), tmp_path / "proxy.yaml"
-    write(path, config(port, upstream, {"api": "token-0"}))
-    async with running(path, port) as proxy:
+    path = tmp_path / "proxy.yaml"
+    write(path, config(upstream, {"api": "token-0"}))
+    async with running(path) as proxy:
         # In flight across the reload: sent with the old credential, finished on it.
         slow = asyncio.ensure_future(proxy.get("/api/slow"))
         await asyncio.sleep(0.3)
@@ -171,7 +171,7 @@ async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_ol
         loaders = [asyncio.ensure_future(load()) for _ in range(6)]
         for generation in range(1, 6):
             await asyncio.sleep(0.2)
-            write(path, config(port, upstream, {"api": f"token-{generation}"}))
+            write(path, config(upstream, {"api": f"token-{generation}"}))
             proxy.hangup()
         await asyncio.sleep(0.3)
         reloading = False
@@ -185,22 +185,22 @@ async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_ol
 
 
 async def test_run_watch_reloads_when_the_file_changes(upstream: str, tmp_path: Path) -> None:
-    port, path = free_port(), tmp_path / "proxy.yaml"
-    write(path, config(port, upstream, {"github": "gh-one"}))
-    async with running(path, port, "--watch") as proxy:
+    path = tmp_path / "proxy.yaml"
+    write(path, config(upstream, {"github": "gh-one"}))
+    async with running(path, "--watch") as proxy:
         await asyncio.sleep(0.5)  # the watch is set up once serving
-        write(path, config(port, upstream, {"github": "gh-watched"}))
+        write(path, config(upstream, {"github": "gh-watched"}))
         await proxy.until("/github/x", (200, "Bearer gh-watched"))
 
 
 @pytest.mark.parametrize("trigger", ["sighup", "watch"])
 async def test_every_worker_reloads(upstream: str, tmp_path: Path, trigger: str) -> None:
-    port, path = free_port(), tmp_path / "proxy.yaml"
-    write(path, config(port, upstream, {"github": "gh-one"}))
+    path = tmp_path / "proxy.yaml"
+    write(path, config(upstream, {"github": "gh-one"}))
     extra = ("--workers", "2", *(["--watch"] if trigger == "watch" else []))
-    async with running(path, port, *extra) as proxy:
+    async with running(path, *extra) as proxy:
         await asyncio.sleep(0.5)
-        write(path, config(port, upstream, {"github": "gh-two"}))
+        write(path, config(upstream, {"github": "gh-two"}))
         if trigger == "sighup":
             proxy.hangup()  # to the supervisor, which passes it on
         # Each request on a new client connection: the kernel spreads them over both workers.

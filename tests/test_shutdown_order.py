@@ -19,13 +19,13 @@ import pytest
 
 from proxy.admin import create_admin_app_for
 from proxy.app import create_app
+from proxy.cli import bind_tcp
 from proxy.config.load import build_runtime
 from proxy.server import Listener, serve
 from proxy.store import StoreError, open_store
 from proxy.tokens import TokenManager
 from tests.admin.conftest import ADMIN_TOKEN, AUTH, ORG
 from tests.admin.test_oauth2_flow import CLIENT_SECRET, oauth_template, provider
-from tests.conftest import free_port
 
 DEADLINE = 15.0
 
@@ -43,10 +43,13 @@ async def test_sigterm_lets_an_admin_request_finish_before_the_store_closes(
     tmp_path: Path, aiohttp_server: Any
 ) -> None:
     server, auth = await provider(aiohttp_server)
-    data_port, admin_port = free_port(), free_port()
+    # Both listeners bound here on ports the kernel picks and handed to serve() as sockets (as
+    # `run` hands them): the config names the admin port for the OAuth 2.0 redirect_uri.
+    data_sock, admin_sock = bind_tcp("127.0.0.1:0"), bind_tcp("127.0.0.1:0")
+    admin_port = admin_sock.getsockname()[1]
     admin_url = f"http://127.0.0.1:{admin_port}"
     tree: dict[str, Any] = {
-        "listen": f"127.0.0.1:{data_port}",
+        "listen": f"127.0.0.1:{data_sock.getsockname()[1]}",
         "admin": {"listen": f"127.0.0.1:{admin_port}", "token": ADMIN_TOKEN},
         "templates": [oauth_template(str(auth.make_url("")).rstrip("/"), "http://127.0.0.1:9")],
     }
@@ -55,10 +58,7 @@ async def test_sigterm_lets_an_admin_request_finish_before_the_store_closes(
     store = open_store(path)
     tokens = TokenManager(store)
     data = create_app(runtime, tokens=tokens, store=store, close_shared=False)
-    apps: list[Listener] = [
-        (data, tree["listen"]),
-        (create_admin_app_for(runtime, data), admin_url[7:]),
-    ]
+    apps: list[Listener] = [(data, data_sock), (create_admin_app_for(runtime, data), admin_sock)]
     serving = asyncio.create_task(
         serve(apps, shutdown_grace=10, close_after=(tokens.close, store.close))
     )
