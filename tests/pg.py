@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+PORT_ATTEMPTS = 3
+
 
 def find_bin_dir() -> Path | None:
     found = sorted(
@@ -88,17 +90,26 @@ def start_server() -> Iterator[PgServer]:
         str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
         "-E", "UTF8", "--no-sync", "--no-instructions",
     )  # fmt: skip
-    options = (
-        f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-    )
-    started = server.run(
-        str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-        "-w", "-t", "60", "start", check=False,
-    )  # fmt: skip
-    if started.returncode != 0:
-        log = (root / "log").read_text() if (root / "log").exists() else ""
-        pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log}")
+    # PostgreSQL must be told its port; one taken in the moment before it bound it (it logs
+    # "Address already in use" and pg_ctl fails) is replaced by another, a few times.
+    log_path = root / "log"
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        logged = log_path.stat().st_size if log_path.exists() else 0
+        options = (
+            f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        started = server.run(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log_path),
+            "-w", "-t", "60", "start", check=False,
+        )  # fmt: skip
+        if started.returncode == 0:
+            break
+        log = log_path.read_bytes() if log_path.exists() else b""
+        if b"Address already in use" not in log[logged:] or attempt == PORT_ATTEMPTS:
+            text = log.decode(errors="replace")
+            pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{text}")
+        server.port = free_port()
     try:
         yield server
     finally:

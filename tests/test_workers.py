@@ -27,19 +27,34 @@ from tests.test_server import spawn_proxy, wait_healthy
 ACCESS_PID = re.compile(r"signing_proxy\.access pid=(\d+) GET /(\w+)/\S+ connection=\w+ status=200")
 SECRET = "canary-workers-client-secret"
 REQUESTS = 40
+PORT_ATTEMPTS = 3
 
 
 async def start(tmp_path: Path, tree: dict[str, Any], workers: int) -> tuple[Any, int]:
-    proc, port = await spawn_proxy(
-        tmp_path,
-        tree,
-        "--workers",
-        str(workers),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    await wait_healthy(port, proc)
-    return proc, port
+    """`run --workers` on a free port, its stderr a pipe the tests read. The proxy is told its
+    port (`free_port()`) rather than searched in that pipe for the one it got, so a start whose
+    port was taken in the moment before the proxy bound it is retried on another."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        proc, port = await spawn_proxy(
+            tmp_path,
+            tree,
+            "--workers",
+            str(workers),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await wait_healthy(port, proc)
+            return proc, port
+        except AssertionError:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+                raise
+            _, stderr = await proc.communicate()
+            if b"Address already in use" not in stderr or attempt == PORT_ATTEMPTS:
+                raise AssertionError(stderr.decode()) from None
+    raise AssertionError("unreachable")
 
 
 async def burst(port: int, route: str) -> list[rawhttp.Message]:

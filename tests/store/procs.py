@@ -35,6 +35,8 @@ import yaml
 
 from tests.conftest import free_port
 
+PORT_ATTEMPTS = 3  # starts of a ProxyProcess whose port was taken before it could bind it
+
 
 @dataclass
 class SmallFs:
@@ -200,7 +202,12 @@ def http(
 
 
 class ProxyProcess:
-    """`python -m proxy run --config <dir>/proxy.yaml` with `tree` (listen ports filled in)."""
+    """`python -m proxy run --config <dir>/proxy.yaml` with `tree` (listen ports filled in).
+
+    The ports are named in the file (`free_port()`), not read back from the log: a restarted
+    proxy must come back on the same address for the tests, and the load balancer of the replica
+    tests points at one. A start whose port was taken in the moment before the proxy bound it is
+    retried on new ports (the ones the test did not choose itself)."""
 
     def __init__(
         self,
@@ -210,6 +217,7 @@ class ProxyProcess:
         admin: bool = True,
         admin_port: int | None = None,
     ) -> None:
+        self._fixed_admin_port = admin_port
         self.port = free_port()
         self.admin_port = (admin_port or free_port()) if admin else None
         tree = {"listen": f"127.0.0.1:{self.port}", **tree}
@@ -229,6 +237,18 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 20.0) -> ProxyProcess:
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            if self._start(timeout):
+                return self
+            taken = b"Address already in use" in self.log.read_bytes()[logged:]
+            if not taken or attempt == PORT_ATTEMPTS:
+                raise AssertionError(f"the proxy exited: {self.output()}")
+            self._move()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> bool:
+        """Start and wait until ready: True; False if the proxy exits first."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "proxy", "run", "--config", str(self.config)],
@@ -238,12 +258,22 @@ class ProxyProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the proxy exited: {self.output()}")
+                return False
             with suppress(OSError):
                 if http("GET", self.base + "/healthz", timeout=1.0).status == 200:
-                    return self
+                    return True
             time.sleep(0.05)
         raise AssertionError(f"the proxy did not become ready: {self.output()}")
+
+    def _move(self) -> None:
+        """New ports in the config file as it is now (a test may have edited the rest)."""
+        tree = yaml.safe_load(self.config.read_text())
+        self.port = free_port()
+        tree["listen"] = f"127.0.0.1:{self.port}"
+        if self.admin_port is not None:
+            self.admin_port = self._fixed_admin_port or free_port()
+            tree["admin"]["listen"] = f"127.0.0.1:{self.admin_port}"
+        self.config.write_text(yaml.safe_dump(tree))
 
     def get(self, path: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> Reply:
         return http("GET", self.base + path, timeout=timeout, headers=headers)
