@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..config import models as m
 from ..connection import CompiledConnection
-from ..errors import FieldError, InvalidRequest, NotFound
+from ..errors import FieldError, InvalidRequest
 from ..oauth1_client import (
     STATE_PREFIX,
     TEMP,
@@ -38,13 +38,13 @@ from ..oauth1_client import (
 )
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, new_id
+from .connect_flow import init_request, remember_flow
 from .connections import iso8601, save_connection
-from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
+from .context import ADMIN, Admin, ValidationFailed, json_response
 from .oauth2 import attach_credential, connection_name
 from .redact import to_json
 
 CALLBACK_PATH = "/connections/oauth1/callback"
-FLOW_TTL = 600.0  # temporary credentials are single use and expire after 10 minutes
 
 
 class OAuth1Init(m.SeedModel):
@@ -79,12 +79,7 @@ def callback_uri(admin: Admin) -> str:
 
 async def initialise(request: web.Request) -> web.Response:
     """Temporary credentials (§2.1) → `{"url": resource owner authorization URL}` (§2.2)."""
-    admin = request.app[ADMIN]
-    admin.check_organisation(request)
-    route = admin.templates.get(request.match_info["template_id"])
-    if route is None:
-        raise NotFound("not_found", "no template has this id")
-    body = await read_body(request, OAuth1Init)
+    admin, route, body = await init_request(request, OAuth1Init)
     index, auth = oauth1_scheme(route.template)
     temp, owner, _ = endpoints(auth)
     here = "authSchemeConfig.oauth1"
@@ -107,18 +102,14 @@ async def initialise(request: web.Request) -> web.Response:
         params=body.params,
     )
     answer = await post_form(signed)
-    await admin.store.put_flow(
-        FlowState(
-            state=STATE_PREFIX + answer["oauth_token"],
-            code_verifier=answer["oauth_token_secret"],  # sealed by the store
-            template_id=route.template.id,
-            organisation_id=admin.organisation_id,
-            redirect_uri=callback_uri(admin),
-            expires_at=admin.clock() + FLOW_TTL,
-            connection_name=body.connection_name,
-            external_id=body.external_id,
-            extra={"kind": "oauth1", "schemeIndex": index, "params": dict(body.params)},
-        )
+    await remember_flow(
+        admin,
+        route,
+        body,
+        state=STATE_PREFIX + answer["oauth_token"],
+        secret=answer["oauth_token_secret"],
+        redirect_uri=callback_uri(admin),
+        extra={"kind": "oauth1", "schemeIndex": index, "params": dict(body.params)},
     )
     parts = urlsplit(owner_url)
     query = [

@@ -25,17 +25,17 @@ from aiohttp import web
 
 from ..config import models as m
 from ..connection import CompiledConnection
-from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
+from ..errors import FieldError, InvalidRequest, ProxyError
 from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
+from .connect_flow import init_request, remember_flow
 from .connections import check_unique, iso8601, save_connection, token_data
-from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
+from .context import ADMIN, Admin, ValidationFailed, json_response
 from .models import OAuth2Init
 from .redact import to_json
 
-FLOW_TTL = 600.0  # docs/admin-api.md: a connect flow expires after 10 minutes
 OFFLINE_ACCESS = "offline_access"
 # What the proxy sets in the authorize URL; `additionalParams` may not replace them.
 STANDARD_PARAMS = frozenset(
@@ -107,12 +107,7 @@ def oauth2_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth2SchemeConfig
 
 async def initialise(request: web.Request) -> web.Response:
     """InitialiseOAuth2Connection → `{"url": authorize URL}`."""
-    admin = request.app[ADMIN]
-    admin.check_organisation(request)
-    route = admin.templates.get(request.match_info["template_id"])
-    if route is None:
-        raise NotFound("not_found", "no template has this id")
-    body = await read_body(request, OAuth2Init)
+    admin, route, body = await init_request(request, OAuth2Init)
     index, auth = oauth2_scheme(route.template)
     params = auth.oauth2
     grant = params.grant
@@ -162,23 +157,19 @@ async def initialise(request: web.Request) -> web.Response:
     if verifier:
         query += [("code_challenge", code_challenge(verifier)), ("code_challenge_method", "S256")]
     query += [("state", state), *extra_params]
-    await admin.store.put_flow(
-        FlowState(
-            state=state,
-            code_verifier=verifier,
-            template_id=route.template.id,
-            organisation_id=admin.organisation_id,
-            redirect_uri=admin.redirect_uri,
-            expires_at=admin.clock() + FLOW_TTL,
-            connection_name=body.connection_name,
-            external_id=body.external_id,
-            extra={
-                "schemeIndex": index,
-                "clientId": client_id,
-                "scopes": scopes,
-                "authorizeUrl": authorize_url,
-            },
-        )
+    await remember_flow(
+        admin,
+        route,
+        body,
+        state=state,
+        secret=verifier,
+        redirect_uri=admin.redirect_uri,
+        extra={
+            "schemeIndex": index,
+            "clientId": client_id,
+            "scopes": scopes,
+            "authorizeUrl": authorize_url,
+        },
     )
     separator = "&" if urlsplit(authorize_url).query else "?"
     if authorize_url.endswith(("?", "&")):
