@@ -1,19 +1,22 @@
-"""What the two connect flows share at their start (OAuth 2.0 in `oauth2.py`, OAuth 1.0a in
-`oauth1_flow.py`): the template the init request names and its validated body, and the flow
-remembered in the store under its state until the provider's callback takes it, once, within
-`FLOW_TTL` (docs/admin-api.md)."""
+"""What the two connect flows share (OAuth 2.0 in `oauth2.py`, OAuth 1.0a in `oauth1_flow.py`):
+the template's one scheme the flow fills, the template the init request names and its validated
+body, and the flow remembered in the store under its state until the provider's callback takes
+it, once, within `FLOW_TTL` (docs/admin-api.md)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from ..errors import NotFound
+from ..config import models as m
+from ..errors import InvalidRequest, NotFound
 from ..store import FlowState
-from ..templates import TemplateRoute
+from ..templates import CompiledTemplate, TemplateRoute
 from .context import ADMIN, Admin, ModelT, read_body
 
+S = TypeVar("S", bound=m.SchemeConfigBase)
 FLOW_TTL = 600.0  # a connect flow (OAuth 1.0a: its temporary credentials) expires after 10 min
 
 
@@ -65,3 +68,40 @@ async def remember_flow(
             extra=extra,
         )
     )
+
+
+async def take_flow(
+    admin: Admin, state: str, *, kind: str | None, what: str
+) -> tuple[FlowState, TemplateRoute]:
+    """The callback's flow, taken from the store (used up, whatever follows), and its template.
+    400 `invalid_state` unless it is unexpired, of this organisation, of this flow's `kind`
+    (`extra["kind"]`; none for OAuth 2.0) and its template still exists; `what` names the
+    callback parameter that carried the state."""
+    flow = await admin.store.take_flow(state, now=admin.clock())
+    route = admin.templates.get(flow.template_id) if flow is not None else None
+    if (
+        flow is None
+        or route is None
+        or flow.organisation_id != admin.organisation_id
+        or flow.extra.get("kind") != kind
+    ):
+        raise InvalidRequest(
+            "invalid_state", f"unknown, already used or expired {what}: start the flow again"
+        )
+    return flow, route
+
+
+def only_scheme(
+    template: CompiledTemplate, kind: type[S], fits: Callable[[S], bool], mixed: str, absent: str
+) -> tuple[int, S]:
+    """The template's first scheme of `kind` that `fits` the flow, and its index. A connect flow
+    yields one secret: any other scheme must be `none` (400 `mixed`); 400 `absent` if none fits."""
+    found: tuple[int, S] | None = None
+    for index, auth in enumerate(template.model.auth_scheme_configs):
+        if found is None and isinstance(auth, kind) and fits(auth):
+            found = (index, auth)
+        elif not isinstance(auth, m.NoneSchemeConfig):
+            raise InvalidRequest("validation_failed", mixed)
+    if found is None:
+        raise InvalidRequest("validation_failed", absent)
+    return found

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..config import models as m
 from ..connection import CompiledConnection
-from ..errors import FieldError, InvalidRequest
+from ..errors import FieldError
 from ..oauth1_client import (
     STATE_PREFIX,
     TEMP,
@@ -38,7 +38,7 @@ from ..oauth1_client import (
 )
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, new_id
-from .connect_flow import init_request, remember_flow
+from .connect_flow import init_request, only_scheme, remember_flow, take_flow
 from .connections import iso8601, save_connection
 from .context import ADMIN, Admin, ValidationFailed, json_response
 from .oauth2 import attach_credential, connection_name
@@ -58,19 +58,14 @@ class OAuth1Init(m.SeedModel):
 
 def oauth1_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth1SchemeConfig]:
     """The template's three-legged `oauth1` scheme and its index; any other scheme must be none."""
-    found: tuple[int, m.OAuth1SchemeConfig] | None = None
-    for index, auth in enumerate(template.model.auth_scheme_configs):
-        if found is None and isinstance(auth, m.OAuth1SchemeConfig) and not auth.oauth1.token_auth:
-            found = (index, auth)
-        elif not isinstance(auth, m.NoneSchemeConfig):
-            raise InvalidRequest(
-                "validation_failed",
-                "the OAuth 1.0a connect flow needs a template whose only secret is one oauth1 "
-                "scheme with tokenAuth false",
-            )
-    if found is None:
-        raise InvalidRequest("validation_failed", "the template has no three-legged oauth1 scheme")
-    return found
+    return only_scheme(
+        template,
+        m.OAuth1SchemeConfig,
+        lambda auth: not auth.oauth1.token_auth,
+        "the OAuth 1.0a connect flow needs a template whose only secret is one oauth1 "
+        "scheme with tokenAuth false",
+        "the template has no three-legged oauth1 scheme",
+    )
 
 
 def callback_uri(admin: Admin) -> str:
@@ -131,17 +126,8 @@ async def callback(request: web.Request) -> web.Response:
     ]
     if missing:
         raise ValidationFailed("the callback needs oauth_token and oauth_verifier", missing)
-    flow = await admin.store.take_flow(STATE_PREFIX + query["oauth_token"], now=admin.clock())
-    route = admin.templates.get(flow.template_id) if flow is not None else None
-    if (
-        flow is None
-        or route is None
-        or flow.organisation_id != admin.organisation_id
-        or flow.extra.get("kind") != "oauth1"
-    ):
-        raise InvalidRequest(
-            "invalid_state", "unknown, already used or expired oauth_token: start the flow again"
-        )
+    state = STATE_PREFIX + query["oauth_token"]
+    flow, route = await take_flow(admin, state, kind="oauth1", what="oauth_token")
     index, auth = oauth1_scheme(route.template)
     answer = await exchange_verifier(auth, flow, query["oauth_token"], query["oauth_verifier"])
     connection = _connect(admin, route, flow, index, auth, answer)

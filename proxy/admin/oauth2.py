@@ -30,7 +30,7 @@ from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
 from ..store import FlowState
 from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
-from .connect_flow import init_request, remember_flow
+from .connect_flow import init_request, only_scheme, remember_flow, take_flow
 from .connections import check_unique, iso8601, save_connection, token_data
 from .context import ADMIN, Admin, ValidationFailed, json_response
 from .models import OAuth2Init
@@ -78,24 +78,14 @@ def oauth2_scheme(template: CompiledTemplate) -> tuple[int, m.OAuth2SchemeConfig
 
     The flow yields one secret, the token: any other scheme of the template must be `none`.
     """
-    found: tuple[int, m.OAuth2SchemeConfig] | None = None
-    for index, auth in enumerate(template.model.auth_scheme_configs):
-        if (
-            found is None
-            and isinstance(auth, m.OAuth2SchemeConfig)
-            and isinstance(auth.oauth2.grant, m.AuthorizationCodeGrant)
-        ):
-            found = (index, auth)
-        elif not isinstance(auth, m.NoneSchemeConfig):
-            raise InvalidRequest(
-                "validation_failed",
-                "the connect flow needs a template whose only secret is one oauth2 "
-                "authorizationCode scheme; create such connections with POST .../connections",
-            )
-    if found is None:
-        raise InvalidRequest(
-            "validation_failed", "the template has no oauth2 authorizationCode scheme"
-        )
+    found = only_scheme(
+        template,
+        m.OAuth2SchemeConfig,
+        lambda auth: isinstance(auth.oauth2.grant, m.AuthorizationCodeGrant),
+        "the connect flow needs a template whose only secret is one oauth2 "
+        "authorizationCode scheme; create such connections with POST .../connections",
+        "the template has no oauth2 authorizationCode scheme",
+    )
     if found[1].oauth2.mtls_enabled or found[1].oauth2.mtls_credential_id:
         # mTLS towards the token endpoint needs a `certificate` credential beside the token.
         raise InvalidRequest(
@@ -194,17 +184,7 @@ async def callback(request: web.Request) -> web.Response:
     missing = [FieldError(name, "required") for name in ("code", "state") if not query.get(name)]
     if missing:
         raise ValidationFailed("the callback needs code and state", missing)
-    flow = await admin.store.take_flow(state, now=admin.clock())
-    route = admin.templates.get(flow.template_id) if flow is not None else None
-    if (
-        flow is None
-        or route is None
-        or flow.organisation_id != admin.organisation_id
-        or flow.extra.get("kind") == "oauth1"
-    ):
-        raise InvalidRequest(
-            "invalid_state", "unknown, already used or expired state: start the flow again"
-        )
+    flow, route = await take_flow(admin, state, kind=None, what="state")
     index, auth = oauth2_scheme(route.template)
     auth = _chosen_config(auth, flow.extra)
     token = await exchange_code(admin, auth, flow, query["code"])
