@@ -568,6 +568,8 @@ def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
                     f"SELECT {id_column}, {column} FROM {table} WHERE {column} IS NOT NULL"
                 ).fetchall()
                 for row_key, sealed in rows:
+                    if table == "meta" and row_key != "fingerprint_key":
+                        continue  # not sealed: the readiness probe's timestamp
                     row_id = prefix + row_key
                     try:
                         plain = old.open(sealed, row_id)
