@@ -1,13 +1,16 @@
-"""How the backends turn secret-bearing values into the bytes they seal (`crypto.py`): one
-format for SQLite and PostgreSQL, so a value means the same thing in either."""
+"""How the backends turn secret-bearing values into the bytes they seal (`crypto.py`), and under
+which row id: one format for SQLite and PostgreSQL, so a value means the same thing in either.
+Only the drivers' own work (SQL, connections, transactions) stays in `sqlite.py`/`postgres.py`."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from ..messages import TokenSet
-from . import FlowState
+from . import FlowState, StoredConnection, StoreError
+from .crypto import Sealer, SealError
 
 
 def token_to_json(token: TokenSet) -> bytes:
@@ -60,4 +63,101 @@ def flow_from_json(raw: bytes, state: str, expires_at: float) -> FlowState:
         connection_name=data["connection_name"],
         external_id=data["external_id"],
         extra=data["extra"],
+    )
+
+
+FINGERPRINT_ROW = "meta:fingerprint_key"
+# (table, key column, sealed column, row id prefix): every sealed value, for a key rotation. In
+# `meta` only the fingerprint key is sealed (the readiness probe's row is a plain timestamp).
+SEALED_COLUMNS = (
+    ("tokens", "credential_id", "sealed", "token:"),
+    ("connections", "id", "sealed", "connection:"),
+    ("flow_states", "state_hash", "sealed", "flow:"),
+    ("meta", "name", "value", "meta:"),
+)
+
+
+def is_sealed(table: str, key: str) -> bool:
+    """Whether row `key` of `table` (one of `SEALED_COLUMNS`) holds a sealed value."""
+    return table != "meta" or key == "fingerprint_key"
+
+
+class SealedRows:
+    """A store's secret-bearing columns sealed (`crypto.py`) under their row id as associated
+    data — `token:<credential id>`, `connection:<id>`, `flow:<state fingerprint>` — so a sealed
+    value copied into another row does not open; and those rows opened back into values. The
+    same for every driver: SQLite and PostgreSQL hand it the bytes and columns they read."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+
+    def seal_token(self, credential_id: str, token: TokenSet | None) -> bytes | None:
+        if token is None:
+            return None
+        return self._sealer.seal(token_to_json(token), f"token:{credential_id}")
+
+    def open_token(self, credential_id: str, sealed: bytes | None) -> TokenSet | None:
+        if sealed is None:
+            return None
+        return token_from_json(self._sealer.open(bytes(sealed), f"token:{credential_id}"))
+
+    def seal_connection(self, connection: StoredConnection) -> bytes:
+        document = json.dumps(dict(connection.document)).encode()
+        return self._sealer.seal(document, f"connection:{connection.id}")
+
+    def open_connection(
+        self,
+        id_: str,
+        template_id: str,
+        name: str,
+        external_id: str | None,
+        sealed: bytes,
+        created_at: float,
+        updated_at: float,
+    ) -> StoredConnection:
+        document = json.loads(self._sealer.open(bytes(sealed), f"connection:{id_}"))
+        return StoredConnection(
+            id_, template_id, name, external_id, document, created_at, updated_at
+        )
+
+    def seal_flow(self, state_hash: str, flow: FlowState) -> bytes:
+        return self._sealer.seal(flow_to_json(flow), f"flow:{state_hash}")
+
+    def open_flow(
+        self, state: str, state_hash: str, sealed: bytes, expires_at: float, now: float | None
+    ) -> FlowState | None:
+        """The taken flow; None once expired (at `now`, or the clock's now)."""
+        if expires_at <= (time.time() if now is None else now):
+            return None
+        raw = self._sealer.open(bytes(sealed), f"flow:{state_hash}")
+        return flow_from_json(raw, state, expires_at)
+
+    def seal_fingerprint_key(self, key: bytes) -> bytes:
+        return self._sealer.seal(key, FINGERPRINT_ROW)
+
+    def open_fingerprint_key(self, sealed: bytes) -> bytes:
+        """The store's fingerprint key; opening it is also the check that `store.key` is the
+        key the store was written with."""
+        try:
+            return self._sealer.open(bytes(sealed), FINGERPRINT_ROW)
+        except SealError:
+            raise StoreError(
+                "store.key does not match the key this store was written with"
+            ) from None
+
+
+def reseal(old: Sealer, new: Sealer, row_id: str, sealed: bytes) -> bytes:
+    """One value of a key rotation: opened under `old`, sealed under `new`, same row id."""
+    try:
+        plain = old.open(bytes(sealed), row_id)
+    except SealError:
+        raise StoreError("the old key does not open this store; nothing was changed") from None
+    return new.seal(plain, row_id)
+
+
+def newer_schema(current: int, known: int) -> StoreError:
+    """The store was migrated by a newer release than this one."""
+    return StoreError(
+        f"the store has schema version {current}; this version of signing-proxy "
+        f"knows up to {known} (was it written by a newer release?)"
     )

@@ -7,9 +7,9 @@ Strategy:
   schema migrated) so a bad store is refused before any port is bound, as on SQLite.
 - Migrations: `schema_version` holds the last applied one; they run in one transaction under a
   transaction-level advisory lock, so replicas starting together migrate once.
-- Secrets sealed exactly as on SQLite (`crypto.py`, same row ids as associated data); a key is
-  required (there is no directory to keep a key file in). The fingerprint key is random per
-  database, sealed in `meta`, as on SQLite.
+- Secrets sealed exactly as on SQLite (`codec.py`: same format, same row ids as associated
+  data); a key is required (there is no directory to keep a key file in). The fingerprint key
+  is random per database, sealed in `meta`, as on SQLite.
 - Every write is one transaction (a single statement, or an explicit one).
 - Token writes are fenced by `version` (`UPDATE ... WHERE version = $expected`); refresh leases
   live in `refresh_leases` with the database's clock (`now()`), so replicas on machines whose
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -46,15 +45,14 @@ from . import (
     StoreUnavailable,
     lease_owner_dead,
 )
-from .codec import flow_from_json, flow_to_json, token_from_json, token_to_json
-from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, parse_key
+from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
+from .crypto import KEY_BYTES, Sealer, fingerprint, parse_key
 
 T = TypeVar("T")
 log = logging.getLogger("signing_proxy.store")
 
 CHANNEL = "signing_proxy_connections"
 _MIGRATION_LOCK = 0x5349474E  # any constant: the advisory lock id migrations take
-_FINGERPRINT_ROW = "meta:fingerprint_key"
 
 _V1 = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
@@ -145,7 +143,7 @@ class PostgresStore:
 
     def __init__(self, url: str, sealer: Sealer, fingerprint_key: bytes) -> None:
         self._url = url
-        self._sealer = sealer
+        self._rows = SealedRows(sealer)
         self._fingerprint_key = fingerprint_key
         self._pool: asyncpg.Pool | None = None
         self._pool_lock: asyncio.Lock | None = None
@@ -177,7 +175,7 @@ class PostgresStore:
                 raise StoreError("store.url: not a valid PostgreSQL URL") from None
             try:
                 await migrate(conn)
-                return await _fingerprint_key(conn, sealer)
+                return await _fingerprint_key(conn, SealedRows(sealer))
             except _FAILURES as exc:
                 raise StoreError(f"store.url: {_reason(exc)}") from None
             finally:
@@ -260,14 +258,8 @@ class PostgresStore:
         row = await self._run(read)
         if row is None:
             return None
-        sealed = row["sealed"]
-        token = (
-            None
-            if sealed is None
-            else token_from_json(self._sealer.open(bytes(sealed), f"token:{credential_id}"))
-        )
         return StoredToken(
-            token,
+            self._rows.open_token(credential_id, row["sealed"]),
             row["seed_fingerprint"],
             row["needs_reauthorization"],
             row["client_auth"],
@@ -278,14 +270,9 @@ class PostgresStore:
     async def put_token(
         self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
     ) -> int:
-        sealed = (
-            None
-            if record.token is None
-            else self._sealer.seal(token_to_json(record.token), f"token:{credential_id}")
-        )
         values = (
             credential_id,
-            sealed,
+            self._rows.seal_token(credential_id, record.token),
             record.seed_fingerprint,
             record.needs_reauthorization,
             record.client_auth,
@@ -376,9 +363,7 @@ class PostgresStore:
     # --- connections ---
 
     async def put_connection(self, connection: StoredConnection) -> None:
-        sealed = self._sealer.seal(
-            json.dumps(dict(connection.document)).encode(), f"connection:{connection.id}"
-        )
+        sealed = self._rows.seal_connection(connection)
 
         async def write(conn: asyncpg.Connection) -> None:
             now = time.time()
@@ -419,13 +404,12 @@ class PostgresStore:
             raise
 
     def _connection(self, row: Any) -> StoredConnection:
-        document = json.loads(self._sealer.open(bytes(row["sealed"]), f"connection:{row['id']}"))
-        return StoredConnection(
+        return self._rows.open_connection(
             row["id"],
             row["template_id"],
             row["name"],
             row["external_id"],
-            document,
+            row["sealed"],
             row["created_at"],
             row["updated_at"],
         )
@@ -518,7 +502,7 @@ class PostgresStore:
 
     async def put_flow(self, flow: FlowState) -> None:
         state_hash = self.fingerprint(flow.state)
-        sealed = self._sealer.seal(flow_to_json(flow), f"flow:{state_hash}")
+        sealed = self._rows.seal_flow(state_hash, flow)
 
         async def write(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
@@ -544,10 +528,9 @@ class PostgresStore:
             )
 
         taken = await self._run(write)
-        if taken is None or taken["expires_at"] <= (time.time() if now is None else now):
+        if taken is None:
             return None
-        raw = self._sealer.open(bytes(taken["sealed"]), f"flow:{state_hash}")
-        return flow_from_json(raw, state, taken["expires_at"])
+        return self._rows.open_flow(state, state_hash, taken["sealed"], taken["expires_at"], now)
 
 
 async def schema_version(conn: asyncpg.Connection) -> int:
@@ -563,10 +546,7 @@ async def migrate(conn: asyncpg.Connection) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         current = await schema_version(conn)
         if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store has schema version {current}; this version of signing-proxy "
-                f"knows up to {SCHEMA_VERSION} (was it written by a newer release?)"
-            )
+            raise newer_schema(current, SCHEMA_VERSION)
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
@@ -575,7 +555,7 @@ async def migrate(conn: asyncpg.Connection) -> None:
             await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
 
 
-async def _fingerprint_key(conn: asyncpg.Connection, sealer: Sealer) -> bytes:
+async def _fingerprint_key(conn: asyncpg.Connection, rows: SealedRows) -> bytes:
     # Random per database and sealed under store.key (as on SQLite): fingerprints survive a
     # key rotation, and opening it proves the key is the right one.
     async with conn.transaction():
@@ -584,22 +564,10 @@ async def _fingerprint_key(conn: asyncpg.Connection, sealer: Sealer) -> bytes:
         if sealed is None:
             key = os.urandom(KEY_BYTES)
             await conn.execute(
-                "INSERT INTO meta VALUES ('fingerprint_key', $1)",
-                sealer.seal(key, _FINGERPRINT_ROW),
+                "INSERT INTO meta VALUES ('fingerprint_key', $1)", rows.seal_fingerprint_key(key)
             )
             return key
-    try:
-        return sealer.open(bytes(sealed), _FINGERPRINT_ROW)
-    except SealError:
-        raise StoreError("store.key does not match the key this store was written with") from None
-
-
-_SEALED_COLUMNS = (
-    ("tokens", "credential_id", "sealed", "token:"),
-    ("connections", "id", "sealed", "connection:"),
-    ("flow_states", "state_hash", "sealed", "flow:"),
-    ("meta", "name", "value", "meta:"),
-)
+    return rows.open_fingerprint_key(sealed)
 
 
 def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
@@ -618,24 +586,17 @@ def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
             await migrate(conn)
             count = 0
             async with conn.transaction():
-                for table, id_column, column, prefix in _SEALED_COLUMNS:
+                for table, id_column, column, prefix in SEALED_COLUMNS:
                     rows = await conn.fetch(
                         f"SELECT {id_column} AS id, {column} AS sealed FROM {table} "
                         f"WHERE {column} IS NOT NULL FOR UPDATE"
                     )
                     for row in rows:
-                        if table == "meta" and row["id"] != "fingerprint_key":
+                        if not is_sealed(table, row["id"]):
                             continue
-                        row_id = prefix + row["id"]
-                        try:
-                            plain = old.open(bytes(row["sealed"]), row_id)
-                        except SealError:
-                            raise StoreError(
-                                "the old key does not open this store; nothing was changed"
-                            ) from None
                         await conn.execute(
                             f"UPDATE {table} SET {column} = $1 WHERE {id_column} = $2",
-                            new.seal(plain, row_id),
+                            reseal(old, new, prefix + row["id"], row["sealed"]),
                             row["id"],
                         )
                         count += 1

@@ -9,7 +9,8 @@ Strategy:
 - Writes are explicit `BEGIN IMMEDIATE` transactions: the write lock is taken up front, so two
   processes never both read-then-write the same row.
 - `schema_version` holds the number of the last applied migration; `MIGRATIONS` only grows.
-- Secret fields are sealed with AES-GCM (`crypto.py`) with the row id as associated data.
+- Secret fields are sealed with AES-GCM (`crypto.py`) with the row id as associated data, in
+  the format PostgreSQL uses too (`codec.py`).
 - Refresh leases (`refresh_leases` table) make a token refresh single-flight across processes; a
   lease of a process that died (SIGKILL) is taken over at once instead of waiting for its expiry.
 - A failing disk is `StoreUnavailable` with SQLite's reason ("database or disk is full",
@@ -21,7 +22,6 @@ Strategy:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
@@ -41,15 +41,8 @@ from . import (
     StoreUnavailable,
     lease_owner_dead,
 )
-from .codec import flow_from_json, flow_to_json, token_from_json, token_to_json
-from .crypto import (
-    KEY_BYTES,
-    Sealer,
-    SealError,
-    fingerprint,
-    load_or_create_key_file,
-    parse_key,
-)
+from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
+from .crypto import KEY_BYTES, Sealer, fingerprint, load_or_create_key_file, parse_key
 
 T = TypeVar("T")
 
@@ -106,7 +99,6 @@ ALTER TABLE tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 0
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_FINGERPRINT_ROW = "meta:fingerprint_key"
 _BUMP_REVISION = "UPDATE connections_revision SET revision = revision + 1"
 
 
@@ -125,7 +117,7 @@ class SqliteStore:
         key_file: Path | None = None,
     ) -> None:
         self._conn = conn
-        self._sealer = sealer
+        self._rows = SealedRows(sealer)
         self._fingerprint_key = fingerprint_key
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._closed = False
@@ -153,7 +145,7 @@ class SqliteStore:
         try:
             migrate(conn)
             sealer = Sealer(raw_key)
-            fp_key = _fingerprint_key(conn, sealer)
+            fp_key = _fingerprint_key(conn, SealedRows(sealer))
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
@@ -230,21 +222,13 @@ class SqliteStore:
         if row is None:
             return None
         sealed, seed, reauth, client_auth, updated_at, version = row
-        token = (
-            None
-            if sealed is None
-            else token_from_json(self._sealer.open(sealed, f"token:{credential_id}"))
-        )
+        token = self._rows.open_token(credential_id, sealed)
         return StoredToken(token, seed, bool(reauth), client_auth, updated_at, version)
 
     async def put_token(
         self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
     ) -> int:
-        sealed = (
-            None
-            if record.token is None
-            else self._sealer.seal(token_to_json(record.token), f"token:{credential_id}")
-        )
+        sealed = self._rows.seal_token(credential_id, record.token)
         expires_at = record.token.expires_at if record.token is not None else None
 
         def write() -> int:
@@ -317,9 +301,7 @@ class SqliteStore:
     # --- connections ---
 
     async def put_connection(self, connection: StoredConnection) -> None:
-        sealed = self._sealer.seal(
-            json.dumps(dict(connection.document)).encode(), f"connection:{connection.id}"
-        )
+        sealed = self._rows.seal_connection(connection)
 
         def write() -> None:
             now = time.time()
@@ -357,11 +339,7 @@ class SqliteStore:
         await self._run(write)
 
     def _connection(self, row: tuple[Any, ...]) -> StoredConnection:
-        id_, template_id, name, external_id, sealed, created_at, updated_at = row
-        document = json.loads(self._sealer.open(sealed, f"connection:{id_}"))
-        return StoredConnection(
-            id_, template_id, name, external_id, document, created_at, updated_at
-        )
+        return self._rows.open_connection(*row)  # SELECT *: the columns in their order
 
     async def get_connection(self, connection_id: str) -> StoredConnection | None:
         def read() -> StoredConnection | None:
@@ -417,7 +395,7 @@ class SqliteStore:
 
     async def put_flow(self, flow: FlowState) -> None:
         state_hash = self.fingerprint(flow.state)
-        sealed = self._sealer.seal(flow_to_json(flow), f"flow:{state_hash}")
+        sealed = self._rows.seal_flow(state_hash, flow)
 
         def write() -> None:
             with self._write() as conn:
@@ -442,9 +420,7 @@ class SqliteStore:
                 return None if row is None else (row[0], row[1])
 
         taken = await self._run(write)
-        if taken is None or taken[1] <= (time.time() if now is None else now):
-            return None
-        return flow_from_json(self._sealer.open(taken[0], f"flow:{state_hash}"), state, taken[1])
+        return None if taken is None else self._rows.open_flow(state, state_hash, *taken, now)
 
 
 def _guarded(fn: Callable[[], T]) -> Callable[[], T]:
@@ -500,10 +476,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         current = schema_version(conn)
         if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store has schema version {current}; this version of signing-proxy "
-                f"knows up to {SCHEMA_VERSION} (was it written by a newer release?)"
-            )
+            raise newer_schema(current, SCHEMA_VERSION)
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
@@ -517,7 +490,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-def _fingerprint_key(conn: sqlite3.Connection, sealer: Sealer) -> bytes:
+def _fingerprint_key(conn: sqlite3.Connection, rows: SealedRows) -> bytes:
     # The fingerprint key is random per database and sealed under store.key, so rotating
     # store.key keeps every fingerprint valid. Opening it also proves the key is the right one.
     conn.execute("BEGIN IMMEDIATE")
@@ -526,29 +499,15 @@ def _fingerprint_key(conn: sqlite3.Connection, sealer: Sealer) -> bytes:
         if row is None:
             key = os.urandom(KEY_BYTES)
             conn.execute(
-                "INSERT INTO meta VALUES ('fingerprint_key', ?)",
-                (sealer.seal(key, _FINGERPRINT_ROW),),
+                "INSERT INTO meta VALUES ('fingerprint_key', ?)", (rows.seal_fingerprint_key(key),)
             )
         else:
-            try:
-                key = sealer.open(cast(bytes, row[0]), _FINGERPRINT_ROW)
-            except SealError:
-                raise StoreError(
-                    "store.key does not match the key this store was written with"
-                ) from None
+            key = rows.open_fingerprint_key(cast(bytes, row[0]))
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
     return key
-
-
-_SEALED_COLUMNS = (
-    ("tokens", "credential_id", "sealed", "token:"),
-    ("connections", "id", "sealed", "connection:"),
-    ("flow_states", "state_hash", "sealed", "flow:"),
-    ("meta", "name", "value", "meta:"),
-)
 
 
 def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
@@ -563,23 +522,16 @@ def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
         count = 0
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for table, id_column, column, prefix in _SEALED_COLUMNS:
+            for table, id_column, column, prefix in SEALED_COLUMNS:
                 rows = conn.execute(
                     f"SELECT {id_column}, {column} FROM {table} WHERE {column} IS NOT NULL"
                 ).fetchall()
                 for row_key, sealed in rows:
-                    if table == "meta" and row_key != "fingerprint_key":
-                        continue  # not sealed: the readiness probe's timestamp
-                    row_id = prefix + row_key
-                    try:
-                        plain = old.open(sealed, row_id)
-                    except SealError:
-                        raise StoreError(
-                            "the old key does not open this store; nothing was changed"
-                        ) from None
+                    if not is_sealed(table, row_key):
+                        continue
                     conn.execute(
                         f"UPDATE {table} SET {column} = ? WHERE {id_column} = ?",
-                        (new.seal(plain, row_id), row_key),
+                        (reseal(old, new, prefix + row_key, sealed), row_key),
                     )
                     count += 1
         except BaseException:
