@@ -116,6 +116,17 @@ def ephemeral_low() -> int:
         return 49152
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where every connect is refused for the whole test: bound here (without
+    SO_REUSEADDR) and never listened on, so no other process can listen there meanwhile, as one
+    could on a port that was merely free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
+
+
 def basic(username: str, password: str) -> dict[str, Any]:
     return {
         "authSchemeConfig": {"type": "basic-auth"},

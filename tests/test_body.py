@@ -207,9 +207,9 @@ async def test_too_large_body_is_413_before_upstream_and_file_removed(
 
 
 async def test_upstream_failure_removes_spilled_file(
-    make_proxy: MakeProxy, spool: Path, unused_tcp_port: int
+    make_proxy: MakeProxy, spool: Path, refused_port: int
 ) -> None:
-    base = f"http://127.0.0.1:{unused_tcp_port}/api"  # nothing listens there
+    base = f"http://127.0.0.1:{refused_port}/api"  # nothing listens there
     proxy = await make_proxy(
         {"connections": [connection("svc", base, hmac_body())], "limits": limits(8 * KiB, MiB)}
     )

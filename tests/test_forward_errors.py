@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,17 +36,8 @@ def proxy_error(response: rawhttp.Message, status: int, code: str, error_type: s
     assert "canary-errors" not in response.body.decode() + proxy_status
 
 
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port nothing listens on: bound and closed again, so a connect is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    yield port
-
-
-async def test_connection_refused(make_proxy: MakeProxy, closed_port: int) -> None:
-    port = await start(make_proxy, f"http://127.0.0.1:{closed_port}/v1")
+async def test_connection_refused(make_proxy: MakeProxy, refused_port: int) -> None:
+    port = await start(make_proxy, f"http://127.0.0.1:{refused_port}/v1")
     response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
     proxy_error(response, 502, "upstream_unavailable", "connection_refused")
 

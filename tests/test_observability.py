@@ -139,7 +139,11 @@ def sample(
 
 
 async def test_metrics_and_json_logs_after_real_traffic(
-    upstream: str, oauth: Running, client_cert: tuple[Path, Path, float], tmp_path: Path
+    upstream: str,
+    oauth: Running,
+    client_cert: tuple[Path, Path, float],
+    tmp_path: Path,
+    refused_port: int,
 ) -> None:
     cert, key, not_after = client_cert
     empty = tmp_path / "empty-token"
@@ -151,7 +155,7 @@ async def test_metrics_and_json_logs_after_real_traffic(
             connection("web", f"{upstream}/web", api_key("X-Key", "header", "canary-k-71")),
             connection("api", oauth.resource_url, oauth2(f"{oauth.auth_url}/token", SECRET)),
             connection("broken", oauth.resource_url, oauth2(f"{oauth.auth_url}/token", "wrong")),
-            connection("dead", f"http://127.0.0.1:{free_port()}/x"),
+            connection("dead", f"http://127.0.0.1:{refused_port}/x"),
             connection("bank", f"{upstream}/bank", certificate(cert, key)),
             # An empty secret: a warning, which in JSON mode is a JSON line like any other.
             connection("blank", f"{upstream}/blank", bearer(f"${{file:{empty}}}")),

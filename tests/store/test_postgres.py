@@ -62,10 +62,10 @@ async def test_key_required_and_wrong_key_refused(postgres: PgServer) -> None:
     assert key_a not in str(caught.value) and key_b not in str(caught.value)
 
 
-async def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
-    from tests.conftest import free_port
-
-    url = f"postgresql://u:canary-pw@127.0.0.1:{free_port()}/db"
+async def test_unreachable_server_is_a_clear_error_without_the_password(
+    refused_port: int,
+) -> None:
+    url = f"postgresql://u:canary-pw@127.0.0.1:{refused_port}/db"
     with pytest.raises(StoreError, match="cannot connect") as caught:
         open_store(None, new_key_text(), url=url)
     assert "canary-pw" not in str(caught.value)
