@@ -4,14 +4,17 @@ wires them (`create_app` + `create_admin_app_for`), on a real echo upstream."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.admin import create_admin_app_for
+from proxy.admin import create_admin_app, create_admin_app_for
 from proxy.app import create_app
 from proxy.config.load import Runtime, build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
@@ -136,3 +139,20 @@ async def create(planes: Planes, body: dict[str, Any]) -> dict[str, Any]:
     assert response.status == 201, await response.text()
     created: dict[str, Any] = await response.json()
     return created
+
+
+async def callback_later(
+    planes: Planes, location: str, aiohttp_client: Any, seconds: float = 601
+) -> ClientResponse:
+    """The provider's redirect to the callback (`location`) followed `seconds` after the flow
+    started: on an admin app over the same store whose clock is that much later."""
+    later: TestClient[Any, Any] = await aiohttp_client(
+        create_admin_app(
+            planes.runtime,
+            templates=planes.templates,
+            store=planes.store,
+            clock=lambda: time.time() + seconds,
+        )
+    )
+    split = urlsplit(location)
+    return await later.get(f"{split.path}?{split.query}")

@@ -7,16 +7,14 @@ provider's resource endpoint accepts. Replayed and tampered callbacks get 400.""
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
-from proxy.admin import create_admin_app
-from tests.admin.conftest import AUTH, ORG, MakePlanes, Planes
+from tests.admin.conftest import AUTH, ORG, MakePlanes, Planes, callback_later
 from tests.oauth1_provider import Provider, provider_app, template
 
 
@@ -106,16 +104,7 @@ async def test_temporary_credentials_expire_after_ten_minutes(
 ) -> None:
     _, planes = await start(aiohttp_server, make_planes, "sha1", "AUTH_STYLE_FORM")
     location = await init_and_authorize(planes, params={"account": "acme"})
-    later: TestClient[Any, Any] = await aiohttp_client(
-        create_admin_app(
-            planes.runtime,
-            templates=planes.templates,
-            store=planes.store,
-            clock=lambda: time.time() + 601,
-        )
-    )
-    split = urlsplit(location)
-    response = await later.get(f"{split.path}?{split.query}")
+    response = await callback_later(planes, location, aiohttp_client)
     assert response.status == 400
     assert (await response.json())["code"] == "invalid_state"
 

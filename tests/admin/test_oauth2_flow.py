@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
-from proxy.admin import create_admin_app
 from proxy.admin.oauth2 import code_challenge, new_code_verifier
-from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes, Planes
+from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes, Planes, callback_later
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 
 CLIENT_ID = "drive-client"
@@ -238,17 +236,7 @@ async def test_forged_or_missing_state_is_400(drive: Drive) -> None:
 
 async def test_state_expires_after_ten_minutes(drive: Drive, aiohttp_client: Any) -> None:
     location = await drive.authorize(await drive.init())
-    planes = drive.planes
-    later: TestClient[Any, Any] = await aiohttp_client(
-        create_admin_app(
-            planes.runtime,
-            templates=planes.templates,
-            store=planes.store,
-            clock=lambda: time.time() + 601,
-        )
-    )
-    split = urlsplit(location)
-    response = await later.get(f"{split.path}?{split.query}")
+    response = await callback_later(drive.planes, location, aiohttp_client)
     assert response.status == 400
     assert (await response.json())["code"] == "invalid_state"
 
