@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +21,7 @@ from tests.pg import PgServer, start_server
 from tests.plane import PlaneServer
 
 MakeProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -40,6 +43,42 @@ async def wind_down_loop() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
     await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+class RunIn(Protocol):
+    """Runs a coroutine on a `background_loop()` from the test's thread and returns its result."""
+
+    def __call__(self, coro: Coroutine[Any, Any, T]) -> T: ...
+
+
+@contextmanager
+def background_loop() -> Iterator[tuple[RunIn, AsyncExitStack]]:
+    """An event loop in a thread of its own, for servers a synchronous test talks to (Hypothesis,
+    schemathesis, blocking clients). `run(coro)` runs a coroutine there (at most 30 s); `exits`
+    collects the async clean-ups, which run there on exit, last in first out, before the loop
+    winds down (`wind_down_loop`) and closes."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
+    exits = AsyncExitStack()
+
+    async def finish() -> None:
+        await exits.aclose()
+        await wind_down_loop()
+
+    try:
+        yield run, exits
+    finally:
+        try:
+            run(finish())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(30)
+            loop.close()
 
 
 def connection(

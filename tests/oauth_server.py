@@ -34,14 +34,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 
-from tests.conftest import wind_down_loop
+from tests.conftest import background_loop
 
 
 @dataclass
@@ -311,39 +311,16 @@ class Running:
 @contextmanager
 def serve_in_thread(server: AuthServer) -> Iterator[Running]:
     """Serve the authorization and resource servers on 127.0.0.1 from a background thread."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    ports: list[int] = []
-    runners: list[web.AppRunner] = []
+    with background_loop() as (run, exits):
+        auth = run(serve_app(create_auth_app(server), exits))
+        resource = run(serve_app(create_resource_app(server), exits))
+        yield Running(server, auth, resource)
 
-    async def start() -> None:
-        for app in (create_auth_app(server), create_resource_app(server)):
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            runners.append(runner)
-            ports.append(runner.addresses[-1][1])
-        ready.set()
 
-    async def finish() -> None:
-        for runner in runners:
-            await runner.cleanup()
-        await wind_down_loop()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-        loop.run_until_complete(finish())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the test OAuth servers did not start")
-    try:
-        yield Running(server, f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+async def serve_app(app: web.Application, exits: AsyncExitStack) -> str:
+    """`app` on a port of 127.0.0.1 the kernel picks, cleaned up by `exits`; its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    exits.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return f"http://127.0.0.1:{runner.addresses[-1][1]}"

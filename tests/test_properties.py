@@ -10,14 +10,12 @@ loop in a background thread, started once for the module: Hypothesis drives a sy
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import unquote
 
 import pytest
@@ -28,7 +26,7 @@ from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.server import start_data_plane
 from tests import rawhttp
-from tests.conftest import bearer, connection, wind_down_loop
+from tests.conftest import background_loop, bearer, connection
 
 T = TypeVar("T")
 BASE_PATH = "/base/v1"
@@ -45,16 +43,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
-
-    exits = AsyncExitStack()
-
-    async def start() -> Stack:
+    async def start(exits: AsyncExitStack) -> Stack:
         upstream = await exits.enter_async_context(rawhttp.raw_upstream())
         decoy = await exits.enter_async_context(rawhttp.raw_upstream())
         runtime = build_runtime(
@@ -71,17 +60,8 @@ def stack() -> Iterator[Stack]:
         exits.push_async_callback(server.drain, 5)
         return Stack(port, upstream, decoy)
 
-    async def finish() -> None:
-        await exits.aclose()
-        await wind_down_loop()
-
-    try:
-        yield run(start())
-    finally:
-        run(finish())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
+    with background_loop() as (run, exits):
+        yield run(start(exits))
 
 
 def send(port: int, target: bytes) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from proxy.config.load import build_runtime
 from proxy.http1.server import HttpServer
 from proxy.server import start_data_plane
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection, wind_down_loop
+from tests.conftest import MakeProxy, background_loop, bearer, connection
 from tests.wire_recorder import (
     Incomplete,
     Misframed,
@@ -379,16 +378,8 @@ def stack(
 ) -> Iterator[tuple[Callable[[Coroutine[Any, Any, T]], T], HttpServer, int, WireUpstream]]:
     """One proxy and one recording upstream for all generated examples, on an event loop in a
     background thread (Hypothesis drives a synchronous test)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
 
-    def run_in_loop(coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
-
-    exits = AsyncExitStack()
-
-    async def start() -> tuple[HttpServer, int, WireUpstream]:
+    async def start(exits: AsyncExitStack) -> tuple[HttpServer, int, WireUpstream]:
         upstream = await exits.enter_async_context(wire_upstream())
         tree = proxy_tree(upstream.base, request.param)
         plane = create_app(build_runtime(tree, {}))
@@ -397,18 +388,9 @@ def stack(
         exits.push_async_callback(server.drain, 5)
         return server, port, upstream
 
-    async def finish() -> None:
-        await exits.aclose()
-        await wind_down_loop()
-
-    try:
-        server, port, upstream = run_in_loop(start())
+    with background_loop() as (run_in_loop, exits):
+        server, port, upstream = run_in_loop(start(exits))
         yield run_in_loop, server, port, upstream
-    finally:
-        run_in_loop(finish())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,17 +3,14 @@ and a schemathesis run against a live admin listener finds no 5xx and no respons
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import (
@@ -26,10 +23,11 @@ from schemathesis.checks import (
 import proxy.admin
 from proxy.admin import create_admin_app_for
 from proxy.admin.openapi import openapi_document
-from proxy.app import DataPlane, create_app
+from proxy.app import create_app
 from proxy.config.load import build_runtime
 from tests.admin.conftest import ADMIN_TOKEN, ORG
-from tests.conftest import wind_down_loop
+from tests.conftest import background_loop
+from tests.oauth_server import serve_app
 
 DOCUMENT = Path(proxy.admin.__file__).with_name("openapi.json")
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -85,46 +83,16 @@ TREE: dict[str, Any] = {
 @contextmanager
 def admin_in_thread() -> Iterator[str]:
     """The admin app on a real port, served from a thread (schemathesis calls are blocking)."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    runners: list[web.AppRunner] = []
-    planes: list[DataPlane] = []
-    port: list[int] = []
 
-    async def start() -> None:
+    async def start(exits: AsyncExitStack) -> str:
         runtime = build_runtime(TREE, {})
         data = create_app(runtime)
         await data.start()  # not served: the admin app shares its templates and tokens
-        planes.append(data)
-        runner = web.AppRunner(create_admin_app_for(runtime, data))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        port.append(runner.addresses[0][1])
-        ready.set()
+        exits.push_async_callback(data.close)  # after the admin app's clean-up
+        return await serve_app(create_admin_app_for(runtime, data), exits)
 
-    async def finish() -> None:
-        for runner in reversed(runners):
-            await runner.cleanup()
-        for plane in planes:
-            await plane.close()
-        await wind_down_loop()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-        loop.run_until_complete(finish())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(10), "the admin app did not start"
-    try:
-        yield f"http://127.0.0.1:{port[0]}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+    with background_loop() as (run, exits):
+        yield run(start(exits))
 
 
 def create_one(base_url: str, schema: Any) -> str:
