@@ -15,13 +15,14 @@ from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.messages import TokenSet
 from proxy.store import StoredConnection, StoredToken, StoreError, StoreUnavailable, open_store
-from proxy.store.crypto import new_key_text, parse_key
+from proxy.store.crypto import new_key_text
 from proxy.store.postgres import SCHEMA_VERSION, rotate_key
 from proxy.tokens import TokenManager, WriteRetry
 from tests.conftest import connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer
 from tests.plane import PlaneServer
+from tests.store.rotation import check_rotation
 
 CANARY = "canary-pg-refresh-5d21a"
 SECRET = "canary-pg-client-secret"
@@ -84,23 +85,11 @@ async def test_schema_version_recorded_and_newer_refused(postgres: PgServer) -> 
 
 async def test_rotate_key(postgres: PgServer) -> None:
     url = postgres.new_database()
-    old_text, new_text = new_key_text(), new_key_text()
-    store = open_store(None, old_text, url=url)
-    await store.put_token("c1", StoredToken(TokenSet(CANARY)))
-    await store.put_connection(StoredConnection("id1", "tpl", "n", None, {"k": "v"}))
-    seed = store.fingerprint("seed")
-    await store.check_writable()  # a readiness probe's row (not a secret) is left as it is
-    await store.close()
-    assert rotate_key(url, parse_key(old_text), parse_key(new_text)) == 3
-    with pytest.raises(StoreError):
-        open_store(None, old_text, url=url)
-    store = open_store(None, new_text, url=url)
-    got = await store.get_token("c1")
-    assert got is not None and got.token is not None and got.token.access_token == CANARY
-    assert store.fingerprint("seed") == seed
-    await store.close()
-    with pytest.raises(StoreError, match="nothing was changed"):
-        rotate_key(url, parse_key(old_text), parse_key(new_text))
+    await check_rotation(
+        lambda key: open_store(None, key, url=url),
+        lambda old, new: rotate_key(url, old, new),
+        CANARY,
+    )
 
 
 def read_only(postgres: PgServer, url: str, on: bool) -> None:

@@ -15,6 +15,7 @@ from proxy.messages import TokenSet
 from proxy.store import StoredConnection, StoredToken, StoreError, open_store
 from proxy.store.crypto import Sealer, SealError, parse_key
 from proxy.store.sqlite import SCHEMA_VERSION, key_file_path, rotate_key
+from tests.store.rotation import check_rotation
 
 CANARY = "canary-sqlite-refresh-93c1d"
 
@@ -92,24 +93,9 @@ async def test_sealed_value_bound_to_its_row() -> None:
 
 async def test_rotate_key(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    old_text = base64.b64encode(os.urandom(32)).decode()
-    new_text = base64.b64encode(os.urandom(32)).decode()
-    store = open_store(str(db), old_text)
-    await store.put_token("c1", StoredToken(TokenSet(CANARY)))
-    await store.put_connection(StoredConnection("id1", "tpl", "n", None, {"k": "v"}))
-    seed = store.fingerprint("seed")
-    await store.check_writable()  # a readiness probe's row (not a secret) is left as it is
-    await store.close()
-    assert rotate_key(db, parse_key(old_text), parse_key(new_text)) == 3
-    with pytest.raises(StoreError):
-        open_store(str(db), old_text)
-    store = open_store(str(db), new_text)
-    got = await store.get_token("c1")
-    assert got is not None and got.token is not None and got.token.access_token == CANARY
-    assert store.fingerprint("seed") == seed  # fingerprints survive a rotation
-    await store.close()
-    with pytest.raises(StoreError, match="nothing was changed"):
-        rotate_key(db, parse_key(old_text), parse_key(new_text))
+    await check_rotation(
+        lambda key: open_store(str(db), key), lambda old, new: rotate_key(db, old, new), CANARY
+    )
 
 
 async def test_rotate_key_command_with_key_file(
