@@ -7,9 +7,13 @@ One command: `python bench/run.py` (`--quick` for a short run). It starts
   proxy adding `Authorization: Bearer ...`, one worker, keep-alive to the upstream, request
   bodies streamed like ours), **signing-proxy** (`python -m proxy run`, a bearer connection,
   and an HMAC-SHA256 url+body connection), and for the scaling row signing-proxy `--workers 2`;
-  with `--aiohttp-hop`, also the proxy on the previous aiohttp ClientSession hop;
+  with `--aiohttp-hop`, also the proxy on the previous aiohttp ClientSession hop; with
+  `--baseline DIR`, also **sp-baseline**: the proxy's code from DIR (a checkout of an earlier
+  commit, e.g. `git worktree add /tmp/base <commit>`), so a change is judged old next to new
+  in the same alternating rounds;
 
-then drives load with wrk pinned to CPU 0 (`taskset`), contenders alternating round by round,
+then drives load with wrk pinned to CPU 0 and the servers to CPU 1 (`taskset`; the
+`--workers 2` instance is left free to use both), contenders alternating round by round,
 and prints medians, ratios to nginx-1w and the issue's targets. CPU per request is the
 contender's process-tree CPU time over the requests served. The 1 GiB rows come from
 `bench/memory_1gib.py` (run as is). Needs Linux, wrk (installed with apt-get when missing and
@@ -41,6 +45,11 @@ TOKEN = "bench-token-not-a-secret"
 HMAC_KEY = "bench-hmac-key-not-a-secret"
 TINY = b"hello, world\n"
 TICK = os.sysconf("SC_CLK_TCK")
+# wrk on CPU 0, the servers on the others (the method the issue's figures were taken by): a
+# server then never competes with the load generator, and every run wakes the same CPUs.
+SERVER_CPUS = (
+    f"1-{os.cpu_count() - 1}" if (os.cpu_count() or 1) > 1 and shutil.which("taskset") else ""
+)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -112,10 +121,21 @@ class Setup:
     contenders: dict[str, Contender] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, argv: list[str], port: int, what: str) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        argv: list[str],
+        port: int,
+        what: str,
+        env: dict[str, str] | None = None,
+        *,
+        pin: bool = True,
+    ) -> subprocess.Popen[bytes]:
+        if pin and SERVER_CPUS:
+            argv = ["taskset", "-c", SERVER_CPUS, *argv]
         proc = subprocess.Popen(
             argv,
             cwd=self.tmp,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(self.tmp / f"{port}.log", "wb"),
         )
@@ -235,8 +255,18 @@ def running(args: argparse.Namespace) -> Iterator[Setup]:
                 port = free_port()
                 config = proxy_config(tmp, port, up)
                 argv = [sys.executable, "-m", "proxy", "run", "--config", str(config), *extra]
-                proc = setup.start(argv, port, name)
+                proc = setup.start(argv, port, name, pin=not extra)
                 setup.contenders[name] = Contender(name, f"http://127.0.0.1:{port}", proc.pid)
+            if args.baseline:
+                port = free_port()
+                config = proxy_config(tmp, port, up)
+                argv = [sys.executable, "-m", "proxy", "run", "--config", str(config)]
+                # The baseline's package is found first: PYTHONPATH precedes site-packages.
+                env = {**os.environ, "PYTHONPATH": str(Path(args.baseline).resolve())}
+                proc = setup.start(argv, port, "baseline", env)
+                setup.contenders["sp-baseline"] = Contender(
+                    "sp-baseline", f"http://127.0.0.1:{port}", proc.pid
+                )
             if args.aiohttp_hop:
                 port = free_port()
                 config = proxy_config(tmp, port, up)
@@ -332,7 +362,7 @@ def plan(setup: Setup) -> list[tuple[Scenario, str]]:
     """(scenario, contender) pairs of one round."""
     singles = [
         n
-        for n in ("direct", "nginx-1w", "signing-proxy", "sp-aiohttp-hop")
+        for n in ("direct", "nginx-1w", "signing-proxy", "sp-baseline", "sp-aiohttp-hop")
         if n in setup.contenders
     ]
     pairs: list[tuple[Scenario, str]] = []
@@ -378,6 +408,11 @@ def main() -> int:
         help="also run the proxy on the previous aiohttp ClientSession hop",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the proxy's code from DIR (a checkout of an earlier commit) side by side",
+    )
+    parser.add_argument(
         "--only", help="comma-separated scenario keys: " + ",".join(s.key for s in SCENARIOS)
     )
     args = parser.parse_args()
@@ -395,7 +430,7 @@ def main() -> int:
             pairs = [(s, n) for s, n in pairs if s.key in keep]
         print(
             f"upstream: {setup.upstream_kind}; {args.rounds} round(s) x {args.seconds:g} s;"
-            f" wrk on CPU 0; {os.cpu_count()} CPUs",
+            f" wrk on CPU 0, servers on CPU {SERVER_CPUS or 'any'}; {os.cpu_count()} CPUs",
             flush=True,
         )
         for scenario, name in dict.fromkeys(pairs):  # warm-up: pools filled, code paths hot
@@ -432,7 +467,7 @@ def med(results: list[Result], attr: str) -> float:
 
 
 def report(results: dict[tuple[str, str], list[Result]]) -> None:
-    names = ["direct", "nginx-1w", "signing-proxy", "sp-aiohttp-hop"]
+    names = ["direct", "nginx-1w", "signing-proxy", "sp-baseline", "sp-aiohttp-hop"]
     present = [n for n in names if any(k[1] == n for k in results)]
     print()
     print(f"{'scenario (medians)':42}" + "".join(f"{n:>16}" for n in present) + f"{'sp/nginx':>10}")

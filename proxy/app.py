@@ -1,10 +1,11 @@
 """Wiring: the data plane (`DataPlane`) built from a checked `Runtime`.
 
-`DataPlane.handle` is the one entry of every inbound request (the server in `http1/server.py`
-calls it, in turn, for each request of a connection): `/healthz`, else the forwarder; errors are
-answered in the proxy's own voice (`middleware.send_error`), and the access-log line is written
-once, at its end. Its lifecycle (`start`, `close`) seeds and follows OAuth 2.0 state and the
-API-created connections, and closes the upstream pool.
+`DataPlane.dispatch` is the one entry of every inbound request (the server in `http1/server.py`
+calls it, in turn, for each request of a connection): `/healthz`, else the forwarder, whose
+request runs in a task (`serve`) or, on the lean exchange, by callbacks (`settle` ends it);
+errors are answered in the proxy's own voice (`middleware.send_error`), and the access-log line
+is written once, at its end. Its lifecycle (`start`, `close`) seeds and follows OAuth 2.0 state
+and the API-created connections, and closes the upstream pool.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import dataclasses
 import time
 import traceback
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 from . import metrics
 from .config.load import Runtime
@@ -157,7 +160,9 @@ class DataPlane:
             if self._store is not None:
                 await self._store.close()
 
-    async def handle(self, request: InboundRequest) -> None:
+    def dispatch(self, request: InboundRequest) -> Coroutine[Any, Any, None] | None:
+        """Serve `request` (the server's `Dispatcher`): the coroutine to run in a task, or None
+        when it is answered already or goes on by callbacks (`lean_exchange.py`)."""
         start = time.monotonic()
         metrics.request_started()
         try:
@@ -166,26 +171,50 @@ class DataPlane:
             elif request.target == "/healthz" and request.method in ("GET", "HEAD"):
                 request.respond(200, "OK", [("Content-Type", "application/json")], HEALTHZ_BODY)
             else:
-                await self.forwarder.handle(request)
-        except ProxyError as error:
-            self._fail(request, error)
+                work = self.forwarder.start(request, self, start)
+                if work is not None:
+                    return self.serve(request, start, work)
+                return None
+        except Exception as exc:
+            self._failed(request, exc)
+        log_access(request, start)
+        request.complete()
+        return None
+
+    async def serve(self, request: InboundRequest, start: float, work: Awaitable[None]) -> None:
+        """`work` serving `request`, with its failures answered and its access line written."""
+        try:
+            await work
         except asyncio.CancelledError:
             if not request.client_gone:
                 raise
             # The client went away: the upstream exchange was cancelled with this task. Not a
             # proxy or upstream failure; the access line says so, once.
         except Exception as exc:
-            error_log.error(
-                "unexpected %s while serving %s %s\n%s",
-                type(exc).__name__,
-                request.method,
-                request.path,
-                "".join(traceback.format_tb(exc.__traceback__)),
-            )
-            internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
-            self._fail(request, internal)
+            self._failed(request, exc)
         finally:
             log_access(request, start)
+
+    def settle(self, request: InboundRequest, start: float, error: Exception | None) -> None:
+        """End a request served by callbacks (`lean_exchange.Settle`)."""
+        if error is not None:
+            self._failed(request, error)
+        log_access(request, start)
+        request.complete()
+
+    def _failed(self, request: InboundRequest, exc: Exception) -> None:
+        if isinstance(exc, ProxyError):
+            self._fail(request, exc)
+            return
+        error_log.error(
+            "unexpected %s while serving %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        internal = ProxyError("proxy_internal_error", "the proxy failed to handle the request")
+        self._fail(request, internal)
 
     @staticmethod
     def _fail(request: InboundRequest, error: ProxyError) -> None:

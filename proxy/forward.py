@@ -16,33 +16,29 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-from .access import Access
+from .access import Access, Presented
 from .body import BufferedBody, read_body
 from .config.models import Limits
 from .connection import CompiledConnection
 from .errors import CredentialError, InvalidRequest, NotFound, ProxyError
-from .headers import FORWARDED, REQUEST_ONLY, end_to_end, end_to_end_raw
+from .headers import FORWARDED, REQUEST_ONLY, end_to_end
 from .http1 import Http1Upstream
 from .http1.inbound import InboundRequest
 from .http1.wire import Framing
-from .lean import LeanPlan, build_head
+from .lean import build_head
+from .lean_exchange import Settle, send_lean
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
+from .relay import relay
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
 from .templates import UnknownConnection
-from .upstream import Upstream, UpstreamBody, UpstreamBroken, UpstreamReply
-from .urls import BaseUrl, is_escaping, join_path, rewrite_link, rewrite_location
+from .upstream import Upstream, UpstreamBody, UpstreamReply
+from .urls import BaseUrl, is_escaping, join_path
 
 MAX_FLOW_STEPS = 8
 # From this size a body is hashed in a worker thread: SHA-256 over 256 KiB is ~0.2 ms, several
 # times a thread hop, and hashlib runs it without the GIL.
 OFF_LOOP_BODY_BYTES = 256 * 1024
-RESPONSE_URL_HEADERS = {
-    b"location": rewrite_location,
-    b"content-location": rewrite_location,
-    b"link": rewrite_link,
-}
-_URL_HEADER_LENGTHS = frozenset(len(name) for name in RESPONSE_URL_HEADERS)
 
 
 class TokenProvider(Protocol):
@@ -149,7 +145,13 @@ class Forwarder:
     forwarded_headers: bool = False
     access: Access | None = None  # clients and policy; None when the config has neither
 
-    async def handle(self, request: InboundRequest) -> None:
+    def start(
+        self, request: InboundRequest, settle: Settle | None = None, start: float = 0.0
+    ) -> Coroutine[Any, Any, None] | None:
+        """Begin serving `request`: the coroutine that serves it, or None when it went out on
+        the task-free lean exchange (`lean_exchange.py`), which ends it through `settle`
+        (`start`: when it came in, for the access line). A refusal (no route, a client or
+        policy denial, a bad path) raises here, before anything is read or sent."""
         access = self.access
         # Clients and policy (access.py): who is asking before routing, then whether they may
         # make this request once the connection is known; no body read, nothing sent yet.
@@ -160,26 +162,84 @@ class Forwarder:
             connection = target.select(request)
         except UnknownConnection as miss:
             # Perhaps created a moment ago through another worker's admin API (sync.py).
-            connection = await miss.route.select_latest(request)
+            return self._after_lookup(request, miss, caller, tail, query)
+        return self._begin(request, connection, caller, tail, query, settle, start)
+
+    async def handle(self, request: InboundRequest) -> None:
+        """Serve `request` as one coroutine (`start` without the task-free exchange)."""
+        work = self.start(request)
+        if work is not None:
+            await work
+
+    async def _after_lookup(
+        self,
+        request: InboundRequest,
+        miss: UnknownConnection,
+        caller: Presented | None,
+        tail: str,
+        query: str,
+    ) -> None:
+        connection = await miss.route.select_latest(request)
+        work = self._begin(request, connection, caller, tail, query, None, 0.0)
+        if work is not None:
+            await work
+
+    def _begin(
+        self,
+        request: InboundRequest,
+        connection: CompiledConnection,
+        caller: Presented | None,
+        tail: str,
+        query: str,
+        settle: Settle | None,
+        start: float,
+    ) -> Coroutine[Any, Any, None] | None:
         request.connection = connection
         if connection.expires_at is not None:
             check_not_expired(connection.expires_at)
         check_tail(tail)
-        if access is not None:
-            access.authorize(caller, connection, request.method, tail)
+        if self.access is not None:
+            self.access.authorize(caller, connection, request.method, tail)
         if caller is not None:
             request.client = caller.name
         lean = connection.lean
-        if lean is not None and not self.forwarded_headers:
+        upstream = self.upstream
+        if lean is not None and not self.forwarded_headers and isinstance(upstream, Http1Upstream):
             # Constant credential headers only (lean.py); the header that carried a client
             # key is left out there as below.
-            upstream = self.upstream
-            if isinstance(upstream, Http1Upstream):
-                skip = caller.carrier_raw if caller is not None else b""
-                sending = _send_lean(upstream, request, connection, lean, tail, query, skip)
-                if sending is not None:
-                    await self._relay(request, connection, await sending)
-                    return
+            skip = caller.carrier_raw if caller is not None else b""
+            framing: Framing = Framing.NONE
+            length: int | None = 0
+            line = b""
+            if request.has_body:
+                if request.chunked:
+                    framing, length = Framing.CHUNKED, None
+                    line = b"Transfer-Encoding: chunked\r\n"
+                else:
+                    framing, length = Framing.LENGTH, request.content_length
+            raw = request.raw_headers
+            head = build_head(lean, request.method, tail, query, raw, line, skip)
+            if head is not None:
+                endpoint, tls = lean.endpoint, connection.tls
+                if settle is not None and not request.has_body:
+                    if send_lean(upstream, endpoint, tls, request, connection, head, settle, start):
+                        return None
+                stream = request.body.iter_any() if request.has_body else None
+                sending = upstream.send_encoded(
+                    endpoint, tls, request.method, head, stream, framing, length
+                )
+                return _relay_when_sent(request, connection, sending)
+        return self._forward(request, connection, caller, tail, query)
+
+    async def _forward(
+        self,
+        request: InboundRequest,
+        connection: CompiledConnection,
+        caller: Presented | None,
+        tail: str,
+        query: str,
+    ) -> None:
+        """The general path: the credential chain over an `OutboundRequest`."""
         headers = request.headers
         if caller is not None:
             headers = caller.without_key(headers)
@@ -206,7 +266,7 @@ class Forwarder:
                 outbound = with_body(outbound, buffered)
             send = _Sender(self.upstream, stream, connection_tls(connection))
             reply = await run_chain(connection.schemes, outbound, send, self.tokens)
-            await self._relay(request, connection, reply)
+            await relay(request, connection, reply)
         finally:
             if buffered is not None:
                 buffered.close()
@@ -240,101 +300,13 @@ class Forwarder:
             return None, _chain(body.read_all(), overflow, request.body.iter_any())
         return None, request.body.iter_any()
 
-    async def _relay(
-        self, request: InboundRequest, connection: CompiledConnection, reply: UpstreamReply
-    ) -> None:
-        completed = False
-        try:
-            head = reply.head
-            request.upstream_status = head.status
-            block, has_length = _response_head(request, connection, head.raw)
-            take_whole = getattr(reply, "take_whole_body", None)
-            whole = take_whole() if take_whole is not None else None
-            if whole is not None:
-                # The whole body is here already (most small responses): head and body in one
-                # write, without the chunk loop.
-                request.respond_block(head.status, reply.reason, block, has_length, whole)
-                completed = True
-                return
-            request.start_block(head.status, reply.reason, block, has_length)
-            try:
-                async for chunk in reply.iter_chunks():
-                    await request.write(chunk)
-            except UpstreamBroken:
-                # Headers are gone already; cut the client connection so the truncation shows
-                # (a clean end of message would pass a partial body off as complete).
-                request.upstream_broken = True
-                request.abort()
-                return
-            except ConnectionResetError:
-                # The client went away mid-response: not a proxy failure, nothing left to
-                # tell it.
-                request.client_gone = True
-                return
-            completed = True
-            request.finish()
-        finally:
-            if not completed:
-                reply.close()
 
-
-def _response_head(
-    request: InboundRequest, connection: CompiledConnection, raw: Sequence[tuple[bytes, bytes]]
-) -> tuple[bytes, bool]:
-    """The upstream's header lines minus hop-by-hop ones, with the docs/request-path.md URL
-    rewrite applied, and whether they hold a `Content-Length`.
-
-    Fields pass as the bytes received; only the URL headers are decoded, and only when the
-    connection rewrites them."""
-    rewrite_urls = connection.rewrite_response_urls
-    prefix = None
-    has_length = False
-    parts: list[bytes] = []
-    for key, value in end_to_end_raw(raw):
-        size = len(key)  # the length test spares a lower() for nearly every header
-        if size == 14 and key.lower() == b"content-length":
-            has_length = True
-        elif rewrite_urls and size in _URL_HEADER_LENGTHS:
-            rewrite = RESPONSE_URL_HEADERS.get(key.lower())
-            if rewrite is not None:
-                if prefix is None:  # built only when needed
-                    prefix = f"{request.scheme}://{request.host}{connection.route}"
-                text = rewrite(value.decode("latin-1"), connection.base, prefix)
-                try:
-                    value = text.encode("latin-1")
-                except UnicodeEncodeError:  # a client's UTF-8 Host in the prefix
-                    value = text.encode("utf-8")
-        parts += (key, b": ", value, b"\r\n")
-    return b"".join(parts), has_length
-
-
-def _send_lean(
-    upstream: Http1Upstream,
+async def _relay_when_sent(
     request: InboundRequest,
     connection: CompiledConnection,
-    plan: LeanPlan,
-    tail: str,
-    query: str,
-    skip: bytes,
-) -> Coroutine[Any, Any, UpstreamReply] | None:
-    """Send on the lean path (`lean.py`); None when the request needs the general one.
-
-    Not a coroutine itself: it returns the client's, one layer fewer on every resumption."""
-    framing: Framing = Framing.NONE
-    length: int | None = 0
-    line = b""
-    if request.has_body:
-        if request.chunked:
-            framing, length, line = Framing.CHUNKED, None, b"Transfer-Encoding: chunked\r\n"
-        else:
-            framing, length = Framing.LENGTH, request.content_length
-    head = build_head(plan, request.method, tail, query, request.raw_headers, line, skip)
-    if head is None:
-        return None
-    stream = request.body.iter_any() if request.has_body else None
-    return upstream.send_encoded(
-        plan.endpoint, connection.tls, request.method, head, stream, framing, length
-    )
+    sending: Coroutine[Any, Any, UpstreamReply],
+) -> None:
+    await relay(request, connection, await sending)
 
 
 class _Sender:

@@ -35,6 +35,9 @@ from .wire import (
 )
 
 COALESCE_LIMIT = 64 * 1024  # bodies up to this go out in one write with the head
+# `_send`'s tries: is each on a new connection? A pooled one first, then (see above) a new one.
+_REUSE_THEN_FRESH = (False, True)
+_FRESH = (True,)
 
 
 class BodyStreamFailed(ProxyError):
@@ -179,13 +182,17 @@ class Http1Upstream:
         stream: AsyncIterable[bytes] | None,
         framing: Framing,
         length: int | None,
+        *,
+        fresh: bool = False,
     ) -> Coroutine[Any, Any, UpstreamReply]:
-        """Send a request whose head is already encoded (the lean path, `lean.py`).
+        """Send a request whose head is already encoded (the lean path, `lean.py`); `fresh`:
+        on a new connection only (the retry of `lean_exchange.py`, whose pooled one failed).
 
         A plain function handing back `_send`'s coroutine: one coroutine layer fewer between
         the inbound request and the upstream write."""
         context = self.pool.tls_for(endpoint, tls)
-        return self._send(endpoint, context, method, head, None, stream, framing, length)
+        tries = _FRESH if fresh else _REUSE_THEN_FRESH
+        return self._send(endpoint, context, method, head, None, stream, framing, length, tries)
 
     async def _send(
         self,
@@ -197,9 +204,10 @@ class Http1Upstream:
         stream: AsyncIterable[bytes] | None,
         framing: Framing,
         length: int | None,
+        tries: tuple[bool, ...] = _REUSE_THEN_FRESH,
     ) -> UpstreamReply:
         replayable = stream is None and method in IDEMPOTENT_METHODS
-        for fresh in (False, True):
+        for fresh in tries:
             conn = None if fresh else self.pool.take_idle(endpoint, context)
             reused = conn is not None
             if conn is None:

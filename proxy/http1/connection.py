@@ -23,12 +23,18 @@ that decide whether the connection may carry another request:
 
 A fresh llhttp parser is used for each exchange, so nothing of one response's parse state (a HEAD
 response's announced length, say) carries over into the next.
+
+An exchange is followed in one of two ways: a coroutine awaits `wait_head()` and `read()` (a
+future per wait), or a `notify` callback is set and called after every read that may have
+moved the exchange on, and when it fails or times out (the task-free lean exchange of
+`proxy/lean_exchange.py`); the callback looks at `head`, `done` and `error` itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -140,7 +146,7 @@ class H1Connection(asyncio.Protocol):
         self.head: UpstreamResponse | None = None
         self.reason = ""
         self.done = False
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._reading_paused = False
@@ -150,6 +156,8 @@ class H1Connection(asyncio.Protocol):
         self._deadline_head = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # Set for an exchange followed by a callback instead of waits; cleared by `end()`.
+        self.notify: Callable[[], None] | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -159,6 +167,12 @@ class H1Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        self._receive(data)
+        notify = self.notify
+        if notify is not None:
+            notify()
+
+    def _receive(self, data: bytes) -> None:
         if not self._active or self.done:
             # Bytes nobody asked for: the previous response was longer than it said, or the
             # upstream is talking out of turn. Either way this connection cannot be trusted.
@@ -238,6 +252,9 @@ class H1Connection(asyncio.Protocol):
                 self._fail(self._body_or_head_error(terminated()))
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("upstream connection lost"))
+        notify = self.notify
+        if notify is not None:
+            notify()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -346,9 +363,32 @@ class H1Connection(asyncio.Protocol):
         self.reason = ""
         self._error = None
 
+    @property
+    def error(self) -> Exception | None:
+        """Why the exchange failed, once it has (a `ProxyError`, `UpstreamBroken` or
+        `ConnectionLost`)."""
+        return self._error
+
+    def follow(self, notify: Callable[[], None], timeout: float) -> None:
+        """Follow the exchange by `notify` instead of waits; the head must come within
+        `timeout` seconds (kept by the pool's `WaitClock`, as a wait's is)."""
+        self.notify = notify
+        clock = self.clock
+        if clock is None:  # a connection made outside a pool keeps its own
+            clock = self.clock = WaitClock(self.loop)
+        clock.arm(self, timeout)
+
+    def unfollow(self) -> None:
+        """Back to waits (or to the pool): no more calls to `notify`, no deadline."""
+        self.notify = None
+        if self.clock is not None:
+            self.clock.disarm(self)
+
     def end(self) -> bool:
         """Finish the exchange; True when the connection may carry another request."""
         self._active = False
+        if self.notify is not None:
+            self.unfollow()
         reusable = (
             self.done
             and self.request_sent
@@ -449,6 +489,15 @@ class H1Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None:
             self._timed_out(waiter, self._deadline_head)
+            return
+        notify = self.notify
+        if notify is not None and self._active and not self.done and self._error is None:
+            self._fail(
+                UpstreamTimeout("no response within the read timeout")
+                if self.head is None
+                else UpstreamBroken("upstream body read timed out")
+            )
+            notify()
 
     def _timed_out(self, waiter: asyncio.Future[None], head: bool) -> None:
         if waiter.done():
@@ -468,7 +517,7 @@ class H1Connection(asyncio.Protocol):
         self.done = True
         self._wake()
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: Exception) -> None:
         self._doubt = True
         self._error = error
         waiter = self._waiter

@@ -8,6 +8,10 @@ answers with `respond()` (a whole response in one write) or `start()` / `write()
 HTTP/1.0 client) is decided here from the status, the method and the headers, by the rules in
 `wire.py` that the upstream client follows too.
 
+A handler is either a coroutine, run in a task by the server (done when it returns), or
+callback-driven (`lean_exchange.py`): it then says when it is done with `complete()`, may go on
+in a task with `continue_in()`, and sets `on_cancel` to hear that the client went away.
+
 It also carries the per-request facts the access log reports (`status`, `body_bytes`,
 `connection`, ...): the handler fills them in, the data plane logs them once per request.
 """
@@ -19,8 +23,8 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ProxyError
 from .wire import (
@@ -52,6 +56,10 @@ class Exchange(Protocol):
     def body_consumed(self, size: int) -> None: ...
 
     def abort(self) -> None: ...
+
+    def request_done(self, request: InboundRequest) -> None: ...
+
+    def run_task(self, request: InboundRequest, work: Coroutine[Any, Any, None]) -> None: ...
 
 
 class BodyReader:
@@ -166,6 +174,7 @@ class InboundRequest:
         "upstream_status",
         "head_at",
         "rejection",
+        "on_cancel",
     )
 
     def __init__(
@@ -211,6 +220,9 @@ class InboundRequest:
         # Set when the server refused the request itself (a malformed head, a limit): the
         # handler answers with this error, in turn, and the connection closes.
         self.rejection: ProxyError | None = None
+        # A callback-driven handler's way to hear that the client went away (the server
+        # cancels a task-run handler instead).
+        self.on_cancel: Callable[[], None] | None = None
 
     # -- the request ----------------------------------------------------------------------------
 
@@ -260,6 +272,18 @@ class InboundRequest:
             else:
                 self._request_id = os.urandom(12).hex()
         return self._request_id
+
+    # -- a callback-driven handler ---------------------------------------------------------------
+
+    def complete(self) -> None:
+        """The handler is done with this request (a coroutine handler is done when it returns)."""
+        self.on_cancel = None
+        self._exchange.request_done(self)
+
+    def continue_in(self, work: Coroutine[Any, Any, None]) -> None:
+        """Serve the rest of this request in a task running `work` (done when it returns)."""
+        self.on_cancel = None
+        self._exchange.run_task(self, work)
 
     # -- the response ---------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ graceful drain; `ServerConnection` is one client connection:
 - Requests run one at a time per connection, in order: a pipelined request waits its turn with
   its body buffered, and reading pauses while too much waits (flow control, as for a body the
   handler reads slower than the client sends it). Writes wait while the socket's buffer is full.
+- A request's handler starts once the bytes just received are parsed (never from inside
+  llhttp's callbacks), so a bodyless request is whole when its handler sees it. The dispatcher
+  hands back a coroutine, run in a task, or takes the request on by callbacks (`InboundRequest.
+  complete`) with no task at all.
 - A refused request is answered in turn, by the handler (`Dispatcher.handle` sees
   `request.rejection`), in the proxy's own JSON voice; no raw request byte is ever logged here.
 - A client that goes away cancels its request's task at once, so the upstream exchange stops.
@@ -29,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -59,7 +63,10 @@ class ServerLimits:
 class Dispatcher(Protocol):
     """The application: answers every request (a refused one too: `request.rejection`)."""
 
-    async def handle(self, request: InboundRequest) -> None: ...
+    def dispatch(self, request: InboundRequest) -> Coroutine[Any, Any, None] | None:
+        """The coroutine that serves `request` (run in a task), or None when the dispatcher
+        serves it by callbacks and calls `request.complete()` when done (perhaps already)."""
+        ...
 
 
 class _Refused(Exception):
@@ -236,6 +243,7 @@ class ServerConnection(asyncio.Protocol):
                 return
             self._parser_dead = True
             self._closing = True
+            self._start_next()
             return
         except httptools.HttpParserError as exc:
             # llhttp's own reason ("Invalid header token"), never the offending bytes.
@@ -243,6 +251,11 @@ class ServerConnection(asyncio.Protocol):
             return
         if self._in_head and self._head_pending > self.limits.max_head_bytes:
             self._refuse(headers_too_large(self.limits.max_head_bytes))
+            return
+        if self._current is None and self._queue:
+            self._start_next()
+        if self._queue_full() and not self._reading_paused:
+            self._pause_reading()
 
     def eof_received(self) -> bool | None:
         # A FIN cannot be told from a client that has gone: like nginx (which answers 499 to
@@ -264,11 +277,15 @@ class ServerConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(gone)
         task = self._task
+        current = self._current
         if task is not None and not task.done():
             # The client went away mid-request: stop the upstream exchange at once.
-            assert self._current is not None
-            self._current.client_gone = True
+            assert current is not None
+            current.client_gone = True
             task.cancel()
+        elif current is not None and current.on_cancel is not None:
+            current.client_gone = True
+            current.on_cancel()  # the same, for a request served by callbacks
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -388,7 +405,7 @@ class ServerConnection(asyncio.Protocol):
         request.chunked = self._chunked
         request.content_length = self._content_length
         self._receiving = request
-        self._enqueue(request)
+        self._queue.append(request)  # started after this read is parsed (`data_received`)
 
     def on_body(self, body: bytes) -> None:
         request = self._receiving
@@ -438,32 +455,19 @@ class ServerConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
-    # -- requests in turn ---------------------------------------------------------------------
+    def run_task(self, request: InboundRequest, work: Coroutine[Any, Any, None]) -> None:
+        if request is not self._current:
+            work.close()  # (never: a request goes on only while it is the current one)
+            return
+        task = self._task = self.loop.create_task(work)
+        task.add_done_callback(self._task_done)
 
-    def _enqueue(self, request: InboundRequest) -> None:
-        if self._current is None:
-            self._run(request)
-        else:
-            self._queue.append(request)
-            if self._queue_full() and not self._reading_paused:
-                self._pause_reading()
-
-    def _queue_full(self) -> bool:
-        return len(self._queue) >= MAX_PIPELINED
-
-    def _run(self, request: InboundRequest) -> None:
-        self._current = request
-        if self._closing:
-            request.keep_alive = False
-        task = self._task = self.loop.create_task(self.server.dispatcher.handle(request))
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        request = self._current
+    def request_done(self, request: InboundRequest) -> None:
+        """The current request's handler is done: on to the next request, or close."""
+        if request is not self._current:
+            return
         self._current = self._task = None
-        if not task.cancelled():
-            task.exception()  # the dispatcher logs its own failures; never "never retrieved"
-        if self.closed or request is None:
+        if self.closed:
             return
         if not request.finished:
             self.abort()  # the response could not be completed: the client must see a cut
@@ -476,15 +480,40 @@ class ServerConnection(asyncio.Protocol):
         if pending:
             self.body_consumed(pending)  # an unread body is dropped
         if self._queue:
-            self._run(self._queue.popleft())
-            if self._reading_paused and not self._queue_full() and self._buffered <= LOW_WATER:
-                self._resume_reading()
+            if self._reading_paused and len(self._queue) <= MAX_PIPELINED:
+                if self._buffered <= LOW_WATER:
+                    self._resume_reading()
+            self._start_next()
             return
         if self._head_pending:  # the next head has begun: it must complete in time
             self.deadline = self.loop.time() + self.limits.head_timeout
         else:
             self._idle = True
             self.deadline = self.loop.time() + self.limits.idle_timeout
+
+    # -- requests in turn ---------------------------------------------------------------------
+
+    def _queue_full(self) -> bool:
+        return len(self._queue) >= MAX_PIPELINED
+
+    def _start_next(self) -> None:
+        if self._current is None and self._queue:
+            self._run(self._queue.popleft())
+
+    def _run(self, request: InboundRequest) -> None:
+        self._current = request
+        if self._closing:
+            request.keep_alive = False
+        work = self.server.dispatcher.dispatch(request)
+        if work is not None:
+            self.run_task(request, work)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # the dispatcher logs its own failures; never "never retrieved"
+        if task is self._task:
+            assert self._current is not None
+            self.request_done(self._current)
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -521,7 +550,8 @@ class ServerConnection(asyncio.Protocol):
         request = InboundRequest(self, "-", "-", [], "1.1", False, self.peer, False, False)
         request.rejection = error
         self._closing = True
-        self._enqueue(request)
+        self._queue.append(request)
+        self._start_next()
 
     def _refuse_now(self, error: ProxyError) -> None:
         # No request yet: the answer is all the connection gets.

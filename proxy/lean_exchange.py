@@ -1,0 +1,188 @@
+"""The lean path with no task: a bodyless request on a pooled upstream connection, by callbacks.
+
+What a proxy of API calls serves most — a bodyless request (a GET) for a connection whose
+credentials only add constant headers (`lean.py`), an idle keep-alive connection to its upstream
+in the pool, a response that arrives whole — needs no coroutine: the head goes upstream from the
+inbound connection's read callback, and the upstream connection's read callback answers the
+client (`H1Connection.follow`). No task, no future, no timer: the pool's `WaitClock` keeps the
+read timeout. Each step that needs to wait on more than one read leaves this path for a task, at
+the point where it needs one, by the code the coroutine path runs:
+
+- the head came without the whole body: the body is streamed by `relay.relay`;
+- a pooled connection was closed under the request before any byte of the response came (a
+  keep-alive connection the upstream had just dropped): an idempotent request goes once more
+  on a new connection, as `Http1Upstream` does for the coroutine path;
+- the client went away: the upstream connection is dropped at once (it cannot be reused with
+  a response in flight), as the task's cancellation does on the coroutine path.
+
+(No idle connection in the pool, or a request with a body, takes the coroutine path from the
+start: see `Forwarder.start`.)
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Protocol
+
+from .connection import CompiledConnection
+from .http1 import Http1Upstream
+from .http1.client import Http1Reply
+from .http1.connection import ConnectionLost, H1Connection, terminated
+from .http1.inbound import InboundRequest
+from .http1.wire import IDEMPOTENT_METHODS, Endpoint, Framing
+from .relay import relay, response_head
+from .upstream import UpstreamReply
+
+
+class Settle(Protocol):
+    """How a request ends (implemented by the data plane, `app.DataPlane`)."""
+
+    def settle(self, request: InboundRequest, start: float, error: Exception | None) -> None:
+        """Answer `error` (if any: a `ProxyError`, else logged as the proxy's own failure),
+        write the access line, and complete the request."""
+        ...
+
+    def serve(
+        self, request: InboundRequest, start: float, work: Awaitable[None]
+    ) -> Coroutine[Any, Any, None]:
+        """The coroutine that finishes `request` by `work`, as a task-run request ends."""
+        ...
+
+
+def send_lean(
+    upstream: Http1Upstream,
+    endpoint: Endpoint,
+    tls: ssl.SSLContext | None,
+    request: InboundRequest,
+    connection: CompiledConnection,
+    head: bytes,
+    settle: Settle,
+    start: float,
+) -> bool:
+    """Send the bodyless `request` (its upstream `head` built by `lean.build_head`) on an idle
+    pooled connection and answer it by callbacks; False when the pool has none (nothing sent)."""
+    context = upstream.pool.tls_for(endpoint, tls)
+    conn = upstream.pool.take_idle(endpoint, context)
+    if conn is None:
+        return False
+    exchange = LeanExchange(upstream, endpoint, context, request, connection, head, settle, start)
+    exchange.send(conn)
+    return True
+
+
+class LeanExchange:
+    """One bodyless request on one pooled upstream connection, followed by its callbacks."""
+
+    __slots__ = (
+        "upstream",
+        "endpoint",
+        "tls",
+        "request",
+        "connection",
+        "head",
+        "settle",
+        "start",
+        "conn",
+    )
+
+    def __init__(
+        self,
+        upstream: Http1Upstream,
+        endpoint: Endpoint,
+        tls: ssl.SSLContext | None,
+        request: InboundRequest,
+        connection: CompiledConnection,
+        head: bytes,
+        settle: Settle,
+        start: float,
+    ) -> None:
+        self.upstream = upstream
+        self.endpoint = endpoint
+        self.tls = tls
+        self.request = request
+        self.connection = connection
+        self.head = head
+        self.settle = settle
+        self.start = start
+        self.conn: H1Connection | None = None  # until the exchange has left this path
+
+    def send(self, conn: H1Connection) -> None:
+        self.conn = conn
+        conn.begin(self.request.method)
+        conn.follow(self._progress, self.upstream.read_timeout)
+        conn.write(self.head)
+        conn.request_sent = True
+        self.request.on_cancel = self._client_gone
+
+    def _progress(self) -> None:
+        """Called after each upstream read, and when the exchange fails or times out."""
+        conn = self.conn
+        if conn is None:
+            return
+        try:
+            head = conn.head
+            if head is None:
+                error = conn.error
+                if error is not None:
+                    self._failed(conn, error)
+                return  # (the head is still to come)
+            if not conn.done:
+                # The rest of the body is to come: stream it, from a task.
+                conn.unfollow()
+                self.conn = None
+                reply = Http1Reply(self.upstream, self.endpoint, self.tls, conn, head, None)
+                self._leave(relay(self.request, self.connection, reply))
+                return
+            self.conn = None
+            body = conn.take_buffered()
+            self.upstream.pool.release(self.endpoint, self.tls, conn)
+            request = self.request
+            request.upstream_status = head.status
+            block, has_length = response_head(request, self.connection, head.raw)
+            request.respond_block(head.status, conn.reason, block, has_length, body)
+        except Exception as exc:  # a bug here must not become uvloop's "fatal error" on the socket
+            conn, self.conn = self.conn, None
+            if conn is not None:
+                self.upstream.pool.discard(conn)
+            self.settle.settle(self.request, self.start, exc)
+            return
+        self.settle.settle(request, self.start, None)
+
+    def _failed(self, conn: H1Connection, error: Exception) -> None:
+        self.conn = None
+        self.upstream.pool.discard(conn)
+        request = self.request
+        if isinstance(error, ConnectionLost):
+            if request.method in IDEMPOTENT_METHODS:
+                # A keep-alive connection the upstream had closed meanwhile: once more, on a new
+                # connection (the retry rule of `Http1Upstream`).
+                self._leave(self._resend())
+                return
+            error = terminated()
+        self.settle.settle(request, self.start, error)
+
+    async def _resend(self) -> None:
+        reply: UpstreamReply = await self.upstream.send_encoded(
+            self.endpoint,
+            self.tls,
+            self.request.method,
+            self.head,
+            None,
+            Framing.NONE,
+            0,
+            fresh=True,
+        )
+        await relay(self.request, self.connection, reply)
+
+    def _leave(self, work: Coroutine[Any, Any, None]) -> None:
+        request = self.request
+        request.continue_in(self.settle.serve(request, self.start, work))
+
+    def _client_gone(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        self.conn = None
+        self.upstream.pool.discard(conn)  # a response in flight: the connection is done for
+        self.settle.settle(self.request, self.start, None)
