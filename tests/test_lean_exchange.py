@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Generator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -50,12 +50,12 @@ class ProxyTasks:
         self.names: list[str] = []
 
     def factory(
-        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kw: Any
-    ) -> asyncio.Task[Any]:
+        self, loop: asyncio.AbstractEventLoop, coro: Any, **context: Any
+    ) -> asyncio.Future[Any]:
         code = getattr(coro, "cr_code", None)
         if code is not None and "/proxy/" in code.co_filename:
-            self.names.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kw)
+            self.names.append(code.co_qualname)
+        return asyncio.Task(coro, loop=loop, **context)
 
 
 @pytest.fixture
