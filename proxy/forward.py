@@ -1,5 +1,11 @@
 """The data plane: inbound request → `OutboundRequest` → credential chain → upstream → stream back.
 
+`Forwarder.start` is where a request's route, connection, client and policy are decided, without
+waiting on anything; then one of three ways serves it: the task-free lean exchange
+(`lean_exchange.py`: bodyless, constant-header credentials, a pooled connection), the lean path
+in a coroutine (the same head, built from the client's bytes by `lean.py`), or the general path
+below, where the credentials sign an `OutboundRequest` in order.
+
 `run_chain()` is the one driver that owns I/O for the schemes. Each credential's `auth_flow`
 yields commands; a `Send` passes through the credentials after it (so "apply in order" holds and
 a retry re-signs later schemes with a fresh nonce), a `Refresh` is answered by the token
@@ -164,12 +170,6 @@ class Forwarder:
             # Perhaps created a moment ago through another worker's admin API (sync.py).
             return self._after_lookup(request, miss, caller, tail, query)
         return self._begin(request, connection, caller, tail, query, settle, start)
-
-    async def handle(self, request: InboundRequest) -> None:
-        """Serve `request` as one coroutine (`start` without the task-free exchange)."""
-        work = self.start(request)
-        if work is not None:
-            await work
 
     async def _after_lookup(
         self,
