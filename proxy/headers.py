@@ -77,20 +77,8 @@ HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
 
 
 @lru_cache(maxsize=1024)
-def _raw_tokens(value: bytes) -> frozenset[bytes]:
-    return frozenset(token.strip().lower() for token in value.split(b",") if token.strip())
-
-
-def end_to_end_raw(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """`end_to_end` on fields as received (bytes): the response relay never decodes them."""
-    kept: list[tuple[bytes, bytes]] = []
-    extra: frozenset[bytes] = frozenset()
-    for pair in headers:
-        low = pair[0].lower()
-        if low not in HOP_BY_HOP_RAW:
-            kept.append(pair)
-        elif low == b"connection":
-            extra |= _raw_tokens(pair[1]) - HOP_BY_HOP_RAW
-    if extra:
-        kept = [pair for pair in kept if pair[0].lower() not in extra]
-    return kept
+def raw_connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The lowercase names a `Connection` field value (as received) lists, hop-by-hop ones
+    excepted."""
+    tokens = (token.strip().lower() for token in value.split(b","))
+    return frozenset(token for token in tokens if token) - HOP_BY_HOP_RAW

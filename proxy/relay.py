@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .connection import CompiledConnection
-from .headers import end_to_end_raw
+from .headers import HOP_BY_HOP_RAW, raw_connection_tokens
 from .http1.inbound import InboundRequest
 from .upstream import UpstreamBroken, UpstreamReply
 from .urls import rewrite_link, rewrite_location
@@ -21,7 +21,6 @@ RESPONSE_URL_HEADERS = {
     b"content-location": rewrite_location,
     b"link": rewrite_link,
 }
-_URL_HEADER_LENGTHS = frozenset(len(name) for name in RESPONSE_URL_HEADERS)
 
 
 async def relay(
@@ -65,21 +64,27 @@ async def relay(
 def response_head(
     request: InboundRequest, connection: CompiledConnection, raw: Sequence[tuple[bytes, bytes]]
 ) -> tuple[bytes, bool]:
-    """The upstream's header lines minus hop-by-hop ones, with the docs/request-path.md URL
-    rewrite applied, and whether they hold a `Content-Length`.
+    """The upstream's header lines minus hop-by-hop ones and those its `Connection` names
+    (RFC 9110 §7.6.1), with the docs/request-path.md URL rewrite applied, and whether they hold
+    a `Content-Length`.
 
     Fields pass as the bytes received; only the URL headers are decoded, and only when the
     connection rewrites them."""
     rewrite_urls = connection.rewrite_response_urls
     prefix = None
     has_length = False
+    named: frozenset[bytes] = frozenset()  # what `Connection` fields name: hop-by-hop too
     parts: list[bytes] = []
-    for key, value in end_to_end_raw(raw):
-        size = len(key)  # the length test spares a lower() for nearly every header
-        if size == 14 and key.lower() == b"content-length":
+    for key, value in raw:
+        low = key.lower()
+        if low in HOP_BY_HOP_RAW:
+            if low == b"connection":
+                named |= raw_connection_tokens(value)
+            continue
+        if low == b"content-length":
             has_length = True
-        elif rewrite_urls and size in _URL_HEADER_LENGTHS:
-            rewrite = RESPONSE_URL_HEADERS.get(key.lower())
+        elif rewrite_urls:
+            rewrite = RESPONSE_URL_HEADERS.get(low)
             if rewrite is not None:
                 if prefix is None:  # built only when needed
                     prefix = f"{request.scheme}://{request.host}{connection.route}"
@@ -89,4 +94,8 @@ def response_head(
                 except UnicodeEncodeError:  # a client's UTF-8 Host in the prefix
                     value = text.encode("utf-8")
         parts += (key, b": ", value, b"\r\n")
+    if named:
+        # Rare: `Connection` names more than keep-alive/close. Once more, without those.
+        kept = [(k, v) for k, v in raw if k.lower() not in named and k.lower() != b"connection"]
+        return response_head(request, connection, kept)
     return b"".join(parts), has_length

@@ -85,17 +85,21 @@ class WaitClock:
         self.loop = loop
         self.waiting: set[H1Connection] = set()
         self._tick = 1.0
+        self._shortest = 0.0  # the shortest timeout armed since the sweep started
         self._handle: asyncio.TimerHandle | None = None
 
     def arm(self, conn: H1Connection, timeout: float) -> None:
         conn.deadline = self.loop.time() + timeout
         self.waiting.add(conn)
+        if self._handle is not None and timeout >= self._shortest:
+            return  # the sweep runs often enough already (every wait but the first, usually)
         tick = max(0.01, min(1.0, timeout / 8))
-        if self._handle is None or tick < self._tick:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._tick = min(tick, self._tick) if self._handle is not None else tick
-            self._handle = self.loop.call_later(self._tick, self._sweep)
+        if self._handle is not None:
+            self._handle.cancel()
+            tick = min(tick, self._tick)
+            timeout = min(timeout, self._shortest)
+        self._tick, self._shortest = tick, timeout
+        self._handle = self.loop.call_later(tick, self._sweep)
 
     def disarm(self, conn: H1Connection) -> None:
         self.waiting.discard(conn)
