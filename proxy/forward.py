@@ -220,13 +220,21 @@ class Forwarder:
             raw = request.raw_headers
             head = build_head(lean, request.method, tail, query, raw, line, skip)
             if head is not None:
-                endpoint, tls = lean.endpoint, connection.tls
-                if settle is not None and not request.has_body:
-                    if send_lean(upstream, endpoint, tls, request, connection, head, settle, start):
-                        return None
-                stream = request.body.iter_any() if request.has_body else None
+                endpoint, tls, method = lean.endpoint, connection.tls, request.method
+                # The whole body, when it came with the head (and is not chunked-coded).
+                whole = None if framing is not Framing.LENGTH else request.body.take_whole()
+                if whole is None and request.has_body:
+                    stream = request.body.iter_any()
+                    sending = upstream.send_encoded(
+                        endpoint, tls, method, head, stream, framing, length
+                    )
+                    return _relay_when_sent(request, connection, sending)
+                if settle is not None and send_lean(
+                    upstream, endpoint, tls, request, connection, head, whole, settle, start
+                ):
+                    return None
                 sending = upstream.send_encoded(
-                    endpoint, tls, request.method, head, stream, framing, length
+                    endpoint, tls, method, head, None, Framing.NONE, None, data=whole
                 )
                 return _relay_when_sent(request, connection, sending)
         return self._forward(request, connection, caller, tail, query)

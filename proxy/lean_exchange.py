@@ -1,8 +1,9 @@
-"""The lean path with no task: a bodyless request on a pooled upstream connection, by callbacks.
+"""The lean path with no task: a request whose body is all in hand, on a pooled connection.
 
-What a proxy of API calls serves most — a bodyless request (a GET) for a connection whose
-credentials only add constant headers (`lean.py`), an idle keep-alive connection to its upstream
-in the pool, a response that arrives whole — needs no coroutine: the head goes upstream from the
+What a proxy of API calls serves most — a request with no body (a GET) or a small one that came
+with its head (a JSON POST), for a connection whose credentials only add constant headers
+(`lean.py`), an idle keep-alive connection to its upstream in the pool, a response that arrives
+whole — needs no coroutine: the head goes upstream from the
 inbound connection's read callback, and the upstream connection's read callback answers the
 client (`H1Connection.follow`). No task, no future, no timer: the pool's `WaitClock` keeps the
 read timeout. Each step that needs to wait on more than one read leaves this path for a task, at
@@ -15,7 +16,7 @@ the point where it needs one, by the code the coroutine path runs:
 - the client went away: the upstream connection is dropped at once (it cannot be reused with
   a response in flight), as the task's cancellation does on the coroutine path.
 
-(No idle connection in the pool, or a request with a body, takes the coroutine path from the
+(No idle connection in the pool, or a body still arriving, takes the coroutine path from the
 start: see `Forwarder.start`.)
 """
 
@@ -57,22 +58,27 @@ def send_lean(
     request: InboundRequest,
     connection: CompiledConnection,
     head: bytes,
+    body: bytes | None,
     settle: Settle,
     start: float,
 ) -> bool:
-    """Send the bodyless `request` (its upstream `head` built by `lean.build_head`) on an idle
-    pooled connection and answer it by callbacks; False when the pool has none (nothing sent)."""
+    """Send `request` (its upstream `head` built by `lean.build_head`, its whole `body`) on an
+    idle pooled connection and answer it by callbacks; False when the pool has none (nothing
+    sent)."""
     context = upstream.pool.tls_for(endpoint, tls)
     conn = upstream.pool.take_idle(endpoint, context)
     if conn is None:
         return False
-    exchange = LeanExchange(upstream, endpoint, context, request, connection, head, settle, start)
+    exchange = LeanExchange(
+        upstream, endpoint, context, request, connection, head, body, settle, start
+    )
     exchange.send(conn)
     return True
 
 
 class LeanExchange:
-    """One bodyless request on one pooled upstream connection, followed by its callbacks."""
+    """One request, its body in hand, on one pooled upstream connection, followed by its
+    callbacks."""
 
     __slots__ = (
         "upstream",
@@ -81,6 +87,7 @@ class LeanExchange:
         "request",
         "connection",
         "head",
+        "body",
         "settle",
         "start",
         "conn",
@@ -94,6 +101,7 @@ class LeanExchange:
         request: InboundRequest,
         connection: CompiledConnection,
         head: bytes,
+        body: bytes | None,
         settle: Settle,
         start: float,
     ) -> None:
@@ -103,6 +111,7 @@ class LeanExchange:
         self.request = request
         self.connection = connection
         self.head = head
+        self.body = body
         self.settle = settle
         self.start = start
         self.conn: H1Connection | None = None  # until the exchange has left this path
@@ -111,8 +120,7 @@ class LeanExchange:
         self.conn = conn
         conn.begin(self.request.method)
         conn.follow(self._progress, self.upstream.read_timeout)
-        conn.write(self.head)
-        conn.request_sent = True
+        conn.send_whole(self.head, self.body)
         self.request.on_cancel = self._client_gone
 
     def _progress(self) -> None:
@@ -163,6 +171,7 @@ class LeanExchange:
         self.settle.settle(request, self.start, error)
 
     async def _resend(self) -> None:
+        # (Framing and length describe a streamed body: this one is whole, in `data`.)
         reply: UpstreamReply = await self.upstream.send_encoded(
             self.endpoint,
             self.tls,
@@ -170,7 +179,8 @@ class LeanExchange:
             self.head,
             None,
             Framing.NONE,
-            0,
+            None,
+            data=self.body,
             fresh=True,
         )
         await relay(self.request, self.connection, reply)

@@ -306,3 +306,68 @@ async def test_a_client_that_leaves_drops_the_pooled_exchange_at_once(
     assert len(slow) == 1 and "status=499" in slow[0] and "client_disconnected" in slow[0]
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not problems, [r.getMessage() for r in problems]
+
+
+async def test_a_body_that_came_with_its_head_goes_up_in_one_write_without_a_task(
+    make_proxy: MakeProxy, proxy_tasks: ProxyTasks
+) -> None:
+    payload = b'{"name": "lean", "n": 1}'
+    sent = request(
+        "/up/items", "POST", f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+    )
+    async with raw_upstream() as upstream:
+        port = await proxy_port(make_proxy, upstream)
+        async with rawhttp.opened(port) as (reader, writer):
+            answers = []
+            for _ in range(3):  # cold (a task), then warm twice (callbacks)
+                writer.write(sent + payload)
+                answers.append(await read_raw_response(reader))
+    assert proxy_tasks.names == ["DataPlane.serve"]
+    assert answers[0] == answers[1] == answers[2]
+    first, second, third = (r.request for r in upstream.received)
+    assert first.body == second.body == third.body == payload
+    assert (first.start_line, first.headers) == (second.start_line, second.headers)
+    assert first.get("Content-Length") == str(len(payload))
+
+
+async def test_a_body_still_arriving_streams_from_a_task(
+    make_proxy: MakeProxy, proxy_tasks: ProxyTasks
+) -> None:
+    async with raw_upstream() as upstream:
+        port = await proxy_port(make_proxy, upstream)
+        async with rawhttp.opened(port) as (reader, writer):
+            writer.write(WARM)
+            assert (await rawhttp.read_response(reader)).status == 200
+            proxy_tasks.names.clear()
+            writer.write(request("/up/upload", "PUT", "Content-Length: 10\r\n") + b"hello")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(b"world")
+            assert (await rawhttp.read_response(reader)).status == 200
+    assert proxy_tasks.names[0] == "DataPlane.serve"  # then the upload's own writer
+    assert "_send_stream" in proxy_tasks.names
+    assert upstream.received[-1].request.body == b"helloworld"
+
+
+async def test_a_put_with_its_body_in_hand_is_retried_whole_on_a_new_connection(
+    make_proxy: MakeProxy,
+) -> None:
+    dropped: list[str] = []
+
+    async def drops_the_first_put(request: Message, writer: asyncio.StreamWriter) -> None:
+        if request.method == "PUT" and not dropped:
+            dropped.append(request.target)
+            writer.transport.abort()
+            return
+        await rawhttp.ok(request, writer)
+
+    async with raw_upstream(drops_the_first_put) as upstream:
+        port = await proxy_port(make_proxy, upstream)
+        async with rawhttp.opened(port) as (reader, writer):
+            writer.write(WARM)
+            assert (await rawhttp.read_response(reader)).status == 200
+            writer.write(request("/up/doc", "PUT", "Content-Length: 4\r\n") + b"data")
+            response = await rawhttp.read_response(reader)
+    assert response.status == 200
+    puts = [(r.connection, r.request.body) for r in upstream.received if r.request.method == "PUT"]
+    assert puts == [(0, b"data"), (1, b"data")]

@@ -34,7 +34,6 @@ from .wire import (
     plan_framing,
 )
 
-COALESCE_LIMIT = 64 * 1024  # bodies up to this go out in one write with the head
 # `_send`'s tries: is each on a new connection? A pooled one first, then (see above) a new one.
 _REUSE_THEN_FRESH = (False, True)
 _FRESH = (True,)
@@ -183,16 +182,18 @@ class Http1Upstream:
         framing: Framing,
         length: int | None,
         *,
+        data: bytes | None = None,
         fresh: bool = False,
     ) -> Coroutine[Any, Any, UpstreamReply]:
-        """Send a request whose head is already encoded (the lean path, `lean.py`); `fresh`:
-        on a new connection only (the retry of `lean_exchange.py`, whose pooled one failed).
+        """Send a request whose head is already encoded (the lean path, `lean.py`), its body
+        from `stream` or, whole, `data`; `fresh`: on a new connection only (the retry of
+        `lean_exchange.py`, whose pooled one failed).
 
         A plain function handing back `_send`'s coroutine: one coroutine layer fewer between
         the inbound request and the upstream write."""
         context = self.pool.tls_for(endpoint, tls)
         tries = _FRESH if fresh else _REUSE_THEN_FRESH
-        return self._send(endpoint, context, method, head, None, stream, framing, length, tries)
+        return self._send(endpoint, context, method, head, data, stream, framing, length, tries)
 
     async def _send(
         self,
@@ -238,13 +239,7 @@ class Http1Upstream:
         writer: asyncio.Task[None] | None = None
         try:
             if stream is None:
-                if data is None:
-                    conn.write(head)
-                elif len(data) <= COALESCE_LIMIT:
-                    conn.write(head + data)
-                else:
-                    conn.writelines([head, data])
-                conn.request_sent = True
+                conn.send_whole(head, data)
                 response = await conn.wait_head(self.read_timeout)
             else:
                 conn.write(head)

@@ -46,6 +46,7 @@ from ..upstream import UpstreamBroken
 HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the upstream
 LOW_WATER = 64 * 1024  # ... and resume it
 DEFAULT_MAX_HEAD = 64 * 1024  # `limits.maxHeaderBytes`
+COALESCE_LIMIT = 64 * 1024  # request bodies up to this go out in one write with the head
 # Header fields in one response head. Node.js caps at 2000; a real API sends a few dozen, and the
 # byte limit alone would let 64 KiB of `a:b` lines become ~10,000 Python objects.
 MAX_HEADER_FIELDS = 1000
@@ -438,6 +439,17 @@ class H1Connection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
         return data
+
+    def send_whole(self, head: bytes, body: bytes | None) -> None:
+        """Send a request whose body is all in hand (or that has none)."""
+        assert self.transport is not None
+        if not body:
+            self.transport.write(head)
+        elif len(body) <= COALESCE_LIMIT:
+            self.transport.write(head + body)
+        else:
+            self.transport.writelines([head, body])
+        self.request_sent = True
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

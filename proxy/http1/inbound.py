@@ -111,6 +111,17 @@ class BodyReader:
     def pending(self) -> int:
         return sum(len(chunk) for chunk in self._chunks)
 
+    def take_whole(self) -> bytes | None:
+        """The whole body, when all of it has arrived and none of it was read; else None."""
+        if not self._eof or self._asked or self._failed is not None:
+            return None
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._asked = True  # read: `readany` now finds the end
+        self._exchange.body_consumed(len(data))
+        return data
+
     async def readany(self) -> bytes:
         """The next bytes of the body (all that are buffered, joined); b"" at its end."""
         while not self._chunks:
