@@ -51,7 +51,7 @@ class Exchange(Protocol):
 
     async def drain(self) -> None: ...
 
-    def want_body(self, request: InboundRequest) -> None: ...
+    def want_body(self, body: BodyReader) -> None: ...
 
     def body_consumed(self, size: int) -> None: ...
 
@@ -70,7 +70,6 @@ class BodyReader:
 
     __slots__ = (
         "_exchange",
-        "_request",
         "_chunks",
         "_eof",
         "_waiter",
@@ -79,9 +78,10 @@ class BodyReader:
         "_asked",
     )
 
-    def __init__(self, exchange: Exchange, request: InboundRequest) -> None:
+    # No reference back to its request: the two would make a reference cycle, left for the
+    # garbage collector by every request (its passes were the c=1 p99, bench/run.py).
+    def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
-        self._request = request
         self._chunks: deque[bytes] = deque()
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
@@ -131,7 +131,7 @@ class BodyReader:
                 raise self._failed
             if not self._asked:
                 self._asked = True
-                self._exchange.want_body(self._request)  # `Expect: 100-continue` is answered now
+                self._exchange.want_body(self)  # `Expect: 100-continue` is answered now
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
@@ -211,7 +211,7 @@ class InboundRequest:
         self.chunked = False  # the body comes in chunked coding
         self.content_length: int | None = None  # as the client declared it
         self.expect_continue = expect_continue
-        self.body = BodyReader(exchange, self)
+        self.body = BodyReader(exchange)
         self._exchange = exchange
         self._chunked = False
         self._request_id: str | None = None

@@ -40,7 +40,7 @@ from typing import Any, Protocol, cast
 import httptools
 
 from ..errors import InvalidRequest, ProxyError
-from .inbound import InboundRequest
+from .inbound import BodyReader, InboundRequest
 
 HIGH_WATER = 256 * 1024  # request body bytes waiting for the handler that pause reading
 LOW_WATER = 64 * 1024  # ... and resume it
@@ -439,10 +439,13 @@ class ServerConnection(asyncio.Protocol):
                 waiter = self._drain_waiter = self.loop.create_future()
             await waiter
 
-    def want_body(self, request: InboundRequest) -> None:
+    def want_body(self, body: BodyReader) -> None:
         # RFC 9110 §10.1.1: `100 Continue` only once the body is really wanted, so a request
-        # refused before that never has its body sent.
-        if request.expect_continue and not request.body.complete and not request.started:
+        # refused before that never has its body sent (nor one whose turn is over).
+        request = self._current
+        if request is None or request.body is not body:
+            return
+        if request.expect_continue and not body.complete and not request.started:
             request.expect_continue = False
             self.send(CONTINUE)
 
