@@ -118,6 +118,7 @@ class Setup:
     tmp: Path
     upstream_port: int
     upstream_kind: str
+    pin: bool = True  # servers on SERVER_CPUS (`--no-pin`: anywhere)
     contenders: dict[str, Contender] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -130,7 +131,7 @@ class Setup:
         *,
         pin: bool = True,
     ) -> subprocess.Popen[bytes]:
-        if pin and SERVER_CPUS:
+        if pin and self.pin and SERVER_CPUS:
             argv = ["taskset", "-c", SERVER_CPUS, *argv]
         proc = subprocess.Popen(
             argv,
@@ -234,6 +235,7 @@ def running(args: argparse.Namespace) -> Iterator[Setup]:
             "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
         )
         setup = Setup(tmp, free_port(), "nginx" if nginx else "bench/fast_upstream.py")
+        setup.pin = not args.no_pin
         try:
             up = setup.upstream_port
             if nginx:
@@ -368,7 +370,7 @@ def plan(setup: Setup) -> list[tuple[Scenario, str]]:
     pairs: list[tuple[Scenario, str]] = []
     for scenario in SCENARIOS:
         if scenario.key == "hmac":
-            pairs.append((scenario, "signing-proxy"))
+            pairs += [(scenario, n) for n in ("signing-proxy", "sp-baseline") if n in singles]
         elif scenario.key == "scale":
             pairs += [(scenario, "signing-proxy"), (scenario, "signing-proxy-2w")]
         else:
@@ -408,6 +410,11 @@ def main() -> int:
         help="also run the proxy on the previous aiohttp ClientSession hop",
     )
     parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the servers run on any CPU (wrk stays on CPU 0)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="DIR",
         help="also run the proxy's code from DIR (a checkout of an earlier commit) side by side",
@@ -430,7 +437,8 @@ def main() -> int:
             pairs = [(s, n) for s, n in pairs if s.key in keep]
         print(
             f"upstream: {setup.upstream_kind}; {args.rounds} round(s) x {args.seconds:g} s;"
-            f" wrk on CPU 0, servers on CPU {SERVER_CPUS or 'any'}; {os.cpu_count()} CPUs",
+            f" wrk on CPU 0, servers on CPU {(not args.no_pin and SERVER_CPUS) or 'any'};"
+            f" {os.cpu_count()} CPUs",
             flush=True,
         )
         for scenario, name in dict.fromkeys(pairs):  # warm-up: pools filled, code paths hot
@@ -560,12 +568,13 @@ def report(results: dict[tuple[str, str], list[Result]]) -> None:
         "x",
         True,
     )
-    hmac_rps = get("hmac", "signing-proxy", "rps")
-    if hmac_rps is not None:
-        print(
-            f"  {'(1 MiB HMAC POST req/s, CPU us/request)':50} {hmac_rps:8.1f}"
-            f"  {get('hmac', 'signing-proxy', 'cpu_us') or 0:.0f} us"
-        )
+    for name in ("signing-proxy", "sp-baseline"):
+        hmac_rps = get("hmac", name, "rps")
+        if hmac_rps is not None:
+            print(
+                f"  {f'({name}: 1 MiB HMAC POST req/s, CPU us/request)':50} {hmac_rps:8.1f}"
+                f"  {get('hmac', name, 'cpu_us') or 0:.0f} us"
+            )
     one, two = get("scale", "signing-proxy", "rps"), get("scale", "signing-proxy-2w", "rps")
     if one and two:
         print(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from .logs import setup_logging
 from .metrics import MULTIPROCESS_DIR
 from .store import Store, StoreError, open_store
 from .tokens import TokenManager
+from .tuning import tune_for_serving
 
 log = logging.getLogger("signing_proxy")
 
@@ -204,8 +204,7 @@ def _serve(
         from .echo import create_echo_app
 
         apps.append((create_echo_app(), sockets[-1]))
-    _install_uvloop()
-    _tune_gc()
+    tune_for_serving()
     if first:
         log_routes(runtime)
     reloader = Reloader(config_path(args.config), plane)
@@ -319,25 +318,6 @@ def open_store_or_report(settings: StoreSettings) -> Store | None:
     except StoreError as exc:
         print(f"store: {exc}", file=sys.stderr)
         return None
-
-
-def _install_uvloop() -> None:
-    # Optional speed-up (`pip install signing-proxy[speed]`); asyncio's loop otherwise.
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def _tune_gc() -> None:
-    # Each request allocates a few hundred objects, so the default gen-0 threshold (700) ran a
-    # collection every few requests (~5% of the CPU per tiny GET, measured with bench/ab runs).
-    # Start-up objects (config, compiled connections, modules) are frozen out of every pass.
-    # A request leaves no reference cycle (tests/test_no_reference_cycles.py), so what it
-    # allocates is freed as it goes and the collector seldom has anything to do.
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 100)
 
 
 def build_parser() -> argparse.ArgumentParser:

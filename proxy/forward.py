@@ -15,6 +15,7 @@ provider. The loop is bounded, per the aiohttp cookbook's warning about retry lo
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -45,6 +46,18 @@ MAX_FLOW_STEPS = 8
 # From this size a body is hashed in a worker thread: SHA-256 over 256 KiB is ~0.2 ms, several
 # times a thread hop, and hashlib runs it without the GIL.
 OFF_LOOP_BODY_BYTES = 256 * 1024
+
+
+def _spare_cpu() -> bool:
+    try:
+        return len(os.sched_getaffinity(0)) > 1
+    except AttributeError:  # (not on Linux)
+        return (os.cpu_count() or 1) > 1
+
+
+# ... but only when the process may run on another CPU meanwhile (`taskset`, a cpuset): on one,
+# the thread hop is all cost (bench/run.py, HMAC POST).
+HASH_IN_THREAD = _spare_cpu()
 
 
 class TokenProvider(Protocol):
@@ -133,11 +146,11 @@ async def _first_command(
 
 def _signs_off_loop(scheme: Scheme, request: OutboundRequest) -> bool:
     body = request.body
-    return (
-        isinstance(body, BufferedBody)
-        and (body.in_memory is None or body.size >= OFF_LOOP_BODY_BYTES)
-        and scheme.reads_body(request)
-    )
+    if not isinstance(body, BufferedBody):
+        return False
+    if body.in_memory is not None and (body.size < OFF_LOOP_BODY_BYTES or not HASH_IN_THREAD):
+        return False  # (a spilled body is always read off the loop: file reads block)
+    return scheme.reads_body(request)
 
 
 @dataclass(frozen=True, slots=True)
