@@ -2,9 +2,9 @@
 
 `Forwarder.start` is where a request's route, connection, client and policy are decided, without
 waiting on anything; then one of three ways serves it: the task-free lean exchange
-(`lean_exchange.py`: bodyless, constant-header credentials, a pooled connection), the lean path
-in a coroutine (the same head, built from the client's bytes by `lean.py`), or the general path
-below, where the credentials sign an `OutboundRequest` in order.
+(`lean_exchange.py`: constant-header credentials, the body in hand, a pooled connection), the
+lean path in a coroutine (the same head, built from the client's bytes by `lean.py`), or the
+general path below, where the credentials sign an `OutboundRequest` in order.
 
 `run_chain()` is the one driver that owns I/O for the schemes. Each credential's `auth_flow`
 yields commands; a `Send` passes through the credentials after it (so "apply in order" holds and
@@ -32,7 +32,7 @@ from .headers import FORWARDED, REQUEST_ONLY, end_to_end
 from .http1 import Http1Upstream
 from .http1.inbound import InboundRequest
 from .http1.wire import Framing
-from .lean import build_head
+from .lean import LeanPlan, build_head
 from .lean_exchange import Settle, send_lean
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
 from .relay import relay
@@ -218,38 +218,14 @@ class Forwarder:
         lean = connection.lean
         upstream = self.upstream
         if lean is not None and not self.forwarded_headers and isinstance(upstream, Http1Upstream):
-            # Constant credential headers only (lean.py); the header that carried a client
-            # key is left out there as below.
+            # Constant credential headers only; the header that carried a client key is left
+            # out. No head when a `Connection` header names others: the general path drops them.
             skip = caller.carrier_raw if caller is not None else b""
-            framing: Framing = Framing.NONE
-            length: int | None = 0
-            line = b""
-            if request.has_body:
-                if request.chunked:
-                    framing, length = Framing.CHUNKED, None
-                    line = b"Transfer-Encoding: chunked\r\n"
-                else:
-                    framing, length = Framing.LENGTH, request.content_length
+            line = _lean_framing(request)[2]
             raw = request.raw_headers
             head = build_head(lean, request.method, tail, query, raw, line, skip)
             if head is not None:
-                endpoint, tls, method = lean.endpoint, connection.tls, request.method
-                # The whole body, when it came with the head (and is not chunked-coded).
-                whole = None if framing is not Framing.LENGTH else request.body.take_whole()
-                if whole is None and request.has_body:
-                    stream = request.body.iter_any()
-                    sending = upstream.send_encoded(
-                        endpoint, tls, method, head, stream, framing, length
-                    )
-                    return _relay_when_sent(request, connection, sending)
-                if settle is not None and send_lean(
-                    upstream, endpoint, tls, request, connection, head, whole, settle, start
-                ):
-                    return None
-                sending = upstream.send_encoded(
-                    endpoint, tls, method, head, None, Framing.NONE, None, data=whole
-                )
-                return _relay_when_sent(request, connection, sending)
+                return _start_lean(upstream, request, connection, lean, head, settle, start)
         return self._forward(request, connection, caller, tail, query)
 
     async def _forward(
@@ -320,6 +296,44 @@ class Forwarder:
             # Too big to keep for a retry: stream what was read, then the rest.
             return None, _chain(body.read_all(), overflow, request.body.iter_any())
         return None, request.body.iter_any()
+
+
+def _lean_framing(request: InboundRequest) -> tuple[Framing, int | None, bytes]:
+    """How the client's body goes up: framing, length, and the framing header line to add."""
+    if not request.has_body:
+        return Framing.NONE, 0, b""
+    if request.chunked:
+        return Framing.CHUNKED, None, b"Transfer-Encoding: chunked\r\n"
+    return Framing.LENGTH, request.content_length, b""
+
+
+def _start_lean(
+    upstream: Http1Upstream,
+    request: InboundRequest,
+    connection: CompiledConnection,
+    plan: LeanPlan,
+    head: bytes,
+    settle: Settle | None,
+    start: float,
+) -> Coroutine[Any, Any, None] | None:
+    """Send on the lean path (`lean.py`, `head` built by `build_head`): None when the task-free
+    exchange took the request, else the coroutine that serves it."""
+    framing, length, _ = _lean_framing(request)
+    endpoint, tls, method = plan.endpoint, connection.tls, request.method
+    # The whole body, when it came with the head (and is not chunked-coded).
+    whole = request.body.take_whole() if framing is Framing.LENGTH else None
+    if whole is None and request.has_body:
+        stream = request.body.iter_any()
+        sending = upstream.send_encoded(endpoint, tls, method, head, stream, framing, length)
+        return _relay_when_sent(request, connection, sending)
+    if settle is not None and send_lean(
+        upstream, endpoint, tls, request, connection, head, whole, settle, start
+    ):
+        return None
+    sending = upstream.send_encoded(
+        endpoint, tls, method, head, None, Framing.NONE, None, data=whole
+    )
+    return _relay_when_sent(request, connection, sending)
 
 
 async def _relay_when_sent(
