@@ -1,7 +1,7 @@
 """`signing-proxy explain`: the upstream request exactly as it would go out, sending nothing.
 
 What a user reaches for when an API answers "signature mismatch": the request is built by the
-same functions `Forwarder.handle` uses (`route_target`, `outbound_request`, `with_body`), every
+same functions `Forwarder.start` uses (`route_target`, `outbound_request`, `with_body`), every
 credential's `sign()` runs in order, and the result is printed — request line, headers, body
 digest, and for `hmac`/`oauth1` the exact bytes or base string that were signed.
 

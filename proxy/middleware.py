@@ -1,12 +1,12 @@
 """Proxy errors as JSON with `Proxy-Status` (docs/errors.md), and the data plane's access log.
 
-One access-log line per request, written by `log_access` (called from one place, the end of
-`DataPlane.handle`): method, connection, path (query values that a credential adds never
-appear: the log shows the client's request, never the outbound one; and no query at all, which
-may carry the client's own secrets), status, bytes and duration. A request the server refused
-(a malformed head, a limit) is logged with `-` for method and path: nothing of its raw bytes is
-ever written. Unexpected exceptions are logged by type and traceback only; their text can quote
-a URL or header and so a secret.
+One access-log line per request, written by `log_access` (called where a request ends in
+`DataPlane`: `dispatch`, `serve` or `settle`, once per request): method, connection, path (query
+values that a credential adds never appear: the log shows the client's request, never the
+outbound one; and no query at all, which may carry the client's own secrets), status, bytes and
+duration. A request the server refused (a malformed head, a limit) is logged with `-` for method
+and path: nothing of its raw bytes is ever written. Unexpected exceptions are logged by type and
+traceback only; their text can quote a URL or header and so a secret.
 """
 
 from __future__ import annotations
