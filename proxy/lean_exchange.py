@@ -118,10 +118,17 @@ class LeanExchange:
 
     def send(self, conn: H1Connection) -> None:
         self.conn = conn
+        self.request.on_cancel = self._client_gone
         conn.begin(self.request.method)
         conn.follow(self._progress, self.upstream.read_timeout)
-        conn.send_whole(self.head, self.body)
-        self.request.on_cancel = self._client_gone
+        try:
+            conn.send_whole(self.head, self.body)
+        except Exception:
+            # (A transport already closed under us raises.) Nothing went out: the caller
+            # answers the failure, and this exchange must not answer a second time.
+            self.conn = self.request.on_cancel = None
+            self.upstream.pool.discard(conn)
+            raise
 
     def _progress(self) -> None:
         """Called after each upstream read, and when the exchange fails or times out."""

@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
+from proxy.http1 import Http1Upstream
+from proxy.http1.wire import parse_origin
 from tests import rawhttp
 from tests.conftest import MakeProxy, bearer, connection
+from tests.plane import PlaneServer
 from tests.rawhttp import Message, RawUpstream, raw_upstream
 
 WARM = b"GET /up/warm HTTP/1.1\r\nHost: p\r\n\r\n"
@@ -371,3 +374,39 @@ async def test_a_put_with_its_body_in_hand_is_retried_whole_on_a_new_connection(
     assert response.status == 200
     puts = [(r.connection, r.request.body) for r in upstream.received if r.request.method == "PUT"]
     assert puts == [(0, b"data"), (1, b"data")]
+
+
+async def test_a_pooled_connection_that_cannot_be_written_is_answered_once(
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with raw_upstream() as upstream:
+        tree = {"connections": [connection("up", upstream.base, bearer("t"))]}
+        client = await make_proxy(tree)
+        port = rawhttp.port_of(client.server)
+        async with rawhttp.opened(port) as (reader, writer):
+            writer.write(WARM)
+            assert (await rawhttp.read_response(reader)).status == 200
+            # The pooled connection's transport refuses the write, as uvloop's does once it is
+            # closed: the failure is answered once, and the next request gets a new connection.
+            assert isinstance(client.server, PlaneServer)
+            hop = client.server.app.forwarder.upstream
+            assert isinstance(hop, Http1Upstream)
+            pool = hop.pool
+            endpoint = parse_origin(upstream.base)
+            conn = pool.take_idle(endpoint, None)
+            assert conn is not None and conn.transport is not None
+
+            def closed(data: bytes | bytearray | memoryview) -> None:
+                raise RuntimeError("unable to perform operation: the handler is closed")
+
+            conn.transport.write = closed  # type: ignore[method-assign]
+            pool.release(endpoint, None, conn)
+            writer.write(request("/up/broken"))
+            failed = await rawhttp.read_response(reader)
+            writer.write(request("/up/after"))
+            after = await rawhttp.read_response(reader)
+    assert failed.status == 500 and failed.get("Proxy-Status") is not None
+    assert after.status == 200 and upstream.connections == 2
+    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
+    assert len([line for line in access if "/broken" in line]) == 1
