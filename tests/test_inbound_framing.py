@@ -52,6 +52,18 @@ async def test_keep_alive_and_pipelined_requests_answered_in_order(make_proxy: M
         assert upstream.received[1].request.body == b"abc"
 
 
+async def test_a_thousand_pipelined_requests_answered_at_once_in_one_read(
+    make_proxy: MakeProxy,
+) -> None:
+    # Requests the proxy answers without waiting (/healthz, a 404) follow one another in a
+    # loop: one read holding 3,000 of them once overflowed Python's recursion limit.
+    batch = b"GET /healthz HTTP/1.1\r\nHost: p\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: p\r\n\r\n"
+    async with proxied(make_proxy) as (port, _), rawhttp.opened(port) as (reader, writer):
+        writer.write(batch * 1500 + b"GET /up/last HTTP/1.1\r\nHost: p\r\n\r\n")
+        statuses = [(await rawhttp.read_response(reader)).status for _ in range(3001)]
+    assert statuses == [200, 404] * 1500 + [200]
+
+
 async def test_expect_100_continue(make_proxy: MakeProxy) -> None:
     async with proxied(make_proxy) as (port, upstream), rawhttp.opened(port) as (reader, writer):
         writer.write(

@@ -186,6 +186,8 @@ class ServerConnection(asyncio.Protocol):
         self._current: InboundRequest | None = None  # whose handler runs
         self._task: asyncio.Task[None] | None = None
         self._queue: deque[InboundRequest] = deque()
+        self._starting = False  # `_start_next` is running its loop
+        self._again = False  # ... and a request done meanwhile asked for the next
         self._buffered = 0  # body bytes fed and not yet read by a handler
         self._reading_paused = False
         self._write_paused = False
@@ -500,8 +502,23 @@ class ServerConnection(asyncio.Protocol):
         return len(self._queue) >= MAX_PIPELINED
 
     def _start_next(self) -> None:
-        if self._current is None and self._queue:
-            self._run(self._queue.popleft())
+        if self._current is not None or not self._queue:
+            return
+        if self._starting:
+            # A request answered at once (a 404, /healthz) asks for the next from inside
+            # `_run`: the loop below takes it, so a read of a thousand pipelined requests
+            # is a loop, not a recursion a thousand deep.
+            self._again = True
+            return
+        self._starting = True
+        try:
+            while True:
+                self._again = False
+                self._run(self._queue.popleft())
+                if not self._again or self._current is not None or not self._queue:
+                    break
+        finally:
+            self._starting = False
 
     def _run(self, request: InboundRequest) -> None:
         self._current = request
