@@ -221,11 +221,13 @@ class Forwarder:
             # Constant credential headers only; the header that carried a client key is left
             # out. No head when a `Connection` header names others: the general path drops them.
             skip = caller.carrier_raw if caller is not None else b""
-            line = _lean_framing(request)[2]
+            framing = _lean_framing(request)
             raw = request.raw_headers
-            head = build_head(lean, request.method, tail, query, raw, line, skip)
+            head = build_head(lean, request.method, tail, query, raw, framing[2], skip)
             if head is not None:
-                return _start_lean(upstream, request, connection, lean, head, settle, start)
+                return _start_lean(
+                    upstream, request, connection, lean, head, framing, settle, start
+                )
         return self._forward(request, connection, caller, tail, query)
 
     async def _forward(
@@ -313,12 +315,14 @@ def _start_lean(
     connection: CompiledConnection,
     plan: LeanPlan,
     head: bytes,
+    body_framing: tuple[Framing, int | None, bytes],
     settle: Settle | None,
     start: float,
 ) -> Coroutine[Any, Any, None] | None:
-    """Send on the lean path (`lean.py`, `head` built by `build_head`): None when the task-free
-    exchange took the request, else the coroutine that serves it."""
-    framing, length, _ = _lean_framing(request)
+    """Send on the lean path (`lean.py`, `head` built by `build_head` with `_lean_framing`'s
+    line): None when the task-free exchange took the request, else the coroutine that serves
+    it."""
+    framing, length, _ = body_framing
     endpoint, tls, method = plan.endpoint, connection.tls, request.method
     # The whole body, when it came with the head (and is not chunked-coded).
     whole = request.body.take_whole() if framing is Framing.LENGTH else None

@@ -102,6 +102,23 @@ def api_key(name: str, where: str, value: str) -> dict[str, Any]:
     }
 
 
+def hmac_sha256(key: str, *inputs: str) -> dict[str, Any]:
+    """An `hmac` credential: SHA-256 over `inputs` (url, body), hex, in header `X-Sig`."""
+    return {
+        "authSchemeConfig": {
+            "type": "hmac",
+            "hmac": {
+                "name": "X-Sig",
+                "in": "header",
+                "algorithm": "sha256",
+                "digestInputs": list(inputs),
+                "encoding": "hex",
+            },
+        },
+        "credential": {"type": "string", "data": {"string": {"value": key}}},
+    }
+
+
 def oauth2_token(
     token_url: str,
     client_id: str,

@@ -14,24 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.conftest import MakeProxy, bearer, connection, hmac_sha256
 from tests.rawhttp import Message, raw_upstream
-
-
-def hmac_over_body(secret: str) -> dict[str, object]:
-    return {
-        "authSchemeConfig": {
-            "type": "hmac",
-            "hmac": {
-                "name": "X-Sig",
-                "in": "header",
-                "algorithm": "sha256",
-                "digestInputs": ["body"],
-                "encoding": "hex",
-            },
-        },
-        "credential": {"type": "string", "data": {"string": {"value": secret}}},
-    }
 
 
 def assert_logged_once_as_disconnect(caplog: pytest.LogCaptureFixture) -> None:
@@ -92,7 +76,9 @@ async def test_leaving_mid_upload_removes_the_spilled_body(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     async with raw_upstream() as upstream:
         tree = {
-            "connections": [connection("up", upstream.base, hmac_over_body("canary-hmac-key"))],
+            "connections": [
+                connection("up", upstream.base, hmac_sha256("canary-hmac-key", "body"))
+            ],
             "limits": {"memoryBodyBytes": 1024},
         }
         port = rawhttp.port_of((await make_proxy(tree)).server)

@@ -9,8 +9,9 @@ path), then drives the case on raw sockets against a raw upstream that records e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
@@ -39,6 +40,15 @@ async def read_raw_response(reader: asyncio.StreamReader) -> bytes:
             if name.lower() == b"content-length":
                 length = int(value)
         return head + await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def warmed(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A raw client connection whose first request has left a pooled upstream connection."""
+    async with rawhttp.opened(port) as (reader, writer):
+        writer.write(WARM)
+        assert (await rawhttp.read_response(reader)).status == 200
+        yield reader, writer
 
 
 async def proxy_port(make_proxy: MakeProxy, upstream: RawUpstream, **extra: Any) -> int:
@@ -76,9 +86,7 @@ async def test_a_warm_pool_serves_bodyless_requests_without_a_task(
 ) -> None:
     async with raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             # The first request connected upstream: the coroutine path, in a task.
             assert proxy_tasks.names == ["DataPlane.serve"]
             proxy_tasks.names.clear()
@@ -136,9 +144,7 @@ async def test_a_pooled_connection_closed_under_a_get_is_retried_on_a_new_one(
 
     async with raw_upstream(drops_its_second) as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             writer.write(request("/up/stale"))
             response = await rawhttp.read_response(reader)
     assert response.status == 200 and response.body == b"ok"
@@ -160,9 +166,7 @@ async def test_a_pooled_connection_closed_under_a_post_is_not_retried(
 
     async with raw_upstream(drops_posts) as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             writer.write(request("/up/once", "POST"))
             response = await rawhttp.read_response(reader)
     assert response.status == 502
@@ -187,9 +191,7 @@ async def test_a_body_that_comes_after_the_head_is_streamed_from_a_task(
 
     async with raw_upstream(in_two_parts) as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             proxy_tasks.names.clear()
             writer.write(request("/up/parts"))
             async with asyncio.timeout(rawhttp.TIMEOUT):
@@ -214,9 +216,7 @@ async def test_no_answer_from_a_pooled_connection_is_a_504_on_time(
 
     async with raw_upstream(silent) as upstream:
         port = await proxy_port(make_proxy, upstream, timeouts={"read": 0.5})
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             loop = asyncio.get_running_loop()
             start = loop.time()
             writer.write(request("/up/silent"))
@@ -237,9 +237,7 @@ async def test_a_malformed_answer_on_a_pooled_connection_is_a_502(make_proxy: Ma
 
     async with raw_upstream(garbled) as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             writer.write(request("/up/garbled"))
             response = await rawhttp.read_response(reader)
             writer.write(request("/up/next"))  # the proxy goes on, on a new connection
@@ -338,9 +336,7 @@ async def test_a_body_still_arriving_streams_from_a_task(
 ) -> None:
     async with raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             proxy_tasks.names.clear()
             writer.write(request("/up/upload", "PUT", "Content-Length: 10\r\n") + b"hello")
             await writer.drain()
@@ -366,9 +362,7 @@ async def test_a_put_with_its_body_in_hand_is_retried_whole_on_a_new_connection(
 
     async with raw_upstream(drops_the_first_put) as upstream:
         port = await proxy_port(make_proxy, upstream)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             writer.write(request("/up/doc", "PUT", "Content-Length: 4\r\n") + b"data")
             response = await rawhttp.read_response(reader)
     assert response.status == 200
@@ -384,9 +378,7 @@ async def test_a_pooled_connection_that_cannot_be_written_is_answered_once(
         tree = {"connections": [connection("up", upstream.base, bearer("t"))]}
         client = await make_proxy(tree)
         port = rawhttp.port_of(client.server)
-        async with rawhttp.opened(port) as (reader, writer):
-            writer.write(WARM)
-            assert (await rawhttp.read_response(reader)).status == 200
+        async with warmed(port) as (reader, writer):
             # The pooled connection's transport refuses the write, as uvloop's does once it is
             # closed: the failure is answered once, and the next request gets a new connection.
             assert isinstance(client.server, PlaneServer)

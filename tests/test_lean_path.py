@@ -17,21 +17,9 @@ from proxy.http1.wire import encode_head, parse_origin, plan_framing
 from proxy.lean import build_head
 from proxy.routing import Router
 from proxy.schemes.base import DEFAULT_CONTEXT
-from tests.conftest import api_key, basic, bearer, connection, oauth2_token
+from tests.conftest import api_key, basic, bearer, connection, hmac_sha256, oauth2_token
 
-HMAC = {
-    "authSchemeConfig": {
-        "type": "hmac",
-        "hmac": {
-            "name": "X-Sig",
-            "in": "header",
-            "algorithm": "sha256",
-            "digestInputs": ["url"],
-            "encoding": "hex",
-        },
-    },
-    "credential": {"type": "string", "data": {"string": {"value": "k"}}},
-}
+HMAC = hmac_sha256("k", "url")
 TOKEN = {"access_token": "a", "refresh_token": "r"}
 
 

@@ -18,22 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.conftest import MakeProxy, bearer, connection, hmac_sha256
 from tests.rawhttp import Message, raw_upstream
-
-HMAC = {
-    "authSchemeConfig": {
-        "type": "hmac",
-        "hmac": {
-            "name": "X-Sig",
-            "in": "header",
-            "algorithm": "sha256",
-            "digestInputs": ["url", "body"],
-            "encoding": "hex",
-        },
-    },
-    "credential": {"type": "string", "data": {"string": {"value": "k"}}},
-}
 
 
 async def answer(request: Message, writer: asyncio.StreamWriter) -> None:
@@ -85,7 +71,7 @@ async def test_requests_of_every_kind_leave_no_reference_cycle(
         tree = {
             "connections": [
                 connection("up", upstream.base, bearer("t")),
-                connection("hmac", upstream.base, HMAC),
+                connection("hmac", upstream.base, hmac_sha256("k", "url", "body")),
             ]
         }
         port = rawhttp.port_of((await make_proxy(tree)).server)
