@@ -23,6 +23,7 @@ from .config.address import split_host_port
 from .config.load import ConfigInvalid, Runtime, load_runtime
 from .config.models import StoreSettings
 from .errors import FieldError
+from .filewatch import content_digest
 from .logs import setup_logging
 from .metrics import MULTIPROCESS_DIR
 from .store import Store, StoreError, open_store
@@ -122,6 +123,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     # SIGHUP reloads once serving (reload.py); until then it must not end the process either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # `--watch` compares with what was read *before* loading: a change made meanwhile is seen.
+    loaded = content_digest(config_path(args.config)) if args.watch else None
     runtime = load_or_report(config_path(args.config), print_warnings=False)
     if runtime is None:
         return EXIT_INVALID
@@ -137,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if store is None:
         return EXIT_STORE
     if args.workers == 1:
-        return _serve(runtime, args, store, listen, first=True)
+        return _serve(runtime, args, store, listen, first=True, loaded=loaded)
     from .workers import Supervisor, bind_reuseport
 
     # Each worker opens its own store connection after the fork (nothing SQLite crosses it);
@@ -161,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Metrics summed over the workers: each writes its own files here (metrics.py).
     with tempfile.TemporaryDirectory(prefix="signing-proxy-metrics-") as metrics_dir:
         os.environ[MULTIPROCESS_DIR] = metrics_dir
-        return Supervisor(sockets, worker, watch=watch).run()
+        return Supervisor(sockets, worker, watch=watch, loaded=loaded).run()
 
 
 def _serve(
@@ -171,6 +174,7 @@ def _serve(
     listen: str | socket.socket,
     *,
     first: bool,
+    loaded: bytes | None = None,
 ) -> int:
     from .app import create_app
     from .reload import Reloader
@@ -207,7 +211,7 @@ def _serve(
     tune_for_serving()
     if first:
         log_routes(runtime)
-    reloader = Reloader(config_path(args.config), plane)
+    reloader = Reloader(config_path(args.config), plane, loaded=loaded)
     # With --workers the supervisor watches the file and signals every worker (workers.py).
     watch = reloader.watch if args.watch and args.workers == 1 else None
     grace = config.timeouts.shutdown_grace

@@ -9,19 +9,19 @@ OAuth 2.0 credentials are adopted again by the token manager, whose descent rule
 
 What needs new sockets or a new store (`listen`, `admin`, `store`) is not changed by a reload;
 a change there is logged as needing a restart. Reloads never run concurrently: one that is asked
-for while another runs starts once it is done, so the last version of the file always wins.
+for while another runs starts once it is done, so the last version of the file always wins; the
+requests that arrive while one waits to start join it (it reads the file after all of them), so a
+burst of SIGHUPs costs two reloads, not one each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config.load import ConfigInvalid, Runtime, load_runtime
+from .filewatch import watch_file
 
 if TYPE_CHECKING:
     from .app import DataPlane
@@ -35,15 +35,24 @@ _RESTART_ONLY = ("listen", "admin", "store", "organisation_id", "templates")
 class Reloader:
     """Re-reads the config file for one data plane; see the module docstring."""
 
-    def __init__(self, path: str, plane: DataPlane) -> None:
+    def __init__(self, path: str, plane: DataPlane, *, loaded: bytes | None = None) -> None:
         self.path = path
+        self._loaded = loaded  # digest of the file the running config was read from (--watch)
         self.plane = plane
         self._lock = asyncio.Lock()
+        self._waiting: asyncio.Future[bool] | None = None  # asked for, not yet reading the file
         self.generation = 0  # successful reloads so far
 
     async def reload(self) -> bool:
         """Read, check and apply the file; False (and every problem logged) when invalid."""
+        if self._waiting is None:
+            self._waiting = asyncio.ensure_future(self._reload_when_free())
+        # Shielded: a caller that stops waiting does not cancel a reload others joined.
+        return await asyncio.shield(self._waiting)
+
+    async def _reload_when_free(self) -> bool:
         async with self._lock:
+            self._waiting = None  # the file is read from here on: a later request needs a new run
             try:
                 runtime = await asyncio.to_thread(load_runtime, self.path)
             except ConfigInvalid as exc:
@@ -97,34 +106,5 @@ class Reloader:
 
     async def watch(self) -> None:
         """Reload whenever the file changes (`run --watch`), until cancelled."""
-        async for _ in watch_file(self.path):
+        async for _ in watch_file(self.path, self._loaded):
             await self.reload()
-
-
-# The directory is watched, not the file: editors and `kubectl` replace a file by renaming
-# another over it, which a watch on the old inode would miss.
-async def watch_file(path: str) -> AsyncIterator[None]:
-    """Yield once per change of the file at `path` (an editor's rename-and-replace included)."""
-    from watchfiles import awatch
-
-    target = Path(path).resolve()
-    async for _ in awatch(target.parent, watch_filter=_concerning(target), debounce=200, step=50):
-        yield
-
-
-def watch_file_blocking(path: str, stop: threading.Event) -> Iterator[None]:
-    """`watch_file` for a thread; ends when `stop` is set."""
-    from watchfiles import watch
-
-    target = Path(path).resolve()
-    for _ in watch(
-        target.parent, watch_filter=_concerning(target), debounce=200, step=50, stop_event=stop
-    ):
-        yield
-
-
-def _concerning(target: Path) -> Callable[[object, str], bool]:
-    def concerns(_: object, changed: str) -> bool:
-        return Path(changed).name == target.name
-
-    return concerns

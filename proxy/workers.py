@@ -81,11 +81,17 @@ class Supervisor:
     """Fork, watch and stop the workers; runs in the parent, which serves nothing itself."""
 
     def __init__(
-        self, sockets: Sequence[socket.socket], worker: Worker, *, watch: str | None = None
+        self,
+        sockets: Sequence[socket.socket],
+        worker: Worker,
+        *,
+        watch: str | None = None,
+        loaded: bytes | None = None,
     ) -> None:
         self._sockets = list(sockets)
         self._worker = worker
         self._watch_path = watch  # `run --watch`: SIGHUP every worker when this file changes
+        self._loaded = loaded  # the digest of the file the workers' config was read from
         self._pids: dict[int, int] = {}  # pid → worker index
         self._stopping = False
         self._failed = False
@@ -181,9 +187,9 @@ class Supervisor:
 
     def _watch_file(self, path: str, stop: threading.Event) -> None:
         # A thread: the parent's main loop blocks in os.wait(). One SIGHUP per change.
-        from .reload import watch_file_blocking
+        from .filewatch import watch_file_blocking
 
-        for _ in watch_file_blocking(path, stop):
+        for _ in watch_file_blocking(path, stop, self._loaded):
             self._reload_workers()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
