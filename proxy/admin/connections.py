@@ -313,8 +313,10 @@ async def _stored_token(admin: Admin, scheme: OAuth2Scheme) -> TokenSet | None:
 
 
 def _with_token(credential: m.OAuth2TokenCredential, token: TokenSet) -> m.OAuth2TokenCredential:
+    # The token's expiry lives in `data.oauth2Token.expiresAt`; the credential's own
+    # `expiresAt` is when it is deleted (seed 001) and stays what a person wrote.
     data = token_data(token, credential.data.oauth2_token.scopes)
-    return credential.model_copy(update={"data": data, "expires_at": data.oauth2_token.expires_at})
+    return credential.model_copy(update={"data": data})
 
 
 def token_data(token: TokenSet, scopes: list[str] | None = None) -> m.OAuth2TokenData:

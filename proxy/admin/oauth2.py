@@ -234,8 +234,8 @@ def callback_credential(
         "redactFields": redact,
         "connectionId": connection_id,
     }
-    if token.expires_at is not None:
-        body["expiresAt"] = token.expires_at
+    # No `expiresAt`: seed 003 says it is when the credential is deleted, and nobody asked for
+    # that; the access token's expiry is in `data` (its `expiresAt`), renewed by refreshes.
     return body
 
 
@@ -336,7 +336,7 @@ async def exchange_code_credential(
         id=credential.id,
         organisation_id=credential.organisation_id,
         name=credential.name,
-        expires_at=iso8601(token.expires_at),
+        expires_at=credential.expires_at,  # what the person wrote, never the token's expiry
         data=token_data(token),
     )
 
@@ -412,7 +412,6 @@ def _connect(
         type="oauth2-token",
         id=new_id(),
         name=name,
-        expires_at=iso8601(token.expires_at),
         data=token_data(token),
     )
     entry = m.ConnectionCredential(id=credential.id, auth_scheme_config=auth, credential=credential)

@@ -120,6 +120,14 @@ class SealedRows:
             id_, template_id, name, external_id, document, created_at, updated_at
         )
 
+    def open_document(self, id_: str, sealed: bytes) -> dict[str, Any]:
+        """A stored connection's document alone (for repairs.py)."""
+        document: dict[str, Any] = json.loads(self._sealer.open(bytes(sealed), f"connection:{id_}"))
+        return document
+
+    def seal_document(self, id_: str, document: dict[str, Any]) -> bytes:
+        return self._sealer.seal(json.dumps(document).encode(), f"connection:{id_}")
+
     def seal_flow(self, state_hash: str, flow: FlowState) -> bytes:
         return self._sealer.seal(flow_to_json(flow), f"flow:{state_hash}")
 

@@ -46,7 +46,8 @@ from . import (
     lease_owner_dead,
 )
 from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
-from .crypto import KEY_BYTES, Sealer, fingerprint, parse_key
+from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, parse_key
+from .repairs import LAST_REPAIR, REPAIRS_ROW, parse_applied, pending, repaired
 
 T = TypeVar("T")
 log = logging.getLogger("signing_proxy.store")
@@ -175,7 +176,9 @@ class PostgresStore:
                 raise StoreError("store.url: not a valid PostgreSQL URL") from None
             try:
                 await migrate(conn)
-                return await _fingerprint_key(conn, SealedRows(sealer))
+                key = await _fingerprint_key(conn, SealedRows(sealer))
+                await repair(conn, SealedRows(sealer))
+                return key
             except _FAILURES as exc:
                 raise StoreError(f"store.url: {_reason(exc)}") from None
             finally:
@@ -568,6 +571,38 @@ async def _fingerprint_key(conn: asyncpg.Connection, rows: SealedRows) -> bytes:
             )
             return key
     return rows.open_fingerprint_key(sealed)
+
+
+async def repair(conn: asyncpg.Connection, rows: SealedRows) -> None:
+    """Apply the value repairs newer than the database (`repairs.py`) in one transaction,
+    replicas serialised by the migrations' advisory lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        found = await conn.fetchval("SELECT value FROM meta WHERE name = $1", REPAIRS_ROW)
+        todo = pending(parse_applied(found))
+        if not todo:
+            return
+        changed = False
+        for row in await conn.fetch("SELECT id, sealed FROM connections FOR UPDATE"):
+            try:
+                document = rows.open_document(row["id"], row["sealed"])
+            except SealError:
+                continue  # reported where the connections are read
+            if repaired(document, todo):
+                await conn.execute(
+                    "UPDATE connections SET sealed = $1 WHERE id = $2",
+                    rows.seal_document(row["id"], document),
+                    row["id"],
+                )
+                changed = True
+        if changed:
+            await conn.execute(_BUMP_REVISION)
+            await conn.execute(_NOTIFY)
+        await conn.execute(
+            "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
+            REPAIRS_ROW,
+            str(LAST_REPAIR).encode("ascii"),
+        )
 
 
 def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:

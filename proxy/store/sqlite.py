@@ -42,7 +42,8 @@ from . import (
     lease_owner_dead,
 )
 from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
-from .crypto import KEY_BYTES, Sealer, fingerprint, load_or_create_key_file, parse_key
+from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, load_or_create_key_file, parse_key
+from .repairs import LAST_REPAIR, REPAIRS_ROW, parse_applied, pending, repaired
 
 T = TypeVar("T")
 
@@ -146,6 +147,7 @@ class SqliteStore:
             migrate(conn)
             sealer = Sealer(raw_key)
             fp_key = _fingerprint_key(conn, SealedRows(sealer))
+            repair(conn, SealedRows(sealer))
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
@@ -508,6 +510,37 @@ def _fingerprint_key(conn: sqlite3.Connection, rows: SealedRows) -> bytes:
         raise
     conn.execute("COMMIT")
     return key
+
+
+def repair(conn: sqlite3.Connection, rows: SealedRows) -> None:
+    """Apply the value repairs newer than the database (`repairs.py`) in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("SELECT value FROM meta WHERE name = ?", (REPAIRS_ROW,)).fetchone()
+        todo = pending(parse_applied(None if found is None else found[0]))
+        if todo:
+            changed = False
+            for id_, sealed in conn.execute("SELECT id, sealed FROM connections").fetchall():
+                try:
+                    document = rows.open_document(id_, sealed)
+                except SealError:
+                    continue  # reported where the connections are read; repaired if ever
+                if repaired(document, todo):
+                    conn.execute(
+                        "UPDATE connections SET sealed = ? WHERE id = ?",
+                        (rows.seal_document(id_, document), id_),
+                    )
+                    changed = True
+            if changed:
+                conn.execute(_BUMP_REVISION)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (REPAIRS_ROW, str(LAST_REPAIR).encode("ascii")),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
