@@ -233,9 +233,11 @@ def callback_credential(
         "data": data,
         "redactFields": redact,
         "connectionId": connection_id,
+        # Seed 003: when the credential is deleted — never, as nobody asked for it; written as
+        # Go's zero time, as the platform does. The access token's expiry is `data.expiresAt`,
+        # renewed by every refresh.
+        "expiresAt": m.GO_ZERO_TIME,
     }
-    # No `expiresAt`: seed 003 says it is when the credential is deleted, and nobody asked for
-    # that; the access token's expiry is in `data` (its `expiresAt`), renewed by refreshes.
     return body
 
 

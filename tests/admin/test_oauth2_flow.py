@@ -171,7 +171,7 @@ async def test_connect_then_proxy_then_refresh(drive: Drive) -> None:
     token = {key: base64.b64decode(value).decode() for key, value in created["data"].items()}
     assert set(token) == {"tokenType", "expiresAt", "scopes"}
     assert created["redactFields"] == ["accessToken", "refreshToken"]
-    assert "expiresAt" not in created  # seed 003: when it is deleted; nobody asked
+    assert created["expiresAt"] == "0001-01-01T00:00:00Z"  # seed 003: when it is deleted: never
     assert token["tokenType"] == "Bearer"
     assert token["scopes"] == "drive.readonly offline_access"
     for secret in (*drive.server.access, *drive.server.refresh, CLIENT_SECRET):
