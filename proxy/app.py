@@ -94,6 +94,7 @@ class DataPlane:
             max_connections=config.limits.max_client_connections,
             head_timeout=config.timeouts.client_head,
             idle_timeout=config.timeouts.client_idle,
+            body_timeout=config.timeouts.client_body,
         )
         self._store = store
         self._close_shared = close_shared

@@ -709,6 +709,8 @@ class Timeouts(Model):
     client_head: Annotated[float, Field(gt=0)] = 10.0
     # An idle keep-alive client connection is closed after this.
     client_idle: Annotated[float, Field(gt=0)] = 60.0
+    # A request body (and its trailers) must make progress within each window of this long.
+    client_body: Annotated[float, Field(gt=0)] = 30.0
 
 
 class LogSettings(Model):

@@ -276,7 +276,7 @@ async def _wait_head_while_sending(
         await asyncio.wait((head_wait, writer), return_when=asyncio.FIRST_COMPLETED)
         if writer.done() and not writer.cancelled():
             failure = writer.exception()
-            if isinstance(failure, BodyStreamFailed):
+            if isinstance(failure, ProxyError):
                 raise failure
         if head_wait.done():
             return head_wait.result()
@@ -298,6 +298,11 @@ async def _send_stream(
         except StopAsyncIteration:
             break
         except asyncio.CancelledError:
+            raise
+        except ProxyError:
+            # The inbound server refused the rest of the body (malformed, too slow): its error
+            # is the client's answer. The upstream must not take a truncated body for a whole.
+            conn.abort()
             raise
         except Exception:
             conn.abort()  # the upstream must not take a truncated body for a whole one

@@ -14,6 +14,13 @@ graceful drain; `ServerConnection` is one client connection:
   keep-alive connection is closed after `idle_timeout`; beyond `max_connections` a new
   connection gets 503 and is closed. The timeouts are checked by one sweep for all connections,
   so no timer is allocated per request.
+- A request body must make progress: each `body_timeout` window brings at least
+  `BODY_PROGRESS_BYTES` of it (or its end), else the request ends with 408 (a byte now and
+  then would otherwise hold a connection slot, and an upstream connection, forever). Trailer
+  fields (RFC 9112 §7.1.2) are bounded like a head: bytes, field count, and `head_timeout`
+  from the last chunk on. A body refused while its request still waits for its handler is
+  answered in its place (nothing goes upstream); one refused while its handler runs fails the
+  handler's read of the body with the error, which the handler answers once.
 - Requests run one at a time per connection, in order: a pipelined request waits its turn with
   its body buffered, and reading pauses while too much waits (flow control, as for a body the
   handler reads slower than the client sends it). Writes wait while the socket's buffer is full.
@@ -47,6 +54,9 @@ LOW_WATER = 64 * 1024  # ... and resume it
 MAX_PIPELINED = 16  # requests waiting their turn that pause reading
 LINGER = 2.0  # seconds a closing connection keeps reading (and dropping) what the client sends
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# What a `body_timeout` window must bring of a request body (or its end): a client dripping a
+# byte now and then makes no real progress (Apache's mod_reqtimeout `MinRate` has the same aim).
+BODY_PROGRESS_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +68,7 @@ class ServerLimits:
     max_connections: int = 4096
     head_timeout: float = 10.0
     idle_timeout: float = 60.0
+    body_timeout: float = 30.0
 
 
 class Dispatcher(Protocol):
@@ -85,6 +96,23 @@ def headers_too_large(limit: int) -> ProxyError:
     )
 
 
+def trailers_too_large(limit: int) -> ProxyError:
+    return InvalidRequest(
+        "headers_too_large",
+        f"the request trailers exceed the limit of {limit} bytes or the header count limit",
+        status=431,
+    )
+
+
+def request_timeout(what: str) -> ProxyError:
+    return ProxyError(
+        "request_timeout",
+        f"the request {what} did not arrive in time",
+        status=408,
+        proxy_status="proxy_internal_response",
+    )
+
+
 class HttpServer:
     """Client connections of the data plane, with their limits, sweep and drain."""
 
@@ -97,7 +125,7 @@ class HttpServer:
         self._sweeper: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
         # The sweep runs often enough for the shorter timeout to be kept to within a quarter.
-        shortest = min(limits.head_timeout, limits.idle_timeout)
+        shortest = min(limits.head_timeout, limits.idle_timeout, limits.body_timeout)
         self._sweep_every = max(0.05, min(1.0, shortest / 4))
 
     async def listen(self, address: tuple[str, int] | socket.socket) -> tuple[str, int]:
@@ -181,6 +209,15 @@ class ServerConnection(asyncio.Protocol):
         self._hosts = 0
         self._expect: str | None = None
         self._rejection: ProxyError | None = None
+        # The body being received (`_receiving`): progress, and the trailer section.
+        self._body_timed = False  # its `body_timeout` window runs (`deadline`)
+        self._body_progress = 0  # bytes received in the current window
+        self._chunk_opened = False  # a chunk header came, and no data or chunk end since
+        self._feed_moved = False  # ... or one of those came during the current read
+        self._trailer_bytes = 0  # bytes received inside the trailer section
+        self._trailer_size = 0  # trailer fields parsed: their bytes and count
+        self._trailer_fields = 0
+        self._trailer_deadline = 0.0  # loop time the trailer section must end by (0: none yet)
         # Requests.
         self._receiving: InboundRequest | None = None  # whose body the parser is feeding
         self._current: InboundRequest | None = None  # whose handler runs
@@ -231,6 +268,7 @@ class ServerConnection(asyncio.Protocol):
             self.deadline = self.loop.time() + self.limits.head_timeout
         if self._in_head:
             self._head_pending += len(data)
+        self._feed_moved = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -254,10 +292,39 @@ class ServerConnection(asyncio.Protocol):
         if self._in_head and self._head_pending > self.limits.max_head_bytes:
             self._refuse(headers_too_large(self.limits.max_head_bytes))
             return
+        if self._receiving is not None and self._body_progressed(len(data)):
+            return
         if self._current is None and self._queue:
             self._start_next()
         if self._queue_full() and not self._reading_paused:
             self._pause_reading()
+
+    def _body_progressed(self, size: int) -> bool:
+        """Account a read of `size` bytes to the body being received; True when it was refused."""
+        if self._chunk_opened and not self._feed_moved:
+            # A whole read went by after the last chunk's header with no chunk data: it was
+            # trailer bytes (llhttp buffers a field value whole, so they are counted here).
+            if not self._trailer_deadline:
+                # From here the rest must come as fast as a head would.
+                due = self._trailer_deadline = self.loop.time() + self.limits.head_timeout
+                if self._body_timed and not self._reading_paused:
+                    self.deadline = min(self.deadline or due, due)
+            self._trailer_bytes += size
+            if self._trailer_bytes > self.limits.max_head_bytes:
+                self._refuse(trailers_too_large(self.limits.max_head_bytes))
+                return True
+        if self._body_timed:
+            self._body_progress += size
+            if self._body_progress >= BODY_PROGRESS_BYTES:
+                self._body_progress = 0
+                self._start_body_window()
+        return False
+
+    def _start_body_window(self) -> None:
+        deadline = self.loop.time() + self.limits.body_timeout
+        if self._trailer_deadline:
+            deadline = min(deadline, self._trailer_deadline)
+        self.deadline = deadline
 
     def eof_received(self) -> bool | None:
         # A FIN cannot be told from a client that has gone: like nginx (which answers 499 to
@@ -309,6 +376,9 @@ class ServerConnection(asyncio.Protocol):
         self._chunked = False
         self._hosts = 0
         self._expect = None
+        self._chunk_opened = False
+        self._trailer_bytes = self._trailer_size = self._trailer_fields = 0
+        self._trailer_deadline = 0.0
         if self._idle:
             self._idle = False
             self.deadline = self.loop.time() + self.limits.head_timeout
@@ -319,7 +389,17 @@ class ServerConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
-            return  # a trailer field (RFC 9112 §7.1.2): dropped, never forwarded
+            # A trailer field (RFC 9112 §7.1.2): dropped, never forwarded; bounded as a head.
+            self._trailer_fields += 1
+            self._trailer_size += len(name) + len(value) + 4
+            limits = self.limits
+            if (
+                self._trailer_fields > limits.max_headers
+                or self._trailer_size > limits.max_head_bytes
+            ):
+                self._rejection = trailers_too_large(limits.max_head_bytes)
+                raise _Refused
+            return
         headers = self._headers
         self._head_size += len(name) + len(value) + 4
         if len(headers) >= self.limits.max_headers:
@@ -408,8 +488,23 @@ class ServerConnection(asyncio.Protocol):
         request.content_length = self._content_length
         self._receiving = request
         self._queue.append(request)  # started after this read is parsed (`data_received`)
+        self._body_progress = 0
+        # The body's window starts now, unless the client waits for `100 Continue` first
+        # (`want_body`); on_message_complete ends it at once for a bodyless request.
+        self._body_timed = not expect_continue
+        if self._body_timed:
+            self._start_body_window()
+
+    def on_chunk_header(self) -> None:
+        self._chunk_opened = self._feed_moved = True
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_opened = False
+        self._feed_moved = True
 
     def on_body(self, body: bytes) -> None:
+        self._chunk_opened = False
+        self._feed_moved = True
         request = self._receiving
         if request is None:
             return
@@ -423,6 +518,11 @@ class ServerConnection(asyncio.Protocol):
         if request is not None:
             request.body.feed_eof()
             self._receiving = None
+        self._feed_moved = True
+        self._chunk_opened = False
+        if self._body_timed:
+            self._body_timed = False
+            self.deadline = 0.0
         self._in_head = True
 
     # -- Exchange (what a request needs of its connection) ------------------------------------
@@ -450,6 +550,10 @@ class ServerConnection(asyncio.Protocol):
         if request.expect_continue and not body.complete and not request.started:
             request.expect_continue = False
             self.send(CONTINUE)
+            if request is self._receiving and not self._body_timed:
+                self._body_timed = True  # the client was waiting: its body's window starts
+                self._body_progress = 0
+                self._start_body_window()
 
     def body_consumed(self, size: int) -> None:
         self._buffered -= size
@@ -550,23 +654,33 @@ class ServerConnection(asyncio.Protocol):
         if self._linger or self._idle or (self._in_head and self._head_pending == 0):
             self._close_after_response(linger=False)
             return
+        if self._body_timed and self._receiving is not None:
+            self._body_timed = False
+            what = "trailers" if self._trailer_deadline else "body"
+            self._refuse(request_timeout(what))
+            return
         if self._current is None and self._in_head:
-            error = ProxyError(
-                "request_timeout",
-                "the request head did not arrive in time",
-                status=408,
-                proxy_status="proxy_internal_response",
-            )
-            self._refuse(error)
+            self._refuse(request_timeout("head"))
 
     def _refuse(self, error: ProxyError) -> None:
-        """Answer `error` after the requests already queued, then close."""
+        """Answer `error` after the requests already queued, then close.
+
+        A request whose body is refused is answered with `error` itself: in its place when its
+        handler has not started (nothing of it goes upstream), else by its handler, whose read
+        of the body fails with `error`."""
         self._parser_dead = True
         self._in_head = False
+        self._body_timed = False
         self.deadline = 0.0
-        if self._receiving is not None:
-            self._receiving.body.fail(ConnectionResetError("the request was refused"))
+        self._closing = True
+        receiving = self._receiving
+        if receiving is not None:
             self._receiving = None
+            receiving.body.fail(error)
+            if receiving is self._current:
+                return  # its handler answers (or cuts the response it has started)
+            self._queue.remove(receiving)
+            self._buffered -= receiving.body.pending()
         request = InboundRequest(self, "-", "-", [], "1.1", False, self.peer, False, False)
         request.rejection = error
         self._closing = True
@@ -604,11 +718,16 @@ class ServerConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self._reading_paused = True
             self.transport.pause_reading()
+            if self._body_timed:
+                self.deadline = 0.0  # the proxy stopped reading: the client is not late
 
     def _resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
+            if self._body_timed and self._receiving is not None:
+                self._body_progress = 0
+                self._start_body_window()
 
 
 def describe(addresses: Sequence[tuple[str, int]]) -> str:
