@@ -1,20 +1,27 @@
-"""The performance bench (issues 6, 11): signing-proxy next to nginx as a reverse proxy.
+"""The performance bench: signing-proxy next to nginx as a reverse proxy, logs on as users run it.
 
 One command: `python bench/run.py` (`--quick` for a short run). It starts
 
 - a local upstream: nginx serving static files (1 worker), else `bench/fast_upstream.py`;
-- the contenders: **direct** (wrk straight to the upstream), **nginx-1w** (nginx as a reverse
-  proxy adding `Authorization: Bearer ...`, one worker, keep-alive to the upstream, request
-  bodies streamed like ours), **signing-proxy** (`python -m proxy run`, a bearer connection,
-  and an HMAC-SHA256 url+body connection), and for the scaling row signing-proxy `--workers 2`;
-  with `--aiohttp-hop`, also the proxy on the previous aiohttp ClientSession hop; with
-  `--baseline DIR`, also **sp-baseline**: the proxy's code from DIR (a checkout of an earlier
-  commit, e.g. `git worktree add /tmp/base <commit>`), so a change is judged old next to new
-  in the same alternating rounds;
+- **nginx-1w**, one nginx worker as a reverse proxy adding `Authorization: Bearer ...`
+  (keep-alive to the upstream, request bodies streamed like ours), with its `access_log` on a
+  real file (nginx's default `combined` format, unbuffered); the same worker also serves it
+  with `access_log off` (**nginx-1w-nolog**), and a `return 200 "ok"` upstream with two more
+  reverse-proxy servers in front of it (the **one-nginx** rows: one nginx worker serving the
+  upstream and the reverse proxy, at c=32);
+- **signing-proxy** (`python -m proxy run` at the default log level: the access log on,
+  stderr to a file), **sp-json** (the same with `log.format: json`), **sp-nolog** (`log.level:
+  warning`: no access log), each with a bearer, an HMAC-SHA256 url+body and a one-nginx
+  connection; with uvloop installed also **sp-asyncio** (the same, on asyncio's own loop), and
+  for the scaling row signing-proxy `--workers 2`; with `--aiohttp-hop`, also the proxy on the
+  previous aiohttp ClientSession hop; with `--baseline DIR`, also **sp-baseline**: the proxy's
+  code from DIR (a checkout of an earlier commit, e.g. `git worktree add /tmp/base <commit>`),
+  at the default log level, so a change is judged old next to new in the same alternating
+  rounds;
 
 then drives load with wrk pinned to CPU 0 and the servers to CPU 1 (`taskset`; the
 `--workers 2` instance is left free to use both), contenders alternating round by round,
-and prints medians, ratios to nginx-1w and the issue's targets. CPU per request is the
+and prints medians, ratios and the targets. CPU per request is the
 contender's process-tree CPU time over the requests served. The 1 GiB rows come from
 `bench/memory_1gib.py` (run as is). Needs Linux, wrk (installed with apt-get when missing and
 run as root), and optionally nginx (`apt-get install nginx`).
@@ -173,20 +180,59 @@ NGINX_UPSTREAM = """
 """
 
 # The reverse proxy: keep-alive to the upstream (as ours has), and request bodies streamed
-# instead of spooled to a temp file (as ours does); everything else nginx's defaults.
+# instead of spooled to a temp file (as ours does); everything else nginx's defaults. One worker
+# serves it twice, with its access log on a file and off, and the one-nginx upstream (`return
+# 200`) with two more reverse proxies in front of it, also with the log on and off.
 NGINX_PROXY = """
     upstream origin {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+    upstream one {{ server 127.0.0.1:{one}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{one};
+        location / {{ return 200 "ok"; }}
+    }}
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://origin;
+        access_log {tmp}/nginx-1w.access.log;
+        {location}
+    }}
+    server {{
+        listen 127.0.0.1:{port_nolog};
+        {location}
+    }}
+    server {{
+        listen 127.0.0.1:{port_one};
+        access_log {tmp}/nginx-one.access.log;
+        {location_one}
+    }}
+    server {{
+        listen 127.0.0.1:{port_one_nolog};
+        {location_one}
+    }}
+"""
+NGINX_LOCATION = """location / {{
+            proxy_pass http://{origin};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Authorization "Bearer {token}";
             proxy_request_buffering off;
-        }}
-    }}
-"""
+        }}"""
+
+
+PROXY = [sys.executable, "-m", "proxy"]
+# The same program with `import uvloop` failing, as on an install without it: asyncio's loop.
+PROXY_WITHOUT_UVLOOP = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['uvloop'] = None; from proxy.cli import main; sys.exit(main())",
+]
+
+
+def has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def nginx_conf(tmp: Path, name: str, body: str) -> Path:
@@ -198,15 +244,21 @@ def nginx_conf(tmp: Path, name: str, body: str) -> Path:
     return conf
 
 
-def proxy_config(tmp: Path, port: int, upstream: int) -> Path:
+def proxy_config(tmp: Path, port: int, upstream: int, one: int, log: str = "{}") -> Path:
+    """The proxy's config: `log` is its `log:` mapping (`{}`: the defaults, info and text)."""
     config = tmp / f"proxy-{port}.yaml"
     config.write_text(
         f"listen: 127.0.0.1:{port}\n"
-        "log: {level: warning}\n"
+        f"log: {log}\n"
         f"store: {{path: {tmp}/state-{port}.db}}\n"
         "connections:\n"
         "  - name: up\n"
         f"    baseUrl: http://127.0.0.1:{upstream}\n"
+        "    credentials:\n"
+        "      - authSchemeConfig: {type: bearer}\n"
+        f"        credential: {{type: string, data: {{string: {{value: {TOKEN}}}}}}}\n"
+        "  - name: one\n"
+        f"    baseUrl: http://127.0.0.1:{one}\n"
         "    credentials:\n"
         "      - authSchemeConfig: {type: bearer}\n"
         f"        credential: {{type: string, data: {{string: {{value: {TOKEN}}}}}}}\n"
@@ -245,33 +297,51 @@ def running(args: argparse.Namespace) -> Iterator[Setup]:
                 script = str(BENCH / "fast_upstream.py")
                 proc = setup.start([sys.executable, script, str(up)], up, "fast upstream")
             setup.contenders["direct"] = Contender("direct", f"http://127.0.0.1:{up}", proc.pid)
+            one = up  # the one-nginx upstream; without nginx the rows are left out
             if nginx:
-                port = free_port()
-                body = NGINX_PROXY.format(port=port, upstream=up, token=TOKEN)
+                one, port, nolog, port_one, one_nolog = (free_port() for _ in range(5))
+                body = NGINX_PROXY.format(
+                    upstream=up,
+                    one=one,
+                    port=port,
+                    port_nolog=nolog,
+                    port_one=port_one,
+                    port_one_nolog=one_nolog,
+                    tmp=tmp,
+                    location=NGINX_LOCATION.format(origin="origin", token=TOKEN),
+                    location_one=NGINX_LOCATION.format(origin="one", token=TOKEN),
+                )
                 conf = nginx_conf(tmp, "proxy", body)
                 proc = setup.start([nginx, "-c", str(conf), "-g", "daemon off;"], port, "nginx")
-                setup.contenders["nginx-1w"] = Contender(
-                    "nginx-1w", f"http://127.0.0.1:{port}", proc.pid
-                )
-            for name, extra in (("signing-proxy", []), ("signing-proxy-2w", ["--workers", "2"])):
-                port = free_port()
-                config = proxy_config(tmp, port, up)
-                argv = [sys.executable, "-m", "proxy", "run", "--config", str(config), *extra]
-                proc = setup.start(argv, port, name, pin=not extra)
-                setup.contenders[name] = Contender(name, f"http://127.0.0.1:{port}", proc.pid)
+                for name, at in (
+                    ("nginx-1w", port),
+                    ("nginx-1w-nolog", nolog),
+                    ("nginx-one", port_one),
+                    ("nginx-one-nolog", one_nolog),
+                ):
+                    setup.contenders[name] = Contender(name, f"http://127.0.0.1:{at}", proc.pid)
+            proxies: list[tuple[str, str, list[str], list[str], dict[str, str] | None]] = [
+                # name, log settings, the command before `run`, `run`'s extra arguments, env
+                ("signing-proxy", "{}", PROXY, [], None),
+                ("sp-json", "{format: json}", PROXY, [], None),
+                ("sp-nolog", "{level: warning}", PROXY, [], None),
+                ("signing-proxy-2w", "{}", PROXY, ["--workers", "2"], None),
+            ]
+            if has_uvloop():
+                proxies.append(("sp-asyncio", "{}", PROXY_WITHOUT_UVLOOP, [], None))
             if args.baseline:
-                port = free_port()
-                config = proxy_config(tmp, port, up)
-                argv = [sys.executable, "-m", "proxy", "run", "--config", str(config)]
                 # The baseline's package is found first: PYTHONPATH precedes site-packages.
                 env = {**os.environ, "PYTHONPATH": str(Path(args.baseline).resolve())}
-                proc = setup.start(argv, port, "baseline", env)
-                setup.contenders["sp-baseline"] = Contender(
-                    "sp-baseline", f"http://127.0.0.1:{port}", proc.pid
-                )
+                proxies.append(("sp-baseline", "{}", PROXY, [], env))
+            for name, log, command, extra, env in proxies:
+                port = free_port()
+                config = proxy_config(tmp, port, up, one, log)
+                argv = [*command, "run", "--config", str(config), *extra]
+                proc = setup.start(argv, port, name, env, pin=not extra)
+                setup.contenders[name] = Contender(name, f"http://127.0.0.1:{port}", proc.pid)
             if args.aiohttp_hop:
                 port = free_port()
-                config = proxy_config(tmp, port, up)
+                config = proxy_config(tmp, port, up, one, "{level: warning}")
                 argv = [sys.executable, str(BENCH / "aiohttp_hop.py"), str(config)]
                 proc = setup.start(argv, port, "aiohttp hop")
                 setup.contenders["sp-aiohttp-hop"] = Contender(
@@ -301,6 +371,8 @@ class Scenario:
     connections: int
     script: str | None = None
     route: str = "/up"
+    contenders: tuple[str, ...] = ("direct", "nginx-1w", "signing-proxy", "sp-baseline",
+                                   "sp-aiohttp-hop")  # fmt: skip
 
 
 @dataclass
@@ -350,32 +422,59 @@ POST_1MIB = (
     'wrk.headers["Content-Type"] = "application/octet-stream"\n'
 )
 
+# Who runs in each scenario (those started; `sp-baseline` and `sp-aiohttp-hop` where listed).
+EVERY = ("direct", "nginx-1w", "signing-proxy", "sp-baseline", "sp-aiohttp-hop")
 SCENARIOS = [
-    Scenario("tiny", "tiny GET, c=50", "/tiny", 50),
+    Scenario(
+        "tiny",
+        "tiny GET, c=50",
+        "/tiny",
+        50,
+        contenders=(
+            "direct",
+            "nginx-1w",
+            "nginx-1w-nolog",
+            "signing-proxy",
+            "sp-json",
+            "sp-nolog",
+            "sp-asyncio",
+            "sp-baseline",
+            "sp-aiohttp-hop",
+        ),
+    ),
+    Scenario(
+        "one",
+        "one nginx worker: upstream + proxy, tiny GET c=32",
+        "/",
+        32,
+        route="/one",
+        contenders=("nginx-one", "nginx-one-nolog", "signing-proxy", "sp-nolog", "sp-baseline"),
+    ),
     Scenario("64k", "64 KiB GET, c=50", "/64k", 50),
-    Scenario("c1", "tiny GET, c=1 (latency)", "/tiny", 1),
+    Scenario("c1", "tiny GET, c=1 (latency)", "/tiny", 1, contenders=(*EVERY, "sp-asyncio")),
     Scenario("post", "1 MiB POST streamed, c=10", "/post", 10, POST_1MIB),
-    Scenario("hmac", "1 MiB POST HMAC-SHA256 url+body, c=10", "/post", 10, POST_1MIB, "/hmac"),
-    Scenario("scale", "tiny GET, c=50, workers", "/tiny", 50),
+    Scenario(
+        "hmac",
+        "1 MiB POST HMAC-SHA256 url+body, c=10",
+        "/post",
+        10,
+        POST_1MIB,
+        "/hmac",
+        contenders=("signing-proxy", "sp-baseline"),
+    ),
+    Scenario(
+        "scale",
+        "tiny GET, c=50, workers",
+        "/tiny",
+        50,
+        contenders=("signing-proxy", "signing-proxy-2w"),
+    ),
 ]
 
 
 def plan(setup: Setup) -> list[tuple[Scenario, str]]:
     """(scenario, contender) pairs of one round."""
-    singles = [
-        n
-        for n in ("direct", "nginx-1w", "signing-proxy", "sp-baseline", "sp-aiohttp-hop")
-        if n in setup.contenders
-    ]
-    pairs: list[tuple[Scenario, str]] = []
-    for scenario in SCENARIOS:
-        if scenario.key == "hmac":
-            pairs += [(scenario, n) for n in ("signing-proxy", "sp-baseline") if n in singles]
-        elif scenario.key == "scale":
-            pairs += [(scenario, "signing-proxy"), (scenario, "signing-proxy-2w")]
-        else:
-            pairs += [(scenario, name) for name in singles]
-    return pairs
+    return [(s, name) for s in SCENARIOS for name in s.contenders if name in setup.contenders]
 
 
 def url_for(setup: Setup, scenario: Scenario, name: str) -> str:
@@ -475,106 +574,96 @@ def med(results: list[Result], attr: str) -> float:
 
 
 def report(results: dict[tuple[str, str], list[Result]]) -> None:
-    names = ["direct", "nginx-1w", "signing-proxy", "sp-baseline", "sp-aiohttp-hop"]
-    present = [n for n in names if any(k[1] == n for k in results)]
-    print()
-    print(f"{'scenario (medians)':42}" + "".join(f"{n:>16}" for n in present) + f"{'sp/nginx':>10}")
-
-    def row(title: str, key: str, attr: str, fmt: str) -> None:
-        cells, values = "", {}
-        for name in present:
-            runs = results.get((key, name))
-            if runs:
-                values[name] = med(runs, attr)
-                cells += f"{format(values[name], fmt):>16}"
-            else:
-                cells += f"{'-':>16}"
-        ratio = ""
-        if "nginx-1w" in values and "signing-proxy" in values and values["nginx-1w"]:
-            ratio = f"{values['signing-proxy'] / values['nginx-1w']:.2f}x"
-        print(f"{title:42}{cells}{ratio:>10}")
-
-    def spread(key: str) -> None:
-        # min-max over the rounds: how far one round may stray from the median on a busy host
-        cells = ""
-        for name in present:
-            runs = results.get((key, name))
-            span = (
-                f"{min(r.rps for r in runs):,.0f}-{max(r.rps for r in runs):,.0f}" if runs else "-"
-            )
-            cells += f"{span:>16}"
-        print(f"{'  req/s min-max':42}{cells}")
-
-    for scenario in SCENARIOS:
-        if scenario.key in ("hmac", "scale") or not any(k[0] == scenario.key for k in results):
-            continue
-        row(f"{scenario.title}: req/s", scenario.key, "rps", ",.0f")
-        spread(scenario.key)
-        row("  p50 ms", scenario.key, "p50_ms", ".3f")
-        row("  p99 ms", scenario.key, "p99_ms", ".3f")
-        row("  contender CPU us/request", scenario.key, "cpu_us", ".1f")
-    errors = sum(r.errors for runs in results.values() for r in runs)
-    print(f"(non-2xx responses and timeouts over all runs: {errors})")
-
     def get(key: str, name: str, attr: str) -> float | None:
         runs = results.get((key, name))
         return med(runs, attr) if runs else None
 
-    print("\ntargets (single worker, ratios to nginx-1w in this run):")
-
-    def verdict(label: str, value: float | None, target: float, unit: str, higher: bool) -> None:
-        if value is None:
-            print(f"  {label:50} n/a")
-            return
-        ok = value >= target if higher else value <= target
-        sign = ">=" if higher else "<="
+    for scenario in SCENARIOS:
+        names = [n for n in scenario.contenders if (scenario.key, n) in results]
+        if not names:
+            continue
+        print(f"\n{scenario.title} (medians)")
         print(
-            f"  {label:50} {value:8.3f}{unit}  target {sign} {target}{unit}  "
-            f"{'MET' if ok else 'MISSED'}"
+            f"  {'contender':18}{'req/s':>10}{'min-max req/s':>20}{'p50 ms':>10}{'p99 ms':>10}"
+            f"{'CPU us/req':>12}"
         )
+        for name in names:
+            runs = results[(scenario.key, name)]
+            span = f"{min(r.rps for r in runs):,.0f}-{max(r.rps for r in runs):,.0f}"
+            print(
+                f"  {name:18}{med(runs, 'rps'):>10,.0f}{span:>20}{med(runs, 'p50_ms'):>10.3f}"
+                f"{med(runs, 'p99_ms'):>10.3f}{med(runs, 'cpu_us'):>12.1f}"
+            )
+    errors = sum(r.errors for runs in results.values() for r in runs)
+    print(f"\n(non-2xx responses and timeouts over all runs: {errors})")
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b else None
+    def ratio(key: str, a: str, b: str) -> float | None:
+        """The ratio of the medians, and the per-round ratios' range printed beside it."""
+        top, bottom = get(key, a, "rps"), get(key, b, "rps")
+        return top / bottom if top is not None and bottom else None
 
-    verdict(
-        "tiny GET c=50, signing-proxy / nginx-1w",
-        ratio(get("tiny", "signing-proxy", "rps"), get("tiny", "nginx-1w", "rps")),
-        0.5,
-        "x",
-        True,
-    )
-    verdict(
-        "64 KiB GET c=50, signing-proxy / nginx-1w",
-        ratio(get("64k", "signing-proxy", "rps"), get("64k", "nginx-1w", "rps")),
-        0.9,
-        "x",
-        True,
-    )
+    def rounds(key: str, a: str, b: str) -> str:
+        one, two = results.get((key, a)), results.get((key, b))
+        if not one or not two:
+            return ""
+        each = [x.rps / y.rps for x, y in zip(one, two, strict=False) if y.rps]
+        return f"  (rounds {min(each):.2f}-{max(each):.2f})" if each else ""
+
+    def verdict(label: str, value: float | None, target: float | None, unit: str = "x",
+                higher: bool = True, note: str = "") -> None:  # fmt: skip
+        if value is None:
+            return
+        line = f"  {label:58} {value:8.3f}{unit}"
+        if target is not None:
+            ok = value >= target if higher else value <= target
+            line += f"  target {'>=' if higher else '<='} {target}{unit}  "
+            line += "MET" if ok else "MISSED"
+        print(line + note)
+
+    def compare(label: str, key: str, a: str, b: str, target: float | None) -> None:
+        verdict(label, ratio(key, a, b), target, note=rounds(key, a, b))
+
+    print("\naccess log on (nginx: access_log to a file; proxy: the default level), one run:")
+    compare("tiny GET c=50, signing-proxy / nginx-1w", "tiny", "signing-proxy", "nginx-1w", 0.5)
+    compare("one nginx c=32, signing-proxy / nginx-one", "one", "signing-proxy", "nginx-one", None)
+    compare("64 KiB GET c=50, signing-proxy / nginx-1w", "64k", "signing-proxy", "nginx-1w", 0.9)
     sp50, d50 = get("c1", "signing-proxy", "p50_ms"), get("c1", "direct", "p50_ms")
     sp99, d99 = get("c1", "signing-proxy", "p99_ms"), get("c1", "direct", "p99_ms")
-    verdict(
-        "c=1 added p50 over direct",
-        None if sp50 is None or d50 is None else sp50 - d50,
-        0.05,
-        " ms",
-        False,
-    )
+    if sp50 is not None and d50 is not None:
+        verdict("c=1 added p50 over direct", sp50 - d50, 0.05, " ms", higher=False)
     if sp99 is not None and d99 is not None:
-        print(f"  {'c=1 added p99 over direct':50} {sp99 - d99:8.3f} ms  (no target)")
-    verdict(
-        "1 MiB HMAC POST / nginx-1w plain 1 MiB POST",
-        ratio(get("hmac", "signing-proxy", "rps"), get("post", "nginx-1w", "rps")),
-        0.6,
-        "x",
-        True,
-    )
+        verdict("c=1 added p99 over direct", sp99 - d99, None, " ms")
+    hmac_rps, post_rps = get("hmac", "signing-proxy", "rps"), get("post", "nginx-1w", "rps")
+    if hmac_rps is not None and post_rps:
+        verdict("1 MiB HMAC POST / nginx-1w plain 1 MiB POST", hmac_rps / post_rps, 0.6)
+    print("\nwhat the access log costs (logs on / logs off, same server, same rounds):")
+    compare("signing-proxy text / sp-nolog, tiny c=50", "tiny", "signing-proxy", "sp-nolog", 0.9)
+    compare("sp-json / sp-nolog, tiny c=50", "tiny", "sp-json", "sp-nolog", 0.9)
+    compare("signing-proxy / sp-nolog, one nginx c=32", "one", "signing-proxy", "sp-nolog", 0.9)
+    compare("nginx-1w / nginx-1w-nolog, tiny c=50", "tiny", "nginx-1w", "nginx-1w-nolog", None)
+    compare("nginx-one / nginx-one-nolog, c=32", "one", "nginx-one", "nginx-one-nolog", None)
+    print("\nlogs off on both:")
+    compare("tiny GET c=50, sp-nolog / nginx-1w-nolog", "tiny", "sp-nolog", "nginx-1w-nolog", None)
+    compare("one nginx c=32, sp-nolog / nginx-one-nolog", "one", "sp-nolog", "nginx-one-nolog",
+            None)  # fmt: skip
+    if ("tiny", "sp-asyncio") in results:
+        print("\nuvloop (signing-proxy) against asyncio's own loop (sp-asyncio), logs on:")
+        compare("tiny GET c=50, signing-proxy / sp-asyncio", "tiny", "signing-proxy",
+                "sp-asyncio", None)  # fmt: skip
+        asyncio50 = get("c1", "sp-asyncio", "p50_ms")
+        if asyncio50 is not None and d50 is not None:
+            verdict("c=1 added p50 over direct, sp-asyncio", asyncio50 - d50, 0.05, " ms", False)
+    if ("tiny", "sp-baseline") in results:
+        print("\nthis code against --baseline, both logs on:")
+        compare("tiny GET c=50, signing-proxy / sp-baseline", "tiny", "signing-proxy",
+                "sp-baseline", None)  # fmt: skip
+        compare("one nginx c=32, signing-proxy / sp-baseline", "one", "signing-proxy",
+                "sp-baseline", None)  # fmt: skip
     for name in ("signing-proxy", "sp-baseline"):
-        hmac_rps = get("hmac", name, "rps")
-        if hmac_rps is not None:
-            print(
-                f"  {f'({name}: 1 MiB HMAC POST req/s, CPU us/request)':50} {hmac_rps:8.1f}"
-                f"  {get('hmac', name, 'cpu_us') or 0:.0f} us"
-            )
+        hmac = get("hmac", name, "rps")
+        if hmac is not None:
+            cpu = get("hmac", name, "cpu_us") or 0
+            print(f"  ({name}: 1 MiB HMAC POST {hmac:.1f} req/s, {cpu:.0f} us CPU/request)")
     one, two = get("scale", "signing-proxy", "rps"), get("scale", "signing-proxy-2w", "rps")
     if one and two:
         print(

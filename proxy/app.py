@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from . import metrics
+from .access_log import AccessLog
 from .config.load import Runtime
 from .errors import ProxyError
 from .forward import Forwarder, RouteTarget, TokenProvider
@@ -49,6 +50,7 @@ class DataPlane:
     Attributes:
         templates: the live template routes, shared with the admin app.
         tokens: the OAuth 2.0 token manager (None when a bare `TokenProvider` was given).
+        access_log: where each request's line goes (None: the access log is off).
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class DataPlane:
         store: Store | None = None,
         close_shared: bool = True,
         sync_interval: float = SYNC_INTERVAL,
+        access_log: AccessLog | None = None,
     ) -> None:
         config = runtime.config
+        self.access_log = access_log
         self.runtime = runtime
         if tokens is None:
             tokens = TokenManager(
@@ -150,9 +154,18 @@ class DataPlane:
         self.file_connections.clear()
         self.file_connections.update((c.id, c) for c in runtime.connections)
 
+    def flush_access_log(self) -> None:
+        """Have the access lines queued so far written now (SIGHUP); returns at once."""
+        if self.access_log is not None:
+            self.access_log.flush()
+
     async def close(self) -> None:
-        """After the last request: stop following the store, close the upstream pool, and the
-        token manager and store when this plane is their only user (`close_shared`)."""
+        """After the last request: write its access line (while SIGTERM is still handled: a
+        second one must not end the process with lines queued), stop following the store,
+        close the upstream pool, and the token manager and store when this plane is their
+        only user (`close_shared`). The access log's owner stops its writer."""
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.wait_written)
         if self._sync is not None:
             await self._sync.stop()
         await self.forwarder.upstream.close()
@@ -178,7 +191,7 @@ class DataPlane:
                 return None
         except Exception as exc:
             self._failed(request, exc)
-        log_access(request, start)
+        log_access(request, start, self.access_log)
         request.complete()
         return None
 
@@ -194,13 +207,13 @@ class DataPlane:
         except Exception as exc:
             self._failed(request, exc)
         finally:
-            log_access(request, start)
+            log_access(request, start, self.access_log)
 
     def settle(self, request: InboundRequest, start: float, error: Exception | None) -> None:
         """End a request served by callbacks (`lean_exchange.Settle`)."""
         if error is not None:
             self._failed(request, error)
-        log_access(request, start)
+        log_access(request, start, self.access_log)
         request.complete()
 
     def _failed(self, request: InboundRequest, exc: Exception) -> None:
@@ -237,6 +250,7 @@ def create_app(
     store: Store | None = None,
     close_shared: bool = True,
     sync_interval: float = SYNC_INTERVAL,
+    access_log: AccessLog | None = None,
 ) -> DataPlane:
     """The data plane of `runtime` (see `DataPlane`).
 
@@ -249,6 +263,8 @@ def create_app(
             (`server.serve(close_after=...)`, as `signing-proxy run` does).
         sync_interval: seconds between checks for connections changed in the store by another
             process (`sync.py`).
+        access_log: the access-log writer (`access_log.py`); None: no access lines. `close()`
+            writes what it holds; its owner stops it.
     """
     return DataPlane(
         runtime,
@@ -258,4 +274,5 @@ def create_app(
         store=store,
         close_shared=close_shared,
         sync_interval=sync_interval,
+        access_log=access_log,
     )

@@ -176,6 +176,7 @@ def _serve(
     first: bool,
     loaded: bytes | None = None,
 ) -> int:
+    from .access_log import open_access_log
     from .app import create_app
     from .reload import Reloader
     from .server import Listener, serve
@@ -197,7 +198,10 @@ def _serve(
     tokens = TokenManager(store, redirect_uri=runtime.oauth2_redirect_uri)
     # The store and the token manager are shared by both listeners: closed by serve() after
     # both have drained, so an admin request in flight never meets a closed store.
-    plane = create_app(runtime, tokens=tokens, store=store, close_shared=False)
+    access_log = open_access_log(config.log.format, with_pid=args.workers > 1)
+    plane = create_app(
+        runtime, tokens=tokens, store=store, close_shared=False, access_log=access_log
+    )
     apps: list[Listener] = [(plane, listen)]
     if config.admin is not None and first:
         from .admin import create_admin_app_for
@@ -215,15 +219,19 @@ def _serve(
     # With --workers the supervisor watches the file and signals every worker (workers.py).
     watch = reloader.watch if args.watch and args.workers == 1 else None
     grace = config.timeouts.shutdown_grace
-    asyncio.run(
-        serve(
-            apps,
-            shutdown_grace=grace,
-            close_after=(tokens.close, store.close),
-            reload=reloader.reload,
-            watch=watch,
+    try:
+        asyncio.run(
+            serve(
+                apps,
+                shutdown_grace=grace,
+                close_after=(tokens.close, store.close),
+                reload=reloader.reload,
+                watch=watch,
+            )
         )
-    )
+    finally:
+        if access_log is not None:
+            access_log.close()  # every request has drained: its line is written before exit
     log.info("stopped", extra={"event": "shutdown"})
     return 0
 

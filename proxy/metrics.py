@@ -2,7 +2,8 @@
 
 The data plane calls `request_started()` when a request comes in and `request_done()` from the
 access-log point; the token manager reports refreshes and token expiries; connections report
-their client certificates' expiry when they are taken into service. Labels are names only
+their client certificates' expiry when they are taken into service; the access-log writer
+counts the lines it had to drop. Labels are names only
 (connection, credential id, client, method, status code, RFC 9209 error type): never a value a
 client or a file supplied as a secret.
 
@@ -42,6 +43,7 @@ class _Metrics:
     certificate_expiry: Any
     client_requests: Any
     inflight: Any
+    access_log_dropped: Any
 
 
 @functools.cache
@@ -92,6 +94,10 @@ def _metrics() -> _Metrics:
             "Requests being served now.",
             multiprocess_mode="livesum",
         ),
+        access_log_dropped=Counter(
+            "signing_proxy_access_log_dropped_lines_total",
+            "Access-log lines dropped because the log destination was full, slow or failing.",
+        ),
     )
 
 
@@ -129,6 +135,11 @@ def request_done(request: InboundRequest, start: float, status: int) -> None:
         m.upstream_errors.labels(name, request.error_type).inc()
     if request.client is not None:
         m.client_requests.labels(request.client, str(status)).inc()
+
+
+def access_log_dropped(lines: int) -> None:
+    """`lines` access-log lines were dropped (access_log.py): never a stall of the loop."""
+    _metrics().access_log_dropped.inc(lines)
 
 
 # The codes of docs/errors.md that mean the upstream failed (not the caller, not a credential).

@@ -44,7 +44,9 @@ class Reloader:
         self.generation = 0  # successful reloads so far
 
     async def reload(self) -> bool:
-        """Read, check and apply the file; False (and every problem logged) when invalid."""
+        """Read, check and apply the file; False (and every problem logged) when invalid.
+        The access lines queued so far are written first, valid file or not."""
+        self.plane.flush_access_log()
         if self._waiting is None:
             self._waiting = asyncio.ensure_future(self._reload_when_free())
         # Shielded: a caller that stops waiting does not cancel a reload others joined.

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.app import create_app
 from proxy.config.load import build_runtime
 from proxy.echo import create_echo_app
+from tests.accesslog import AccessLogFile
 from tests.pg import PgServer, start_server
 from tests.plane import PlaneServer
 
@@ -194,14 +195,24 @@ def basic(username: str, password: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_proxy(aiohttp_client: Any) -> MakeProxy:
-    """Build the data-plane app from a config tree (as parsed YAML) and return a test client."""
+def access_log(tmp_path: Path) -> Iterator[AccessLogFile]:
+    """The access log of the planes `make_proxy` builds: a real writer on a file."""
+    log = AccessLogFile(tmp_path / "access.log")
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def make_proxy(access_log: AccessLogFile, aiohttp_client: Any) -> MakeProxy:
+    """Build the data-plane app from a config tree (as parsed YAML) and return a test client;
+    its access lines go to `access_log`."""
 
     async def make(
         tree: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> TestClient[Any, Any]:
         runtime = build_runtime(dict(tree), env or {})
-        client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
+        plane = create_app(runtime, access_log=access_log.writer)
+        client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(plane))
         return client
 
     return make

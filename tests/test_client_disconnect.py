@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 
 from tests import rawhttp
+from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, bearer, connection, hmac_sha256
 from tests.rawhttp import Message, raw_upstream
 
 
-def assert_logged_once_as_disconnect(caplog: pytest.LogCaptureFixture) -> None:
+def assert_logged_once_as_disconnect(
+    caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
+) -> None:
     gc.collect()  # an unretrieved task exception is reported when the task is collected
-    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
+    access = access_log.messages()
     assert len(access) == 1, access
     assert "status=499" in access[0] and "client_disconnected" in access[0]
     assert "upstream" not in access[0]
@@ -31,7 +34,7 @@ def assert_logged_once_as_disconnect(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_leaving_while_the_upstream_thinks(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.INFO)
     upstream_released = asyncio.Event()
@@ -63,12 +66,13 @@ async def test_leaving_while_the_upstream_thinks(
         await asyncio.wait_for(upstream_released.wait(), 2)
         assert loop.time() - start < 1.0  # at once, not after the 30 s read timeout
         await asyncio.sleep(0.1)
-    assert_logged_once_as_disconnect(caplog)
+    assert_logged_once_as_disconnect(caplog, access_log)
 
 
 async def test_leaving_mid_upload_removes_the_spilled_body(
     make_proxy: MakeProxy,
     caplog: pytest.LogCaptureFixture,
+    access_log: AccessLogFile,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -99,11 +103,11 @@ async def test_leaving_mid_upload_removes_the_spilled_body(
         assert not list(tmp_path.glob("signing-proxy-body-*"))
         assert upstream.received == []  # nothing half-read went upstream
         await asyncio.sleep(0.1)
-    assert_logged_once_as_disconnect(caplog)
+    assert_logged_once_as_disconnect(caplog, access_log)
 
 
 async def test_leaving_mid_response(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.INFO)
     released = asyncio.Event()
@@ -131,4 +135,4 @@ async def test_leaving_mid_response(
         writer.transport.abort()
         await asyncio.wait_for(released.wait(), 2)
         await asyncio.sleep(0.1)
-    assert_logged_once_as_disconnect(caplog)
+    assert_logged_once_as_disconnect(caplog, access_log)

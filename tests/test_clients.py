@@ -24,6 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.config.load import build_runtime
+from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, bearer, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.plane import PlaneServer
@@ -328,18 +329,18 @@ async def test_refusal_comes_before_the_body_is_read(
 
 
 async def test_the_access_log_names_the_client_and_never_a_key(
-    world: World, caplog: pytest.LogCaptureFixture
+    world: World, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await world.proxy.get("/api/x", headers={"Authorization": f"Bearer {AGENT_KEY}"})
     await world.proxy.get("/ro/user", headers={"X-Api-Key": READER_KEY})
     await world.proxy.get("/api/x", headers={"X-Api-Key": "wrong-CANARY-key"})
-    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
+    access = access_log.messages()
     assert len(access) == 3
     assert access[0].endswith(" client=agent")
     assert access[1].endswith(" client=reader")
     assert "client=" not in access[2]
-    everything = "\n".join(r.getMessage() for r in caplog.records)
+    everything = "\n".join([*(r.getMessage() for r in caplog.records), *access_log.lines()])
     assert "CANARY" not in everything
     assert hashlib.sha256(READER_KEY.encode()).hexdigest() not in everything
 

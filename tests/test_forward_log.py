@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 import pytest
 
 from tests import rawhttp
+from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, api_key, bearer, connection
 
 QUERY_CANARY = "canary-query-5d1e"
 BEARER_CANARY = "canary-bearer-77aa"
-LINE = re.compile(
-    r"^(?P<method>[A-Z]+) (?P<path>\S+) connection=(?P<connection>\S+) status=(?P<status>\S+) "
-    r"bytes=(?P<bytes>\d+) duration_ms=(?P<duration>[\d.]+)(?P<flags>.*)$"
-)
 
 
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
-    records = [r for r in caplog.records if r.name == "signing_proxy.access"]
-    matches = [LINE.match(r.getMessage()) for r in records]
-    assert all(matches), [r.getMessage() for r in records]
-    return [m for m in matches if m is not None]
-
-
-def all_text(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+def all_text(caplog: pytest.LogCaptureFixture, access_log: AccessLogFile) -> str:
+    logged = (r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    return "\n".join([*logged, *access_log.lines()])
 
 
 async def test_one_line_per_request_without_secrets(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with rawhttp.raw_upstream() as upstream:
@@ -53,7 +43,7 @@ async def test_one_line_per_request_without_secrets(
         head = await rawhttp.exchange(port, b"HEAD /svc/h HTTP/1.1\r\nHost: p\r\n\r\n")
         # The credential really was added upstream, so its absence from the log means something.
         assert f"api_key={QUERY_CANARY}" in upstream.received[0].request.target
-        lines = access_lines(caplog)
+        lines = access_log.parsed()
         assert len(lines) == 3
         first, second, third = lines
         assert first["method"] == "GET" and first["connection"] == "svc"
@@ -63,13 +53,13 @@ async def test_one_line_per_request_without_secrets(
         assert int(second["bytes"]) == len(missing.body)
         assert (third["method"], third["status"], third["bytes"]) == ("HEAD", "200", "0")
         assert head.body == b""
-        text = all_text(caplog)
+        text = all_text(caplog, access_log)
         assert QUERY_CANARY not in text
         assert BEARER_CANARY not in text
 
 
 async def test_failures_are_logged_without_secrets(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.DEBUG)
 
@@ -87,15 +77,15 @@ async def test_failures_are_logged_without_secrets(
             }
         )
         await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get("/svc/x"))
-        [line] = access_lines(caplog)
+        [line] = access_log.parsed()
         assert line["status"] == "200"
         assert "upstream_broken" in line["flags"]
         assert int(line["bytes"]) == len(b"partial")
-        assert QUERY_CANARY not in all_text(caplog)
+        assert QUERY_CANARY not in all_text(caplog, access_log)
 
 
 async def test_log_line_cannot_be_forged_through_the_path(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     """An encoded CR/LF in the path stays encoded in the log: no injected second line."""
     caplog.set_level(logging.INFO)
@@ -103,7 +93,7 @@ async def test_log_line_cannot_be_forged_through_the_path(
         client = await make_proxy({"connections": [connection("svc", upstream.base)]})
         forged = "/svc/x%0D%0AGET%20/admin%20connection=svc%20status=200"
         await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get(forged))
-        [line] = access_lines(caplog)
+        [line] = access_log.parsed()
         assert "\n" not in line.string and "\r" not in line.string
         assert (line["path"], line["connection"], line["status"]) == (forged, "svc", "200")
         assert upstream.targets == [forged.removeprefix("/svc")]

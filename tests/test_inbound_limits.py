@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
+from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, bearer, connection
 
 CANARY_AUTH = "canary-client-authorization-5f1e"
@@ -195,7 +196,12 @@ REFUSED = [
 
 @pytest.mark.parametrize(("raw", "status", "code"), REFUSED)
 async def test_refused_requests_in_the_proxy_voice_and_never_logged_raw(
-    port: int, caplog: pytest.LogCaptureFixture, raw: bytes, status: int, code: str
+    port: int,
+    caplog: pytest.LogCaptureFixture,
+    access_log: AccessLogFile,
+    raw: bytes,
+    status: int,
+    code: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     reply = await rawhttp.exchange(port, raw)
@@ -203,9 +209,10 @@ async def test_refused_requests_in_the_proxy_voice_and_never_logged_raw(
     if code != "bad_path":  # refused by the server itself: the connection ends with it
         assert reply.get("Connection") == "close"
     await asyncio.sleep(0.05)
-    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    access = access_log.messages()
+    logged = (r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    text = "\n".join([*logged, *access_log.lines()])
     assert CANARY_AUTH not in text
     assert CANARY_QUERY not in text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
     assert access and f"status={status}" in access[-1]

@@ -19,6 +19,7 @@ import pytest
 from proxy.http1 import Http1Upstream
 from proxy.http1.wire import parse_origin
 from tests import rawhttp
+from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, bearer, connection
 from tests.plane import PlaneServer
 from tests.rawhttp import Message, RawUpstream, raw_upstream
@@ -269,7 +270,7 @@ async def test_pipelined_requests_on_a_warm_pool_are_answered_in_order(
 
 
 async def test_a_client_that_leaves_drops_the_pooled_exchange_at_once(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.INFO)
     asked = asyncio.Event()
@@ -302,7 +303,7 @@ async def test_a_client_that_leaves_drops_the_pooled_exchange_at_once(
         await asyncio.wait_for(released.wait(), 2)
         assert loop.time() - start < 1.0  # at once, not after the 30 s read timeout
     await asyncio.sleep(0.05)
-    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
+    access = access_log.messages()
     slow = [line for line in access if "/slow" in line]
     assert len(slow) == 1 and "status=499" in slow[0] and "client_disconnected" in slow[0]
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -371,9 +372,8 @@ async def test_a_put_with_its_body_in_hand_is_retried_whole_on_a_new_connection(
 
 
 async def test_a_pooled_connection_that_cannot_be_written_is_answered_once(
-    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+    make_proxy: MakeProxy, access_log: AccessLogFile
 ) -> None:
-    caplog.set_level(logging.INFO)
     async with raw_upstream() as upstream:
         tree = {"connections": [connection("up", upstream.base, bearer("t"))]}
         client = await make_proxy(tree)
@@ -400,5 +400,5 @@ async def test_a_pooled_connection_that_cannot_be_written_is_answered_once(
             after = await rawhttp.read_response(reader)
     assert failed.status == 500 and failed.get("Proxy-Status") is not None
     assert after.status == 200 and upstream.connections == 2
-    access = [r.getMessage() for r in caplog.records if r.name == "signing_proxy.access"]
+    access = access_log.messages()
     assert len([line for line in access if "/broken" in line]) == 1

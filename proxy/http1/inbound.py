@@ -277,9 +277,14 @@ class InboundRequest:
     def request_id(self) -> str:
         """The client's `X-Request-Id` when it is a sane token, else one made here (once)."""
         if self._request_id is None:
-            given = self.header("X-Request-Id")
-            if given is not None and _SANE_REQUEST_ID.fullmatch(given):
-                self._request_id = given
+            # Found among the raw bytes: the lean path never decodes the request's headers.
+            given = next(
+                (v for k, v in self.raw_headers if len(k) == 12 and k.lower() == b"x-request-id"),
+                None,
+            )
+            text = given.decode("latin-1") if given is not None else None
+            if text is not None and _SANE_REQUEST_ID.fullmatch(text):
+                self._request_id = text
             else:
                 self._request_id = os.urandom(12).hex()
         return self._request_id
