@@ -188,7 +188,14 @@ async def delete_connection(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     admin.check_organisation(request)
     async with admin.templates.changing:
-        connection = _find(admin, request.match_info["connection_id"])
+        connection_id = request.match_info["connection_id"]
+        connection = admin.find(connection_id)
+        if connection is None:
+            # A stored row that does not open under store.key is served by no one (the store
+            # logs its id) but can still be deleted, freeing its name.
+            if await admin.store.delete_connection(connection_id):
+                return web.Response(status=204, headers={"Cache-Control": "no-store"})
+            raise NotFound("not_found", "no connection has this id")
         if connection.id in admin.file_connections:
             raise Conflict("conflict", "this connection is defined in proxy.yaml; remove it there")
         await admin.store.delete_connection(connection.id)

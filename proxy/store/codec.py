@@ -1,16 +1,38 @@
 """How the backends turn secret-bearing values into the bytes they seal (`crypto.py`), and under
 which row id: one format for SQLite and PostgreSQL, so a value means the same thing in either.
-Only the drivers' own work (SQL, connections, transactions) stays in `sqlite.py`/`postgres.py`."""
+Only the drivers' own work (SQL, connections, transactions) stays in `sqlite.py`/`postgres.py`.
+
+A row whose value does not open (sealed under another key, or damaged) is logged by its id, once
+per process, and left out: the rest of the store keeps serving. An unreadable connection is not
+served (as if absent); an unreadable token is a credential that needs re-authorisation (its newest
+refresh token is lost with the key it was sealed under); an unreadable flow state is unknown."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 from ..messages import TokenSet
-from . import FlowState, StoredConnection, StoreError
+from . import ClientAuthStyle, FlowState, StoredConnection, StoredToken, StoreError
 from .crypto import Sealer, SealError
+
+log = logging.getLogger("signing_proxy.store")
+_reported: set[str] = set()
+
+
+def report_unreadable(row: str, consequence: str) -> None:
+    """Log once per process that `row` does not open; names the row, never a value."""
+    if row in _reported:
+        return
+    _reported.add(row)
+    log.error(
+        "store: %s does not open under store.key (sealed under another key, or damaged); %s",
+        row,
+        consequence,
+        extra={"event": "store_row_unreadable", "row": row},
+    )
 
 
 def token_to_json(token: TokenSet) -> bytes:
@@ -101,6 +123,33 @@ class SealedRows:
             return None
         return token_from_json(self._sealer.open(bytes(sealed), f"token:{credential_id}"))
 
+    def open_token_record(
+        self,
+        credential_id: str,
+        sealed: bytes | None,
+        seed_fingerprint: str | None,
+        needs_reauthorization: bool,
+        client_auth: ClientAuthStyle | None,
+        updated_at: float,
+        version: int,
+    ) -> StoredToken:
+        """The stored token state; an unreadable token is one that needs re-authorisation.
+
+        Its seed fingerprint (not sealed) is kept: a person who replaces the credential (a new
+        seed) puts it back in service, while the unchanged seed does not resurrect a refresh
+        token the unreadable row has replaced."""
+        try:
+            token = self.open_token(credential_id, sealed)
+        except SealError:
+            report_unreadable(
+                f"token of credential {credential_id}",
+                "the credential answers credential_reauthorization_required until replaced",
+            )
+            return StoredToken(None, seed_fingerprint, True, client_auth, updated_at, version)
+        return StoredToken(
+            token, seed_fingerprint, needs_reauthorization, client_auth, updated_at, version
+        )
+
     def seal_connection(self, connection: StoredConnection) -> bytes:
         document = json.dumps(dict(connection.document)).encode()
         return self._sealer.seal(document, f"connection:{connection.id}")
@@ -114,8 +163,16 @@ class SealedRows:
         sealed: bytes,
         created_at: float,
         updated_at: float,
-    ) -> StoredConnection:
-        document = json.loads(self._sealer.open(bytes(sealed), f"connection:{id_}"))
+    ) -> StoredConnection | None:
+        """The connection; None (logged) when its row does not open."""
+        try:
+            document = json.loads(self._sealer.open(bytes(sealed), f"connection:{id_}"))
+        except SealError:
+            report_unreadable(
+                f"connection {id_} (template {template_id}, name {name})",
+                "it is not served; delete it through the admin API and create it again",
+            )
+            return None
         return StoredConnection(
             id_, template_id, name, external_id, document, created_at, updated_at
         )
@@ -137,7 +194,11 @@ class SealedRows:
         """The taken flow; None once expired (at `now`, or the clock's now)."""
         if expires_at <= (time.time() if now is None else now):
             return None
-        raw = self._sealer.open(bytes(sealed), f"flow:{state_hash}")
+        try:
+            raw = self._sealer.open(bytes(sealed), f"flow:{state_hash}")
+        except SealError:
+            report_unreadable(f"connect flow {state_hash[:12]}", "the flow must be started again")
+            return None
         return flow_from_json(raw, state, expires_at)
 
     def seal_fingerprint_key(self, key: bytes) -> bytes:

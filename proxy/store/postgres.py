@@ -10,6 +10,10 @@ Strategy:
 - Secrets sealed exactly as on SQLite (`codec.py`: same format, same row ids as associated
   data); a key is required (there is no directory to keep a key file in). The fingerprint key
   is random per database, sealed in `meta`, as on SQLite.
+- Every serving process holds the store shared (a session advisory lock on a connection of its
+  own, `holders.py`); `rotate-key` takes it alone or refuses. A rotation is one transaction:
+  killed half-way, the server rolls it back.
+- A row that does not open under the key is logged by its id and left out (`codec.py`).
 - Every write is one transaction (a single statement, or an explicit one).
 - Token writes are fenced by `version` (`UPDATE ... WHERE version = $expected`); refresh leases
   live in `refresh_leases` with the database's clock (`now()`), so replicas on machines whose
@@ -47,6 +51,7 @@ from . import (
 )
 from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
 from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, parse_key
+from .holders import PG_HOLDERS_LOCK, StoreInUse, in_use_message
 from .repairs import LAST_REPAIR, REPAIRS_ROW, parse_applied, pending, repaired
 
 T = TypeVar("T")
@@ -150,6 +155,8 @@ class PostgresStore:
         self._pool_lock: asyncio.Lock | None = None
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
+        self._holder: asyncpg.Connection | None = None
+        self._rehold: asyncio.Task[None] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -175,6 +182,8 @@ class PostgresStore:
             except ValueError:
                 raise StoreError("store.url: not a valid PostgreSQL URL") from None
             try:
+                # Waits while a rotation runs: the key is checked against what it left.
+                await conn.execute("SELECT pg_advisory_lock_shared($1)", PG_HOLDERS_LOCK)
                 await migrate(conn)
                 key = await _fingerprint_key(conn, SealedRows(sealer))
                 await repair(conn, SealedRows(sealer))
@@ -194,15 +203,17 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
-        relisten, self._relisten = self._relisten, None
-        if relisten is not None:
-            relisten.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relisten
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(*_FAILURES):
-                await listener.close(timeout=5)
+        for task in (self._relisten, self._rehold):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._relisten = self._rehold = None
+        for connection in (self._listener, self._holder):
+            if connection is not None:
+                with contextlib.suppress(*_FAILURES):
+                    await connection.close(timeout=5)
+        self._listener = self._holder = None
         pool, self._pool = self._pool, None
         if pool is not None:
             with contextlib.suppress(*_FAILURES):
@@ -216,10 +227,40 @@ class PostgresStore:
                 self._pool_lock = asyncio.Lock()
             async with self._pool_lock:
                 if self._pool is None:
+                    if self._holder is None and self._rehold is None:
+                        await self._hold()
                     self._pool = await asyncpg.create_pool(
                         self._url, min_size=1, max_size=4, timeout=10, command_timeout=15
                     )
         return self._pool
+
+    async def _hold(self) -> None:
+        """Hold the store shared while this process serves (holders.py): `rotate-key` then
+        refuses. A lost holding connection is re-established every second."""
+        holder = await asyncpg.connect(self._url, timeout=10)
+        try:
+            await holder.execute("SELECT pg_advisory_lock_shared($1)", PG_HOLDERS_LOCK)
+        except BaseException:
+            await holder.close(timeout=5)
+            raise
+
+        def lost(_: object) -> None:
+            if self._closed:
+                return
+            log.warning("store: the connection holding the store was lost; reconnecting")
+            self._holder = None
+            self._rehold = asyncio.get_running_loop().create_task(self._rehold_loop())
+
+        holder.add_termination_listener(lost)
+        self._holder = holder
+
+    async def _rehold_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(*_FAILURES):
+                await self._hold()
+                self._rehold = None
+                return
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection; failures become `StoreUnavailable`."""
@@ -261,8 +302,9 @@ class PostgresStore:
         row = await self._run(read)
         if row is None:
             return None
-        return StoredToken(
-            self._rows.open_token(credential_id, row["sealed"]),
+        return self._rows.open_token_record(
+            credential_id,
+            row["sealed"],
             row["seed_fingerprint"],
             row["needs_reauthorization"],
             row["client_auth"],
@@ -406,7 +448,7 @@ class PostgresStore:
                 raise StoreConflict("externalId") from None
             raise
 
-    def _connection(self, row: Any) -> StoredConnection:
+    def _connection(self, row: Any) -> StoredConnection | None:
         return self._rows.open_connection(
             row["id"],
             row["template_id"],
@@ -443,7 +485,8 @@ class PostgresStore:
             rows: list[Any] = await conn.fetch("SELECT * FROM connections ORDER BY created_at, id")
             return rows
 
-        return [self._connection(row) for row in await self._run(read)]
+        rows = await self._run(read)
+        return [c for row in rows if (c := self._connection(row)) is not None]
 
     async def find_connection(
         self, template_id: str, *, name: str | None = None, external_id: str | None = None
@@ -608,7 +651,8 @@ async def repair(conn: asyncpg.Connection, rows: SealedRows) -> None:
 def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
     """Re-seal every secret under `new_key` in one transaction; the values re-sealed.
 
-    Run it with every replica stopped (they would keep writing under the old key).
+    Refuses (`StoreInUse`) while any process holds the store (holders.py): a replica would keep
+    writing under the old key.
     """
     old, new = Sealer(old_key), Sealer(new_key)
 
@@ -618,6 +662,14 @@ def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
         except _FAILURES as exc:
             raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
         try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PG_HOLDERS_LOCK):
+                holders = await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = "
+                    "current_database()) AND classid = 0 AND objid = $1",
+                    PG_HOLDERS_LOCK,
+                )
+                raise StoreInUse(in_use_message(f"the PostgreSQL store ({holders} holder(s))"))
             await migrate(conn)
             count = 0
             async with conn.transaction():

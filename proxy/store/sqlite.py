@@ -13,6 +13,12 @@ Strategy:
   the format PostgreSQL uses too (`codec.py`).
 - Refresh leases (`refresh_leases` table) make a token refresh single-flight across processes; a
   lease of a process that died (SIGKILL) is taken over at once instead of waiting for its expiry.
+- Every process serving from the file holds it shared (`holders.py`); `rotate-key` holds it
+  alone, so it never runs beside a proxy. A rotation killed between its commit and the rename
+  of its new key file is completed by the next open (and one killed before its commit rolled
+  back by SQLite): the store always opens.
+- A row that does not open under the key (sealed under another one, or damaged) is logged by
+  its id and left out (`codec.py`); the other rows serve.
 - A failing disk is `StoreUnavailable` with SQLite's reason ("database or disk is full",
   "attempt to write a readonly database"). Before each write the database file is checked to be
   the one opened: SQLite keeps writing to a deleted file through its open descriptor, and those
@@ -22,6 +28,7 @@ Strategy:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -43,9 +50,11 @@ from . import (
 )
 from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
 from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, load_or_create_key_file, parse_key
+from .holders import hold_shared
 from .repairs import LAST_REPAIR, REPAIRS_ROW, parse_applied, pending, repaired
 
 T = TypeVar("T")
+log = logging.getLogger("signing_proxy.store")
 
 _V1 = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -107,6 +116,11 @@ def key_file_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".key")
 
 
+def pending_key_path(key_file: Path) -> Path:
+    """Where `rotate-key` writes the new key before the database changes."""
+    return key_file.with_name(key_file.name + ".new")
+
+
 class SqliteStore:
     """`Store` on one SQLite file; use `SqliteStore.open()`."""
 
@@ -116,8 +130,10 @@ class SqliteStore:
         sealer: Sealer,
         fingerprint_key: bytes,
         key_file: Path | None = None,
+        held: int | None = None,
     ) -> None:
         self._conn = conn
+        self._held = held  # the descriptor holding the file shared (holders.py)
         self._rows = SealedRows(sealer)
         self._fingerprint_key = fingerprint_key
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
@@ -135,26 +151,44 @@ class SqliteStore:
     def open(cls, path: str | Path, key: str | None = None) -> SqliteStore:
         """Open (creating and migrating) the database; see `open_store`."""
         db_path = Path(path)
+        key_file = None if key else key_file_path(db_path)
+        key_path = key_file_path(db_path)
+        held: int | None = None
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
-            raw_key = parse_key(key) if key else load_or_create_key_file(key_file_path(db_path))
-            conn = _connect(db_path)
+            # Held before the key is read: a rotation running now finishes first.
+            held = hold_shared(db_path)
+            raw_key = parse_key(key) if key else load_or_create_key_file(key_path)
+            conn = connect(db_path)
         except OSError as exc:
+            _release(held)
             raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
         except sqlite3.Error as exc:
+            _release(held)
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
+        except BaseException:
+            _release(held)
+            raise
         try:
             migrate(conn)
+            if key_file is not None:
+                raw_key = settle_interrupted_rotation(conn, key_file, raw_key)
             sealer = Sealer(raw_key)
             fp_key = _fingerprint_key(conn, SealedRows(sealer))
             repair(conn, SealedRows(sealer))
         except sqlite3.Error as exc:
             conn.close()
+            _release(held)
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
+        except OSError as exc:
+            conn.close()
+            _release(held)
+            raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
         except BaseException:
             conn.close()
+            _release(held)
             raise
-        return cls(conn, sealer, fp_key, None if key else key_file_path(db_path))
+        return cls(conn, sealer, fp_key, key_file, held)
 
     def fingerprint(self, secret: str) -> str:
         return fingerprint(self._fingerprint_key, secret)
@@ -166,6 +200,9 @@ class SqliteStore:
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)
+        # After SQLite's connection: closing a descriptor of the file drops its POSIX locks.
+        held, self._held = self._held, None
+        _release(held)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._closed:
@@ -224,8 +261,9 @@ class SqliteStore:
         if row is None:
             return None
         sealed, seed, reauth, client_auth, updated_at, version = row
-        token = self._rows.open_token(credential_id, sealed)
-        return StoredToken(token, seed, bool(reauth), client_auth, updated_at, version)
+        return self._rows.open_token_record(
+            credential_id, sealed, seed, bool(reauth), client_auth, updated_at, version
+        )
 
     async def put_token(
         self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
@@ -340,7 +378,7 @@ class SqliteStore:
 
         await self._run(write)
 
-    def _connection(self, row: tuple[Any, ...]) -> StoredConnection:
+    def _connection(self, row: tuple[Any, ...]) -> StoredConnection | None:
         return self._rows.open_connection(*row)  # SELECT *: the columns in their order
 
     async def get_connection(self, connection_id: str) -> StoredConnection | None:
@@ -366,7 +404,7 @@ class SqliteStore:
     async def list_connections(self) -> list[StoredConnection]:
         def read() -> list[StoredConnection]:
             rows = self._conn.execute("SELECT * FROM connections ORDER BY created_at, id")
-            return [self._connection(row) for row in rows.fetchall()]
+            return [c for row in rows.fetchall() if (c := self._connection(row)) is not None]
 
         return await self._run(read)
 
@@ -425,6 +463,53 @@ class SqliteStore:
         return None if taken is None else self._rows.open_flow(state, state_hash, *taken, now)
 
 
+def _release(held: int | None) -> None:
+    if held is not None:
+        os.close(held)
+
+
+def settle_interrupted_rotation(conn: sqlite3.Connection, key_file: Path, key: bytes) -> bytes:
+    """The key that opens the store when a rotation was killed half-way; else `key`.
+
+    `rotate-key` writes the new key to `<key file>.new`, re-seals in one transaction, then
+    renames the new key over the old. Killed before its commit, SQLite rolled the re-sealing
+    back and the `.new` file is dropped; killed after it, the `.new` file holds the key and the
+    rename is completed. Only with the file held (holders.py): no rotation runs meanwhile.
+    """
+    pending = pending_key_path(key_file)
+    if not pending.exists():
+        return key
+    row = conn.execute("SELECT value FROM meta WHERE name = 'fingerprint_key'").fetchone()
+    if row is None or _opens(key, row[0]):
+        pending.unlink(missing_ok=True)
+        log.warning("store: %s was left by an interrupted key rotation; removed", pending)
+        return key
+    new = load_or_create_key_file(pending)
+    if not _opens(new, row[0]):
+        return key  # neither opens: the caller says that the key does not match
+    os.replace(pending, key_file)
+    fsync_directory(key_file.parent)
+    log.warning("store: an interrupted key rotation was completed; the key is in %s", key_file)
+    return new
+
+
+def _opens(key: bytes, sealed_fingerprint_key: bytes) -> bool:
+    try:
+        SealedRows(Sealer(key)).open_fingerprint_key(sealed_fingerprint_key)
+    except StoreError:
+        return False
+    return True
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (the rename itself is atomic, not yet on disk)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _guarded(fn: Callable[[], T]) -> Callable[[], T]:
     # SQLite's and the OS's failures become StoreUnavailable with their (value-free) message;
     # StoreError (a conflict, a bad seal) passes as it is.
@@ -455,7 +540,7 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: autocommit; transactions are the explicit BEGIN IMMEDIATE above.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -546,10 +631,11 @@ def repair(conn: sqlite3.Connection, rows: SealedRows) -> None:
 def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
     """Re-seal every secret under `new_key` in one transaction; return the values re-sealed.
 
-    Run it with the proxy stopped (other processes would keep writing under the old key).
+    The caller holds the file alone (`rotate.py`, `holders.py`): another process would keep
+    writing under the old key.
     """
     old, new = Sealer(old_key), Sealer(new_key)
-    conn = _connect(Path(path))
+    conn = connect(Path(path))
     try:
         migrate(conn)
         count = 0
