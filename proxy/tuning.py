@@ -1,6 +1,6 @@
 """Process settings for serving, made once by `signing-proxy run` in each worker before its
 loop starts: the event loop, the garbage collector and the C allocator. Each is measured with
-`bench/run.py` (README "Performance"); none changes behaviour.
+`bench/run.py` (docs/performance.md); none changes behaviour.
 """
 
 from __future__ import annotations
