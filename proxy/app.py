@@ -22,6 +22,7 @@ from .access_log import AccessLog
 from .config.load import Runtime
 from .errors import ProxyError
 from .forward import Forwarder, RouteTarget, TokenProvider
+from .hosts import HostCheck, misdirected, named_hosts
 from .http1 import Http1Upstream
 from .http1.inbound import InboundRequest
 from .http1.server import ServerLimits
@@ -93,6 +94,7 @@ class DataPlane:
             forwarded_headers=config.forwarded_headers,
             access=runtime.access,
         )
+        self.hosts = _host_check(runtime)
         self.limits = ServerLimits(
             max_head_bytes=config.limits.max_header_bytes,
             max_connections=config.limits.max_client_connections,
@@ -151,6 +153,7 @@ class DataPlane:
             access=runtime.access,
         )
         self.runtime = runtime
+        self.hosts = _host_check(runtime)
         self.file_connections.clear()
         self.file_connections.update((c.id, c) for c in runtime.connections)
 
@@ -182,6 +185,8 @@ class DataPlane:
         try:
             if request.rejection is not None:
                 send_error(request, request.rejection)
+            elif self.hosts is not None and not self.hosts.allows(request.header("Host")):
+                send_error(request, misdirected())  # `listenHosts` (hosts.py: DNS rebinding)
             elif request.target == "/healthz" and request.method in ("GET", "HEAD"):
                 request.respond(200, "OK", [("Content-Type", "application/json")], HEALTHZ_BODY)
             else:
@@ -239,6 +244,11 @@ class DataPlane:
             request.abort()
         else:
             send_error(request, error)
+
+
+def _host_check(runtime: Runtime) -> HostCheck | None:
+    names = runtime.config.listen_hosts
+    return named_hosts(names) if names is not None else None
 
 
 def create_app(

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from .admin.listener import AdminRunner
 from .app import DataPlane
 from .config.address import split_host_port
 from .http1.server import HttpServer
@@ -81,7 +82,8 @@ async def serve(
                 server, (host, port) = await start_data_plane(target, where)
                 planes.append((target, server))
             else:
-                runner = web.AppRunner(target, access_log=None, shutdown_timeout=shutdown_grace)
+                # Malformed requests are refused in the proxy's voice, never echoed or logged.
+                runner = AdminRunner(target, access_log=None, shutdown_timeout=shutdown_grace)
                 await runner.setup()
                 runners.append(runner)
                 if isinstance(where, socket.socket):

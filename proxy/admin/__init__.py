@@ -12,8 +12,11 @@ Routes:
     GET    /connections/oauth1/callback                    no token (a browser redirect)
     GET    /connection/{id}                                OpenInt getConnection
 
-Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Errors
-are the docs/errors.md JSON with `Proxy-Status`, including aiohttp's own 404/405/413.
+Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Every
+route, public ones too, answers only a `Host` the listener is known by (`hosts.py`: the listener's
+address, `localhost`, `admin.publicUrl`'s host, `admin.allowedHosts`), else 421: a web page that
+rebinds its name to a loopback admin reads nothing. Errors are the docs/errors.md JSON with
+`Proxy-Status`, including aiohttp's own 404/405/413 and its parser's refusals (`listener.py`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from aiohttp.typedefs import Handler, Middleware
 
 from .. import metrics
 from ..app import DataPlane
+from ..config.address import split_host_port
 from ..config.load import Runtime
 from ..connection import CompiledConnection
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
+from ..hosts import HostCheck, listener_check, misdirected
 from ..middleware import error_response
 from ..store import Store, StoreUnavailable
 from ..templates import Templates
@@ -71,10 +76,14 @@ def _authorize(request: web.Request, token: str | None) -> None:
         raise Unauthorized()
 
 
-def _admin_middleware(token: str | None, metrics_token: str | None = None) -> Middleware:
+def _admin_middleware(
+    token: str | None, metrics_token: str | None = None, hosts: HostCheck | None = None
+) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if hosts is not None and not hosts.allows(request.headers.get(hdrs.HOST)):
+                raise misdirected()
             if request.path == METRICS_PATH:
                 # No secret in it, so open unless `admin.metricsToken` asks for its own token.
                 _authorize(request, metrics_token)
@@ -188,8 +197,13 @@ def create_admin_app(
     metrics_token = (
         settings.metrics_token.get_secret_value() if settings and settings.metrics_token else None
     )
+    listen = settings.listen if settings is not None else "127.0.0.1:8081"
+    public = [settings.public_url] if settings is not None and settings.public_url else []
+    allowed = settings.allowed_hosts if settings is not None else []
+    hosts = listener_check(split_host_port(listen)[0], [*public, *allowed])
     app = web.Application(
-        middlewares=[_admin_middleware(token, metrics_token)], client_max_size=MAX_BODY_BYTES
+        middlewares=[_admin_middleware(token, metrics_token, hosts)],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[ADMIN] = admin
 

@@ -6,6 +6,13 @@ port is bound, rather than an `OSError` from the socket layer after start-up has
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
+# An RFC 1123 host name (labels of letters, digits and hyphens), as `allowedHosts` takes it.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
 
 def split_host_port(address: str) -> tuple[str, int]:
     """`"127.0.0.1:8080"` → `("127.0.0.1", 8080)`; IPv6 hosts in brackets: `"[::1]:8080"`.
@@ -31,3 +38,16 @@ def check_host_port(address: str) -> str:
     """Pydantic validator: keep the text as written once it parses."""
     split_host_port(address)
     return address
+
+
+def check_host_name(text: str) -> str:
+    """Pydantic validator for a listed host (`admin.allowedHosts`, `listenHosts`): a host name
+    or an IP address, without port or scheme."""
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        if not _HOST_NAME.fullmatch(text.lower()):
+            raise ValueError(
+                "must be a host name or an IP address, without port or scheme"
+            ) from None
+    return text

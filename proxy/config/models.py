@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel, to_snake
 
-from .address import check_host_port
+from .address import check_host_name, check_host_port
 from .clients import Client, Policy
 
 
@@ -659,10 +659,15 @@ class Template(SeedModel):
     policy: Policy | None = None  # inherited by the connections created from the template
 
 
+ListedHost = Annotated[str, AfterValidator(check_host_name)]
+
+
 class AdminSettings(Model):
     listen: HostPort = "127.0.0.1:8081"
     token: SecretStr | None = None
     public_url: str | None = None
+    # More names the admin API answers as `Host` (hosts.py: DNS rebinding); 421 for others.
+    allowed_hosts: list[ListedHost] = []
     # Required at GET /metrics when set; the metrics hold no secret, so none is needed by default.
     metrics_token: SecretStr | None = None
 
@@ -724,6 +729,9 @@ DEFAULT_ORGANISATION_ID = "01JAAAAAAAAAAAAAAAAAAAAAAA"
 
 class ProxyConfig(Model):
     listen: HostPort = "127.0.0.1:8080"
+    # When set, the data plane answers only these names as `Host` (plus localhost and IP
+    # literals, hosts.py); off by default: sidecars are reached by whatever name a platform gives.
+    listen_hosts: list[ListedHost] | None = None
     admin: AdminSettings | None = None
     store: StoreSettings = StoreSettings()
     organisation_id: str = DEFAULT_ORGANISATION_ID
