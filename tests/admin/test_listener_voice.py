@@ -184,8 +184,8 @@ async def test_the_data_plane_answers_any_host_unless_listen_hosts_is_set(
     async with running(tmp_path, {"token": TOKEN}) as proxy:
         assert await answer_for(proxy.ports[0], "whatever.example") == 200
     (tmp_path / "second").mkdir()
-    extra = {"listenHosts": ["signing-proxy", "proxy.svc.cluster.local"]}
-    async with running(tmp_path / "second", {"token": TOKEN}, **extra) as proxy:
+    hosts = ["signing-proxy", "proxy.svc.cluster.local"]
+    async with running(tmp_path / "second", {"token": TOKEN}, listenHosts=hosts) as proxy:
         port = proxy.ports[0]
         for host in ("signing-proxy:8080", "proxy.svc.cluster.local", "localhost", "127.0.0.1"):
             assert await answer_for(port, host) == 200, host
