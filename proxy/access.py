@@ -108,24 +108,32 @@ class Caller:
 
 
 class Presented:
-    """A client key presented with one request: whose it is, and which header carried it.
+    """A client key presented with one request: whose it is, and the headers that carried a
+    client key (the first one found, and any other carrier holding a known key too).
 
-    Immutable and made once per client and carrier when the config is loaded (`Access`), so
-    that a request's check allocates none.
+    Immutable, and made once per client and carrier when the config is loaded (`Access`), so
+    that the usual request's check allocates none; a request with keys in several carriers
+    gets its own (`also_in`).
     """
 
-    __slots__ = ("caller", "carrier", "carrier_raw", "name")
+    __slots__ = ("caller", "carrier", "carriers", "carriers_raw", "name")
 
-    def __init__(self, caller: Caller, carrier: str) -> None:
+    def __init__(self, caller: Caller, carrier: str, others: frozenset[str] = frozenset()) -> None:
         self.caller = caller
-        self.carrier = carrier  # lowercase header name
-        self.carrier_raw = carrier.encode("latin-1")  # the same, for the lean path's raw headers
+        self.carrier = carrier  # lowercase header name: where the deciding key was
+        self.carriers = frozenset({carrier}) | others
+        # The same, for the lean path's raw headers.
+        self.carriers_raw = frozenset(name.encode("latin-1") for name in self.carriers)
         self.name = caller.name
 
+    def also_in(self, others: frozenset[str]) -> Presented:
+        """The same client, with more carrier headers to remove."""
+        return Presented(self.caller, self.carrier, others)
+
     def without_key(self, headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-        """`headers` without the one that carried the client key: it never goes upstream."""
-        carrier = self.carrier
-        return [pair for pair in headers if pair[0].lower() != carrier]
+        """`headers` without those that carried a client key: none goes upstream."""
+        carriers = self.carriers
+        return [pair for pair in headers if pair[0].lower() not in carriers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,11 +189,21 @@ class Access:
         if not self.clients_required:
             return None
         ring = self._ring
+        found: Presented | None = None
+        others: set[str] = set()
+        # Every candidate is looked at, not just up to the first known key: a key (this
+        # client's or another's) in a second carrier must not go upstream either.
         for carrier, key in candidate_keys(headers):
-            found = ring.owner(key)
-            if found is not None:
-                return found[carrier]
-        raise client_unauthorized()
+            owner = ring.owner(key)
+            if owner is None:
+                continue
+            if found is None:
+                found = owner[carrier]
+            elif carrier != found.carrier:
+                others.add(carrier)
+        if found is None:
+            raise client_unauthorized()
+        return found.also_in(frozenset(others)) if others else found
 
     def authorize(
         self,

@@ -43,6 +43,7 @@ from .upstream import Upstream, UpstreamBody, UpstreamReply
 from .urls import BaseUrl, is_escaping, join_path
 
 MAX_FLOW_STEPS = 8
+_NO_CARRIERS: frozenset[bytes] = frozenset()
 # From this size a body is hashed in a worker thread: SHA-256 over 256 KiB is ~0.2 ms, several
 # times a thread hop, and hashlib runs it without the GIL.
 OFF_LOOP_BODY_BYTES = 256 * 1024
@@ -218,9 +219,9 @@ class Forwarder:
         lean = connection.lean
         upstream = self.upstream
         if lean is not None and not self.forwarded_headers and isinstance(upstream, Http1Upstream):
-            # Constant credential headers only; the header that carried a client key is left
+            # Constant credential headers only; the headers that carried a client key are left
             # out. No head when a `Connection` header names others: the general path drops them.
-            skip = caller.carrier_raw if caller is not None else b""
+            skip = caller.carriers_raw if caller is not None else _NO_CARRIERS
             framing = _lean_framing(request)
             raw = request.raw_headers
             head = build_head(lean, request.method, tail, query, raw, framing[2], skip)

@@ -73,14 +73,14 @@ def build_head(
     query: str,
     raw_headers: Sequence[tuple[bytes, bytes]],
     framing: bytes,
-    skip: bytes = b"",
+    skip: frozenset[bytes] = frozenset(),
 ) -> bytes | None:
     """The upstream request head (ending with the blank line), or None when a `Connection`
     header names other headers (the general path drops those too).
 
     `tail` and `query` are the raw request-target's (latin-1 text); `framing` is a header line
-    to add for the body (chunked) or b"". `skip` is the lowercase name of one more header to
-    leave out: the one that carried a client key (access.py). The client's bytes were checked
+    to add for the body (chunked) or b"". `skip` holds the lowercase names of more headers to
+    leave out: those that carried a client key (access.py). The client's bytes were checked
     by llhttp (no CR, LF or NUL in them) and the credential lines when the config was loaded."""
     path = plan.path_prefix + tail if tail else plan.base_path
     target = f"{path}?{query}" if query else path
@@ -92,7 +92,7 @@ def build_head(
             if low == b"connection" and value.strip().lower() not in _PLAIN_CONNECTION:
                 return None
             continue
-        if low == skip:
+        if low in skip:
             continue
         parts += (name, b": ", value, b"\r\n")
     parts += (plan.added, framing, b"\r\n")
