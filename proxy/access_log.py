@@ -69,6 +69,7 @@ class AccessLog:
         # Each counter has one writer thread, so neither needs a lock: queued - done is what
         # waits (a line being written still counts until its write returns).
         self._queued = 0  # characters queued, ever (the event loop's)
+        self._taken = 0  # characters taken off the queue to be written, ever (the writer's)
         self._done = 0  # characters written or given up, ever (the writer thread's)
         self._refused = 0  # lines dropped on a full queue, ever (the event loop's)
         self._lost = 0  # lines whose write failed, ever (the writer thread's)
@@ -94,7 +95,8 @@ class AccessLog:
             return
         self._queue.append(line)
         self._queued += size
-        if waiting + size >= self._buffer_bytes and not self._wake.is_set():
+        # Woken once per buffer's worth in the queue: not again for the lines it is writing.
+        if self._queued - self._taken >= self._buffer_bytes and not self._wake.is_set():
             self._wake.set()
 
     @property
@@ -148,6 +150,7 @@ class AccessLog:
                 line = queue.popleft()
                 batch.append(line)
                 size += len(line)
+            self._taken += size
             try:
                 self._write_all("".join(batch).encode("utf-8", "backslashreplace"))
             except OSError:

@@ -1,11 +1,11 @@
 """Where the proxy's time goes under load, access log on: py-spy (and perf) on run.py's set-up.
 
-`python bench/profile.py` starts what `run.py` starts (servers pinned to CPU 1, wrk to CPU 0),
-drives the tiny GET at c=50 against **signing-proxy** (default log level: the access log on,
-stderr to a file) or `--contender sp-nolog`/`sp-json`, and meanwhile records the proxy with
-`py-spy record -r 500 -f raw` (wall-clock samples of the running threads; idle ones left out).
-It prints the share of the samples in each of our modules and in a few functions (inclusive),
-and the share of the leaf frames by file. With `--perf`, also `perf record -F 2000 -g` on the
+`python bench/where_time_goes.py` starts what `run.py` starts (servers pinned to CPU 1, wrk
+to CPU 0), drives the tiny GET at c=50 against **signing-proxy** (default log level: the access
+log on, stderr to a file) or `--contender sp-nolog`/`sp-json`, and meanwhile records the proxy
+with `py-spy record -r 500 -f raw` (wall-clock samples of the running threads; idle ones left
+out). It prints the share of the samples in each of our modules and in the access-log point's
+functions (inclusive), and the leaf frames. With `--perf`, also `perf record -F 2000 -g` on the
 same process and the share per shared object (`perf report --sort dso`). Needs py-spy (the
 `dev` extra) and root or ptrace rights.
 """
@@ -72,7 +72,18 @@ def main() -> int:
     summarise(Path(args.out))
     if perf_out is not None:
         report = subprocess.run(
-            ["perf", "report", "-i", str(perf_out), "--sort", "dso", "--stdio", "--no-children"],
+            [
+                "perf",
+                "report",
+                "-i",
+                str(perf_out),
+                "--sort",
+                "dso",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -94,30 +105,33 @@ def summarise(raw: Path) -> None:
         count = int(count_text)
         total += count
         frames = stack.split(";")
-        files = {frame_file(f) for f in frames}
-        for module in {f for f in files if "/proxy/" in f}:
-            by_module[module.split("/proxy/", 1)[1]] += count
+        for module in {frame_file(f) for f in frames if frame_file(f).startswith("proxy/")}:
+            by_module[module] += count
         for name, suffix in FUNCTIONS:
-            if any(f.startswith(name + " ") and frame_file(f).endswith(suffix) for f in frames):
+            if any(frame_function(f) == name and frame_file(f).endswith(suffix) for f in frames):
                 by_function[f"{name} ({suffix})"] += count
-        leaf = frame_file(frames[-1])
-        leaves["proxy/" + leaf.split("/proxy/", 1)[1] if "/proxy/" in leaf else leaf] += count
+        leaves[frames[-1]] += count
     print(f"\npy-spy: {total} samples (500/s, running threads)")
     print("inclusive share per module of the proxy:")
-    for module, count in by_module.most_common(25):
-        print(f"  {100 * count / total:5.1f}%  proxy/{module}")
+    for module, count in by_module.most_common(20):
+        print(f"  {100 * count / total:5.1f}%  {module}")
     print("inclusive share of the access-log point's functions:")
     for name, count in by_function.most_common():
         print(f"  {100 * count / total:5.1f}%  {name}")
-    print("leaf frames by file:")
-    for name, count in leaves.most_common(15):
-        print(f"  {100 * count / total:5.1f}%  {name}")
+    print("leaf frames (the Python line running, or calling into C, when sampled):")
+    for frame, count in leaves.most_common(15):
+        print(f"  {100 * count / total:5.1f}%  {frame}")
 
 
 def frame_file(frame: str) -> str:
     """`function (path/to/file.py:12)` -> `path/to/file.py`."""
     inside = frame.rpartition(" (")[2].rstrip(")")
     return inside.rpartition(":")[0] or inside
+
+
+def frame_function(frame: str) -> str:
+    """`Class.method (file:12)` -> `method`."""
+    return frame.partition(" (")[0].rpartition(".")[2]
 
 
 if __name__ == "__main__":
