@@ -32,7 +32,7 @@ from .http1.inbound import InboundRequest
 
 log = logging.getLogger("signing_proxy")
 
-BUFFER_BYTES = 64 * 1024  # written once this much is queued (nginx's `buffer=64k`)
+BUFFER_BYTES = 256 * 1024  # written once this much is queued (nginx's `buffer=`)
 FLUSH_SECONDS = 1.0  # ...or once a line has waited this long
 LIMIT_BYTES = 4 * 1024 * 1024  # queued beyond this, a line is dropped (~30,000 lines)
 CLOSE_SECONDS = 5.0  # how long `close()` waits for a slow destination
@@ -74,7 +74,10 @@ class AccessLog:
         self._refused = 0  # lines dropped on a full queue, ever (the event loop's)
         self._lost = 0  # lines whose write failed, ever (the writer thread's)
         self._reported = 0  # of the dropped lines, those reported in a warning
-        self._wake = threading.Event()
+        # Held while no wake is pending: releasing it wakes the writer (one C call, where an
+        # Event's set() is a Condition's Python code).
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
         self._thread.start()
@@ -96,8 +99,8 @@ class AccessLog:
         self._queue.append(line)
         self._queued += size
         # Woken once per buffer's worth in the queue: not again for the lines it is writing.
-        if self._queued - self._taken >= self._buffer_bytes and not self._wake.is_set():
-            self._wake.set()
+        if self._queued - self._taken >= self._buffer_bytes:
+            self._signal()
 
     @property
     def dropped(self) -> int:
@@ -106,13 +109,13 @@ class AccessLog:
 
     def flush(self) -> None:
         """Have the writer write what is queued now (a reload); returns at once."""
-        self._wake.set()
+        self._signal()
 
     def wait_written(self, timeout: float = CLOSE_SECONDS) -> bool:
         """Block until every line queued so far is written (or given up); False on timeout.
         For `close()` and for tests: it blocks the caller."""
         target = self._queued
-        self._wake.set()
+        self._signal()
         deadline = time.monotonic() + timeout
         while self._done < target:
             if time.monotonic() > deadline or not self._thread.is_alive():
@@ -125,15 +128,21 @@ class AccessLog:
         A destination still stalled after `timeout` seconds loses what waits: the process
         must be able to exit."""
         self._closing = True
-        self._wake.set()
+        self._signal()
         self._thread.join(timeout)
 
     # -- the writer thread ------------------------------------------------------------------
 
+    def _signal(self) -> None:
+        if self._wake.locked():
+            try:
+                self._wake.release()
+            except RuntimeError:  # released meanwhile (a flush from another thread)
+                pass
+
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._flush_seconds)
-            self._wake.clear()
+            self._wake.acquire(timeout=self._flush_seconds)
             closing = self._closing
             self._drain()
             if self.dropped > self._reported:
