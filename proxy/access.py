@@ -38,6 +38,7 @@ from .policy import (
     compile_path_pattern,
     first_allowing,
     key_digest,
+    method_overrides,
 )
 
 REALM = 'Bearer realm="signing-proxy"'
@@ -211,14 +212,25 @@ class Access:
         connection: CompiledConnection,
         method: str,
         raw_tail: str,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        query: str = "",
     ) -> None:
-        """Raise `AccessDenied` unless the client may make this request now."""
+        """Raise `AccessDenied` unless the client may make this request now.
+
+        `headers` (raw) and `query` are read for method overrides when the policy restricts
+        methods: each method they name must be allowed too (policy.py)."""
         caller = presented.caller if presented is not None else None
         if caller is not None and caller.reach(connection, self._file_names) is None:
             raise client_forbidden()
         compiled = self._compiled(connection)
-        if compiled is not None and not compiled[2].allows(method, raw_tail):
-            raise request_forbidden()
+        if compiled is not None:
+            matcher = compiled[2]
+            if not matcher.allows(method, raw_tail):
+                raise request_forbidden()
+            if matcher.restricts_methods:
+                for named in method_overrides(headers, query):
+                    if not matcher.allows(named, raw_tail):
+                        raise request_forbidden()
         if caller is not None and caller.bucket is not None:
             wait = caller.bucket.take()
             if wait:

@@ -213,7 +213,9 @@ class Forwarder:
             check_not_expired(connection.expires_at)
         check_tail(tail)
         if self.access is not None:
-            self.access.authorize(caller, connection, request.method, tail)
+            self.access.authorize(
+                caller, connection, request.method, tail, request.raw_headers, query
+            )
         if caller is not None:
             request.client = caller.name
         lean = connection.lean

@@ -10,11 +10,18 @@ path, each testable alone.
   of the clients' digests (one hash, one lookup, whatever the number of clients), the entry
   found confirmed with `hmac.compare_digest`. Why a digest lookup leaks nothing usable is in
   the class.
-- `compile_path_pattern()` / `path_segments()` / `Rule`: method and path allow-rules. A pattern
+- `compile_path_pattern()` / `segmentations()` / `Rule`: method and path allow-rules. A pattern
   is matched segment by segment against the percent-decoded route-relative path: `*` is one
   whole segment (or, inside a segment, any run of characters of that segment), `**` any number
-  of segments. The path is split on its *raw* slashes before decoding, so `%2F` is content of
-  its segment, never a separator: `/repos/*/*/issues` does not match `/repos/a%2Fb/issues`.
+  of segments. An upstream may decode `%2F` into a separator or keep it inside its segment, so
+  a path is read both ways — split on its raw slashes then decoded, and decoded (again while
+  `%25` leaves escapes) then split —
+  and, when the two differ, allowed only when both are: `/repos/x%2Fy/issues` is
+  `/repos/x/y/issues` to a rule `/repos/*/*/issues` and `/repos/{x/y}/issues` to a rule
+  `/repos/*/issues`, so neither rule alone lets it through.
+- `method_overrides()`: the methods a request names in `X-HTTP-Method-Override`,
+  `X-HTTP-Method`, `X-Method-Override` or a `_method` query parameter, which many frameworks
+  honour instead of the request's own: a method policy checks each of them too.
 - `PolicyMatcher`: one policy's rules arranged for the request path (per method: any path,
   a set of literal paths, the glob patterns), built once per connection and policy.
 - `TokenBucket`: a rate limit of `requests` per `per` seconds with bursts up to `requests`,
@@ -246,6 +253,56 @@ def path_segments(raw_tail: str) -> tuple[str, ...]:
     )
 
 
+# Decoding rounds for the decoded reading: `%252F` is `%2F` after one and `/` after two, as a
+# chain of two decoding hops (a gateway, then the application) would read it.
+_DECODE_ROUNDS = 4
+
+
+def decoded_segments(raw_tail: str) -> tuple[str, ...]:
+    """The route-relative path percent-decoded first (until decoding changes nothing, a few
+    rounds at most), then split on `/`: an encoded slash is a separator here, as it is to an
+    upstream that decodes before routing."""
+    decoded = raw_tail[1:] if raw_tail.startswith("/") else raw_tail
+    for _ in range(_DECODE_ROUNDS):
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded, errors="surrogateescape")
+    return ("",) if decoded in ("", "/") else tuple(decoded.split("/"))
+
+
+def segmentations(raw_tail: str) -> tuple[tuple[str, ...], ...]:
+    """Every way an upstream may read the path into segments: one, or two when decoding
+    `%2F` into a separator changes it. A rule set allows the path only if it allows each."""
+    raw = path_segments(raw_tail)
+    if "%" not in raw_tail:
+        return (raw,)
+    decoded = decoded_segments(raw_tail)
+    return (raw,) if decoded == raw else (raw, decoded)
+
+
+# Headers (and a query parameter) through which frameworks let a request name another method:
+# Symfony, Laravel, Express' method-override, Google APIs, Rails' `_method`.
+METHOD_OVERRIDE_HEADERS = frozenset(
+    {b"x-http-method-override", b"x-http-method", b"x-method-override"}
+)
+_OVERRIDE_LENGTHS = frozenset(len(name) for name in METHOD_OVERRIDE_HEADERS)
+
+
+def method_overrides(headers: Iterable[tuple[bytes, bytes]], query: str) -> set[str]:
+    """The methods a request names besides its own, uppercase (empty for nearly all)."""
+    named: set[str] = set()
+    for name, value in headers:
+        if len(name) in _OVERRIDE_LENGTHS and name.lower() in METHOD_OVERRIDE_HEADERS:
+            text = value.decode("latin-1")
+            named.update(part.strip().upper() for part in text.split(",") if part.strip())
+    if query:  # (`_method` may be written encoded: every name is decoded to be sure)
+        for pair in query.split("&"):
+            key, _, given = pair.partition("=")
+            if unquote(key.replace("+", " ")) == "_method":
+                named.add(unquote(given.replace("+", " ")).strip().upper())
+    return named
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One `policy.allow` entry: methods (None = any) and path patterns (None = any path)."""
@@ -266,12 +323,16 @@ class Rule:
 
 
 def first_allowing(rules: Sequence[Rule], method: str, raw_tail: str) -> int | None:
-    """Index of the first rule allowing `method` on `raw_tail`, or None (default deny)."""
-    path = path_segments(raw_tail)
-    for index, rule in enumerate(rules):
-        if rule.allows(method, path):
-            return index
-    return None
+    """Index of the first rule allowing `method` on `raw_tail` read the raw way, or None
+    (default deny; also when a rule allows the raw reading but none the decoded one)."""
+    first: int | None = None
+    for path in segmentations(raw_tail):
+        index = next((i for i, rule in enumerate(rules) if rule.allows(method, path)), None)
+        if index is None:
+            return None
+        if first is None:
+            first = index
+    return first
 
 
 class PolicyMatcher:
@@ -284,7 +345,7 @@ class PolicyMatcher:
     merged; the answer is the same.
     """
 
-    __slots__ = ("_by_method", "_other")
+    __slots__ = ("_by_method", "_other", "restricts_methods")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         named = {method for rule in rules if rule.methods is not None for method in rule.methods}
@@ -293,6 +354,8 @@ class PolicyMatcher:
             for method in named
         }
         self._other = _arranged(r for r in rules if r.methods is None)
+        # A method policy: some method is allowed less than another (method overrides matter).
+        self.restricts_methods = any(rule.methods is not None for rule in rules)
 
     def allows(self, method: str, raw_tail: str) -> bool:
         entry = self._by_method.get(method, self._other)
@@ -301,13 +364,21 @@ class PolicyMatcher:
         any_path, literal, globs = entry
         if any_path:
             return True
-        path = path_segments(raw_tail)
-        if path in literal:
+        for path in segmentations(raw_tail):
+            if not _path_allowed(path, literal, globs):
+                return False
+        return True
+
+
+def _path_allowed(
+    path: tuple[str, ...], literal: frozenset[tuple[str, ...]], globs: tuple[PathPattern, ...]
+) -> bool:
+    if path in literal:
+        return True
+    for pattern in globs:
+        if pattern.matches(path):
             return True
-        for pattern in globs:
-            if pattern.matches(path):
-                return True
-        return False
+    return False
 
 
 _Arranged = tuple[bool, frozenset[tuple[str, ...]], tuple[PathPattern, ...]] | None

@@ -141,9 +141,12 @@ def allowed(pattern: str, tail: str, method: str = "GET", methods: set[str] | No
         ("/repos/*/*/issues", "/repos/octo/issues", False),
         ("/repos/*/*/issues", "/repos/octo//issues", False),  # `*` is one non-empty segment
         ("/repos/*/*/issues", "/repos/octo/hello/issues/1", False),
-        # An encoded slash is content of its segment, not a separator.
+        # An encoded slash may be a separator to the upstream or content of its segment: the
+        # path is allowed only when both readings are, so neither rule alone lets it through.
         ("/repos/*/*/issues", "/repos/octo%2Fhello/issues", False),
-        ("/repos/*/issues", "/repos/octo%2Fhello/issues", True),
+        ("/repos/*/issues", "/repos/octo%2Fhello/issues", False),
+        ("/repos/**/issues", "/repos/octo%2Fhello/issues", True),
+        ("/files/**", "/files/a%2Fb", True),
         ("/repos/acme/**", "/repos/acme%2F..%2Fother/x", False),
         ("/repos/acme/**", "/repos/acme", True),
         ("/repos/acme/**", "/repos/acme/", True),
