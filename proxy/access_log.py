@@ -10,16 +10,18 @@ The event loop never calls `write(2)` for the access log, so a slow or stalled d
 pipe nobody reads, a full disk, a paused terminal) holds up the writer thread only. The queue is
 bounded: once `LIMIT_BYTES` wait unwritten, new lines are dropped, counted in
 `signing_proxy_access_log_dropped_lines_total`, and reported by one warning once lines get
-through again. A line is never cut: into a pipe, socket or terminal the writer writes at most
-`PIPE_BUF` bytes of whole lines per call, which POSIX makes atomic on a pipe, so a line of
-`logging`'s on the same stderr can fall between two access lines but never inside one.
+through again. Each write(2) carries whole lines: up to 256 KiB into a file, up to 64 KiB (a
+pipe's default capacity) into a pipe, socket or terminal. Linux writes into a pipe that has room
+all at once, so a line of `logging`'s on the same stderr falls between two access lines; only
+while the pipe is full (its reader behind) can one land inside a batch. (POSIX promises a whole
+write only up to `PIPE_BUF`, 4 KiB; writes that small cost the writer a GIL hand-off each, too
+many to keep up with a busy proxy.)
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
 import stat
 import sys
 import threading
@@ -36,9 +38,9 @@ BUFFER_BYTES = 256 * 1024  # written once this much is queued (nginx's `buffer=`
 FLUSH_SECONDS = 1.0  # ...or once a line has waited this long
 LIMIT_BYTES = 4 * 1024 * 1024  # queued beyond this, a line is dropped (~30,000 lines)
 CLOSE_SECONDS = 5.0  # how long `close()` waits for a slow destination
-# One write(2) to a regular file: the batch; to anything else: atomic on a pipe.
+# One write(2) to a regular file: the batch; to anything else: what a pipe holds by default.
 FILE_WRITE_BYTES = 256 * 1024
-STREAM_WRITE_BYTES = select.PIPE_BUF
+STREAM_WRITE_BYTES = 64 * 1024
 
 
 class AccessLog:
