@@ -7,22 +7,14 @@ management API creates a connection), never per request.
 from __future__ import annotations
 
 import ssl
-import uuid
 from dataclasses import dataclass
 
 from .config import models as m
+from .config.ids import with_ids
 from .lean import LeanPlan, lean_plan
 from .schemes import Scheme, SchemeConfigError, build_scheme
 from .schemes.oauth2 import parse_expires_at
 from .urls import BadUrl, BaseUrl, parse_base_url
-
-# Stable ids for connections and credentials that the file leaves without one
-# (docs/configuration.md).
-_ID_NAMESPACE = uuid.UUID("6f1c4c52-3a55-4b36-9b0c-2f4f5e8a9d10")
-
-
-def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
 
 
 def default_route(name: str) -> str:
@@ -79,7 +71,10 @@ def compile_connection(
 ) -> tuple[CompiledConnection | None, list[ConnectionProblem]]:
     """Compile `model`, collecting every problem (relative field paths) instead of stopping."""
     problems: list[ConnectionProblem] = []
-    connection_id = model.id or derived_id("connection", model.name)
+    # Ids the input left out are made here, once: stable for the file's connections, and
+    # stored with an API-created one (`config/ids.py`).
+    model = with_ids(model)
+    connection_id = model.id or ""
     try:
         route = normalise_route(
             model.route if model.route is not None else default_route(model.name)
@@ -98,9 +93,7 @@ def compile_connection(
         if mismatch:
             problems.append(ConnectionProblem(f"{here}.credential.type", mismatch))
             continue
-        credential_id = (
-            entry.id or entry.credential.id or derived_id("credential", connection_id, str(index))
-        )
+        credential_id = entry.id or ""
         try:
             schemes.append(build_scheme(entry, credential_id))
         except SchemeConfigError as exc:

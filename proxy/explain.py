@@ -6,7 +6,7 @@ credential's `sign()` runs in order, and the result is printed — request line,
 digest, and for `hmac`/`oauth1` the exact bytes or base string that were signed.
 
 Masking. Every secret value of the connection (each `SecretStr` in its config: keys, tokens,
-passwords, consumer keys and secrets) is replaced by `****` wherever it appears, also in the
+passwords, consumer secrets) is replaced by `****` wherever it appears, also in the
 forms the schemes derive from it: percent-encoded (a query API key), percent-encoded twice (inside
 an OAuth 1 base string), and the base64 `user:password` of Basic. Signatures are shown: they are
 what has to be compared with the API's own computation, they do not reveal the key, and the

@@ -203,7 +203,7 @@ async def exchange_verifier(
         "POST",
         url,
         oauth=[
-            ("oauth_consumer_key", params.consumer_key.get_secret_value()),
+            ("oauth_consumer_key", params.consumer_key),
             ("oauth_token", oauth_token),
             ("oauth_verifier", verifier),
         ],

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from ulid import ULID
 
 from .config import models as m
+from .config.ids import new_id
 from .connection import (
     CompiledConnection,
     ConnectionProblem,
@@ -137,12 +137,6 @@ def check_connection(model: m.Connection) -> tuple[CompiledConnection | None, li
     """Compile a connection exactly as the file's are compiled; paths relative to it."""
     compiled, errors = compile_connection(model)
     return compiled, [FieldError(e.field, e.message) for e in errors]
-
-
-def new_id() -> str:
-    """A fresh id for a connection or credential: a ULID, as the seeds' ids are (time-ordered,
-    80 random bits, so still unguessable)."""
-    return str(ULID())
 
 
 def with_scheme(base_url: str) -> str:

@@ -74,6 +74,7 @@ class AuthServer:
     delay: float = 0.0  # before a /token request is looked at
     answer_delay: float = 0.0  # after it was handled, before the answer leaves
     authorize_error: str | None = None
+    authorize_error_description: str = "denied"
     hits: int = 0
     resource_hits: int = 0
     grants: Counter[str] = field(default_factory=Counter)
@@ -139,7 +140,11 @@ class AuthServer:
             return web.json_response({"error": "invalid_request"}, status=400)
         state = q.get("state", "")
         if self.authorize_error:
-            params = {"error": self.authorize_error, "error_description": "denied", "state": state}
+            params = {
+                "error": self.authorize_error,
+                "error_description": self.authorize_error_description,
+                "state": state,
+            }
         else:
             code = secrets.token_urlsafe(16)
             self.codes[code] = {

@@ -44,7 +44,13 @@ def hmac_body(name: str = "X-Signature") -> dict[str, Any]:
     return {
         "authSchemeConfig": {
             "type": "hmac",
-            "hmac": {"name": name, "in": "header", "algorithm": "sha256", "digestInputs": ["body"]},
+            "hmac": {
+                "name": name,
+                "in": "header",
+                "algorithm": "sha256",
+                "digestInputs": ["body"],
+                "encoding": "hex",
+            },
         },
         "credential": {"type": "string", "data": {"string": {"value": SECRET}}},
     }

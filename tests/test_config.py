@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import itertools
-import uuid
 from typing import Any
 
 import pytest
+from ulid import ULID
 
 from proxy.config.load import ConfigInvalid, build_runtime, parse_yaml
 from proxy.config.models import ProxyConfig
@@ -38,12 +38,23 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "basic-auth": {"type": "basic-auth"},
     "hmac": {
         "type": "hmac",
-        "hmac": {"name": "X-Sig", "in": "header", "algorithm": "sha256", "digestInputs": ["body"]},
+        "hmac": {
+            "name": "X-Sig",
+            "in": "header",
+            "algorithm": "sha256",
+            "digestInputs": ["body"],
+            "encoding": "hex",
+        },
     },
     "certificate": {"type": "certificate"},
     "oauth1": {
         "type": "oauth1",
-        "oauth1": {"consumerKey": "ck", "consumerSecret": "cs", "tokenAuth": True},
+        "oauth1": {
+            "consumerKey": "ck",
+            "consumerSecret": "cs",
+            "signatureMethod": "sha256",
+            "tokenAuth": True,
+        },
     },
     **{
         f"oauth2/{grant}": {
@@ -402,13 +413,16 @@ def test_route_defaults_to_the_name_and_ids_are_derived_stably() -> None:
     github, given = first
     assert github.route == "/github"
     assert (given.id, given.schemes[0].credential_id) == ("conn-1", "cred-1")
-    # Derived ids are UUIDs, the same on every load, and distinct per connection and credential.
-    ids = [github.id, *(s.credential_id for s in github.schemes)]
-    assert all(uuid.UUID(i) for i in ids) and len(set(ids)) == 3
-    assert [github.id, *(s.credential_id for s in github.schemes)] == [
-        second[0].id,
-        *(s.credential_id for s in second[0].schemes),
-    ]
+
+    # Derived ids are ULIDs (the seed's format), the same on every load, and distinct per
+    # connection, credential and scheme config.
+    def ids(connection: Any) -> list[str]:
+        entries = connection.model.credentials
+        schemes = [e.auth_scheme_config.bearer.id for e in entries]
+        return [connection.id, *(s.credential_id for s in connection.schemes), *schemes]
+
+    assert all(ULID.from_str(i) for i in ids(github)) and len(set(ids(github))) == 5
+    assert ids(github) == ids(second[0])
 
 
 def test_client_authorization_is_owned_unless_the_connection_opts_out() -> None:

@@ -42,7 +42,7 @@ def oauth1(realm: str) -> dict[str, Any]:
     return {
         "authSchemeConfig": {
             "type": "oauth1",
-            "oauth1": {"consumerKey": "k", "consumerSecret": "s"},
+            "oauth1": {"consumerKey": "k", "consumerSecret": "s", "signatureMethod": "sha1"},
         },
         "credential": {"type": "oauth1-token", "data": {"oauth1Token": token}},
     }
@@ -85,7 +85,10 @@ def test_a_control_character_bound_for_a_header_is_refused_at_its_field(
 def test_encoded_placements_keep_accepting_them(char: str) -> None:
     # Percent-encoded (query), base64 (Basic), only a digest on the wire (HMAC).
     hmac = {
-        "authSchemeConfig": {"type": "hmac", "hmac": {"name": "X-Sig", "in": "header"}},
+        "authSchemeConfig": {
+            "type": "hmac",
+            "hmac": {"name": "X-Sig", "in": "header", "algorithm": "sha256", "encoding": "hex"},
+        },
         "credential": {"type": "string", "data": {"string": {"value": f"k{char}"}}},
     }
     tree = {

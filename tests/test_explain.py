@@ -22,11 +22,11 @@ from proxy.cli import main
 API_KEY = "canary-apikey q/1"
 HMAC_SECRET = "canary-hmac-secret-2"
 BASIC_PASSWORD = "canary-basic-pw-3"
-CONSUMER_KEY = "canary-ck-4"
+CONSUMER_KEY = "ck-4-shown"  # configuration, not a secret (seed 001)
 CONSUMER_SECRET = "canary-cs-5"
 TOKEN = "canary-token-6"
 TOKEN_SECRET = "canary-ts-7"
-CANARIES = [API_KEY, HMAC_SECRET, BASIC_PASSWORD, CONSUMER_KEY, CONSUMER_SECRET, TOKEN,
+CANARIES = [API_KEY, HMAC_SECRET, BASIC_PASSWORD, CONSUMER_SECRET, TOKEN,
             TOKEN_SECRET]  # fmt: skip
 
 CONFIG = """
@@ -41,7 +41,8 @@ connections:
         credential: {{type: basic-auth, data: {{basicAuth: {{username: u, password: {basic}}}}}}}
       - authSchemeConfig:
           type: hmac
-          hmac: {{name: X-Signature, in: header, algorithm: sha256, digestInputs: [url, body]}}
+          hmac: {{name: X-Signature, in: header, algorithm: sha256, digestInputs: [url, body],
+                 encoding: hex}}
         credential: {{type: string, data: {{string: {{value: {hmac}}}}}}}
   - name: ns
     baseUrl: {base}
@@ -129,9 +130,9 @@ async def test_oauth1_explained_base_string_is_the_one_signed(
     header = re.search(r"^Authorization: (OAuth .*)$", out, re.M)
     shown = re.search(r"signature base string \(\d+ bytes\): (\S+)$", out, re.M)
     assert header and shown
-    assert header.group(1).startswith('OAuth realm="123_SB1", oauth_consumer_key="****"')
-    # Put the masked consumer key and token back (they appear in that order) and sign by hand.
-    base_string = shown.group(1).replace("****", CONSUMER_KEY, 1).replace("****", TOKEN, 1)
+    assert header.group(1).startswith(f'OAuth realm="123_SB1", oauth_consumer_key="{CONSUMER_KEY}"')
+    # Put the masked token back and sign by hand.
+    base_string = shown.group(1).replace("****", TOKEN, 1)
     assert "name%3DO%2527Brien" in base_string and "q%3Da%2520b" in base_string
     key = f"{CONSUMER_SECRET}&{TOKEN_SECRET}".encode()
     mac = hmac.new(key, base_string.encode(), hashlib.sha256).digest()

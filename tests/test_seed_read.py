@@ -72,7 +72,10 @@ async def test_go_zero_token_type_sends_bearer(
 
 def test_go_zero_on_a_required_field_is_reported() -> None:
     entry = {
-        "authSchemeConfig": {"type": "hmac", "hmac": {"name": "", "in": "header"}},
+        "authSchemeConfig": {
+            "type": "hmac",
+            "hmac": {"name": "", "in": "header", "algorithm": "sha256", "encoding": "hex"},
+        },
         "credential": {"type": "string", "data": {"string": {"value": "k"}}},
     }
     [message] = problems(one(entry))
@@ -84,7 +87,13 @@ def test_null_digest_inputs_is_the_default_and_empty_list_an_error() -> None:
         return {
             "authSchemeConfig": {
                 "type": "hmac",
-                "hmac": {"name": "X-Sig", "in": "header", "digestInputs": digest},
+                "hmac": {
+                    "name": "X-Sig",
+                    "in": "header",
+                    "algorithm": "sha256",
+                    "digestInputs": digest,
+                    "encoding": "hex",
+                },
             },
             "credential": {"type": "string", "data": {"string": {"value": "k"}}},
         }

@@ -5,7 +5,7 @@ it, once, within `FLOW_TTL` (docs/admin-api.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -17,7 +17,13 @@ from ..templates import CompiledTemplate, TemplateRoute
 from .context import ADMIN, Admin, ModelT, read_body
 
 S = TypeVar("S", bound=m.SchemeConfigBase)
+# The secrets a template gives a flow (its client or consumer secret): never echoed back.
+FlowSecrets = Callable[[CompiledTemplate], list[str]]
 FLOW_TTL = 600.0  # a connect flow (OAuth 1.0a: its temporary credentials) expires after 10 min
+_MAX_PROVIDER_TEXT = 300
+# RFC 6749 §4.1.2.1: `error` and `error_description` are %x20-21 / %x23-5B / %x5D-7E.
+_PROVIDER_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+REDACTED = "[redacted]"
 
 
 class FlowTarget(Protocol):
@@ -105,3 +111,47 @@ def only_scheme(
     if found is None:
         raise InvalidRequest("validation_failed", absent)
     return found
+
+
+class ProviderRefusal(InvalidRequest):
+    """400: the provider's redirect carried its refusal instead of a grant (RFC 6749 §4.1.2.1;
+    OAuth 1.0a providers send `denied=<token>` or `error=`). `access_denied` when the user said
+    no, `authorization_failed` for any other provider error."""
+
+    def __init__(self, error: str, description: str, secrets: Sequence[str] = ()) -> None:
+        error = provider_text(error, ()) or "access_denied"
+        text = provider_text(description, secrets)
+        super().__init__(
+            "access_denied" if error == "access_denied" else "authorization_failed",
+            "the provider did not authorise the connection",
+            details=f"{error}: {text}" if text else error,
+        )
+
+
+def provider_text(text: str, secrets: Sequence[str]) -> str:
+    """A provider's `error` / `error_description`, sanitised (docs/admin-api.md): characters
+    outside RFC 6749's set become `?`, any secret of the flow the provider echoed (client or
+    consumer secret, PKCE verifier, temporary token secret) becomes `[redacted]`, and the
+    whole is cut to 300 characters. It is answered to the browser that carried it, never
+    logged."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    cleaned = "".join(ch if ch in _PROVIDER_CHARS else "?" for ch in text)
+    return cleaned[:_MAX_PROVIDER_TEXT]
+
+
+async def refuse(
+    admin: Admin, state: str, error: str, description: str, flow_secrets: FlowSecrets
+) -> ProviderRefusal:
+    """The refusal to answer for a callback that carries the provider's `error`: its flow (by
+    `state`, when given) is used up, so the same state can never complete later; nothing is
+    created."""
+    flow = await admin.store.take_flow(state, now=admin.clock()) if state else None
+    route = admin.templates.get(flow.template_id) if flow is not None else None
+    secrets: list[str] = []
+    if flow is not None:
+        secrets.append(flow.code_verifier)
+        if route is not None:
+            secrets += flow_secrets(route.template)
+    return ProviderRefusal(error, description, secrets)

@@ -5,7 +5,8 @@ A created connection is checked exactly like one from `proxy.yaml` (`templates.b
 → `connection.compile_connection`), written to the store, and only then added to the live
 template route: on any error nothing is written and nothing serves. Other processes serving
 the same store (`run --workers N`) follow the change through `sync.py`. Every read goes through
-`redact.to_json`, so secrets are left out unless OpenInt's `include_secrets=true` asks for them.
+`connection_body.py` (secrets `""`) or `redact.to_json` (OpenInt: secrets only with
+`include_secrets=true`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ from ..connection import CompiledConnection
 from ..errors import Conflict, FieldError, NotFound
 from ..messages import TokenSet
 from ..schemes.base import Scheme
+from ..schemes.oauth1_exchanged import TOKEN_TYPE as OAUTH1_TOKEN_TYPE
+from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
+from ..schemes.oauth1_exchanged import token_value as oauth1_token_value
 from ..schemes.oauth2 import OAuth2Scheme
 from ..store import StoreConflict, StoredConnection
 from ..sync import serve_connection, withdraw_connection
 from ..templates import TemplateRoute, build_connection
+from .connection_body import connection_body
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import ConnectionCreate
 from .openint import openint_json, strip_prefix
-from .redact import to_json
+from .redact import redacted_secrets, to_json, with_secrets_of
 
 RefreshPolicy = Literal["none", "force", "auto"]
 REFRESH_POLICIES: tuple[RefreshPolicy, ...] = ("none", "force", "auto")
@@ -62,6 +67,14 @@ async def create_connection(request: web.Request) -> web.Response:
     ]
     if disagree:
         raise ValidationFailed("the body is invalid", disagree)
+    given = with_template_secrets(route, fields.credentials)
+    redacted = [
+        FieldError(path, "redacted: supply the value")
+        for index, entry in enumerate(given)
+        for path in redacted_secrets(entry, f"connection.credentials[{index}]")
+    ]
+    if redacted:
+        raise ValidationFailed("the body is invalid", redacted)
     if fields.id is not None and admin.find(fields.id) is not None:
         raise Conflict("conflict", "a connection already has this id")
     taken = route.find_name(fields.name) or (route.get(external_id) if external_id else None)
@@ -71,7 +84,7 @@ async def create_connection(request: web.Request) -> web.Response:
             "conflict", "a connection of this template already has this name or externalId"
         )
     now = iso8601(admin.clock())
-    credentials = await exchange_codes(admin, route, fields.credentials)
+    credentials = await exchange_codes(admin, route, given)
     compiled, problems = build_connection(
         route.template,
         name=fields.name,
@@ -95,6 +108,24 @@ async def create_connection(request: web.Request) -> web.Response:
     check_unique(route, compiled)
     await save_connection(admin, route, compiled)
     return json_response(connection_json(admin, compiled), status=201)
+
+
+def with_template_secrets(
+    route: TemplateRoute, given: list[m.ConnectionCredentialInput]
+) -> list[m.ConnectionCredentialInput]:
+    """Each given `authSchemeConfig` with the secrets a read redacted (`""`) taken from the
+    template's config at its index: a GET body POSTed back keeps the template's client or
+    consumer secret, which its caller may never have seen."""
+    configs = route.template.model.auth_scheme_configs
+    out = []
+    for index, entry in enumerate(given):
+        auth = entry.auth_scheme_config
+        if auth is not None and index < len(configs):
+            filled = with_secrets_of(auth, configs[index])
+            if filled is not auth:
+                entry = entry.model_copy(update={"auth_scheme_config": filled})
+        out.append(entry)
+    return out
 
 
 async def exchange_codes(
@@ -166,10 +197,7 @@ async def save_connection(
 async def list_connections(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     admin.check_organisation(request)
-    items = [
-        await current_json(admin, c, include_secrets=False, policy="none")
-        for c in admin.all_connections()
-    ]
+    items = [await current_json(admin, c, policy="none") for c in admin.all_connections()]
     return json_response({"items": items})
 
 
@@ -178,9 +206,7 @@ async def get_connection(request: web.Request) -> web.Response:
     admin = request.app[ADMIN]
     admin.check_organisation(request)
     connection = _find(admin, request.match_info["connection_id"])
-    return json_response(
-        await current_json(admin, connection, include_secrets=False, policy="none")
-    )
+    return json_response(await current_json(admin, connection, policy="none"))
 
 
 async def delete_connection(request: web.Request) -> web.Response:
@@ -246,55 +272,48 @@ async def openint_get_connection(request: web.Request) -> web.Response:
 
 
 def connection_json(
-    admin: Admin,
-    connection: CompiledConnection,
-    model: m.Connection | None = None,
-    include_secrets: bool = False,
+    admin: Admin, connection: CompiledConnection, model: m.Connection | None = None
 ) -> dict[str, Any]:
-    """The seed `Connection` (000/001) with its required fields, secrets left out unless asked
-    for; ids and route as served. A connection from proxy.yaml without timestamps shows the
-    time the file was loaded."""
-    body = to_json(model or connection.model, include_secrets=include_secrets)
-    body["id"] = connection.id
-    body["route"] = connection.route or "/"
-    loaded = iso8601(admin.loaded_at)
-    body.setdefault("createdAt", loaded)
-    body.setdefault("updatedAt", body["createdAt"])
-    for entry, scheme in zip(body.get("credentials", []), connection.schemes, strict=True):
-        entry["id"] = scheme.credential_id
-        credential = entry["credential"]
-        credential.setdefault("id", scheme.credential_id)
-        credential.setdefault("organisationId", admin.organisation_id)
-    return body
+    """The seed `Connection` (000/001) of `connection` (or of its current `model`): secrets
+    `""`, every field the seed requires present (`connection_body.py`)."""
+    return connection_body(
+        model or connection.model,
+        route=connection.route or "/",
+        organisation_id=admin.organisation_id,
+        loaded_at=iso8601(admin.loaded_at),
+    )
 
 
 async def current_json(
-    admin: Admin, connection: CompiledConnection, *, include_secrets: bool, policy: RefreshPolicy
+    admin: Admin, connection: CompiledConnection, *, policy: RefreshPolicy
 ) -> dict[str, Any]:
     """The seed `Connection` of `current_model()`."""
-    model = await current_model(admin, connection, policy)
-    return connection_json(admin, connection, model, include_secrets)
+    return connection_json(admin, connection, await current_model(admin, connection, policy))
 
 
 async def current_model(
     admin: Admin, connection: CompiledConnection, policy: RefreshPolicy
 ) -> m.Connection:
-    """The connection with each OAuth 2.0 token credential showing the token in use now.
+    """The connection with each token credential showing the token in use now.
 
     The file's or the API's token goes stale once a provider rotates it; the store holds the
     newest. `policy` says whether to refresh first: `auto` when expired or within the skew
-    (what the data plane would do), `force` always, `none` never.
+    (what the data plane would do), `force` always, `none` never. An `oauth2-code` or `oauth1`
+    credential that was exchanged reads as the `oauth2-token` / `oauth1-token` it became.
     """
     model = connection.model
     credentials = list(model.credentials)
     for index, (entry, scheme) in enumerate(zip(credentials, connection.schemes, strict=True)):
-        if not isinstance(entry.credential, m.OAuth2TokenCredential):
-            continue
-        token = await _token(admin, scheme, policy)
-        if token is not None:
-            credentials[index] = entry.model_copy(
-                update={"credential": _with_token(entry.credential, token)}
-            )
+        cred = entry.credential
+        replaced: m.Credential | None = None
+        if isinstance(cred, m.OAuth2TokenCredential | m.OAuth2CodeCredential):
+            token = await _token(admin, scheme, policy)
+            replaced = _with_token(cred, token) if token is not None else None
+        elif isinstance(cred, m.OAuth1Credential) and isinstance(scheme, OAuth1ExchangedScheme):
+            token = await _stored_oauth1_token(admin, scheme)
+            replaced = _as_oauth1_token(cred, token) if token is not None else None
+        if replaced is not None:
+            credentials[index] = entry.model_copy(update={"credential": replaced})
     return model.model_copy(update={"credentials": credentials})
 
 
@@ -319,11 +338,42 @@ async def _stored_token(admin: Admin, scheme: OAuth2Scheme) -> TokenSet | None:
     return record.token
 
 
-def _with_token(credential: m.OAuth2TokenCredential, token: TokenSet) -> m.OAuth2TokenCredential:
+async def _stored_oauth1_token(admin: Admin, scheme: OAuth1ExchangedScheme) -> TokenSet | None:
+    """The token an `oauth1` credential of the file was exchanged for, once it was."""
+    record = await admin.store.get_token(scheme.credential_id)
+    seed = admin.store.fingerprint(scheme.seed_identity())
+    if record is None or record.seed_fingerprint != seed or record.token is None:
+        return None
+    return record.token if record.token.token_type == OAUTH1_TOKEN_TYPE else None
+
+
+def _with_token(
+    credential: m.OAuth2TokenCredential | m.OAuth2CodeCredential, token: TokenSet
+) -> m.OAuth2TokenCredential:
+    if isinstance(credential, m.OAuth2CodeCredential):
+        return m.OAuth2TokenCredential(
+            type="oauth2-token",
+            id=credential.id,
+            organisation_id=credential.organisation_id,
+            name=credential.name,
+            expires_at=credential.expires_at,
+            data=token_data(token),
+        )
     # The token's expiry lives in `data.oauth2Token.expiresAt`; the credential's own
     # `expiresAt` is when it is deleted (seed 001) and stays what a person wrote.
     data = token_data(token, credential.data.oauth2_token.scopes)
     return credential.model_copy(update={"data": data})
+
+
+def _as_oauth1_token(credential: m.OAuth1Credential, token: TokenSet) -> m.OAuth1TokenCredential:
+    return m.OAuth1TokenCredential(
+        type="oauth1-token",
+        id=credential.id,
+        organisation_id=credential.organisation_id,
+        name=credential.name,
+        expires_at=credential.expires_at,
+        data=m.OAuth1TokenData.model_validate({"oauth1Token": oauth1_token_value(token)}),
+    )
 
 
 def token_data(token: TokenSet, scopes: list[str] | None = None) -> m.OAuth2TokenData:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from aiohttp import web
 
 from ..config import models as m
+from ..config.ids import new_id
 from ..connection import CompiledConnection
 from ..errors import FieldError
 from ..oauth1_client import (
@@ -37,8 +38,8 @@ from ..oauth1_client import (
     token_value,
 )
 from ..store import FlowState
-from ..templates import CompiledTemplate, TemplateRoute, new_id
-from .connect_flow import init_request, only_scheme, remember_flow, take_flow
+from ..templates import CompiledTemplate, TemplateRoute
+from .connect_flow import init_request, only_scheme, refuse, remember_flow, take_flow
 from .connections import iso8601, save_connection
 from .context import ADMIN, Admin, ValidationFailed, json_response
 from .oauth2 import attach_credential, connection_name
@@ -86,7 +87,7 @@ async def initialise(request: web.Request) -> web.Response:
         temp_url,
         oauth=[
             ("oauth_callback", callback_uri(admin)),
-            ("oauth_consumer_key", params.consumer_key.get_secret_value()),
+            ("oauth_consumer_key", params.consumer_key),
         ],
         consumer_secret=params.consumer_secret.get_secret_value(),
         token_secret="",
@@ -119,6 +120,17 @@ async def callback(request: web.Request) -> web.Response:
     """`oauth_token` + `oauth_verifier` → token credentials (§2.3) → connection → 201."""
     admin = request.app[ADMIN]
     query = request.query
+    if "denied" in query or "error" in query:
+        # The user refused at the provider: `denied=<temporary token>` (the common OAuth 1.0a
+        # convention) or an OAuth 2.0-style `error`.
+        token = query.get("denied") or query.get("oauth_token", "")
+        raise await refuse(
+            admin,
+            STATE_PREFIX + token if token else "",
+            query.get("error") or "access_denied",
+            query.get("error_description", ""),
+            consumer_secrets,
+        )
     missing = [
         FieldError(name, "required")
         for name in ("oauth_token", "oauth_verifier")
@@ -177,6 +189,15 @@ async def exchange_oauth1_credential(
             "data": {"oauth1Token": token_value(auth, flow, answer)},
         }
     )
+
+
+def consumer_secrets(template: CompiledTemplate) -> list[str]:
+    """The consumer secrets of a template's oauth1 schemes (never echoed back)."""
+    return [
+        auth.oauth1.consumer_secret.get_secret_value()
+        for auth in template.model.auth_scheme_configs
+        if isinstance(auth, m.OAuth1SchemeConfig)
+    ]
 
 
 def _b64(value: Any) -> str:

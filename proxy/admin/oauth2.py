@@ -24,13 +24,14 @@ from urllib.parse import quote, urlencode, urlsplit
 from aiohttp import web
 
 from ..config import models as m
+from ..config.ids import new_id
 from ..connection import CompiledConnection
 from ..errors import FieldError, InvalidRequest, ProxyError
 from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
 from ..store import FlowState
-from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection, new_id
-from .connect_flow import init_request, only_scheme, remember_flow, take_flow
+from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection
+from .connect_flow import init_request, only_scheme, refuse, remember_flow, take_flow
 from .connections import check_unique, iso8601, save_connection, token_data
 from .context import ADMIN, Admin, ValidationFailed, json_response
 from .models import OAuth2Init
@@ -50,7 +51,6 @@ STANDARD_PARAMS = frozenset(
         "code_challenge_method",
     }
 )
-_MAX_PROVIDER_TEXT = 300
 
 
 def code_challenge(verifier: str) -> str:
@@ -174,12 +174,9 @@ async def callback(request: web.Request) -> web.Response:
     query = request.query
     state = query.get("state", "")
     if "error" in query:
-        if state:
-            await admin.store.take_flow(state, now=admin.clock())  # used up either way
-        raise InvalidRequest(
-            "authorization_failed",
-            "the provider did not authorise the connection",
-            details=_provider_text(query.get("error", ""), query.get("error_description", "")),
+        # RFC 6749 §4.1.2.1: the provider's refusal, not a grant.
+        raise await refuse(
+            admin, state, query["error"], query.get("error_description", ""), client_secrets
         )
     missing = [FieldError(name, "required") for name in ("code", "state") if not query.get(name)]
     if missing:
@@ -420,11 +417,14 @@ def _connect(
     return attach_credential(route, flow, index, entry, now, "code_exchange_failed")
 
 
-def _provider_text(error: str, description: str) -> str:
-    """`error: error_description` as the provider sent them, printable and bounded."""
-    text = f"{error}: {description}" if description else error
-    text = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
-    return text[:_MAX_PROVIDER_TEXT]
+def client_secrets(template: CompiledTemplate) -> list[str]:
+    """The client secrets of a template's authorization-code schemes (never echoed back)."""
+    return [
+        auth.oauth2.grant.authorization_code.client_secret.get_secret_value()
+        for auth in template.model.auth_scheme_configs
+        if isinstance(auth, m.OAuth2SchemeConfig)
+        and isinstance(auth.oauth2.grant, m.AuthorizationCodeGrant)
+    ]
 
 
 def _is_http_url(url: str) -> bool:

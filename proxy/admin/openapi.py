@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of the management API, served at `/openapi.json`.
 
 Request bodies are the JSON Schemas of the very pydantic models that validate them, so the
-document cannot drift from what the API accepts; responses are written here by hand (reads leave
-secrets out, so they are looser than the request models). `proxy/admin/openapi.json` is this
+document cannot drift from what the API accepts; responses are written here by hand (reads
+redact secrets, so they are looser than the request models; every read is also checked against
+seed 001's own `Connection` schema by a test). `proxy/admin/openapi.json` is this
 document written out (`python -m proxy.admin.openapi > proxy/admin/openapi.json`); a test
 checks that the two are equal.
 """
@@ -58,7 +59,7 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
     },
     "CredentialRead": {
         "type": "object",
-        "description": "The seed `Credential` with its secret values left out "
+        "description": 'The seed `Credential` with its secret values redacted as "" '
         "(OpenInt's include_secrets shows them).",
         "required": ["id", "organisationId", "type", "data"],
         "properties": {
@@ -85,8 +86,9 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
     },
     "Connection": {
         "type": "object",
-        "description": "The seed `Connection` (GetConnection); secret values are left out. "
-        "POSTed back as `connection` with the secrets filled in, it creates the same connection.",
+        "description": "The seed `Connection` (GetConnection); secret values are redacted as "
+        '"". POSTed back as `connection` with the secrets filled in, it creates the same '
+        "connection.",
         "required": ["id", "name", "credentials", "createdAt", "updatedAt", "baseUrl", "route"],
         "properties": {
             "id": _STRING,

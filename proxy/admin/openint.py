@@ -75,6 +75,8 @@ def openint_json(
         "id": connection.id if connection.id.startswith(ID_PREFIX) else ID_PREFIX + connection.id,
         "connector_name": connector_name,
         "connector_config_id": model.connection_template_id or connection.id,
+        # An OpenInt integration is an entry of its own catalogue; a proxy connection has none.
+        "integration_id": "",
         "display_name": connection.name,
         "created_at": created_at,
         "updated_at": updated_at,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -107,6 +107,31 @@ def known_field_names() -> tuple[str, ...]:
         pending += model.__subclasses__()
         names.update(f.alias or name for name, f in model.model_fields.items())
     return tuple(sorted(names))
+
+
+@functools.cache
+def choices_of(key: str) -> tuple[str, ...]:
+    """The values a field spelled `key` allows, when it is a choice (`algorithm`: sha1, sha256,
+    sha512) and every model that has such a field agrees on them; else ()."""
+    found: set[tuple[str, ...]] = set()
+    pending: list[type[BaseModel]] = [models.Model, AccessModel]
+    while pending:
+        model = pending.pop()
+        pending += model.__subclasses__()
+        for name, info in model.model_fields.items():
+            if key in (info.alias, name):
+                found.add(_literal_values(info.annotation))
+    return found.pop() if len(found) == 1 else ()
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    if get_origin(annotation) is Literal:
+        return tuple(str(value) for value in get_args(annotation))
+    for arg in get_args(annotation):  # through Annotated[...]
+        values = _literal_values(arg)
+        if values:
+            return values
+    return ()
 
 
 # Mappings that hold secrets: a key there that is not one of the fields may be a secret pasted

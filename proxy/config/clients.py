@@ -22,9 +22,10 @@ from pydantic.alias_generators import to_camel
 
 
 class AccessModel(BaseModel):
-    # The same conventions as `models.Model` (camelCase, unknown keys are errors, frozen).
+    # The same conventions as `models.Model` (camelCase, unknown keys are errors, frozen,
+    # strict types).
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True
     )
 
 

@@ -25,11 +25,13 @@ from ..errors import FieldError, is_plain_key, loc_to_path
 from ..templates import CompiledTemplate, compile_template
 from .address import split_host_port
 from .advice import (
+    choices_of,
     empty_secret_warnings,
     in_secret_mapping,
     known_field_names,
     unknown_key_message,
 )
+from .ids import with_ids
 from .interpolate import Expansions, interpolate
 from .models import ProxyConfig
 
@@ -142,14 +144,30 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
     if kind == "union_tag_not_found":
         return ctx["discriminator"].strip("'"), "required"
     if kind == "missing":
-        return "", "required"
+        key = error["loc"][-1] if error["loc"] else None
+        choices = choices_of(key) if isinstance(key, str) else ()
+        return "", f"required: one of {', '.join(choices)}" if choices else "required"
     if kind == "string_type":
         # YAML reads `12345`, `true` or `2024-01-01` as non-strings (and `0123` as octal).
         return "", "must be a string (put numbers, booleans and dates in quotes)"
+    if kind in _TYPE_NAMES:
+        # Strict types (docs/configuration.md): no `"true"` for true, no `"10"` for 10.
+        return "", f"must be {_TYPE_NAMES[kind]}"
     if kind == "value_error":
         return "", str(ctx.get("error", error["msg"]))
     return "", error["msg"]
 
+
+# What a strict-type error expects, in the file's words; no input is quoted.
+_TYPE_NAMES = {
+    "bool_type": "a boolean (true or false, not a string)",
+    "int_type": "an integer (a number, not a string)",
+    "float_type": "a number (not a string)",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
 
 # A quoted token in a YAML error (an undefined alias or tag) is text from the file.
 _QUOTED = re.compile(r"'[^'\s]{3,}'|\"[^\"\s]{3,}\"")
@@ -216,6 +234,9 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
     if problems:
         raise ConfigInvalid(problems)
     config = _validate(tree, record)
+    # The ids the file leaves out, derived once here (stable across starts, `ids.py`), so the
+    # models compiled below are the config's own.
+    config = config.model_copy(update={"connections": [with_ids(c) for c in config.connections]})
     connections = compile_all(config, problems)
     templates = compile_templates(config, connections, problems)
     check_admin(config, problems)

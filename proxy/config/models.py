@@ -35,8 +35,10 @@ from .clients import Client, Policy
 
 
 class Model(BaseModel):
+    # `strict`: the seed's types and nothing else (docs/configuration.md "Types"): `"false"` is
+    # not a boolean and `"8080"` not a number, in proxy.yaml and API bodies alike.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True
     )
 
 
@@ -212,9 +214,10 @@ class BearerSchemeConfig(SchemeConfigBase):
 class HmacParams(SchemeBase):
     name: NonEmpty
     in_: Literal["header", "query", "cookie"] = Field(alias="in")
-    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    # Required, as in the seed: a guessed algorithm or encoding signs what the upstream rejects.
+    algorithm: Literal["sha1", "sha256", "sha512"]
     digest_inputs: Annotated[list[Literal["url", "body"]], Field(min_length=1)] = ["body"]
-    encoding: Literal["hex", "base64", "base64url"] = "hex"
+    encoding: Literal["hex", "base64", "base64url"]
 
 
 class HmacSchemeConfig(SchemeConfigBase):
@@ -263,11 +266,12 @@ def _signature_method(value: Any) -> Any:
 
 
 class OAuth1Params(SchemeBase):
-    consumer_key: SecretStr
+    # Plain configuration in the seed (shown by reads, sent in every request); only the consumer
+    # secret is one. Kept out of `repr()` all the same.
+    consumer_key: NonEmpty = Field(repr=False)
     consumer_secret: SecretStr
-    signature_method: Annotated[Literal["sha1", "sha256"], BeforeValidator(_signature_method)] = (
-        "sha256"
-    )
+    # Required, as in the seed: the upstream verifies one method only.
+    signature_method: Annotated[Literal["sha1", "sha256"], BeforeValidator(_signature_method)]
     # Seed default false: the three endpoints are needed and the connect flow makes the token.
     token_auth: bool = False
     temp_credential_endpoint: Endpoint | None = None

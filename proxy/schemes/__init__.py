@@ -97,7 +97,7 @@ def _oauth1(params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: st
                 )
     return OAuth1Scheme(
         credential_id,
-        consumer_key=params.consumer_key.get_secret_value(),
+        consumer_key=params.consumer_key,
         consumer_secret=params.consumer_secret.get_secret_value(),
         token=token.token.get_secret_value(),
         token_secret=token.token_secret.get_secret_value(),

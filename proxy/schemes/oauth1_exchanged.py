@@ -33,6 +33,18 @@ def token_set(value: m.OAuth1TokenValue) -> TokenSet:
     )
 
 
+def token_value(token: TokenSet) -> m.OAuth1TokenValue:
+    """The stored token back in the seed's `CredentialDataOAuth1Token` shape."""
+    extra: list[list[str]] = json.loads(token.scope) if token.scope else []
+    return m.OAuth1TokenValue.model_validate(
+        {
+            "token": token.access_token,
+            "tokenSecret": token.refresh_token or "",
+            "additionalParams": [{"name": name, "value": value} for name, value in extra],
+        }
+    )
+
+
 class OAuth1ExchangedScheme(Scheme):
     """Signs with the `oauth1-token` its `oauth1` credential became (`ctx.token`)."""
 
@@ -64,7 +76,7 @@ class OAuth1ExchangedScheme(Scheme):
         return json.dumps(
             [
                 "oauth1",
-                params.consumer_key.get_secret_value(),
+                params.consumer_key,
                 self.value.oauth_token,
                 self.value.oauth_verifier.get_secret_value(),
             ]
@@ -81,7 +93,7 @@ class OAuth1ExchangedScheme(Scheme):
         params = self.auth.oauth1
         signer = OAuth1Scheme(
             self.credential_id,
-            consumer_key=params.consumer_key.get_secret_value(),
+            consumer_key=params.consumer_key,
             consumer_secret=params.consumer_secret.get_secret_value(),
             token=token.access_token,
             token_secret=token.refresh_token or "",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ulid import ULID
+
 from tests.admin.conftest import (
     AUTH,
     CONNECTIONS,
@@ -23,9 +25,11 @@ async def test_created_connection_serves_at_once_by_id_and_external_id(crm: Plan
     assert created["externalId"] == "user-42"
     assert created["connectionTemplateId"] == "crm"
     assert created["route"] == "/crm"
-    assert created["credentials"][0]["authSchemeConfig"] == {
+    auth = created["credentials"][0]["authSchemeConfig"]
+    assert ULID.from_str(auth["apiKey"].pop("id"))  # made once, as the seed's ids are
+    assert auth == {
         "type": "api-key",
-        "apiKey": {"name": "X-Api-Key", "in": "header"},
+        "apiKey": {"name": "X-Api-Key", "in": "header", "description": ""},
     }
     for pick in (created["id"], "user-42"):
         response = await crm.proxy.get("/crm/items?q=1", headers={"X-Connection-Id": pick})

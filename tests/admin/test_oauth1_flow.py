@@ -99,6 +99,41 @@ async def test_replayed_and_tampered_callbacks_are_400(
     assert [f["field"] for f in (await response.json())["fields"]] == ["params.account"]
 
 
+@pytest.mark.parametrize("refusal", ["denied", "error"])
+async def test_a_denied_authorisation_is_the_providers_answer(
+    aiohttp_server: Any, make_planes: MakePlanes, refusal: str
+) -> None:
+    provider, planes = await start(aiohttp_server, make_planes, "sha1", "AUTH_STYLE_FORM")
+    response = await planes.admin.post(
+        f"/o/{ORG}/templates/netsuite/oauth1/init",
+        json={"connectionName": "acme", "params": {"account": "acme"}},
+        headers=AUTH,
+    )
+    url = (await response.json())["url"]
+    temporary = parse_qs(urlsplit(url).query)["oauth_token"][0]
+    # What providers put on the redirect when the user says no: `denied=<token>` (the common
+    # OAuth 1.0a convention), or `error=` beside the token.
+    params = (
+        {"denied": temporary}
+        if refusal == "denied"
+        else {"error": "access_denied", "oauth_token": temporary}
+    )
+    refused = await planes.admin.get("/connections/oauth1/callback", params=params)
+    assert refused.status == 400, await refused.text()
+    error = await refused.json()
+    assert error["code"] == "access_denied" and error["details"] == "access_denied"
+    assert provider.hits["accesstoken"] == 0
+    assert await planes.store.list_connections() == []
+    # The flow was used up: a later consent for the same temporary token cannot complete it.
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(url, allow_redirects=False) as consent:
+            location = consent.headers["Location"]
+    late = await follow(location)
+    assert late.status == 400
+    assert (await late.json())["code"] == "invalid_state"
+    assert await planes.store.list_connections() == []
+
+
 async def test_temporary_credentials_expire_after_ten_minutes(
     aiohttp_server: Any, make_planes: MakePlanes, aiohttp_client: Any
 ) -> None:

@@ -241,15 +241,36 @@ async def test_state_expires_after_ten_minutes(drive: Drive, aiohttp_client: Any
     assert (await response.json())["code"] == "invalid_state"
 
 
-async def test_provider_error_is_400_with_both_fields(drive: Drive) -> None:
+async def test_a_denied_authorisation_is_the_providers_answer(drive: Drive) -> None:
     drive.server.authorize_error = "access_denied"
-    location = await drive.authorize(await drive.init())
+    location = await drive.authorize(await drive.init(connectionName="erin"))
     response = await drive.callback(location)
     assert response.status == 400
     error = await response.json()
-    assert error["code"] == "authorization_failed"
+    assert error["code"] == "access_denied"
     assert error["details"] == "access_denied: denied"
-    assert drive.server.hits == 0
+    assert drive.server.hits == 0  # no token request
+    assert await drive.planes.store.list_connections() == []
+    # The flow was used up: the same state can never complete it later.
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    late = await drive.planes.admin.get(
+        "/connections/oauth2/callback", params={"code": "c", "state": state}
+    )
+    assert (await late.json())["code"] == "invalid_state"
+
+
+async def test_the_providers_description_is_answered_sanitised(drive: Drive) -> None:
+    # A careless provider echoes the client secret, with a control character and a quote.
+    drive.server.authorize_error = "invalid_scope"
+    drive.server.authorize_error_description = f'bad scope\n"x" for {CLIENT_SECRET}' + "y" * 400
+    response = await drive.callback(await drive.authorize(await drive.init()))
+    assert response.status == 400
+    error = await response.json()
+    assert error["code"] == "authorization_failed"
+    assert error["details"].startswith("invalid_scope: bad scope??x? for [redacted]yyy")
+    assert len(error["details"]) == len("invalid_scope: ") + 300
+    assert CLIENT_SECRET not in await response.text()
+    assert await drive.planes.store.list_connections() == []
 
 
 async def test_reused_code_is_refused_by_the_provider(drive: Drive) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp.test_utils import TestServer
+from ulid import ULID
 
 from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, Planes, create_body
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
@@ -21,7 +22,6 @@ CANARIES = {
     "password": "canary-password-02",
     "hmac": "canary-hmac-03",
     "binary": "Y2FuYXJ5LWJpbmFyeS0wNA==",  # base64("canary-binary-04")
-    "consumerKey": "canary-consumer-key-05",
     "consumerSecret": "canary-consumer-secret-06",
     "token": "canary-oauth1-token-07",
     "tokenSecret": "canary-oauth1-token-secret-08",
@@ -35,7 +35,7 @@ CANARIES = {
 
 def kitchen_template(base_url: str, token_url: str) -> dict[str, Any]:
     oauth1 = {
-        "consumerKey": CANARIES["consumerKey"],
+        "consumerKey": "ck-05",  # configuration, shown (seed 001)
         "consumerSecret": CANARIES["consumerSecret"],
         "signatureMethod": "sha1",
         "tokenAuth": True,
@@ -46,8 +46,19 @@ def kitchen_template(base_url: str, token_url: str) -> dict[str, Any]:
         "authSchemeConfigs": [
             {"type": "api-key", "apiKey": {"name": "X-Key", "in": "header"}},
             {"type": "basic-auth"},
-            {"type": "hmac", "hmac": {"name": "X-Sig", "in": "header"}},
-            {"type": "hmac", "hmac": {"name": "X-Sig2", "in": "header"}},
+            {
+                "type": "hmac",
+                "hmac": {"name": "X-Sig", "in": "header", "algorithm": "sha256", "encoding": "hex"},
+            },
+            {
+                "type": "hmac",
+                "hmac": {
+                    "name": "X-Sig2",
+                    "in": "header",
+                    "algorithm": "sha256",
+                    "encoding": "hex",
+                },
+            },
             {"type": "oauth1", "oauth1": oauth1},
             {
                 "type": "oauth2",
@@ -168,17 +179,35 @@ async def test_non_secret_fields_are_shown(kitchen: tuple[Planes, str]) -> None:
     got = await (await planes.admin.get(f"{CONNECTIONS}/{connection_id}", headers=AUTH)).json()
     creds = [c["credential"]["data"] for c in got["credentials"]]
     schemes = [c["authSchemeConfig"] for c in got["credentials"]]
-    assert creds[0] == {"string": {}}
-    assert creds[1] == {"basicAuth": {"username": "ann"}}
-    assert creds[5] == {"oauth2Client": {"clientId": "cc-client", "scopes": ["read"]}}
+    # Secret fields are present and "" (seed 001: required, "redacted when read").
+    assert creds[0] == {"string": {"value": ""}}
+    assert creds[1] == {"basicAuth": {"username": "ann", "password": ""}}
+    assert creds[5] == {
+        "oauth2Client": {
+            "clientId": "cc-client",
+            "clientSecret": "",
+            "tokenUrl": "",
+            "scopes": ["read"],
+        }
+    }
     assert creds[6]["oauth2Token"]["expiresAt"] == "2030-01-31T12:00:00Z"
     assert creds[6]["oauth2Token"]["scopes"] == ["files"]
-    assert creds[7] == {"oauth2Password": {"username": "pat"}}
+    assert creds[6]["oauth2Token"]["accessToken"] == creds[6]["oauth2Token"]["refreshToken"] == ""
+    assert creds[7] == {"oauth2Password": {"username": "pat", "password": ""}}
     assert "BEGIN CERTIFICATE" in creds[8]["certificate"]["certificate"]
-    assert "key" not in creds[8]["certificate"]
+    assert creds[8]["certificate"]["key"] == ""
     assert schemes[5]["oauth2"]["tokenUrl"] == "http://127.0.0.1:9/t"
-    assert schemes[6]["oauth2"]["grant"]["authorizationCode"] == {"clientId": "code-client"}
-    assert schemes[4]["oauth1"] == {"signatureMethod": "sha1", "tokenAuth": True}
+    grant = schemes[6]["oauth2"]["grant"]["authorizationCode"]
+    assert grant == {"clientId": "code-client", "clientSecret": ""}
+    oauth1 = dict(schemes[4]["oauth1"])
+    assert ULID.from_str(oauth1.pop("id"))
+    assert oauth1 == {
+        "description": "",
+        "consumerKey": "ck-05",
+        "consumerSecret": "",
+        "signatureMethod": "sha1",
+        "tokenAuth": True,
+    }
 
 
 async def test_include_secrets_reveals_them(kitchen: tuple[Planes, str]) -> None:

@@ -198,7 +198,9 @@ async def test_oauth2_code_credential_is_exchanged_once_at_create(
     created = await create(planes, body("carol", query["code"], query["state"]))
     [entry] = created["credentials"]
     assert entry["credential"]["type"] == "oauth2-token"
-    assert set(entry["credential"]["data"]["oauth2Token"]) == {"tokenType", "expiresAt", "scopes"}
+    token = entry["credential"]["data"]["oauth2Token"]
+    assert set(token) == {"accessToken", "refreshToken", "tokenType", "expiresAt", "scopes"}
+    assert token["accessToken"] == token["refreshToken"] == ""  # redacted
     (exchange,) = server.token_requests
     assert exchange["form"]["code_verifier"] and exchange["form"]["resource"] == "drive"
     response = await planes.proxy.get("/gdrive/files", headers={"X-Connection-Id": created["id"]})

@@ -66,6 +66,6 @@ def test_duplicate_ids_reserved_and_bad_routes() -> None:
 def test_scheme_config_paths() -> None:
     tree = {"templates": [template("a", authSchemeConfigs=[{"type": "api-key", "apiKey": {}}])]}
     assert sorted(problems(tree)) == [
-        "templates[0].authSchemeConfigs[0].apiKey.in: required",
+        "templates[0].authSchemeConfigs[0].apiKey.in: required: one of header, query, cookie",
         "templates[0].authSchemeConfigs[0].apiKey.name: required",
     ]

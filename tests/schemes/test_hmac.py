@@ -183,7 +183,13 @@ def credential_tree(credential: dict[str, Any]) -> dict[str, Any]:
                     {
                         "authSchemeConfig": {
                             "type": "hmac",
-                            "hmac": {"name": "X-Sig", "in": "header", "digestInputs": ["body"]},
+                            "hmac": {
+                                "name": "X-Sig",
+                                "in": "header",
+                                "algorithm": "sha256",
+                                "digestInputs": ["body"],
+                                "encoding": "hex",
+                            },
                         },
                         "credential": credential,
                     }

@@ -1,14 +1,20 @@
-"""Regenerate `seed_paths.json`: every property path of the seed schemas, read from the seeds.
+"""Regenerate what the tests read from the seeds: `seed_paths.json` and `connection_schema.json`.
 
-Not run by the test suite (the seed documents are not part of the repository); run by hand when
-the seeds change:
+The seed documents are not part of the repository, so the suite reads these extractions; run by
+hand when the seeds change (`test_seed_extraction.py` compares them with the seeds whenever the
+seed folder is at hand):
 
-    python tests/seeds/extract.py ../shared/seeds > tests/seeds/seed_paths.json
+    python tests/seeds/extract.py ../shared/seeds
 
-Seed 001 (CreateConnection) carries the OpenAPI schemas: each schema listed in `SCHEMAS` is
-walked through `$ref`s, `allOf` and array items, giving paths such as
-`credentials[].authSchemeConfig.oauth2.scopes[].name`. Seed 000 (GetConnection) carries an example
-response body; its JSON keys are walked the same way under the name `GetConnection.example`.
+- `seed_paths.json`: every property path of the seed schemas. Seed 001 (CreateConnection)
+  carries the OpenAPI schemas: each schema listed in `SCHEMAS` is walked through `$ref`s, `allOf`
+  and array items, giving paths such as `credentials[].authSchemeConfig.oauth2.scopes[].name`.
+  Seed 000 (GetConnection) carries an example response body; its JSON keys are walked the same
+  way under the name `GetConnection.example`.
+- `connection_schema.json`: seed 001's `Connection` schema and every schema it references, as
+  the seed writes them (OpenAPI 3.1 schemas are JSON Schema 2020-12), under
+  `components.schemas` so each `$ref` resolves inside the file. Nothing is changed here; the
+  repairs the tests apply are in the tests, named there.
 """
 
 from __future__ import annotations
@@ -113,7 +119,31 @@ def example_paths(tree: Any, prefix: str = "") -> list[str]:
     return paths
 
 
-def main(folder: str) -> None:
+def referenced(name: str, schemas: dict[str, Any]) -> list[str]:
+    """`name` and every schema it references, directly or not, in the order first reached."""
+    found = [name]
+    for current in found:
+        text = json.dumps(schemas[current])
+        for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text):
+            if ref not in found:
+                found.append(ref)
+    return found
+
+
+def connection_schema(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Seed 001's `Connection` with what it references, `$ref`s resolvable in the document."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": "Extracted from seed 001 by tests/seeds/extract.py; do not edit by hand.",
+        "$ref": "#/components/schemas/Connection",
+        "components": {
+            "schemas": {name: schemas[name] for name in sorted(referenced("Connection", schemas))}
+        },
+    }
+
+
+def extract(folder: str | Path) -> dict[str, str]:
+    """File name → the text to write, from the seeds in `folder`."""
     seeds = {p.name[:3]: p.read_text(encoding="utf-8") for p in Path(folder).glob("*.txt")}
     schemas = openapi_of(seeds["001"])["components"]["schemas"]
     out = {name: sorted(set(walk(schemas[name], schemas, "", frozenset()))) for name in SCHEMAS}
@@ -121,8 +151,15 @@ def main(folder: str) -> None:
     start = body.index("\n{\n")
     example, _ = json.JSONDecoder().raw_decode(body[start + 1 :])
     out["GetConnection.example"] = sorted(set(example_paths(example)))
-    json.dump(out, sys.stdout, indent=1, sort_keys=True)
-    print()
+    return {
+        "seed_paths.json": json.dumps(out, indent=1, sort_keys=True) + "\n",
+        "connection_schema.json": json.dumps(connection_schema(schemas), indent=1) + "\n",
+    }
+
+
+def main(folder: str) -> None:
+    for name, text in extract(folder).items():
+        Path(__file__).with_name(name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
