@@ -31,6 +31,7 @@ from .advice import (
     known_field_names,
     unknown_key_message,
 )
+from .bounds import MAX_FILE_BYTES, BoundedComposer, TooLarge
 from .ids import with_ids
 from .interpolate import Expansions, interpolate
 from .models import ProxyConfig
@@ -173,8 +174,9 @@ _TYPE_NAMES = {
 _QUOTED = re.compile(r"'[^'\s]{3,}'|\"[^\"\s]{3,}\"")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping.
+class _UniqueKeyLoader(BoundedComposer, yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (and a file past the bounds of
+    `bounds.py`).
 
     Plain YAML keeps the last of two `credentials:` keys and silently drops the first; like an
     unknown key, that must be an error. Keys brought in by a `<<` merge may still be overridden.
@@ -195,8 +197,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str) -> Any:
+    if len(text) > MAX_FILE_BYTES:
+        size = f"{MAX_FILE_BYTES // (1024 * 1024)} MiB"
+        raise ConfigInvalid([FieldError("", f"the file is larger than {size}; refused")])
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except TooLarge as exc:
+        raise ConfigInvalid([FieldError("", f"{exc}; refused")]) from None
     except yaml.YAMLError as exc:
         # Only the position and the kind of problem: the snippet may hold a secret.
         mark = getattr(exc, "problem_mark", None)
