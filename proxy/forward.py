@@ -28,7 +28,14 @@ from .body import BufferedBody, read_body
 from .config.models import Limits
 from .connection import CompiledConnection
 from .errors import CredentialError, InvalidRequest, NotFound, ProxyError
-from .headers import FORWARDED, REQUEST_ONLY, end_to_end
+from .headers import (
+    FORWARDED,
+    FRAMING,
+    HOP_BY_HOP,
+    REQUEST_ONLY,
+    end_to_end,
+    is_underscore_alias,
+)
 from .http1 import Http1Upstream
 from .http1.inbound import InboundRequest
 from .http1.wire import Framing
@@ -413,7 +420,10 @@ def outbound_request(
     """The upstream request before any credential signs it (used by `handle` and `explain`)."""
     # The client's forwarding headers never pass as sent: off, internal addresses stay
     # inside; on, the proxy writes its own (extending the client's X-Forwarded-For chain).
-    kept = end_to_end(headers, _request_drop(connection.owned_headers))
+    drop = _request_drop(connection.owned_headers)
+    kept = end_to_end(headers, drop)
+    aliased = _aliased(drop)
+    kept = [pair for pair in kept if not is_underscore_alias(pair[0].lower(), aliased)]
     return OutboundRequest(
         method,
         _origin(connection.base),
@@ -426,6 +436,11 @@ def outbound_request(
 @lru_cache(maxsize=4096)
 def _request_drop(owned: frozenset[str]) -> frozenset[str]:
     return REQUEST_ONLY | owned | FORWARDED
+
+
+@lru_cache(maxsize=4096)
+def _aliased(drop: frozenset[str]) -> frozenset[str]:
+    return drop | HOP_BY_HOP | FRAMING
 
 
 @lru_cache(maxsize=4096)

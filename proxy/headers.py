@@ -75,6 +75,19 @@ def end_to_end(
 
 HOP_BY_HOP_RAW = frozenset(name.encode("ascii") for name in HOP_BY_HOP)
 
+# The request's framing, which the proxy writes itself (from the body it forwards).
+FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+
+def is_underscore_alias(low: str, managed: frozenset[str]) -> bool:
+    """`low` (a lowercase name) spells a header in `managed` with `_` for `-`.
+
+    CGI and WSGI servers (and the frameworks on them) turn both `Content-Length` and
+    `Content_Length` into one `CONTENT_LENGTH` variable, so a client's `Transfer_Encoding` or
+    `X_Api_Key` beside the proxy's own framing or credential header could be the one the
+    upstream reads. Such aliases of the headers the proxy drops or sets are dropped too."""
+    return "_" in low and low.replace("_", "-") in managed
+
 
 @lru_cache(maxsize=1024)
 def raw_connection_tokens(value: bytes) -> frozenset[bytes]:

@@ -3,11 +3,12 @@
 Bearer, basic and api-key-in-a-header credentials (and `none`) add the same header to every
 request and change nothing else, so for a connection made only of those the upstream request
 head is built straight from the bytes the client sent: the client's header lines minus the ones
-that never cross (hop-by-hop, `Host`, `X-Connection-Id`, client `X-Forwarded-*`, and the names
-the credentials own), then the credential lines worked out once, here, when the connection is
-compiled. No `OutboundRequest`, patch or decoded header list is made per request; the result is
-byte for byte what the general path (`forward.outbound_request` + `run_chain`) sends, which
-`tests/test_lean_path.py` checks side by side.
+that never cross (hop-by-hop, `Host`, `X-Connection-Id`, client `X-Forwarded-*`, the names the
+credentials own, and any of those or the framing headers spelt with `_`), then the credential
+lines worked out once, here, when the connection is compiled. No `OutboundRequest`, patch or
+decoded header list is made per request; the result is byte for byte what the general path
+(`forward.outbound_request` + `run_chain`) sends, which `tests/test_lean_path.py` checks side
+by side.
 
 Signing schemes (HMAC, OAuth 1.0a), OAuth 2.0 (its token changes and it may retry), api keys in
 the query or a cookie, `forwardedHeaders: true` and a `Connection` header naming further
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .headers import FORWARDED, HOP_BY_HOP, REQUEST_ONLY
+from .headers import FORWARDED, FRAMING, HOP_BY_HOP, REQUEST_ONLY
 from .http1.wire import Endpoint, parse_origin
 from .schemes import Scheme
 from .urls import BaseUrl
@@ -35,6 +36,7 @@ class LeanPlan:
     base_path: str  # the baseUrl path as written ("/" when empty)
     path_prefix: str  # what a non-empty route tail is appended to
     drop: frozenset[bytes]  # lowercase header names never forwarded
+    aliased: frozenset[bytes]  # ... and these, spelt with `_` (headers.is_underscore_alias)
     host_line: bytes  # b"Host: <authority>\r\n"
     added: bytes  # the credentials' header lines, in credential order
 
@@ -61,6 +63,7 @@ def lean_plan(base: BaseUrl, schemes: Sequence[Scheme], owned: frozenset[str]) -
         base_path=base.path or "/",
         path_prefix=base.path_prefix,
         drop=frozenset(name.encode("latin-1") for name in drop),
+        aliased=frozenset(name.encode("latin-1") for name in drop | FRAMING),
         host_line=f"Host: {endpoint.authority}\r\n".encode("latin-1"),
         added=added_bytes,
     )
@@ -94,6 +97,8 @@ def build_head(
             continue
         if low in skip:
             continue
+        if b"_" in low and low.replace(b"_", b"-") in plan.aliased:
+            continue  # (headers.is_underscore_alias)
         parts += (name, b": ", value, b"\r\n")
     parts += (plan.added, framing, b"\r\n")
     return b"".join(parts)
