@@ -5,6 +5,8 @@ be the one they believe. On raw sockets, on the lean and the general path."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests import rawhttp
@@ -30,7 +32,7 @@ async def test_aliases_of_managed_headers_never_reach_the_upstream(
     make_proxy: MakeProxy, path: str
 ) -> None:
     async with rawhttp.raw_upstream() as upstream:
-        tree = {
+        tree: dict[str, Any] = {
             "connections": [
                 connection("svc", upstream.base, api_key("X-Api-Key", "header", SECRET))
             ]

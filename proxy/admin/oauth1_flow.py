@@ -16,6 +16,7 @@ built and sent by `oauth1_client.py`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from aiohttp import web
 from ..config import models as m
 from ..config.ids import new_id
 from ..connection import CompiledConnection
-from ..errors import FieldError
+from ..errors import FieldError, ProxyError
 from ..oauth1_client import (
     STATE_PREFIX,
     TEMP,
@@ -46,6 +47,8 @@ from .oauth2 import attach_credential, connection_name
 from .redact import to_json
 
 CALLBACK_PATH = "/connections/oauth1/callback"
+# Failed verifier exchanges a flow survives (exchange_or_keep).
+MAX_FAILED_EXCHANGES = 5
 
 
 class OAuth1Init(m.SeedModel):
@@ -141,7 +144,9 @@ async def callback(request: web.Request) -> web.Response:
     state = STATE_PREFIX + query["oauth_token"]
     flow, route = await take_flow(admin, state, kind="oauth1", what="oauth_token")
     index, auth = oauth1_scheme(route.template)
-    answer = await exchange_verifier(auth, flow, query["oauth_token"], query["oauth_verifier"])
+    answer = await exchange_or_keep(
+        admin, auth, flow, query["oauth_token"], query["oauth_verifier"]
+    )
     connection = _connect(admin, route, flow, index, auth, answer)
     await save_connection(admin, route, connection)
     credential = connection.model.credentials[index].credential
@@ -179,7 +184,7 @@ async def exchange_oauth1_credential(
             ],
         )
     verifier = value.oauth_verifier.get_secret_value()
-    answer = await exchange_verifier(auth, flow, value.oauth_token, verifier)
+    answer = await exchange_or_keep(admin, auth, flow, value.oauth_token, verifier)
     return m.OAuth1TokenCredential.model_validate(
         {
             "type": "oauth1-token",
@@ -189,6 +194,24 @@ async def exchange_oauth1_credential(
             "data": {"oauth1Token": token_value(auth, flow, answer)},
         }
     )
+
+
+async def exchange_or_keep(
+    admin: Admin, auth: m.OAuth1SchemeConfig, flow: FlowState, oauth_token: str, verifier: str
+) -> dict[str, str]:
+    """`exchange_verifier`, with the flow put back when the exchange fails: a wrong verifier
+    (anyone who saw the `oauth_token` can send one) must not use up the flow the real callback
+    needs. The flow was taken from the store first, so two callbacks never exchange at once;
+    after `MAX_FAILED_EXCHANGES` failures it stays used up, so verifiers cannot be tried
+    without end (the provider's own limits aside), and it still expires after 10 minutes."""
+    try:
+        return await exchange_verifier(auth, flow, oauth_token, verifier)
+    except ProxyError:
+        failed = int(flow.extra.get("failed_exchanges", 0)) + 1
+        if failed < MAX_FAILED_EXCHANGES:
+            kept = dataclasses.replace(flow, extra={**flow.extra, "failed_exchanges": failed})
+            await admin.store.put_flow(kept)
+        raise
 
 
 def consumer_secrets(template: CompiledTemplate) -> list[str]:

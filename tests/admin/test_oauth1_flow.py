@@ -87,7 +87,10 @@ async def test_replayed_and_tampered_callbacks_are_400(
     tampered = location.replace(query["oauth_verifier"][0], "x" * len(query["oauth_verifier"][0]))
     refused = await follow(tampered)
     assert refused.status == 400, await refused.text()
-    # The temporary credentials were single use: the genuine callback now fails too.
+    # A wrong verifier does not use up the flow: the genuine callback still connects.
+    genuine = await follow(location)
+    assert genuine.status == 201, await genuine.text()
+    # The temporary credentials were single use once exchanged: a replay fails.
     replay = await follow(location)
     assert replay.status == 400
     assert (await replay.json())["code"] == "invalid_state"
@@ -97,6 +100,22 @@ async def test_replayed_and_tampered_callbacks_are_400(
     )
     assert response.status == 400
     assert [f["field"] for f in (await response.json())["fields"]] == ["params.account"]
+
+
+async def test_wrong_verifiers_are_bounded(aiohttp_server: Any, make_planes: MakePlanes) -> None:
+    """Each wrong verifier is 400 and leaves the flow; after five the flow is used up."""
+    _, planes = await start(
+        aiohttp_server, make_planes, "sha256", "AUTH_STYLE_AUTHORIZATION_HEADER"
+    )
+    location = await init_and_authorize(planes, params={"account": "acme"})
+    verifier = parse_qs(urlsplit(location).query)["oauth_verifier"][0]
+    for attempt in range(5):
+        wrong = await follow(location.replace(verifier, f"wrong{attempt}"))
+        assert wrong.status == 400
+        assert (await wrong.json())["code"] == "oauth1_endpoint_failed"
+    used_up = await follow(location)
+    assert used_up.status == 400
+    assert (await used_up.json())["code"] == "invalid_state"
 
 
 @pytest.mark.parametrize("refusal", ["denied", "error"])
