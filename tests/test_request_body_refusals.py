@@ -168,6 +168,25 @@ async def test_a_dripped_body_is_408_like_a_stalled_one(make_proxy: MakeProxy) -
     assert all(not r.request.complete for r in upstream.received)
 
 
+async def test_an_endless_chunk_extension_is_no_progress(make_proxy: MakeProxy) -> None:
+    """Framing bytes are not body: a chunk-size line that never ends is 408 like a stall."""
+    async with proxied(make_proxy, "lean", timeouts={"clientBody": 0.6}) as (port, upstream):
+        async with rawhttp.opened(port) as (reader, writer):
+            writer.write(HEAD + b"1;ext=")
+            start = time.monotonic()
+            reply_task = asyncio.ensure_future(answer(reader, 6))
+            with contextlib.suppress(ConnectionError):
+                while not reply_task.done() and time.monotonic() - start < 5:
+                    writer.write(b"e" * 2048)  # 2 KiB of extension every 0.1 s
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+            reply = await reply_task
+            took = time.monotonic() - start
+    assert_error(reply, 408, "request_timeout")
+    assert took <= 2.5
+    assert all(not r.request.complete for r in upstream.received)
+
+
 async def test_a_steady_slow_body_is_served(make_proxy: MakeProxy) -> None:
     """Progress resets the window: 2 KiB every 0.3 s passes a 0.6 s `clientBody` for 2 s."""
     async with proxied(make_proxy, "lean", timeouts={"clientBody": 0.6}) as (port, upstream):

@@ -15,7 +15,7 @@ graceful drain; `ServerConnection` is one client connection:
   connection gets 503 and is closed. The timeouts are checked by one sweep for all connections,
   so no timer is allocated per request.
 - A request body must make progress: each `body_timeout` window brings at least
-  `BODY_PROGRESS_BYTES` of it (or its end), else the request ends with 408 (a byte now and
+  `BODY_PROGRESS_BYTES` of its data (or its end), else the request ends with 408 (a byte now and
   then would otherwise hold a connection slot, and an upstream connection, forever). Trailer
   fields (RFC 9112 §7.1.2) are bounded like a head: bytes, field count, and `head_timeout`
   from the last chunk on. A body refused while its request still waits for its handler is
@@ -211,7 +211,9 @@ class ServerConnection(asyncio.Protocol):
         self._rejection: ProxyError | None = None
         # The body being received (`_receiving`): progress, and the trailer section.
         self._body_timed = False  # its `body_timeout` window runs (`deadline`)
-        self._body_progress = 0  # bytes received in the current window
+        # Body bytes (chunk data, not framing: an endless chunk extension is no progress)
+        # received in the current window.
+        self._body_progress = 0
         self._chunk_opened = False  # a chunk header came, and no data or chunk end since
         self._feed_moved = False  # ... or one of those came during the current read
         self._trailer_bytes = 0  # bytes received inside the trailer section
@@ -313,11 +315,9 @@ class ServerConnection(asyncio.Protocol):
             if self._trailer_bytes > self.limits.max_head_bytes:
                 self._refuse(trailers_too_large(self.limits.max_head_bytes))
                 return True
-        if self._body_timed:
-            self._body_progress += size
-            if self._body_progress >= BODY_PROGRESS_BYTES:
-                self._body_progress = 0
-                self._start_body_window()
+        if self._body_timed and self._body_progress >= BODY_PROGRESS_BYTES:
+            self._body_progress = 0
+            self._start_body_window()
         return False
 
     def _start_body_window(self) -> None:
@@ -505,6 +505,7 @@ class ServerConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._chunk_opened = False
         self._feed_moved = True
+        self._body_progress += len(body)
         request = self._receiving
         if request is None:
             return
