@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from .errors import FieldError
 from .filewatch import content_digest
 from .logs import setup_logging
 from .metrics import MULTIPROCESS_DIR
-from .store import Store, StoreError, open_store
+from .store import Store, StoreError, open_store, verify_store
 from .tokens import TokenManager
 from .tuning import tune_for_serving
 
@@ -88,6 +89,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     runtime = load_or_report(path, offline=args.offline)
     if runtime is None:
         return EXIT_INVALID
+    if not args.offline:
+        refused = start_refusals(runtime)
+        if refused:
+            return refused
     offline = " (offline: ${...} not resolved, those fields not checked)" if args.offline else ""
     print(f"{path}: ok, {len(runtime.config.connections)} connection(s){offline}")
     return 0
@@ -120,6 +125,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_refusals(runtime: Runtime) -> int:
+    """What `run` would refuse at start after loading the file, in its words and with its exit
+    status (0: nothing): the environment's listen address and log level, the store (read, not
+    created), the listeners (bound and released at once). Every problem is printed."""
+    config = runtime.config
+    listen = _env_listen() or config.listen  # a bad one: printed, SystemExit(2), as in run
+    if _env_log_level() is None:
+        return EXIT_INVALID
+    status = 0
+    key = config.store.key.get_secret_value() if config.store.key else None
+    url = config.store.url.get_secret_value() if config.store.url else None
+    try:
+        verify_store(config.store.path, key, url=url)
+    except StoreError as exc:
+        print(f"store: {exc}", file=sys.stderr)
+        status = EXIT_STORE
+    wanted = [listen, *([config.admin.listen] if config.admin is not None else [])]
+    refusals, warnings = check_listeners(wanted)
+    for line in refusals:
+        print(line, file=sys.stderr)
+        status = status or EXIT_LISTEN
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    return status
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # SIGHUP reloads once serving (reload.py); until then it must not end the process either.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -130,9 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     config = runtime.config
     listen = args.listen or _env_listen() or config.listen
-    level = args.log_level or os.environ.get("SIGNING_PROXY_LOG_LEVEL", "").lower()
-    if level and level not in LOG_LEVELS:
-        print(f"$SIGNING_PROXY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+    level = args.log_level or _env_log_level()
+    if level is None:
         return EXIT_INVALID
     setup_logging(level or config.log.level, config.log.format, with_pid=args.workers > 1)
     log_warnings(runtime.warnings)
@@ -268,6 +298,17 @@ def log_routes(runtime: Runtime) -> None:
 class ListenError(Exception):
     """A listener could not be bound; the message names the address."""
 
+    def __init__(self, address: str | socket.socket, error: OSError) -> None:
+        # create_server's message repeats the address as a tuple; the errno's text is enough
+        # (a resolver error's own text: its codes are not errnos).
+        if isinstance(error, socket.gaierror) or not error.errno:
+            reason = error.strerror or str(error)
+        else:
+            reason = os.strerror(error.errno)
+        super().__init__(f"listen {address}: {reason}")
+        self.address = address
+        self.errno = error.errno
+
 
 def bind_listeners(addresses: Sequence[str | socket.socket]) -> list[socket.socket]:
     """Bind each `HOST:PORT` (a socket passes through); on failure close what was bound."""
@@ -279,11 +320,29 @@ def bind_listeners(addresses: Sequence[str | socket.socket]) -> list[socket.sock
         for sock in bound:
             if sock not in addresses:
                 sock.close()
-        where = addresses[len(bound)]
-        # create_server's message repeats the address as a tuple; the errno's text is enough.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ListenError(f"listen {where}: {reason}") from None
+        raise ListenError(addresses[len(bound)], exc) from None
     return bound
+
+
+def check_listeners(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(refusals, warnings) for binding `addresses` together as `run` does; nothing stays
+    bound. An address another process holds now is a warning, not a refusal: `check` is run
+    beside the proxy it checks (before a reload), whose ports are in use by design."""
+    try:
+        bound = bind_listeners(addresses)
+    except ListenError as exc:
+        if exc.errno == errno.EADDRINUSE and isinstance(exc.address, str):
+            try:
+                bind_tcp(exc.address).close()  # alone it binds: the file names it twice
+            except OSError as alone:
+                if alone.errno == errno.EADDRINUSE:
+                    return [], [
+                        f"{exc} (held by another process now; run refuses to start while it is)"
+                    ]
+        return [str(exc)], []
+    for sock in bound:
+        sock.close()
+    return [], []
 
 
 def bind_tcp(address: str) -> socket.socket:
@@ -291,6 +350,15 @@ def bind_tcp(address: str) -> socket.socket:
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     # SO_REUSEADDR (set by create_server) as aiohttp would: a restart is not blocked by TIME_WAIT.
     return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def _env_log_level() -> str | None:
+    """`$SIGNING_PROXY_LOG_LEVEL` ("" when unset); None, printed, when it is not a level."""
+    level = os.environ.get("SIGNING_PROXY_LOG_LEVEL", "").lower()
+    if level and level not in LOG_LEVELS:
+        print(f"$SIGNING_PROXY_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}", file=sys.stderr)
+        return None
+    return level
 
 
 def _env_listen() -> str | None:

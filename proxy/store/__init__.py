@@ -278,6 +278,19 @@ def open_store(path: str | None, key: str | None = None, *, url: str | None = No
     return SqliteStore.open(path, key)
 
 
+def verify_store(path: str | None, key: str | None = None, *, url: str | None = None) -> None:
+    """Raise the `StoreError` `open_store` would raise, creating and changing nothing: what
+    `signing-proxy check` reports (an existing store is read, a missing one is not created)."""
+    if url is not None:
+        from .postgres import PostgresStore
+
+        PostgresStore.verify(url, key)
+    elif path is not None:
+        from .sqlite import SqliteStore
+
+        SqliteStore.verify(path, key)
+
+
 __all__ = [
     "ClientAuthStyle",
     "ConnectionStore",
@@ -294,4 +307,5 @@ __all__ = [
     "lease_owner",
     "lease_owner_dead",
     "open_store",
+    "verify_store",
 ]

@@ -60,18 +60,23 @@ def load_or_create_key_file(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise StoreError(
-                f"{path}: key file mode is {mode:o}; it must be readable by its owner only "
-                f"(chmod 600 {path})"
-            ) from None
-        return parse_key(path.read_text(encoding="ascii"))
+        return read_key_file(path)
     try:
         os.write(fd, (new_key_text() + "\n").encode())
         os.fsync(fd)
     finally:
         os.close(fd)
+    return parse_key(path.read_text(encoding="ascii"))
+
+
+def read_key_file(path: Path) -> bytes:
+    """The key in the existing key file at `path`, refused when group or others may read it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise StoreError(
+            f"{path}: key file mode is {mode:o}; it must be readable by its owner only "
+            f"(chmod 600 {path})"
+        )
     return parse_key(path.read_text(encoding="ascii"))
 
 

@@ -195,6 +195,42 @@ class PostgresStore:
 
         return cls(url, sealer, _run_sync(prepare))
 
+    @staticmethod
+    def verify(url: str, key: str | None) -> None:
+        """Refuse what `open` would refuse, with its messages, changing nothing (`check`)."""
+        if not key:
+            raise StoreError(
+                "store.key is required with store.url (a PostgreSQL store has no directory "
+                "to keep a key file in)"
+            )
+        rows = SealedRows(Sealer(parse_key(key)))
+
+        async def look() -> None:
+            try:
+                conn = await asyncpg.connect(url, timeout=10)
+            except _FAILURES as exc:
+                raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
+            except ValueError:
+                raise StoreError("store.url: not a valid PostgreSQL URL") from None
+            try:
+                current = 0
+                if await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+                    current = await conn.fetchval("SELECT version FROM schema_version") or 0
+                if current > SCHEMA_VERSION:
+                    raise newer_schema(current, SCHEMA_VERSION)
+                if current > 0:
+                    sealed = await conn.fetchval(
+                        "SELECT value FROM meta WHERE name = 'fingerprint_key'"
+                    )
+                    if sealed is not None:
+                        rows.open_fingerprint_key(sealed)
+            except _FAILURES as exc:
+                raise StoreError(f"store.url: {_reason(exc)}") from None
+            finally:
+                await conn.close()
+
+        _run_sync(look)
+
     def fingerprint(self, secret: str) -> str:
         return fingerprint(self._fingerprint_key, secret)
 

@@ -28,9 +28,11 @@ Strategy:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +51,15 @@ from . import (
     lease_owner_dead,
 )
 from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
-from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, load_or_create_key_file, parse_key
+from .crypto import (
+    KEY_BYTES,
+    Sealer,
+    SealError,
+    fingerprint,
+    load_or_create_key_file,
+    parse_key,
+    read_key_file,
+)
 from .holders import hold_shared
 from .repairs import LAST_REPAIR, REPAIRS_ROW, parse_applied, pending, repaired
 
@@ -189,6 +199,52 @@ class SqliteStore:
             _release(held)
             raise
         return cls(conn, sealer, fp_key, key_file, held)
+
+    @staticmethod
+    def verify(path: str | Path, key: str | None = None) -> None:
+        """Refuse what `open` would refuse, with its messages, creating and changing nothing
+        (`signing-proxy check`)."""
+        db_path = Path(path)
+        key_path = key_file_path(db_path)
+        try:
+            raw_key = parse_key(key) if key else None
+            if raw_key is None and key_path.exists():
+                raw_key = read_key_file(key_path)
+            if not db_path.exists():
+                _check_creatable(db_path)
+                return
+            conn = connect(db_path)
+        except OSError as exc:
+            raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
+        try:
+            # The write lock `open`'s migration takes; everything in it is rolled back.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = schema_version(conn)
+                if current > SCHEMA_VERSION:
+                    raise newer_schema(current, SCHEMA_VERSION)
+                row = None
+                if current > 0:
+                    row = conn.execute(
+                        "SELECT value FROM meta WHERE name = 'fingerprint_key'"
+                    ).fetchone()
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
+        finally:
+            conn.close()
+        if row is None:
+            return
+        # Without a key file, `open` would make a new one: a key the store was not written with.
+        keys = [raw_key or os.urandom(KEY_BYTES)]
+        pending = pending_key_path(key_path)
+        if key is None and pending.exists():
+            keys.append(read_key_file(pending))  # an interrupted rotation `open` completes
+        if not any(_opens(candidate, row[0]) for candidate in keys):
+            SealedRows(Sealer(keys[0])).open_fingerprint_key(row[0])  # raises, as `open` would
 
     def fingerprint(self, secret: str) -> str:
         return fingerprint(self._fingerprint_key, secret)
@@ -461,6 +517,23 @@ class SqliteStore:
 
         taken = await self._run(write)
         return None if taken is None else self._rows.open_flow(state, state_hash, *taken, now)
+
+
+def _check_creatable(db_path: Path) -> None:
+    """Raise the OSError `open` would meet creating `db_path` (its directories, then the file),
+    trying it in a temporary name that is removed at once."""
+    existing = db_path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        code = errno.EEXIST if existing == db_path.parent else errno.ENOTDIR
+        raise OSError(code, os.strerror(code))
+    if existing == db_path.parent:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".signing-proxy-check-")
+        os.close(fd)
+        os.unlink(probe)
+    else:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".signing-proxy-check-"))
 
 
 def _release(held: int | None) -> None:
