@@ -236,6 +236,23 @@ class Access:
             if wait:
                 raise rate_limited(wait)
 
+    def restricts_methods(self, connection: CompiledConnection) -> bool:
+        """The connection's policy allows some method less than another (a method policy)."""
+        compiled = self._compiled(connection)
+        return compiled is not None and compiled[2].restricts_methods
+
+    def authorize_methods(
+        self, connection: CompiledConnection, methods: Iterable[str], raw_tail: str
+    ) -> None:
+        """Raise 403 `request_forbidden` unless the policy allows each of `methods` (those a
+        form body names in `_method`, read before anything is sent)."""
+        compiled = self._compiled(connection)
+        if compiled is None:
+            return
+        for method in methods:
+            if not compiled[2].allows(method, raw_tail):
+                raise request_forbidden()
+
     def rules_for(self, connection: CompiledConnection) -> tuple[Rule, ...] | None:
         """The connection's own policy, else its template's; None when neither has one."""
         compiled = self._compiled(connection)

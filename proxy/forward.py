@@ -42,6 +42,7 @@ from .http1.wire import Framing
 from .lean import LeanPlan, build_head
 from .lean_exchange import Settle, send_lean
 from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
+from .policy import form_method_overrides, is_form
 from .relay import relay
 from .routing import Router
 from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
@@ -225,9 +226,22 @@ class Forwarder:
             )
         if caller is not None:
             request.client = caller.name
+        # A form body may name another method in `_method` (policy.py): under a method policy
+        # it is read, and checked, before anything is sent.
+        form_type = None
+        if request.has_body and self.access is not None:
+            if self.access.restricts_methods(connection):
+                content_type = request.header("Content-Type")
+                if is_form(content_type):
+                    form_type = content_type
         lean = connection.lean
         upstream = self.upstream
-        if lean is not None and not self.forwarded_headers and isinstance(upstream, Http1Upstream):
+        if (
+            lean is not None
+            and form_type is None
+            and not self.forwarded_headers
+            and isinstance(upstream, Http1Upstream)
+        ):
             # Constant credential headers only; the headers that carried a client key are left
             # out. No head when a `Connection` header names others: the general path drops them.
             skip = caller.carriers_raw if caller is not None else _NO_CARRIERS
@@ -238,7 +252,7 @@ class Forwarder:
                 return _start_lean(
                     upstream, request, connection, lean, head, framing, settle, start
                 )
-        return self._forward(request, connection, caller, tail, query)
+        return self._forward(request, connection, caller, tail, query, form_type)
 
     async def _forward(
         self,
@@ -247,6 +261,7 @@ class Forwarder:
         caller: Presented | None,
         tail: str,
         query: str,
+        form_type: str | None = None,
     ) -> None:
         """The general path: the credential chain over an `OutboundRequest`."""
         headers = request.headers
@@ -261,7 +276,7 @@ class Forwarder:
             _forwarded(request) if self.forwarded_headers else (),
         )
         # Asked per request: OAuth 1 reads only form bodies, known from the Content-Type.
-        reads_body = False
+        reads_body = form_type is not None
         for scheme in connection.schemes:
             if scheme.reads_body(outbound):
                 reads_body = True
@@ -271,6 +286,9 @@ class Forwarder:
         if request.has_body or reads_body or connection.wants_replayable_body:
             buffered, stream = await self._prepare_body(request, connection, reads_body)
         try:
+            if form_type is not None and buffered is not None and self.access is not None:
+                named = await _form_methods(buffered, form_type)
+                self.access.authorize_methods(connection, named, tail)
             if buffered is not None:
                 outbound = with_body(outbound, buffered)
             send = _Sender(self.upstream, stream, connection_tls(connection))
@@ -308,6 +326,13 @@ class Forwarder:
             # Too big to keep for a retry: stream what was read, then the rest.
             return None, _chain(body.read_all(), overflow, request.body.iter_any())
         return None, request.body.iter_any()
+
+
+async def _form_methods(body: BufferedBody, content_type: str) -> set[str]:
+    if body.in_memory is not None:
+        return form_method_overrides((body.in_memory,), content_type)
+    # A spilled body is read from its file, off the event loop.
+    return await asyncio.to_thread(form_method_overrides, body.iter_bytes(), content_type)
 
 
 def _lean_framing(request: InboundRequest) -> tuple[Framing, int | None, bytes]:

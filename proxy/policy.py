@@ -21,7 +21,8 @@ path, each testable alone.
   `/repos/*/issues`, so neither rule alone lets it through.
 - `method_overrides()`: the methods a request names in `X-HTTP-Method-Override`,
   `X-HTTP-Method`, `X-Method-Override` or a `_method` query parameter, which many frameworks
-  honour instead of the request's own: a method policy checks each of them too.
+  honour instead of the request's own: a method policy checks each of them too;
+  `form_method_overrides()` the same for a `_method` field of a form body.
 - `PolicyMatcher`: one policy's rules arranged for the request path (per method: any path,
   a set of literal paths, the glob patterns), built once per connection and policy.
 - `TokenBucket`: a rate limit of `requests` per `per` seconds with bursts up to `requests`,
@@ -401,6 +402,36 @@ def _arranged(rules: Iterable[Rule]) -> _Arranged:
             else:
                 globs.append(pattern)
     return (any_path, frozenset(literal), tuple(globs)) if seen else None
+
+
+# A `_method` field in a form body (Rails' Rack::MethodOverride, Laravel, Symfony): in
+# `application/x-www-form-urlencoded` as `_method=VALUE` (the name possibly encoded), in
+# `multipart/form-data` as a part named `_method`.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_FIELD = re.compile(rb"(?:^|&)(?:_|%5[Ff])method=([^&]{0,64})")
+_MULTIPART_FIELD = re.compile(
+    rb'name="?_method"?[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([^\r\n]{0,64})', re.IGNORECASE
+)
+# Bytes carried over between chunks so a field cut by a chunk boundary is still seen.
+_FORM_OVERLAP = 512
+
+
+def is_form(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";")[0].strip().lower() in FORM_TYPES
+
+
+def form_method_overrides(chunks: Iterable[bytes], content_type: str) -> set[str]:
+    """The methods a form body names in `_method` fields, uppercase."""
+    pattern = _FORM_FIELD if "urlencoded" in content_type.lower() else _MULTIPART_FIELD
+    named: set[str] = set()
+    tail = b""
+    for chunk in chunks:
+        window = tail + chunk
+        for found in pattern.finditer(window):
+            value = found.group(1).decode("latin-1")
+            named.add(unquote(value.replace("+", " ")).strip().upper())
+        tail = window[-_FORM_OVERLAP:]
+    return named
 
 
 # --- rate limits ---------------------------------------------------------------------------

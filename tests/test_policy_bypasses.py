@@ -17,7 +17,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from proxy.policy import PolicyMatcher, Rule, compile_path_pattern, method_overrides
+from proxy.policy import (
+    PolicyMatcher,
+    Rule,
+    compile_path_pattern,
+    form_method_overrides,
+    method_overrides,
+)
 from tests import rawhttp
 from tests.conftest import MakeProxy, bearer, connection
 
@@ -111,6 +117,21 @@ def test_method_overrides_are_read_from_headers_and_query() -> None:
     assert overrides(("X-Other", "DELETE"), query="method=DELETE") == set()
 
 
+def test_method_overrides_in_form_bodies() -> None:
+    form = "application/x-www-form-urlencoded"
+    assert form_method_overrides([b"a=1&_method=delete&b=2"], form) == {"DELETE"}
+    assert form_method_overrides([b"%5Fmethod=PUT"], form) == {"PUT"}
+    assert form_method_overrides([b"a=1&my_method=x"], form) == set()
+    # A field cut by a chunk boundary is still seen.
+    assert form_method_overrides([b"a=" + b"x" * 100 + b"&_met", b"hod=PATCH"], form) == {"PATCH"}
+    multipart = "multipart/form-data; boundary=XyZ"
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="title"\r\n\r\nhello\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--XyZ--\r\n'
+    )
+    assert form_method_overrides([body], multipart) == {"DELETE"}
+
+
 TOKEN = "sk-policy-upstream-2b7e"
 
 
@@ -137,6 +158,52 @@ FORBIDDEN = {
         "X-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\n",
     ),
 }
+FORM = "Content-Type: application/x-www-form-urlencoded\r\n"
+FORBIDDEN_FORMS = {
+    "form _method": ("/gh/repos/acme/x", FORM, b"title=x&_method=DELETE"),
+    "chunked form _method": ("/gh/repos/acme/x", FORM, b"_method=PUT"),
+    "multipart _method": (
+        "/gh/repos/acme/x",
+        "Content-Type: multipart/form-data; boundary=B\r\n",
+        b'--B\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--B--\r\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FORBIDDEN_FORMS)
+async def test_a_form_body_naming_another_method_is_403_before_anything_is_sent(
+    make_proxy: MakeProxy, name: str
+) -> None:
+    target, headers, body = FORBIDDEN_FORMS[name]
+    async with rawhttp.raw_upstream() as upstream:
+        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
+        if name.startswith("chunked"):
+            framing = "Transfer-Encoding: chunked\r\n"
+            payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        else:
+            framing, payload = f"Content-Length: {len(body)}\r\n", body
+        raw = f"POST {target} HTTP/1.1\r\nHost: p\r\n{headers}{framing}\r\n".encode() + payload
+        reply = await rawhttp.exchange(port, raw)
+    assert reply.status == 403
+    assert '"request_forbidden"' in reply.body.decode()
+    assert upstream.connections == 0
+
+
+async def test_a_form_body_without_another_method_is_forwarded_whole(
+    make_proxy: MakeProxy,
+) -> None:
+    body = b"title=x&state=open&method=none"
+    async with rawhttp.raw_upstream() as upstream:
+        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
+        raw = (
+            f"POST /gh/repos/acme/x HTTP/1.1\r\nHost: p\r\n{FORM}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        reply = await rawhttp.exchange(port, raw)
+    assert reply.status == 200
+    [received] = upstream.received
+    assert received.request.body == body
+    assert received.request.get("Content-Length") == str(len(body))
 
 
 @pytest.mark.parametrize("case", FORBIDDEN.values(), ids=FORBIDDEN.keys())
