@@ -42,9 +42,15 @@ def message(request: InboundRequest, status: int, duration_ms: str) -> str:
         f"connection={connection.name if connection is not None else '-'} "
         f"status={status or '-'} bytes={request.body_bytes} duration_ms={duration_ms}"
         f"{' upstream_broken' if request.upstream_broken else ''}"
-        f"{' client_disconnected' if request.client_gone else ''}"
+        f"{_ending(request)}"
         f"{'' if client is None else ' client=' + client}"
     )
+
+
+def _ending(request: InboundRequest) -> str:
+    if request.cut_by_shutdown:
+        return " cut_by_shutdown"
+    return " client_disconnected" if request.client_gone else ""
 
 
 def route_relative(path: str, route: str | None) -> str:

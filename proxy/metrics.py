@@ -44,6 +44,7 @@ class _Metrics:
     client_requests: Any
     inflight: Any
     access_log_dropped: Any
+    cut_by_shutdown: Any
 
 
 @functools.cache
@@ -98,6 +99,11 @@ def _metrics() -> _Metrics:
             "signing_proxy_access_log_dropped_lines_total",
             "Access-log lines dropped because the log destination was full, slow or failing.",
         ),
+        cut_by_shutdown=Counter(
+            "signing_proxy_requests_cut_by_shutdown_total",
+            "Requests still in flight when timeouts.shutdownGrace ran out, cut by the proxy.",
+            ["connection"],
+        ),
     )
 
 
@@ -135,6 +141,8 @@ def request_done(request: InboundRequest, start: float, status: int) -> None:
         m.upstream_errors.labels(name, request.error_type).inc()
     if request.client is not None:
         m.client_requests.labels(request.client, str(status)).inc()
+    if request.cut_by_shutdown:
+        m.cut_by_shutdown.labels(name).inc()
 
 
 def access_log_dropped(lines: int) -> None:

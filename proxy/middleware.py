@@ -27,6 +27,10 @@ error_log = logging.getLogger("signing_proxy.error")
 
 # nginx's code for "the client closed the connection before the response was complete".
 CLIENT_CLOSED = 499
+# A request `timeouts.shutdownGrace` cut before its response head went out: the proxy was not
+# available to finish it. (Cut after its head: the status sent.)
+CUT_BY_SHUTDOWN = 503
+CUT_BY_SHUTDOWN_CODE = "cut_by_shutdown"
 
 
 def error_response(error: ProxyError) -> web.Response:
@@ -63,7 +67,13 @@ def send_error(request: InboundRequest, error: ProxyError) -> None:
 
 def log_access(request: InboundRequest, start: float, access_log: AccessLog | None) -> None:
     """The end of every request: its metrics, and its line when the access log is on."""
-    status = CLIENT_CLOSED if request.client_gone else request.status
+    if request.cut_by_shutdown:
+        status = request.status if request.started else CUT_BY_SHUTDOWN
+        request.error_code = request.error_code or CUT_BY_SHUTDOWN_CODE
+    elif request.client_gone:
+        status = CLIENT_CLOSED
+    else:
+        status = request.status
     metrics.request_done(request, start, status)
     if access_log is not None:
         access_log.request(request, status, (time.monotonic() - start) * 1000)

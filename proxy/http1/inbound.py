@@ -180,6 +180,7 @@ class InboundRequest:
         "client",
         "upstream_broken",
         "client_gone",
+        "cut_by_shutdown",
         "error_code",
         "error_type",
         "upstream_status",
@@ -224,6 +225,8 @@ class InboundRequest:
         self.client: str | None = None  # the client's name (`clients`), never its key
         self.upstream_broken = False
         self.client_gone = False
+        # `timeouts.shutdownGrace` ran out before it finished: the proxy cut it, not the client.
+        self.cut_by_shutdown = False
         self.error_code: str | None = None
         self.error_type: str | None = None  # its RFC 9209 Proxy-Status type (metrics)
         self.upstream_status: int | None = None  # the upstream's status, when one answered

@@ -158,7 +158,7 @@ class HttpServer:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
                 for conn in list(self.connections):
-                    conn.abort()
+                    conn.cut_by_shutdown()
         for server in self._listeners:
             await server.wait_closed()
         if self._sweeper is not None:
@@ -564,6 +564,13 @@ class ServerConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+    def cut_by_shutdown(self) -> None:
+        """The drain's grace is over: abort, the request in flight marked as cut by the proxy
+        (its log line and metrics say so, not "client disconnected")."""
+        if self._current is not None and not self.closed:
+            self._current.cut_by_shutdown = True
+        self.abort()
 
     def run_task(self, request: InboundRequest, work: Coroutine[Any, Any, None]) -> None:
         if request is not self._current:
