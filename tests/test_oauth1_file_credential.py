@@ -25,6 +25,7 @@ from tests.conftest import bearer, connection
 from tests.oauth1_provider import Provider, provider_app, template
 from tests.plane import PlaneServer
 from tests.proxyproc import proxy_process
+from tests.seeds.schema import problems
 
 ADMIN_TOKEN = "canary-admin-token-o1f"
 VERIFIER = "canary-verifier-never-shown-3f9"
@@ -78,6 +79,18 @@ async def test_oauth1_credential_in_the_file_is_exchanged_once(
                 assert (await response.json())["valid"] is True  # oauthlib verified it
             # The first start exchanged the verifier once; the restart used the stored token.
             assert provider.hits["accesstoken"] == 1, f"start {start}"
+            # Read back, the credential is the oauth1-token it became (seed 001's Connection).
+            listed = f"{proc.admin}/o/{DEFAULT_ORGANISATION_ID}/connections"
+            async with session.get(listed, headers=auth) as r:
+                [item] = (await r.json())["items"]
+            assert problems(item) == []
+            credential = item["credentials"][0]["credential"]
+            assert credential["type"] == "oauth1-token"
+            assert credential["data"]["oauth1Token"] == {
+                "token": "",
+                "tokenSecret": "",
+                "additionalParams": [],
+            }
         assert verifier.encode() not in proc.stderr
         # One worker exchanged; the other waited for its token, never calling the flow unknown.
         assert proc.stderr.count(b"oauth1 verifier exchanged") == (1 if start == 0 else 0)

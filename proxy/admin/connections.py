@@ -18,7 +18,7 @@ from typing import Any, Literal, overload
 from aiohttp import web
 
 from ..config import models as m
-from ..connection import CompiledConnection
+from ..connection import CompiledConnection, credential_mismatch
 from ..errors import Conflict, FieldError, NotFound
 from ..messages import TokenSet
 from ..schemes.base import Scheme
@@ -71,6 +71,7 @@ async def create_connection(request: web.Request) -> web.Response:
     redacted = [
         FieldError(path, "redacted: supply the value")
         for index, entry in enumerate(given)
+        if fits_its_scheme(route, index, entry)  # else the type is the problem, named below
         for path in redacted_secrets(entry, f"connection.credentials[{index}]")
     ]
     if redacted:
@@ -126,6 +127,16 @@ def with_template_secrets(
                 entry = entry.model_copy(update={"auth_scheme_config": filled})
         out.append(entry)
     return out
+
+
+def fits_its_scheme(route: TemplateRoute, index: int, entry: m.ConnectionCredentialInput) -> bool:
+    """Whether the credential's type fits its scheme (given, or the template's at `index`)."""
+    configs = route.template.model.auth_scheme_configs
+    auth = entry.auth_scheme_config or (configs[index] if index < len(configs) else None)
+    if auth is None:
+        return False
+    pair = m.ConnectionCredential(auth_scheme_config=auth, credential=entry.credential)
+    return credential_mismatch(pair) is None
 
 
 async def exchange_codes(

@@ -82,16 +82,17 @@ def with_secrets_of(given: ModelT, source: BaseModel) -> ModelT:
     return given.model_copy(update=update) if update else given
 
 
-# Secrets a model lets default to `""` that a credential still cannot do without (the seed
-# requires them): an OAuth 2.0 client_credentials client is confidential (RFC 6749 §4.4).
-_NEEDED = frozenset({("OAuth2ClientValue", "client_secret")})
+# Secrets a model lets default to `""` that a credential sent through the API still cannot do
+# without (the seed requires them): an OAuth 2.0 client_credentials client is confidential (RFC
+# 6749 §4.4), and a basic-auth password `""` is what a read shows, so it is refused rather than
+# taken for an empty password (proxy.yaml still takes one).
+_NEEDED = frozenset({("OAuth2ClientValue", "client_secret"), ("BasicAuthValue", "password")})
 
 
 def redacted_secrets(model: BaseModel, prefix: str) -> list[str]:
     """The paths of the secrets in `model` still `""` that it cannot do without: what a GET body
     POSTed back without its secrets filled in holds. An `oauth2Token` needs one of its access
-    and refresh tokens (reported at `refreshToken`, the seed's required one); an empty
-    basic-auth password is a value (RFC 7617 allows it; Stripe's keys use it)."""
+    and refresh tokens (reported at `refreshToken`, the seed's required one)."""
     found: list[str] = []
     fields = type(model).model_fields
     for name, info in fields.items():

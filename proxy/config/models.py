@@ -89,9 +89,17 @@ def _optional_keys(cls: type[BaseModel]) -> frozenset[str]:
 
 
 def _must_be_empty(value: Any) -> None:
-    if value is None or value == {}:
+    if _is_zero_tree(value):
         return None
     raise ValueError("only the object named by `type` is read: this one must be {} or null")
+
+
+def _is_zero_tree(value: Any) -> bool:
+    """`null`, `{}`, or what a Go exporter writes for an unset struct: an object whose every
+    value is a Go zero (`""`, `0`, `false`, `null`, `[]`, the zero time, or such an object)."""
+    if isinstance(value, dict):
+        return all(_is_zero_tree(item) for item in value.values())
+    return value is False or value == [] or is_go_zero(value)
 
 
 # A sibling object that `type` does not select (seed 000 shows all seven filled): ignored when

@@ -31,6 +31,7 @@ from proxy.echo import create_echo_app
 from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
+from tests.seeds.schema import problems_but_template_id as problems
 from tests.test_signing_integration import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -227,7 +228,12 @@ async def test_001_creates_through_the_api_and_works(
 ) -> None:
     upstream = await upstream_for(case, aiohttp_server)
     auth = CONNECTIONS_000[case]["credentials"][0]["authSchemeConfig"]
-    template = {"id": case, "baseUrl": "${UPSTREAM}", "authSchemeConfigs": [auth]}
+    template = {
+        "id": CREATE_001[case]["connectionTemplateId"],  # a ULID, as seed 001's TemplateID
+        "route": f"/{case}",
+        "baseUrl": "${UPSTREAM}",
+        "authSchemeConfigs": [auth],
+    }
     planes = await make_planes({"templates": [template]}, env=upstream.env)
     body = substitute(CREATE_001[case], upstream.env)
     response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
@@ -324,8 +330,11 @@ async def test_003_callback_and_004_openint_answer_in_the_seed_shapes(
     url = f"/connection/conn_{created['connectionId']}?include_secrets=true&refresh_policy=none"
     got = await (await planes.admin.get(url, headers=AUTH)).json()
     seed_004 = fixture("004-openint-get-connection.json")
-    # integration_id: OpenInt's own catalogue entry, which a proxy connection does not have.
-    assert set(seed_004) - {"integration_id"} <= set(got)
+    assert set(seed_004) <= set(got)
+    assert got["integration_id"] == ""  # OpenInt's catalogue entry: a proxy connection has none
+    # The connection the callback made reads as seed 001's Connection.
+    read = await planes.admin.get(f"{CONNECTIONS}/{created['connectionId']}", headers=AUTH)
+    assert problems(await read.json()) == []
     oauth = got["settings"]["oauth"]
     assert set(seed_004["settings"]["oauth"]) - {"last_fetched_at"} <= set(oauth)
     assert set(seed_004["settings"]["oauth"]["credentials"]) <= set(oauth["credentials"])

@@ -23,6 +23,7 @@ from tests.admin.conftest import (
 )
 from tests.admin.test_oauth2_flow import Drive, oauth_template, provider
 from tests.oauth_server import create_resource_app
+from tests.seeds.schema import problems_but_template_id as problems
 
 
 def rfc3339(text: str) -> datetime:
@@ -196,6 +197,7 @@ async def test_oauth2_code_credential_is_exchanged_once_at_create(
         return create_body(name, {"credential": credential}, template="gdrive")
 
     created = await create(planes, body("carol", query["code"], query["state"]))
+    assert problems(created) == []  # seed 001's Connection
     [entry] = created["credentials"]
     assert entry["credential"]["type"] == "oauth2-token"
     token = entry["credential"]["data"]["oauth2Token"]

@@ -5,16 +5,28 @@ and the tests read those. Each document keeps every property its seed example sh
 placed as there, the way a Go exporter fills them (unselected objects `null` or `{}`, unset
 strings `""`, the zero time). `${NAME}` marks a value the tests fill in (a local server's URL, a
 token the local provider issued, a PEM made for the run): proxy.yaml interpolates them from the
-environment, API bodies get them substituted.
+environment, API bodies get them substituted. Ids are ULIDs, template ids included (seed 001's
+`TemplateID` is one).
+
+Two documents are derived from those cases:
+- `000-chains.json`: connections of several credentials applied in order (seed 001
+  `ConnectionCredentials`: "a user session token and an API key"), built from the single cases.
+- `000-go-zero.json`: every case with the Go zero value in every position seed 001's schema
+  (`connection_schema.json`, extracted from the seed) leaves optional: `""` for a string, `null`
+  for a list, the zero time for a date-time, `false` for an absent boolean, `null` for an absent
+  object; a present object and a `true` are kept (they carry the case). `KEPT` lists the few
+  positions whose value the proxy needs to sign at all, with the reason.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).with_name("fixtures")
+SCHEMA = json.loads(Path(__file__).with_name("connection_schema.json").read_text("utf-8"))
 ORG = "01JAAAAAAAAAAAAAAAAAAAAAAA"
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 SCHEMES = ["none", "apiKey", "basicAuth", "oauth2", "oauth1", "hmac", "certificate"]
@@ -269,8 +281,128 @@ def connections() -> dict[str, dict[str, Any]]:
             "createdAt": "2025-01-31T12:00:00Z",
             "updatedAt": "2025-02-01T08:30:00Z",
             "systemId": "01JE0000000000000000000S01",
-            "connectionTemplateId": name,
+            "connectionTemplateId": template_id(name),
         }
+    return out
+
+
+def template_id(case: str) -> str:
+    """The ULID of the template a case's connections are created from."""
+    return f"01JE{'0' * 19}T{sorted(CASES).index(case):02d}"
+
+
+CASES = [
+    "none",
+    "api-key",
+    "basic-auth",
+    "hmac",
+    "oauth2-authorization-code",
+    "oauth2-client-credentials",
+    "oauth2-password",
+    "oauth1",
+    "certificate",
+]
+
+
+def chains() -> dict[str, dict[str, Any]]:
+    """Connections whose credentials apply in order, made of the single cases' entries."""
+    single = connections()
+    plans = {
+        "api-key+hmac": ["api-key", "hmac"],
+        "none+basic-auth+api-key": ["none", "basic-auth", "api-key"],
+        "oauth1+api-key": ["oauth1", "api-key"],
+        "certificate+oauth2-client-credentials": ["certificate", "oauth2-client-credentials"],
+        "oauth2-authorization-code+hmac": ["oauth2-authorization-code", "hmac"],
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for number, (name, parts) in enumerate(plans.items()):
+        entries = []
+        for index, part in enumerate(parts):
+            entry = copy.deepcopy(single[part]["credentials"][0])
+            # Ids of their own: the same credential id in two connections is one credential.
+            entry["id"] = entry["credential"]["id"] = f"01JD{'0' * 18}K{number}{index:02d}"
+            entries.append(entry)
+        if name.startswith("certificate+"):
+            # The token endpoint is reached with the certificate credential (mTLS).
+            oauth2 = entries[1]["authSchemeConfig"]["oauth2"]
+            oauth2["mtlsEnabled"] = True
+            oauth2["mtlsCredentialId"] = entries[0]["id"]
+        out[name] = {
+            **single[parts[0]],
+            "id": f"01JC{'0' * 19}K{number:02d}",
+            "name": f"chain-{name}",
+            "credentials": entries,
+            "connectionTemplateId": "",
+        }
+    return out
+
+
+# Positions the Go zero is not written to, though the seed leaves them optional: without their
+# value nothing can be signed (a file connection's upstream, the credential's type that selects
+# its data, the client a refresh authenticates as when the credential names none), so an export
+# always has them.
+KEPT = {
+    "baseUrl",
+    "credentials[].credential.type",
+    "credentials[].authSchemeConfig.oauth2.grant.authorizationCode.clientId",
+    "credentials[].authSchemeConfig.oauth2.grant.password.clientId",
+}
+
+
+def go_zero() -> dict[str, dict[str, Any]]:
+    """Each single case with the Go zero value in every optional position of the seed schema."""
+    root = resolve({"$ref": SCHEMA["$ref"]})
+    out = {}
+    for number, (name, case) in enumerate(connections().items()):
+        document = zeroed(case, root, "")
+        # Ids and name of their own, so the variant can be served beside its case.
+        document.update(id=f"01JC{'0' * 19}Z{number:02d}", name=f"zero-{name}")
+        for index, entry in enumerate(document["credentials"]):
+            entry["id"] = entry["credential"]["id"] = f"01JD{'0' * 18}Z{number}{index:02d}"
+        out[name] = document
+    return out
+
+
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema through its `$ref`s, with `allOf` parts merged (properties, required)."""
+    while "$ref" in schema:
+        schema = SCHEMA["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    merged = {**schema, "properties": dict(schema.get("properties", {}))}
+    merged["required"] = list(schema.get("required", []))
+    for part in schema.get("allOf", []):
+        part = resolve(part)
+        merged["properties"].update(part["properties"])
+        merged["required"] += part["required"]
+        merged.setdefault("type", part.get("type"))
+    return merged
+
+
+def zeroed(document: Any, schema: dict[str, Any], path: str) -> Any:
+    if schema.get("type") == "array" and isinstance(document, list):
+        items = resolve(schema.get("items", {}))
+        return [zeroed(item, items, path + "[]") for item in document]
+    if not isinstance(document, dict) or not schema.get("properties"):
+        return document
+    out = dict(document)
+    for name, sub in schema["properties"].items():
+        sub = resolve(sub)
+        here = f"{path}.{name}".lstrip(".")
+        value = out.get(name)
+        if name in schema["required"] or here in KEPT:
+            if value is not None:
+                out[name] = zeroed(value, sub, here)
+            continue
+        kind = sub.get("type")
+        if kind == "string":
+            out[name] = GO_ZERO_TIME if sub.get("format") == "date-time" else ""
+        elif kind == "array":
+            out[name] = None
+        elif kind == "boolean":
+            out[name] = bool(value)  # an absent flag is false; a true is the case's own
+        elif value is None:
+            out[name] = None  # an absent object: Go's nil pointer
+        else:
+            out[name] = zeroed(value, sub, here)
     return out
 
 
@@ -315,7 +447,7 @@ def create_bodies() -> dict[str, dict[str, Any]]:
     """Seed 001's EnvSystemConnectionCreate, one per case, `baseUrl` a Go zero (the template's)."""
     return {
         name: {
-            "connectionTemplateId": name,
+            "connectionTemplateId": template_id(name),
             "connection": {"name": c["name"], "credentials": c["credentials"], "baseUrl": ""},
             "externalId": f"customer-{name}",
         }
@@ -381,6 +513,8 @@ def main() -> None:
     documents = {
         "000-get-connection.json": connections(),
         "000-exchange-pending.json": pending(),
+        "000-chains.json": chains(),
+        "000-go-zero.json": go_zero(),
         "001-create-connection.json": create_bodies(),
         "002-initialise-oauth2.json": {"request": INIT, "response": {"url": "https://..."}},
         "003-oauth2-callback.json": CALLBACK,
