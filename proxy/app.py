@@ -29,6 +29,7 @@ from .http1.server import ServerLimits
 from .middleware import error_log, log_access, send_error
 from .routing import Router
 from .store import Store
+from .store.legacy_ids import carry_legacy_tokens
 from .store.memory import MemoryStore
 from .sync import SYNC_INTERVAL, ConnectionSync
 from .templates import Templates
@@ -119,6 +120,7 @@ class DataPlane:
             return
         self._started = True
         if self.tokens is not None:
+            await carry_legacy_tokens(self.tokens.store, self.runtime.connections)
             for connection in self.runtime.connections:
                 await self.tokens.adopt_connection(connection)
         if self._sync is not None:

@@ -11,6 +11,7 @@ credential's id.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 
 from ulid import ULID
@@ -72,3 +73,25 @@ def with_scheme_id(
         return auth
     sub = (sub or m.SchemeBase()).model_copy(update={"id": make(*parts)})
     return auth.model_copy(update={field: sub})
+
+
+# Before ids were ULIDs, the file's were UUIDv5 in this namespace: the store may still hold
+# tokens under them (`legacy_token_ids`).
+_LEGACY_NAMESPACE = uuid.UUID("6f1c4c52-3a55-4b36-9b0c-2f4f5e8a9d10")
+
+
+def _legacy_id(*parts: str) -> str:
+    return str(uuid.uuid5(_LEGACY_NAMESPACE, "\x1f".join(parts)))
+
+
+def legacy_token_ids(model: m.Connection) -> dict[str, str]:
+    """Credential id → the UUID an earlier version derived for it, for each credential of a
+    file connection whose id is derived (`with_ids`), so its stored token can be carried over."""
+    assert model.id is not None
+    derived_connection = model.id == derived_id("connection", model.name)
+    old_connection = _legacy_id("connection", model.name) if derived_connection else model.id
+    out = {}
+    for index, entry in enumerate(model.credentials):
+        if entry.id == derived_id("credential", model.id, str(index)):
+            out[entry.id] = _legacy_id("credential", old_connection, str(index))
+    return out
