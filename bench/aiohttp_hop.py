@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from proxy.app import create_app
-from proxy.cli import load_or_report, setup_logging
-from proxy.server import serve
-from proxy.upstream import AiohttpUpstream
+from proxy.cli.command import load_or_report, setup_logging
+from proxy.cli.server import serve
+from proxy.dataplane.plane import create_app
+from proxy.dataplane.upstream import AiohttpUpstream
 
 
 def main(path: str) -> int:

@@ -11,9 +11,9 @@ import statistics
 import time
 from typing import Any
 
-from proxy.app import build_router
 from proxy.config.load import build_runtime
-from proxy.routing import Router
+from proxy.dataplane.plane import build_router
+from proxy.dataplane.routing import Router
 
 SIZES = (1, 10_000)
 LOOKUPS = 20_000  # per sample

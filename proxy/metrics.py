@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .connection import CompiledConnection
+    from .connections.compiled import CompiledConnection
     from .http1.inbound import InboundRequest
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"

@@ -8,8 +8,8 @@ import os
 import re
 from pathlib import Path
 
-from proxy.access_line import TextLine
-from proxy.access_log import AccessLog
+from proxy.dataplane.access_line import TextLine
+from proxy.dataplane.access_log import AccessLog
 
 # The whole text line: `logging`'s asctime, level and logger, then the request's message.
 TEXT_LINE = re.compile(

@@ -14,9 +14,9 @@ from typing import Any, Protocol, TypeVar
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app
+from proxy.cli.echo import create_echo_app
 from proxy.config.load import build_runtime
-from proxy.echo import create_echo_app
+from proxy.dataplane.plane import create_app
 from tests.accesslog import AccessLogFile
 from tests.pg import PgServer, start_server
 from tests.plane import PlaneServer

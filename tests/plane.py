@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp.test_utils import BaseTestServer
 from yarl import URL
 
-from proxy.app import DataPlane
+from proxy.cli.server import start_data_plane
+from proxy.dataplane.plane import DataPlane
 from proxy.http1.server import HttpServer
-from proxy.server import start_data_plane
 
 
 class PlaneServer(BaseTestServer):

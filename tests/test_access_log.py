@@ -31,12 +31,12 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from proxy.access_line import JsonLine, TextLine
-from proxy.access_log import AccessLog
-from proxy.app import create_app
+from proxy.cli.reload import Reloader
 from proxy.config.load import build_runtime
+from proxy.dataplane.access_line import JsonLine, TextLine
+from proxy.dataplane.access_log import AccessLog
+from proxy.dataplane.plane import create_app
 from proxy.logs import JsonFormatter
-from proxy.reload import Reloader
 from tests import rawhttp
 from tests.accesslog import MESSAGE, TEXT_LINE
 from tests.conftest import api_key, bearer, connection

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.body import BufferedBody, read_body
+from proxy.dataplane.body import BufferedBody, read_body
 from proxy.errors import PayloadTooLarge
 from tests import rawhttp
 from tests.conftest import MakeProxy, bearer, connection

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.access import AccessDenied
 from proxy.cli import main
 from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.connections.access import AccessDenied
 from tests.conftest import bearer, connection
 
 KEY = "ck-CANARY-cfg-41b7"

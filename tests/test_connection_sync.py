@@ -21,10 +21,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app
+from proxy.connections.templates import Templates
+from proxy.dataplane.plane import create_app
+from proxy.dataplane.sync import MIN_CHECK_GAP
 from proxy.store.sqlite import SqliteStore
-from proxy.sync import MIN_CHECK_GAP
-from proxy.templates import Templates
 from tests import rawhttp
 from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
     AUTH,

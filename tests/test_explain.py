@@ -163,8 +163,8 @@ async def test_streaming_connection_explains_without_reading(
 
 
 def test_stripe_style_username_key_is_masked() -> None:
+    from proxy.cli.explain import mask, secret_values
     from proxy.config.models import Connection
-    from proxy.explain import mask, secret_values
 
     model = Connection.model_validate(
         {"name": "stripe", "baseUrl": "https://api.stripe.com", "credentials": [{

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.config.load import build_runtime
-from proxy.connection import CompiledConnection
-from proxy.forward import outbound_request, route_target
+from proxy.connections.compiled import CompiledConnection
+from proxy.connections.lean import build_head
+from proxy.dataplane.forward import outbound_request, route_target
+from proxy.dataplane.routing import Router
 from proxy.http1.wire import encode_head, parse_origin, plan_framing
-from proxy.lean import build_head
-from proxy.routing import Router
 from proxy.schemes.base import DEFAULT_CONTEXT
 from tests.conftest import api_key, basic, bearer, connection, hmac_sha256, oauth2_token
 

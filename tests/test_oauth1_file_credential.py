@@ -16,10 +16,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app
 from proxy.cli import main
 from proxy.config.load import build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
+from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from tests.conftest import bearer, connection
 from tests.oauth1_provider import Provider, provider_app, template

@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.dataplane.plane import create_app
 from proxy.store import Store, open_store
-from proxy.tokens import Backoff, TokenManager
+from proxy.tokens.manager import Backoff, TokenManager
 from tests.conftest import connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.policy import (
+from proxy.connections.policy import (
     KeyRing,
     PatternError,
     PolicyMatcher,

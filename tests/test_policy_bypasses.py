@@ -17,7 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from proxy.policy import (
+from proxy.connections.policy import (
     PolicyMatcher,
     Rule,
     compile_path_pattern,

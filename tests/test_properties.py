@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.app import create_app
+from proxy.cli.server import start_data_plane
 from proxy.config.load import build_runtime
-from proxy.server import start_data_plane
+from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.conftest import background_loop, bearer, connection
 

@@ -23,10 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.admin import create_admin_app_for
-from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.dataplane.plane import create_app
 from proxy.store import open_store
-from proxy.tokens import TokenManager
+from proxy.tokens.manager import TokenManager
 from tests.conftest import bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process

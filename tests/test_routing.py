@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from proxy.routing import Router
+from proxy.dataplane.routing import Router
 from tests import rawhttp
 from tests.conftest import MakeProxy, connection
 

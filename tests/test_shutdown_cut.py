@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from prometheus_client import REGISTRY
 
-from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
 from tests.conftest import bearer, connection

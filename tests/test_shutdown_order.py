@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 
 from proxy.admin import create_admin_app_for
-from proxy.app import create_app
-from proxy.cli import bind_tcp
+from proxy.cli.command import bind_tcp
+from proxy.cli.server import Listener, serve
 from proxy.config.load import build_runtime
-from proxy.server import Listener, serve
+from proxy.dataplane.plane import create_app
 from proxy.store import StoreError, open_store
-from proxy.tokens import TokenManager
+from proxy.tokens.manager import TokenManager
 from tests.admin.conftest import ADMIN_TOKEN, AUTH, ORG
 from tests.admin.test_oauth2_flow import CLIENT_SECRET, oauth_template, provider
 

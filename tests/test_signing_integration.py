@@ -23,8 +23,8 @@ import trustme
 from aiohttp import ClientConnectionError, ClientSession, TCPConnector, web
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 
-from proxy.connection import CompiledConnection
-from proxy.forward import connection_tls
+from proxy.connections.compiled import CompiledConnection
+from proxy.dataplane.forward import connection_tls
 from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
 from tests.conftest import MakeProxy, api_key, connection

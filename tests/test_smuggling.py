@@ -34,10 +34,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from proxy.app import create_app
+from proxy.cli.server import start_data_plane
 from proxy.config.load import build_runtime
+from proxy.dataplane.plane import create_app
 from proxy.http1.server import HttpServer
-from proxy.server import start_data_plane
 from tests import rawhttp
 from tests.conftest import MakeProxy, background_loop, bearer, connection
 from tests.wire_recorder import (

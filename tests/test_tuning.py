@@ -28,13 +28,13 @@ def run(code: str, *, env: dict[str, str] | None = None, cpus: str | None = None
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt(3)")
 def test_glibc_is_told_to_keep_its_heap() -> None:
-    assert run("from proxy.tuning import tune_malloc; print(tune_malloc())") == "True"
+    assert run("from proxy.cli.tuning import tune_malloc; print(tune_malloc())") == "True"
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt(3)")
 def test_an_operators_malloc_tunables_are_left_alone() -> None:
     tunables = {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"}
-    code = "from proxy.tuning import tune_malloc; print(tune_malloc())"
+    code = "from proxy.cli.tuning import tune_malloc; print(tune_malloc())"
     assert run(code, env=tunables) == "False"
 
 
@@ -42,6 +42,6 @@ def test_an_operators_malloc_tunables_are_left_alone() -> None:
     not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs"
 )
 def test_large_bodies_are_hashed_in_a_thread_only_with_a_cpu_to_spare() -> None:
-    code = "import proxy.forward as f; print(f.HASH_IN_THREAD)"
+    code = "import proxy.dataplane.forward as f; print(f.HASH_IN_THREAD)"
     assert run(code) == "True"
     assert run(code, cpus="0") == "False"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.urls import (
+from proxy.connections.urls import (
     BadUrl,
     is_escaping,
     join_path,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.filewatch import ChangeDetector, content_digest, watch_file
+from proxy.cli.filewatch import ChangeDetector, content_digest, watch_file
 from tests.test_reload import Proxy, config, running, upstream, write  # noqa: F401
 
 IN_FORCE_WITHIN = 5.0  # seconds: "a few"

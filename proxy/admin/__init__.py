@@ -31,16 +31,16 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from .. import metrics
-from ..app import DataPlane
 from ..config.address import split_host_port
 from ..config.load import Runtime
-from ..connection import CompiledConnection
+from ..connections.compiled import CompiledConnection
+from ..connections.templates import Templates
+from ..dataplane.hosts import HostCheck, listener_check, misdirected
+from ..dataplane.middleware import error_response
+from ..dataplane.plane import DataPlane
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, ProxyError
-from ..hosts import HostCheck, listener_check, misdirected
-from ..middleware import error_response
 from ..store import Store, StoreUnavailable
-from ..templates import Templates
-from ..tokens import TokenManager
+from ..tokens.manager import TokenManager
 from . import connections, oauth1_flow, oauth2
 from .context import ADMIN, CALLBACK_PATH, Admin, json_response
 from .openapi import openapi_document

@@ -11,9 +11,9 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from ..config import models as m
+from ..connections.templates import CompiledTemplate, TemplateRoute
 from ..errors import InvalidRequest, NotFound
 from ..store import FlowState
-from ..templates import CompiledTemplate, TemplateRoute
 from .context import ADMIN, Admin, ModelT, read_body
 
 S = TypeVar("S", bound=m.SchemeConfigBase)

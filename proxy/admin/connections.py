@@ -18,7 +18,9 @@ from typing import Any, Literal, overload
 from aiohttp import web
 
 from ..config import models as m
-from ..connection import CompiledConnection, credential_mismatch
+from ..connections.compiled import CompiledConnection, credential_mismatch
+from ..connections.templates import TemplateRoute, build_connection
+from ..dataplane.sync import serve_connection, withdraw_connection
 from ..errors import Conflict, FieldError, NotFound
 from ..messages import TokenSet
 from ..schemes.base import Scheme
@@ -27,8 +29,6 @@ from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from ..schemes.oauth1_exchanged import token_value as oauth1_token_value
 from ..schemes.oauth2 import OAuth2Scheme
 from ..store import StoreConflict, StoredConnection
-from ..sync import serve_connection, withdraw_connection
-from ..templates import TemplateRoute, build_connection
 from .connection_body import connection_body
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import ConnectionCreate

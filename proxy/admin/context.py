@@ -18,11 +18,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from ..config.load import Runtime, validation_problems
-from ..connection import CompiledConnection
+from ..connections.compiled import CompiledConnection
+from ..connections.templates import Templates
 from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
 from ..store import Store
-from ..templates import Templates
-from ..tokens import TokenManager
+from ..tokens.manager import TokenManager
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -18,8 +18,8 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from ..dataplane.middleware import error_response
 from ..errors import InvalidRequest, ProxyError
-from ..middleware import error_response
 
 log = logging.getLogger("signing_proxy.admin")
 

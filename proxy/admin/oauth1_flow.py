@@ -26,9 +26,11 @@ from aiohttp import web
 
 from ..config import models as m
 from ..config.ids import new_id
-from ..connection import CompiledConnection
+from ..connections.compiled import CompiledConnection
+from ..connections.templates import CompiledTemplate, TemplateRoute
 from ..errors import FieldError, ProxyError
-from ..oauth1_client import (
+from ..store import FlowState
+from ..tokens.oauth1_client import (
     STATE_PREFIX,
     TEMP,
     endpoints,
@@ -38,8 +40,6 @@ from ..oauth1_client import (
     sign_request,
     token_value,
 )
-from ..store import FlowState
-from ..templates import CompiledTemplate, TemplateRoute
 from .connect_flow import init_request, only_scheme, refuse, remember_flow, take_flow
 from .connections import iso8601, save_connection
 from .context import ADMIN, Admin, ValidationFailed, json_response

@@ -25,12 +25,17 @@ from aiohttp import web
 
 from ..config import models as m
 from ..config.ids import new_id
-from ..connection import CompiledConnection
+from ..connections.compiled import CompiledConnection
+from ..connections.templates import (
+    CompiledTemplate,
+    TemplateRoute,
+    build_connection,
+    check_connection,
+)
 from ..errors import FieldError, InvalidRequest, ProxyError
 from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
 from ..store import FlowState
-from ..templates import CompiledTemplate, TemplateRoute, build_connection, check_connection
 from .connect_flow import init_request, only_scheme, refuse, remember_flow, take_flow
 from .connections import check_unique, iso8601, save_connection, token_data
 from .context import ADMIN, Admin, ValidationFailed, json_response

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import models as m
-from ..connection import CompiledConnection
+from ..connections.compiled import CompiledConnection
 from ..schemes.oauth2 import parse_expires_at
 from .redact import to_json
 

@@ -19,10 +19,10 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ..access import Access, compile_access
-from ..connection import CompiledConnection, compile_connection
+from ..connections.access import Access, compile_access
+from ..connections.compiled import CompiledConnection, compile_connection
+from ..connections.templates import CompiledTemplate, compile_template
 from ..errors import FieldError, is_plain_key, loc_to_path
-from ..templates import CompiledTemplate, compile_template
 from .address import split_host_port
 from .advice import (
     choices_of,

@@ -18,9 +18,9 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from typing import Any
 
+from ..dataplane.upstream import UpstreamBody, UpstreamBroken, UpstreamReply
 from ..errors import ProxyError
 from ..messages import OutboundRequest, UpstreamResponse
-from ..upstream import UpstreamBody, UpstreamBroken, UpstreamReply
 from .connection import DEFAULT_MAX_HEAD, ConnectionLost, H1Connection, terminated
 from .pool import Pool
 from .wire import (

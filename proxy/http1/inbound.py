@@ -36,7 +36,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from ..connection import CompiledConnection
+    from ..connections.compiled import CompiledConnection
 
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 # X-Request-Id values taken from the client as they are: a short token, nothing a log line or a

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 
 from ..config.ids import legacy_token_ids
-from ..connection import CompiledConnection
+from ..connections.compiled import CompiledConnection
 from . import StaleToken, Store
 
 log = logging.getLogger("signing_proxy.store")

@@ -15,12 +15,12 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.admin import create_admin_app, create_admin_app_for
-from proxy.app import create_app
 from proxy.config.load import Runtime, build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
+from proxy.connections.templates import Templates
+from proxy.dataplane.plane import create_app
 from proxy.store import Store
 from proxy.store.memory import MemoryStore
-from proxy.templates import Templates
 from tests.plane import PlaneServer
 
 ADMIN_TOKEN = "canary-admin-token-9c41"

@@ -24,10 +24,10 @@ from aiohttp import ClientResponse, ClientSession, web
 from aiohttp.test_utils import TestClient
 from oauthlib.oauth1 import SignatureOnlyEndpoint
 
-from proxy.app import create_app
 from proxy.cli import main
+from proxy.cli.echo import create_echo_app
 from proxy.config.load import build_runtime, load_runtime
-from proxy.echo import create_echo_app
+from proxy.dataplane.plane import create_app
 from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer

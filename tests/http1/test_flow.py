@@ -12,9 +12,9 @@ import socket
 
 import pytest
 
-from proxy.app import create_app
+from proxy.cli.server import start_data_plane
 from proxy.config.load import build_runtime
-from proxy.server import start_data_plane
+from proxy.dataplane.plane import create_app
 from tests.conftest import bearer, connection
 from tests.http1.conftest import MakeH1Proxy
 from tests.rawhttp import Message, port_of, raw_upstream, read_head

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from proxy.body import BufferedBody, read_body
 from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.dataplane.body import BufferedBody, read_body
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
 from proxy.schemes.hmac import HmacScheme

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from proxy.body import BufferedBody
 from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.dataplane.body import BufferedBody
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import SigningContext
 from proxy.schemes.oauth1 import (

@@ -211,7 +211,7 @@ def scheme(grant: str = "authorizationCode") -> OAuth2Scheme:
 
 
 def request(body: bool = True) -> OutboundRequest:
-    from proxy.body import BufferedBody
+    from proxy.dataplane.body import BufferedBody
 
     return OutboundRequest("POST", "https://api", "/x", "", (), BufferedBody() if body else None)
 

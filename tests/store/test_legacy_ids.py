@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.dataplane.plane import create_app
 from proxy.messages import TokenSet
 from proxy.schemes.oauth2 import OAuth2Scheme
 from proxy.store import StoredToken

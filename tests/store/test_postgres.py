@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from proxy.app import create_app
 from proxy.config.load import build_runtime
+from proxy.dataplane.plane import create_app
 from proxy.messages import TokenSet
 from proxy.store import StoredConnection, StoredToken, StoreError, StoreUnavailable, open_store
 from proxy.store.crypto import new_key_text
 from proxy.store.postgres import SCHEMA_VERSION, rotate_key
-from proxy.tokens import TokenManager, WriteRetry
+from proxy.tokens.manager import TokenManager, WriteRetry
 from tests.conftest import connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from proxy.config import models as m
+from proxy.connections.templates import Templates, compile_stored, compile_template, stored_model
 from proxy.store import StoredConnection, open_store
 from proxy.store.crypto import new_key_text
 from proxy.store.repairs import REPAIRS_ROW, token_expiry_as_credential_expiry
 from proxy.store.sqlite import SqliteStore
-from proxy.templates import Templates, compile_stored, compile_template, stored_model
 from tests.pg import PgServer
 
 FIXTURE = Path(__file__).parent.parent / "data" / "stores" / "pre-expiry-fix.db"

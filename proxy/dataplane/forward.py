@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-from .access import Access, Presented
-from .body import BufferedBody, read_body
-from .config.models import Limits
-from .connection import CompiledConnection
-from .errors import CredentialError, InvalidRequest, NotFound, ProxyError
-from .headers import (
+from ..config.models import Limits
+from ..connections.access import Access, Presented
+from ..connections.compiled import CompiledConnection
+from ..connections.headers import (
     FORWARDED,
     FRAMING,
     HOP_BY_HOP,
@@ -36,19 +34,21 @@ from .headers import (
     end_to_end,
     is_underscore_alias,
 )
-from .http1 import Http1Upstream
-from .http1.inbound import InboundRequest
-from .http1.wire import Framing
-from .lean import LeanPlan, build_head
+from ..connections.lean import LeanPlan, build_head
+from ..connections.policy import form_method_overrides, is_form
+from ..connections.templates import UnknownConnection
+from ..connections.urls import BaseUrl, is_escaping, join_path
+from ..errors import CredentialError, InvalidRequest, NotFound, ProxyError
+from ..http1 import Http1Upstream
+from ..http1.inbound import InboundRequest
+from ..http1.wire import Framing
+from ..messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
+from ..schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
+from .body import BufferedBody, read_body
 from .lean_exchange import Settle, send_lean
-from .messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
-from .policy import form_method_overrides, is_form
 from .relay import relay
 from .routing import Router
-from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
-from .templates import UnknownConnection
 from .upstream import Upstream, UpstreamBody, UpstreamReply
-from .urls import BaseUrl, is_escaping, join_path
 
 MAX_FLOW_STEPS = 8
 _NO_CARRIERS: frozenset[bytes] = frozenset()

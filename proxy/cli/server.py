@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from .admin.listener import AdminRunner
-from .app import DataPlane
-from .config.address import split_host_port
-from .http1.server import HttpServer
+from ..admin.listener import AdminRunner
+from ..config.address import split_host_port
+from ..dataplane.plane import DataPlane
+from ..http1.server import HttpServer
 
 log = logging.getLogger("signing_proxy")
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from . import metrics
+from .. import metrics
 
 log = logging.getLogger("signing_proxy")
 

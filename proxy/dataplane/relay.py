@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .connection import CompiledConnection
-from .headers import HOP_BY_HOP_RAW, raw_connection_tokens
-from .http1.inbound import InboundRequest
+from ..connections.compiled import CompiledConnection
+from ..connections.headers import HOP_BY_HOP_RAW, raw_connection_tokens
+from ..connections.urls import rewrite_link, rewrite_location
+from ..http1.inbound import InboundRequest
 from .upstream import UpstreamBroken, UpstreamReply
-from .urls import rewrite_link, rewrite_location
 
 RESPONSE_URL_HEADERS = {
     b"location": rewrite_location,

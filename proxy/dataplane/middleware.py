@@ -18,10 +18,10 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from . import metrics
+from .. import metrics
+from ..errors import ProxyError
+from ..http1.inbound import InboundRequest
 from .access_log import AccessLog
-from .errors import ProxyError
-from .http1.inbound import InboundRequest
 
 error_log = logging.getLogger("signing_proxy.error")
 

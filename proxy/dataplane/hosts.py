@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .errors import PROXY_INTERNAL_RESPONSE, ProxyError
+from ..errors import PROXY_INTERNAL_RESPONSE, ProxyError
 
 _WILDCARDS = frozenset({ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")})
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -19,16 +19,16 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from . import __version__
-from .config.address import split_host_port
-from .config.load import ConfigInvalid, Runtime, load_runtime
-from .config.models import StoreSettings
-from .errors import FieldError
+from .. import __version__
+from ..config.address import split_host_port
+from ..config.load import ConfigInvalid, Runtime, load_runtime
+from ..config.models import StoreSettings
+from ..errors import FieldError
+from ..logs import setup_logging
+from ..metrics import MULTIPROCESS_DIR
+from ..store import Store, StoreError, open_store, verify_store
+from ..tokens.manager import TokenManager
 from .filewatch import content_digest
-from .logs import setup_logging
-from .metrics import MULTIPROCESS_DIR
-from .store import Store, StoreError, open_store, verify_store
-from .tokens import TokenManager
 from .tuning import tune_for_serving
 
 log = logging.getLogger("signing_proxy")
@@ -99,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .errors import ProxyError
+    from ..errors import ProxyError
     from .explain import explain, explain_access, parse_header, read_data, render, render_access
 
     runtime = load_or_report(config_path(args.config))
@@ -206,8 +206,8 @@ def _serve(
     first: bool,
     loaded: bytes | None = None,
 ) -> int:
-    from .access_log import open_access_log
-    from .app import create_app
+    from ..dataplane.access_log import open_access_log
+    from ..dataplane.plane import create_app
     from .reload import Reloader
     from .server import Listener, serve
 
@@ -234,7 +234,7 @@ def _serve(
     )
     apps: list[Listener] = [(plane, listen)]
     if config.admin is not None and first:
-        from .admin import create_admin_app_for
+        from ..admin import create_admin_app_for
 
         # Same process, same template routes, store and token manager as the data plane.
         apps.append((create_admin_app_for(runtime, plane), sockets[1]))
@@ -375,7 +375,7 @@ def _env_listen() -> str | None:
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
-    from .store.rotate import rotate_store_key
+    from ..store.rotate import rotate_store_key
 
     runtime = load_or_report(config_path(args.config))
     if runtime is None:

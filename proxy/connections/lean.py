@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..http1.wire import Endpoint, parse_origin
+from ..schemes import Scheme
 from .headers import FORWARDED, FRAMING, HOP_BY_HOP, REQUEST_ONLY
-from .http1.wire import Endpoint, parse_origin
-from .schemes import Scheme
 from .urls import BaseUrl
 
 # `Connection` values that name no other header: anything else sends the request the general

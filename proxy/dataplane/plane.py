@@ -17,23 +17,23 @@ import traceback
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from . import metrics
+from .. import metrics
+from ..config.load import Runtime
+from ..connections.templates import Templates
+from ..errors import ProxyError
+from ..http1 import Http1Upstream
+from ..http1.inbound import InboundRequest
+from ..http1.server import ServerLimits
+from ..store import Store
+from ..store.legacy_ids import carry_legacy_tokens
+from ..store.memory import MemoryStore
+from ..tokens.manager import TokenManager
 from .access_log import AccessLog
-from .config.load import Runtime
-from .errors import ProxyError
 from .forward import Forwarder, RouteTarget, TokenProvider
 from .hosts import HostCheck, misdirected, named_hosts
-from .http1 import Http1Upstream
-from .http1.inbound import InboundRequest
-from .http1.server import ServerLimits
 from .middleware import error_log, log_access, send_error
 from .routing import Router
-from .store import Store
-from .store.legacy_ids import carry_legacy_tokens
-from .store.memory import MemoryStore
 from .sync import SYNC_INTERVAL, ConnectionSync
-from .templates import Templates
-from .tokens import TokenManager
 from .upstream import Upstream
 
 HEALTHZ_BODY = b'{"status": "ok"}'

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .config.clients import Client, Policy
-from .config.models import ProxyConfig
-from .connection import CompiledConnection
-from .errors import PROXY_INTERNAL_RESPONSE, FieldError, ProxyError
+from ..config.clients import Client, Policy
+from ..config.models import ProxyConfig
+from ..errors import PROXY_INTERNAL_RESPONSE, FieldError, ProxyError
+from .compiled import CompiledConnection
 from .policy import (
     KEY_CARRIERS,
     KeyRing,

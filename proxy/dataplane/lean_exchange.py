@@ -26,12 +26,12 @@ import ssl
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Protocol
 
-from .connection import CompiledConnection
-from .http1 import Http1Upstream
-from .http1.client import Http1Reply
-from .http1.connection import ConnectionLost, H1Connection, terminated
-from .http1.inbound import InboundRequest
-from .http1.wire import IDEMPOTENT_METHODS, Endpoint, Framing
+from ..connections.compiled import CompiledConnection
+from ..http1 import Http1Upstream
+from ..http1.client import Http1Reply
+from ..http1.connection import ConnectionLost, H1Connection, terminated
+from ..http1.inbound import InboundRequest
+from ..http1.wire import IDEMPOTENT_METHODS, Endpoint, Framing
 from .relay import relay, response_head
 from .upstream import UpstreamReply
 

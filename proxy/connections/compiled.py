@@ -9,11 +9,11 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-from .config import models as m
-from .config.ids import with_ids
+from ..config import models as m
+from ..config.ids import with_ids
+from ..schemes import Scheme, SchemeConfigError, build_scheme
+from ..schemes.oauth2 import parse_expires_at
 from .lean import LeanPlan, lean_plan
-from .schemes import Scheme, SchemeConfigError, build_scheme
-from .schemes.oauth2 import parse_expires_at
 from .urls import BadUrl, BaseUrl, parse_base_url
 
 

@@ -23,18 +23,18 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, SecretStr
 
-from .access import AccessDenied, Decision, Presented
-from .app import build_router
-from .body import BufferedBody
-from .config import models as m
-from .config.load import Runtime
-from .connection import CompiledConnection
-from .errors import InvalidRequest
-from .forward import check_tail, outbound_request, route_target, with_body
-from .messages import OutboundRequest, TokenSet, encode_query_component
-from .schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
-from .schemes.basic import basic_credentials
-from .schemes.certificate import CertificateScheme
+from ..config import models as m
+from ..config.load import Runtime
+from ..connections.access import AccessDenied, Decision, Presented
+from ..connections.compiled import CompiledConnection
+from ..dataplane.body import BufferedBody
+from ..dataplane.forward import check_tail, outbound_request, route_target, with_body
+from ..dataplane.plane import build_router
+from ..errors import InvalidRequest
+from ..messages import OutboundRequest, TokenSet, encode_query_component
+from ..schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
+from ..schemes.basic import basic_credentials
+from ..schemes.certificate import CertificateScheme
 
 MASK = "****"
 PLACEHOLDER_TOKEN = "<oauth2-access-token: fetched at run time>"

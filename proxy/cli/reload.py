@@ -20,11 +20,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .config.load import ConfigInvalid, Runtime, load_runtime
+from ..config.load import ConfigInvalid, Runtime, load_runtime
 from .filewatch import watch_file
 
 if TYPE_CHECKING:
-    from .app import DataPlane
+    from ..dataplane.plane import DataPlane
 
 log = logging.getLogger("signing_proxy.reload")
 

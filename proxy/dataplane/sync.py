@@ -28,10 +28,10 @@ import logging
 import math
 import time
 
-from .connection import CompiledConnection
-from .store import ConnectionStore, StoredConnection
-from .templates import TemplateRoute, Templates, compile_stored, stored_model
-from .tokens import TokenManager
+from ..connections.compiled import CompiledConnection
+from ..connections.templates import TemplateRoute, Templates, compile_stored, stored_model
+from ..store import ConnectionStore, StoredConnection
+from ..tokens.manager import TokenManager
 
 log = logging.getLogger("signing_proxy.sync")
 

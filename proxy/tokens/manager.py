@@ -44,15 +44,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from . import metrics
-from .connection import CompiledConnection
-from .errors import CredentialError
-from .forward import connection_tls
-from .messages import TokenSet
-from .oauth1_tokens import OAuth1Tokens
-from .schemes.base import Scheme
-from .schemes.oauth1_exchanged import OAuth1ExchangedScheme
-from .schemes.oauth2 import (
+from .. import metrics
+from ..connections.compiled import CompiledConnection
+from ..dataplane.forward import connection_tls
+from ..errors import CredentialError
+from ..messages import TokenSet
+from ..schemes.base import Scheme
+from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
+from ..schemes.oauth2 import (
     ClientAuth,
     OAuth2Scheme,
     OAuth2Settings,
@@ -65,7 +64,8 @@ from .schemes.oauth2 import (
     password_params,
     refresh_params,
 )
-from .store import StaleToken, Store, StoredToken, StoreError, StoreUnavailable, lease_owner
+from ..store import StaleToken, Store, StoredToken, StoreError, StoreUnavailable, lease_owner
+from .oauth1 import OAuth1Tokens
 
 log = logging.getLogger("proxy.tokens")
 

@@ -19,10 +19,10 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from .config import models as m
-from .errors import FieldError, InvalidRequest, ProxyError
-from .schemes.base import new_nonce
-from .schemes.oauth1 import (
+from ..config import models as m
+from ..errors import FieldError, InvalidRequest, ProxyError
+from ..schemes.base import new_nonce
+from ..schemes.oauth1 import (
     METHOD_NAMES,
     SignatureMethod,
     authorization_header,
@@ -31,7 +31,7 @@ from .schemes.oauth1 import (
     normalize_parameters,
     signature_base_string,
 )
-from .store import FlowState
+from ..store import FlowState
 
 STATE_PREFIX = "oauth1:"  # a flow's store key: the prefix and its temporary oauth_token
 MAX_RESPONSE_BYTES = 64 * 1024

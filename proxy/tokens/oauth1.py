@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import models as m
-from .errors import CredentialError, ProxyError
-from .messages import TokenSet
+from ..config import models as m
+from ..errors import CredentialError, ProxyError
+from ..messages import TokenSet
+from ..schemes.oauth1_exchanged import TOKEN_TYPE, OAuth1ExchangedScheme, token_set
+from ..store import Store, StoredToken, StoreUnavailable, lease_owner
 from .oauth1_client import STATE_PREFIX, exchange_verifier, token_value
-from .schemes.oauth1_exchanged import TOKEN_TYPE, OAuth1ExchangedScheme, token_set
-from .store import Store, StoredToken, StoreUnavailable, lease_owner
 
 log = logging.getLogger("proxy.tokens")
 

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .http1.inbound import InboundRequest
-from .logs import rfc3339
+from ..http1.inbound import InboundRequest
+from ..logs import rfc3339
 
 ACCESS_LOGGER = "signing_proxy.access"
 

@@ -23,19 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .config import models as m
-from .config.ids import new_id
-from .connection import (
+from ..config import models as m
+from ..config.ids import new_id
+from ..errors import FieldError, InvalidRequest, NotFound
+from ..store import StoredConnection
+from .compiled import (
     CompiledConnection,
     ConnectionProblem,
     compile_connection,
     normalise_route,
 )
-from .errors import FieldError, InvalidRequest, NotFound
-from .store import StoredConnection
 
 if TYPE_CHECKING:
-    from .http1.inbound import InboundRequest
+    from ..http1.inbound import InboundRequest
 
 log = logging.getLogger("signing_proxy.templates")
 

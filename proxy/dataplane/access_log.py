@@ -28,9 +28,9 @@ import threading
 import time
 from collections import deque
 
-from . import metrics
+from .. import metrics
+from ..http1.inbound import InboundRequest
 from .access_line import ACCESS_LOGGER, AccessLine, JsonLine, TextLine
-from .http1.inbound import InboundRequest
 
 log = logging.getLogger("signing_proxy")
 

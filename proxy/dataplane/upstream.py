@@ -20,8 +20,8 @@ import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
-from .errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
-from .messages import OutboundRequest, UpstreamResponse
+from ..errors import ProxyError, UpstreamTimeout, UpstreamUnavailable
+from ..messages import OutboundRequest, UpstreamResponse
 
 UpstreamBody = bytes | AsyncIterable[bytes] | None
 READ_CHUNK = 64 * 1024

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import BinaryIO, Protocol
 
-from .errors import PayloadTooLarge
+from ..errors import PayloadTooLarge
 
 CHUNK = 256 * 1024
 
