@@ -64,11 +64,18 @@ def _value(value: Any, shown: object) -> Any:
     return value
 
 
+# The identifiers a secret belongs to: a secret is taken from the source only for the same one.
+_WHOSE_SECRET = ("client_id", "consumer_key")
+
+
 def with_secrets_of(given: ModelT, source: BaseModel) -> ModelT:
     """`given` with each secret it has as `""` (a read redacted it) taken from `source`, a
-    model of the same shape (a template's auth scheme config); `given` itself when none is."""
+    model of the same shape (a template's auth scheme config), where both name the same client
+    or consumer; `given` itself when none is."""
     if type(given) is not type(source):
         return given
+    if any(getattr(given, name, None) != getattr(source, name, None) for name in _WHOSE_SECRET):
+        return given  # another client's secret is not the template's
     update: dict[str, Any] = {}
     for name in type(given).model_fields:
         mine, theirs = getattr(given, name), getattr(source, name)

@@ -282,6 +282,17 @@ async def test_a_redacted_template_secret_is_the_templates(planes: Planes) -> No
     auth = connection.model.credentials[0].auth_scheme_config
     assert isinstance(auth, m.OAuth1SchemeConfig)
     assert auth.oauth1.consumer_secret.get_secret_value() == VALUES["CONSUMER_SECRET"]
+    # Another consumer's secret is not the template's: still redacted, so refused.
+    assert (await planes.admin.delete(f"{CONNECTIONS}/{got['id']}", headers=AUTH)).status == 204
+    got["credentials"][0]["authSchemeConfig"]["oauth1"]["consumerKey"] = "another-consumer"
+    response = await planes.admin.post(CONNECTIONS, json=back, headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["fields"] == [
+        {
+            "field": "connection.credentials[0].authSchemeConfig.oauth1.consumerSecret",
+            "message": "redacted: supply the value",
+        }
+    ]
 
 
 async def test_a_file_oauth2_code_reads_back_as_the_token_it_became(
