@@ -18,10 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trustme
+import yaml
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from ulid import ULID
 
+from proxy.cli import main
 from proxy.config import models as m
 from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, Planes
 from tests.admin.test_seed_fixtures import substitute
@@ -330,3 +332,18 @@ async def test_a_file_oauth2_code_reads_back_as_the_token_it_became(
     assert token["scopes"] and token["tokenType"] == "Bearer"
     for issued in [*server.access, *server.refresh]:
         assert issued not in json.dumps(item)
+
+
+def test_every_document_passes_check_in_proxy_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "proxy.yaml"
+    connections = [{**d, "connectionTemplateId": ""} for d in DOCUMENTS.values()]
+    path.write_text(yaml.safe_dump({"connections": connections}), encoding="utf-8")
+    for name, value in VALUES.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "--config", str(path)]) == 0, capsys.readouterr()
+    out = capsys.readouterr()
+    assert f"{len(DOCUMENTS)} connection(s)" in out.out
+    for canary in CANARIES:
+        assert canary not in out.out + out.err

@@ -509,8 +509,9 @@ OPENINT = {
 }
 
 
-def main() -> None:
-    documents = {
+def documents() -> dict[str, Any]:
+    """File name → document."""
+    return {
         "000-get-connection.json": connections(),
         "000-exchange-pending.json": pending(),
         "000-chains.json": chains(),
@@ -520,8 +521,11 @@ def main() -> None:
         "003-oauth2-callback.json": CALLBACK,
         "004-openint-get-connection.json": OPENINT,
     }
+
+
+def main() -> None:
     HERE.mkdir(exist_ok=True)
-    for name, document in documents.items():
+    for name, document in documents().items():
         (HERE / name).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
 

@@ -3,12 +3,13 @@ tests validate with differs from seed 001's only by its two repairs."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.seeds import extract, schema
+from tests.seeds import extract, make_fixtures, schema
 
 HERE = Path(__file__).parent
 # The seeds live outside the repository, beside it (`../shared/seeds`), or where
@@ -48,3 +49,10 @@ def test_the_format_checks_bite() -> None:
             "updatedAt": "2025-01-31T12:00:00Z"}  # fmt: skip
     found = schema.problems(body)
     assert [p.split(":")[0] for p in found] == ["createdAt", "id"]
+
+
+def test_committed_fixtures_are_what_make_fixtures_writes() -> None:
+    # The derived documents (chains, Go zeros) follow the extracted schema and the cases.
+    for name, document in make_fixtures.documents().items():
+        committed = (make_fixtures.HERE / name).read_text(encoding="utf-8")
+        assert committed == json.dumps(document, indent=1) + "\n", name
