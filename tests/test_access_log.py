@@ -202,8 +202,9 @@ def test_a_pipe_nobody_reads_costs_dropped_lines_never_a_blocked_writer() -> Non
             slowest = max(slowest, time.perf_counter() - started)
         assert log.dropped > 0
         assert (REGISTRY.get_sample_value(DROPPED) or 0.0) - before == log.dropped
-        # A write(2) into the full pipe would have blocked for good: none did.
-        assert slowest < 0.5
+        # A write(2) into the full pipe would have blocked for good (nobody reads it yet): a
+        # bound this loose only tells "returned" from "stuck", whatever the machine's load.
+        assert slowest < 5.0
         received = bytearray()
         reader = threading.Thread(target=drain, args=(read_end, received))
         reader.start()
@@ -349,12 +350,10 @@ async def test_a_stalled_stderr_pipe_does_not_stall_requests(tmp_path: Path) -> 
         tree = tree_for(upstream)
         async with proxy_run(tree, tmp_path, stderr=subprocess.PIPE) as (proc, port):
             assert proc.stderr is not None
-            started = time.monotonic()
             await asyncio.wait_for(
                 asyncio.gather(*(client_connection(port, k, each) for k in range(clients))),
                 TIMEOUT,
             )
-            served = time.monotonic() - started
             await asyncio.sleep(1.5)  # the writer's timer has fired: it sits in a full pipe
             assert unread(proc.stderr.fileno()) >= 60_000
             # Another request is answered while the writer is stuck.
@@ -373,7 +372,6 @@ async def test_a_stalled_stderr_pipe_does_not_stall_requests(tmp_path: Path) -> 
     # Nothing was lost: under the writer's limit, lines wait for the reader instead.
     assert output.count(" signing_proxy.access GET /svc/c") == clients * each
     assert " GET /svc/while-stuck " in output
-    assert served < TIMEOUT
 
 
 def unread(fd: int) -> int:

@@ -195,5 +195,9 @@ def open_access_log(fmt: str, *, with_pid: bool) -> AccessLog | None:
         return None
     pid = os.getpid()
     line = JsonLine(pid=pid) if fmt == "json" else TextLine(pid=pid if with_pid else None)
-    sys.stderr.flush()
-    return AccessLog(sys.stderr.fileno(), line)
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced by an object without a descriptor
+        fd = 2
+    return AccessLog(fd, line)
