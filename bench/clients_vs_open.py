@@ -28,7 +28,7 @@ from typing import Any
 from ab import alternate, local_upstream, print_table, proxy_process
 from aiohttp import web
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 
 KEY = "bench-client-key-0019"
 CLIENTS = 20

@@ -11,7 +11,7 @@ import statistics
 import time
 from typing import Any
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import build_router
 from proxy.dataplane.routing import Router
 

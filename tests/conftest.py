@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.cli.echo import create_echo_app
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests.accesslog import AccessLogFile
 from tests.pg import PgServer, start_server

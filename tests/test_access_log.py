@@ -32,7 +32,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from proxy.cli.reload import Reloader
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.access_line import JsonLine, TextLine
 from proxy.dataplane.access_log import AccessLog
 from proxy.dataplane.plane import create_app

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, bearer, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from ulid import ULID
 
-from proxy.config.load import ConfigInvalid, build_runtime, parse_yaml
+from proxy.config.load import ConfigInvalid, parse_yaml
 from proxy.config.models import ProxyConfig
+from proxy.connections.runtime import build_runtime
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
 from tests.conftest import api_key, basic, bearer, connection

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
 from proxy.connections.access import AccessDenied
+from proxy.connections.runtime import build_runtime
 from tests.conftest import bearer, connection
 
 KEY = "ck-CANARY-cfg-41b7"

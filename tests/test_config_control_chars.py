@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from tests.conftest import api_key, basic, bearer, connection
 
 CANARY = "CANARYctl4Kp"

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import ConfigInvalid, Runtime, build_runtime
+from proxy.config.load import ConfigInvalid
 from proxy.config.models import StringCredential
+from proxy.connections.runtime import Runtime, build_runtime
 from tests.conftest import basic, bearer, connection
 
 

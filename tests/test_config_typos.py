@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid, build_runtime, parse_yaml
+from proxy.config.load import ConfigInvalid, parse_yaml
+from proxy.connections.runtime import build_runtime
 
 CANARY = "CANARYtypo5Qw"
 CRED = "connections[0].credentials[0]"

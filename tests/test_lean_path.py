@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.config.load import build_runtime
 from proxy.connections.compiled import CompiledConnection
 from proxy.connections.lean import build_head
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.forward import outbound_request, route_target
 from proxy.dataplane.routing import Router
 from proxy.http1.wire import encode_head, parse_origin, plan_framing

@@ -17,8 +17,8 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.cli import main
-from proxy.config.load import build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from tests.conftest import bearer, connection

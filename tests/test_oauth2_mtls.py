@@ -25,7 +25,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from tests.conftest import MakeProxy, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.test_signing_integration import certificate_credential

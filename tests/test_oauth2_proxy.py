@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import Store, open_store
 from proxy.tokens.manager import Backoff, TokenManager

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from proxy.config.load import load_runtime
+from proxy.connections.runtime import load_runtime
 from proxy.store import open_store
 from tests.conftest import free_port, oauth2_token
 from tests.oauth_server import AuthServer, Client, serve_in_thread

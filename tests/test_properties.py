@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from proxy.cli.server import start_data_plane
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.conftest import background_loop, bearer, connection

@@ -84,7 +84,7 @@ def oauth_tree(
 def stored_refresh_token(store: dict[str, Any], proc: ProxyProcess) -> str | None:
     import asyncio
 
-    from proxy.config.load import load_runtime
+    from proxy.connections.runtime import load_runtime
 
     cid = load_runtime(proc.config).connections[0].schemes[0].credential_id
 

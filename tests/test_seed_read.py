@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from proxy.schemes.oauth2 import OAuth2Scheme
 from tests.conftest import MakeProxy, connection
 

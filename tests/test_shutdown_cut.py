@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from prometheus_client import REGISTRY
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.accesslog import AccessLogFile

@@ -20,7 +20,7 @@ import pytest
 from proxy.admin import create_admin_app_for
 from proxy.cli.command import bind_tcp
 from proxy.cli.server import Listener, serve
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import StoreError, open_store
 from proxy.tokens.manager import TokenManager

@@ -24,7 +24,6 @@ from aiohttp import ClientConnectionError, ClientSession, TCPConnector, web
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 
 from proxy.connections.compiled import CompiledConnection
-from proxy.dataplane.forward import connection_tls
 from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
 from tests.conftest import MakeProxy, api_key, connection
@@ -347,7 +346,7 @@ async def test_mtls_with_credential_one_context_one_pool(
     assert resolved is not None and isinstance(resolved[0], CompiledConnection)
     [scheme] = resolved[0].schemes
     assert isinstance(scheme, CertificateScheme)
-    assert connection_tls(resolved[0]) is scheme.ssl_context  # one object, made at compile time
+    assert resolved[0].tls is scheme.ssl_context  # one object, made at compile time
     key_line = client.private_key_pem.bytes().decode().splitlines()[1]
     assert key_line not in caplog.text
 

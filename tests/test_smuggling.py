@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from proxy.cli.server import start_data_plane
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.http1.server import HttpServer
 from tests import rawhttp

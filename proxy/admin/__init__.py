@@ -32,8 +32,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from .. import metrics
 from ..config.address import split_host_port
-from ..config.load import Runtime
 from ..connections.compiled import CompiledConnection
+from ..connections.runtime import Runtime
 from ..connections.templates import Templates
 from ..dataplane.hosts import HostCheck, listener_check, misdirected
 from ..dataplane.middleware import error_response

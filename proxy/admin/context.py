@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ..config.load import Runtime, validation_problems
+from ..config.load import validation_problems
 from ..connections.compiled import CompiledConnection
+from ..connections.runtime import Runtime
 from ..connections.templates import Templates
 from ..errors import FieldError, InvalidRequest, NotFound, ProxyError
 from ..store import Store

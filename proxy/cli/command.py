@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..config.address import split_host_port
-from ..config.load import ConfigInvalid, Runtime, load_runtime
+from ..config.load import ConfigInvalid
 from ..config.models import StoreSettings
+from ..connections.runtime import Runtime, load_runtime
 from ..errors import FieldError
 from ..logs import setup_logging
 from ..metrics import MULTIPROCESS_DIR

@@ -24,9 +24,9 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, SecretStr
 
 from ..config import models as m
-from ..config.load import Runtime
 from ..connections.access import AccessDenied, Decision, Presented
 from ..connections.compiled import CompiledConnection
+from ..connections.runtime import Runtime
 from ..dataplane.body import BufferedBody
 from ..dataplane.forward import check_tail, outbound_request, route_target, with_body
 from ..dataplane.plane import build_router

@@ -20,7 +20,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ..config.load import ConfigInvalid, Runtime, load_runtime
+from ..config.load import ConfigInvalid
+from ..connections.runtime import Runtime, load_runtime
 from .filewatch import watch_file
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Load proxy.yaml into a checked `Runtime`: read, parse, interpolate, validate, compile.
+"""Read proxy.yaml and check it: parse, interpolate, validate (`connections/runtime.py` compiles
+what passes).
 
 Every problem is reported with its field path (`connections[1].credentials[0].authSchemeConfig
 .apiKey.in: ...`) and all problems are collected, not just the first. No message carries a
@@ -8,10 +9,8 @@ value from the file: YAML errors give only line and column, pydantic's `input` i
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,10 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ..connections.access import Access, compile_access
-from ..connections.compiled import CompiledConnection, compile_connection
-from ..connections.templates import CompiledTemplate, compile_template
 from ..errors import FieldError, is_plain_key, loc_to_path
 from .address import split_host_port
 from .advice import (
     choices_of,
-    empty_secret_warnings,
     in_secret_mapping,
     known_field_names,
     unknown_key_message,
@@ -51,28 +46,6 @@ class ConfigInvalid(Exception):
         super().__init__(f"{len(problems)} problem(s) in the configuration")
         self.problems = list(problems)
         self.warnings = list(warnings)  # reported too, but alone they never make it invalid
-
-
-@dataclass(frozen=True, slots=True)
-class Runtime:
-    """A validated configuration with its connections compiled."""
-
-    config: ProxyConfig
-    connections: tuple[CompiledConnection, ...]
-    templates: tuple[CompiledTemplate, ...] = ()
-    # Clients and policy (`access.py`); None when the file configures neither.
-    access: Access | None = None
-    # Usable but worth a word (an expired client certificate): `check` prints them, exit 0.
-    warnings: tuple[FieldError, ...] = ()
-
-    @property
-    def oauth2_redirect_uri(self) -> str:
-        """The OAuth 2.0 callback: `admin.publicUrl` (default `http://` + `admin.listen`) +
-        `/connections/oauth2/callback`; codes are exchanged with it."""
-        admin = self.config.admin
-        listen = admin.listen if admin is not None else "127.0.0.1:8081"
-        base = admin.public_url if admin is not None and admin.public_url else f"http://{listen}"
-        return base.rstrip("/") + "/connections/oauth2/callback"
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -212,25 +185,22 @@ def parse_yaml(text: str) -> Any:
         raise ConfigInvalid([FieldError("", f"{where}: {problem}")]) from None
 
 
-def load_runtime(
-    path: str | Path, env: Mapping[str, str] | None = None, *, offline: bool = False
-) -> Runtime:
-    """Read and check the file at `path`; raise `ConfigInvalid` listing every problem.
-
-    `offline`: check the structure without the secrets present (`check --offline`, for CI):
-    nothing is read from the environment or secret files, and problems in fields that held an
-    expression are not reported, since the value there is only a placeholder.
-    """
+def read_config(path: str | Path) -> Any:
+    """The parsed YAML tree of the file at `path`; `ConfigInvalid` when it cannot be read."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
         raise ConfigInvalid([FieldError("", f"cannot read the file: {reason}")]) from None
-    return build_runtime(parse_yaml(text), os.environ if env is None else env, offline=offline)
+    return parse_yaml(text)
 
 
-def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -> Runtime:
-    """Interpolate, validate and compile a parsed YAML tree."""
+def validate_config(
+    tree: Any, env: Mapping[str, str], *, offline: bool = False
+) -> tuple[ProxyConfig, Expansions]:
+    """Interpolate and validate a parsed YAML tree: the model, and what interpolation expanded
+    (`offline`: see `connections.runtime.load_runtime`). Raise `ConfigInvalid` listing every
+    problem found so far."""
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):
@@ -242,18 +212,9 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
         raise ConfigInvalid(problems)
     config = _validate(tree, record)
     # The ids the file leaves out, derived once here (stable across starts, `ids.py`), so the
-    # models compiled below are the config's own.
+    # models compiled from it are the config's own.
     config = config.model_copy(update={"connections": [with_ids(c) for c in config.connections]})
-    connections = compile_all(config, problems)
-    templates = compile_templates(config, connections, problems)
-    check_admin(config, problems)
-    access = compile_access(config, connections, problems)
-    warnings = (*empty_secret_warnings(record.empty), *scheme_warnings(config, connections))
-    if offline:
-        problems = [p for p in problems if not record.covers(p.field)]
-    if problems:
-        raise ConfigInvalid(problems, warnings)
-    return Runtime(config, connections, templates, access, warnings)
+    return config, record
 
 
 def _validate(tree: dict[str, Any], record: Expansions) -> ProxyConfig:
@@ -292,66 +253,6 @@ def _drop(tree: Any, loc: Sequence[int | str]) -> None:
             parent, key, node = node, part, node[part]
     if isinstance(parent, dict):
         parent.pop(key, None)
-
-
-def scheme_warnings(
-    config: ProxyConfig, connections: Sequence[CompiledConnection]
-) -> tuple[FieldError, ...]:
-    """Each scheme's `warnings`, with the full field path of its credential."""
-    compiled = {id(c.model): c for c in connections}
-    warnings: list[FieldError] = []
-    for index, model in enumerate(config.connections):
-        connection = compiled.get(id(model))
-        for position, scheme in enumerate(connection.schemes if connection else ()):
-            here = f"connections[{index}].credentials[{position}]"
-            warnings += [FieldError(f"{here}.{field}", text) for field, text in scheme.warnings]
-    return tuple(warnings)
-
-
-def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[CompiledConnection, ...]:
-    compiled: list[CompiledConnection] = []
-    names: dict[str, int] = {}
-    routes: dict[str, str] = {}
-    for index, model in enumerate(config.connections):
-        here = f"connections[{index}]"
-        if model.name in names:
-            problems.append(
-                FieldError(f"{here}.name", f"duplicate of connections[{names[model.name]}]")
-            )
-        names.setdefault(model.name, index)
-        connection, errors = compile_connection(model)
-        problems.extend(FieldError(f"{here}.{e.field}", e.message) for e in errors)
-        if connection is None:
-            continue
-        # A route derived from a duplicate name is that same problem, already reported.
-        report_taken = model.route is not None or names[model.name] == index
-        claim_route(connection.route, here, routes, problems, report_taken=report_taken)
-        compiled.append(connection)
-    return tuple(compiled)
-
-
-def compile_templates(
-    config: ProxyConfig, connections: Sequence[CompiledConnection], problems: list[FieldError]
-) -> tuple[CompiledTemplate, ...]:
-    """Check `templates:` (docs/admin-api.md): unique ids, routes unique across connections and
-    templates."""
-    compiled: list[CompiledTemplate] = []
-    ids: dict[str, int] = {}
-    # Connections that failed to compile are missing from `connections`: index by the model.
-    index_of = {id(model): i for i, model in enumerate(config.connections)}
-    routes = {c.route: f"connections[{index_of[id(c.model)]}]" for c in connections}
-    for index, model in enumerate(config.templates):
-        here = f"templates[{index}]"
-        if model.id in ids:
-            problems.append(FieldError(f"{here}.id", f"duplicate of templates[{ids[model.id]}]"))
-        ids.setdefault(model.id, index)
-        template, errors = compile_template(model)
-        problems.extend(FieldError(f"{here}.{e.field}", e.message) for e in errors)
-        if template is None:
-            continue
-        claim_route(template.route, here, routes, problems)
-        compiled.append(template)
-    return tuple(compiled)
 
 
 def claim_route(

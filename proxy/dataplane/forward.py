@@ -41,6 +41,7 @@ from ..connections.urls import BaseUrl, is_escaping, join_path
 from ..errors import CredentialError, InvalidRequest, NotFound, ProxyError
 from ..http1 import Http1Upstream
 from ..http1.inbound import InboundRequest
+from ..http1.upstream import Upstream, UpstreamBody, UpstreamReply
 from ..http1.wire import Framing
 from ..messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
 from ..schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
@@ -48,7 +49,6 @@ from .body import BufferedBody, read_body
 from .lean_exchange import Settle, send_lean
 from .relay import relay
 from .routing import Router
-from .upstream import Upstream, UpstreamBody, UpstreamReply
 
 MAX_FLOW_STEPS = 8
 _NO_CARRIERS: frozenset[bytes] = frozenset()
@@ -291,7 +291,7 @@ class Forwarder:
                 self.access.authorize_methods(connection, named, tail)
             if buffered is not None:
                 outbound = with_body(outbound, buffered)
-            send = _Sender(self.upstream, stream, connection_tls(connection))
+            send = _Sender(self.upstream, stream, connection.tls)
             reply = await run_chain(connection.schemes, outbound, send, self.tokens)
             await relay(request, connection, reply)
         finally:
@@ -410,11 +410,6 @@ def check_not_expired(expires_at: float) -> None:
             "credential_expired",
             "a credential of this connection is past its expiresAt; replace it to go on",
         )
-
-
-def connection_tls(connection: CompiledConnection) -> ssl.SSLContext | None:
-    """The client TLS context of `connection`, found once when it was compiled."""
-    return connection.tls
 
 
 def route_target(router: Router[RouteTarget], raw_target: str) -> tuple[RouteTarget, str, str]:

@@ -31,9 +31,9 @@ from ..http1 import Http1Upstream
 from ..http1.client import Http1Reply
 from ..http1.connection import ConnectionLost, H1Connection, terminated
 from ..http1.inbound import InboundRequest
+from ..http1.upstream import UpstreamReply
 from ..http1.wire import IDEMPOTENT_METHODS, Endpoint, Framing
 from .relay import relay, response_head
-from .upstream import UpstreamReply
 
 
 class Settle(Protocol):

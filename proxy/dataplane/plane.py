@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from .. import metrics
-from ..config.load import Runtime
+from ..connections.runtime import Runtime
 from ..connections.templates import Templates
 from ..errors import ProxyError
 from ..http1 import Http1Upstream
 from ..http1.inbound import InboundRequest
 from ..http1.server import ServerLimits
+from ..http1.upstream import Upstream
 from ..store import Store
 from ..store.legacy_ids import carry_legacy_tokens
 from ..store.memory import MemoryStore
@@ -34,7 +35,6 @@ from .hosts import HostCheck, misdirected, named_hosts
 from .middleware import error_log, log_access, send_error
 from .routing import Router
 from .sync import SYNC_INTERVAL, ConnectionSync
-from .upstream import Upstream
 
 HEALTHZ_BODY = b'{"status": "ok"}'
 

@@ -14,7 +14,7 @@ from ..connections.compiled import CompiledConnection
 from ..connections.headers import HOP_BY_HOP_RAW, raw_connection_tokens
 from ..connections.urls import rewrite_link, rewrite_location
 from ..http1.inbound import InboundRequest
-from .upstream import UpstreamBroken, UpstreamReply
+from ..http1.upstream import UpstreamBroken, UpstreamReply
 
 RESPONSE_URL_HEADERS = {
     b"location": rewrite_location,

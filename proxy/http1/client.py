@@ -18,11 +18,11 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from typing import Any
 
-from ..dataplane.upstream import UpstreamBody, UpstreamBroken, UpstreamReply
 from ..errors import ProxyError
 from ..messages import OutboundRequest, UpstreamResponse
 from .connection import DEFAULT_MAX_HEAD, ConnectionLost, H1Connection, terminated
 from .pool import Pool
+from .upstream import UpstreamBody, UpstreamBroken, UpstreamReply
 from .wire import (
     CHUNKED_END,
     IDEMPOTENT_METHODS,

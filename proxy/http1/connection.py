@@ -39,9 +39,9 @@ from typing import cast
 
 import httptools
 
-from ..dataplane.upstream import UpstreamBroken
 from ..errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from ..messages import UpstreamResponse
+from .upstream import UpstreamBroken
 
 HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the upstream
 LOW_WATER = 64 * 1024  # ... and resume it

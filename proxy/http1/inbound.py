@@ -24,7 +24,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..errors import ProxyError
 from .wire import (
@@ -35,13 +35,21 @@ from .wire import (
     response_has_body,
 )
 
-if TYPE_CHECKING:
-    from ..connections.compiled import CompiledConnection
-
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 # X-Request-Id values taken from the client as they are: a short token, nothing a log line or a
 # header could be forged with (docs/operations.md: otherwise the proxy makes its own).
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+class ServedBy(Protocol):
+    """What the access log and the metrics read of the connection that served a request (the
+    data plane's compiled connection; this package knows nothing more of it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def route(self) -> str: ...
 
 
 class Exchange(Protocol):
@@ -221,7 +229,7 @@ class InboundRequest:
         # Facts for the access log.
         self.status = 0
         self.body_bytes = 0  # response body bytes sent (not counting framing)
-        self.connection: CompiledConnection | None = None
+        self.connection: ServedBy | None = None
         self.client: str | None = None  # the client's name (`clients`), never its key
         self.upstream_broken = False
         self.client_gone = False

@@ -1,7 +1,7 @@
 """`certificate`: mutual TLS with a PEM client certificate and key (docs/request-path.md).
 
 The scheme changes nothing in the request: it contributes an `ssl.SSLContext`, built once here
-when the connection is compiled, never per request. `forward.connection_tls()` hands it to the
+when the connection is compiled, never per request. `CompiledConnection.tls` hands it to the
 upstream as `ssl=`; aiohttp keys its connection pool by that context object, so each client
 identity gets its own pool and a connection opened with one identity is never reused for another.
 

@@ -46,7 +46,6 @@ import aiohttp
 
 from .. import metrics
 from ..connections.compiled import CompiledConnection
-from ..dataplane.forward import connection_tls
 from ..errors import CredentialError
 from ..messages import TokenSet
 from ..schemes.base import Scheme
@@ -231,7 +230,7 @@ class TokenManager:
         """`adopt()` every `oauth2` credential of `connection`, with its client certificate:
         the certificate credential `mtlsCredentialId` names, else the connection's."""
         metrics.connection_in_service(connection)
-        tls = connection_tls(connection)
+        tls = connection.tls
         for scheme in connection.schemes:
             if isinstance(scheme, OAuth1ExchangedScheme):
                 await self.oauth1.adopt(scheme)

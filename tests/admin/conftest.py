@@ -15,8 +15,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.admin import create_admin_app, create_admin_app_for
-from proxy.config.load import Runtime, build_runtime
 from proxy.config.models import DEFAULT_ORGANISATION_ID
+from proxy.connections.runtime import Runtime, build_runtime
 from proxy.connections.templates import Templates
 from proxy.dataplane.plane import create_app
 from proxy.store import Store

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from proxy.store.memory import MemoryStore
 from tests.admin.conftest import ADMIN_TOKEN, AUTH, CONNECTIONS, MakePlanes, Planes
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from tests import rawhttp
 from tests.conftest import bearer, connection
 from tests.proxyproc import ProxyProcess, proxy_process

@@ -23,7 +23,7 @@ from schemathesis.checks import (
 import proxy.admin
 from proxy.admin import create_admin_app_for
 from proxy.admin.openapi import openapi_document
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.conftest import ADMIN_TOKEN, ORG
 from tests.conftest import background_loop

@@ -26,7 +26,7 @@ from oauthlib.oauth1 import SignatureOnlyEndpoint
 
 from proxy.cli import main
 from proxy.cli.echo import create_echo_app
-from proxy.config.load import build_runtime, load_runtime
+from proxy.connections.runtime import build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
 from tests.conftest import connection
 

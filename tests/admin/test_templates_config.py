@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import ConfigInvalid, build_runtime, load_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime, load_runtime
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "templates.yaml"
 

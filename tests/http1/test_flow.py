@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from proxy.cli.server import start_data_plane
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests.conftest import bearer, connection
 from tests.http1.conftest import MakeH1Proxy

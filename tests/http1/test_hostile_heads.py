@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.http1.connection import MAX_HEADER_FIELDS
 from tests import rawhttp
 from tests.conftest import MakeProxy, connection

@@ -13,7 +13,8 @@ import pytest
 import trustme
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
 from proxy.schemes.certificate import CertificateScheme

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import ConfigInvalid, build_runtime
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.body import BufferedBody, read_body
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT

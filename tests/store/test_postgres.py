@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import build_runtime
+from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.messages import TokenSet
 from proxy.store import StoredConnection, StoredToken, StoreError, StoreUnavailable, open_store

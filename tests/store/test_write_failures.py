@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import load_runtime
+from proxy.connections.runtime import load_runtime
 from proxy.store import open_store
 from tests.conftest import bearer, connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
