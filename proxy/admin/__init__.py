@@ -17,6 +17,9 @@ route, public ones too, answers only a `Host` the listener is known by (`hosts.p
 address, `localhost`, `admin.publicUrl`'s host, `admin.allowedHosts`), else 421: a web page that
 rebinds its name to a loopback admin reads nothing. Errors are the docs/errors.md JSON with
 `Proxy-Status`, including aiohttp's own 404/405/413 and its parser's refusals (`listener.py`).
+
+May import every package below it (the data plane, tokens, connections, ...); only `cli/`
+imports it. Within it, `connections.py` and the two flows build on `connect_flow.py`.
 """
 
 from __future__ import annotations

@@ -1,20 +1,36 @@
 """What the two connect flows share (OAuth 2.0 in `oauth2.py`, OAuth 1.0a in `oauth1_flow.py`):
 the template's one scheme the flow fills, the template the init request names and its validated
 body, and the flow remembered in the store under its state until the provider's callback takes
-it, once, within `FLOW_TTL` (docs/admin-api.md)."""
+it, once, within `FLOW_TTL` (docs/admin-api.md); then the connection the flow creates or updates
+with its new credential, checked and saved exactly as `connections.py` saves one it creates
+(written to the store first, served after), and the seed shapes a token is saved in.
+
+The flows and `connections.py` import this module; it imports none of them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, overload
 
 from aiohttp import web
 
 from ..config import models as m
-from ..connections.templates import CompiledTemplate, TemplateRoute
-from ..errors import InvalidRequest, NotFound
-from ..store import FlowState
+from ..config.ids import new_id
+from ..connections.compiled import CompiledConnection
+from ..connections.templates import (
+    CompiledTemplate,
+    TemplateRoute,
+    build_connection,
+    check_connection,
+)
+from ..dataplane.sync import serve_connection
+from ..errors import Conflict, FieldError, InvalidRequest, NotFound, ProxyError
+from ..messages import TokenSet
+from ..store import FlowState, StoreConflict, StoredConnection
 from .context import ADMIN, Admin, ModelT, read_body
+from .redact import to_json
 
 S = TypeVar("S", bound=m.SchemeConfigBase)
 # The secrets a template gives a flow (its client or consumer secret): never echoed back.
@@ -155,3 +171,121 @@ async def refuse(
         if route is not None:
             secrets += flow_secrets(route.template)
     return ProviderRefusal(error, description, secrets)
+
+
+def connection_name(route: TemplateRoute, flow: FlowState) -> tuple[CompiledConnection | None, str]:
+    """The connection a flow updates (matched on `externalId`, else on the name) and its name."""
+    existing = route.get(flow.external_id) if flow.external_id else None
+    if existing is None and flow.connection_name:
+        existing = route.find_name(flow.connection_name)
+    name = flow.connection_name or (existing.name if existing else None)
+    return existing, name or flow.external_id or f"{route.template.id}-{new_id()[:8]}"
+
+
+def attach_credential(
+    route: TemplateRoute,
+    flow: FlowState,
+    index: int,
+    entry: m.ConnectionCredential,
+    now: str,
+    failure: str,
+) -> CompiledConnection:
+    """Create the flow's connection with `entry` at `index`, or update the one it matches.
+
+    A re-authorised connection gets a new credential id, so the old token is forgotten when
+    the updated connection is served. `failure`: the error code when it does not compile.
+    """
+    existing, name = connection_name(route, flow)
+    if existing is not None:
+        credentials = list(existing.model.credentials)
+        credentials[index] = entry
+        compiled, problems = check_connection(
+            existing.model.model_copy(update={"credentials": credentials, "updated_at": now})
+        )
+    else:
+        inputs = [
+            m.ConnectionCredentialInput(
+                id=entry.id if i == index else None,
+                auth_scheme_config=entry.auth_scheme_config if i == index else None,
+                credential=entry.credential if i == index else m.NoneCredential(type="none"),
+            )
+            for i in range(len(route.template.model.auth_scheme_configs))
+        ]
+        compiled, problems = build_connection(
+            route.template,
+            name=name,
+            credentials=inputs,
+            external_id=flow.external_id,
+            extra={"created_at": now, "updated_at": now},
+        )
+    if compiled is None:
+        raise ProxyError(
+            failure,
+            "the token could not be used",
+            status=502,
+            fields=[FieldError(p.field, p.message) for p in problems],
+        )
+    if existing is None:
+        check_unique(route, compiled)
+    return compiled
+
+
+def check_unique(route: TemplateRoute, connection: CompiledConnection) -> None:
+    """`name` and `externalId` are unique within a template (409 otherwise)."""
+    same_name = route.find_name(connection.name)
+    if same_name is not None and same_name.id != connection.id:
+        raise Conflict("conflict", "a connection of this template already has this name")
+    external_id = connection.model.external_id
+    if external_id:
+        same = route.get(external_id)
+        if same is not None and same.id != connection.id:
+            raise Conflict("conflict", "a connection of this template already has this externalId")
+
+
+async def save_connection(
+    admin: Admin, route: TemplateRoute, connection: CompiledConnection
+) -> None:
+    """Write to the store (durable, with secrets), then serve: never the other way round."""
+    now = time.time()
+    async with admin.templates.changing:
+        try:
+            await admin.store.put_connection(
+                StoredConnection(
+                    id=connection.id,
+                    template_id=route.template.id,
+                    name=connection.name,
+                    external_id=connection.model.external_id,
+                    document=to_json(connection.model, include_secrets=True),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        except StoreConflict as exc:
+            message = f"a connection of this template already has this {exc.field}"
+            raise Conflict("conflict", message) from None
+        await serve_connection(route, admin.tokens, connection)
+
+
+def token_data(token: TokenSet, scopes: list[str] | None = None) -> m.OAuth2TokenData:
+    """A `TokenSet` in the seed's `oauth2Token` credential data shape."""
+    value = {
+        "accessToken": token.access_token,
+        "refreshToken": token.refresh_token,
+        "tokenType": token.token_type,
+        "expiresAt": iso8601(token.expires_at),
+        "scopes": token.scope.split() if token.scope else list(scopes or []),
+    }
+    return m.OAuth2TokenData.model_validate({"oauth2Token": value})
+
+
+@overload
+def iso8601(timestamp: float) -> str: ...
+@overload
+def iso8601(timestamp: None) -> None: ...
+@overload
+def iso8601(timestamp: float | None) -> str | None: ...
+def iso8601(timestamp: float | None) -> str | None:
+    """Unix seconds → `2025-01-31T12:00:00Z` (RFC 3339, UTC)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

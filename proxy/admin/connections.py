@@ -11,16 +11,14 @@ the same store (`run --workers N`) follow the change through `sync.py`. Every re
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 from aiohttp import web
 
 from ..config import models as m
 from ..connections.compiled import CompiledConnection, credential_mismatch
 from ..connections.templates import TemplateRoute, build_connection
-from ..dataplane.sync import serve_connection, withdraw_connection
+from ..dataplane.sync import withdraw_connection
 from ..errors import Conflict, FieldError, NotFound
 from ..messages import TokenSet
 from ..schemes.base import Scheme
@@ -28,12 +26,14 @@ from ..schemes.oauth1_exchanged import TOKEN_TYPE as OAUTH1_TOKEN_TYPE
 from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from ..schemes.oauth1_exchanged import token_value as oauth1_token_value
 from ..schemes.oauth2 import OAuth2Scheme
-from ..store import StoreConflict, StoredConnection
+from .connect_flow import check_unique, iso8601, save_connection, token_data
 from .connection_body import connection_body
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import ConnectionCreate
+from .oauth1_flow import exchange_oauth1_credential
+from .oauth2 import exchange_code_credential
 from .openint import openint_json, strip_prefix
-from .redact import redacted_secrets, to_json, with_secrets_of
+from .redact import redacted_secrets, with_secrets_of
 
 RefreshPolicy = Literal["none", "force", "auto"]
 REFRESH_POLICIES: tuple[RefreshPolicy, ...] = ("none", "force", "auto")
@@ -145,10 +145,6 @@ async def exchange_codes(
     """Each `oauth2-code` credential of an `oauth2` authorizationCode scheme, and each `oauth1`
     credential of an `oauth1` scheme, exchanged for the token it stands for; the others as
     given."""
-    # The connect flows build on this module: imported here, not at the top.
-    from .oauth1_flow import exchange_oauth1_credential
-    from .oauth2 import exchange_code_credential
-
     configs = route.template.model.auth_scheme_configs
     out: list[m.ConnectionCredentialInput] = []
     for index, entry in enumerate(given):
@@ -167,42 +163,6 @@ async def exchange_codes(
             entry = entry.model_copy(update={"credential": oauth1})
         out.append(entry)
     return out
-
-
-def check_unique(route: TemplateRoute, connection: CompiledConnection) -> None:
-    """`name` and `externalId` are unique within a template (409 otherwise)."""
-    same_name = route.find_name(connection.name)
-    if same_name is not None and same_name.id != connection.id:
-        raise Conflict("conflict", "a connection of this template already has this name")
-    external_id = connection.model.external_id
-    if external_id:
-        same = route.get(external_id)
-        if same is not None and same.id != connection.id:
-            raise Conflict("conflict", "a connection of this template already has this externalId")
-
-
-async def save_connection(
-    admin: Admin, route: TemplateRoute, connection: CompiledConnection
-) -> None:
-    """Write to the store (durable, with secrets), then serve: never the other way round."""
-    now = time.time()
-    async with admin.templates.changing:
-        try:
-            await admin.store.put_connection(
-                StoredConnection(
-                    id=connection.id,
-                    template_id=route.template.id,
-                    name=connection.name,
-                    external_id=connection.model.external_id,
-                    document=to_json(connection.model, include_secrets=True),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        except StoreConflict as exc:
-            message = f"a connection of this template already has this {exc.field}"
-            raise Conflict("conflict", message) from None
-        await serve_connection(route, admin.tokens, connection)
 
 
 async def list_connections(request: web.Request) -> web.Response:
@@ -385,31 +345,6 @@ def _as_oauth1_token(credential: m.OAuth1Credential, token: TokenSet) -> m.OAuth
         expires_at=credential.expires_at,
         data=m.OAuth1TokenData.model_validate({"oauth1Token": oauth1_token_value(token)}),
     )
-
-
-def token_data(token: TokenSet, scopes: list[str] | None = None) -> m.OAuth2TokenData:
-    """A `TokenSet` in the seed's `oauth2Token` credential data shape."""
-    value = {
-        "accessToken": token.access_token,
-        "refreshToken": token.refresh_token,
-        "tokenType": token.token_type,
-        "expiresAt": iso8601(token.expires_at),
-        "scopes": token.scope.split() if token.scope else list(scopes or []),
-    }
-    return m.OAuth2TokenData.model_validate({"oauth2Token": value})
-
-
-@overload
-def iso8601(timestamp: float) -> str: ...
-@overload
-def iso8601(timestamp: None) -> None: ...
-@overload
-def iso8601(timestamp: float | None) -> str | None: ...
-def iso8601(timestamp: float | None) -> str | None:
-    """Unix seconds → `2025-01-31T12:00:00Z` (RFC 3339, UTC)."""
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _find(admin: Admin, connection_id: str) -> CompiledConnection:

@@ -40,10 +40,18 @@ from ..tokens.oauth1_client import (
     sign_request,
     token_value,
 )
-from .connect_flow import init_request, only_scheme, refuse, remember_flow, take_flow
-from .connections import iso8601, save_connection
+from .connect_flow import (
+    attach_credential,
+    connection_name,
+    init_request,
+    iso8601,
+    only_scheme,
+    refuse,
+    remember_flow,
+    save_connection,
+    take_flow,
+)
 from .context import ADMIN, Admin, ValidationFailed, json_response
-from .oauth2 import attach_credential, connection_name
 from .redact import to_json
 
 CALLBACK_PATH = "/connections/oauth1/callback"

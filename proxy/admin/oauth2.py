@@ -29,15 +29,23 @@ from ..connections.compiled import CompiledConnection
 from ..connections.templates import (
     CompiledTemplate,
     TemplateRoute,
-    build_connection,
-    check_connection,
 )
 from ..errors import FieldError, InvalidRequest, ProxyError
 from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
 from ..store import FlowState
-from .connect_flow import init_request, only_scheme, refuse, remember_flow, take_flow
-from .connections import check_unique, iso8601, save_connection, token_data
+from .connect_flow import (
+    attach_credential,
+    connection_name,
+    init_request,
+    iso8601,
+    only_scheme,
+    refuse,
+    remember_flow,
+    save_connection,
+    take_flow,
+    token_data,
+)
 from .context import ADMIN, Admin, ValidationFailed, json_response
 from .models import OAuth2Init
 from .redact import to_json
@@ -343,63 +351,6 @@ async def exchange_code_credential(
         expires_at=credential.expires_at,  # what the person wrote, never the token's expiry
         data=token_data(token),
     )
-
-
-def connection_name(route: TemplateRoute, flow: FlowState) -> tuple[CompiledConnection | None, str]:
-    """The connection a flow updates (matched on `externalId`, else on the name) and its name."""
-    existing = route.get(flow.external_id) if flow.external_id else None
-    if existing is None and flow.connection_name:
-        existing = route.find_name(flow.connection_name)
-    name = flow.connection_name or (existing.name if existing else None)
-    return existing, name or flow.external_id or f"{route.template.id}-{new_id()[:8]}"
-
-
-def attach_credential(
-    route: TemplateRoute,
-    flow: FlowState,
-    index: int,
-    entry: m.ConnectionCredential,
-    now: str,
-    failure: str,
-) -> CompiledConnection:
-    """Create the flow's connection with `entry` at `index`, or update the one it matches.
-
-    A re-authorised connection gets a new credential id, so the old token is forgotten when
-    the updated connection is served. `failure`: the error code when it does not compile.
-    """
-    existing, name = connection_name(route, flow)
-    if existing is not None:
-        credentials = list(existing.model.credentials)
-        credentials[index] = entry
-        compiled, problems = check_connection(
-            existing.model.model_copy(update={"credentials": credentials, "updated_at": now})
-        )
-    else:
-        inputs = [
-            m.ConnectionCredentialInput(
-                id=entry.id if i == index else None,
-                auth_scheme_config=entry.auth_scheme_config if i == index else None,
-                credential=entry.credential if i == index else m.NoneCredential(type="none"),
-            )
-            for i in range(len(route.template.model.auth_scheme_configs))
-        ]
-        compiled, problems = build_connection(
-            route.template,
-            name=name,
-            credentials=inputs,
-            external_id=flow.external_id,
-            extra={"created_at": now, "updated_at": now},
-        )
-    if compiled is None:
-        raise ProxyError(
-            failure,
-            "the token could not be used",
-            status=502,
-            fields=[FieldError(p.field, p.message) for p in problems],
-        )
-    if existing is None:
-        check_unique(route, compiled)
-    return compiled
 
 
 def _connect(

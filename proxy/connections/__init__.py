@@ -4,7 +4,8 @@ Owns the compiled connection (`compiled.py`: parsed `baseUrl`, built schemes, he
 the lean plan), connection templates, clients and policy (`access.py`, `policy.py`), and the URL
 and header rules a connection carries (`urls.py`, `headers.py`).
 
-May import: `config/`, `schemes/`, `store/`, `http1/` and the shared modules at the top of
-`proxy/` (`errors`, `messages`, `metrics`, `logs`). Never the data plane, tokens, admin or the
-process.
+Also the runtime (`runtime.py`): a checked `proxy.yaml` compiled for serving.
+
+May import: `config/`, `schemes/`, `store/`, `http1/` and the shared vocabulary (`errors`,
+`messages`, `logs`). Never `metrics`, tokens, the data plane, admin or the process.
 """

@@ -5,6 +5,6 @@ route lookup, the `Host` a listener answers (`hosts.py`), error answers (`middle
 access log (`access_line.py`, `access_log.py`), the live routes kept in step with the store
 (`sync.py`), and the wiring of it all from a checked runtime (`plane.py`).
 
-May import: `tokens/`, `connections/`, `config/`, `schemes/`, `store/`, `http1/` and the shared
-modules at the top of `proxy/`. Never admin or the process.
+May import: `tokens/`, `metrics`, `connections/`, `config/`, `schemes/`, `store/`, `http1/` and
+the shared vocabulary. Never admin or the process.
 """

@@ -120,7 +120,9 @@ class DataPlane:
             return
         self._started = True
         if self.tokens is not None:
-            await carry_legacy_tokens(self.tokens.store, self.runtime.connections)
+            await carry_legacy_tokens(
+                self.tokens.store, (c.model for c in self.runtime.connections)
+            )
             for connection in self.runtime.connections:
                 await self.tokens.adopt_connection(connection)
         if self._sync is not None:

@@ -2,7 +2,11 @@
 
 `wire` encodes requests (pure), `connection` parses one connection's responses with strict
 framing and flow control, `pool` keeps idle connections per (origin, TLS context), and `client`
-is the `Upstream` implementation the request path uses.
+is the `Upstream` implementation (`upstream.py`) the request path uses; `server` and `inbound`
+serve the data plane's listener.
+
+May import `errors` and `messages` only: the rest of the proxy is built on it, never the
+other way round.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Auth schemes, one module each; `build_scheme()` turns a validated credential into a `Scheme`.
 
 Adding a scheme: write `schemes/<type>.py` with a `Scheme` subclass and add one `case` below.
+
+Pure: no I/O. May import `config/`, `messages` and `errors` only.
 """
 
 from __future__ import annotations

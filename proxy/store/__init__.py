@@ -8,6 +8,8 @@ implementation (`memory.py` for tests and ephemeral runs, `sqlite.py` by default
 Secrets in the values below are plain text in memory and are kept out of `repr()`; a backend
 encrypts them at rest (`crypto.py`). Fingerprints are keyed hashes (`Store.fingerprint`), never the
 secret itself, so the store can tell "the file's token changed" without keeping the file's token.
+
+May import `config/`, `messages` and `errors` only.
 """
 
 from __future__ import annotations

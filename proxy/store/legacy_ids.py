@@ -7,16 +7,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from ..config import models as m
 from ..config.ids import legacy_token_ids
-from ..connections.compiled import CompiledConnection
 from . import StaleToken, Store
 
 log = logging.getLogger("signing_proxy.store")
 
 
-async def carry_legacy_tokens(store: Store, connections: Iterable[CompiledConnection]) -> None:
+async def carry_legacy_tokens(store: Store, connections: Iterable[m.Connection]) -> None:
     for connection in connections:
-        for new, old in legacy_token_ids(connection.model).items():
+        for new, old in legacy_token_ids(connection).items():
             record = await store.get_token(old)
             if record is None or await store.get_token(new) is not None:
                 continue

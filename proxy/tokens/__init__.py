@@ -4,6 +4,6 @@ Owns the token manager of OAuth 2.0 (`manager.py`) and the OAuth 1.0a exchange o
 credentials (`oauth1.py`) with its endpoint client (`oauth1_client.py`, shared with the admin
 connect flow).
 
-May import: `connections/`, `config/`, `schemes/`, `store/`, `http1/` and the shared modules at the
-top of `proxy/`. Never the data plane, admin or the process.
+May import: `metrics`, `connections/`, `config/`, `schemes/`, `store/`, `http1/` and the shared
+vocabulary. Never the data plane, admin or the process.
 """
