@@ -78,6 +78,14 @@ def assert_no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
         assert "Traceback" not in record.getMessage()
 
 
+def assert_aborted_logged(caplog: pytest.LogCaptureFixture, code: str) -> None:
+    """The upstream exchange that had begun was aborted, and a WARNING says so (with the
+    code, never a body byte)."""
+    [line] = [r for r in caplog.records if r.getMessage().startswith("upstream exchange aborted")]
+    assert line.levelno == logging.WARNING
+    assert line.getMessage().endswith(f"the client's body was refused ({code})")
+
+
 # Chunked bodies llhttp refuses after the head was parsed.
 BAD_BODIES = {
     "bad chunk size": b"3\r\nabc\r\nzz\r\n",
@@ -124,6 +132,8 @@ async def test_bad_body_mid_stream_aborts_the_upstream_and_answers_once(
     assert all(not r.request.complete for r in upstream.received)
     if path == "signing":
         assert upstream.connections == 0  # the body is read whole before anything is sent
+    else:
+        assert_aborted_logged(caplog, "bad_request")
     assert_no_error_logged(caplog)
 
 
@@ -145,6 +155,8 @@ async def test_a_body_without_progress_is_408(
     assert all(not r.request.complete for r in upstream.received)
     if path == "signing":
         assert upstream.connections == 0
+    else:
+        assert_aborted_logged(caplog, "request_timeout")
     assert_no_error_logged(caplog)
 
 

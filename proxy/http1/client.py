@@ -14,6 +14,7 @@ body is still in hand (none, or buffered). Anything else gets the 502.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from typing import Any
@@ -33,6 +34,8 @@ from .wire import (
     parse_origin,
     plan_framing,
 )
+
+log = logging.getLogger("signing_proxy.upstream")
 
 # `_send`'s tries: is each on a new connection? A pooled one first, then (see above) a new one.
 _REUSE_THEN_FRESH = (False, True)
@@ -299,10 +302,16 @@ async def _send_stream(
             break
         except asyncio.CancelledError:
             raise
-        except ProxyError:
+        except ProxyError as refused:
             # The inbound server refused the rest of the body (malformed, too slow): its error
             # is the client's answer. The upstream must not take a truncated body for a whole.
             conn.abort()
+            log.warning(
+                "upstream exchange aborted after %d body bytes: the client's body was refused (%s)",
+                sent,
+                refused.code,
+                extra={"event": "upstream_aborted", "error": refused.code},
+            )
             raise
         except Exception:
             conn.abort()  # the upstream must not take a truncated body for a whole one

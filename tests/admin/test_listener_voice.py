@@ -58,6 +58,8 @@ async def send(port: int, raw: bytes) -> rawhttp.Message:
         return await asyncio.wait_for(rawhttp.read_response(reader), 5)
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 LONG = "a" * 9000
