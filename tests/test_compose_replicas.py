@@ -1,7 +1,8 @@
-"""The compose files the project shows (the README's replica snippet, `examples/docker-compose.yml`)
-restart the proxy and make it wait for a database that accepts connections: a replica refuses to
-start (exit 1) while PostgreSQL is not up yet, so without both it would stay down after a
-`docker compose up` or a database restart (docs/operations.md, "Several replicas").
+"""The compose files the project shows (the replica snippet of docs/deployment.md,
+`examples/docker-compose.yml`) restart the proxy and make it wait for a database that accepts
+connections: a replica refuses to start (exit 1) while PostgreSQL is not up yet, so without both
+it would stay down after a `docker compose up` or a database restart (docs/operations.md,
+"Several replicas").
 
 The YAML is parsed as compose reads it; the rules checked are those of the Compose
 specification (`depends_on.<service>.condition: service_healthy` needs a `healthcheck` on that
@@ -21,16 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESTARTING = {"always", "unless-stopped", "on-failure"}
 
 
-def readme_block(first_line: str) -> str:
-    """The fenced block of README.md whose first line is `first_line`."""
-    for block in re.findall(r"^```\w*\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S):
+def documented_block(first_line: str) -> str:
+    """The fenced block of docs/deployment.md whose first line is `first_line`."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    for block in re.findall(r"^```\w*\n(.*?)^```", text, re.M | re.S):
         if block.startswith(first_line):
             return str(block)
-    raise AssertionError(f"README.md has no block starting {first_line!r}")
+    raise AssertionError(f"docs/deployment.md has no block starting {first_line!r}")
 
 
 def replica_compose() -> dict[str, Any]:
-    compose: dict[str, Any] = yaml.safe_load(readme_block("# compose.replicas.yaml"))
+    compose: dict[str, Any] = yaml.safe_load(documented_block("# compose.replicas.yaml"))
     return compose
 
 
@@ -76,7 +78,7 @@ def test_the_readme_replicas_restart_and_wait_for_a_healthy_database() -> None:
 def test_the_replicas_config_names_the_database_service_and_user() -> None:
     compose = replica_compose()
     [(db_name, db)] = databases(compose).items()
-    proxy_yaml = yaml.safe_load(readme_block("# proxy.yaml (the same file for every replica)"))
+    proxy_yaml = yaml.safe_load(documented_block("# proxy.yaml (the same file for every replica)"))
     url = proxy_yaml["store"]["url"]
     user = db["environment"]["POSTGRES_USER"]
     assert url.startswith(f"postgresql://{user}:") and f"@{db_name}:5432/" in url

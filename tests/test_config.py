@@ -398,7 +398,7 @@ def test_defaults_of_an_empty_file() -> None:
     )
     assert config.forwarded_headers is False
     assert (config.log.level, config.log.format) == ("info", "text")
-    # The README documents this exact default organisation id.
+    # docs/design.md documents this exact default organisation id.
     assert config.organisation_id == "01JAAAAAAAAAAAAAAAAAAAAAAA"
     assert build_runtime(None, {}).connections == ()
 

@@ -6,7 +6,7 @@ No Docker engine is available where the tests run, so this reproduces what matte
   which already has `proxy` (uid 13) — the case the first Dockerfile's `useradd proxy` failed on;
 - the proxy then runs with the image's uid/gid, environment, working directory (the store
   volume), command and health check, and is stopped the way `docker stop` stops it.
-The README says how to build and smoke-test the real image with Docker.
+docs/deployment.md says how to build and smoke-test the real image with Docker.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ over real TLS that *requires* a client certificate (`ssl.CERT_REQUIRED`, CA and 
 from trustme); a middleware records the subject of the certificate each token request came
 with. The resource server is plain HTTP: only the token endpoint is under test.
 
-Trust anchor for the token endpoint (README, OAuth 2.0): with `mtlsEnabled` it is the
+Trust anchor for the token endpoint (docs/guide.md, OAuth 2.0): with `mtlsEnabled` it is the
 certificate credential's `ca` when given (and only it), else the system store; without
 `mtlsEnabled`, the system store. The system store honours `SSL_CERT_FILE`.
 """

@@ -1,6 +1,6 @@
 """Reading the seed shapes: the platform's own fields, Go zero values, unselected sibling objects,
-the scope catalogue, URL-encoded parameter strings and the mTLS spellings (README "Seed fields
-you will meet in an export")."""
+the scope catalogue, URL-encoded parameter strings and the mTLS spellings (docs/design.md, "Seed
+fields you will meet in an export")."""
 
 from __future__ import annotations
 

@@ -735,7 +735,7 @@ class LogSettings(Model):
     format: Literal["text", "json"] = "text"
 
 
-# The one organisation a single proxy serves unless the file names another (README).
+# The one organisation a single proxy serves unless the file names another (docs/design.md).
 DEFAULT_ORGANISATION_ID = "01JAAAAAAAAAAAAAAAAAAAAAAA"
 
 
