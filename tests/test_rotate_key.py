@@ -297,14 +297,17 @@ def test_a_proxy_starting_during_a_rotation_waits_for_it(
     )
     try:
         wait_for(marker.exists, 30, "the rotation to commit")
-        with running(proc):  # blocks until the rotation let go of the store
+        with running(proc):  # its store opens once the rotation let go of the store
+            # By then the rotation had renamed its new key over the old: the proxy waited.
+            assert not Path(store_tree["path"] + ".key.new").exists()
             serves(proc, acme, "acme")
             serves_file_oauth(proc)
+        out, err = rotation.communicate(timeout=30)
     finally:
         if rotation.poll() is None:
             rotation.kill()
-        _, err = rotation.communicate(timeout=10)
-    assert rotation.returncode == 0, err
+            rotation.communicate(timeout=10)
+    assert rotation.returncode == 0, (out, err)
     assert "interrupted" not in proc.output()
 
 
