@@ -17,20 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from ..config import models as m
+from ..config.ids import SCHEME_FIELDS
 from .redact import to_json
 
-# `AuthSchemeConfig.type` → the key of the sub-object it selects.
-SCHEME_KEYS = {
-    "none": "none",
-    "api-key": "apiKey",
-    "basic-auth": "basicAuth",
-    "bearer": "bearer",
-    "hmac": "hmac",
-    "oauth1": "oauth1",
-    "oauth2": "oauth2",
-    "certificate": "certificate",
-}
 # What the seed requires in a scheme sub-object that the models may leave unset.
 _SCHEME_REQUIRED: dict[str, dict[str, Any]] = {
     "oauth2": {"tokenUrl": "", "scopes": [], "defaultScopes": []},
@@ -71,7 +63,7 @@ def _fill_entry(entry: dict[str, Any], organisation_id: str) -> None:
     for key, value in credential.get("data", {}).items():
         _fill(value, _DATA_REQUIRED.get(key, {}))
     auth = entry["authSchemeConfig"]
-    key = SCHEME_KEYS[auth["type"]]
+    key = to_camel(SCHEME_FIELDS[auth["type"]])  # the sub-object `type` selects
     sub = auth.setdefault(key, {})
     _fill(sub, {"description": "", **_SCHEME_REQUIRED.get(key, {})})
 
