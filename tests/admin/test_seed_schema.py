@@ -158,11 +158,12 @@ async def test_what_the_writer_fills_in(planes: Planes) -> None:
     client = entry("zero-oauth2-client-credentials")["credential"]["data"]["oauth2Client"]
     assert client["tokenUrl"] == "" and client["mTLSEnabled"] is False
     scheme = entry("chain-certificate+oauth2-client-credentials", 1)["authSchemeConfig"]
+    certificate_id = entry("chain-certificate+oauth2-client-credentials", 0)["id"]
     assert scheme["oauth2"]["mtlsEnabled"] is True
-    assert (
-        scheme["oauth2"]["mtlsCredentialId"]
-        == entry("chain-certificate+oauth2-client-credentials", 0)["id"]
-    )
+    assert scheme["oauth2"]["mtlsCredentialId"] == certificate_id
+    chained = entry("chain-certificate+oauth2-client-credentials", 1)["credential"]["data"]
+    assert chained["oauth2Client"]["mTLSEnabled"] is True
+    assert chained["oauth2Client"]["mTLSCredentialId"] == certificate_id
     token = entry("zero-oauth2-authorization-code")["credential"]["data"]["oauth2Token"]
     assert token["refreshToken"] == "" and token["tokenType"] == "Bearer"
 

@@ -327,6 +327,10 @@ def chains() -> dict[str, dict[str, Any]]:
             oauth2 = entries[1]["authSchemeConfig"]["oauth2"]
             oauth2["mtlsEnabled"] = True
             oauth2["mtlsCredentialId"] = entries[0]["id"]
+            # The credential's own switch, in its own spelling (seed `CredentialDataOAuth2Client`).
+            client = entries[1]["credential"]["data"]["oauth2Client"]
+            client["mTLSEnabled"] = True
+            client["mTLSCredentialId"] = entries[0]["id"]
         out[name] = {
             **single[parts[0]],
             "id": f"01JC{'0' * 19}K{number:02d}",
