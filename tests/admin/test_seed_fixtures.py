@@ -49,6 +49,8 @@ def fixture(name: str) -> Any:
 
 CONNECTIONS_000: dict[str, dict[str, Any]] = fixture("000-get-connection.json")
 CREATE_001: dict[str, dict[str, Any]] = fixture("001-create-connection.json")
+GO_ZERO_000: dict[str, dict[str, Any]] = fixture("000-go-zero.json")
+CHAINS_000: dict[str, dict[str, Any]] = fixture("000-chains.json")
 CASES = sorted(CONNECTIONS_000)
 CLIENT_ID = "acme-client"
 CLIENT_SECRET = "canary-client-secret-f1"
@@ -220,6 +222,51 @@ async def test_000_loads_in_proxy_yaml_and_works(
     assert connection.id == CONNECTIONS_000[case]["id"]
     client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
     await send(client, f"/acme-{case}/records?limit=5", upstream)
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_000_with_go_zero_values_everywhere_loads_and_works(
+    case: str,
+    aiohttp_server: Any,
+    aiohttp_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same case as a Go exporter writes it with every optional field unset
+    (`000-go-zero.json`): it still signs what the independent peer accepts."""
+    upstream = await upstream_for(case, aiohttp_server)
+    path = tmp_path / "proxy.yaml"
+    path.write_text(yaml.safe_dump({"connections": [GO_ZERO_000[case]]}), encoding="utf-8")
+    for name, value in upstream.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "--config", str(path)]) == 0, capsys.readouterr()
+    runtime = load_runtime(path, upstream.env)
+    client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
+    await send(client, f"/zero-{case}/records?limit=5", upstream)
+
+
+@pytest.mark.parametrize("chain", ["api-key+hmac", "none+basic-auth+api-key"])
+async def test_000_chains_apply_every_credential_in_order(
+    chain: str, aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    """`000-chains.json`: each credential of the chain lands at the echo upstream, the HMAC over
+    the exact body recomputed here."""
+    upstream = await upstream_for("hmac", aiohttp_server)  # the echo upstream, every static key
+    runtime = build_runtime({"connections": [CHAINS_000[chain]]}, upstream.env)
+    client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
+    response = await client.post(f"/chain-{chain}/records", data=b'{"event": "paid"}')
+    assert response.status == 200, await response.text()
+    headers: dict[str, list[str]] = {}
+    for name, value in (await response.json())["headers"]:
+        headers.setdefault(name.lower(), []).append(value)
+    assert headers["x-api-key"] == ["canary-api-key-f3"]
+    if "hmac" in chain:
+        expected = hmac.new(HMAC_KEY, b'{"event": "paid"}', hashlib.sha256).hexdigest()
+        assert headers["x-signature"] == [expected]
+    else:
+        pair = base64.b64encode(b"ann:canary-password-f4").decode()
+        assert headers["authorization"] == [f"Basic {pair}"]
 
 
 @pytest.mark.parametrize("case", CASES)

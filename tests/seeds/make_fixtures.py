@@ -343,14 +343,15 @@ def chains() -> dict[str, dict[str, Any]]:
 
 # Positions the Go zero is not written to, though the seed leaves them optional: without their
 # value nothing can be signed (a file connection's upstream, the credential's type that selects
-# its data, the client a refresh authenticates as when the credential names none), so an export
-# always has them.
+# its data, the client a refresh authenticates as, and its secret, when the credential names
+# none), so an export always has them.
+GRANT = "credentials[].authSchemeConfig.oauth2.grant"
 KEPT = {
     "baseUrl",
     "credentials[].credential.type",
-    "credentials[].authSchemeConfig.oauth2.grant.authorizationCode.clientId",
-    "credentials[].authSchemeConfig.oauth2.grant.password.clientId",
-}
+    *(f"{GRANT}.{grant}.{field}" for grant in ("authorizationCode", "password")
+      for field in ("clientId", "clientSecret")),
+}  # fmt: skip
 
 
 def go_zero() -> dict[str, dict[str, Any]]:
