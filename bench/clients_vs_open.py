@@ -1,4 +1,4 @@
-"""Cost of clients and policy on the tiny-GET path (issue 13 item 5), side by side.
+"""Cost of clients and policy on the tiny-GET path, side by side.
 
 Two measurements in one run:
 

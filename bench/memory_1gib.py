@@ -1,4 +1,4 @@
-"""Memory (issue 2 item 9): 1 GiB up and 1 GiB down through the proxy; print its peak RSS.
+"""Memory: 1 GiB up and 1 GiB down through the proxy; print its peak RSS.
 
 A local upstream (a sink that counts uploaded bytes, a source that streams 1 GiB) runs in this
 process; the proxy runs as a real subprocess (`python -m proxy run --config <tmp>.yaml`). The
@@ -23,7 +23,7 @@ from ab import free_port, wait_ready
 from aiohttp import web
 
 CHUNK = 256 * 1024
-LIMIT_BYTES = 150 * 10**6  # issue 2: under 150 MB
+LIMIT_BYTES = 150 * 10**6  # under 150 MB
 UPLOADED = web.AppKey("uploaded", list)
 
 

@@ -1,4 +1,4 @@
-"""OAuth 2.0 fresh-token overhead (issue 4 item 8): req/s for `bearer` vs `oauth2`, side by side.
+"""OAuth 2.0 fresh-token overhead: req/s for `bearer` vs `oauth2`, side by side.
 
 One `python -m proxy run` subprocess (SQLite store in a temp dir) serves two connections to the
 same local upstream (in this process): `bearer` with a static token, and `oauth2` with a fresh

@@ -1,4 +1,4 @@
-"""Routing scale (issue 2 item 4): start-up and route lookup with 1 vs 10,000 connections.
+"""Routing scale: start-up and route lookup with 1 vs 10,000 connections.
 
 Builds both configs in one run, times `build_runtime` (parse-free: validation + compilation of
 every connection) and the median cost of one `Router.resolve` for a request deep in the path,

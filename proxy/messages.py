@@ -58,8 +58,6 @@ class OutboundRequest:
     query: str
     headers: tuple[tuple[str, str], ...]
     body: Body | None = None
-    # Query parameter names added by credentials: their values are masked in logs.
-    secret_query_names: frozenset[str] = field(default=frozenset())
 
     @property
     def url(self) -> str:
@@ -92,15 +90,11 @@ class OutboundRequest:
         if patch.cookies:
             headers = _merge_cookies(headers, patch.cookies)
         query = self.query
-        secret_names = self.secret_query_names
         if patch.query:
             query = _append_query(query, patch.query)
-            secret_names = secret_names | frozenset(patch.query)
         # The constructor, not dataclasses.replace(): this runs on every request, and replace()
         # costs several times as much.
-        return OutboundRequest(
-            self.method, self.origin, self.path, query, headers, self.body, secret_names
-        )
+        return OutboundRequest(self.method, self.origin, self.path, query, headers, self.body)
 
 
 def _append_query(query: str, params: Mapping[str, str]) -> str:

@@ -1,6 +1,6 @@
 """The data plane's access log on a real file for in-process tests (`access_log` fixture): the
-writer `signing-proxy run` puts on stderr (`proxy/access_log.py`), read back once every line
-queued so far is written, and parsed with the text format's regular expression."""
+writer `signing-proxy run` puts on stderr (`proxy/dataplane/access_log.py`), read back once every
+line queued so far is written, and parsed with the text format's regular expression."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The access log as `signing-proxy run` writes it (proxy/access_line.py, proxy/access_log.py):
+"""The access log as `signing-proxy run` writes it (proxy/dataplane/access_line.py,
+proxy/dataplane/access_log.py):
 the same lines `logging` wrote, written in batches by a thread, never lost on SIGTERM, and never
 a stall of the event loop when the destination is stuck.
 

@@ -1,5 +1,5 @@
 """Connections changed through the management API reach every process on the same store
-(`proxy/sync.py`, `run --workers N`).
+(`proxy/dataplane/sync.py`, `run --workers N`).
 
 Process A serves the admin API and a data plane (`make_planes`); process B is another worker's
 data plane on its own handle to the same SQLite file. B never hears from A: it learns of a new

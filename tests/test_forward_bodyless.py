@@ -1,4 +1,4 @@
-"""Bytes in = bytes out for bodies (issue 10 item 5): a request without a body reaches the
+"""Bytes in = bytes out for bodies: a request without a body reaches the
 upstream without one and without any framing header the client did not send, whatever the
 scheme (a signing scheme buffers the body it signs, an empty one included). Checked on the exact
 bytes a raw upstream received."""

@@ -1,4 +1,5 @@
-"""The task-free lean exchange (`proxy/lean_exchange.py`): a bodyless request for a constant-header
+"""The task-free lean exchange (`proxy/dataplane/lean_exchange.py`): a bodyless request for a
+constant-header
 connection, on a pooled upstream connection, is served by callbacks — and wherever it must wait
 on more than one read it leaves for a task, by the coroutine path's own code.
 

@@ -48,17 +48,16 @@ def test_patched_is_a_new_value_and_the_original_is_untouched() -> None:
     patched = BASE.patched(RequestPatch(headers={"A": "1"}, query={"k": "v"}, cookies={"c": "d"}))
     assert patched is not BASE
     assert BASE.headers == (("Accept", "*/*"), ("X-Trace", "t1"), ("x-trace", "t2"))
-    assert BASE.query == "x=1&y=%20" and BASE.secret_query_names == frozenset()
+    assert BASE.query == "x=1&y=%20"
     with pytest.raises(dataclasses.FrozenInstanceError):
         patched.query = ""  # type: ignore[misc]
 
 
-def test_query_is_appended_last_and_its_names_are_remembered_as_secret() -> None:
+def test_query_is_appended_last() -> None:
     once = BASE.patched(RequestPatch(query={"key": "a b"}))
     assert once.query == "x=1&y=%20&key=a%20b"
     twice = once.patched(RequestPatch(query={"sig": "s"}))
     assert twice.query == "x=1&y=%20&key=a%20b&sig=s"
-    assert twice.secret_query_names == {"key", "sig"}
 
 
 def test_query_patch_removes_client_parameters_of_that_name_only() -> None:

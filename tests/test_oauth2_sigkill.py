@@ -1,4 +1,4 @@
-"""Nothing lost (docs/request-path.md, issue 4 item 4): SIGKILL the proxy during refreshes, again
+"""Nothing lost (docs/request-path.md): SIGKILL the proxy during refreshes, again
 and again.
 
 The proxy runs as a real process (`python -m proxy run`) on a SQLite store; the authorization

@@ -1,4 +1,5 @@
-"""The pure decisions of clients and policy (`proxy/policy.py`): key extraction, the key ring,
+"""The pure decisions of clients and policy (`proxy/connections/policy.py`): key extraction, the key
+ring,
 path globs on percent-decoded segments, and the token bucket on a fixed clock."""
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from proxy.connections.policy import (
     PolicyMatcher,
     Rule,
     TokenBucket,
+    candidate_keys,
     compile_path_pattern,
     first_allowing,
     key_digest,
     path_segments,
-    presented_keys,
 )
 
 KEY = "ck_live_7Hq2"
@@ -58,8 +59,8 @@ def basic(user: str, password: str) -> str:
         ([("X-Other", KEY)], []),
     ],
 )
-def test_presented_keys(headers: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
-    assert presented_keys(raw(headers)) == [(name, key.encode()) for name, key in expected]
+def test_candidate_keys(headers: list[tuple[str, str]], expected: list[tuple[str, str]]) -> None:
+    assert list(candidate_keys(raw(headers))) == [(name, key.encode()) for name, key in expected]
 
 
 def raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -69,9 +70,9 @@ def raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 def test_a_non_ascii_key_is_compared_as_the_utf8_bytes_sent() -> None:
     ring = KeyRing([(key_digest("clé-ünïcode"), "owner")])
-    [(_, key)] = presented_keys(raw([("X-Api-Key", "clé-ünïcode")]))
+    [(_, key)] = list(candidate_keys(raw([("X-Api-Key", "clé-ünïcode")])))
     assert ring.owner(key) == "owner"
-    [(_, key)] = presented_keys(raw([("Authorization", basic("clé-ünïcode", ""))]))
+    [(_, key)] = list(candidate_keys(raw([("Authorization", basic("clé-ünïcode", ""))])))
     assert ring.owner(key) == "owner"
 
 
@@ -81,12 +82,12 @@ def test_presented_keys_keep_header_order() -> None:
         ("Authorization", "Bearer b"),
         ("Proxy-Authorization", "Bearer c"),
     ]
-    assert [key for _, key in presented_keys(raw(headers))] == [b"a", b"b", b"c"]
+    assert [key for _, key in candidate_keys(raw(headers))] == [b"a", b"b", b"c"]
 
 
 def test_only_the_first_few_candidates_are_tried() -> None:
     headers = [("X-Api-Key", f"k{i}") for i in range(1000)]
-    assert [key for _, key in presented_keys(raw(headers))] == [f"k{i}".encode() for i in range(8)]
+    assert [key for _, key in candidate_keys(raw(headers))] == [f"k{i}".encode() for i in range(8)]
 
 
 def test_key_ring_finds_the_owner_by_digest() -> None:

@@ -1,4 +1,4 @@
-"""Request smuggling battery (issue 11 item 4): whatever a client sends, the upstream never sees
+"""Request smuggling battery: whatever a client sends, the upstream never sees
 a misframed request, nor a request the client did not unambiguously send.
 
 Black-box on raw sockets: a client socket writes exact bytes to the proxy, and a raw upstream

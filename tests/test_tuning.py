@@ -1,4 +1,5 @@
-"""Process settings for serving (`proxy/tuning.py`, and the CPU check of `proxy/forward.py`),
+"""Process settings for serving (`proxy/cli/tuning.py`, and the CPU check of
+`proxy/dataplane/forward.py`),
 each read back from a real subprocess: what glibc was told, and whether a large body is hashed
 in a worker thread when the process has one CPU or several."""
 

@@ -1,4 +1,5 @@
-"""Unit tests of `proxy/urls.py`: baseUrl parsing, joins, escape detection, response rewrites."""
+"""Unit tests of `proxy/connections/urls.py`: baseUrl parsing, joins, escape detection, response
+rewrites."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`signing-proxy run --workers N` (docs/operations.md, issue 6 item 4): one port served by N
+"""`signing-proxy run --workers N` (docs/operations.md): one port served by N
 processes.
 
 Real processes only: the parent binds the port, forks the workers, and on SIGTERM every worker

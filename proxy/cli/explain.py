@@ -38,7 +38,7 @@ from ..schemes.certificate import CertificateScheme
 
 MASK = "****"
 PLACEHOLDER_TOKEN = "<oauth2-access-token: fetched at run time>"
-# An `oauth1` credential of the file: its token is exchanged at run time (oauth1_tokens.py).
+# An `oauth1` credential of the file: its token is exchanged at run time (tokens/oauth1.py).
 PLACEHOLDER_OAUTH1_TOKEN = "<oauth1-token: exchanged at run time>"
 BODY_PREVIEW = 2048
 

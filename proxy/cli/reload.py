@@ -42,7 +42,6 @@ class Reloader:
         self.plane = plane
         self._lock = asyncio.Lock()
         self._waiting: asyncio.Future[bool] | None = None  # asked for, not yet reading the file
-        self.generation = 0  # successful reloads so far
 
     async def reload(self) -> bool:
         """Read, check and apply the file; False (and every problem logged) when invalid.
@@ -80,7 +79,6 @@ class Reloader:
                     warning,
                     extra={"event": "config_warning", "field": warning.field},
                 )
-            self.generation += 1
             self._report(old, runtime)
             return True
 

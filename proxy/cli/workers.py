@@ -171,7 +171,7 @@ class Supervisor:
             if not self._stopping:
                 self._spawn(index)
 
-    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+    def _on_hangup(self, signum: int, _frame: FrameType | None) -> None:
         """SIGHUP: every worker reloads its configuration (reload.py)."""
         self._reload_workers()
 
@@ -192,7 +192,7 @@ class Supervisor:
         for _ in watch_file_blocking(path, stop, self._loaded):
             self._reload_workers()
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if not self._stopping:
             log.info("signal received: stopping %d worker(s)", len(self._pids))
         self._stopping = True

@@ -1,10 +1,11 @@
 """Config models of clients and policy (docs/security.md, "Clients and policy").
 
-`clients` (top level) says who may use the proxy and which connections each may reach;
-`policy` (on a connection or a template) says which methods and paths may be used through it.
-Kept apart from `models.py`, which holds the seed shapes; checks that need the whole file
-(one key per client, duplicate keys, `connections` entries naming nothing, pattern syntax) are
-in `proxy/access.py`, where `check --offline` can tell a placeholder's field from the structure.
+`clients` (top level) says who may use the proxy and which connections each may reach; `policy` (on
+a connection or a template) says which methods and paths may be used through it. Kept apart from
+`models.py`, which holds the seed shapes; checks that need the whole file (one key per client,
+duplicate keys, `connections` entries naming nothing, pattern syntax) are in
+`proxy/connections/access.py`, where `check --offline` can tell a placeholder's field from the
+structure.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ class CompiledConnection:
     base: BaseUrl
     schemes: tuple[Scheme, ...]
     owned_headers: frozenset[str]  # lowercase names the proxy sets; client copies are dropped
-    requires_body: bool
     wants_replayable_body: bool
     rewrite_response_urls: bool
     model: m.Connection
@@ -114,7 +113,6 @@ def compile_connection(
             base=base,
             schemes=tuple(schemes),
             owned_headers=owned,
-            requires_body=any(s.requires_body for s in schemes),
             wants_replayable_body=any(s.wants_replayable_body for s in schemes),
             rewrite_response_urls=model.rewrite_response_urls,
             model=model,

@@ -33,15 +33,6 @@ REQUEST_ONLY = frozenset({"host", "x-connection-id"})
 FORWARDED = frozenset({"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
 
 
-def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """The header names listed in `Connection` (RFC 9110 §7.6.1), lowercase."""
-    names: set[str] = set()
-    for key, value in headers:
-        if key.lower() == "connection":
-            names |= _tokens(value)
-    return frozenset(names)
-
-
 @lru_cache(maxsize=1024)
 def _tokens(value: str) -> frozenset[str]:
     # Cached: nearly every message carries the same `keep-alive` or `close`.

@@ -3,7 +3,7 @@
 No I/O, no clock of its own, no aiohttp: the pieces `access.py` puts together on the request
 path, each testable alone.
 
-- `presented_keys()`: where a client key may sit, the way SDKs already send their `api_key`
+- `candidate_keys()`: where a client key may sit, the way SDKs already send their `api_key`
   (`Authorization: Bearer|token`, Basic username or password, `X-Api-Key`,
   `Proxy-Authorization: Bearer`), with the header that carried it.
 - `KeyRing`: which client a key belongs to: the presented key's SHA-256 looked up in a dict
@@ -90,11 +90,6 @@ def candidate_keys(headers: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str
                         left -= 1
         if left <= 0:
             return
-
-
-def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
-    """Every candidate of `candidate_keys`, as a list (for `explain` and the tests)."""
-    return list(candidate_keys(headers))
 
 
 _KEY_HEADER_LENGTHS = frozenset(

@@ -20,7 +20,7 @@ CHUNK = 256 * 1024
 
 
 class ByteStream(Protocol):
-    """What the driver reads a client body from (aiohttp's `StreamReader` fits)."""
+    """What the driver reads a client body from (the inbound request's `BodyReader`)."""
 
     async def readany(self) -> bytes: ...
 

@@ -70,7 +70,8 @@ HASH_IN_THREAD = _spare_cpu()
 
 
 class TokenProvider(Protocol):
-    """Supplies OAuth 2.0 tokens to schemes with `needs_token` (implemented by `tokens.py`)."""
+    """Supplies OAuth 2.0 tokens to schemes with `needs_token` (implemented by
+    `tokens/manager.py`)."""
 
     async def current(self, scheme: Scheme) -> TokenSet: ...
 

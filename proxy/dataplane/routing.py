@@ -23,9 +23,6 @@ class Router(Generic[T]):
     def add(self, route: str, target: T) -> None:
         self._routes[route] = target
 
-    def remove(self, route: str) -> None:
-        self._routes.pop(route, None)
-
     def __contains__(self, route: str) -> bool:
         return route in self._routes
 

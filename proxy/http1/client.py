@@ -1,9 +1,9 @@
 """`Http1Upstream`: the data plane's upstream hop on our own HTTP/1.1 client (docs/request-path.md).
 
-It implements the `Upstream` protocol of `proxy/upstream.py` with the same behaviour as the
-aiohttp hop it replaces — a faithful hop, not a browser: the request goes out as built (no
-`User-Agent`, no `Accept-Encoding`, no cookies, no redirects followed, no decompression), the
-same timeouts, and the same RFC 9209 error mapping — at a fraction of the per-request cost.
+It implements the `Upstream` protocol of `upstream.py`: a faithful hop, not a browser. The
+request goes out as built (no `User-Agent`, no `Accept-Encoding`, no cookies, no redirects
+followed, no decompression), and network failures map to RFC 9209 error types
+(docs/errors.md).
 
 Retry: a request on a *reused* connection that fails before any byte of the response arrived
 most likely met an idle connection the upstream had just closed. It is sent once more on a
@@ -99,11 +99,6 @@ class Http1Reply:
         body = conn.take_buffered()
         self._release()
         return body
-
-    def body_ready(self) -> bool:
-        """Body bytes (or its end) are already here: the relay may send the head with them."""
-        conn = self._conn
-        return conn is None or conn.body_ready
 
     async def discard(self) -> None:
         # A superseded answer (a 401 before a retry): keep the connection only when the whole

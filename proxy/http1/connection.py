@@ -27,7 +27,7 @@ response's announced length, say) carries over into the next.
 An exchange is followed in one of two ways: a coroutine awaits `wait_head()` and `read()` (a
 future per wait), or a `notify` callback is set and called after every read that may have
 moved the exchange on, and when it fails or times out (the task-free lean exchange of
-`proxy/lean_exchange.py`); the callback looks at `head`, `done` and `error` itself.
+`proxy/dataplane/lean_exchange.py`); the callback looks at `head`, `done` and `error` itself.
 """
 
 from __future__ import annotations
@@ -408,10 +408,6 @@ class H1Connection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
         return reusable
-
-    @property
-    def body_ready(self) -> bool:
-        return self.done or bool(self._chunks)
 
     async def wait_head(self, timeout: float | None) -> UpstreamResponse:
         while self.head is None:

@@ -28,7 +28,7 @@ graceful drain; `ServerConnection` is one client connection:
   llhttp's callbacks), so a bodyless request is whole when its handler sees it. The dispatcher
   hands back a coroutine, run in a task, or takes the request on by callbacks (`InboundRequest.
   complete`) with no task at all.
-- A refused request is answered in turn, by the handler (`Dispatcher.handle` sees
+- A refused request is answered in turn, by the handler (`Dispatcher.dispatch` sees
   `request.rejection`), in the proxy's own JSON voice; no raw request byte is ever logged here.
 - A client that goes away cancels its request's task at once, so the upstream exchange stops.
 - After a response whose request body was not read to its end, the connection is closed, after a

@@ -47,7 +47,7 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
         case m.OAuth1SchemeConfig(), m.OAuth1TokenCredential():
             return _oauth1(auth.oauth1, cred.data.oauth1_token, credential_id)
         case m.OAuth1SchemeConfig(), m.OAuth1Credential():
-            # Exchanged for its `oauth1-token` at start (oauth1_tokens.py).
+            # Exchanged for its `oauth1-token` at start (tokens/oauth1.py).
             return OAuth1ExchangedScheme(credential_id, auth, cred.data.oauth1)
         case m.CertificateSchemeConfig(), m.CertificateCredential():
             pem = cred.data.certificate

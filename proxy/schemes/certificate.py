@@ -2,7 +2,7 @@
 
 The scheme changes nothing in the request: it contributes an `ssl.SSLContext`, built once here
 when the connection is compiled, never per request. `CompiledConnection.tls` hands it to the
-upstream as `ssl=`; aiohttp keys its connection pool by that context object, so each client
+upstream hop; its pool (`http1/pool.py`) keys connections by that context object, so each client
 identity gets its own pool and a connection opened with one identity is never reused for another.
 
 The material is checked with `cryptography` first so that `signing-proxy check` reports each

@@ -2,7 +2,7 @@
 the file: signs like `oauth1-token`, with the token credentials the verifier was exchanged for.
 
 The exchange itself (RFC 5849 §2.3, once, at start) and the stored token belong to
-`oauth1_tokens.py`; this scheme gets the token in `ctx.token`, as an OAuth 2.0 scheme does.
+`tokens/oauth1.py`; this scheme gets the token in `ctx.token`, as an OAuth 2.0 scheme does.
 
 The token record reuses the store's token shape (`TokenSet`): `access_token` is the token,
 `refresh_token` its secret (both sealed by the store), `token_type` is `OAuth1`, and `scope`

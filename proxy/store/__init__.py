@@ -178,17 +178,11 @@ class ConnectionStore(Protocol):
         """All connections, oldest first."""
         ...
 
-    async def find_connection(
-        self, template_id: str, *, name: str | None = None, external_id: str | None = None
-    ) -> StoredConnection | None:
-        """The connection of `template_id` with this `name` (or this `external_id`)."""
-        ...
-
     async def connections_revision(self) -> int:
         """A number that grows with every connection put or delete, by any process.
 
         Cheap to read: processes serving the same store (`run --workers N`) poll it to learn
-        that the set of connections changed (`proxy/sync.py`).
+        that the set of connections changed (`proxy/dataplane/sync.py`).
         """
         ...
 

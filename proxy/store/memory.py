@@ -113,19 +113,6 @@ class MemoryStore:
         self._check_open()
         return sorted(self._connections.values(), key=lambda c: (c.created_at, c.id))
 
-    async def find_connection(
-        self, template_id: str, *, name: str | None = None, external_id: str | None = None
-    ) -> StoredConnection | None:
-        self._check_open()
-        for connection in self._connections.values():
-            if connection.template_id != template_id:
-                continue
-            if name is not None and connection.name == name:
-                return connection
-            if external_id is not None and connection.external_id == external_id:
-                return connection
-        return None
-
     async def connections_revision(self) -> int:
         self._check_open()
         return self._revision

@@ -524,21 +524,6 @@ class PostgresStore:
         rows = await self._run(read)
         return [c for row in rows if (c := self._connection(row)) is not None]
 
-    async def find_connection(
-        self, template_id: str, *, name: str | None = None, external_id: str | None = None
-    ) -> StoredConnection | None:
-        async def read(conn: asyncpg.Connection) -> Any:
-            return await conn.fetchrow(
-                "SELECT * FROM connections WHERE template_id = $1 "
-                "AND (name = $2 OR external_id = $3) ORDER BY (name = $2) DESC LIMIT 1",
-                template_id,
-                name,
-                external_id,
-            )
-
-        row = await self._run(read)
-        return None if row is None else self._connection(row)
-
     async def connections_revision(self) -> int:
         async def read(conn: asyncpg.Connection) -> int:
             revision: int = await conn.fetchval("SELECT revision FROM connections_revision")

@@ -464,19 +464,6 @@ class SqliteStore:
 
         return await self._run(read)
 
-    async def find_connection(
-        self, template_id: str, *, name: str | None = None, external_id: str | None = None
-    ) -> StoredConnection | None:
-        def read() -> StoredConnection | None:
-            row = self._conn.execute(
-                "SELECT * FROM connections WHERE template_id = ? "
-                "AND (name = ? OR external_id = ?) ORDER BY name = ? DESC LIMIT 1",
-                (template_id, name, external_id, name),
-            ).fetchone()
-            return None if row is None else self._connection(row)
-
-        return await self._run(read)
-
     async def connections_revision(self) -> int:
         def read() -> int:
             row = self._conn.execute("SELECT revision FROM connections_revision").fetchone()

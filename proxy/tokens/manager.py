@@ -66,7 +66,7 @@ from ..schemes.oauth2 import (
 from ..store import StaleToken, Store, StoredToken, StoreError, StoreUnavailable, lease_owner
 from .oauth1 import OAuth1Tokens
 
-log = logging.getLogger("proxy.tokens")
+log = logging.getLogger("signing_proxy.tokens")
 
 DEFAULT_SKEW = 60.0
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024

@@ -1,5 +1,5 @@
 """`OAuth1Tokens`: the `oauth1` credentials of the file exchanged once for their `oauth1-token`
-(RFC 5849 §2.3), the way `tokens.py` exchanges an `oauth2-code`.
+(RFC 5849 §2.3), the way `tokens/manager.py` exchanges an `oauth2-code`.
 
 - At start (`adopt`), a credential whose token is already stored — descended from the same
   `{oauthToken, oauthVerifier}` — uses it: a restart never sends the verifier again.
@@ -32,7 +32,7 @@ from ..schemes.oauth1_exchanged import TOKEN_TYPE, OAuth1ExchangedScheme, token_
 from ..store import Store, StoredToken, StoreUnavailable, lease_owner
 from .oauth1_client import STATE_PREFIX, exchange_verifier, token_value
 
-log = logging.getLogger("proxy.tokens")
+log = logging.getLogger("signing_proxy.tokens")
 
 
 def unusable(reason: str) -> CredentialError:

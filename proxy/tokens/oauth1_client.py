@@ -1,6 +1,6 @@
 """OAuth 1.0a endpoint requests (RFC 5849 §2) for seed `Endpoint`s, shared by the admin connect
 flow (`admin/oauth1_flow.py`) and the exchange of an `oauth1` credential from the file
-(`oauth1_tokens.py`).
+(`tokens/oauth1.py`).
 
 `{placeholders}` in an endpoint `url` come from the flow's `params`; `parameterTransmission`
 puts the protocol parameters in the Authorization header, the form body or the query (§3.5);

@@ -1,4 +1,4 @@
-"""A hostile upstream cannot exhaust the proxy through a response head (issue 10 item 1).
+"""A hostile upstream cannot exhaust the proxy through a response head.
 
 The head (status line, 1xx heads, header section) is bounded by `limits.maxHeaderBytes` and a
 field count, the trailer section by the same byte limit, and the head by `timeouts.read`.

@@ -48,7 +48,7 @@ def test_a_line_break_in_the_target_is_refused() -> None:
     ("headers", "size", "streamed", "expected"),
     [
         ((), None, False, (Framing.NONE, 0, None)),
-        # Bodyless, whatever the method: nothing added (bytes in = bytes out, issue 10).
+        # Bodyless, whatever the method: nothing added (bytes in = bytes out).
         ((), 0, False, (Framing.NONE, 0, None)),
         ((("Content-Length", "0"),), None, False, (Framing.NONE, 0, None)),
         ((("Content-Length", "0"),), 0, False, (Framing.NONE, 0, None)),

@@ -149,19 +149,6 @@ async def test_connection_crud(store: Store) -> None:
     assert await store.get_connection("id1") is None
 
 
-async def test_connection_lookups(store: Store) -> None:
-    await store.put_connection(conn("id1", "alpha", "ext-1"))
-    await store.put_connection(conn("id2", "alpha", "ext-1", template="other"))
-    by_name = await store.find_connection("tpl", name="alpha")
-    by_ext = await store.find_connection("tpl", external_id="ext-1")
-    assert by_name is not None and by_name.id == "id1"
-    assert by_ext is not None and by_ext.id == "id1"
-    other = await store.find_connection("other", external_id="ext-1")
-    assert other is not None and other.id == "id2"
-    assert await store.find_connection("tpl", name="nope") is None
-    assert await store.find_connection("nope", name="alpha") is None
-
-
 async def test_connection_conflicts(store: Store) -> None:
     await store.put_connection(conn("id1", "alpha", "ext-1"))
     with pytest.raises(StoreConflict) as name_clash:
@@ -213,7 +200,7 @@ async def test_close_is_idempotent_and_a_closed_store_says_so(store: Store) -> N
 
 
 async def test_connections_revision_moves_with_every_connection_write(store: Store) -> None:
-    """The change signal other workers poll (`proxy/sync.py`): every put or delete of a
+    """The change signal other workers poll (`proxy/dataplane/sync.py`): every put or delete of a
     connection moves it; a refused put, a delete of nothing and token writes do not."""
     start = await store.connections_revision()
     await store.put_connection(conn("r1", "alpha"))
