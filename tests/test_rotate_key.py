@@ -17,6 +17,7 @@ received.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 
@@ -312,27 +314,16 @@ def test_a_proxy_starting_during_a_rotation_waits_for_it(
 
 
 def test_an_unreadable_row_is_named_and_everything_else_serves(
-    tmp_path: Path, upstream: str
+    tmp_path: Path, upstream: str, store_tree: dict[str, Any]
 ) -> None:
     """What a proxy that kept writing beside an unguarded rotation left behind: rows sealed under
     another key. The proxy starts, names each such row once, and serves the rest."""
-    db = tmp_path / "state.db"
-    proc = ProxyProcess(tmp_path, proxy_tree({"path": str(db)}, upstream))
+    proc = ProxyProcess(tmp_path, proxy_tree(store_tree, upstream))
     with running(proc):
         acme, beta = create(proc, "acme"), create(proc, "beta")
     other = Sealer(parse_key(new_key_text()))
-    with sqlite3.connect(db) as conn:
-        (credential_id,) = conn.execute("SELECT credential_id FROM tokens").fetchone()
-        token = TokenSet(CANARY + "lost-access", refresh_token=CANARY + "lost-refresh")
-        conn.execute(
-            "UPDATE tokens SET sealed = ? WHERE credential_id = ?",
-            (other.seal(token_to_json(token), f"token:{credential_id}"), credential_id),
-        )
-        conn.execute(
-            "UPDATE connections SET sealed = ? WHERE id = ?",
-            (other.seal(b'{"name": "beta"}', f"connection:{beta}"), beta),
-        )
-    conn.close()
+    token = TokenSet(CANARY + "lost-access", refresh_token=CANARY + "lost-refresh")
+    credential_id = reseal_rows_under(store_tree, other, token, beta)
     with running(proc):
         serves(proc, acme, "acme")
         gone = proc.get("/crm/x", headers={"X-Connection-Id": beta})
@@ -348,6 +339,47 @@ def test_an_unreadable_row_is_named_and_everything_else_serves(
     assert any(f"connection {beta} (template crm, name beta)" in line for line in unreadable)
     assert any(f"token of credential {credential_id}" in line for line in unreadable)
     assert_clean(output)
+
+
+def reseal_rows_under(
+    store: dict[str, Any], other: Sealer, token: TokenSet, connection_id: str
+) -> str:
+    """Write the (only) token row and connection `connection_id` sealed under `other`, with
+    their right row ids, straight into the database; the token's credential id."""
+    sealed_connection = other.seal(b'{"name": "beta"}', f"connection:{connection_id}")
+    if "path" in store:
+        with sqlite3.connect(store["path"]) as conn:
+            (credential_id,) = conn.execute("SELECT credential_id FROM tokens").fetchone()
+            sealed_token = other.seal(token_to_json(token), f"token:{credential_id}")
+            conn.execute(
+                "UPDATE tokens SET sealed = ? WHERE credential_id = ?",
+                (sealed_token, credential_id),
+            )
+            conn.execute(
+                "UPDATE connections SET sealed = ? WHERE id = ?",
+                (sealed_connection, connection_id),
+            )
+        conn.close()
+        return str(credential_id)
+
+    async def rewrite() -> str:
+        conn = await asyncpg.connect(store["url"])
+        try:
+            found: str = await conn.fetchval("SELECT credential_id FROM tokens")
+            sealed_token = other.seal(token_to_json(token), f"token:{found}")
+            await conn.execute(
+                "UPDATE tokens SET sealed = $1 WHERE credential_id = $2", sealed_token, found
+            )
+            await conn.execute(
+                "UPDATE connections SET sealed = $1 WHERE id = $2",
+                sealed_connection,
+                connection_id,
+            )
+            return found
+        finally:
+            await conn.close()
+
+    return asyncio.run(rewrite())
 
 
 def test_the_refusal_learns_of_the_proxy_through_the_store_not_the_process_table(
