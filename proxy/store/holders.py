@@ -9,7 +9,9 @@ not from process lists (a replica may run on another machine):
   description and do not interact with the POSIX record locks SQLite takes on the same file
   (Linux `flock(2)`, "Notes"). The kernel drops them with the process, so a killed proxy holds
   nothing. The descriptor is closed only after SQLite's own connection: closing any descriptor
-  of a file drops that process's POSIX locks on it (`fcntl(2)`).
+  of a file drops that process's POSIX locks on it (`fcntl(2)`). Local file systems only: NFS
+  emulates `flock` with record locks, but a WAL-mode SQLite store must be local anyway (its
+  `-shm` index is shared memory).
 - PostgreSQL: a session-level shared advisory lock (`pg_advisory_lock_shared`) on a connection
   each process keeps open while it serves; the server drops it with the session.
 
