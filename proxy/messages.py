@@ -148,6 +148,9 @@ class TokenSet:
     refresh_token: str | None = field(default=None, repr=False)
     expires_at: float | None = None  # unix seconds; None = unknown, used until a 401
     scope: str | None = None
+    # Seconds from issue to expiry (the provider's `expires_in`); None when not known (a
+    # token from the file). The refresh skew is kept well inside it (tokens.py).
+    lifetime: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

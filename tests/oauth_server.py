@@ -16,6 +16,10 @@ Not a mock: it enforces what real providers enforce, so the proxy is tested agai
   revoked: the grace rule of Okta/Auth0-style rotation, without which no client could survive a
   crash between the server issuing a token and the client storing it. Presenting a token that
   was rotated out and confirmed is reuse: `invalid_grant`.
+- `strict_rotation`: no grace at all — a refresh token is good for exactly one use; presented
+  again it is `invalid_grant`, whatever happened to its successor (the strictest providers).
+  `reuses` counts refresh tokens presented a second time, `invalid_grants` every refused grant:
+  a client that never loses a rotated token keeps both at 0.
 - Error answers carry an `error_description` that echoes the presented secret, as careless
   providers do, so tests can prove it never leaks.
 - `fail_mode` makes `/token` misbehave: "500", "timeout", "not_json", "no_access_token".
@@ -68,6 +72,7 @@ class AuthServer:
     access_ttl: float = 3600.0
     issue_refresh_tokens: bool = True
     rotate_refresh_tokens: bool = True
+    strict_rotation: bool = False
     clients: dict[str, Client] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
     fail_mode: str | None = None
@@ -77,6 +82,8 @@ class AuthServer:
     authorize_error_description: str = "denied"
     hits: int = 0
     resource_hits: int = 0
+    reuses: int = 0
+    invalid_grants: int = 0
     grants: Counter[str] = field(default_factory=Counter)
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     access: dict[str, tuple[float, str | None]] = field(default_factory=dict)  # token: exp, rt
@@ -120,6 +127,8 @@ class AuthServer:
         record = self.refresh.get(refresh_token)
         if record is None or record.revoked:
             return False
+        if self.strict_rotation:
+            return record.child is None
         child = self.refresh.get(record.child) if record.child else None
         return child is None or not child.confirmed
 
@@ -229,7 +238,10 @@ class AuthServer:
     def _refresh(self, client_id: str, form: dict[str, str]) -> web.Response:
         rt = form.get("refresh_token", "")
         record = self.refresh.get(rt)
+        if record is not None and record.child is not None:
+            self.reuses += 1
         if record is None or record.client_id != client_id or not self.accepts(rt):
+            self.invalid_grants += 1
             return _error("invalid_grant", rt)
         record.confirmed = True
         if record.child is not None:

@@ -2,8 +2,9 @@
 and again.
 
 The proxy runs as a real process (`python -m proxy run`) on a SQLite store; the authorization
-server (in a thread of this test) issues access tokens that live one second, so with the 60 s
-skew every request refreshes, and it rotates the refresh token on every refresh. Load runs while
+server (in a thread of this test) issues access tokens that live 0.3 s (refreshed a quarter of
+their lifetime before they expire), so refreshes follow one another under the load, and it
+rotates the refresh token on every refresh. Load runs while
 the proxy is killed with SIGKILL at a random moment. After each kill:
 
 - the refresh token in the store is one the server still accepts, and it is the newest one the
@@ -85,7 +86,7 @@ def load(url: str, stop: threading.Event, statuses: list[int]) -> None:
 
 
 def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
-    server = AuthServer(access_ttl=1.0, clients={"cid": Client(SECRET)})
+    server = AuthServer(access_ttl=0.3, clients={"cid": Client(SECRET)})
     rng = random.Random(os.environ.get("SIGKILL_SEED", "4"))
     with serve_in_thread(server) as running:
         seed = server.issue("cid")

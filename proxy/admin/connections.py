@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..config import models as m
 from ..connections.compiled import CompiledConnection, credential_mismatch
+from ..connections.identity import carried, material, same
 from ..connections.templates import TemplateRoute, build_connection
 from ..dataplane.sync import withdraw_connection
 from ..errors import Conflict, FieldError, NotFound
@@ -85,27 +86,39 @@ async def create_connection(request: web.Request) -> web.Response:
             "conflict", "a connection of this template already has this name or externalId"
         )
     now = iso8601(admin.clock())
+    if route.catch_up is not None:
+        # Connections another replica created a moment ago carry credential ids too.
+        await route.catch_up()
+    refuse_codes_for_ids_in_use(admin, given)
     credentials = await exchange_codes(admin, route, given)
-    compiled, problems = build_connection(
-        route.template,
-        name=fields.name,
-        credentials=credentials,
-        base_url=fields.base_url,
-        external_id=external_id,
-        connection_id=fields.id,
-        extra={
-            "created_at": now,
-            "updated_at": now,
-            "system_id": fields.system_id,
-            "forward_client_authorization": fields.forward_client_authorization,
-            "rewrite_response_urls": fields.rewrite_response_urls,
-        },
-    )
-    if compiled is None:
-        raise ValidationFailed(
-            "the connection is invalid",
-            [FieldError(_under("connection", p.field), p.message) for p in problems],
+
+    def build(entries: list[m.ConnectionCredentialInput]) -> CompiledConnection:
+        compiled, problems = build_connection(
+            route.template,
+            name=fields.name,
+            credentials=entries,
+            base_url=fields.base_url,
+            external_id=external_id,
+            connection_id=fields.id,
+            extra={
+                "created_at": now,
+                "updated_at": now,
+                "system_id": fields.system_id,
+                "forward_client_authorization": fields.forward_client_authorization,
+                "rewrite_response_urls": fields.rewrite_response_urls,
+            },
         )
+        if compiled is None:
+            raise ValidationFailed(
+                "the connection is invalid",
+                [FieldError(_under("connection", p.field), p.message) for p in problems],
+            )
+        return compiled
+
+    compiled = build(credentials)
+    shared = await share_credentials(admin, compiled, credentials)
+    if shared is not None:
+        compiled = build(shared)
     check_unique(route, compiled)
     await save_connection(admin, route, compiled)
     return json_response(connection_json(admin, compiled), status=201)
@@ -163,6 +176,57 @@ async def exchange_codes(
             entry = entry.model_copy(update={"credential": oauth1})
         out.append(entry)
     return out
+
+
+def refuse_codes_for_ids_in_use(admin: Admin, given: list[m.ConnectionCredentialInput]) -> None:
+    """Before any exchange: a credential id another connection carries cannot be a code still
+    to exchange (the token it would bring is not that credential's); 409, the code unused."""
+    in_use = carried(admin.all_connections())
+    for index, entry in enumerate(given):
+        ident = entry.id or entry.credential.id
+        exchanged = isinstance(entry.credential, m.OAuth2CodeCredential | m.OAuth1Credential)
+        if ident and ident in in_use and exchanged:
+            raise _id_conflict(index)
+
+
+async def share_credentials(
+    admin: Admin, compiled: CompiledConnection, given: list[m.ConnectionCredentialInput]
+) -> list[m.ConnectionCredentialInput] | None:
+    """One credential id, one credential (docs/admin-api.md): each credential of `compiled`
+    whose id another connection carries must be that credential — the same secret data, its
+    token the one it was given or one it has had since — else 409 `conflict`. It is then taken
+    exactly as the other connection has it, so both share one token. The credentials to build
+    with, or None when none was in use."""
+    in_use = carried(admin.all_connections())
+    out = list(given)
+    taken = False
+    pairs = zip(compiled.model.credentials, compiled.schemes, strict=True)
+    for index, (entry, scheme) in enumerate(pairs):
+        found = in_use.get(scheme.credential_id)
+        if found is None:
+            continue
+        other, position = found
+        existing = other.model.credentials[position]
+        held = material(existing, other.schemes[position])
+        tokens = await admin.tokens.tokens_of(scheme.credential_id)
+        if not same(held, material(entry, scheme), tokens):
+            raise _id_conflict(index)
+        out[index] = m.ConnectionCredentialInput(
+            id=scheme.credential_id,
+            auth_scheme_config=existing.auth_scheme_config,
+            credential=existing.credential,
+        )
+        taken = True
+    return out if taken else None
+
+
+def _id_conflict(index: int) -> Conflict:
+    return Conflict(
+        "conflict",
+        "another connection carries this credential id with other secret data; one id names "
+        "one credential (give another id, or the same data)",
+        fields=[FieldError(f"connection.credentials[{index}].id", "in use by another credential")],
+    )
 
 
 async def list_connections(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from ..config.models import ProxyConfig
 from ..errors import FieldError
 from .access import Access, compile_access
 from .compiled import CompiledConnection, compile_connection
+from .identity import file_conflicts
 from .templates import CompiledTemplate, compile_template
 
 
@@ -88,6 +89,7 @@ def scheme_warnings(
 
 def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[CompiledConnection, ...]:
     compiled: list[CompiledConnection] = []
+    indexed: list[tuple[int, CompiledConnection]] = []
     names: dict[str, int] = {}
     routes: dict[str, str] = {}
     for index, model in enumerate(config.connections):
@@ -105,6 +107,9 @@ def compile_all(config: ProxyConfig, problems: list[FieldError]) -> tuple[Compil
         report_taken = model.route is not None or names[model.name] == index
         claim_route(connection.route, here, routes, problems, report_taken=report_taken)
         compiled.append(connection)
+        indexed.append((index, connection))
+    # One credential id, one credential: they share one token (docs/configuration.md).
+    problems.extend(file_conflicts(indexed))
     return tuple(compiled)
 
 

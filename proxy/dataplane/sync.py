@@ -48,23 +48,23 @@ async def serve_connection(
     route: TemplateRoute, tokens: TokenManager, connection: CompiledConnection
 ) -> None:
     """Adopt the connection's OAuth 2.0 credentials, then serve it (replacing the one with its
-    id); tokens of credentials the replaced connection had and this one has not are forgotten."""
+    id); tokens of credentials the replaced connection had and this one has not are forgotten,
+    unless another connection still carries them (one credential id, one credential)."""
     await tokens.adopt_connection(connection)  # the new credential's seed wins
     old = route.add(connection)
     if old is not None:
-        for credential_id in credential_ids(old) - credential_ids(connection):
-            await tokens.forget(credential_id)
+        await tokens.release(old.id, credential_ids(old) - credential_ids(connection))
 
 
 async def withdraw_connection(
     templates: Templates, tokens: TokenManager, connection: CompiledConnection
 ) -> None:
-    """Stop serving a deleted connection, then forget its credentials' tokens."""
+    """Stop serving a deleted connection, then forget the tokens of its credentials that no
+    other connection carries."""
     route = _route_of(templates, connection)
     if route is not None:
         route.discard(connection.id)
-    for credential_id in credential_ids(connection):
-        await tokens.forget(credential_id)
+    await tokens.release(connection.id, credential_ids(connection))
 
 
 def _route_of(templates: Templates, connection: CompiledConnection) -> TemplateRoute | None:

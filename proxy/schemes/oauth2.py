@@ -262,6 +262,7 @@ def parse_token_response(
         refresh_token=refresh,
         expires_at=None if expires_in is None else now + expires_in,
         scope=scope,
+        lifetime=expires_in,
     )
 
 

@@ -72,6 +72,33 @@ class StoreConflict(StoreError):
         self.field = field
 
 
+HISTORY_LENGTH = 32  # fingerprints kept of each kind: years of seeds, the last issued tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHistory:
+    """The refresh tokens a credential has had, as `Store.fingerprint()`s (never the tokens):
+    `seeds` given by a person (the file, the API), `issued` by the provider to the proxy, each
+    the newest `HISTORY_LENGTH`. A seed whose refresh token is in here is the current one or a
+    used-up one: never sent again as new (docs/request-path.md)."""
+
+    seeds: tuple[str, ...] = ()
+    issued: tuple[str, ...] = ()
+
+    def knows(self, fingerprint: str) -> bool:
+        return fingerprint in self.seeds or fingerprint in self.issued
+
+    def with_seed(self, fingerprint: str) -> TokenHistory:
+        if fingerprint in self.seeds:
+            return self
+        return TokenHistory((*self.seeds, fingerprint)[-HISTORY_LENGTH:], self.issued)
+
+    def with_issued(self, fingerprint: str) -> TokenHistory:
+        if fingerprint in self.issued:
+            return self
+        return TokenHistory(self.seeds, (*self.issued, fingerprint)[-HISTORY_LENGTH:])
+
+
 @dataclass(frozen=True, slots=True)
 class StoredToken:
     """The token state of one OAuth 2.0 credential.
@@ -87,6 +114,7 @@ class StoredToken:
         updated_at: unix seconds of the last write.
         version: set by the store on reads: the number of writes of this row so far (0: never
             written); ignored on writes.
+        history: the refresh tokens this credential has had (sealed with the token).
     """
 
     token: TokenSet | None
@@ -95,6 +123,7 @@ class StoredToken:
     client_auth: ClientAuthStyle | None = None
     updated_at: float = 0.0
     version: int = 0
+    history: TokenHistory = TokenHistory()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +328,7 @@ __all__ = [
     "StaleToken",
     "StoredConnection",
     "StoredToken",
+    "TokenHistory",
     "TokenStore",
     "lease_owner",
     "lease_owner_dead",

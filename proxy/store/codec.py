@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ..messages import TokenSet
-from . import ClientAuthStyle, FlowState, StoredConnection, StoredToken, StoreError
+from . import ClientAuthStyle, FlowState, StoredConnection, StoredToken, StoreError, TokenHistory
 from .crypto import Sealer, SealError
 
 log = logging.getLogger("signing_proxy.store")
@@ -35,27 +35,39 @@ def report_unreadable(row: str, consequence: str) -> None:
     )
 
 
-def token_to_json(token: TokenSet) -> bytes:
-    return json.dumps(
-        {
+def token_to_json(token: TokenSet | None, history: TokenHistory | None = None) -> bytes:
+    """The token (absent: `access_token` null) and the history of its credential; values
+    written before the history existed read back with an empty one."""
+    document: dict[str, Any] = {"access_token": None}
+    if token is not None:
+        document = {
             "access_token": token.access_token,
             "token_type": token.token_type,
             "refresh_token": token.refresh_token,
             "expires_at": token.expires_at,
             "scope": token.scope,
+            "lifetime": token.lifetime,
         }
-    ).encode()
+    if history is not None and (history.seeds or history.issued):
+        document["history"] = {"seeds": list(history.seeds), "issued": list(history.issued)}
+    return json.dumps(document).encode()
 
 
-def token_from_json(raw: bytes) -> TokenSet:
+def token_from_json(raw: bytes) -> tuple[TokenSet | None, TokenHistory]:
     data = json.loads(raw)
-    return TokenSet(
+    kept = data.get("history") or {}
+    history = TokenHistory(tuple(kept.get("seeds", ())), tuple(kept.get("issued", ())))
+    if data["access_token"] is None:
+        return None, history
+    token = TokenSet(
         access_token=data["access_token"],
         token_type=data["token_type"],
         refresh_token=data["refresh_token"],
         expires_at=data["expires_at"],
         scope=data["scope"],
+        lifetime=data.get("lifetime"),
     )
+    return token, history
 
 
 def flow_to_json(flow: FlowState) -> bytes:
@@ -113,14 +125,18 @@ class SealedRows:
     def __init__(self, sealer: Sealer) -> None:
         self._sealer = sealer
 
-    def seal_token(self, credential_id: str, token: TokenSet | None) -> bytes | None:
-        if token is None:
+    def seal_token(self, credential_id: str, record: StoredToken) -> bytes | None:
+        """The record's token and history, sealed; None when it has neither."""
+        if record.token is None and not (record.history.seeds or record.history.issued):
             return None
-        return self._sealer.seal(token_to_json(token), f"token:{credential_id}")
+        plain = token_to_json(record.token, record.history)
+        return self._sealer.seal(plain, f"token:{credential_id}")
 
-    def open_token(self, credential_id: str, sealed: bytes | None) -> TokenSet | None:
+    def open_token(
+        self, credential_id: str, sealed: bytes | None
+    ) -> tuple[TokenSet | None, TokenHistory]:
         if sealed is None:
-            return None
+            return None, TokenHistory()
         return token_from_json(self._sealer.open(bytes(sealed), f"token:{credential_id}"))
 
     def open_token_record(
@@ -139,7 +155,7 @@ class SealedRows:
         seed) puts it back in service, while the unchanged seed does not resurrect a refresh
         token the unreadable row has replaced."""
         try:
-            token = self.open_token(credential_id, sealed)
+            token, history = self.open_token(credential_id, sealed)
         except SealError:
             report_unreadable(
                 f"token of credential {credential_id}",
@@ -147,7 +163,13 @@ class SealedRows:
             )
             return StoredToken(None, seed_fingerprint, True, client_auth, updated_at, version)
         return StoredToken(
-            token, seed_fingerprint, needs_reauthorization, client_auth, updated_at, version
+            token,
+            seed_fingerprint,
+            needs_reauthorization,
+            client_auth,
+            updated_at,
+            version,
+            history,
         )
 
     def seal_connection(self, connection: StoredConnection) -> bytes:

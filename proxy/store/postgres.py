@@ -353,7 +353,7 @@ class PostgresStore:
     ) -> int:
         values = (
             credential_id,
-            self._rows.seal_token(credential_id, record.token),
+            self._rows.seal_token(credential_id, record),
             record.seed_fingerprint,
             record.needs_reauthorization,
             record.client_auth,

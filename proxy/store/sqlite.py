@@ -324,7 +324,7 @@ class SqliteStore:
     async def put_token(
         self, credential_id: str, record: StoredToken, *, expected_version: int | None = None
     ) -> int:
-        sealed = self._rows.seal_token(credential_id, record.token)
+        sealed = self._rows.seal_token(credential_id, record)
         expires_at = record.token.expires_at if record.token is not None else None
 
         def write() -> int:

@@ -3,12 +3,24 @@ driver's `TokenProvider`.
 
 Strategy:
 - Hot path: `current()` is a dict lookup and a clock comparison while the token is fresh.
-- Proactive refresh when `expiresAt` is within `skew` (60 s, Authlib's default leeway); a token
-  without an expiry is used until the upstream answers 401.
-- Single flight, twice over: one `asyncio.Lock` per credential inside a process, then a refresh
-  lease in the store across processes (`run --workers N` on one SQLite file). After each is
+- Proactive refresh when `expiresAt` is within `skew` (60 s, Authlib's default leeway, or a
+  quarter of the token's lifetime when that is shorter: a 2-minute token is not refreshed on
+  every request); a token without an expiry is used until the upstream answers 401.
+- One credential id, one credential: every connection carrying the id shares one state here,
+  one stored token, one refresh (docs/admin-api.md).
+- A token call is never cancelled by its caller: a refresh and the store writes that follow it
+  run in a task this manager owns (the credential's *flight*); callers await it shielded, so a
+  client that leaves only stops waiting, and a rotated refresh token the provider has issued is
+  stored all the same. `close()` waits for flights (bounded) and logs any it had to abandon.
+- Single flight, twice over: one flight per credential inside a process, then a refresh
+  lease in the store across processes (`run --workers N`, replicas). After the lease is
   taken, the stored token is read again; a token newer than the one that failed is reused
   instead of refreshed again (aiohttp cookbook: lock, then re-check).
+- Seeds (docs/request-path.md): the store keeps the fingerprints of every refresh token the
+  credential has had (`TokenHistory`). A token from the file or the API replaces the stored one
+  only when it is newer than anything seen — never seen, and not expiring before the stored one
+  — so an edit that is reverted, a rolled-back file or a changed client secret never sends a
+  used-up refresh token again.
 - Nothing lost: the new token — with a rotated refresh token — is committed to the store before
   it is returned to anyone (RFC 6749 §6: the old refresh token may be dead the moment the new
   one is issued, so the new one must survive a crash).
@@ -35,12 +47,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -63,7 +77,15 @@ from ..schemes.oauth2 import (
     password_params,
     refresh_params,
 )
-from ..store import StaleToken, Store, StoredToken, StoreError, StoreUnavailable, lease_owner
+from ..store import (
+    StaleToken,
+    Store,
+    StoredToken,
+    StoreError,
+    StoreUnavailable,
+    TokenHistory,
+    lease_owner,
+)
 from .oauth1 import OAuth1Tokens
 
 log = logging.getLogger("signing_proxy.tokens")
@@ -113,7 +135,8 @@ class WriteRetry:
 
 @dataclass(slots=True)
 class _Credential:
-    """What a process knows about one credential; `lock` makes its refresh single-flight."""
+    """What a process knows about one credential, shared by every connection carrying its id;
+    `flight` is its refresh while one runs (single flight)."""
 
     scheme: OAuth2Scheme
     tls: ssl.SSLContext | None
@@ -125,7 +148,8 @@ class _Credential:
     retry_at: float = 0.0
     last_error: str = ""
     version: int = 0  # the store's version of `token`: the fence of the next write
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    history: TokenHistory = TokenHistory()
+    flight: asyncio.Task[TokenSet] | None = None
 
 
 class TokenManager:
@@ -141,6 +165,7 @@ class TokenManager:
             others for at most this long.
         backoff: delays between failed token calls of one credential.
         clock: unix time; tests pass a fake.
+        exit_wait: seconds `close()` waits for token calls still running (their tokens stored).
     """
 
     def __init__(
@@ -154,6 +179,7 @@ class TokenManager:
         write_retry: WriteRetry = WriteRetry(),
         clock: Callable[[], float] = time.time,
         redirect_uri: str = "",
+        exit_wait: float | None = None,
     ) -> None:
         self.store = store
         # The redirect_uri an `oauth2-code` credential's code was issued for (RFC 6749 §4.1.3).
@@ -164,6 +190,12 @@ class TokenManager:
         self.backoff = backoff
         self.write_retry = write_retry
         self.clock = clock
+        self.exit_wait = timeout + write_retry.attempt_timeout if exit_wait is None else exit_wait
+        # Token calls and their store writes, owned here so no caller can cancel them.
+        self._flights: set[asyncio.Task[Any]] = set()
+        # Credential id → ids of the connections carrying it: a credential is forgotten only
+        # when the last of them goes.
+        self._holders: dict[str, set[str]] = {}
         # Token records the store refused, newest per credential, with the version fence of
         # their write, until a retry commits them.
         self._unstored: dict[str, tuple[StoredToken, int | None]] = {}
@@ -198,33 +230,81 @@ class TokenManager:
         cid = scheme.credential_id
         seed_fp = self.store.fingerprint(scheme.settings.seed_identity())
         old = self._states.get(cid)
-        # A token waiting for the store is newer than the store's.
-        waiting = self._unstored.get(cid)
-        record = waiting[0] if waiting is not None else await self.store.get_token(cid)
-        version = old.version if waiting is not None and old is not None else 0
-        if record is not None and waiting is None:
-            version = record.version
-        if record is None or record.seed_fingerprint != seed_fp:
-            kept_style = record.client_auth if record is not None else None
-            kept_style = kept_style or self._client_auth.get(_client_key(scheme.settings))
-            record = StoredToken(scheme.settings.seed_token, seed_fp, False, kept_style)
-            # Not fenced: a person's new credential wins over whatever was refreshed before.
-            written = await self._put(cid, record, None)
-            version = written if written is not None else version
-        state = _Credential(
-            scheme=scheme,
-            tls=tls,
-            seed_fingerprint=seed_fp,
-            token=record.token,
-            client_auth=record.client_auth,
-            needs_reauthorization=record.needs_reauthorization,
-            version=version,
+        record, version, reseeded = await self._reconcile(scheme, seed_fp, old)
+        state = old
+        if state is None:
+            state = _Credential(scheme, tls, seed_fp, None, None)
+            self._states[cid] = state
+        else:
+            # Updated in place: a flight in progress and every connection carrying the id see
+            # the same state (one credential id, one credential).
+            state.scheme, state.tls, state.seed_fingerprint = scheme, tls, seed_fp
+        if reseeded or version >= state.version or state.token is None:
+            state.token, state.client_auth = record.token, record.client_auth
+            state.needs_reauthorization = record.needs_reauthorization
+            state.version, state.history = version, record.history
+        if reseeded:
+            state.failures, state.retry_at, state.last_error = 0, 0.0, ""
+        if state.token is not None:
+            metrics.token_expires(cid, state.token.expires_at)
+
+    async def _reconcile(
+        self, scheme: OAuth2Scheme, seed_fp: str, old: _Credential | None
+    ) -> tuple[StoredToken, int, bool]:
+        """The record `scheme`'s credential goes on from, its version, and whether the seed
+        replaced the stored token (docs/request-path.md).
+
+        Same material as stored: the stored token. Other material whose token is newer than
+        anything the credential has had: the seed, unfenced (a person's new credential wins).
+        Other material with a token already seen or older (a setting changed, an edit reverted,
+        a file rolled back): the stored token goes on, now descending from this material.
+        """
+        cid = scheme.credential_id
+        for _ in range(3):
+            # A token waiting for the store is newer than the store's.
+            waiting = self._unstored.get(cid)
+            record = waiting[0] if waiting is not None else await self.store.get_token(cid)
+            version = old.version if waiting is not None and old is not None else 0
+            if record is not None and waiting is None:
+                version = record.version
+            if record is not None and record.seed_fingerprint == seed_fp:
+                return record, version, False
+            if record is None or self._seed_is_newer(scheme.settings.seed_token, record):
+                kept_style = record.client_auth if record is not None else None
+                kept_style = kept_style or self._client_auth.get(_client_key(scheme.settings))
+                history = record.history if record is not None else TokenHistory()
+                seed = scheme.settings.seed_token
+                if seed is not None and seed.refresh_token is not None:
+                    history = history.with_seed(self._refresh_fp(seed.refresh_token))
+                record = StoredToken(seed, seed_fp, False, kept_style, history=history)
+                written = await self._put(cid, record, None)
+                return record, written if written is not None else version, True
+            record = dataclasses.replace(record, seed_fingerprint=seed_fp)
+            try:
+                written = await self._put(cid, record, version)
+            except StaleToken:
+                continue  # another process wrote meanwhile: decide again on its record
+            return record, written if written is not None else version, False
+        log.warning("credential %s: the store kept changing while adopting it", cid)
+        assert record is not None
+        return record, version, False
+
+    def _seed_is_newer(self, seed: TokenSet | None, record: StoredToken) -> bool:
+        """Whether a seed different from the stored one's replaces the stored token."""
+        if seed is None or seed.refresh_token is None:
+            return True  # nothing in it a provider can have used up
+        if record.history.knows(self._refresh_fp(seed.refresh_token)):
+            return False  # the current refresh token, or a used-up one
+        stored = record.token
+        return not (
+            seed.expires_at is not None
+            and stored is not None
+            and stored.expires_at is not None
+            and seed.expires_at <= stored.expires_at
         )
-        if old is not None:
-            state.lock = old.lock  # waiters on the old state keep single flight
-        self._states[cid] = state
-        if record.token is not None:
-            metrics.token_expires(cid, record.token.expires_at)
+
+    def _refresh_fp(self, refresh_token: str) -> str:
+        return self.store.fingerprint("refresh_token:" + refresh_token)
 
     async def adopt_connection(self, connection: CompiledConnection) -> None:
         """`adopt()` every `oauth2` credential of `connection`, with its client certificate:
@@ -232,6 +312,7 @@ class TokenManager:
         metrics.connection_in_service(connection)
         tls = connection.tls
         for scheme in connection.schemes:
+            self._holders.setdefault(scheme.credential_id, set()).add(connection.id)
             if isinstance(scheme, OAuth1ExchangedScheme):
                 await self.oauth1.adopt(scheme)
             elif isinstance(scheme, OAuth2Scheme):
@@ -255,6 +336,16 @@ class TokenManager:
                 getattr(exc, "code", type(exc).__name__),
             )
 
+    async def tokens_of(self, credential_id: str) -> list[TokenSet]:
+        """The tokens the credential holds now, in this process and in the store (another
+        process may be ahead): what a GET body of a connection carrying it shows."""
+        state = self._states.get(credential_id)
+        found = [state.token] if state is not None and state.token is not None else []
+        record = await self.store.get_token(credential_id)
+        if record is not None and record.token is not None:
+            found.append(record.token)
+        return found
+
     def health(self, credential_id: str) -> tuple[str, str]:
         """(OpenInt `status`, `status_message`) of one credential: `disconnected` when it needs
         re-authorisation, `error` while refreshes fail, else `healthy`. No secret in either."""
@@ -266,6 +357,18 @@ class TokenManager:
         if state.failures:
             return "error", f"token refresh failing ({state.last_error})"
         return "healthy", ""
+
+    async def release(self, connection_id: str, credential_ids: Iterable[str]) -> None:
+        """Connection `connection_id` no longer carries `credential_ids`; each that no other
+        connection of this process carries any more is forgotten, its stored token deleted."""
+        for cid in credential_ids:
+            holders = self._holders.get(cid)
+            if holders is not None:
+                holders.discard(connection_id)
+                if holders:
+                    continue
+                del self._holders[cid]
+            await self.forget(cid)
 
     async def forget(self, credential_id: str) -> None:
         """Drop a deleted credential and its stored token."""
@@ -280,6 +383,7 @@ class TokenManager:
         logged by credential id (the process is going away and cannot keep it).
         """
         await self.oauth1.close()
+        await self._land_flights()
         for task in list(self._code_exchanges):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -301,6 +405,38 @@ class TokenManager:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _land_flights(self) -> None:
+        """Wait up to `exit_wait` for token calls still running, so the tokens they bring are
+        stored; one that does not finish is cancelled and named in the log (its provider may
+        have rotated the refresh token already)."""
+        flights = [task for task in self._flights if not task.done()]
+        if not flights:
+            return
+        log.info("waiting for %d token call(s) in flight before exit", len(flights))
+        _, pending = await asyncio.wait(flights, timeout=self.exit_wait)
+        for task in pending:
+            log.error(
+                "%s: still running after %.0fs at exit; abandoned (the credential may need "
+                "re-authorisation if the provider rotated its refresh token)",
+                task.get_name(),
+                self.exit_wait,
+            )
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def _own(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `work` in a task of this manager: no caller can cancel it."""
+        task = asyncio.create_task(work, name=name)
+        self._flights.add(task)
+        task.add_done_callback(self._flight_done)
+        return task
+
+    def _flight_done(self, task: asyncio.Task[Any]) -> None:
+        self._flights.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: each waiter got it; none may have stayed
 
     # --- store writes that may fail ---
 
@@ -407,7 +543,9 @@ class TokenManager:
                 `status` is the HTTP status (0 when there was no answer).
         """
         params = authorization_code_params(code, redirect_uri, code_verifier)
-        token, _ = await self._request_token(settings, params, tls, None, None)
+        # A code is single use: the call finishes even when the browser leaves.
+        call = self._own(self._request_token(settings, params, tls, None, None), "code-exchange")
+        token: TokenSet = (await asyncio.shield(call))[0]
         return token
 
     # --- TokenProvider ---
@@ -447,15 +585,20 @@ class TokenManager:
     async def refresh(self, scheme: Scheme, stale: TokenSet) -> TokenSet:
         """A token newer than `stale`: someone else's fresh one, or one from the endpoint."""
         state = await self._state(scheme)
-        async with state.lock:
-            if state.needs_reauthorization:
-                raise reauthorization_required()
-            if self._newer(state.token, stale):
-                assert state.token is not None
-                return state.token
+        if state.needs_reauthorization:
+            raise reauthorization_required()
+        if self._newer(state.token, stale):
+            assert state.token is not None
+            return state.token
+        flight = state.flight
+        if flight is None or flight.done():
             if self.clock() < state.retry_at:
                 raise refresh_failed(state.last_error)  # backing off: fail fast
-            return await self._refresh_across_processes(state, stale)
+            work = self._refresh_across_processes(state, stale)
+            flight = state.flight = self._own(work, f"credential {scheme.credential_id}")
+        # Shielded: a caller that leaves (a client gone, a shutdown's grace over) stops
+        # waiting; the token call and the store write that keeps its result go on.
+        return await asyncio.shield(flight)
 
     # --- internals ---
 
@@ -463,9 +606,10 @@ class TokenManager:
         if not isinstance(scheme, OAuth2Scheme):
             raise TypeError(f"{type(scheme).__name__} has no OAuth 2.0 tokens")
         state = self._states.get(scheme.credential_id)
-        if state is None or state.scheme.settings is not scheme.settings:
-            # First use, or the credential was replaced without an explicit adopt().
-            await self.adopt(scheme, state.tls if state is not None else None)
+        if state is None:
+            # First use without an explicit adopt(). A known id is one credential whatever the
+            # scheme object: the material adopted last serves every connection carrying it.
+            await self.adopt(scheme)
             state = self._states[scheme.credential_id]
         return state
 
@@ -473,7 +617,10 @@ class TokenManager:
         return token.expires_at is not None and token.expires_at <= self.clock()
 
     def _expiring(self, token: TokenSet) -> bool:
-        return token.expires_at is not None and token.expires_at - self.skew <= self.clock()
+        if token.expires_at is None:
+            return False
+        skew = self.skew if token.lifetime is None else min(self.skew, token.lifetime / 4)
+        return token.expires_at - skew <= self.clock()
 
     def _newer(self, candidate: TokenSet | None, stale: TokenSet) -> bool:
         return (
@@ -484,16 +631,26 @@ class TokenManager:
         )
 
     def _adopt_record(self, state: _Credential, record: StoredToken | None) -> None:
-        # Another process may have written since we looked; its seed must be ours (a replaced
-        # credential in another process is that process's business until we are replaced too).
-        if record is None or record.seed_fingerprint != state.seed_fingerprint:
+        # Another process may have written since we looked. Its record is ours when it descends
+        # from our material, or from our token (that process adopted newer material first: a
+        # reload it saw before us); anything else is another credential's business.
+        if record is None:
+            return
+        if record.seed_fingerprint != state.seed_fingerprint and not self._descends(state, record):
             return
         state.token = record.token
         state.client_auth = record.client_auth
         state.needs_reauthorization = record.needs_reauthorization
         state.version = record.version
+        state.history = record.history
         if record.token is not None:
             metrics.token_expires(state.scheme.credential_id, record.token.expires_at)
+
+    def _descends(self, state: _Credential, record: StoredToken) -> bool:
+        token = state.token
+        if token is None or token.refresh_token is None:
+            return False
+        return record.history.knows(self._refresh_fp(token.refresh_token))
 
     async def _refresh_across_processes(self, state: _Credential, stale: TokenSet) -> TokenSet:
         cid = state.scheme.credential_id
@@ -579,24 +736,30 @@ class TokenManager:
         else:
             assert settings.username is not None and settings.password is not None
             params = password_params(settings.username, settings.password, settings.scope)
+        # The fence is the version the token call starts from: a person's new seed adopted
+        # while it runs moves the version, and this result then loses to it.
+        expected = state.version
         try:
             token, style = await self._request_token(
                 settings, params, state.tls, state.client_auth, base
             )
         except TokenEndpointError as exc:
-            return await self._failed(state, exc)
-        record = StoredToken(token, state.seed_fingerprint, False, style)
+            return await self._failed(state, exc, expected)
+        history = state.history
+        if token.refresh_token is not None:
+            history = history.with_issued(self._refresh_fp(token.refresh_token))
+        record = StoredToken(token, state.seed_fingerprint, False, style, history=history)
         # Durable before anyone uses it: a crash now must not lose a rotated token. When the
         # store refuses, the token is kept and used all the same (the provider may have retired
         # the old refresh token already) and its write retried. Fenced: if another process
         # stored a newer token meanwhile (we stalled past our lease), ours is discarded.
         try:
-            version = await self._put(scheme.credential_id, record, state.version)
+            version = await self._put(scheme.credential_id, record, expected)
         except StaleToken:
             return await self._superseded(state)
         if version is not None:
             state.version = version
-        state.token, state.client_auth = token, style
+        state.token, state.client_auth, state.history = token, style, history
         state.failures, state.retry_at, state.last_error = 0, 0.0, ""
         metrics.token_refreshed(scheme.credential_id, "success")
         metrics.token_expires(scheme.credential_id, token.expires_at)
@@ -608,16 +771,18 @@ class TokenManager:
         )
         return token
 
-    async def _failed(self, state: _Credential, exc: TokenEndpointError) -> TokenSet:
+    async def _failed(self, state: _Credential, exc: TokenEndpointError, expected: int) -> TokenSet:
         """Record a failed token call and raise; only when our `invalid_grant` came from a
         refresh token another process had already replaced, return that process's token."""
         cid = state.scheme.credential_id
         # The provider's code or ours (a bounded set of names), never a description.
         metrics.token_refreshed(cid, exc.error.partition(":")[0])
         if exc.error == "invalid_grant":
-            record = StoredToken(state.token, state.seed_fingerprint, True, state.client_auth)
+            record = StoredToken(
+                state.token, state.seed_fingerprint, True, state.client_auth, history=state.history
+            )
             try:
-                version = await self._put(cid, record, state.version)
+                version = await self._put(cid, record, expected)
             except StaleToken:
                 return await self._superseded(state)
             state.needs_reauthorization = True
