@@ -63,6 +63,9 @@ class RefreshRecord:
     access_token: str = ""
     confirmed: bool = False  # presented at /token, or its access token used
     revoked: bool = False
+    issued_by: str = "pasted"  # the grant that issued it; "pasted": issue() by a test
+    issued_at: float = field(default_factory=time.time)
+    used_at: float | None = None  # when it was presented and rotated
 
 
 @dataclass
@@ -94,7 +97,11 @@ class AuthServer:
     # --- helpers for tests ---
 
     def issue(
-        self, client_id: str, scope: str | None = None, parent: str | None = None
+        self,
+        client_id: str,
+        scope: str | None = None,
+        parent: str | None = None,
+        issued_by: str = "pasted",
     ) -> dict[str, Any]:
         """Issue a token pair directly (as if a person had authorised); the §5.1 body."""
         access = "at-" + secrets.token_urlsafe(16)
@@ -106,7 +113,9 @@ class AuthServer:
         rt: str | None = None
         if self.issue_refresh_tokens:
             rt = "rt-" + secrets.token_urlsafe(16)
-            self.refresh[rt] = RefreshRecord(client_id, scope, parent, access_token=access)
+            self.refresh[rt] = RefreshRecord(
+                client_id, scope, parent, access_token=access, issued_by=issued_by
+            )
             body["refresh_token"] = rt
         self.access[access] = (time.time() + self.access_ttl, rt)
         if scope:
@@ -183,7 +192,11 @@ class AuthServer:
         form = dict(await request.post())
         fields = {k: str(v) for k, v in form.items()}
         self.token_requests.append(
-            {"form": fields, "authorization": request.headers.get("Authorization")}
+            {
+                "form": fields,
+                "authorization": request.headers.get("Authorization"),
+                "at": time.time(),
+            }
         )
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -244,6 +257,7 @@ class AuthServer:
             self.invalid_grants += 1
             return _error("invalid_grant", rt)
         record.confirmed = True
+        record.used_at = time.time()
         if record.child is not None:
             self.refresh[record.child].revoked = True  # never confirmed: replaced
             self.access.pop(self.refresh[record.child].access_token, None)
@@ -251,7 +265,7 @@ class AuthServer:
             body = self.issue(client_id, record.scope)
             del self.refresh[body.pop("refresh_token")]
             return web.json_response(body)
-        body = self.issue(client_id, record.scope, parent=rt)
+        body = self.issue(client_id, record.scope, parent=rt, issued_by="refresh_token")
         record.child = body["refresh_token"]
         return web.json_response(body)
 
@@ -267,7 +281,9 @@ class AuthServer:
             expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
             if code["method"] != "S256" or expected != code["challenge"]:
                 return _error("invalid_grant", verifier)
-        return web.json_response(self.issue(client_id, code["scope"]))
+        return web.json_response(
+            self.issue(client_id, code["scope"], issued_by="authorization_code")
+        )
 
     # --- resource server ---
 

@@ -9,6 +9,7 @@ The flows and `connections.py` import this module; it imports none of them."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from ..connections.templates import (
 from ..dataplane.sync import serve_connection
 from ..errors import Conflict, FieldError, InvalidRequest, NotFound, ProxyError
 from ..messages import TokenSet
+from ..schemes.oauth2 import OAuth2Scheme
 from ..store import FlowState, StoreConflict, StoredConnection
 from .context import ADMIN, Admin, ModelT, read_body
 from .redact import to_json
@@ -240,6 +242,19 @@ def check_unique(route: TemplateRoute, connection: CompiledConnection) -> None:
         same = route.get(external_id)
         if same is not None and same.id != connection.id:
             raise Conflict("conflict", "a connection of this template already has this externalId")
+
+
+def keep_exchanged(connection: CompiledConnection, exchanged: list[TokenSet]) -> None:
+    """The tokens an exchange just brought become their credentials' seeds exactly as the
+    provider gave them — their lifetime, their expiry to the microsecond — rather than as the
+    credential data holds them (to the second, lifetime unknown): a 2-minute token is then
+    refreshed 30 s before it expires, not at first use (docs/request-path.md)."""
+    by_access = {token.access_token: token for token in exchanged}
+    for scheme in connection.schemes:
+        seed = scheme.settings.seed_token if isinstance(scheme, OAuth2Scheme) else None
+        exact = by_access.get(seed.access_token) if seed is not None else None
+        if isinstance(scheme, OAuth2Scheme) and exact is not None:
+            scheme.settings = dataclasses.replace(scheme.settings, seed_token=exact)
 
 
 async def save_connection(

@@ -27,7 +27,7 @@ from ..schemes.oauth1_exchanged import TOKEN_TYPE as OAUTH1_TOKEN_TYPE
 from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from ..schemes.oauth1_exchanged import token_value as oauth1_token_value
 from ..schemes.oauth2 import OAuth2Scheme
-from .connect_flow import check_unique, iso8601, save_connection, token_data
+from .connect_flow import check_unique, iso8601, keep_exchanged, save_connection, token_data
 from .connection_body import connection_body
 from .context import ADMIN, Admin, ValidationFailed, json_response, read_body
 from .models import ConnectionCreate
@@ -90,7 +90,8 @@ async def create_connection(request: web.Request) -> web.Response:
         # Connections another replica created a moment ago carry credential ids too.
         await route.catch_up()
     refuse_codes_for_ids_in_use(admin, given)
-    credentials = await exchange_codes(admin, route, given)
+    exchanged: list[TokenSet] = []
+    credentials = await exchange_codes(admin, route, given, exchanged)
 
     def build(entries: list[m.ConnectionCredentialInput]) -> CompiledConnection:
         compiled, problems = build_connection(
@@ -120,6 +121,7 @@ async def create_connection(request: web.Request) -> web.Response:
     if shared is not None:
         compiled = build(shared)
     check_unique(route, compiled)
+    keep_exchanged(compiled, exchanged)
     await save_connection(admin, route, compiled)
     return json_response(connection_json(admin, compiled), status=201)
 
@@ -153,11 +155,14 @@ def fits_its_scheme(route: TemplateRoute, index: int, entry: m.ConnectionCredent
 
 
 async def exchange_codes(
-    admin: Admin, route: TemplateRoute, given: list[m.ConnectionCredentialInput]
+    admin: Admin,
+    route: TemplateRoute,
+    given: list[m.ConnectionCredentialInput],
+    exchanged: list[TokenSet] | None = None,
 ) -> list[m.ConnectionCredentialInput]:
     """Each `oauth2-code` credential of an `oauth2` authorizationCode scheme, and each `oauth1`
     credential of an `oauth1` scheme, exchanged for the token it stands for; the others as
-    given."""
+    given. The OAuth 2.0 tokens obtained are appended to `exchanged`."""
     configs = route.template.model.auth_scheme_configs
     out: list[m.ConnectionCredentialInput] = []
     for index, entry in enumerate(given):
@@ -168,8 +173,10 @@ async def exchange_codes(
             and isinstance(auth, m.OAuth2SchemeConfig)
             and isinstance(auth.oauth2.grant, m.AuthorizationCodeGrant)
         ):
-            token = await exchange_code_credential(admin, auth, cred)
+            token, obtained = await exchange_code_credential(admin, auth, cred)
             entry = entry.model_copy(update={"credential": token})
+            if exchanged is not None:
+                exchanged.append(obtained)
         elif isinstance(cred, m.OAuth1Credential) and isinstance(auth, m.OAuth1SchemeConfig):
             here = f"connection.credentials[{index}]"
             oauth1 = await exchange_oauth1_credential(admin, auth, cred, here)

@@ -39,6 +39,7 @@ from .connect_flow import (
     connection_name,
     init_request,
     iso8601,
+    keep_exchanged,
     only_scheme,
     refuse,
     remember_flow,
@@ -199,6 +200,7 @@ async def callback(request: web.Request) -> web.Response:
     auth = _chosen_config(auth, flow.extra)
     token = await exchange_code(admin, auth, flow, query["code"])
     connection = _connect(route, flow, index, auth, token, iso8601(admin.clock()))
+    keep_exchanged(connection, [token])
     # Serving the updated connection forgets the superseded credential's token (sync.py):
     # leaving it would keep a usable secret around.
     await save_connection(admin, route, connection)
@@ -326,9 +328,10 @@ async def exchange_code(
 
 async def exchange_code_credential(
     admin: Admin, auth: m.OAuth2SchemeConfig, credential: m.OAuth2CodeCredential
-) -> m.OAuth2TokenCredential:
+) -> tuple[m.OAuth2TokenCredential, TokenSet]:
     """An `oauth2-code` credential (seed 001: "a temporary authorization code which will be
-    exchanged for an oauth2-token"), exchanged once for the `oauth2-token` that replaces it.
+    exchanged for an oauth2-token"), exchanged once for the `oauth2-token` that replaces it;
+    returned with the token exactly as obtained (`connections.keep_exchanged`).
 
     When its `state` is one the proxy's own `init` issued (a front end took the browser
     redirect and hands the code over), that flow's PKCE verifier and `redirect_uri` are used and
@@ -343,7 +346,7 @@ async def exchange_code_credential(
             flow = None
     code = value.code.get_secret_value()
     token = await exchange_code(admin, auth, flow, code, credential)
-    return m.OAuth2TokenCredential(
+    exchanged = m.OAuth2TokenCredential(
         type="oauth2-token",
         id=credential.id,
         organisation_id=credential.organisation_id,
@@ -351,6 +354,7 @@ async def exchange_code_credential(
         expires_at=credential.expires_at,  # what the person wrote, never the token's expiry
         data=token_data(token),
     )
+    return exchanged, token
 
 
 def _connect(

@@ -190,7 +190,8 @@ class TokenManager:
         self.backoff = backoff
         self.write_retry = write_retry
         self.clock = clock
-        self.exit_wait = timeout + write_retry.attempt_timeout if exit_wait is None else exit_wait
+        # A call's own timeout and a moment for its store write.
+        self.exit_wait = timeout + 2.0 if exit_wait is None else exit_wait
         # Token calls and their store writes, owned here so no caller can cancel them.
         self._flights: set[asyncio.Task[Any]] = set()
         # Credential id → ids of the connections carrying it: a credential is forgotten only
