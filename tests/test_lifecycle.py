@@ -296,9 +296,16 @@ async def posted_back(
     session: aiohttp.ClientSession, replica: Replica, of: str, pasted: dict[str, Any]
 ) -> None:
     """`of`'s GET body POSTed back for another account, the secrets filled in (a pasted token,
-    the client secret) and the ids left to the proxy."""
-    async with session.get(f"{replica.admin}{CONNECTIONS}/{of}", headers=AUTH) as response:
-        got = await response.json()
+    the client secret) and the ids left to the proxy. Read from another replica than the one
+    that made it: there within a second (LISTEN/NOTIFY)."""
+    deadline = time.monotonic() + 5
+    while True:
+        async with session.get(f"{replica.admin}{CONNECTIONS}/{of}", headers=AUTH) as response:
+            if response.status == 200:
+                got = await response.json()
+                break
+        assert time.monotonic() < deadline, f"{of} never appeared on {replica.admin}"
+        await asyncio.sleep(0.1)
     got.pop("id")
     got.update(name="by-get", externalId="by-get")
     [entry] = got["credentials"]

@@ -26,7 +26,7 @@ from ..connections.templates import (
     build_connection,
     check_connection,
 )
-from ..dataplane.sync import serve_connection
+from ..dataplane.sync import credential_ids, serve_connection
 from ..errors import Conflict, FieldError, InvalidRequest, NotFound, ProxyError
 from ..messages import TokenSet
 from ..schemes.oauth2 import OAuth2Scheme
@@ -260,9 +260,16 @@ def keep_exchanged(connection: CompiledConnection, exchanged: list[TokenSet]) ->
 async def save_connection(
     admin: Admin, route: TemplateRoute, connection: CompiledConnection
 ) -> None:
-    """Write to the store (durable, with secrets), then serve: never the other way round."""
+    """Write to the store (durable, with secrets), then serve: never the other way round.
+
+    The OAuth 2.0 token state is written first: other replicas serve the connection as soon as
+    its document is in the store, and must find its tokens as this process has them (an
+    exchanged token with its lifetime), not seed them again from the document."""
     now = time.time()
     async with admin.templates.changing:
+        before = admin.find(connection.id)
+        fresh = credential_ids(connection) - (credential_ids(before) if before else set())
+        await admin.tokens.adopt_connection(connection)
         try:
             await admin.store.put_connection(
                 StoredConnection(
@@ -276,6 +283,7 @@ async def save_connection(
                 )
             )
         except StoreConflict as exc:
+            await admin.tokens.release(connection.id, fresh)
             message = f"a connection of this template already has this {exc.field}"
             raise Conflict("conflict", message) from None
         await serve_connection(route, admin.tokens, connection)
