@@ -1,8 +1,9 @@
 """Connections: what a configured connection is compiled into, once, before any request.
 
 Owns the compiled connection (`compiled.py`: parsed `baseUrl`, built schemes, header ownership,
-the lean plan), connection templates, clients and policy (`access.py`, `policy.py`), and the URL
-and header rules a connection carries (`urls.py`, `headers.py`).
+the lean plan), connection templates, clients and policy (`access.py`, `policy.py`), the URL
+and header rules a connection carries (`urls.py`, `headers.py`), and what makes a credential id
+one credential (`identity.py`).
 
 Also the runtime (`runtime.py`): a checked `proxy.yaml` compiled for serving.
 
