@@ -425,7 +425,7 @@ class TokenManager:
             )
             task.cancel()
         if pending:
-            await asyncio.wait(pending)
+            await asyncio.wait(pending, timeout=2.0)
 
     def _own(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run `work` in a task of this manager: no caller can cancel it."""

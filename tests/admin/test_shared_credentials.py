@@ -4,7 +4,7 @@ and used by all; the same id with other secret data is refused (409 through the 
 error in proxy.yaml).
 
 The provider rotates refresh tokens strictly (tests/oauth_server.py: a refresh token presented a
-second time is `invalid_grant`, no grace) and issues 1-second access tokens; each test goes
+second time is `invalid_grant`, no grace) and issues 2-second access tokens; each test goes
 through several rotations and ends with no refresh token presented twice. The two "replicas" are
 two proxies (data plane and admin API each, as `signing-proxy run` wires them) in this process on
 one store: the same SQLite file, or one PostgreSQL database.
@@ -32,7 +32,7 @@ from tests.conftest import connection, oauth2_token
 from tests.oauth_server import AuthServer, create_resource_app
 from tests.pg import PgServer
 
-TOKEN_SECONDS = 1.0
+TOKEN_SECONDS = 2.0  # refreshed 0.5 s before expiry: room for a loaded machine
 ROTATIONS = 4
 SHARED_ID = "01JCREDSHARED0000000000000"
 
