@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from proxy.connections.runtime import load_runtime
@@ -85,6 +86,7 @@ def load(url: str, stop: threading.Event, statuses: list[int]) -> None:
             return  # the proxy is gone
 
 
+@pytest.mark.slow  # SIGKILL again and again through many token lifetimes: the longest test
 def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
     server = AuthServer(access_ttl=0.3, clients={"cid": Client(SECRET)})
     rng = random.Random(os.environ.get("SIGKILL_SEED", "4"))

@@ -37,6 +37,9 @@ from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.pg import PgServer
 from tests.store.procs import ProxyProcess, Reply, http, wait_for
 
+# Several real replicas on a real PostgreSQL each: minutes in all (pyproject: `slow`).
+pytestmark = pytest.mark.slow
+
 SECRET = "canary-replica-client-secret"
 REPLICAS = 3
 ORG = DEFAULT_ORGANISATION_ID

@@ -66,13 +66,13 @@ def send_lean(
     idle pooled connection and answer it by callbacks; False when the pool has none (nothing
     sent)."""
     context = upstream.pool.tls_for(endpoint, tls)
-    conn = upstream.pool.take_idle(endpoint, context)
-    if conn is None:
+    h1 = upstream.pool.take_idle(endpoint, context)
+    if h1 is None:
         return False
     exchange = LeanExchange(
         upstream, endpoint, context, request, connection, head, body, settle, start
     )
-    exchange.send(conn)
+    exchange.send(h1)
     return True
 
 
@@ -90,7 +90,7 @@ class LeanExchange:
         "body",
         "settle",
         "start",
-        "conn",
+        "h1",
     )
 
     def __init__(
@@ -114,59 +114,61 @@ class LeanExchange:
         self.body = body
         self.settle = settle
         self.start = start
-        self.conn: H1Connection | None = None  # until the exchange has left this path
+        # The pooled HTTP/1.1 connection the request went out on (`connection` is the configured
+        # connection it serves), until the exchange has left this path.
+        self.h1: H1Connection | None = None
 
-    def send(self, conn: H1Connection) -> None:
-        self.conn = conn
+    def send(self, h1: H1Connection) -> None:
+        self.h1 = h1
         self.request.on_cancel = self._client_gone
-        conn.begin(self.request.method)
-        conn.follow(self._progress, self.upstream.read_timeout)
+        h1.begin(self.request.method)
+        h1.follow(self._progress, self.upstream.read_timeout)
         try:
-            conn.send_whole(self.head, self.body)
+            h1.send_whole(self.head, self.body)
         except Exception:
             # (A transport already closed under us raises.) Nothing went out: the caller
             # answers the failure, and this exchange must not answer a second time.
-            self.conn = self.request.on_cancel = None
-            self.upstream.pool.discard(conn)
+            self.h1 = self.request.on_cancel = None
+            self.upstream.pool.discard(h1)
             raise
 
     def _progress(self) -> None:
         """Called after each upstream read, and when the exchange fails or times out."""
-        conn = self.conn
-        if conn is None:
+        h1 = self.h1
+        if h1 is None:
             return
         try:
-            head = conn.head
+            head = h1.head
             if head is None:
-                error = conn.error
+                error = h1.error
                 if error is not None:
-                    self._failed(conn, error)
+                    self._failed(h1, error)
                 return  # (the head is still to come)
-            if not conn.done:
+            if not h1.done:
                 # The rest of the body is to come: stream it, from a task.
-                conn.unfollow()
-                self.conn = None
-                reply = Http1Reply(self.upstream, self.endpoint, self.tls, conn, head, None)
+                h1.unfollow()
+                self.h1 = None
+                reply = Http1Reply(self.upstream, self.endpoint, self.tls, h1, head, None)
                 self._leave(relay(self.request, self.connection, reply))
                 return
-            self.conn = None
-            body = conn.take_buffered()
-            self.upstream.pool.release(self.endpoint, self.tls, conn)
+            self.h1 = None
+            body = h1.take_buffered()
+            self.upstream.pool.release(self.endpoint, self.tls, h1)
             request = self.request
             request.upstream_status = head.status
             block, has_length = response_head(request, self.connection, head.raw)
-            request.respond_block(head.status, conn.reason, block, has_length, body)
+            request.respond_block(head.status, h1.reason, block, has_length, body)
         except Exception as exc:  # a bug here must not become uvloop's "fatal error" on the socket
-            conn, self.conn = self.conn, None
-            if conn is not None:
-                self.upstream.pool.discard(conn)
+            h1, self.h1 = self.h1, None
+            if h1 is not None:
+                self.upstream.pool.discard(h1)
             self.settle.settle(self.request, self.start, exc)
             return
         self.settle.settle(request, self.start, None)
 
-    def _failed(self, conn: H1Connection, error: Exception) -> None:
-        self.conn = None
-        self.upstream.pool.discard(conn)
+    def _failed(self, h1: H1Connection, error: Exception) -> None:
+        self.h1 = None
+        self.upstream.pool.discard(h1)
         request = self.request
         if isinstance(error, ConnectionLost):
             if request.method in IDEMPOTENT_METHODS:
@@ -197,9 +199,9 @@ class LeanExchange:
         request.continue_in(self.settle.serve(request, self.start, work))
 
     def _client_gone(self) -> None:
-        conn = self.conn
-        if conn is None:
+        h1 = self.h1
+        if h1 is None:
             return
-        self.conn = None
-        self.upstream.pool.discard(conn)  # a response in flight: the connection is done for
+        self.h1 = None
+        self.upstream.pool.discard(h1)  # a response in flight: the connection is done for
         self.settle.settle(self.request, self.start, None)
