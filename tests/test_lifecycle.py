@@ -102,7 +102,10 @@ class Fleet:
             },
         }
         if self.audience is not None:
+            # A token parameter, and a scope (part of what the stored token descends from):
+            # the stored token goes on under the new settings, never the file's used-up seed.
             oauth2["additionalTokenParams"] = f"audience={self.audience}"
+            oauth2["defaultScopes"] = [self.audience]
         return {
             "listen": f"127.0.0.1:{replica.port}",
             "admin": {"listen": f"127.0.0.1:{replica.admin_port}", "token": ADMIN_TOKEN},

@@ -189,3 +189,37 @@ async def test_an_edit_reverted_by_a_reload_never_reseeds_a_used_token(
     await refreshed_request()
     assert server.refresh[pasted["refresh_token"]].child is not None  # the pasted one was used
     assert server.invalid_grants == 0 and server.reuses == 0
+
+
+async def test_a_reload_during_a_token_call_keeps_the_rotated_token(
+    aiohttp_server: Any, aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A setting of the credential changes (not its token) while a refresh is in flight: the
+    # reload writes the new settings over the stored token's row, and the refresh that
+    # finishes after it must still be stored and used, not discarded as stale.
+    server, token_url, resource_url = await strict_provider(aiohttp_server, delay=0.5)
+    seed = server.issue("cid")
+
+    def tree(scope: str) -> dict[str, Any]:
+        credential = token_credential(token_url, seed, defaultScopes=[scope])
+        return {"connections": [connection("api", resource_url, credential)]}
+
+    store = open_store(str(tmp_path / "state.db"))
+    plane = create_app(build_runtime(tree("a"), {}), tokens=TokenManager(store), store=store)
+    client = await aiohttp_client(PlaneServer(plane))
+    for round_, scope in enumerate(["b", "c", "d"], start=1):
+        server.expire_access_tokens()
+        request = asyncio.create_task(client.get("/api/x"))
+        while server.hits < round_:  # the token call is in flight
+            await asyncio.sleep(0.01)
+        await plane.reload(build_runtime(tree(scope), {}))
+        response = await request
+        assert response.status == 200, await response.text()
+    server.expire_access_tokens()
+    response = await client.get("/api/x")
+    assert response.status == 200, await response.text()
+    assert server.invalid_grants == 0 and server.reuses == 0
+    assert server.grants["refresh_token"] == 4
+    stored = await store.get_token(plane.runtime.connections[0].schemes[0].credential_id)
+    assert stored is not None and stored.token is not None
+    assert stored.token.refresh_token == server.current_refresh_token(seed["refresh_token"])

@@ -93,6 +93,12 @@ class TokenHistory:
             return self
         return TokenHistory((*self.seeds, fingerprint)[-HISTORY_LENGTH:], self.issued)
 
+    def merged(self, other: TokenHistory) -> TokenHistory:
+        """Both histories, this one's entries first, each kind the newest `HISTORY_LENGTH`."""
+        seeds = (*self.seeds, *(s for s in other.seeds if s not in self.seeds))
+        issued = (*self.issued, *(s for s in other.issued if s not in self.issued))
+        return TokenHistory(seeds[-HISTORY_LENGTH:], issued[-HISTORY_LENGTH:])
+
     def with_issued(self, fingerprint: str) -> TokenHistory:
         if fingerprint in self.issued:
             return self

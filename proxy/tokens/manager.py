@@ -739,7 +739,7 @@ class TokenManager:
             params = password_params(settings.username, settings.password, settings.scope)
         # The fence is the version the token call starts from: a person's new seed adopted
         # while it runs moves the version, and this result then loses to it.
-        expected = state.version
+        expected, started_from = state.version, state.token
         try:
             token, style = await self._request_token(
                 settings, params, state.tls, state.client_auth, base
@@ -757,7 +757,10 @@ class TokenManager:
         try:
             version = await self._put(scheme.credential_id, record, expected)
         except StaleToken:
-            return await self._superseded(state)
+            try:
+                version = await self._put_over_settings(scheme.credential_id, record, started_from)
+            except StaleToken:
+                return await self._superseded(state)
         if version is not None:
             state.version = version
         state.token, state.client_auth, state.history = token, style, history
@@ -771,6 +774,28 @@ class TokenManager:
             "unknown" if token.expires_at is None else f"{token.expires_at - self.clock():.0f}s",
         )
         return token
+
+    async def _put_over_settings(
+        self, cid: str, record: StoredToken, started_from: TokenSet | None
+    ) -> int | None:
+        """Store `record` after its fenced write lost, when what moved the version was only the
+        credential's settings (a reload adopted a changed scope or client while the token call
+        ran): the stored token is still the one the call started from, so the call's token is
+        the newest, and is written under the stored settings. Otherwise `StaleToken`."""
+        current = await self.store.get_token(cid)
+        if (
+            current is None
+            or current.needs_reauthorization
+            or started_from is None
+            or current.token != started_from
+        ):
+            raise StaleToken(cid)
+        merged = dataclasses.replace(
+            record,
+            seed_fingerprint=current.seed_fingerprint,
+            history=current.history.merged(record.history),
+        )
+        return await self._put(cid, merged, current.version)
 
     async def _failed(self, state: _Credential, exc: TokenEndpointError, expected: int) -> TokenSet:
         """Record a failed token call and raise; only when our `invalid_grant` came from a
