@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's tests
 
-from tests.test_body_attacks import (  # noqa: E402
+from tests.dataplane.test_body_attacks import (  # noqa: E402
     Watch,
     dripper,
     rss_bytes,

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.test_cli import wait_healthy
+from tests.cli.test_cli import wait_healthy
 
 TIMEOUT = 20.0
 LISTENING = re.compile(rb"listening on http://(?:\[[^\]]*\]|[^\s:/\"]+):(\d+)")

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli.test_cli import wait_healthy
 from tests.conftest import free_port
-from tests.test_cli import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

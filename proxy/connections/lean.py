@@ -7,8 +7,8 @@ that never cross (hop-by-hop, `Host`, `X-Connection-Id`, client `X-Forwarded-*`,
 credentials own, and any of those or the framing headers spelt with `_`), then the credential
 lines worked out once, here, when the connection is compiled. No `OutboundRequest`, patch or
 decoded header list is made per request; the result is byte for byte what the general path
-(`forward.outbound_request` + `run_chain`) sends, which `tests/test_lean_path.py` checks side
-by side.
+(`forward.outbound_request` + `run_chain`) sends, which `tests/dataplane/test_lean_path.py`
+checks side by side.
 
 Signing schemes (HMAC, OAuth 1.0a), OAuth 2.0 (its token changes and it may retry), api keys in
 the query or a cookie, `forwardedHeaders: true` and a `Connection` header naming further

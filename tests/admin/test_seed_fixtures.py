@@ -29,16 +29,16 @@ from proxy.cli.echo import create_echo_app
 from proxy.connections.runtime import build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
-from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
-from tests.plane import PlaneServer
-from tests.seeds.schema import problems_but_template_id as problems
-from tests.test_signing_integration import (
+from tests.dataplane.test_signing_integration import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
     TOKEN,
     TOKEN_SECRET,
     Validator,
 )
+from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
+from tests.plane import PlaneServer
+from tests.seeds.schema import problems_but_template_id as problems
 
 FIXTURES = Path(__file__).parent.parent / "seeds" / "fixtures"
 
@@ -323,8 +323,8 @@ def test_000_credentials_still_to_exchange_are_read() -> None:
 
     [connection] = build_runtime(tree("oauth2-code"), env).connections
     assert connection.schemes[0].describe()["grant"] == "authorizationCode"
-    # The file's oauth1 credential is exchanged at start (tests/test_oauth1_file_credential.py);
-    # loading it takes no store and sends nothing.
+    # The file's oauth1 credential is exchanged at start
+    # (tests/tokens/test_oauth1_file_credential.py); loading it takes no store and sends nothing.
     [connection] = build_runtime(tree("oauth1"), env).connections
     described = connection.schemes[0].describe()
     assert described["type"] == "oauth1" and "exchanged at start" in described["credential"]

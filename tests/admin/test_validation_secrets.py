@@ -1,7 +1,7 @@
 """No secret in an admin API validation error: JSON typo shapes and control characters.
 
-The YAML side (`check`, `run`) is tests/test_config_typos.py and
-tests/test_config_control_chars.py; the API shares their rules: an unknown key which may be a
+The YAML side (`check`, `run`) is tests/config/test_config_typos.py and
+tests/config/test_config_control_chars.py; the API shares their rules: an unknown key which may be a
 mistyped value is never printed, and a value bound for a header may hold no control character.
 """
 

@@ -5,7 +5,8 @@ Vectors (RFC 5849, https://www.rfc-editor.org/rfc/rfc5849):
   `pfkkdhi9sl3r4s00`, nonce `chapoH`, timestamp `137131202` → `MdpQcU8iPSUjWoN/UDMsK2sui9I=`.
 - §3.4.1.1: the POST to `/request?b5=%3D%253D&a3=a&c%40=&a2=r%20b` with body `c2&a3=2+q`
   → the published signature base string; §3.4.1.3.2 → its normalised parameter string.
-The independent check against oauthlib's verifier is in `tests/test_signing_integration.py`.
+The independent check against oauthlib's verifier is in
+`tests/dataplane/test_signing_integration.py`.
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
+from tests.cli.test_cli import wait_healthy
 from tests.conftest import connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
-from tests.test_cli import wait_healthy
-from tests.test_oauth2_proxy import SECRET, token_credential
+from tests.tokens.test_oauth2_proxy import SECRET, token_credential
 
 PROVIDER_THINKS = 0.4  # before the provider looks at a token request
 PROVIDER_ANSWERS = 0.4  # after it rotated the refresh token, before its answer leaves

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from proxy.cli import main
+from tests.cli.test_server import spawn_on_any_port
 from tests.conftest import api_key, bearer, connection, free_port
-from tests.test_server import spawn_on_any_port
 
 CANARY = "CANARYcli93"
 TIMEOUT = 20.0

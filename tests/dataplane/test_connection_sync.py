@@ -39,11 +39,11 @@ from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
     string_credential,
 )
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
+from tests.cli.test_server import START_TIMEOUT
+from tests.cli.test_workers import start, stop
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
-from tests.test_server import START_TIMEOUT
-from tests.test_workers import start, stop
 
 INTERVAL = 0.2  # B's background reload, for the tests that wait for it
 NEVER = 3600.0  # no background reload within a test: only the unknown-id check can help

@@ -11,7 +11,7 @@ import pytest
 
 from tests import rawhttp
 from tests.conftest import MakeProxy, bearer, connection, oauth2_token
-from tests.test_signing_integration import hmac_credential
+from tests.dataplane.test_signing_integration import hmac_credential
 from tests.wire_recorder import wire_upstream
 
 OAUTH2 = oauth2_token(

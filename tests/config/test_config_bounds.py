@@ -17,8 +17,8 @@ import yaml
 
 from proxy.config import bounds
 from proxy.config.load import ConfigInvalid, _UniqueKeyLoader, parse_yaml
-from tests.test_cli import cli
-from tests.test_reload import config, running, upstream, write  # noqa: F401
+from tests.cli.test_cli import cli
+from tests.cli.test_reload import config, running, upstream, write  # noqa: F401
 
 TIMEOUT = 20.0
 

@@ -30,7 +30,7 @@ from proxy.tokens.manager import TokenManager
 from tests.conftest import bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
-from tests.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
+from tests.tokens.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
 
 TIMEOUT = 20.0
 

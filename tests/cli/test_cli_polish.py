@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli.test_cli import cli, held_port, wait_healthy, write_config
 from tests.conftest import basic, bearer, connection, free_port
-from tests.test_cli import cli, held_port, wait_healthy, write_config
 
 CANARY = "CANARYpolish57"
 TIMEOUT = 20.0

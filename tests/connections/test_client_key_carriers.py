@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
+from tests.cli.test_workers import start, stop
 from tests.conftest import MakeProxy, bearer, connection
-from tests.test_workers import start, stop
 
 KEY = "ck-carrier-CANARY-41aa"
 OTHER_KEY = "ck-other-CANARY-9d02"
