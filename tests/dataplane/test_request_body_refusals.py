@@ -71,6 +71,20 @@ def assert_error(message: rawhttp.Message, status: int, code: str) -> None:
     assert json.loads(message.body)["code"] == code
 
 
+async def drip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, piece: bytes
+) -> tuple[rawhttp.Message, float]:
+    """Write `piece` every 0.1 s until the proxy answers (or 5 s): the answer, the time taken."""
+    start = time.monotonic()
+    reply_task = asyncio.ensure_future(answer(reader, 6))
+    with contextlib.suppress(ConnectionError):
+        while not reply_task.done() and time.monotonic() - start < 5:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+    return await reply_task, time.monotonic() - start
+
+
 def assert_no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
     for record in caplog.records:
         assert record.levelno < logging.ERROR, record.getMessage()
@@ -166,15 +180,7 @@ async def test_a_dripped_body_is_408_like_a_stalled_one(make_proxy: MakeProxy) -
         async with rawhttp.opened(port) as (reader, writer):
             head = f"POST {ROUTE}/drip HTTP/1.1\r\nHost: p\r\nContent-Length: 1000\r\n\r\n"
             writer.write(head.encode())
-            start = time.monotonic()
-            reply_task = asyncio.ensure_future(answer(reader, 6))
-            with contextlib.suppress(ConnectionError):
-                while not reply_task.done() and time.monotonic() - start < 5:
-                    writer.write(b"x")  # one byte every 0.1 s
-                    await writer.drain()
-                    await asyncio.sleep(0.1)
-            reply = await reply_task
-            took = time.monotonic() - start
+            reply, took = await drip(reader, writer, b"x")  # one byte every 0.1 s
     assert_error(reply, 408, "request_timeout")
     assert took <= 2.5
     assert all(not r.request.complete for r in upstream.received)
@@ -185,15 +191,7 @@ async def test_an_endless_chunk_extension_is_no_progress(make_proxy: MakeProxy) 
     async with proxied(make_proxy, "lean", timeouts={"clientBody": 0.6}) as (port, upstream):
         async with rawhttp.opened(port) as (reader, writer):
             writer.write(HEAD + b"1;ext=")
-            start = time.monotonic()
-            reply_task = asyncio.ensure_future(answer(reader, 6))
-            with contextlib.suppress(ConnectionError):
-                while not reply_task.done() and time.monotonic() - start < 5:
-                    writer.write(b"e" * 2048)  # 2 KiB of extension every 0.1 s
-                    await writer.drain()
-                    await asyncio.sleep(0.1)
-            reply = await reply_task
-            took = time.monotonic() - start
+            reply, took = await drip(reader, writer, b"e" * 2048)  # 2 KiB of extension
     assert_error(reply, 408, "request_timeout")
     assert took <= 2.5
     assert all(not r.request.complete for r in upstream.received)
