@@ -28,6 +28,7 @@ SCHEME_FIELDS = {
     "oauth1": "oauth1",
     "oauth2": "oauth2",
     "certificate": "certificate",
+    "http-signature": "http_signature",
 }
 _NAMESPACE = "signing-proxy/ids/v2"
 

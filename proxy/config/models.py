@@ -13,6 +13,7 @@ are `SecretStr`: they dump as `**********` and never show in a `repr()`.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -190,6 +191,7 @@ class SchemeConfigBase(SeedModel):
     oauth1: Unselected = None
     hmac: Unselected = None
     certificate: Unselected = None
+    http_signature: Unselected = None
 
 
 class NoneSchemeConfig(SchemeConfigBase):
@@ -375,6 +377,34 @@ class CertificateSchemeConfig(SchemeConfigBase):
     certificate: SchemeBase | None = None
 
 
+def _sf_key(value: str) -> str:
+    # RFC 8941 §3.1.2: a Dictionary key (the signature's label in Signature-Input).
+    if not re.fullmatch(r"[a-z*][a-z0-9_\-.*]*", value):
+        raise ValueError("must be a structured-field key: lowercase letters, digits, _-.* ")
+    return value
+
+
+class HttpSignatureParams(SchemeBase):
+    """Ours: RFC 9421 HTTP Message Signatures (docs/http-signature.md); which fields a profile
+    needs is checked with the key, in `schemes/http_signature.py`."""
+
+    profile: Literal["web-bot-auth", "custom"] = "custom"
+    key_id: NonEmpty | None = None
+    algorithm: Literal["ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "hmac-sha256"] | None = (
+        None
+    )
+    components: list[NonEmpty] | None = None
+    label: Annotated[str, AfterValidator(_sf_key)] = "sig1"
+    tag: NonEmpty | None = None
+    expires_in: Annotated[int, Field(gt=0)] | None = None
+    content_digest: Literal["sha-256", "sha-512"] | None = None
+
+
+class HttpSignatureSchemeConfig(SchemeConfigBase):
+    type: Literal["http-signature"]
+    http_signature: HttpSignatureParams
+
+
 AuthSchemeConfig = Annotated[
     NoneSchemeConfig
     | ApiKeySchemeConfig
@@ -383,7 +413,8 @@ AuthSchemeConfig = Annotated[
     | HmacSchemeConfig
     | OAuth1SchemeConfig
     | OAuth2SchemeConfig
-    | CertificateSchemeConfig,
+    | CertificateSchemeConfig
+    | HttpSignatureSchemeConfig,
     Field(discriminator="type"),
 ]
 
@@ -616,6 +647,7 @@ COMPATIBLE_CREDENTIALS: dict[str, frozenset[str]] = {
     "hmac": frozenset({"string", "binary"}),
     "certificate": frozenset({"certificate"}),
     "oauth1": frozenset({"oauth1-token", "oauth1"}),
+    "http-signature": frozenset({"string", "binary"}),
 }
 OAUTH2_GRANT_CREDENTIALS: dict[str, frozenset[str]] = {
     "authorizationCode": frozenset({"oauth2-token", "oauth2-code"}),

@@ -15,6 +15,7 @@ from .bearer import BearerScheme
 from .certificate import CertificateScheme
 from .header_values import check_header_values
 from .hmac import HmacScheme, decode_binary_key
+from .http_signature import build_http_signature_scheme
 from .none import NoneScheme
 from .oauth1 import OAuth1Scheme
 from .oauth1_exchanged import OAuth1ExchangedScheme
@@ -60,6 +61,8 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
             | m.OAuth2CodeCredential()
         ):
             return build_oauth2_scheme(auth, cred, credential_id)
+        case m.HttpSignatureSchemeConfig(), m.StringCredential() | m.BinaryCredential():
+            return build_http_signature_scheme(auth.http_signature, cred, credential_id)
     raise SchemeConfigError("authSchemeConfig.type", f"scheme {auth.type!r} is not supported")
 
 
