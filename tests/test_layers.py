@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("proxy", "proxy.errors", "proxy.messages", "proxy.logs"),
     ("proxy.config",),  # reads and validates proxy.yaml
     ("proxy.http1", "proxy.schemes", "proxy.store"),  # the wire, pure signing, durable state
+    ("proxy.intercept",),  # forward-proxy mode's CA, leaves and TLS contexts
     ("proxy.connections",),  # what a connection is compiled into; the runtime
     ("proxy.metrics",),  # counts requests and connections, so it knows both
     ("proxy.tokens",),  # OAuth tokens obtained, refreshed and stored

@@ -33,6 +33,7 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from .address import check_host_name, check_host_port
 from .clients import Client, Policy
+from .hosts import check_host_pattern
 
 
 class Model(BaseModel):
@@ -692,6 +693,9 @@ class Connection(SeedModel):
     forward_client_authorization: bool = False
     rewrite_response_urls: bool = True
     policy: Policy | None = None  # clients.py: methods and paths allowed through it
+    # Forward-proxy mode (hosts.py): the hosts whose CONNECT this connection serves; None: the
+    # baseUrl's host.
+    hosts: list[Annotated[str, AfterValidator(check_host_pattern)]] | None = None
 
 
 class Template(SeedModel):
@@ -771,6 +775,23 @@ class LogSettings(Model):
 DEFAULT_ORGANISATION_ID = "01JAAAAAAAAAAAAAAAAAAAAAAA"
 
 
+class ForwardProxyCA(Model):
+    """The CA that signs the forward proxy's leaves, when not generated: PEM text (or
+    `${file:...}`), or the path of a PEM file."""
+
+    cert: NonEmpty
+    key: SecretStr
+
+
+class ForwardProxy(Model):
+    """docs/forward-proxy.md: the data-plane listener as an `HTTPS_PROXY`."""
+
+    enabled: bool = False
+    # A CONNECT to a host no connection binds: 403 host_not_allowed, or a blind tunnel.
+    unmatched: Literal["deny", "tunnel"] = "deny"
+    ca: ForwardProxyCA | None = None
+
+
 class ProxyConfig(Model):
     listen: HostPort = "127.0.0.1:8080"
     # When set, the data plane answers only these names as `Host` (plus localhost and IP
@@ -786,3 +807,4 @@ class ProxyConfig(Model):
     forwarded_headers: bool = False
     log: LogSettings = LogSettings()
     clients: list[Client] = []  # clients.py: when present, every request needs a client key
+    forward_proxy: ForwardProxy = ForwardProxy()

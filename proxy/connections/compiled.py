@@ -10,6 +10,7 @@ import ssl
 from dataclasses import dataclass
 
 from ..config import models as m
+from ..config.hosts import HostPattern, connection_hosts
 from ..config.ids import with_ids
 from ..schemes import Scheme, SchemeConfigError, build_scheme
 from ..schemes.oauth2 import parse_expires_at
@@ -39,6 +40,8 @@ class CompiledConnection:
     # credential_expired (the seed: the credential is deleted then).
     expires_at: float | None = None
     lean: LeanPlan | None = None  # set when only constant headers are added (`lean.py`)
+    # The hosts whose CONNECT it serves in forward-proxy mode (`config/hosts.py`).
+    hosts: tuple[HostPattern, ...] = ()
 
     def select(self, request: object) -> CompiledConnection:
         """A plain route serves this one connection (template routes pick per request)."""
@@ -119,6 +122,7 @@ def compile_connection(
             tls=_client_tls(schemes),
             expires_at=expires_at,
             lean=lean_plan(base, schemes, owned),
+            hosts=connection_hosts(model.base_url, model.hosts),
         ),
         [],
     )

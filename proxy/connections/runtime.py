@@ -18,6 +18,7 @@ from ..config.load import ConfigInvalid, check_admin, claim_route, read_config, 
 from ..config.models import ProxyConfig
 from ..errors import FieldError
 from .access import Access, compile_access
+from .binding import HostBinding, bind_hosts, binding_problems
 from .compiled import CompiledConnection, compile_connection
 from .identity import file_conflicts
 from .templates import CompiledTemplate, compile_template
@@ -34,6 +35,8 @@ class Runtime:
     access: Access | None = None
     # Usable but worth a word (an expired client certificate): `check` prints them, exit 0.
     warnings: tuple[FieldError, ...] = ()
+    # Forward-proxy mode's hosts → connections (`binding.py`); None when the mode is off.
+    binding: HostBinding | None = None
 
     @property
     def oauth2_redirect_uri(self) -> str:
@@ -65,12 +68,25 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
     templates = compile_templates(config, connections, problems)
     check_admin(config, problems)
     access = compile_access(config, connections, problems)
+    binding = None
+    if config.forward_proxy.enabled:
+        binding = bind_hosts(connections)
+        problems += forward_proxy_problems(config, connections)
     warnings = (*empty_secret_warnings(record.empty), *scheme_warnings(config, connections))
     if offline:
         problems = [p for p in problems if not record.covers(p.field)]
     if problems:
         raise ConfigInvalid(problems, warnings)
-    return Runtime(config, connections, templates, access, warnings)
+    return Runtime(config, connections, templates, access, warnings, binding)
+
+
+def forward_proxy_problems(
+    config: ProxyConfig, connections: Sequence[CompiledConnection]
+) -> list[FieldError]:
+    """A host bound by two connections (docs/forward-proxy.md)."""
+    index_of = {id(model): i for i, model in enumerate(config.connections)}
+    indexed = [(index_of[id(c.model)], c) for c in connections]
+    return [FieldError(field, message) for field, message in binding_problems(indexed)]
 
 
 def scheme_warnings(

@@ -237,7 +237,16 @@ class FlowStateStore(Protocol):
         ...
 
 
-class Store(TokenStore, ConnectionStore, FlowStateStore, Protocol):
+class SettingStore(Protocol):
+    """Store-wide secrets every process sharing the store uses alike (the forward proxy's CA)."""
+
+    async def sealed_setting(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The sealed value `name`; when there is none yet, `make()`'s, stored first. Processes
+        racing to make it all get the one value that was stored first."""
+        ...
+
+
+class Store(TokenStore, ConnectionStore, FlowStateStore, SettingStore, Protocol):
     """Everything durable, behind one handle."""
 
     def fingerprint(self, secret: str) -> str:

@@ -101,8 +101,12 @@ def flow_from_json(raw: bytes, state: str, expires_at: float) -> FlowState:
 
 
 FINGERPRINT_ROW = "meta:fingerprint_key"
+# `meta` rows named with this prefix hold sealed store-wide settings (`sealed_setting`: the
+# forward proxy's CA).
+SEALED_SETTING = "sealed:"
 # (table, key column, sealed column, row id prefix): every sealed value, for a key rotation. In
-# `meta` only the fingerprint key is sealed (the readiness probe's row is a plain timestamp).
+# `meta` only the fingerprint key and the sealed settings are sealed (the readiness probe's row
+# is a plain timestamp).
 SEALED_COLUMNS = (
     ("tokens", "credential_id", "sealed", "token:"),
     ("connections", "id", "sealed", "connection:"),
@@ -113,7 +117,7 @@ SEALED_COLUMNS = (
 
 def is_sealed(table: str, key: str) -> bool:
     """Whether row `key` of `table` (one of `SEALED_COLUMNS`) holds a sealed value."""
-    return table != "meta" or key == "fingerprint_key"
+    return table != "meta" or key == "fingerprint_key" or key.startswith(SEALED_SETTING)
 
 
 class SealedRows:
@@ -222,6 +226,13 @@ class SealedRows:
             report_unreadable(f"connect flow {state_hash[:12]}", "the flow must be started again")
             return None
         return flow_from_json(raw, state, expires_at)
+
+    def seal_setting(self, name: str, value: bytes) -> bytes:
+        """A store-wide setting, sealed under its `meta` row name (`SEALED_SETTING` + name)."""
+        return self._sealer.seal(value, "meta:" + SEALED_SETTING + name)
+
+    def open_setting(self, name: str, sealed: bytes) -> bytes:
+        return self._sealer.open(bytes(sealed), "meta:" + SEALED_SETTING + name)
 
     def seal_fingerprint_key(self, key: bytes) -> bytes:
         return self._sealer.seal(key, FINGERPRINT_ROW)

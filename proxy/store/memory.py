@@ -25,6 +25,7 @@ class MemoryStore:
         self._connections: dict[str, StoredConnection] = {}
         self._flows: dict[str, FlowState] = {}
         self._revision = 0
+        self._settings: dict[str, bytes] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -44,6 +45,12 @@ class MemoryStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+
+    async def sealed_setting(self, name: str, make: Callable[[], bytes]) -> bytes:
+        self._check_open()
+        if name not in self._settings:
+            self._settings[name] = make()
+        return self._settings[name]
 
     # --- tokens ---
 

@@ -49,7 +49,7 @@ from . import (
     StoreUnavailable,
     lease_owner_dead,
 )
-from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
+from .codec import SEALED_COLUMNS, SEALED_SETTING, SealedRows, is_sealed, newer_schema, reseal
 from .crypto import KEY_BYTES, Sealer, SealError, fingerprint, parse_key
 from .holders import PG_HOLDERS_LOCK, StoreInUse, in_use_message
 from .repairs import LAST_REPAIR, REPAIRS_ROW, parse_applied, pending, repaired
@@ -324,6 +324,31 @@ class PostgresStore:
             )
 
         await self._run(write)
+
+    async def sealed_setting(self, name: str, make: Callable[[], bytes]) -> bytes:
+        row_name = SEALED_SETTING + name
+
+        async def read(conn: asyncpg.Connection) -> bytes | None:
+            sealed = await conn.fetchval("SELECT value FROM meta WHERE name = $1", row_name)
+            return None if sealed is None else self._rows.open_setting(name, sealed)
+
+        found = await self._run(read)
+        if found is not None:
+            return found
+        made = make()
+
+        async def write(conn: asyncpg.Connection) -> bytes | None:
+            # The first replica's value stays; the others read it back.
+            await conn.execute(
+                "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                row_name,
+                self._rows.seal_setting(name, made),
+            )
+            return await read(conn)
+
+        stored = await self._run(write)
+        assert stored is not None
+        return stored
 
     # --- tokens ---
 

@@ -50,7 +50,7 @@ from . import (
     StoreUnavailable,
     lease_owner_dead,
 )
-from .codec import SEALED_COLUMNS, SealedRows, is_sealed, newer_schema, reseal
+from .codec import SEALED_COLUMNS, SEALED_SETTING, SealedRows, is_sealed, newer_schema, reseal
 from .crypto import (
     KEY_BYTES,
     Sealer,
@@ -302,6 +302,33 @@ class SqliteStore:
                 )
 
         await self._run(write)
+
+    async def sealed_setting(self, name: str, make: Callable[[], bytes]) -> bytes:
+        row_name = SEALED_SETTING + name
+
+        def read() -> bytes | None:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE name = ?", (row_name,)
+            ).fetchone()
+            return None if row is None else self._rows.open_setting(name, row[0])
+
+        found = await self._run(read)
+        if found is not None:
+            return found
+        made = make()  # (outside the write: a key pair takes a moment to make)
+
+        def write() -> bytes:
+            with self._write() as conn:
+                row = conn.execute("SELECT value FROM meta WHERE name = ?", (row_name,)).fetchone()
+                if row is not None:
+                    return self._rows.open_setting(name, row[0])  # another process was first
+                conn.execute(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    (row_name, self._rows.seal_setting(name, made)),
+                )
+                return made
+
+        return await self._run(write)
 
     # --- tokens ---
 
