@@ -29,6 +29,15 @@ class Body(Protocol):
     def read_all(self) -> bytes: ...
 
 
+class BodyFilter(Protocol):
+    """Rewrites a request body as it streams to the upstream (aws-chunked re-signing); one
+    instance per sending, made by the scheme that signed the request."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> None: ...
+
+
 def encode_query_component(text: str) -> str:
     """Percent-encode all but RFC 3986 unreserved characters; space becomes `%20`
     (docs/request-path.md)."""
@@ -58,6 +67,8 @@ class OutboundRequest:
     query: str
     headers: tuple[tuple[str, str], ...]
     body: Body | None = None
+    # Applied to the body bytes as they are sent (the body itself stays as the client sent it).
+    body_filter: BodyFilter | None = None
 
     @property
     def url(self) -> str:
@@ -94,7 +105,9 @@ class OutboundRequest:
             query = _append_query(query, patch.query)
         # The constructor, not dataclasses.replace(): this runs on every request, and replace()
         # costs several times as much.
-        return OutboundRequest(self.method, self.origin, self.path, query, headers, self.body)
+        return OutboundRequest(
+            self.method, self.origin, self.path, query, headers, self.body, self.body_filter
+        )
 
 
 def _append_query(query: str, params: Mapping[str, str]) -> str:

@@ -102,7 +102,7 @@ def explain(
         ctx = SigningContext(now=lambda: now, nonce=lambda: nonce, token=_placeholder(scheme))
         signed = scheme.signed_parts(request, ctx) if isinstance(scheme, ExplainsSignature) else []
         steps.append(Step(index, scheme.describe(), signed))
-        request = request.patched(scheme.sign(request, ctx))
+        request = scheme.signed(request, ctx)
     return Explanation(connection, request, steps)
 
 

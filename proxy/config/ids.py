@@ -29,6 +29,7 @@ SCHEME_FIELDS = {
     "oauth2": "oauth2",
     "certificate": "certificate",
     "http-signature": "http_signature",
+    "aws-sigv4": "aws_sig_v4",
 }
 _NAMESPACE = "signing-proxy/ids/v2"
 

@@ -193,6 +193,7 @@ class SchemeConfigBase(SeedModel):
     hmac: Unselected = None
     certificate: Unselected = None
     http_signature: Unselected = None
+    aws_sig_v4: Unselected = None
 
 
 class NoneSchemeConfig(SchemeConfigBase):
@@ -406,6 +407,27 @@ class HttpSignatureSchemeConfig(SchemeConfigBase):
     http_signature: HttpSignatureParams
 
 
+# An AWS SigV4 credential scope part (`us-east-1`, `s3`, `execute-api`): it goes between the
+# scope's `/`s, so it is a plain lowercase word.
+AwsScopePart = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class AwsSigV4Params(SchemeBase):
+    """Ours (not in the seeds): AWS Signature Version 4 (docs/aws-sigv4.md). `region` and
+    `service` left out are read from the client's own credential scope."""
+
+    region: AwsScopePart | None = None
+    service: AwsScopePart | None = None
+    in_: Literal["header", "query"] = Field(default="header", alias="in")
+    # `X-Amz-Expires` of a presigned (`in: query`) request; AWS allows at most seven days.
+    expires: Annotated[int, Field(ge=1, le=604800)] = 3600
+
+
+class AwsSigV4SchemeConfig(SchemeConfigBase):
+    type: Literal["aws-sigv4"]
+    aws_sig_v4: AwsSigV4Params = AwsSigV4Params()
+
+
 AuthSchemeConfig = Annotated[
     NoneSchemeConfig
     | ApiKeySchemeConfig
@@ -415,7 +437,8 @@ AuthSchemeConfig = Annotated[
     | OAuth1SchemeConfig
     | OAuth2SchemeConfig
     | CertificateSchemeConfig
-    | HttpSignatureSchemeConfig,
+    | HttpSignatureSchemeConfig
+    | AwsSigV4SchemeConfig,
     Field(discriminator="type"),
 ]
 
@@ -448,6 +471,7 @@ class DataBase(SeedModel):
     certificate: Unselected = None
     oauth1: Unselected = None
     oauth1_token: Unselected = Field(default=None, alias="oauth1Token")
+    aws: Unselected = None
 
 
 class NoneData(DataBase):
@@ -623,6 +647,24 @@ class OAuth2PasswordCredential(CredentialBase):
     data: OAuth2PasswordData
 
 
+class AwsValue(SeedModel):
+    """Ours (not in the seeds): an AWS access key, and the session token of temporary ones."""
+
+    # Not a secret (it is sent in every request's credential scope); out of `repr()` anyway.
+    access_key_id: NonEmpty = Field(repr=False)
+    secret_access_key: SecretStr
+    session_token: SecretStr | None = None
+
+
+class AwsData(DataBase):
+    aws: AwsValue
+
+
+class AwsCredential(CredentialBase):
+    type: Literal["aws"]
+    data: AwsData
+
+
 Credential = Annotated[
     NoneCredential
     | StringCredential
@@ -634,7 +676,8 @@ Credential = Annotated[
     | OAuth2TokenCredential
     | OAuth2ClientCredential
     | OAuth2CodeCredential
-    | OAuth2PasswordCredential,
+    | OAuth2PasswordCredential
+    | AwsCredential,
     Field(discriminator="type"),
 ]
 
@@ -649,6 +692,7 @@ COMPATIBLE_CREDENTIALS: dict[str, frozenset[str]] = {
     "certificate": frozenset({"certificate"}),
     "oauth1": frozenset({"oauth1-token", "oauth1"}),
     "http-signature": frozenset({"string", "binary"}),
+    "aws-sigv4": frozenset({"aws"}),
 }
 OAUTH2_GRANT_CREDENTIALS: dict[str, frozenset[str]] = {
     "authorizationCode": frozenset({"oauth2-token", "oauth2-code"}),

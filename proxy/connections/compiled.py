@@ -100,12 +100,20 @@ def compile_connection(
             schemes.append(build_scheme(entry, credential_id))
         except SchemeConfigError as exc:
             problems.append(ConnectionProblem(f"{here}.{exc.field}", exc.message))
+    problems += signs_last_problems(model)
     problems += mtls_problems(model)
     expires_at = _earliest_expiry(model, problems)
     if problems:
         return None, problems
+    # A signature over the whole request (AWS SigV4) covers what the others added: it goes last.
+    schemes.sort(key=lambda s: s.signs_last)
     owned = frozenset().union(*(s.sets_headers for s in schemes))
-    if any(s.authenticates for s in schemes) and not model.forward_client_authorization:
+    takes_authorization = any(s.owns_client_authorization for s in schemes)
+    if (
+        any(s.authenticates for s in schemes)
+        and not model.forward_client_authorization
+        and not takes_authorization
+    ):
         # SDKs send a dummy key in Authorization; the proxy owns authentication upstream.
         owned |= {"authorization"}
     return (
@@ -126,6 +134,23 @@ def compile_connection(
         ),
         [],
     )
+
+
+def signs_last_problems(model: m.Connection) -> list[ConnectionProblem]:
+    """Two signatures over the whole request cannot both come last."""
+    seen = 0
+    for index, entry in enumerate(model.credentials):
+        if isinstance(entry.auth_scheme_config, m.AwsSigV4SchemeConfig):
+            seen += 1
+            if seen > 1:
+                return [
+                    ConnectionProblem(
+                        f"credentials[{index}].authSchemeConfig.type",
+                        "a connection takes one aws-sigv4 credential (each signs the whole "
+                        "request, so only one can sign it last)",
+                    )
+                ]
+    return []
 
 
 def _earliest_expiry(model: m.Connection, problems: list[ConnectionProblem]) -> float | None:

@@ -18,7 +18,7 @@ import asyncio
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -43,7 +43,7 @@ from ..http1 import Http1Upstream
 from ..http1.inbound import InboundRequest
 from ..http1.upstream import Upstream, UpstreamBody, UpstreamReply
 from ..http1.wire import Framing
-from ..messages import AuthFlow, OutboundRequest, Refresh, Send, TokenSet
+from ..messages import AuthFlow, BodyFilter, OutboundRequest, Refresh, Send, TokenSet
 from ..schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
 from .body import BufferedBody, read_body
 from .lean_exchange import Settle, send_lean
@@ -101,12 +101,12 @@ async def run_chain(
         # A one-step scheme (sign, then send): the generator round trip of `auth_flow` does
         # exactly this, at several times the cost on the hot path.
         if _signs_off_loop(first, request):
-            patch = await asyncio.to_thread(first.sign, request, DEFAULT_CONTEXT)
+            signed = await asyncio.to_thread(first.signed, request, DEFAULT_CONTEXT)
         else:
-            patch = first.sign(request, DEFAULT_CONTEXT)
+            signed = first.signed(request, DEFAULT_CONTEXT)
         if not rest:
-            return await send(request.patched(patch))
-        return await run_chain(rest, request.patched(patch), send, tokens)
+            return await send(signed)
+        return await run_chain(rest, signed, send, tokens)
     ctx = DEFAULT_CONTEXT
     if first.needs_token:
         if tokens is None:
@@ -401,6 +401,8 @@ class _Sender:
             body = memory if memory is not None else request.body.aiter_bytes()
         else:
             body, self._stream = self._stream, None
+        if request.body_filter is not None:
+            body = _filtered(body, request.body_filter)
         return self._upstream.send(request, body, self._tls)
 
 
@@ -489,6 +491,24 @@ def _forwarded(request: InboundRequest) -> list[tuple[str, str]]:
         ("X-Forwarded-Proto", request.scheme),
         ("X-Forwarded-Host", request.host),
     ]
+
+
+def _filtered(body: UpstreamBody, body_filter: BodyFilter) -> UpstreamBody:
+    """`body` rewritten by a signer's filter as it is sent (aws-chunked re-signing)."""
+    if body is None or isinstance(body, bytes | bytearray | memoryview):
+        whole = body_filter.feed(bytes(body or b""))
+        body_filter.finish()
+        return whole
+    return _filtered_stream(body, body_filter)
+
+
+async def _filtered_stream(
+    stream: AsyncIterable[bytes], body_filter: BodyFilter
+) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        if out := body_filter.feed(chunk):
+            yield out
+    body_filter.finish()
 
 
 async def _chain(first: bytes, second: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

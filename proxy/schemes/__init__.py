@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..config import models as m
 from .api_key import ApiKeyScheme
+from .aws_sigv4 import AwsSigV4Scheme
 from .base import Scheme, SchemeConfigError, SigningContext
 from .basic import BasicAuthScheme
 from .bearer import BearerScheme
@@ -63,6 +64,8 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
             return build_oauth2_scheme(auth, cred, credential_id)
         case m.HttpSignatureSchemeConfig(), m.StringCredential() | m.BinaryCredential():
             return build_http_signature_scheme(auth.http_signature, cred, credential_id)
+        case m.AwsSigV4SchemeConfig(), m.AwsCredential():
+            return _aws_sigv4(auth.aws_sig_v4, cred.data.aws, credential_id)
     raise SchemeConfigError("authSchemeConfig.type", f"scheme {auth.type!r} is not supported")
 
 
@@ -108,4 +111,18 @@ def _oauth1(params: m.OAuth1Params, token: m.OAuth1TokenValue, credential_id: st
         token_secret=token.token_secret.get_secret_value(),
         signature_method=params.signature_method,
         additional_params=[(p.name, p.value) for p in token.additional_params],
+    )
+
+
+def _aws_sigv4(params: m.AwsSigV4Params, key: m.AwsValue, credential_id: str) -> AwsSigV4Scheme:
+    token = key.session_token.get_secret_value() if key.session_token is not None else None
+    return AwsSigV4Scheme(
+        credential_id,
+        access_key_id=key.access_key_id,
+        secret_access_key=key.secret_access_key.get_secret_value(),
+        session_token=token,
+        region=params.region,
+        service=params.service,
+        where=params.in_,
+        expires=params.expires,
     )

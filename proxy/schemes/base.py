@@ -54,6 +54,11 @@ class Scheme:
         wants_replayable_body: True when the flow may send the request twice (OAuth 2.0 retry).
         authenticates: False only for `none`; decides whether a client Authorization is dropped.
         needs_token: True when `ctx.token` must hold the current OAuth 2.0 token.
+        signs_last: True for a signature over the whole request (AWS SigV4): applied after the
+            connection's other credentials, whatever its place in the list.
+        owns_client_authorization: True when the scheme reads the client's own `Authorization`
+            (the scope of an AWS SDK's placeholder signature) and always replaces or removes it
+            itself, so the connection does not drop it first.
     """
 
     type_name: ClassVar[str] = ""
@@ -62,6 +67,8 @@ class Scheme:
     wants_replayable_body: ClassVar[bool] = False
     authenticates: ClassVar[bool] = True
     needs_token: ClassVar[bool] = False
+    signs_last: ClassVar[bool] = False
+    owns_client_authorization: ClassVar[bool] = False
 
     credential_id: str = ""
     sets_headers: frozenset[str] = frozenset()
@@ -86,9 +93,14 @@ class Scheme:
         """
         return self.requires_body
 
+    def signed(self, request: OutboundRequest, ctx: SigningContext) -> OutboundRequest:
+        """`request` as this credential sends it (what `explain` prints): `sign()`'s patch
+        applied, unless the scheme rewrites more than a patch can say."""
+        return request.patched(self.sign(request, ctx))
+
     def auth_flow(self, request: OutboundRequest, ctx: SigningContext) -> AuthFlow:
         """Yield `Send`/`Refresh` commands; the default signs once and sends."""
-        yield Send(request.patched(self.sign(request, ctx)))
+        yield Send(self.signed(request, ctx))
 
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for `explain` and logs."""
