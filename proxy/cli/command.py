@@ -1,6 +1,7 @@
 """signing-proxy: an outbound request-signing HTTP proxy (reference: docs/operations.md).
 
-The command line: `run`, `check`, `explain`, `rotate-key`; `python -m proxy` is the same program.
+The command line: `run` (and `run -- CMD`, wrap.py), `env`, `check`, `explain`, `rotate-key`;
+`python -m proxy` is the same program.
 
 Config is found at `--config`, else `$SIGNING_PROXY_CONFIG`, else `./proxy.yaml`. An invalid
 config prints one line per problem with its field path and exits 2, before any port is bound.
@@ -18,6 +19,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..config.address import split_host_port
@@ -31,6 +33,9 @@ from ..store import Store, StoreError, open_store, verify_store
 from ..tokens.manager import TokenManager
 from .filewatch import content_digest
 from .tuning import tune_for_serving
+
+if TYPE_CHECKING:
+    from .wrap import WrappedCommand
 
 log = logging.getLogger("signing_proxy")
 
@@ -165,6 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = args.log_level or _env_log_level()
     if level is None:
         return EXIT_INVALID
+    if args.command:
+        refused = _wrap_refusals(runtime, args)
+        if refused:
+            return refused
+        # CMD's own output shares the terminal: the proxy says only what goes wrong.
+        level = level or "warning"
     setup_logging(level or config.log.level, config.log.format, with_pid=args.workers > 1)
     log_warnings(runtime.warnings)
     store = open_store_or_report(config.store)
@@ -226,6 +237,7 @@ def _serve(
         asyncio.run(store.close())
         return EXIT_LISTEN
     listen = sockets[0]
+    wrapped = _wrapped_command(runtime, args, store, listen) if args.command else None
     tokens = TokenManager(store, redirect_uri=runtime.oauth2_redirect_uri)
     # The store and the token manager are shared by both listeners: closed by serve() after
     # both have drained, so an admin request in flight never meets a closed store.
@@ -258,13 +270,51 @@ def _serve(
                 close_after=(tokens.close, store.close),
                 reload=reloader.reload,
                 watch=watch,
+                until=wrapped,
             )
         )
     finally:
         if access_log is not None:
             access_log.close()  # every request has drained: its line is written before exit
     log.info("stopped", extra={"event": "shutdown"})
+    return wrapped.status if wrapped is not None else 0
+
+
+def _wrap_refusals(runtime: Runtime, args: argparse.Namespace) -> int:
+    """What stops `run -- CMD` before any port is bound (printed; its exit status, or 0)."""
+    from .forwarding import forward_proxy_refusal
+    from .wrap import WrapError, client_key
+
+    refusal = forward_proxy_refusal(runtime)
+    if refusal is not None:
+        print(f"run: {refusal}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.workers > 1:
+        print("run: --workers: a command is run with one proxy process", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        client_key(runtime.config.clients, args.client)
+    except WrapError as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     return 0
+
+
+def _wrapped_command(
+    runtime: Runtime, args: argparse.Namespace, store: Store, listen: socket.socket
+) -> WrappedCommand:
+    from .forwarding import bound_hosts, proxy_ca_source
+    from .wrap import WrappedCommand, client_key, secret_values
+
+    host, port = listen.getsockname()[:2]
+    return WrappedCommand(
+        args.command,
+        listen=(host, port),
+        ca_source=proxy_ca_source(runtime, store),
+        client_key=client_key(runtime.config.clients, args.client),
+        bound_hosts=bound_hosts(runtime),
+        secrets=secret_values(runtime.config),
+    )
 
 
 def log_warnings(warnings: Sequence[FieldError]) -> None:
@@ -375,6 +425,12 @@ def _env_listen() -> str | None:
     return value
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    from .exports import cmd_env as print_env
+
+    return print_env(args)
+
+
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     from ..store.rotate import rotate_store_key
 
@@ -436,7 +492,35 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_LEVELS,
         help="override log.level (also $SIGNING_PROXY_LOG_LEVEL)",
     )
+    run.add_argument(
+        "--client",
+        metavar="NAME",
+        help="with a command: the client (of `clients`) whose key the command presents",
+    )
+    run.add_argument(
+        "command",
+        nargs="*",
+        metavar="-- CMD ARGS",
+        help="run CMD with the proxy as its HTTPS_PROXY and its CA trusted "
+        "(docs/https-proxy.md); exit with CMD's status",
+    )
     run.set_defaults(func=cmd_run)
+
+    env = sub.add_parser(
+        "env",
+        help="print the shell exports that make commands use a running proxy as HTTPS_PROXY",
+        description="Print, as POSIX shell exports, what `run -- CMD` gives CMD, for the proxy "
+        'running on this config: eval "$(signing-proxy env)". The trust files are written '
+        "(0600) into --dir, by default a `trust` directory beside the store's file "
+        "(docs/https-proxy.md).",
+    )
+    env.add_argument("--config", help="path to proxy.yaml")
+    env.add_argument(
+        "--listen", type=listen_address, help="the data plane's HOST:PORT, if not the file's"
+    )
+    env.add_argument("--client", metavar="NAME", help="the client whose key the commands present")
+    env.add_argument("--dir", metavar="DIR", help="where to write the trust files")
+    env.set_defaults(func=cmd_env)
 
     check = sub.add_parser(
         "check",

@@ -49,6 +49,7 @@ async def serve(
     close_after: Sequence[Callable[[], Awaitable[None]]] = (),
     reload: Callable[[], Awaitable[object]] | None = None,
     watch: Callable[[], Awaitable[None]] | None = None,
+    until: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Serve each `(plane or app, "host:port")` until a signal arrives, then drain and return.
 
@@ -56,10 +57,12 @@ async def serve(
     `close_after` runs in order once *every* listener has drained: resources shared by the
     listeners belong here, not to one listener's cleanup, which may run while another serves.
     SIGHUP runs `reload` (reload.py) and never stops the process; `watch` runs alongside
-    (`run --watch`) until the drain starts."""
+    (`run --watch`) until the drain starts. With `until` (`run -- CMD`, wrap.py) the drain
+    starts once it returns instead, and SIGTERM/SIGINT are its to handle."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    stop_signals = (signal.SIGTERM, signal.SIGINT) if until is None else ()
+    for signum in stop_signals:
         loop.add_signal_handler(signum, stop.set)
     background: set[asyncio.Task[object]] = set()
 
@@ -98,9 +101,10 @@ async def serve(
                 port,
                 extra={"event": "listening", "address": f"{host}:{port}"},
             )
-        await stop.wait()
+        await (stop.wait() if until is None else until())
         log.info(
-            "signal received: draining in-flight requests (up to %.0fs)",
+            "%s: draining in-flight requests (up to %.0fs)",
+            "signal received" if until is None else "command exited",
             shutdown_grace,
             extra={"event": "draining"},
         )
@@ -116,7 +120,7 @@ async def serve(
                 *(_drain(plane, server, shutdown_grace) for plane, server in planes),
             )
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in stop_signals:
                 loop.remove_signal_handler(signum)
             for close in close_after:
                 await close()
