@@ -426,9 +426,21 @@ def _env_listen() -> str | None:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from .exports import cmd_env as print_env
+    from .exports import print_exports
+    from .forwarding import forward_proxy_refusal
 
-    return print_env(args)
+    runtime = load_or_report(config_path(args.config))
+    if runtime is None:
+        return EXIT_INVALID
+    refusal = forward_proxy_refusal(runtime)
+    if refusal is not None:
+        print(f"env: {refusal}", file=sys.stderr)
+        return EXIT_INVALID
+    listen = args.listen or _env_listen() or runtime.config.listen
+    store = open_store_or_report(runtime.config.store)
+    if store is None:
+        return EXIT_STORE
+    return print_exports(runtime, store, listen=listen, client=args.client, directory=args.dir)
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:

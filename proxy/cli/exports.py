@@ -9,7 +9,6 @@ beside the store's file) and rewritten whole each time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import socket
@@ -17,7 +16,10 @@ import sys
 from pathlib import Path
 
 from ..config.address import split_host_port
+from ..connections.runtime import Runtime
+from ..store import Store
 from .childenv import ProxySettings, no_proxy, proxy_url, shell_exports
+from .forwarding import bound_hosts, proxy_ca_source
 from .trust import NoSystemCertificates, system_ca_pems, write_trust_files
 from .wrap import WrapError, client_key
 
@@ -25,32 +27,24 @@ EXIT_INVALID = 2
 EXIT_FAILED = 1
 
 
-def cmd_env(args: argparse.Namespace) -> int:
-    from .command import _env_listen, config_path, load_or_report, open_store_or_report
-    from .forwarding import bound_hosts, forward_proxy_refusal, proxy_ca_source
-
-    runtime = load_or_report(config_path(args.config))
-    if runtime is None:
-        return EXIT_INVALID
-    refusal = forward_proxy_refusal(runtime)
-    if refusal is not None:
-        print(f"env: {refusal}", file=sys.stderr)
-        return EXIT_INVALID
+def print_exports(
+    runtime: Runtime,
+    store: Store,
+    *,
+    listen: str,
+    client: str | None,
+    directory: str | None,
+) -> int:
+    """Write the trust files, print the exports; the exit status (problems printed). Closes
+    `store`."""
     config = runtime.config
     try:
-        key = client_key(config.clients, args.client)
-    except WrapError as exc:
-        print(f"env: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    listen = args.listen or _env_listen() or config.listen
-    try:
+        key = client_key(config.clients, client)
         system = system_ca_pems(os.environ)
-    except NoSystemCertificates as exc:
+    except (WrapError, NoSystemCertificates) as exc:
+        asyncio.run(store.close())
         print(f"env: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    store = open_store_or_report(config.store)
-    if store is None:
-        return EXIT_FAILED
+        return EXIT_INVALID if isinstance(exc, WrapError) else EXIT_FAILED
 
     async def read_ca() -> bytes:
         try:
@@ -63,8 +57,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     except WrapError as exc:
         print(f"env: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    directory = Path(args.dir) if args.dir else Path(config.store.path).parent / "trust"
-    files = write_trust_files(directory.resolve(), system, proxy_ca)
+    place = Path(directory) if directory else Path(config.store.path).parent / "trust"
+    files = write_trust_files(place.resolve(), system, proxy_ca)
     host, port = split_host_port(listen)
     settings = ProxySettings(
         proxy_url=proxy_url(host, port, key),

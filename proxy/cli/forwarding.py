@@ -1,30 +1,42 @@
-"""What `run -- CMD` and `env` need of forward-proxy mode: whether it is on, the hosts bound to
-connections, and the proxy CA certificate (docs/https-proxy.md)."""
+"""What `run -- CMD` and `env` need of forward-proxy mode: whether it is on, the host names
+connections bind, and the proxy's CA certificate (docs/https-proxy.md)."""
 
 from __future__ import annotations
 
 from ..connections.runtime import Runtime
-from ..store import Store
+from ..intercept.authority import CAError
+from ..intercept.ca import ca_certificate_pem
+from ..store import SettingStore
 from .wrap import CaSource, WrapError
 
 
 def forward_proxy_refusal(runtime: Runtime) -> str | None:
     """Why a command cannot use this config's proxy as its HTTPS proxy, or None."""
-    del runtime
-    return "forwardProxy: forward-proxy mode is not in this build yet"
+    if not runtime.config.forward_proxy.enabled:
+        return (
+            "forwardProxy.enabled: the proxy answers CONNECT only with `forwardProxy: {enabled: "
+            "true}` in the config (docs/https-proxy.md)"
+        )
+    return None
 
 
 def bound_hosts(runtime: Runtime) -> list[str]:
-    """The host names connections bind (the ones that must not be in NO_PROXY)."""
-    del runtime
-    return []
+    """The host names connections bind, wildcards aside (they must not be in NO_PROXY)."""
+    return [
+        pattern.name
+        for connection in runtime.connections
+        for pattern in connection.hosts
+        if not pattern.wildcard
+    ]
 
 
-def proxy_ca_source(runtime: Runtime, store: Store) -> CaSource:
-    """The proxy CA certificate (PEM) of this config, from the config or the store."""
-    del runtime, store
+def proxy_ca_source(runtime: Runtime, store: SettingStore) -> CaSource:
+    """The proxy CA certificate (PEM): the config's, else the store's (made on first use)."""
 
     async def read() -> bytes:
-        raise WrapError("forwardProxy: forward-proxy mode is not in this build yet")
+        try:
+            return (await ca_certificate_pem(runtime.config, store)).encode()
+        except CAError as exc:
+            raise WrapError(f"forwardProxy.ca: {exc}") from None
 
     return read

@@ -122,7 +122,11 @@ class WrappedCommand:
             except NoSystemCertificates as exc:
                 print(f"signing-proxy run: {exc}", file=sys.stderr)
                 return
-            proxy_ca = await self.ca_source()
+            try:
+                proxy_ca = await self.ca_source()
+            except WrapError as exc:
+                print(f"signing-proxy run: {exc}", file=sys.stderr)
+                return
             directory = Path(tempfile.mkdtemp(prefix="signing-proxy-run-"))  # mode 0700
             try:
                 files = write_trust_files(directory, system, proxy_ca)
