@@ -1,9 +1,8 @@
 """`aws-sigv4`: AWS's published examples reproduced exactly, botocore signing the same requests,
 the client's own placeholder signature replaced, and the body modes.
 
-The chunk chain is checked by `aws_chunk_signatures` below, written from the AWS document
-(https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html, "Calculating the
-seed signature" and "Defining the chunk body"), not from the proxy's code.
+The chunk chain is checked by `tests/aws_chunks.py`, written from the AWS document, not from
+the proxy's code.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import calendar
 import datetime
 import hashlib
-import hmac
 import re
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from proxy.schemes.aws_chunked import AwsChunkedError, ChunkResigner
 from proxy.schemes.aws_signing import Scope, signing_key
 from proxy.schemes.aws_sigv4 import AwsSigV4Scheme
 from proxy.schemes.base import SigningContext
+from tests.aws_chunks import aws_chunk_signatures, aws_chunked
 
 # The keys of the S3 examples (https://docs.aws.amazon.com/AmazonS3/latest/API/
 # sig-v4-header-based-auth.html, sigv4-query-string-auth.html, sigv4-streaming.html).
@@ -164,14 +163,6 @@ CHUNKED_EXAMPLE_SIGNATURES = [
 ]
 
 
-def aws_chunked(sizes: list[int], fill: bytes = b"a", signature: str = "0" * 64) -> bytes:
-    """An aws-chunked body, every chunk signed with `signature` (a client's placeholder)."""
-    out = b""
-    for size in [*sizes, 0]:
-        out += f"{size:x};chunk-signature={signature}\r\n".encode() + fill * size + b"\r\n"
-    return out
-
-
 def chunked_example() -> OutboundRequest:
     return request(
         "PUT",
@@ -225,32 +216,6 @@ def pieces(data: bytes, size: int) -> Iterator[bytes]:
 
 
 # --- the chunk chain, independently -------------------------------------------------------------
-
-
-def aws_chunk_signatures(
-    secret: str, timestamp: str, scope: str, seed: str, chunks: list[bytes]
-) -> list[str]:
-    """The AWS document's chunk signatures, written out here from its formulas."""
-    date, region, service, _ = scope.split("/")
-    key = ("AWS4" + secret).encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    previous, found = seed, []
-    empty = hashlib.sha256(b"").hexdigest()
-    for chunk in chunks:
-        text = "\n".join(
-            [
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                timestamp,
-                scope,
-                previous,
-                empty,
-                hashlib.sha256(chunk).hexdigest(),
-            ]
-        )
-        previous = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
-        found.append(previous)
-    return found
 
 
 @pytest.mark.parametrize("feed", [1, 7, 64, 4096, 70000])
