@@ -11,6 +11,7 @@ Routes:
     POST   /o/{organisation_id}/templates/{id}/oauth1/init OAuth 1.0a three-legged flow
     GET    /connections/oauth1/callback                    no token (a browser redirect)
     GET    /connection/{id}                                OpenInt getConnection
+    GET    /.well-known/http-message-signatures-directory  no token: Web Bot Auth public keys
 
 Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Every
 route, public ones too, answers only a `Host` the listener is known by (`hosts.py`: the listener's
@@ -46,12 +47,20 @@ from ..store import Store, StoreUnavailable
 from ..tokens.manager import TokenManager
 from . import connections, oauth1_flow, oauth2
 from .context import ADMIN, CALLBACK_PATH, Admin, json_response
+from .key_directory import DIRECTORY_PATH, serve_directory
 from .openapi import openapi_document
 
 log = logging.getLogger("signing_proxy.admin")
 
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", CALLBACK_PATH, oauth1_flow.CALLBACK_PATH}
+    {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        CALLBACK_PATH,
+        oauth1_flow.CALLBACK_PATH,
+        DIRECTORY_PATH,  # public by design: verifiers fetch the Web Bot Auth keys there
+    }
 )
 METRICS_PATH = "/metrics"
 # Management bodies are small; a bigger one is a mistake or an attack.
@@ -229,6 +238,7 @@ def create_admin_app(
     app.router.add_post(f"{org}/templates/{{template_id}}/oauth1/init", oauth1_flow.initialise)
     app.router.add_get(oauth1_flow.CALLBACK_PATH, oauth1_flow.callback)
     app.router.add_get("/connection/{connection_id}", connections.openint_get_connection)
+    app.router.add_get(DIRECTORY_PATH, serve_directory)
     return app
 
 
