@@ -66,7 +66,15 @@ def _fold(name: str) -> str:
 
 
 def _keys_at(parent: tuple[int | str, ...]) -> tuple[str, ...]:
-    """The keys accepted at `parent` in proxy.yaml (empty when the path is not a file path).
+    """The keys accepted at `parent` in proxy.yaml (empty when the path is not a file path)."""
+    fields = [
+        (name, info) for model in _models_at(parent) for name, info in model.model_fields.items()
+    ]
+    return tuple(sorted({info.alias or name for name, info in fields}))
+
+
+def _models_at(parent: tuple[int | str, ...]) -> set[type[BaseModel]]:
+    """The models that may be at `parent` in proxy.yaml (none when it is not a file path).
 
     Walks the models from the top; list indexes are skipped, and so are the union tags pydantic
     puts into the path (`api-key`), where every member of the union stays a candidate.
@@ -83,9 +91,8 @@ def _keys_at(parent: tuple[int | str, ...]) -> tuple[str, ...]:
         if inner:
             candidates = inner
         elif depth == 0:
-            return ()  # not a path of the file: another document's body
-    fields = [(name, info) for model in candidates for name, info in model.model_fields.items()]
-    return tuple(sorted({info.alias or name for name, info in fields}))
+            return set()  # not a path of the file: another document's body
+    return candidates
 
 
 def _models_in(annotation: Any) -> set[type[BaseModel]]:
@@ -107,6 +114,25 @@ def known_field_names() -> tuple[str, ...]:
         pending += model.__subclasses__()
         names.update(f.alias or name for name, f in model.model_fields.items())
     return tuple(sorted(names))
+
+
+def choices_at(loc: Sequence[int | str]) -> tuple[str, ...]:
+    """The values the field at `loc` allows when it is a choice: those of the models that can be
+    at its place in the file (`hmac.algorithm` and `jwtBearer.algorithm` differ), else those of
+    `choices_of` its name."""
+    *parent, key = loc
+    if not isinstance(key, str):
+        return ()
+    found = {
+        _literal_values(info.annotation)
+        for model in _models_at(tuple(parent))
+        for name, info in model.model_fields.items()
+        if key in (info.alias, name)
+    }
+    found.discard(())
+    if len(found) == 1:
+        return found.pop()
+    return choices_of(key)
 
 
 @functools.cache

@@ -30,6 +30,7 @@ SCHEME_FIELDS = {
     "certificate": "certificate",
     "http-signature": "http_signature",
     "aws-sigv4": "aws_sig_v4",
+    "jwt-bearer": "jwt_bearer",
 }
 _NAMESPACE = "signing-proxy/ids/v2"
 

@@ -21,7 +21,7 @@ from pydantic_core import ErrorDetails
 from ..errors import FieldError, is_plain_key, loc_to_path
 from .address import split_host_port
 from .advice import (
-    choices_of,
+    choices_at,
     in_secret_mapping,
     known_field_names,
     unknown_key_message,
@@ -33,7 +33,7 @@ from .models import ProxyConfig
 
 RESERVED_ROUTES = frozenset({"/healthz"})
 # Seed `AuthSchemeType`s this proxy does not implement (named as such, not "unknown").
-UNSUPPORTED_SEED_TYPES = frozenset({"jwt-bearer", "secret"})
+UNSUPPORTED_SEED_TYPES = frozenset({"secret"})
 
 # Tags of the `type`-discriminated unions; pydantic puts the tag into `loc`, the seed paths don't.
 _UNION_FIELDS = frozenset({"authSchemeConfig", "credential", "grant", "authSchemeConfigs"})
@@ -119,7 +119,7 @@ def _describe(error: ErrorDetails) -> tuple[str, str]:
         return ctx["discriminator"].strip("'"), "required"
     if kind == "missing":
         key = error["loc"][-1] if error["loc"] else None
-        choices = choices_of(key) if isinstance(key, str) else ()
+        choices = choices_at(error["loc"]) if isinstance(key, str) else ()
         return "", f"required: one of {', '.join(choices)}" if choices else "required"
     if kind == "string_type":
         # YAML reads `12345`, `true` or `2024-01-01` as non-strings (and `0123` as octal).

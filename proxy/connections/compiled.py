@@ -97,7 +97,7 @@ def compile_connection(
             continue
         credential_id = entry.id or ""
         try:
-            schemes.append(build_scheme(entry, credential_id))
+            schemes.append(build_scheme(entry, credential_id, model.base_url))
         except SchemeConfigError as exc:
             problems.append(ConnectionProblem(f"{here}.{exc.field}", exc.message))
     problems += signs_last_problems(model)

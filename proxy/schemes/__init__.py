@@ -17,6 +17,7 @@ from .certificate import CertificateScheme
 from .header_values import check_header_values
 from .hmac import HmacScheme, decode_binary_key
 from .http_signature import build_http_signature_scheme
+from .jwt_bearer import build_jwt_bearer_scheme
 from .none import NoneScheme
 from .oauth1 import OAuth1Scheme
 from .oauth1_exchanged import OAuth1ExchangedScheme
@@ -25,8 +26,8 @@ from .oauth2 import build_oauth2_scheme
 __all__ = ["Scheme", "SchemeConfigError", "SigningContext", "build_scheme"]
 
 
-def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
-    """Build the scheme for one connection credential.
+def build_scheme(entry: m.ConnectionCredential, credential_id: str, base_url: str = "") -> Scheme:
+    """Build the scheme for one connection credential (`base_url`: its connection's).
 
     Raises:
         SchemeConfigError: the credential cannot be used (field relative to the credential entry).
@@ -66,6 +67,8 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str) -> Scheme:
             return build_http_signature_scheme(auth.http_signature, cred, credential_id)
         case m.AwsSigV4SchemeConfig(), m.AwsCredential():
             return _aws_sigv4(auth.aws_sig_v4, cred.data.aws, credential_id)
+        case m.JwtBearerSchemeConfig(), m.StringCredential() | m.BinaryCredential():
+            return build_jwt_bearer_scheme(auth, cred, credential_id, base_url)
     raise SchemeConfigError("authSchemeConfig.type", f"scheme {auth.type!r} is not supported")
 
 

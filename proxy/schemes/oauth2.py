@@ -15,6 +15,7 @@ Pure parts only; the token endpoint I/O, locking and storage live in `proxy/toke
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import re
@@ -30,9 +31,14 @@ from ..config import models as m
 from ..messages import AuthFlow, OutboundRequest, Refresh, RequestPatch, Send, TokenSet
 from .base import Scheme, SchemeConfigError, SigningContext
 from .bearer import bearer_patch
+from .jws import KeyProblem, algorithm_for, check_algorithm, load_signing_key
+from .jwt_assertion import JwtAssertion, client_assertion_params
 
-GrantType = Literal["authorizationCode", "clientCredentials", "password"]
+# The seed's three grants, and the JWT bearer flavors of `jwt-bearer` (jwt_bearer.py).
+GrantType = Literal["authorizationCode", "clientCredentials", "password", "jwtBearer", "githubApp"]
 ClientAuth = Literal["basic", "form"]
+# `oauth2.clientAuth`: unset tries Basic, then form (docs/request-path.md).
+ClientAuthSetting = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 # Names the proxy itself puts into a token request; `additionalTokenParams` may not replace them.
 RESERVED_TOKEN_PARAMS = frozenset(
@@ -47,6 +53,9 @@ RESERVED_TOKEN_PARAMS = frozenset(
         "code",
         "redirect_uri",
         "code_verifier",
+        "assertion",
+        "client_assertion",
+        "client_assertion_type",
     }
 )
 
@@ -73,6 +82,11 @@ class OAuth2Settings:
     password: str | None = field(default=None, repr=False)
     # An `oauth2-code` credential's authorization code, exchanged once for the first token.
     code: str | None = field(default=None, repr=False)
+    client_auth: ClientAuthSetting | None = None
+    # `private_key_jwt`: the client's RFC 7523 §2.2 assertion (its key was the client secret).
+    client_assertion: JwtAssertion | None = None
+    # `jwt-bearer`: the grant's own JWT (RFC 7523 §2.1, or a GitHub App's).
+    assertion: JwtAssertion | None = None
 
     @property
     def scope(self) -> str | None:
@@ -82,19 +96,25 @@ class OAuth2Settings:
     def seed_identity(self) -> str:
         """The credential material a stored token descends from (fingerprinted, never stored)."""
         seed = self.seed_token
-        return json.dumps(
-            [
-                self.grant,
-                self.token_url,
-                self.client_id,
-                self.client_secret,
-                list(self.scopes),
-                self.username,
-                self.password,
-                self.code,
-                None if seed is None else [seed.access_token, seed.refresh_token],
+        identity: list[Any] = [
+            self.grant,
+            self.token_url,
+            self.client_id,
+            self.client_secret,
+            list(self.scopes),
+            self.username,
+            self.password,
+            self.code,
+            None if seed is None else [seed.access_token, seed.refresh_token],
+        ]
+        jwt = [self.client_auth, self.client_assertion, self.assertion]
+        if any(item is not None for item in jwt):
+            # Appended only when set: the tokens stored before these settings existed keep
+            # their fingerprints.
+            identity += [
+                item if isinstance(item, str | None) else dataclasses.asdict(item) for item in jwt
             ]
-        )
+        return json.dumps(identity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,18 +193,20 @@ def build_token_request(
     client_secret: str,
     client_auth: ClientAuth,
     additional: Mapping[str, str] | None = None,
+    client_assertion: str | None = None,
 ) -> TokenRequest:
     """The token request for the grant `params`, with client authentication in `client_auth`.
 
     A public client (no secret) always identifies itself with `client_id` in the body
-    (RFC 6749 §3.2.1): there is no password to put into Basic.
+    (RFC 6749 §3.2.1): there is no password to put into Basic. A `client_assertion` (a signed
+    JWT, RFC 7523 §2.2) authenticates the client instead of a secret, in the body beside
+    `client_id`.
     """
     form = [*params, *(additional or {}).items()]
-    headers = [
-        ("Content-Type", "application/x-www-form-urlencoded"),
-        # GitHub and others answer form-encoded unless JSON is asked for.
-        ("Accept", "application/json"),
-    ]
+    if client_assertion is not None:
+        form += [("client_id", client_id), *client_assertion_params(client_assertion)]
+        return TokenRequest(token_url, tuple(form), _TOKEN_REQUEST_HEADERS)
+    headers = list(_TOKEN_REQUEST_HEADERS)
     if client_auth == "basic" and client_secret:
         headers.append(("Authorization", basic_client_auth(client_id, client_secret)))
     else:
@@ -193,6 +215,13 @@ def build_token_request(
         if client_secret:
             form.append(("client_secret", client_secret))
     return TokenRequest(token_url, tuple(form), tuple(headers))
+
+
+_TOKEN_REQUEST_HEADERS = (
+    ("Content-Type", "application/x-www-form-urlencoded"),
+    # GitHub and others answer form-encoded unless JSON is asked for.
+    ("Accept", "application/json"),
+)
 
 
 def _error_code(data: Any) -> str | None:
@@ -446,6 +475,9 @@ def build_oauth2_scheme(
     if token_url is None and need_url:
         raise SchemeConfigError(f"{here}.tokenUrl", f"is required for grant {grant.type!r}")
     _check_token_url(token_url, f"{here}.tokenUrl")
+    client_assertion = None
+    if params.client_auth == "private_key_jwt":
+        client_assertion = _client_assertion(params, client_id, secret, token_url, cred)
     settings = OAuth2Settings(
         grant=grant.type,
         token_url=token_url,
@@ -459,5 +491,48 @@ def build_oauth2_scheme(
         username=username,
         password=password,
         code=code,
+        client_auth=params.client_auth,
+        client_assertion=client_assertion,
     )
     return OAuth2Scheme(credential_id, settings)
+
+
+def _client_secret_field(cred: m.Credential, grant: m.OAuth2Grant) -> str:
+    if isinstance(cred, m.OAuth2ClientCredential):
+        return "credential.data.oauth2Client.clientSecret"
+    return f"authSchemeConfig.oauth2.grant.{grant.type}.clientSecret"
+
+
+def _client_assertion(
+    params: m.OAuth2Params,
+    client_id: str,
+    secret: SecretStr,
+    token_url: str | None,
+    cred: m.Credential,
+) -> JwtAssertion:
+    """`private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): the client secret field holds
+    the client's private key; `iss` = `sub` = the client id, `aud` = the token endpoint unless
+    `clientAssertion.audience` names another (some servers want their issuer URL)."""
+    here = _client_secret_field(cred, params.grant)
+    options = params.client_assertion or m.ClientAssertionParams()
+    pem = secret.get_secret_value()
+    if not pem:
+        raise SchemeConfigError(
+            here, "required with clientAuth private_key_jwt: the client's private key (PEM)"
+        )
+    try:
+        key = load_signing_key(pem)
+        algorithm = options.algorithm or algorithm_for(key)
+        check_algorithm(key, algorithm)
+    except KeyProblem as exc:
+        raise SchemeConfigError(here, f"{exc} (clientAuth private_key_jwt)") from None
+    return JwtAssertion(
+        flavor="client-assertion",
+        private_key=pem,
+        algorithm=algorithm,
+        issuer=client_id,
+        subject=client_id,
+        audience=options.audience or token_url,
+        lifetime=options.lifetime,
+        key_id=options.key_id,
+    )

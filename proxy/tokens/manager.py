@@ -62,7 +62,8 @@ from .. import metrics
 from ..connections.compiled import CompiledConnection
 from ..errors import CredentialError
 from ..messages import TokenSet
-from ..schemes.base import Scheme
+from ..schemes.base import Scheme, new_nonce
+from ..schemes.jwt_bearer import assertion_token_request, parse_assertion_response
 from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from ..schemes.oauth2 import (
     ClientAuth,
@@ -734,6 +735,8 @@ class TokenManager:
                 params = refresh_params(base)
         elif settings.grant == "clientCredentials":
             params = client_credentials_params(settings.scope)
+        elif settings.assertion is not None:
+            params = []  # `jwt-bearer`: the JWT is signed for each call (`_request_token`)
         else:
             assert settings.username is not None and settings.password is not None
             params = password_params(settings.username, settings.password, settings.scope)
@@ -848,19 +851,28 @@ class TokenManager:
             tls = self._system()
         elif tls is None:
             raise TokenEndpointError("mtls_certificate_missing")
+        if settings.assertion is not None:
+            # `jwt-bearer`: a JWT signed now is the grant (and the only authentication).
+            now = self.clock()
+            jwt_request = assertion_token_request(settings, now=now, jti=new_nonce())
+            status, body = await self._post(jwt_request, tls)
+            return parse_assertion_response(settings, status, body, now=self.clock()), "form"
         key = _client_key(settings)
         known_style = known_style or self._client_auth.get(key)
-        styles: list[ClientAuth] = ["basic", "form"]
-        if known_style == "form" or not settings.client_secret:
-            styles = ["form"]
+        styles = _client_auth_styles(settings, known_style)
         for style in styles:
+            assertion = settings.client_assertion
             request = build_token_request(
                 settings.token_url,
                 params,
                 client_id=settings.client_id,
-                client_secret=settings.client_secret,
+                # With `private_key_jwt` the secret field holds the key: never sent.
+                client_secret="" if assertion is not None else settings.client_secret,
                 client_auth=style,
                 additional=settings.additional_params,
+                client_assertion=None
+                if assertion is None
+                else assertion.sign(self.clock(), new_nonce()),
             )
             status, body = await self._post(request, tls)
             try:
@@ -916,6 +928,18 @@ class TokenManager:
         except aiohttp.ClientError as exc:
             # The exception text can hold the URL only; the kind is enough for the client.
             raise TokenEndpointError(f"token_endpoint_unreachable:{type(exc).__name__}") from None
+
+
+def _client_auth_styles(settings: OAuth2Settings, known: ClientAuth | None) -> list[ClientAuth]:
+    """The client authentications to try in order: the one `clientAuth` names, else Basic and
+    then form (form alone when it worked before or there is no secret)."""
+    if settings.client_auth == "client_secret_basic":
+        return ["basic"]
+    if settings.client_auth is not None:  # `client_secret_post`, `private_key_jwt` (in the form)
+        return ["form"]
+    if known == "form" or not settings.client_secret:
+        return ["form"]
+    return ["basic", "form"]
 
 
 def _client_key(settings: OAuth2Settings) -> tuple[str, str]:

@@ -275,7 +275,7 @@ async def test_a_credential_past_its_expires_at_is_never_sent(
     assert message.startswith(f"{CRED}.credential.expiresAt: must be an RFC 3339 time")
 
 
-@pytest.mark.parametrize("kind", ["jwt-bearer", "secret"])
+@pytest.mark.parametrize("kind", ["secret"])
 def test_seed_scheme_types_not_implemented_are_named_as_such(kind: str) -> None:
     entry = {
         "authSchemeConfig": {"type": kind},
