@@ -32,7 +32,13 @@ from ..connections.templates import (
 )
 from ..errors import FieldError, InvalidRequest, ProxyError
 from ..messages import TokenSet
-from ..schemes.oauth2 import OAuth2Settings, TokenEndpointError, token_params
+from ..schemes.base import SchemeConfigError
+from ..schemes.oauth2 import (
+    OAuth2Settings,
+    TokenEndpointError,
+    client_assertion_of,
+    token_params,
+)
 from ..store import FlowState
 from .connect_flow import (
     attach_credential,
@@ -291,13 +297,30 @@ async def exchange_code(
     grant = params.grant
     assert isinstance(grant, m.AuthorizationCodeGrant)
     if params.token_url is None or not _is_http_url(params.token_url):
-        raise ProxyError("code_exchange_failed", "the template has no usable tokenUrl", status=502)
+        # The body's (or its template's) scheme config: the caller can give a usable one.
+        raise ValidationFailed(
+            "the connection is invalid",
+            [
+                FieldError(
+                    "authSchemeConfig.oauth2.tokenUrl",
+                    "an absolute http(s) URL is required to exchange an oauth2-code",
+                )
+            ],
+        )
     pair = grant.authorization_code
     if pair.client_id is None:
         raise ValidationFailed(
             "the connection is invalid",
             [FieldError("authSchemeConfig.oauth2.grant.authorizationCode.clientId", "required")],
         )
+    try:
+        # `private_key_jwt`: the client secret field holds the key, never sent as a secret.
+        assertion = client_assertion_of(
+            params, pair.client_id, pair.client_secret, params.token_url, credential
+        )
+    except SchemeConfigError as exc:
+        problem = FieldError(exc.field, exc.message)
+        raise ValidationFailed("the connection is invalid", [problem]) from None
     settings = OAuth2Settings(
         grant="authorizationCode",
         token_url=params.token_url,
@@ -306,6 +329,8 @@ async def exchange_code(
         scopes=tuple(params.default_scopes),
         additional_params=token_params(params, credential),
         mtls=params.mtls_enabled,
+        client_auth=params.client_auth,
+        client_assertion=assertion,
     )
     verifier = flow.code_verifier if flow is not None else None
     redirect_uri = flow.redirect_uri if flow is not None else admin.redirect_uri

@@ -475,9 +475,7 @@ def build_oauth2_scheme(
     if token_url is None and need_url:
         raise SchemeConfigError(f"{here}.tokenUrl", f"is required for grant {grant.type!r}")
     _check_token_url(token_url, f"{here}.tokenUrl")
-    client_assertion = None
-    if params.client_auth == "private_key_jwt":
-        client_assertion = _client_assertion(params, client_id, secret, token_url, cred)
+    client_assertion = client_assertion_of(params, client_id, secret, token_url, cred)
     settings = OAuth2Settings(
         grant=grant.type,
         token_url=token_url,
@@ -497,22 +495,29 @@ def build_oauth2_scheme(
     return OAuth2Scheme(credential_id, settings)
 
 
-def _client_secret_field(cred: m.Credential, grant: m.OAuth2Grant) -> str:
+def _client_secret_field(cred: m.Credential | None, grant: m.OAuth2Grant) -> str:
     if isinstance(cred, m.OAuth2ClientCredential):
         return "credential.data.oauth2Client.clientSecret"
     return f"authSchemeConfig.oauth2.grant.{grant.type}.clientSecret"
 
 
-def _client_assertion(
+def client_assertion_of(
     params: m.OAuth2Params,
     client_id: str,
     secret: SecretStr,
     token_url: str | None,
-    cred: m.Credential,
-) -> JwtAssertion:
-    """`private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): the client secret field holds
-    the client's private key; `iss` = `sub` = the client id, `aud` = the token endpoint unless
-    `clientAssertion.audience` names another (some servers want their issuer URL)."""
+    cred: m.Credential | None,
+) -> JwtAssertion | None:
+    """With `clientAuth: private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9), how to make
+    the client's assertion: the client secret field holds the client's private key; `iss` =
+    `sub` = the client id, `aud` = the token endpoint unless `clientAssertion.audience` names
+    another (some servers want their issuer URL). None for the other client authentications.
+
+    Raises:
+        SchemeConfigError: no key, or one that cannot sign with the algorithm named.
+    """
+    if params.client_auth != "private_key_jwt":
+        return None
     here = _client_secret_field(cred, params.grant)
     options = params.client_assertion or m.ClientAssertionParams()
     pem = secret.get_secret_value()
