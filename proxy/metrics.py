@@ -1,11 +1,12 @@
 """Prometheus metrics (docs/operations.md#metrics): what is counted, and `/metrics`' text.
 
 The data plane calls `request_started()` when a request comes in and `request_done()` from the
-access-log point; the token manager reports refreshes and token expiries; connections report
-their client certificates' expiry when they are taken into service; the access-log writer
-counts the lines it had to drop. Labels are names only
-(connection, credential id, client, method, status code, RFC 9209 error type): never a value a
-client or a file supplied as a secret.
+access-log point, and reports each WebSocket it relays (opened, bytes each way, closed and why);
+the token manager reports refreshes and token expiries; connections report their client
+certificates' expiry when they are taken into service; the access-log writer counts the lines it
+had to drop. Labels are names only (connection, credential id, client, method, status code,
+RFC 9209 error type, a WebSocket's direction and close reason): never a value a client or a
+file supplied as a secret.
 
 With `run --workers N` the figures are the sum over the workers: prometheus-client's
 multiprocess mode, each worker writing its own files under `$PROMETHEUS_MULTIPROC_DIR` (a
@@ -45,6 +46,9 @@ class _Metrics:
     inflight: Any
     access_log_dropped: Any
     cut_by_shutdown: Any
+    websockets_open: Any
+    websocket_bytes: Any
+    websocket_closes: Any
 
 
 @functools.cache
@@ -104,6 +108,22 @@ def _metrics() -> _Metrics:
             "Requests still in flight when timeouts.shutdownGrace ran out, cut by the proxy.",
             ["connection"],
         ),
+        websockets_open=Gauge(
+            "signing_proxy_websockets_open",
+            "WebSockets relayed now (their handshake answered with 101).",
+            ["connection"],
+            multiprocess_mode="livesum",
+        ),
+        websocket_bytes=Counter(
+            "signing_proxy_websocket_bytes_total",
+            "Bytes relayed through WebSockets, by direction (to_upstream, to_client).",
+            ["connection", "direction"],
+        ),
+        websocket_closes=Counter(
+            "signing_proxy_websocket_closes_total",
+            "WebSockets ended, by reason (client_closed, upstream_closed, idle_timeout, shutdown).",
+            ["connection", "reason"],
+        ),
     )
 
 
@@ -143,6 +163,28 @@ def request_done(request: InboundRequest, start: float, status: int) -> None:
         m.client_requests.labels(request.client, str(status)).inc()
     if request.cut_by_shutdown:
         m.cut_by_shutdown.labels(name).inc()
+
+
+def websocket_opened(connection: str) -> None:
+    _metrics().websockets_open.labels(connection).inc()
+
+
+@functools.lru_cache(maxsize=4096)
+def _websocket_bytes_series(connection: str, to_upstream: bool) -> Any:
+    direction = "to_upstream" if to_upstream else "to_client"
+    return _metrics().websocket_bytes.labels(connection, direction)
+
+
+def websocket_relayed(connection: str, to_upstream: bool, size: int) -> None:
+    """`size` bytes went through a WebSocket of `connection` (counted as they go: a WebSocket
+    may stay open for hours)."""
+    _websocket_bytes_series(connection, to_upstream).inc(size)
+
+
+def websocket_closed(connection: str, reason: str) -> None:
+    m = _metrics()
+    m.websockets_open.labels(connection).dec()
+    m.websocket_closes.labels(connection, reason).inc()
 
 
 def access_log_dropped(lines: int) -> None:

@@ -852,6 +852,8 @@ class Timeouts(Model):
     client_idle: Annotated[float, Field(gt=0)] = 60.0
     # A request body (and its trailers) must make progress within each window of this long.
     client_body: Annotated[float, Field(gt=0)] = 30.0
+    # A WebSocket with no byte either way for this long is closed (docs/request-path.md).
+    websocket_idle: Annotated[float, Field(gt=0)] = 300.0
 
 
 class LogSettings(Model):

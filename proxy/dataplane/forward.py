@@ -49,6 +49,7 @@ from .body import BufferedBody, read_body
 from .lean_exchange import Settle, send_lean
 from .relay import relay
 from .routing import Router
+from .websocket import is_handshake, relay_handshake, upgrade_request
 
 MAX_FLOW_STEPS = 8
 _NO_CARRIERS: frozenset[bytes] = frozenset()
@@ -173,6 +174,7 @@ class Forwarder:
     tokens: TokenProvider | None = None
     forwarded_headers: bool = False
     access: Access | None = None  # clients and policy; None when the config has neither
+    websocket_idle: float = 300.0  # `timeouts.websocketIdle` (websocket.py)
 
     def start(
         self, request: InboundRequest, settle: Settle | None = None, start: float = 0.0
@@ -235,6 +237,8 @@ class Forwarder:
                 content_type = request.header("Content-Type")
                 if is_form(content_type):
                     form_type = content_type
+        if request.upgrade and is_handshake(request):
+            return self._forward(request, connection, caller, tail, query, websocket=True)
         lean = connection.lean
         upstream = self.upstream
         if (
@@ -263,8 +267,11 @@ class Forwarder:
         tail: str,
         query: str,
         form_type: str | None = None,
+        *,
+        websocket: bool = False,
     ) -> None:
-        """The general path: the credential chain over an `OutboundRequest`."""
+        """The general path: the credential chain over an `OutboundRequest` (a WebSocket
+        handshake too: `websocket`)."""
         headers = request.headers
         if caller is not None:
             headers = caller.without_key(headers)
@@ -276,6 +283,8 @@ class Forwarder:
             headers,
             _forwarded(request) if self.forwarded_headers else (),
         )
+        if websocket:
+            outbound = upgrade_request(outbound)
         # Asked per request: OAuth 1 reads only form bodies, known from the Content-Type.
         reads_body = form_type is not None
         for scheme in connection.schemes:
@@ -292,9 +301,12 @@ class Forwarder:
                 self.access.authorize_methods(connection, named, tail)
             if buffered is not None:
                 outbound = with_body(outbound, buffered)
-            send = _Sender(self.upstream, stream, connection.tls)
+            send = _Sender(self.upstream, stream, connection.tls, upgrade=websocket)
             reply = await run_chain(connection.schemes, outbound, send, self.tokens)
-            await relay(request, connection, reply)
+            if websocket:
+                await relay_handshake(request, connection, reply, self.websocket_idle)
+            else:
+                await relay(request, connection, reply)
         finally:
             if buffered is not None:
                 buffered.close()
@@ -388,11 +400,17 @@ class _Sender:
     """Sends requests upstream; a streamed client body can be sent once only."""
 
     def __init__(
-        self, upstream: Upstream, stream: AsyncIterator[bytes] | None, tls: ssl.SSLContext | None
+        self,
+        upstream: Upstream,
+        stream: AsyncIterator[bytes] | None,
+        tls: ssl.SSLContext | None,
+        *,
+        upgrade: bool = False,
     ) -> None:
         self._upstream = upstream
         self._stream = stream
         self._tls = tls
+        self._upgrade = upgrade
 
     def __call__(self, request: OutboundRequest) -> Awaitable[UpstreamReply]:
         body: UpstreamBody
@@ -403,6 +421,8 @@ class _Sender:
             body, self._stream = self._stream, None
         if request.body_filter is not None:
             body = _filtered(body, request.body_filter)
+        if self._upgrade:
+            return self._upstream.send(request, body, self._tls, upgrade=True)
         return self._upstream.send(request, body, self._tls)
 
 

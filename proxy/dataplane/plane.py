@@ -94,6 +94,7 @@ class DataPlane:
             tokens=tokens,
             forwarded_headers=config.forwarded_headers,
             access=runtime.access,
+            websocket_idle=config.timeouts.websocket_idle,
         )
         self.hosts = _host_check(runtime)
         self.limits = ServerLimits(
@@ -155,6 +156,7 @@ class DataPlane:
             limits=config.limits,
             forwarded_headers=config.forwarded_headers,
             access=runtime.access,
+            websocket_idle=config.timeouts.websocket_idle,
         )
         self.runtime = runtime
         self.hosts = _host_check(runtime)

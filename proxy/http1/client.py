@@ -23,6 +23,7 @@ from ..errors import ProxyError
 from ..messages import OutboundRequest, UpstreamResponse
 from .connection import DEFAULT_MAX_HEAD, ConnectionLost, H1Connection, terminated
 from .pool import Pool
+from .tunnel import TunnelEnd
 from .upstream import UpstreamBody, UpstreamBroken, UpstreamReply
 from .wire import (
     CHUNKED_END,
@@ -114,6 +115,16 @@ class Http1Reply:
             conn.abort()
         self._release()
 
+    def switched(self) -> TunnelEnd | None:
+        """After a 101 to an `Upgrade` request: the connection, out of the pool for good, for
+        a tunnel to take over; else None."""
+        conn = self._conn
+        if conn is None or not conn.upgraded:
+            return None
+        self._conn = None
+        self._upstream.pool.hand_off(conn)
+        return conn
+
     def _release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
@@ -153,7 +164,12 @@ class Http1Upstream:
         self.pool.configure(connect_timeout=connect_timeout, max_head_bytes=max_head_bytes)
 
     async def send(
-        self, request: OutboundRequest, body: UpstreamBody, tls: ssl.SSLContext | None
+        self,
+        request: OutboundRequest,
+        body: UpstreamBody,
+        tls: ssl.SSLContext | None,
+        *,
+        upgrade: bool = False,
     ) -> UpstreamReply:
         endpoint = parse_origin(request.origin)
         context = self.pool.tls_for(endpoint, tls)
@@ -168,7 +184,9 @@ class Http1Upstream:
             request.headers, None if data is None else len(data), stream is not None
         )
         head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
-        return await self._send(endpoint, context, method, head, data, stream, framing, length)
+        return await self._send(
+            endpoint, context, method, head, data, stream, framing, length, upgrade=upgrade
+        )
 
     def send_encoded(
         self,
@@ -204,6 +222,8 @@ class Http1Upstream:
         framing: Framing,
         length: int | None,
         tries: tuple[bool, ...] = _REUSE_THEN_FRESH,
+        *,
+        upgrade: bool = False,
     ) -> UpstreamReply:
         replayable = stream is None and method in IDEMPOTENT_METHODS
         for fresh in tries:
@@ -213,7 +233,7 @@ class Http1Upstream:
                 conn = await self.pool.connect(endpoint, context)
             try:
                 return await self._exchange(
-                    endpoint, context, conn, method, head, data, stream, framing, length
+                    endpoint, context, conn, method, head, data, stream, framing, length, upgrade
                 )
             except ConnectionLost:
                 if not (reused and replayable):
@@ -232,8 +252,9 @@ class Http1Upstream:
         stream: AsyncIterable[bytes] | None,
         framing: Framing,
         length: int | None,
+        upgrade: bool = False,
     ) -> Http1Reply:
-        conn.begin(method)
+        conn.begin(method, upgrade=upgrade)
         writer: asyncio.Task[None] | None = None
         try:
             if stream is None:

@@ -41,6 +41,7 @@ import httptools
 
 from ..errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from ..messages import UpstreamResponse
+from .tunnel import TunnelHalf
 from .upstream import UpstreamBroken
 
 HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the upstream
@@ -163,6 +164,12 @@ class H1Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         # Set for an exchange followed by a callback instead of waits; cleared by `end()`.
         self.notify: Callable[[], None] | None = None
+        # An `Upgrade` request's exchange (`begin(upgrade=True)`): once the upstream switched
+        # protocols (`upgraded`), the bytes after its 101 are held, then go to the tunnel.
+        self._upgrade = False
+        self.upgraded = False
+        self._upgrade_tail = bytearray()
+        self._half: TunnelHalf | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -179,6 +186,12 @@ class H1Connection(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         if not self._active or self.done:
+            if self.upgraded:  # the protocol the upstream switched to: the tunnel's
+                if self._half is not None:
+                    self._half.received(data)
+                else:
+                    self._hold(data)
+                return
             # Bytes nobody asked for: the previous response was longer than it said, or the
             # upstream is talking out of turn. Either way this connection cannot be trusted.
             self._doubt = True
@@ -204,7 +217,10 @@ class H1Connection(asyncio.Protocol):
         assert self._parser is not None
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        except httptools.HttpParserUpgrade as upgrade:
+            self._switched(data[cast(int, upgrade.args[0]) :])
+            return
+        except httptools.HttpParserError:
             self._parse_failed()
             return
         if self.head is None and len(self._headers) > MAX_HEADER_FIELDS and not self._ignore:
@@ -214,8 +230,28 @@ class H1Connection(asyncio.Protocol):
         assert self._parser is not None
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        except httptools.HttpParserUpgrade as upgrade:
+            self._switched(data[cast(int, upgrade.args[0]) :])
+        except httptools.HttpParserError:
             self._parse_failed()
+
+    def _switched(self, tail: bytes) -> None:
+        """llhttp stopped after a head that switches protocols: the answer to an `Upgrade`
+        request, or a protocol error (a 101 nobody asked for)."""
+        head = self.head
+        if not self._upgrade or head is None or head.status != 101:
+            self._parse_failed()
+            return
+        self.upgraded = True
+        self._hold(tail)
+        if not self.done:
+            self._complete()
+
+    def _hold(self, data: bytes) -> None:
+        self._upgrade_tail += data
+        if len(self._upgrade_tail) > HIGH_WATER and not self._reading_paused and self.transport:
+            self._reading_paused = True  # until the tunnel takes the connection over
+            self.transport.pause_reading()
 
     def _parse_failed(self) -> None:
         self._doubt = True
@@ -236,6 +272,9 @@ class H1Connection(asyncio.Protocol):
         self._feed(data[:room])
         if self.closed:
             return
+        if self.upgraded:
+            self._hold(data[room:])
+            return
         if self.head is None:
             if not self._ignore:  # (else it failed on the field count already)
                 self._fail(head_too_large(f"response head over {self.max_head_bytes} bytes"))
@@ -248,6 +287,9 @@ class H1Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._half is not None:
+            self._half.ended()
+            return
         if self._active and not self.done:
             if self.head is not None and self._close_delimited and exc is None:
                 self._complete()  # RFC 9112 §6.3 rule 8: the body ends at close
@@ -263,12 +305,16 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._half is not None:
+            self._half.writing_paused()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._half is not None:
+            self._half.writing_resumed()
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -296,14 +342,21 @@ class H1Connection(asyncio.Protocol):
             return
         assert self._parser is not None
         status = self._parser.get_status_code()
-        if 100 <= status < 200:
+        if status == 101 and self._upgrade:
+            if not self._parser.should_upgrade():  # (no `Upgrade`, `Connection: upgrade`)
+                self._ignore = True
+                self._fail(protocol_error())
+                self.abort()
+                return
+        elif 100 <= status < 200:
             # Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
-            # response follows on the same connection. 101 raises HttpParserUpgrade instead.
+            # response follows on the same connection. A 101 (to a request that asked for
+            # none) raises HttpParserUpgrade instead.
             self._interim = True
             self._reason, self._headers = b"", []
             return
         self._keep_alive = self._parser.should_keep_alive()
-        no_body = self._is_head or status in (204, 304)
+        no_body = self._is_head or status in (101, 204, 304)
         # The fields stay bytes (the relay copies them as they are); only the framing names
         # are looked at here, and the length test spares a lower() for nearly every one.
         has_framing = False
@@ -349,8 +402,9 @@ class H1Connection(asyncio.Protocol):
 
     # -- exchange API ---------------------------------------------------------------------------
 
-    def begin(self, method: str) -> None:
-        """Start an exchange on an idle connection."""
+    def begin(self, method: str, *, upgrade: bool = False) -> None:
+        """Start an exchange on an idle connection; `upgrade`: its request asks to switch
+        protocols, so whatever the answer the connection is never reused."""
         if not self._parser_clean:
             # llhttp resets itself after a complete message; anything else (a HEAD response
             # whose announced body never came, the first exchange) gets a fresh parser.
@@ -358,6 +412,8 @@ class H1Connection(asyncio.Protocol):
         self._parser_clean = False
         self._active = True
         self._is_head = method == "HEAD"
+        if upgrade:
+            self._upgrade = self._doubt = True
         self._interim = self._ignore = self._keep_alive = False
         self._close_delimited = self._chunk_open = False
         self._head_bytes = self._trailer_bytes = 0
@@ -469,6 +525,20 @@ class H1Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.abort()
+
+    def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]:
+        """After a 101: the connection as a tunnel's end (tunnel.py), with the bytes the
+        upstream sent past its head."""
+        assert self.upgraded and self.transport is not None
+        tail = bytes(self._upgrade_tail)
+        self._upgrade_tail = bytearray()
+        self._half = half
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        if self._write_paused:
+            half.writing_paused()
+        return self.transport, tail
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
 from ..errors import ProxyError
+from .tunnel import TunnelHalf
 from .wire import (
     CHUNKED_END,
     chunk_frame,
@@ -68,6 +69,8 @@ class Exchange(Protocol):
     def request_done(self, request: InboundRequest) -> None: ...
 
     def run_task(self, request: InboundRequest, work: Coroutine[Any, Any, None]) -> None: ...
+
+    def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]: ...
 
 
 class BodyReader:
@@ -195,6 +198,7 @@ class InboundRequest:
         "head_at",
         "rejection",
         "on_cancel",
+        "upgrade",
     )
 
     def __init__(
@@ -245,6 +249,9 @@ class InboundRequest:
         # A callback-driven handler's way to hear that the client went away (the server
         # cancels a task-run handler instead).
         self.on_cancel: Callable[[], None] | None = None
+        # It asks to switch protocols (`Connection: upgrade` and `Upgrade`, RFC 9110 §7.8):
+        # the connection carries no request after it, whatever the answer.
+        self.upgrade = False
 
     # -- the request ----------------------------------------------------------------------------
 
@@ -379,6 +386,26 @@ class InboundRequest:
         if self._chunked:
             self._exchange.send(CHUNKED_END)
         self.finished = True
+
+    def switch_protocols(self, reason: str, block: bytes, protocol: bytes) -> None:
+        """Send `101 Switching Protocols` to `protocol` (an `Upgrade` request's answer, RFC 9110
+        §15.2.2) with the header lines of `block`; the connection is then `hand_over`'s."""
+        head = encode_response_head(
+            self.version,
+            101,
+            reason,
+            block,
+            b"Connection: Upgrade\r\nUpgrade: " + protocol + b"\r\n",
+            None,
+        )
+        self.started = True
+        self.status = 101
+        self.head_at = time.monotonic()
+        self._exchange.send(head)
+
+    def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]:
+        """The client connection, after `switch_protocols`, as a tunnel's end (tunnel.py)."""
+        return self._exchange.hand_over(half)
 
     def abort(self) -> None:
         """Cut the client connection: a truncated body must not pass for a complete one."""

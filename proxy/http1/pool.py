@@ -85,6 +85,11 @@ class Pool:
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._idle_timeout, self._sweep, loop)
 
+    def hand_off(self, conn: H1Connection) -> None:
+        """`conn` leaves the pool for good, open (its upstream switched protocols: a tunnel
+        owns it now, and it never carries another request)."""
+        self._all.discard(conn)
+
     def discard(self, conn: H1Connection) -> None:
         conn.end()
         conn.abort()

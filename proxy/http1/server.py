@@ -48,6 +48,7 @@ import httptools
 
 from ..errors import InvalidRequest, ProxyError
 from .inbound import BodyReader, InboundRequest
+from .tunnel import TunnelHalf
 
 HIGH_WATER = 256 * 1024  # request body bytes waiting for the handler that pause reading
 LOW_WATER = 64 * 1024  # ... and resume it
@@ -231,6 +232,10 @@ class ServerConnection(asyncio.Protocol):
         self._reading_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        # After an `Upgrade` request: the bytes that follow its head, held until the upstream
+        # has answered; and once it switched protocols, the tunnel they go to (tunnel.py).
+        self._upgrade_tail: bytearray | None = None
+        self._half: TunnelHalf | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -264,7 +269,13 @@ class ServerConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._parser_dead:
-            return  # lingering, or past a request the connection cannot continue after
+            # Lingering, or past a request the connection cannot continue after: dropped,
+            # unless they follow an `Upgrade` request (kept for the tunnel, if there is one).
+            if self._half is not None:
+                self._half.received(data)
+            elif self._upgrade_tail is not None:
+                self._hold_upgrade_tail(data)
+            return
         if self._idle:
             self._idle = False
             self.deadline = self.loop.time() + self.limits.head_timeout
@@ -277,14 +288,17 @@ class ServerConnection(asyncio.Protocol):
             rejection = self._rejection or bad_request("the request could not be parsed")
             self._refuse(rejection)
             return
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as upgrade:
             # `Upgrade` (the request itself is queued) or CONNECT (refused in the head
-            # callback): the proxy tunnels nothing, so nothing after this head is read.
+            # callback): nothing after this head is parsed. What follows an `Upgrade` request
+            # is held for the tunnel a WebSocket handshake may open (`hand_over`).
             if self._rejection is not None:
                 self._refuse(self._rejection)
                 return
             self._parser_dead = True
             self._closing = True
+            self._upgrade_tail = bytearray()
+            self._hold_upgrade_tail(data[cast(int, upgrade.args[0]) :])
             self._start_next()
             return
         except httptools.HttpParserError as exc:
@@ -345,6 +359,11 @@ class ServerConnection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(gone)
+        if self._half is not None:
+            # A tunnel's client closing is its normal end: the tunnel ends, and its request
+            # with it (not cancelled: the client did not go away in the middle of anything).
+            self._half.ended()
+            return
         task = self._task
         current = self._current
         if task is not None and not task.done():
@@ -358,12 +377,16 @@ class ServerConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._half is not None:
+            self._half.writing_paused()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._half is not None:
+            self._half.writing_resumed()
 
     # -- llhttp callbacks ---------------------------------------------------------------------
 
@@ -486,6 +509,8 @@ class ServerConnection(asyncio.Protocol):
         )
         request.chunked = self._chunked
         request.content_length = self._content_length
+        if parser.should_upgrade():
+            request.upgrade = True  # `Connection: upgrade` with an `Upgrade` (RFC 9110 §7.8)
         self._receiving = request
         self._queue.append(request)  # started after this read is parsed (`data_received`)
         self._body_progress = 0
@@ -565,11 +590,26 @@ class ServerConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
+    def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]:
+        # The current request's upstream switched protocols (tunnel.py): from now on every
+        # byte read goes to the tunnel, beginning with those that came after the head.
+        assert self.transport is not None and self._upgrade_tail is not None
+        tail = bytes(self._upgrade_tail)
+        self._upgrade_tail = None
+        self._half = half
+        if self._reading_paused:
+            self._resume_reading()
+        if self._write_paused:
+            half.writing_paused()
+        return self.transport, tail
+
     def cut_by_shutdown(self) -> None:
         """The drain's grace is over: abort, the request in flight marked as cut by the proxy
         (its log line and metrics say so, not "client disconnected")."""
         if self._current is not None and not self.closed:
             self._current.cut_by_shutdown = True
+        if self._half is not None:
+            self._half.shut_down()
         self.abort()
 
     def run_task(self, request: InboundRequest, work: Coroutine[Any, Any, None]) -> None:
@@ -703,7 +743,15 @@ class ServerConnection(asyncio.Protocol):
         self._closing = True
         self._run(request)
 
+    def _hold_upgrade_tail(self, data: bytes) -> None:
+        tail = self._upgrade_tail
+        assert tail is not None
+        tail += data
+        if len(tail) > HIGH_WATER and not self._reading_paused:
+            self._pause_reading()  # until the upstream answers the handshake
+
     def _close_after_response(self, *, linger: bool) -> None:
+        self._upgrade_tail = None  # no tunnel: what follows the head is dropped
         transport = self.transport
         if transport is None or self.closed:
             return

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
 
 from ..messages import OutboundRequest, UpstreamResponse
+from .tunnel import TunnelEnd
 
 UpstreamBody = bytes | AsyncIterable[bytes] | None
 
@@ -29,11 +30,23 @@ class UpstreamReply(Protocol):
 
     def close(self) -> None: ...
 
+    def switched(self) -> TunnelEnd | None:
+        """The upstream connection after a 101 answer to an `Upgrade` request, else None."""
+        ...
+
 
 class Upstream(Protocol):
     async def send(
-        self, request: OutboundRequest, body: UpstreamBody, tls: ssl.SSLContext | None
-    ) -> UpstreamReply: ...
+        self,
+        request: OutboundRequest,
+        body: UpstreamBody,
+        tls: ssl.SSLContext | None,
+        *,
+        upgrade: bool = False,
+    ) -> UpstreamReply:
+        """Send `request`; `upgrade`: it asks to switch protocols (its connection is never
+        reused, and a 101 answer is the reply's `switched()`)."""
+        ...
 
     async def close(self) -> None: ...
 

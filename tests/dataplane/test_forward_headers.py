@@ -49,18 +49,26 @@ async def test_request_hop_by_hop_headers_are_dropped(make_proxy: MakeProxy) -> 
         assert all("x-named-hop" not in v.lower() for v in seen.request.get_all("Connection"))
 
 
-async def test_upgrade_is_not_forwarded(make_proxy: MakeProxy) -> None:
+async def test_only_a_websocket_upgrade_is_forwarded(make_proxy: MakeProxy) -> None:
+    # A WebSocket handshake asks the upstream for `websocket` and nothing else the client's
+    # `Connection` named (docs/request-path.md#websocket); any other `Upgrade` is dropped.
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
-        response = await rawhttp.exchange(
-            port,
-            b"GET /svc/ws HTTP/1.1\r\nHost: p\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        assert response.status == 200
-        [seen] = upstream.received
-        assert "upgrade" not in names(seen.request)
-        assert all("upgrade" not in v.lower() for v in seen.request.get_all("Connection"))
+        for upgrade in ("websocket, h2c", "h2c"):
+            response = await rawhttp.exchange(
+                port,
+                b"GET /svc/ws HTTP/1.1\r\nHost: p\r\nUpgrade: %s\r\n"
+                b"Connection: Upgrade, X-Named-Hop\r\nX-Named-Hop: 1\r\n"
+                b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"\r\n" % upgrade.encode(),
+            )
+            assert response.status == 200  # not a 101: relayed as a plain response
+        websocket, other = (received.request for received in upstream.received)
+        assert websocket.get_all("Upgrade") == ["websocket"]
+        assert websocket.get_all("Connection") == ["Upgrade"]
+        assert "x-named-hop" not in names(websocket)
+        assert "upgrade" not in names(other)
+        assert all("upgrade" not in v.lower() for v in other.get_all("Connection"))
 
 
 async def test_response_hop_by_hop_headers_are_dropped(make_proxy: MakeProxy) -> None:
