@@ -8,6 +8,9 @@ answers with `respond()` (a whole response in one write) or `start()` / `write()
 HTTP/1.0 client) is decided here from the status, the method and the headers, by the rules in
 `wire.py` that the upstream client follows too.
 
+An answer may also switch protocols (`switch_protocols`, a WebSocket's 101): the connection
+is then a tunnel's end (`hand_over`, `tunnel.py`).
+
 A handler is either a coroutine, run in a task by the server (done when it returns), or
 callback-driven (`lean_exchange.py`): it then says when it is done with `complete()`, may go on
 in a task with `continue_in()`, and sets `on_cancel` to hear that the client went away.

@@ -31,6 +31,10 @@ graceful drain; `ServerConnection` is one client connection:
 - A refused request is answered in turn, by the handler (`Dispatcher.dispatch` sees
   `request.rejection`), in the proxy's own JSON voice; no raw request byte is ever logged here.
 - A client that goes away cancels its request's task at once, so the upstream exchange stops.
+- An `Upgrade` request is the connection's last: nothing after its head is parsed. What the
+  client sends behind it is held (reading pauses past `HIGH_WATER`) until the handler either
+  answers it like any request, or switches protocols and hands the connection to a tunnel
+  (`hand_over`, `tunnel.py`), which then gets every byte read, the held ones first.
 - After a response whose request body was not read to its end, the connection is closed, after a
   short linger that lets the client read the response (instead of a reset that could lose it).
 """
