@@ -9,7 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Built from pieces so this file does not match itself; `\u00a7` is how JSON escapes the sign.
 FOREIGN_CITE = re.compile("SPEC" + r"\s*(?:\u00a7|\\u00a7)")
-SKIP_DIRS = {".git", ".venv", ".ci-venv", "build", "dist", "__pycache__", ".mypy_cache"}
+SKIP_DIRS = {
+    ".git", ".venv", ".ci-venv", "build", "dist", "__pycache__", ".mypy_cache", "node_modules",
+}  # fmt: skip
 DOCS = ["configuration", "request-path", "admin-api", "errors", "security", "operations"]
 TEXT_SUFFIXES = {".py", ".md", ".json", ".yaml", ".yml"}
 DOC_REF = re.compile(r"docs/([a-z-]+\.md)")

@@ -150,7 +150,9 @@ async def test_missing_covered_header_is_400_and_nothing_is_sent(
     assert error["code"] == "signature_component_missing" and "date" in error["message"]
     assert "proxy_internal_response" in response.headers["Proxy-Status"]
     assert upstream.results == [] and upstream.failures == []
-    everything = caplog.text + str(error) + access_log.path.read_text()
+    lines = "\n".join(access_log.lines())
+    assert "GET /p/x connection=p status=400" in lines
+    everything = caplog.text + str(error) + lines
     assert key.secret_text not in everything
 
 
@@ -163,3 +165,26 @@ async def test_wrong_key_is_refused_by_the_peer(make_proxy: MakeProxy, aiohttp_s
     proxy = await make_proxy({"connections": [connection("p", str(server.make_url("/")), signing)]})
     response = await proxy.get("/p/x")
     assert response.status == 401 and upstream.failures
+
+
+@pytest.mark.parametrize("algorithm", ["rsa-pss-sha512", "hmac-sha256"])
+async def test_key_never_in_logs_of_signed_requests(
+    make_proxy: MakeProxy,
+    aiohttp_server: Any,
+    access_log: AccessLogFile,
+    caplog: Any,
+    algorithm: str,
+) -> None:
+    key = new_key(algorithm)
+    upstream = VerifyingUpstream(algorithm, "k", key.verify_key)
+    server = await aiohttp_server(upstream.app())
+    signing = http_signature(key, keyId="k", algorithm=algorithm, contentDigest="sha-256")
+    with caplog.at_level(logging.DEBUG):
+        proxy = await make_proxy(
+            {"connections": [connection("p", str(server.make_url("/")), signing)]}
+        )
+        assert (await proxy.post("/p/a", data=b"x")).status == 200
+        assert (await proxy.get("/p/b")).status == 200  # a bodyless request: digest of b""
+    assert len(upstream.results) == 2, upstream.failures
+    logged = caplog.text + "\n".join(access_log.lines())
+    assert key.secret_text not in logged and "/p/a" in logged
