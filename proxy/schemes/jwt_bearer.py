@@ -175,7 +175,9 @@ def _signing(pem: str, wanted: JwsAlgorithm | None, key_field: str) -> JwsAlgori
     try:
         check_algorithm(key, algorithm)
     except KeyProblem as exc:
-        raise SchemeConfigError(f"{HERE}.algorithm", f"the key {exc}") from None
+        raise SchemeConfigError(
+            f"{HERE}.algorithm", f"does not fit the credential's key, which {exc}"
+        ) from None
     return algorithm
 
 

@@ -1,0 +1,28 @@
+"""A `jwt-bearer` connection created through the management API: its key is never read back."""
+
+from __future__ import annotations
+
+import json
+
+from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
+from tests.schemes.test_jwt_bearer import CANARIES, GITHUB, entry
+
+
+async def test_api_reads_redact_the_key(make_planes: MakePlanes) -> None:
+    planes = await make_planes({"templates": [{"id": "crm", "baseUrl": "https://api.example.com"}]})
+    body = create_body("robot", entry(kind="binary", **GITHUB))
+    response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    listed = await (await planes.admin.get(CONNECTIONS, headers=AUTH)).json()
+    one = await (await planes.admin.get(f"{CONNECTIONS}/{created['id']}", headers=AUTH)).json()
+    for read in (created, listed, one):
+        assert not any(canary in json.dumps(read) for canary in CANARIES)
+    credential = one["credentials"][0]
+    assert credential["credential"]["data"]["binary"]["valueBase64"] == ""
+    assert credential["authSchemeConfig"]["jwtBearer"]["issuer"] == "123"
+    # Posted back without the key: refused naming the field.
+    back = create_body("robot-2", {k: v for k, v in credential.items() if k != "id"})
+    response = await planes.admin.post(CONNECTIONS, json=back, headers=AUTH)
+    assert response.status == 400
+    assert "valueBase64" in await response.text()
