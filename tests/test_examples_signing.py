@@ -64,3 +64,28 @@ def test_netsuite_example_sends_realm_and_hmac_sha256(
     assert 'oauth_signature_method="HMAC-SHA256"' in out
     assert "canary" not in out.replace("canary-consumer_key", "")
     assert "GET&https%3A%2F%2F1234567-sb1.suitetalk.api.netsuite.com%2Fservices%2Frest" in out
+
+
+def test_aws_example_signs_with_the_real_key_in_the_sdks_scope(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_PROXY_ACCESS_KEY_ID", "AKIDEXAMPLEPROXY")
+    monkeypatch.setenv("AWS_PROXY_SECRET_ACCESS_KEY", "canary-aws-secret")
+    config = str(EXAMPLES / "aws.yaml")
+    # The SDK's placeholder signature names the region and service the config leaves out.
+    placeholder = (
+        "Authorization: AWS4-HMAC-SHA256 Credential=placeholder/20200101/us-east-2/sts/"
+        "aws4_request, SignedHeaders=host, Signature=" + "9" * 64
+    )
+    args = ["explain", "--config", config, "POST", "/aws/sts/", "-H", placeholder,
+            "-d", "Action=GetCallerIdentity&Version=2011-06-15"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Credential=AKIDEXAMPLEPROXY/" in out and "/us-east-2/sts/aws4_request" in out
+    assert "placeholder" not in out.split("credentials, in the order")[0]
+    assert "canary" not in out
+    args = ["explain", "--config", config, "GET", "/s3-presigned/bucket/report.pdf"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "X-Amz-Expires=300&X-Amz-SignedHeaders=host&X-Amz-Signature=" in out
+    assert "Authorization" not in out and "canary" not in out
