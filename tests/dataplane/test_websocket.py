@@ -4,7 +4,11 @@ as client and as upstream, and raw sockets where the bytes themselves are the po
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
+import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -13,8 +17,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 
+from proxy.connections.runtime import build_runtime
+from proxy.dataplane.plane import create_app
 from tests import rawhttp
-from tests.conftest import MakeProxy, api_key, bearer, connection
+from tests.accesslog import AccessLogFile
+from tests.conftest import MakeProxy, api_key, bearer, connection, hmac_sha256, oauth2_token
+from tests.oauth_server import AuthServer, Client, create_auth_app, serve_app
+from tests.plane import PlaneServer
 from tests.wsupstream import sample, ws_upstream
 
 BEARER = "canary-ws-bearer-5c1"
@@ -25,6 +34,7 @@ HANDSHAKE = (
     b"Sec-WebSocket-Version: 13\r\n\r\n"
 )
 KEY = "canary-ws-apikey-77e"
+OAUTH_SECRET = "canary-ws-oauth-secret-0b2"
 
 
 async def start(make_proxy: MakeProxy, *connections: dict[str, Any], **top: Any) -> Any:
@@ -259,3 +269,118 @@ async def test_raw_bytes_pass_untouched_both_ways(make_proxy: MakeProxy) -> None
     assert request.startswith("GET /chat HTTP/1.1\r\n")
     assert f"\r\nAuthorization: Bearer {BEARER}\r\n" in request
     assert "\r\nConnection: Upgrade\r\n" in request and "\r\nUpgrade: websocket\r\n" in request
+
+
+async def test_oauth2_handshake_refreshes_on_401_and_replays(make_proxy: MakeProxy) -> None:
+    """The provider revoked the token: the handshake's 401 gets one refresh and the handshake
+    goes once more, with the new token, on a new upstream connection."""
+    auth = AuthServer(clients={"cid": Client(OAUTH_SECRET)})
+    seed = auth.issue("cid")
+    statuses: list[int] = []
+
+    def check_token(ws: ServerConnection, request: Request) -> Response | None:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        entry = auth.access.get(token)
+        if entry is None or entry[0] <= time.time():
+            statuses.append(401)
+            refused = ws.respond(401, "token expired or unknown\n")
+            refused.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return refused
+        statuses.append(101)
+        return None
+
+    async with AsyncExitStack() as exits, ws_upstream(gate=check_token) as upstream:
+        token_url = await serve_app(create_auth_app(auth), exits) + "/token"
+        proxy = await start(
+            make_proxy,
+            connection("svc", upstream.base, oauth2_token(token_url, "cid", OAUTH_SECRET, seed)),
+        )
+        auth.expire_access_tokens()
+        async with connect(ws_url(proxy, "/svc/"), proxy=None) as ws:
+            await ws.send("after a refresh")
+            assert await ws.recv() == "after a refresh"
+        assert statuses == [401, 101]
+        assert auth.grants["refresh_token"] == 1
+        first, replayed = (h["Authorization"] for h in upstream.handshakes)
+        assert first == f"Bearer {seed['access_token']}"
+        assert replayed != first and replayed.startswith("Bearer ")
+
+
+async def test_hmac_over_the_handshake(make_proxy: MakeProxy) -> None:
+    key = "canary-ws-hmac-key-3d9"
+
+    def verify(ws: ServerConnection, request: Request) -> Response | None:
+        url = f"http://127.0.0.1:{ws.local_address[1]}{request.path}"
+        expected = hmac.new(key.encode(), url.encode(), hashlib.sha256).hexdigest()
+        if request.headers.get("X-Sig") != expected:
+            return ws.respond(403, "bad signature\n")
+        return None
+
+    async with ws_upstream(gate=verify) as upstream:
+        proxy = await start(
+            make_proxy, connection("svc", upstream.base, hmac_sha256(key, "url", "body"))
+        )
+        async with connect(ws_url(proxy, "/svc/feed?since=1%2C2"), proxy=None) as ws:
+            await ws.send("signed")
+            assert await ws.recv() == "signed"
+        assert upstream.paths == ["/feed?since=1%2C2"]
+
+
+async def test_client_key_taken_off_the_handshake(make_proxy: MakeProxy) -> None:
+    client_key = "canary-ws-client-key-a80"
+    async with ws_upstream() as upstream:
+        proxy = await start(
+            make_proxy,
+            connection("svc", upstream.base, bearer(BEARER)),
+            clients=[{"name": "agent", "key": client_key, "connections": ["svc"]}],
+        )
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(ws_url(proxy, "/svc/"), proxy=None)
+        assert refused.value.response.status_code == 401
+        assert upstream.handshakes == []  # refused before any upstream contact
+        async with connect(
+            ws_url(proxy, "/svc/"), proxy=None, additional_headers={"X-Api-Key": client_key}
+        ) as ws:
+            await ws.send("as agent")
+            assert await ws.recv() == "as agent"
+        [seen] = upstream.handshakes
+        assert client_key not in str(seen)
+        assert seen["Authorization"] == f"Bearer {BEARER}"
+
+
+async def test_access_line_when_the_websocket_ends(
+    make_proxy: MakeProxy, access_log: AccessLogFile
+) -> None:
+    async with ws_upstream() as upstream:
+        proxy = await start(make_proxy, connection("svc", upstream.base))
+        async with connect(ws_url(proxy, "/svc/chat"), proxy=None, compression=None) as ws:
+            await ws.send("x" * 300)
+            assert await ws.recv() == "x" * 300
+            await asyncio.sleep(0.3)
+        async with asyncio.timeout(5):
+            while not access_log.path.read_text():
+                await asyncio.sleep(0.02)
+        [line] = access_log.parsed()
+        assert (line["method"], line["path"], line["status"]) == ("GET", "/svc/chat", "101")
+        assert int(line["bytes"]) > 300  # every byte sent to the client after the 101
+        assert float(line["duration"]) >= 300
+
+
+async def test_shutdown_cuts_an_open_websocket_after_the_grace() -> None:
+    async with ws_upstream() as upstream:
+        runtime = build_runtime({"connections": [connection("down", upstream.base)]}, {})
+        server = PlaneServer(create_app(runtime), grace=0.3)
+        await server.start_server()
+        labels = {"connection": "down", "reason": "shutdown"}
+        before = sample(CLOSES, **labels)
+        try:
+            async with connect(f"ws://127.0.0.1:{server.port}/down/", proxy=None) as ws:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+                await asyncio.wait_for(server.close(), 5)
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+        finally:
+            await server.close()
+        assert sample(CLOSES, **labels) == before + 1
+        assert sample("signing_proxy_websockets_open", connection="down") == 0
