@@ -83,6 +83,10 @@ def explain(
         raise InvalidRequest("template_route", "explain works on connections from the file")
     connection = found
     check_tail(tail)
+    if runtime.placeholders is not None:
+        # A misdirected `secret` placeholder: refused, as the proxy would (placeholders.py).
+        raw = [(k.encode("utf-8"), v.encode("utf-8")) for k, v in headers]
+        runtime.placeholders.check(connection.id, target, raw)
     presented = _presented(runtime, headers)
     # The header carrying a client key never goes upstream (and so is never printed here).
     client_headers = presented.without_key(headers) if presented is not None else list(headers)

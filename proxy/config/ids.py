@@ -31,6 +31,7 @@ SCHEME_FIELDS = {
     "http-signature": "http_signature",
     "aws-sigv4": "aws_sig_v4",
     "jwt-bearer": "jwt_bearer",
+    "secret": "secret",
 }
 _NAMESPACE = "signing-proxy/ids/v2"
 

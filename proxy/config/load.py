@@ -33,7 +33,7 @@ from .models import ProxyConfig
 
 RESERVED_ROUTES = frozenset({"/healthz"})
 # Seed `AuthSchemeType`s this proxy does not implement (named as such, not "unknown").
-UNSUPPORTED_SEED_TYPES = frozenset({"secret"})
+UNSUPPORTED_SEED_TYPES: frozenset[str] = frozenset()
 
 # Tags of the `type`-discriminated unions; pydantic puts the tag into `loc`, the seed paths don't.
 _UNION_FIELDS = frozenset({"authSchemeConfig", "credential", "grant", "authSchemeConfigs"})

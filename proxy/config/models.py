@@ -195,6 +195,7 @@ class SchemeConfigBase(SeedModel):
     http_signature: Unselected = None
     aws_sig_v4: Unselected = None
     jwt_bearer: Unselected = None
+    secret: Unselected = None
 
 
 class NoneSchemeConfig(SchemeConfigBase):
@@ -470,6 +471,20 @@ class JwtBearerSchemeConfig(SchemeConfigBase):
     jwt_bearer: JwtBearerParams
 
 
+class SecretParams(SchemeBase):
+    """Ours: seed 001 names the `secret` type but gives it no object. The placeholder a client
+    holds instead of the secret, and the headers where the proxy swaps it for the secret
+    (docs/placeholders.md). The placeholder is not a secret: clients are meant to hold it."""
+
+    placeholder: NonEmpty
+    headers: Annotated[list[NonEmpty], Field(min_length=1)]
+
+
+class SecretSchemeConfig(SchemeConfigBase):
+    type: Literal["secret"]
+    secret: SecretParams
+
+
 AuthSchemeConfig = Annotated[
     NoneSchemeConfig
     | ApiKeySchemeConfig
@@ -481,7 +496,8 @@ AuthSchemeConfig = Annotated[
     | CertificateSchemeConfig
     | HttpSignatureSchemeConfig
     | AwsSigV4SchemeConfig
-    | JwtBearerSchemeConfig,
+    | JwtBearerSchemeConfig
+    | SecretSchemeConfig,
     Field(discriminator="type"),
 ]
 
@@ -737,6 +753,7 @@ COMPATIBLE_CREDENTIALS: dict[str, frozenset[str]] = {
     "http-signature": frozenset({"string", "binary"}),
     "aws-sigv4": frozenset({"aws"}),
     "jwt-bearer": frozenset({"string", "binary"}),
+    "secret": frozenset({"string"}),
 }
 OAUTH2_GRANT_CREDENTIALS: dict[str, frozenset[str]] = {
     "authorizationCode": frozenset({"oauth2-token", "oauth2-code"}),

@@ -116,6 +116,8 @@ def compile_connection(
     ):
         # SDKs send a dummy key in Authorization; the proxy owns authentication upstream.
         owned |= {"authorization"}
+    # A header whose client value a scheme rewrites (a `secret` placeholder) must reach it.
+    owned -= frozenset().union(*(s.passes_headers for s in schemes))
     return (
         CompiledConnection(
             id=connection_id,

@@ -21,6 +21,7 @@ from .access import Access, compile_access
 from .binding import HostBinding, bind_hosts, binding_problems
 from .compiled import CompiledConnection, compile_connection
 from .identity import file_conflicts
+from .placeholders import PlaceholderGuard, build_guard, placeholder_problems
 from .templates import CompiledTemplate, compile_template
 
 
@@ -37,6 +38,8 @@ class Runtime:
     warnings: tuple[FieldError, ...] = ()
     # Forward-proxy mode's hosts → connections (`binding.py`); None when the mode is off.
     binding: HostBinding | None = None
+    # Where `secret` placeholders may go (`placeholders.py`); None when no connection has one.
+    placeholders: PlaceholderGuard | None = None
 
     @property
     def oauth2_redirect_uri(self) -> str:
@@ -72,12 +75,14 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
     if config.forward_proxy.enabled:
         binding = bind_hosts(connections)
         problems += forward_proxy_problems(config, connections)
+    problems += placeholder_problems(config, connections)
     warnings = (*empty_secret_warnings(record.empty), *scheme_warnings(config, connections))
     if offline:
         problems = [p for p in problems if not record.covers(p.field)]
     if problems:
         raise ConfigInvalid(problems, warnings)
-    return Runtime(config, connections, templates, access, warnings, binding)
+    placeholders = build_guard(connections)
+    return Runtime(config, connections, templates, access, warnings, binding, placeholders)
 
 
 def forward_proxy_problems(

@@ -33,6 +33,7 @@ from .compiled import (
     compile_connection,
     normalise_route,
 )
+from .placeholders import api_refusals
 
 if TYPE_CHECKING:
     from ..http1.inbound import InboundRequest
@@ -118,6 +119,7 @@ def build_connection(
         entries.append(
             m.ConnectionCredential(id=ident, auth_scheme_config=auth, credential=given.credential)
         )
+    problems += api_refusals(entries)
     if problems:
         return None, problems
     model = m.Connection(

@@ -35,6 +35,7 @@ from ..connections.headers import (
     is_underscore_alias,
 )
 from ..connections.lean import LeanPlan, build_head
+from ..connections.placeholders import PlaceholderGuard
 from ..connections.policy import form_method_overrides, is_form
 from ..connections.templates import UnknownConnection
 from ..connections.urls import BaseUrl, is_escaping, join_path
@@ -175,6 +176,8 @@ class Forwarder:
     forwarded_headers: bool = False
     access: Access | None = None  # clients and policy; None when the config has neither
     websocket_idle: float = 300.0  # `timeouts.websocketIdle` (websocket.py)
+    # Where `secret` placeholders may go; None (nothing to check) when no connection has one.
+    placeholders: PlaceholderGuard | None = None
 
     def start(
         self, request: InboundRequest, settle: Settle | None = None, start: float = 0.0
@@ -220,6 +223,8 @@ class Forwarder:
         start: float,
     ) -> Coroutine[Any, Any, None] | None:
         request.connection = connection
+        if self.placeholders is not None:
+            self.placeholders.check(connection.id, request.target, request.raw_headers)
         if connection.expires_at is not None:
             check_not_expired(connection.expires_at)
         check_tail(tail)

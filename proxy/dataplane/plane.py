@@ -95,6 +95,7 @@ class DataPlane:
             forwarded_headers=config.forwarded_headers,
             access=runtime.access,
             websocket_idle=config.timeouts.websocket_idle,
+            placeholders=runtime.placeholders,
         )
         self.hosts = _host_check(runtime)
         self.limits = ServerLimits(
@@ -157,6 +158,7 @@ class DataPlane:
             forwarded_headers=config.forwarded_headers,
             access=runtime.access,
             websocket_idle=config.timeouts.websocket_idle,
+            placeholders=runtime.placeholders,
         )
         self.runtime = runtime
         self.hosts = _host_check(runtime)

@@ -22,6 +22,7 @@ from .none import NoneScheme
 from .oauth1 import OAuth1Scheme
 from .oauth1_exchanged import OAuth1ExchangedScheme
 from .oauth2 import build_oauth2_scheme
+from .secret import build_secret_scheme
 
 __all__ = ["Scheme", "SchemeConfigError", "SigningContext", "build_scheme"]
 
@@ -45,6 +46,8 @@ def build_scheme(entry: m.ConnectionCredential, credential_id: str, base_url: st
         case m.BasicAuthSchemeConfig(), m.BasicAuthCredential():
             basic = cred.data.basic_auth
             return BasicAuthScheme(credential_id, basic.username, basic.password.get_secret_value())
+        case m.SecretSchemeConfig(), m.StringCredential():
+            return build_secret_scheme(auth.secret, cred, credential_id)
         case m.HmacSchemeConfig(), m.StringCredential() | m.BinaryCredential():
             return _hmac(auth.hmac, cred, credential_id)
         case m.OAuth1SchemeConfig(), m.OAuth1TokenCredential():

@@ -50,6 +50,8 @@ class Scheme:
     Attributes:
         credential_id: stable id of the connection credential this scheme signs with.
         sets_headers: lowercase names of headers `sign()` sets (client copies are dropped).
+        passes_headers: lowercase names of client headers `sign()` rewrites: they reach it
+            (never dropped as owned), as `secret` needs for the placeholder it swaps.
         requires_body: True when `sign()` reads the body, so the driver must buffer it.
         wants_replayable_body: True when the flow may send the request twice (OAuth 2.0 retry).
         authenticates: False only for `none`; decides whether a client Authorization is dropped.
@@ -72,6 +74,7 @@ class Scheme:
 
     credential_id: str = ""
     sets_headers: frozenset[str] = frozenset()
+    passes_headers: frozenset[str] = frozenset()
     # (field relative to the credential, message): usable but worth a word from `check`
     # (an expired client certificate).
     warnings: tuple[tuple[str, str], ...] = ()

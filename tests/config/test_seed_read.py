@@ -275,13 +275,29 @@ async def test_a_credential_past_its_expires_at_is_never_sent(
     assert message.startswith(f"{CRED}.credential.expiresAt: must be an RFC 3339 time")
 
 
-@pytest.mark.parametrize("kind", ["secret"])
-def test_seed_scheme_types_not_implemented_are_named_as_such(kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "none",
+        "api-key",
+        "basic-auth",
+        "oauth2",
+        "hmac",
+        "jwt-bearer",
+        "certificate",
+        "oauth1",
+        "secret",
+    ],
+)
+def test_every_seed_scheme_type_is_implemented(kind: str) -> None:
+    # Seed 001 `AuthSchemeType`: each is a scheme here. Given without its settings, the file is
+    # refused for what is missing, never for the type itself.
     entry = {
         "authSchemeConfig": {"type": kind},
         "credential": {"type": "string", "data": {"string": {"value": "k"}}},
     }
-    [message] = problems(one(entry))
-    assert message.startswith(
-        f"{CRED}.authSchemeConfig.type: the seed's '{kind}' scheme is not supported"
-    )
+    try:
+        found = problems(one(entry))
+    except pytest.fail.Exception:
+        found = []  # (a type that needs nothing more: it loads)
+    assert not any(f"{CRED}.authSchemeConfig.type:" in message for message in found)

@@ -1,0 +1,170 @@
+"""The placeholder example (`examples/placeholders.yaml`) with the real SDKs: openai, anthropic
+and stripe are given the example's placeholders as their API keys, the proxy runs the example
+file with only the upstreams moved to local fakes, and each fake answers only when the real key
+arrives where its API reads it (docs/placeholders.md).
+
+Each fake records every request, so the tests show the placeholder reached none of them and the
+real key reached only its own. The SDKs are synchronous (httpx / requests): they run in a worker
+thread while the proxy and the fakes serve on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import stripe
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import MakeProxy
+from tests.test_sdk_clients import Fake, anthropic_answer, openai_answer, stripe_answer
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "placeholders.yaml"
+SECRETS = {
+    "OPENAI_API_KEY": "sk-proj-real-CANARY-openai-41",
+    "ANTHROPIC_API_KEY": "sk-ant-real-CANARY-anthropic-42",
+    "STRIPE_SECRET_KEY": "sk_test_real_CANARY_stripe_43",
+}
+
+
+def placeholders() -> dict[str, str]:
+    """connection name → its placeholder, read from the example (the SDKs hold these)."""
+    tree = yaml.safe_load(EXAMPLE.read_text())
+    return {
+        c["name"]: c["credentials"][0]["authSchemeConfig"]["secret"]["placeholder"]
+        for c in tree["connections"]
+    }
+
+
+@dataclass
+class Setup:
+    proxy: TestClient[Any, Any]
+    fakes: dict[str, Fake]
+    placeholders: dict[str, str]
+
+    def url(self, route: str) -> str:
+        return str(self.proxy.make_url(route))
+
+    def nowhere(self, *values: str) -> None:
+        for fake in self.fakes.values():
+            for request in fake.seen:
+                for value in values:
+                    assert value not in request
+
+    def hits(self) -> int:
+        return sum(len(fake.seen) for fake in self.fakes.values())
+
+
+@pytest.fixture
+async def setup(aiohttp_server: Any, make_proxy: MakeProxy) -> Setup:
+    fakes = {
+        "openai": Fake(
+            lambda r: r.headers.get("Authorization") == f"Bearer {SECRETS['OPENAI_API_KEY']}",
+            openai_answer,
+        ),
+        # The anthropic SDK sends its key in x-api-key (1.x) or as a bearer token (2.x); the
+        # example declares both headers.
+        "anthropic": Fake(
+            lambda r: (
+                r.headers.get("x-api-key") == SECRETS["ANTHROPIC_API_KEY"]
+                or r.headers.get("Authorization") == f"Bearer {SECRETS['ANTHROPIC_API_KEY']}"
+            ),
+            anthropic_answer,
+        ),
+        # The Stripe SDK sends its key as a bearer token (the proxy's `basic-auth` example
+        # sends it as the Basic username; both are Stripe's).
+        "stripe": Fake(
+            lambda r: r.headers.get("Authorization") == f"Bearer {SECRETS['STRIPE_SECRET_KEY']}",
+            stripe_answer,
+        ),
+    }
+    tree = yaml.safe_load(EXAMPLE.read_text())
+    for entry in tree["connections"]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", fakes[entry["name"]].handle)
+        entry["baseUrl"] = str((await aiohttp_server(app)).make_url(""))
+    del tree["listen"]
+    proxy = await make_proxy(tree, SECRETS)
+    return Setup(proxy, fakes, placeholders())
+
+
+async def test_openai_sdk_with_its_placeholder(setup: Setup) -> None:
+    client = openai.OpenAI(
+        api_key=setup.placeholders["openai"], base_url=setup.url("/openai/v1"), max_retries=0
+    )
+
+    def call() -> str | None:
+        reply = client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
+        return reply.choices[0].message.content
+
+    assert await asyncio.to_thread(call) == "hello from the fake"
+    [request] = setup.fakes["openai"].seen
+    assert f"\nauthorization: bearer {SECRETS['OPENAI_API_KEY'].lower()}\n" in request.lower()
+    setup.nowhere(*setup.placeholders.values())
+    setup.nowhere(SECRETS["ANTHROPIC_API_KEY"], SECRETS["STRIPE_SECRET_KEY"])
+
+
+async def test_anthropic_sdk_with_its_placeholder(setup: Setup) -> None:
+    client = anthropic.Anthropic(
+        api_key=setup.placeholders["anthropic"], base_url=setup.url("/anthropic"), max_retries=0
+    )
+
+    def call() -> str:
+        reply = client.messages.create(
+            model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        )
+        block = reply.content[0]
+        assert block.type == "text"
+        return block.text
+
+    assert await asyncio.to_thread(call) == "hello from the fake"
+    [request] = setup.fakes["anthropic"].seen
+    assert request.startswith("POST /v1/messages")
+    setup.nowhere(*setup.placeholders.values())
+    setup.nowhere(SECRETS["OPENAI_API_KEY"], SECRETS["STRIPE_SECRET_KEY"])
+
+
+async def test_stripe_sdk_with_its_placeholder(setup: Setup) -> None:
+    client = stripe.StripeClient(
+        setup.placeholders["stripe"],
+        base_addresses={"api": setup.url("/stripe")},
+        max_network_retries=0,
+    )
+
+    def calls() -> tuple[str, str]:
+        created = client.v1.customers.create(params={"email": "a@example.com"})
+        fetched = client.v1.customers.retrieve("cus_42")
+        return created.email or "", fetched.id
+
+    assert await asyncio.to_thread(calls) == ("a@example.com", "cus_42")
+    assert [r.split("\n", 1)[0] for r in setup.fakes["stripe"].seen] == [
+        "POST /v1/customers",
+        "GET /v1/customers/cus_42",
+    ]
+    setup.nowhere(*setup.placeholders.values())
+
+
+async def test_an_sdk_pointed_at_another_connection_sends_nothing(setup: Setup) -> None:
+    # The OpenAI placeholder toward the Anthropic route (an agent confusing its keys, or
+    # steered to): refused by the proxy, which the SDK reports as a permission error.
+    client = anthropic.Anthropic(
+        api_key=setup.placeholders["openai"], base_url=setup.url("/anthropic"), max_retries=0
+    )
+    with pytest.raises(anthropic.PermissionDeniedError) as caught:
+        await asyncio.to_thread(
+            lambda: client.messages.create(
+                model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+            )
+        )
+    assert caught.value.status_code == 403
+    assert "placeholder_misdirected" in caught.value.response.text
+    assert setup.hits() == 0
