@@ -115,9 +115,12 @@ _PLAIN_NAME = re.compile(rb"[a-z0-9-]{1,64}")
 
 
 def secret_schemes(connection: CompiledConnection) -> Iterable[tuple[int, SecretScheme]]:
-    for index, scheme in enumerate(connection.schemes):
+    """Each `secret` scheme with the index of its entry in the connection's `credentials`
+    (the compiled order may differ: a scheme that signs last is moved to the end)."""
+    position = {entry.id: index for index, entry in enumerate(connection.model.credentials)}
+    for scheme in connection.schemes:
         if isinstance(scheme, SecretScheme):
-            yield index, scheme
+            yield position.get(scheme.credential_id, 0), scheme
 
 
 def build_guard(connections: Sequence[CompiledConnection]) -> PlaceholderGuard | None:
@@ -152,7 +155,7 @@ def placeholder_problems(
                 problems.append(
                     FieldError(f"{field}.placeholder", f"already the placeholder of {earlier}")
                 )
-            problems += _header_problems(connection, position, scheme, field)
+            problems += _header_problems(connection, scheme, field)
     for index, template in enumerate(config.templates):
         for position, auth in enumerate(template.auth_scheme_configs):
             if isinstance(auth, m.SecretSchemeConfig):
@@ -172,13 +175,14 @@ TEMPLATE_REFUSAL = (
 
 
 def _header_problems(
-    connection: CompiledConnection, position: int, scheme: SecretScheme, field: str
+    connection: CompiledConnection, scheme: SecretScheme, field: str
 ) -> list[FieldError]:
     problems: list[FieldError] = []
+    position_of = {entry.id: index for index, entry in enumerate(connection.model.credentials)}
     set_by = {
-        name: other
-        for other, peer in enumerate(connection.schemes)
-        if other != position
+        name: position_of.get(peer.credential_id, 0)
+        for peer in connection.schemes
+        if peer is not scheme
         for name in peer.sets_headers
     }
     for index, name in enumerate(scheme.header_names):
