@@ -71,6 +71,64 @@ function get(socket) {
 """
 
 
+# Java reads no proxy variable and no CA file: the docs/https-proxy.md recipe, as a user runs it
+# inside the wrapped command (a copy of the JVM's CAs plus $NODE_EXTRA_CA_CERTS, the proxy
+# from $HTTPS_PROXY into JAVA_TOOL_OPTIONS), then a single-file program with HttpClient.
+JAVA_GET = """
+import java.net.Authenticator;
+import java.net.PasswordAuthentication;
+import java.net.ProxySelector;
+import java.net.URI;
+import java.net.URLDecoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+
+public class Get {
+    public static void main(String[] args) throws Exception {
+        HttpClient.Builder builder = HttpClient.newBuilder().proxy(ProxySelector.getDefault());
+        String userInfo = URI.create(System.getenv("HTTPS_PROXY")).getRawUserInfo();
+        if (userInfo != null) {  // the client key, for the proxy's 407
+            String key = URLDecoder.decode(userInfo.split(":", 2)[0], StandardCharsets.UTF_8);
+            builder.authenticator(new Authenticator() {
+                @Override
+                protected PasswordAuthentication getPasswordAuthentication() {
+                    return getRequestorType() == RequestorType.PROXY
+                        ? new PasswordAuthentication(key, new char[0]) : null;
+                }
+            });
+        }
+        HttpResponse<String> response = builder.build().send(
+            HttpRequest.newBuilder(URI.create(args[0])).build(),
+            HttpResponse.BodyHandlers.ofString());
+        System.out.println(response.statusCode() + " " + response.body());
+    }
+}
+"""
+JAVA_RECIPE = r"""
+set -e
+java_home=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
+cp "$java_home/lib/security/cacerts" trust.p12
+keytool -importcert -noprompt -alias signing-proxy -file "$NODE_EXTRA_CA_CERTS" \
+    -keystore trust.p12 -storepass changeit >/dev/null 2>&1
+proxy=${HTTPS_PROXY#http://}; proxy=${proxy##*@}
+export JAVA_TOOL_OPTIONS="-Dhttps.proxyHost=${proxy%:*} -Dhttps.proxyPort=${proxy##*:} \
+  -Dhttp.nonProxyHosts=localhost|127.0.0.1 -Djdk.http.auth.tunneling.disabledSchemes= \
+  -Djavax.net.ssl.trustStore=$PWD/trust.p12 -Djavax.net.ssl.trustStorePassword=changeit"
+status=0; java "$@" 2>java.err || status=$?
+grep -v '^Picked up JAVA_TOOL_OPTIONS' java.err >&2 || true
+exit $status
+"""
+
+
+def java_command(url: str, folder: str) -> list[str]:
+    """The docs' Java recipe GETting `url`, its files in `folder` (Get.java is written there)."""
+    with open(f"{folder}/Get.java", "w") as source:
+        source.write(JAVA_GET)
+    return ["sh", "-c", f"cd {folder} && {JAVA_RECIPE}", "java", f"{folder}/Get.java", url]
+
+
 def client_commands(url: str) -> dict[str, list[str]]:
     """Each client's command line GETting `url` (an `https://` URL)."""
     return {

@@ -16,7 +16,7 @@ import trustme
 
 from proxy.cli.wrap import WrappedCommand
 from tests.connect_relay import connect_relay
-from tests.https_clients import GIT_REF, client_commands, git_ls_remote, tls_upstream
+from tests.https_clients import GIT_REF, client_commands, git_ls_remote, java_command, tls_upstream
 
 KEY = "agent-key/with space+%"
 
@@ -53,11 +53,15 @@ def ca_source(ca: trustme.CA) -> Any:
     return read
 
 
-CLIENTS = ["curl", "git", "requests", "httpx", "node"]
+CLIENTS = ["curl", "git", "requests", "httpx", "node", "java"]
 
 
-def command_for(client: str, url: str) -> list[str]:
-    return git_ls_remote(url + "repo.git") if client == "git" else client_commands(url)[client]
+def command_for(client: str, url: str, folder: Path) -> list[str]:
+    if client == "git":
+        return git_ls_remote(url + "repo.git")
+    if client == "java":
+        return java_command(url, str(folder))
+    return client_commands(url)[client]
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -71,7 +75,7 @@ async def test_client_goes_through_the_proxy_and_trusts_its_ca(tmp_path: Path, c
         ) as relay,
     ):
         wrapped = WrappedCommand(
-            captured(command_for(client, "https://bound.test/"), out),
+            captured(command_for(client, "https://bound.test/", tmp_path), out),
             listen=("127.0.0.1", relay.port),
             ca_source=ca_source(proxy_ca),
             client_key=KEY,
@@ -106,7 +110,7 @@ async def test_client_refuses_a_certificate_the_trusted_cas_did_not_sign(
         connect_relay({"bound.test:443": ("127.0.0.1", upstream.port)}) as relay,
     ):
         wrapped = WrappedCommand(
-            captured(command_for(client, "https://bound.test/"), out),
+            captured(command_for(client, "https://bound.test/", tmp_path), out),
             listen=("127.0.0.1", relay.port),
             ca_source=ca_source(trustme.CA()),
             inherited=inherited(tmp_path, trustme.CA()),
@@ -131,7 +135,7 @@ async def test_a_host_not_intercepted_still_verifies_against_the_machines_cas(
     ):
         url = f"https://localhost:{direct.port}/"
         wrapped = WrappedCommand(
-            captured(command_for(client, url), out),
+            captured(command_for(client, url, tmp_path), out),
             listen=("127.0.0.1", relay.port),
             ca_source=ca_source(proxy_ca),
             inherited=inherited(tmp_path, system_ca),
