@@ -57,6 +57,9 @@ class Step:
     index: int
     facts: dict[str, Any]
     signed: list[tuple[str, bytes]]
+    # Set by a scheme whose signed parts are lines of text (AWS SigV4's canonical request and
+    # string to sign): how they relate, and they are printed line by line.
+    text_heading: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,8 @@ def explain(
     for index, scheme in enumerate(connection.schemes):
         ctx = SigningContext(now=lambda: now, nonce=lambda: nonce, token=_placeholder(scheme))
         signed = scheme.signed_parts(request, ctx) if isinstance(scheme, ExplainsSignature) else []
-        steps.append(Step(index, scheme.describe(), signed))
+        heading = getattr(scheme, "explain_heading", None)
+        steps.append(Step(index, scheme.describe(), signed, heading))
         request = scheme.signed(request, ctx)
     return Explanation(connection, request, steps)
 
@@ -230,7 +234,12 @@ def render(explanation: Explanation) -> str:
     for step in explanation.steps:
         facts = " ".join(f"{k}={v}" for k, v in step.facts.items() if k != "type")
         lines.append(f"  [{step.index}] {step.facts['type']} {facts}".rstrip())
-        if step.signed:
+        if step.signed and step.text_heading is not None:
+            lines.append(f"      {step.text_heading}")
+            for label, data in step.signed:
+                lines.append(f"        {label} ({len(data)} bytes):")
+                lines += [f"          {line}" for line in data.decode("utf-8").split("\n")]
+        elif step.signed:
             lines.append("      signed, in this order (the MAC runs over these exact bytes):")
             for label, data in step.signed:
                 lines.append(f"        {label} ({len(data)} bytes): {_show(data)}")

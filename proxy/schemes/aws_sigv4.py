@@ -67,6 +67,10 @@ class AwsSigV4Scheme(Scheme):
     type_name = "aws-sigv4"
     signs_last = True
     owns_client_authorization = True
+    explain_heading = (
+        "signed (the canonical request's SHA-256 is the string to sign's last line; the "
+        "signing key MACs the string to sign), line by line:"
+    )
     # Whatever the mode, a client's date and session token never go up beside the proxy's.
     sets_headers = frozenset({"x-amz-date", "x-amz-security-token"})
 
