@@ -146,6 +146,8 @@ class Tunnel:
             if transport is not None and not transport.is_closing():
                 transport.close()
                 self.loop.call_later(CLOSE_LINGER, transport.abort)
+        # Each end's protocol holds its half, which holds this tunnel: no reference back.
+        self._client = self._upstream = None
 
     def _check_idle(self) -> None:
         self._timer = None

@@ -7,11 +7,13 @@ import asyncio
 import hashlib
 import hmac
 import os
+import ssl
 import time
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+import trustme
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -384,3 +386,42 @@ async def test_shutdown_cuts_an_open_websocket_after_the_grace() -> None:
             await server.close()
         assert sample(CLOSES, **labels) == before + 1
         assert sample("signing_proxy_websockets_open", connection="down") == 0
+
+
+async def test_wss_upstream_with_a_client_certificate(make_proxy: MakeProxy) -> None:
+    """`ws://proxy/<route>/` to an `https://` baseUrl: the handshake and the tunnel run over
+    TLS to the upstream, which requires the connection's client certificate (mTLS)."""
+    ca = trustme.CA()
+    client_cert = ca.issue_cert("client.example", common_name="client.example")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    peers: list[str] = []
+
+    def who(ws: ServerConnection, request: Request) -> Response | None:
+        peer = ws.transport.get_extra_info("peercert")
+        peers.append(dict(pair[0] for pair in peer["subject"])["commonName"])
+        return None
+
+    credential = {
+        "authSchemeConfig": {"type": "certificate"},
+        "credential": {
+            "type": "certificate",
+            "data": {
+                "certificate": {
+                    "certificate": client_cert.cert_chain_pems[0].bytes().decode(),
+                    "key": client_cert.private_key_pem.bytes().decode(),
+                    "ca": ca.cert_pem.bytes().decode(),
+                }
+            },
+        },
+    }
+    async with ws_upstream(gate=who, tls=context, max_size=None) as upstream:
+        assert upstream.base.startswith("https://")
+        proxy = await start(make_proxy, connection("svc", upstream.base, credential))
+        async with connect(ws_url(proxy, "/svc/"), proxy=None, max_size=None) as ws:
+            message = os.urandom(3 * 2**20)
+            await ws.send(message)
+            assert await asyncio.wait_for(ws.recv(), 30) == message
+        assert peers == ["client.example"]
