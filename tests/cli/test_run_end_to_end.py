@@ -1,0 +1,121 @@
+"""`signing-proxy run -- CMD` end to end (real processes): curl, git, requests, httpx, Node and
+Java run inside the wrapper, call the real host of a connection (`https://localhost:PORT`, bound
+by default as its baseUrl's host), go through the proxy's CONNECT, trust the leaf it mints under
+its CA only through the variables the wrapper set, and the upstream receives the connection's
+credential, which the command never had. A direct call to a host the proxy does not intercept
+(`127.0.0.1`, in NO_PROXY) still verifies against the machine's CAs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+
+from tests.https_clients import (
+    TlsUpstream,
+    client_commands,
+    git_ls_remote,
+    tls_upstream,
+)
+
+TIMEOUT = 60.0
+CANARY = "canary-upstream-token-e2e-5b07"
+CLIENT_KEY = "agent-key-e2e/1"
+
+
+def config_for(tmp_path: Path, upstream: TlsUpstream, **top: Any) -> Path:
+    tree: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "store": {"path": str(tmp_path / "state" / "state.db")},
+        "forwardProxy": {"enabled": True},
+        "clients": [{"name": "agent", "key": CLIENT_KEY, "connections": ["*"]}],
+        "connections": [
+            {
+                "name": "api",
+                "baseUrl": f"https://localhost:{upstream.port}",
+                "credentials": [
+                    {
+                        "authSchemeConfig": {"type": "bearer"},
+                        "credential": {
+                            "type": "string",
+                            "data": {"string": {"value": "${UPSTREAM_TOKEN}"}},
+                        },
+                    }
+                ],
+            }
+        ],
+        **top,
+    }
+    path = tmp_path / "proxy.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+async def wrapped(config: Path, command: list[str], machine_cas: Path) -> tuple[int, str]:
+    """`run --config CONFIG -- sh -c 'COMMAND >out 2>&1'`; its status and the command's output.
+
+    The machine's CAs, for the proxy (which verifies the upstream with them) and so for the
+    command's bundle, are `machine_cas`."""
+    out = config.parent / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")}
+    env.update(
+        UPSTREAM_TOKEN=CANARY,
+        SSL_CERT_FILE=str(machine_cas),
+        SSL_CERT_DIR=str(config.parent / "no-such-dir"),
+        GIT_TERMINAL_PROMPT="0",
+        HOME=str(config.parent),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "run", "--config", str(config), "--",
+        "sh", "-c", '"$@" >"$0" 2>&1', str(out), *command,
+        cwd=config.parent, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert CANARY not in stderr.decode()
+    output = out.read_text() if out.exists() else ""
+    assert process.returncode is not None
+    return process.returncode, output + stderr.decode()
+
+
+def machine_cas_file(tmp_path: Path, *cas: trustme.CA) -> Path:
+    path = tmp_path / "machine-cas.pem"
+    path.write_bytes(b"".join(ca.cert_pem.bytes() for ca in cas))
+    return path
+
+
+@pytest.mark.parametrize("client", ["curl", "git", "requests", "httpx"])
+async def test_a_host_not_intercepted_verifies_against_the_machines_cas(
+    tmp_path: Path, client: str
+) -> None:
+    upstream_ca, machine_ca = trustme.CA(), trustme.CA()
+    async with (
+        tls_upstream(upstream_ca, "localhost") as upstream,
+        tls_upstream(machine_ca, "127.0.0.1") as direct,
+    ):
+        url = f"https://127.0.0.1:{direct.port}/"
+        command = (
+            git_ls_remote(url + "repo.git") if client == "git" else client_commands(url)[client]
+        )
+        status, output = await wrapped(
+            config_for(tmp_path, upstream),
+            command,
+            machine_cas_file(tmp_path, upstream_ca, machine_ca),
+        )
+    assert status == 0, output
+    (seen,) = direct.seen
+    headers = seen["headers"]
+    assert isinstance(headers, dict)
+    assert "Authorization" not in headers
+    assert upstream.seen == []
