@@ -23,8 +23,10 @@ from http_message_signatures import HTTPMessageVerifier
 from http_message_signatures.algorithms import ED25519
 from http_message_signatures.resolvers import MappingKeyResolver
 
+from proxy.admin import create_admin_app_for
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
+from proxy.dataplane.plane import create_app
 from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.schemes.httpsig_peer import VerifyingUpstream
 
@@ -252,3 +254,32 @@ def test_profile_fields_are_checked(params: dict[str, Any], field: str, message:
     text = "\n".join(str(p) for p in caught.value.problems)
     assert f"connections[0].credentials[0].authSchemeConfig.httpSignature.{field}: " in text
     assert message in text and PEM_BODY[:40] not in text
+
+
+async def test_directory_follows_a_reload(aiohttp_client: Any) -> None:
+    """A key rotated in proxy.yaml: after the reload the directory serves the new key only."""
+    new = ed25519.Ed25519PrivateKey.generate()
+    new_pem = new.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+    def tree(pem: str) -> dict[str, Any]:
+        return {
+            "admin": {"listen": "127.0.0.1:8081", "token": "canary-admin-wba"},
+            "connections": [
+                {"name": "bot", "baseUrl": "http://127.0.0.1:9", "credentials": [web_bot_auth(pem)]}
+            ],
+        }
+
+    runtime = build_runtime(tree(RFC8037_PEM), {})
+    plane = create_app(runtime)
+    admin = await aiohttp_client(create_admin_app_for(runtime, plane))
+
+    async def kids() -> list[str]:
+        return [k["kid"] for k in json.loads(await (await admin.get(DIRECTORY)).text())["keys"]]
+
+    assert await kids() == [RFC8037_THUMBPRINT]
+    await plane.reload(build_runtime(tree(new_pem), {}))
+    [kid] = await kids()
+    assert kid != RFC8037_THUMBPRINT and len(kid) == 43
+    await plane.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.accesslog import AccessLogFile
 from tests.conftest import MakeProxy, connection
@@ -142,16 +143,21 @@ async def test_missing_covered_header_is_400_and_nothing_is_sent(
     upstream = VerifyingUpstream("rsa-pss-sha512", "k", key.verify_key)
     server = await aiohttp_server(upstream.app())
     signing = http_signature(key, keyId="k", algorithm="rsa-pss-sha512", components=["date"])
-    proxy = await make_proxy({"connections": [connection("p", str(server.make_url("/")), signing)]})
+    base = str(server.make_url("/"))
+    proxy = await make_proxy({"connections": [connection("p-missing", base, signing, route="/p")]})
+    labels = {"connection": "p-missing", "method": "GET", "code": "400"}
+    before = REGISTRY.get_sample_value("signing_proxy_requests_total", labels) or 0.0
     with caplog.at_level(logging.DEBUG):
         response = await proxy.get("/p/x")
     assert response.status == 400
+    # Counted like any refused request of the connection.
+    assert REGISTRY.get_sample_value("signing_proxy_requests_total", labels) == before + 1
     error = await response.json()
     assert error["code"] == "signature_component_missing" and "date" in error["message"]
     assert "proxy_internal_response" in response.headers["Proxy-Status"]
     assert upstream.results == [] and upstream.failures == []
     lines = "\n".join(access_log.lines())
-    assert "GET /p/x connection=p status=400" in lines
+    assert "GET /p/x connection=p-missing status=400" in lines
     everything = caplog.text + str(error) + lines
     assert key.secret_text not in everything
 
