@@ -896,6 +896,9 @@ class ForwardProxy(Model):
     enabled: bool = False
     # A CONNECT to a host no connection binds: 403 host_not_allowed, or a blind tunnel.
     unmatched: Literal["deny", "tunnel"] = "deny"
+    # A blind tunnel reaches public addresses only unless this is set (loopback, private,
+    # link-local such as cloud metadata, and other special addresses are refused).
+    tunnel_private_addresses: bool = False
     ca: ForwardProxyCA | None = None
 
 

@@ -236,6 +236,10 @@ class Access:
             if wait:
                 raise rate_limited(wait)
 
+    def may_use(self, presented: Presented, connection: CompiledConnection) -> bool:
+        """Whether the client's `connections` reach `connection` (a CONNECT asks before TLS)."""
+        return presented.caller.reach(connection, self._file_names) is not None
+
     def restricts_methods(self, connection: CompiledConnection) -> bool:
         """The connection's policy allows some method less than another (a method policy)."""
         compiled = self._compiled(connection)

@@ -199,6 +199,25 @@ class Forwarder:
             return self._after_lookup(request, miss, caller, tail, query)
         return self._begin(request, connection, caller, tail, query, settle, start)
 
+    def start_bound(
+        self,
+        request: InboundRequest,
+        connection: CompiledConnection,
+        caller: Presented | None,
+        settle: Settle | None,
+        start: float,
+    ) -> Coroutine[Any, Any, None] | None:
+        """`start` for a request whose connection is known already (forward-proxy mode,
+        `connect.py`: a tunnel's or an absolute-form request's), its client too: the path is
+        the upstream path itself, under the connection's baseUrl path."""
+        raw_path, _, query = request.target.partition("?")
+        prefix = connection.base.path_prefix
+        if prefix and raw_path != prefix and not raw_path.startswith(prefix + "/"):
+            raise NotFound("route_not_found", "the path is outside the connection's baseUrl path")
+        return self._begin(
+            request, connection, caller, raw_path[len(prefix) :], query, settle, start
+        )
+
     async def _after_lookup(
         self,
         request: InboundRequest,

@@ -25,11 +25,13 @@ from ..http1 import Http1Upstream
 from ..http1.inbound import InboundRequest
 from ..http1.server import ServerLimits
 from ..http1.upstream import Upstream
+from ..intercept.ca import load_authority
 from ..store import Store
 from ..store.legacy_ids import carry_legacy_tokens
 from ..store.memory import MemoryStore
 from ..tokens.manager import TokenManager
 from .access_log import AccessLog
+from .connect import ForwardMode, Tunnel, build_forward_mode, host_not_allowed
 from .forward import Forwarder, RouteTarget, TokenProvider
 from .hosts import HostCheck, misdirected, named_hosts
 from .middleware import error_log, log_access, send_error
@@ -106,6 +108,14 @@ class DataPlane:
             body_timeout=config.timeouts.client_body,
         )
         self._store = store
+        # Forward-proxy mode (connect.py): set up by `start` and `reload` (its CA may come from
+        # the store); None while off.
+        self.forward: ForwardMode | None = None
+        self._ca_store = (
+            store
+            if store is not None
+            else (self.tokens.store if self.tokens is not None else MemoryStore())
+        )
         self._close_shared = close_shared
         self._sync = (
             ConnectionSync(self.tokens.store, templates, self.tokens, interval=sync_interval)
@@ -121,6 +131,7 @@ class DataPlane:
         if self._started:
             return
         self._started = True
+        await self._set_forward_mode(self.runtime)
         if self.tokens is not None:
             await carry_legacy_tokens(
                 self.tokens.store, (c.model for c in self.runtime.connections)
@@ -140,6 +151,7 @@ class DataPlane:
         if self.tokens is not None:
             for connection in runtime.connections:
                 await self.tokens.adopt_connection(connection)
+        await self._set_forward_mode(runtime)
         config = runtime.config
         upstream = self.forwarder.upstream
         if isinstance(upstream, Http1Upstream):
@@ -164,6 +176,31 @@ class DataPlane:
         self.hosts = _host_check(runtime)
         self.file_connections.clear()
         self.file_connections.update((c.id, c) for c in runtime.connections)
+
+    @property
+    def serves_connect(self) -> bool:
+        """CONNECT is for this plane (forward-proxy mode), not a 405 (`http1/server.py`)."""
+        return self.forward is not None
+
+    async def _set_forward_mode(self, runtime: Runtime) -> None:
+        binding = runtime.binding
+        if binding is None:
+            self.forward = None
+            return
+        config = runtime.config
+        root = await load_authority(config, self._ca_store)
+        previous = self.forward
+        if previous is not None and previous.issuer.root.cert == root.cert:
+            root = previous.issuer.root  # the same CA: its intermediate may stay
+        self.forward = build_forward_mode(
+            binding,
+            root,
+            previous,
+            unmatched=config.forward_proxy.unmatched,
+            access=runtime.access,
+            connect_timeout=config.timeouts.connect,
+            tunnel_private=config.forward_proxy.tunnel_private_addresses,
+        )
 
     def flush_access_log(self) -> None:
         """Have the access lines queued so far written now (SIGHUP); returns at once."""
@@ -193,6 +230,14 @@ class DataPlane:
         try:
             if request.rejection is not None:
                 send_error(request, request.rejection)
+            elif request.tunnel is not None or (
+                self.forward is not None
+                and (request.method == "CONNECT" or request.target[:1] != "/")
+            ):
+                work = self._forward_mode(request, start)
+                if work is not None:
+                    return self.serve(request, start, work)
+                return None
             elif self.hosts is not None and not self.hosts.allows(request.header("Host")):
                 send_error(request, misdirected())  # `listenHosts` (hosts.py: DNS rebinding)
             elif request.target == "/healthz" and request.method in ("GET", "HEAD"):
@@ -207,6 +252,20 @@ class DataPlane:
         log_access(request, start, self.access_log)
         request.complete()
         return None
+
+    def _forward_mode(
+        self, request: InboundRequest, start: float
+    ) -> Coroutine[Any, Any, None] | None:
+        """A CONNECT, a request from inside a tunnel, or an absolute-form request."""
+        forward = self.forward
+        if forward is None:
+            raise host_not_allowed()  # a tunnel opened before a reload turned the mode off
+        if request.method == "CONNECT":
+            return forward.connect(request)
+        tunnel = request.tunnel
+        if isinstance(tunnel, Tunnel):
+            return forward.start_inner(request, tunnel, self.forwarder, self, start)
+        return forward.start_absolute(request, self.forwarder, self, start)
 
     async def serve(self, request: InboundRequest, start: float, work: Awaitable[None]) -> None:
         """`work` serving `request`, with its failures answered and its access line written."""

@@ -24,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ProxyError
 from .tunnel import TunnelHalf
@@ -38,6 +39,9 @@ from .wire import (
     header_block,
     response_has_body,
 )
+
+if TYPE_CHECKING:
+    from .pipe import Pipe
 
 _CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
 # X-Request-Id values taken from the client as they are: a short token, nothing a log line or a
@@ -74,6 +78,11 @@ class Exchange(Protocol):
     def run_task(self, request: InboundRequest, work: Coroutine[Any, Any, None]) -> None: ...
 
     def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]: ...
+    def intercept(
+        self, request: InboundRequest, context: ssl.SSLContext, tunnel: object
+    ) -> None: ...
+
+    async def splice(self, request: InboundRequest, pipe: Pipe) -> str: ...
 
 
 class BodyReader:
@@ -202,6 +211,7 @@ class InboundRequest:
         "rejection",
         "on_cancel",
         "upgrade",
+        "tunnel",
     )
 
     def __init__(
@@ -255,6 +265,9 @@ class InboundRequest:
         # It asks to switch protocols (`Connection: upgrade` and `Upgrade`, RFC 9110 §7.8):
         # the connection carries no request after it, whatever the answer.
         self.upgrade = False
+        # Inside an intercepted CONNECT tunnel: what the data plane set up for it
+        # (`ServerConnection.intercept`); None for every other request.
+        self.tunnel: object | None = None
 
     # -- the request ----------------------------------------------------------------------------
 
@@ -292,7 +305,7 @@ class InboundRequest:
 
     @property
     def scheme(self) -> str:
-        return "http"
+        return "http" if self.tunnel is None else "https"
 
     @property
     def request_id(self) -> str:
@@ -323,6 +336,18 @@ class InboundRequest:
         """Serve the rest of this request in a task running `work` (done when it returns)."""
         self.on_cancel = None
         self._exchange.run_task(self, work)
+
+    # -- CONNECT (forward-proxy mode) -------------------------------------------------------------
+
+    def intercept(self, context: ssl.SSLContext, tunnel: object) -> None:
+        """Answer this CONNECT with 200 and terminate TLS with `context`; the connection's next
+        requests come from inside the tunnel, carrying `tunnel` (`server.ServerConnection`)."""
+        self._exchange.intercept(self, context, tunnel)
+
+    async def splice(self, pipe: Pipe) -> str:
+        """Answer this CONNECT with 200 and relay bytes blind to `pipe` until either closes
+        (the reason it ended: `tunnel.REASONS`)."""
+        return await self._exchange.splice(self, pipe)
 
     # -- the response ---------------------------------------------------------------------------
 

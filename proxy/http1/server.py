@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ import httptools
 
 from ..errors import InvalidRequest, ProxyError
 from .inbound import BodyReader, InboundRequest
-from .tunnel import TunnelHalf
+from .pipe import Pipe
+from .tls import ServerTLS, TLSClosed
+from .tunnel import CLIENT_CLOSED, SHUTDOWN, Tunnel, TunnelHalf
 
 HIGH_WATER = 256 * 1024  # request body bytes waiting for the handler that pause reading
 LOW_WATER = 64 * 1024  # ... and resume it
@@ -170,6 +173,11 @@ class HttpServer:
             self._sweeper.cancel()
             self._sweeper = None
 
+    @property
+    def serves_connect(self) -> bool:
+        """CONNECT goes to the dispatcher (forward-proxy mode) rather than a 405 here."""
+        return bool(getattr(self.dispatcher, "serves_connect", False))
+
     def forget(self, conn: ServerConnection) -> None:
         self.connections.discard(conn)
         if self._idle is not None and not self.connections:
@@ -240,6 +248,13 @@ class ServerConnection(asyncio.Protocol):
         # has answered; and once it switched protocols, the tunnel they go to (tunnel.py).
         self._upgrade_tail: bytearray | None = None
         self._half: TunnelHalf | None = None
+        # CONNECT (forward-proxy mode): what the requests inside an intercepted tunnel carry as
+        # `InboundRequest.tunnel`; bytes received after a CONNECT head before the tunnel is
+        # set up; the upstream of a blind tunnel.
+        self.tunnel: object | None = None
+        self._connect_pending = False
+        self._early = b""
+        self._tls: ServerTLS | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -272,6 +287,10 @@ class ServerConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + self.limits.head_timeout
 
     def data_received(self, data: bytes) -> None:
+        if self._tls is not None:
+            data = self._decrypted(data)
+            if not data:
+                return
         if self._parser_dead:
             # Lingering, or past a request the connection cannot continue after: dropped,
             # unless they follow an `Upgrade` request (kept for the tunnel, if there is one).
@@ -279,6 +298,8 @@ class ServerConnection(asyncio.Protocol):
                 self._half.received(data)
             elif self._upgrade_tail is not None:
                 self._hold_upgrade_tail(data)
+            elif self._connect_pending:
+                self._early += data  # after a CONNECT head, while the tunnel is set up
             return
         if self._idle:
             self._idle = False
@@ -293,13 +314,18 @@ class ServerConnection(asyncio.Protocol):
             self._refuse(rejection)
             return
         except httptools.HttpParserUpgrade as upgrade:
-            # `Upgrade` (the request itself is queued) or CONNECT (refused in the head
-            # callback): nothing after this head is parsed. What follows an `Upgrade` request
-            # is held for the tunnel a WebSocket handshake may open (`hand_over`).
+            # `Upgrade` (the request itself is queued) or CONNECT: nothing after this head is
+            # parsed as HTTP/1.1 here. A CONNECT's dispatcher may go on with the bytes after it
+            # (`intercept`, `splice`); else the connection closes after the answer.
             if self._rejection is not None:
                 self._refuse(self._rejection)
                 return
             self._parser_dead = True
+            if self._connect_pending:
+                offset = upgrade.args[0] if upgrade.args else len(data)
+                self._early = data[offset:]
+                self._start_next()
+                return
             self._closing = True
             self._upgrade_tail = bytearray()
             self._hold_upgrade_tail(data[cast(int, upgrade.args[0]) :])
@@ -472,6 +498,9 @@ class ServerConnection(asyncio.Protocol):
             )
             raise _Refused
         method = parser.get_method().decode("ascii")
+        if method == "CONNECT" and self.server.serves_connect and self.tunnel is None:
+            self._connect_head(version)
+            return
         if method == "CONNECT":
             self._rejection = ProxyError(
                 "method_not_allowed",
@@ -515,6 +544,8 @@ class ServerConnection(asyncio.Protocol):
         request.content_length = self._content_length
         if parser.should_upgrade():
             request.upgrade = True  # `Connection: upgrade` with an `Upgrade` (RFC 9110 §7.8)
+        if self.tunnel is not None:
+            request.tunnel = self.tunnel
         self._receiving = request
         self._queue.append(request)  # started after this read is parsed (`data_received`)
         self._body_progress = 0
@@ -523,6 +554,19 @@ class ServerConnection(asyncio.Protocol):
         self._body_timed = not expect_continue
         if self._body_timed:
             self._start_body_window()
+
+    def _connect_head(self, version: str) -> None:
+        """A CONNECT for the dispatcher: `host:port` in the target, no body, no `Host` needed
+        (the authority is the target; `requests` sends HTTP/1.0 without one)."""
+        url = self._url
+        target = (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1")
+        request = InboundRequest(
+            self, "CONNECT", target, self._headers, version, True, self.peer, False, False
+        )
+        self._connect_pending = True
+        self._receiving = request
+        self._queue.append(request)
+        self._body_timed = False
 
     def on_chunk_header(self) -> None:
         self._chunk_opened = self._feed_moved = True
@@ -593,6 +637,78 @@ class ServerConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+    # -- CONNECT ---------------------------------------------------------------------------------
+
+    def _established(self, request: InboundRequest) -> None:
+        # RFC 9110 §9.3.6: any 2xx ends the CONNECT's head; no body, no framing header.
+        self.send(b"HTTP/%s 200 Connection established\r\n\r\n" % request.version.encode())
+        request.started = request.finished = True
+        request.status = 200
+        request.keep_alive = True
+
+    def intercept(self, request: InboundRequest, context: ssl.SSLContext, tunnel: object) -> None:
+        """Answer the CONNECT `request` with 200, then terminate TLS with `context` (`tls.py`)
+        and serve the requests inside on this connection, each carrying `tunnel`
+        (`InboundRequest.tunnel`). The handshake runs as the client's bytes arrive, within
+        `head_timeout`; a failed one is answered with its alert and the connection closed."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        self._established(request)
+        self._tls = ServerTLS(transport, context)
+        self.transport = cast(asyncio.Transport, self._tls)
+        self.tunnel = tunnel
+        # A fresh HTTP/1.1 stream inside the TLS session.
+        early, self._early = self._early, b""
+        self._connect_pending = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._parser_dead = False
+        self._closing = False
+        self._in_head = True
+        self._head_pending = 0
+        self.deadline = self.loop.time() + self.limits.head_timeout
+        if early:
+            self.loop.call_soon(self._replay, early)  # once the CONNECT is done with
+
+    def _replay(self, data: bytes) -> None:
+        if not self.closed:
+            self.data_received(data)
+
+    def _decrypted(self, data: bytes) -> bytes:
+        tls = self._tls
+        assert tls is not None
+        try:
+            return tls.feed(data)
+        except TLSClosed:
+            self._parser_dead = True
+            self._close_after_response(linger=False)
+        except ssl.SSLError:
+            # The alert went out with it (`unrecognized_name` for an SNI naming another host).
+            self._parser_dead = True
+            tls.abort_quietly()
+        return b""
+
+    async def splice(self, request: InboundRequest, pipe: Pipe) -> str:
+        """Answer the CONNECT `request` with 200, then relay bytes blind between the client and
+        `pipe` (`tunnel.py`) until either side closes or both are idle for `idle_timeout`;
+        returns the reason it ended."""
+        if self.transport is None or self.closed:
+            pipe.close()
+            return CLIENT_CLOSED
+        self._established(request)
+        request.keep_alive = False
+        self._closing = True
+        self._connect_pending = False
+        self._upgrade_tail = bytearray(self._early)  # what `hand_over` gives the tunnel first
+        self._early = b""
+        tunnel = Tunnel(self.loop, self.limits.idle_timeout)
+        tunnel.join(self, pipe)
+        try:
+            return await tunnel.closed
+        finally:
+            request.body_bytes = tunnel.to_client
+            tunnel.close(SHUTDOWN)
 
     def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]:
         # The current request's upstream switched protocols (tunnel.py): from now on every

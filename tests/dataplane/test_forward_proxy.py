@@ -1,0 +1,289 @@
+"""Forward-proxy mode on raw sockets (docs/forward-proxy.md): CONNECT to a bound host is
+intercepted and served through the connection's chain; every host-binding rule is shown on
+the wire (SNI, inner Host, unbound hosts, IP literals, absolute-form, blind tunnels)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.forwardproxy import (
+    CANARY,
+    client_context,
+    connect,
+    forward_tree,
+    request,
+    running_plane,
+    through_tls,
+)
+from tests.rawhttp import Message, exchange, port_of
+
+
+def echoed(body: bytes) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(body)
+    return document
+
+
+def sent_header(document: dict[str, Any], name: str) -> list[str]:
+    return [value for key, value in document["headers"] if key.lower() == name.lower()]
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await writer.wait_closed()
+
+
+def refused(answer: Message, status: int, code: str) -> None:
+    """The proxy's own JSON error with `Proxy-Status`, as in the reverse mode."""
+    assert answer.status == status, answer.body
+    assert json.loads(answer.body)["code"] == code
+    assert (answer.get("Proxy-Status") or "").startswith("signing-proxy")
+
+
+async def test_a_bound_host_is_intercepted_and_signed(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (plane, proxy_port):
+        reader, writer, answer = await connect(proxy_port, f"localhost:{port}")
+        try:
+            assert answer.status == 200
+            await through_tls(writer, client_context(plane), "localhost")
+            tls = writer.get_extra_info("ssl_object")
+            assert tls.selected_alpn_protocol() == "http/1.1"
+            reply = await request(
+                reader,
+                writer,
+                f"GET /v1/items?q=%2F1 HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                "Authorization: Bearer sk-placeholder\r\n\r\n",
+            )
+            assert reply.status == 200
+            seen = echoed(reply.body)
+            assert seen["target"] == "/v1/items?q=%2F1"
+            # The app's dummy key is replaced by the connection's credential.
+            assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
+            # Keep-alive inside the tunnel: a second request on the same TLS session, a body.
+            again = await request(
+                reader,
+                writer,
+                f"POST /second HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 5\r\n\r\n",
+                b"hello",
+            )
+            assert again.status == 200 and echoed(again.body)["bodyLength"] == 5
+        finally:
+            await close(writer)
+
+
+async def test_connect_http_1_0_as_requests_sends_it(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (plane, proxy_port):
+        reader, writer, answer = await connect(proxy_port, f"127.0.0.1:{port}", version="1.0")
+        try:
+            assert answer.start_line.startswith("HTTP/1.0 200")
+            # An IP literal named by the connection: no SNI is sent for an address.
+            await through_tls(writer, client_context(plane), "127.0.0.1")
+            reply = await request(
+                reader, writer, f"GET /x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+            )
+            assert reply.status == 200
+            assert sent_header(echoed(reply.body), "Authorization") == [f"Bearer {CANARY}"]
+        finally:
+            await close(writer)
+
+
+async def test_sni_naming_another_host_ends_the_handshake(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (plane, proxy_port):
+        _, writer, answer = await connect(proxy_port, f"localhost:{port}")
+        try:
+            assert answer.status == 200
+            context = client_context(plane)
+            context.check_hostname = False  # the client would accept anything: the proxy won't
+            context.verify_mode = ssl.CERT_NONE
+            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+                await through_tls(writer, context, "evil.example")
+        finally:
+            await close(writer)
+
+
+async def test_an_inner_host_naming_another_host_is_421(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (plane, proxy_port):
+        reader, writer, _ = await connect(proxy_port, f"localhost:{port}")
+        try:
+            await through_tls(writer, client_context(plane), "localhost")
+            for host in ("evil.example", f"127.0.0.1:{port}", "localhost:1"):
+                reply = await request(reader, writer, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")
+                refused(reply, 421, "misdirected_request")
+        finally:
+            await close(writer)
+
+
+@pytest.mark.parametrize("target", ["unbound.example:443", "127.0.0.2:{port}", "localhost:1"])
+async def test_an_unbound_host_is_403(echo_server: TestServer, target: str) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (_, proxy_port):
+        _, writer, answer = await connect(proxy_port, target.format(port=port))
+        try:
+            refused(answer, 403, "host_not_allowed")
+        finally:
+            await close(writer)
+
+
+async def test_an_ip_literal_is_unbound_unless_named(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    tree = forward_tree(port)
+    tree["connections"][0]["hosts"] = [f"localhost:{port}"]  # only the name
+    async with running_plane(tree) as (_, proxy_port):
+        _, writer, answer = await connect(proxy_port, f"127.0.0.1:{port}")
+        try:
+            refused(answer, 403, "host_not_allowed")
+        finally:
+            await close(writer)
+
+
+async def test_absolute_form_http_to_a_bound_host_is_served(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (_, proxy_port):
+        reply = await exchange(
+            proxy_port,
+            f"GET http://localhost:{port}/a/b?c=%20 HTTP/1.1\r\nHost: localhost:{port}\r\n"
+            "Connection: close\r\n\r\n".encode(),
+        )
+        assert reply.status == 200
+        seen = echoed(reply.body)
+        assert seen["target"] == "/a/b?c=%20"
+        assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
+        unbound = await exchange(
+            proxy_port,
+            b"GET http://unbound.example/ HTTP/1.1\r\nHost: unbound.example\r\n\r\n",
+        )
+        refused(unbound, 403, "host_not_allowed")
+
+
+async def test_absolute_form_https_is_400(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (_, proxy_port):
+        reply = await exchange(
+            proxy_port,
+            f"GET https://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode(),
+        )
+        refused(reply, 400, "bad_request")
+
+
+async def test_connect_is_405_when_the_mode_is_off(echo_server: TestServer) -> None:
+    port = port_of(echo_server)
+    tree = forward_tree(port)
+    tree["forwardProxy"]["enabled"] = False
+    async with running_plane(tree) as (_, proxy_port):
+        _, writer, answer = await connect(proxy_port, f"localhost:{port}")
+        try:
+            refused(answer, 405, "method_not_allowed")
+        finally:
+            await close(writer)
+
+
+# -- clients: the key in Proxy-Authorization ---------------------------------------------------
+
+CLIENT_KEY = "fwd-client-key-77a1"
+
+
+def with_client(tree: dict[str, Any]) -> dict[str, Any]:
+    tree["clients"] = [{"name": "agent", "key": CLIENT_KEY, "connections": ["echo"]}]
+    return tree
+
+
+def basic(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [f"Basic {basic(CLIENT_KEY, '')}", f"Basic {basic('x', CLIENT_KEY)}", f"Bearer {CLIENT_KEY}"],
+)
+async def test_a_client_key_in_proxy_authorization(
+    echo_server: TestServer, credentials: str
+) -> None:
+    port = port_of(echo_server)
+    async with running_plane(with_client(forward_tree(port))) as (plane, proxy_port):
+        reader, writer, answer = await connect(
+            proxy_port, f"localhost:{port}", headers=f"Proxy-Authorization: {credentials}\r\n"
+        )
+        try:
+            assert answer.status == 200
+            await through_tls(writer, client_context(plane), "localhost")
+            reply = await request(
+                reader, writer, f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            )
+            assert reply.status == 200
+            seen = echoed(reply.body)
+            assert CLIENT_KEY not in json.dumps(seen)  # the client key never goes upstream
+        finally:
+            await close(writer)
+
+
+@pytest.mark.parametrize("headers", ["", "Proxy-Authorization: Bearer not-a-key\r\n"])
+async def test_no_or_an_unknown_client_key_is_407(echo_server: TestServer, headers: str) -> None:
+    port = port_of(echo_server)
+    async with running_plane(with_client(forward_tree(port))) as (_, proxy_port):
+        _, writer, answer = await connect(proxy_port, f"localhost:{port}", headers=headers)
+        try:
+            refused(answer, 407, "client_unauthorized")
+            assert answer.get("Proxy-Authenticate") == 'Basic realm="signing-proxy"'
+        finally:
+            await close(writer)
+
+
+# -- unmatched: tunnel -------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def tcp_echo() -> AsyncIterator[int]:
+    """A plain TCP server that sends back what it receives, uppercased (not HTTP at all)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data.upper())
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_unmatched_tunnel_relays_bytes_blind(echo_server: TestServer) -> None:
+    tree = forward_tree(port_of(echo_server), unmatched="tunnel", tunnelPrivateAddresses=True)
+    async with tcp_echo() as port, running_plane(tree) as (_, proxy_port):
+        reader, writer, answer = await connect(proxy_port, f"127.0.0.1:{port}")
+        try:
+            assert answer.status == 200
+            writer.write(b"not even http\r\n")
+            await writer.drain()
+            assert await asyncio.wait_for(reader.readexactly(15), 5) == b"NOT EVEN HTTP\r\n"
+        finally:
+            await close(writer)
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:{port}", "169.254.169.254:80", "localhost:{port}"])
+async def test_a_blind_tunnel_reaches_no_private_address(
+    echo_server: TestServer, target: str
+) -> None:
+    tree = forward_tree(port_of(echo_server), unmatched="tunnel")
+    tree["connections"][0]["hosts"] = []
+    async with tcp_echo() as port, running_plane(tree) as (_, proxy_port):
+        _, writer, answer = await connect(proxy_port, target.format(port=port))
+        try:
+            refused(answer, 403, "host_not_allowed")
+        finally:
+            await close(writer)
