@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config.address import split_host_port
 from ..connections.runtime import Runtime
-from ..store import Store
+from ..store import Store, StoreError
 from .childenv import ProxySettings, no_proxy, proxy_url, shell_exports
 from .forwarding import bound_hosts, proxy_ca_source
 from .trust import NoSystemCertificates, system_ca_pems, write_trust_files
@@ -57,6 +57,9 @@ def print_exports(
     except WrapError as exc:
         print(f"env: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except StoreError as exc:
+        print(f"env: store: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     place = Path(directory) if directory else Path(config.store.path).parent / "trust"
     files = write_trust_files(place.resolve(), system, proxy_ca)
     host, port = split_host_port(listen)

@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 
 from ..config.clients import Client
+from ..store import StoreError
 from .childenv import ProxySettings, child_environment, no_proxy, proxy_url, withheld_names
 from .trust import NoSystemCertificates, system_ca_pems, write_trust_files
 
@@ -126,6 +127,9 @@ class WrappedCommand:
                 proxy_ca = await self.ca_source()
             except WrapError as exc:
                 print(f"signing-proxy run: {exc}", file=sys.stderr)
+                return
+            except StoreError as exc:
+                print(f"signing-proxy run: store: {exc}", file=sys.stderr)
                 return
             directory = Path(tempfile.mkdtemp(prefix="signing-proxy-run-"))  # mode 0700
             try:
