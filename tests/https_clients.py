@@ -159,11 +159,13 @@ def tls_server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
 
 
 @asynccontextmanager
-async def tls_upstream(ca: trustme.CA, *names: str) -> AsyncIterator[TlsUpstream]:
-    """On 127.0.0.1 (a port from 0) with a certificate for `names` from `ca`: every path answers
-    JSON of the request; `/<repo>.git/info/refs?service=git-upload-pack` answers git's smart-HTTP
-    ref advertisement (version 0) naming `GIT_REF` as `refs/heads/main`."""
+async def tls_upstream(ca: trustme.CA | ssl.SSLContext, *names: str) -> AsyncIterator[TlsUpstream]:
+    """On 127.0.0.1 (a port from 0) with a certificate for `names` from `ca` (or the server
+    context given): every path answers JSON of the request;
+    `/<repo>.git/info/refs?service=git-upload-pack` answers git's smart-HTTP ref advertisement
+    (version 0) naming `GIT_REF` as `refs/heads/main`."""
     upstream = TlsUpstream(0)
+    context = ca if isinstance(ca, ssl.SSLContext) else tls_server_context(ca, *names)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         seen: dict[str, object] = {
@@ -183,7 +185,7 @@ async def tls_upstream(ca: trustme.CA, *names: str) -> AsyncIterator[TlsUpstream
     app.router.add_route("*", "/{tail:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_server_context(ca, *names))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
     upstream.port = runner.addresses[-1][1]
     try:

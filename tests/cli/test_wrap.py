@@ -15,6 +15,9 @@ import pytest
 import trustme
 
 from proxy.cli.wrap import WrappedCommand
+from proxy.config.hosts import HostPattern
+from proxy.intercept.authority import generate_root
+from proxy.intercept.issuer import Issuer
 from tests.connect_relay import connect_relay
 from tests.https_clients import GIT_REF, client_commands, git_ls_remote, java_command, tls_upstream
 
@@ -222,3 +225,42 @@ async def test_exit_status_is_the_commands(tmp_path: Path) -> None:
         )
         await wrapped()
         assert wrapped.status == status, argv
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_the_name_constraint_holds_in_each_client(tmp_path: Path, client: str) -> None:
+    """A leaf the proxy's constrained intermediate signs for a host it was not bound to is
+    refused by each client that trusts the root (docs/https-proxy.md, what the name constraint
+    protects); the same intermediate's leaf for the bound host is accepted."""
+    root = generate_root()
+    issuer = Issuer(root, [HostPattern("bound.test", 443)])
+    try:
+        for host, accepted in (("bound.test", True), ("other.test", False)):
+            out = tmp_path / f"out-{host}"
+            async with (
+                tls_upstream(issuer.context_for(host)) as upstream,
+                connect_relay({f"{host}:443": ("127.0.0.1", upstream.port)}) as relay,
+            ):
+                wrapped = WrappedCommand(
+                    captured(command_for(client, f"https://{host}/", tmp_path), out),
+                    listen=("127.0.0.1", relay.port),
+                    ca_source=pem_source(root.cert_pem.encode()),
+                    inherited=inherited(tmp_path, trustme.CA()),
+                )
+                await wrapped()
+            output = out.read_text()
+            assert (wrapped.status == 0) is accepted, (host, output)
+            assert bool(upstream.seen) is accepted
+            if not accepted:
+                assert any(
+                    word in output.lower() for word in ("certificate", "name", "ssl", "subtree")
+                ), output
+    finally:
+        issuer.close()
+
+
+def pem_source(pem: bytes) -> Any:
+    async def read() -> bytes:
+        return pem
+
+    return read
