@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 
 from ..config import models as m
 from ..errors import PROXY_INTERNAL_RESPONSE, FieldError, ProxyError
-from ..schemes.secret import SecretScheme, token_pattern
+from ..schemes.secret import SecretScheme
 from .compiled import CompiledConnection
 from .headers import FORWARDED, FRAMING, HOP_BY_HOP, REQUEST_ONLY
 
@@ -57,7 +57,6 @@ class Binding:
 
     connection_id: str
     headers: frozenset[bytes]
-    token: re.Pattern[bytes]  # the placeholder as a whole value or one token of it
 
 
 class PlaceholderGuard:
@@ -78,7 +77,10 @@ class PlaceholderGuard:
 
         `target` is the raw request-target (latin-1 text), `raw_headers` the header fields as
         received."""
-        if self._any_text.search(target) or self._any_text.search(unquote_plus(target)):
+        found_in = self._any_text.search
+        if found_in(target) or (
+            ("%" in target or "+" in target) and found_in(unquote_plus(target))
+        ):
             raise PlaceholderMisdirected("the request-target")
         search = self._any.search
         for name, value in raw_headers:
@@ -101,14 +103,12 @@ class PlaceholderGuard:
                 raise PlaceholderMisdirected(f"{shown}: the placeholder of another connection")
             if low not in binding.headers:
                 raise PlaceholderMisdirected(f"{shown}: not a header declared for it")
-            match = self._any.search(value, match.end())
-        # Every placeholder here is this connection's and this header's: each must stand as a
-        # token, or the swap would leave it (and so a placeholder) in what goes upstream.
-        rest = value
-        for binding in {self._bindings[p] for p in self._any.findall(value)}:
-            rest = binding.token.sub(b"", rest)
-        if self._any.search(rest):
-            raise PlaceholderMisdirected(f"{shown}: not the whole value or one token of it")
+            # The whole value or one token (what `SecretScheme.sign` swaps): else a placeholder
+            # would go upstream as it is.
+            start, end = match.span()
+            if value[start - 1 : start].strip() or value[end : end + 1].strip():
+                raise PlaceholderMisdirected(f"{shown}: not the whole value or one token of it")
+            match = self._any.search(value, end)
 
 
 _PLAIN_NAME = re.compile(rb"[a-z0-9-]{1,64}")
@@ -130,9 +130,7 @@ def build_guard(connections: Sequence[CompiledConnection]) -> PlaceholderGuard |
         for _, scheme in secret_schemes(connection):
             placeholder = scheme.placeholder
             bindings[placeholder] = Binding(
-                connection.id,
-                frozenset(name.encode("ascii") for name in scheme.passes_headers),
-                re.compile(token_pattern(placeholder).encode("ascii")),
+                connection.id, frozenset(name.encode("ascii") for name in scheme.passes_headers)
             )
     return PlaceholderGuard(bindings) if bindings else None
 
