@@ -271,3 +271,24 @@ async def test_two_second_tokens_across_lifetimes_restarts_and_replicas(
     calls = provider.hits["jwt-bearer"]
     assert 3 <= calls <= elapsed / 1.5 + 2, (calls, elapsed)
     assert provider.refused == []
+
+
+async def test_a_restart_uses_the_stored_token_and_a_changed_setting_gets_a_new_one(
+    endpoint: Endpoint, make_api: MakeApi, tmp_path: Path
+) -> None:
+    provider = endpoint.provider
+    provider.issuers[ISSUER] = Issuer(public_pem(RSA_PEM), "RS256")
+    db = str(tmp_path / "state.db")
+    settings = {"flavor": "rfc7523", "tokenUrl": endpoint.url + "/token", "issuer": ISSUER}
+    first = await make_api(endpoint.url, jwt_credential(RSA_PEM, **settings), open_store(db))
+    assert (await first.get("/api/resource/a")).status == 200
+    await first.close()
+    again = await make_api(endpoint.url, jwt_credential(RSA_PEM, **settings), open_store(db))
+    assert (await again.get("/api/resource/a")).status == 200
+    assert provider.hits["jwt-bearer"] == 1  # the stored token, still alive, served on
+    await again.close()
+    # Other scopes are another token: the stored one is not used for them.
+    scoped = jwt_credential(RSA_PEM, **settings, scopes=["admin"])
+    changed = await make_api(endpoint.url, scoped, open_store(db))
+    assert (await changed.get("/api/resource/a")).status == 200
+    assert provider.hits["jwt-bearer"] == 2 and provider.forms[-1]["scope"] == "admin"
