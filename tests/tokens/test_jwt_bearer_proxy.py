@@ -279,7 +279,11 @@ async def test_a_restart_uses_the_stored_token_and_a_changed_setting_gets_a_new_
     provider = endpoint.provider
     provider.issuers[ISSUER] = Issuer(public_pem(RSA_PEM), "RS256")
     db = str(tmp_path / "state.db")
-    settings = {"flavor": "rfc7523", "tokenUrl": endpoint.url + "/token", "issuer": ISSUER}
+    settings: dict[str, Any] = {
+        "flavor": "rfc7523",
+        "tokenUrl": endpoint.url + "/token",
+        "issuer": ISSUER,
+    }
     first = await make_api(endpoint.url, jwt_credential(RSA_PEM, **settings), open_store(db))
     assert (await first.get("/api/resource/a")).status == 200
     await first.close()
