@@ -457,6 +457,18 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ca(args: argparse.Namespace) -> int:
+    from .ca import print_ca
+
+    runtime = load_or_report(config_path(args.config))
+    if runtime is None:
+        return EXIT_INVALID
+    store = open_store_or_report(runtime.config.store)
+    if store is None:
+        return EXIT_STORE
+    return print_ca(runtime.config, store)
+
+
 def open_store_or_report(settings: StoreSettings) -> Store | None:
     """Open the store of docs/security.md before any port is bound; print why not and return
     None."""
@@ -550,6 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the structure without the secrets: ${...} is not resolved (for CI)",
     )
     check.set_defaults(func=cmd_check)
+
+    from .ca import add_parser as add_ca_parser
+
+    add_ca_parser(sub).set_defaults(func=cmd_ca)
 
     rotate = sub.add_parser("rotate-key", help="re-seal the store's secrets under a new key")
     rotate.add_argument("--config", help="path to proxy.yaml")

@@ -15,8 +15,10 @@ from typing import Any
 
 from ..config.advice import empty_secret_warnings
 from ..config.load import ConfigInvalid, check_admin, claim_route, read_config, validate_config
-from ..config.models import ProxyConfig
+from ..config.models import ForwardProxyCA, ProxyConfig
 from ..errors import FieldError
+from ..intercept.authority import CAError
+from ..intercept.ca import config_authority
 from .access import Access, compile_access
 from .binding import HostBinding, bind_hosts, binding_problems
 from .compiled import CompiledConnection, compile_connection
@@ -75,6 +77,8 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
     if config.forward_proxy.enabled:
         binding = bind_hosts(connections)
         problems += forward_proxy_problems(config, connections)
+    if config.forward_proxy.ca is not None:
+        problems += ca_problems(config.forward_proxy.ca)
     problems += placeholder_problems(config, connections)
     warnings = (*empty_secret_warnings(record.empty), *scheme_warnings(config, connections))
     if offline:
@@ -83,6 +87,16 @@ def build_runtime(tree: Any, env: Mapping[str, str], *, offline: bool = False) -
         raise ConfigInvalid(problems, warnings)
     placeholders = build_guard(connections)
     return Runtime(config, connections, templates, access, warnings, binding, placeholders)
+
+
+def ca_problems(ca: ForwardProxyCA) -> list[FieldError]:
+    """`forwardProxy.ca` that cannot sign (read here, at `check`, not at the first CONNECT)."""
+    try:
+        config_authority(ca)
+    except CAError as exc:
+        field, _, message = str(exc).partition(": ")
+        return [FieldError(f"forwardProxy.ca.{field}", message)]
+    return []
 
 
 def forward_proxy_problems(

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from cryptography import x509
 
+from proxy.connections.runtime import build_runtime
 from tests.forwardproxy import (
     CANARY,
     client_context,
@@ -285,5 +287,40 @@ async def test_a_blind_tunnel_reaches_no_private_address(
         _, writer, answer = await connect(proxy_port, target.format(port=port))
         try:
             refused(answer, 403, "host_not_allowed")
+        finally:
+            await close(writer)
+
+
+async def test_a_reload_with_other_hosts_issues_a_new_intermediate(
+    echo_server: TestServer,
+) -> None:
+    port = port_of(echo_server)
+    tree = forward_tree(port)
+    tree["connections"][0]["hosts"] = [f"127.0.0.1:{port}"]
+    async with running_plane(tree) as (plane, proxy_port):
+        assert plane.forward is not None
+        before = plane.forward.issuer
+        await plane.reload(build_runtime(tree, {}))
+        assert plane.forward.issuer is before  # same hosts: the intermediate and leaves stay
+        _, writer, answer = await connect(proxy_port, f"localhost:{port}")
+        refused(answer, 403, "host_not_allowed")
+        await close(writer)
+        tree["connections"][0]["hosts"].append(f"localhost:{port}")
+        await plane.reload(build_runtime(tree, {}))
+        after = plane.forward.issuer
+        assert after is not before and after.root.cert == before.root.cert
+        constraints = after._current_intermediate().cert.extensions.get_extension_for_class(
+            x509.NameConstraints
+        )
+        permitted = constraints.value.permitted_subtrees or []
+        assert x509.DNSName("localhost") in permitted
+        reader, writer, answer = await connect(proxy_port, f"localhost:{port}")
+        try:
+            assert answer.status == 200
+            await through_tls(writer, client_context(plane), "localhost")
+            reply = await request(
+                reader, writer, f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            )
+            assert reply.status == 200
         finally:
             await close(writer)
