@@ -6,6 +6,7 @@ import json
 
 from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.schemes.test_jwt_bearer import CANARIES, GITHUB, entry
+from tests.seeds.schema import problems_but_template_id
 
 
 async def test_api_reads_redact_the_key(make_planes: MakePlanes) -> None:
@@ -18,7 +19,10 @@ async def test_api_reads_redact_the_key(make_planes: MakePlanes) -> None:
     one = await (await planes.admin.get(f"{CONNECTIONS}/{created['id']}", headers=AUTH)).json()
     for read in (created, listed, one):
         assert not any(canary in json.dumps(read) for canary in CANARIES)
+    # Seed 001 names `jwt-bearer` as an AuthSchemeType: the body is a seed `Connection`.
+    assert problems_but_template_id(one) == [], json.dumps(one, indent=1)
     credential = one["credentials"][0]
+    assert credential["authSchemeConfig"]["jwtBearer"]["id"]  # a ULID, as every sub-object
     assert credential["credential"]["data"]["binary"]["valueBase64"] == ""
     assert credential["authSchemeConfig"]["jwtBearer"]["issuer"] == "123"
     # Posted back without the key: refused naming the field.

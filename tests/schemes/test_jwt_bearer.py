@@ -236,3 +236,34 @@ def test_check_and_explain_never_print_the_key(
     err = capsys.readouterr().err
     assert "credential.data.string.value: is not a PEM private key" in err
     assert "canary" not in err
+
+
+def test_go_zero_values_are_unset_and_other_sub_objects_empty() -> None:
+    """What a Go exporter writes for the fields it leaves unset, and the sub-objects `type` does
+    not select (docs/configuration.md)."""
+    credential = entry(
+        **RFC7523, lifetime=0, keyId="", audience=None, subject="", scopes=None, algorithm=""
+    )
+    credential["authSchemeConfig"].update(apiKey=None, oauth2={}, hmac={"name": ""})
+    runtime = build_runtime(
+        {"connections": [connection("api", "https://api.example.com", credential)]}, {}
+    )
+    [scheme] = runtime.connections[0].schemes
+    assert scheme.describe() == {
+        "type": "jwt-bearer",
+        "flavor": "rfc7523",
+        "tokenUrl": "https://as.example/token",
+        "issuer": "svc",
+        "subject": "svc",
+        "audience": "https://as.example/token",
+        "scopes": [],
+        "algorithm": "RS256",
+        "keyId": None,
+        "lifetime": 300,
+    }
+    # A filled sibling is never silently dropped.
+    credential["authSchemeConfig"]["hmac"] = {"name": "X-Sig"}
+    assert problems(credential) == [
+        f"{CRED}.authSchemeConfig.hmac: only the object named by `type` is read: this one must "
+        "be {} or null"
+    ]
