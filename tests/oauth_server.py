@@ -45,7 +45,7 @@ from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 
-from tests.conftest import background_loop
+from tests.loops import background_loop
 
 
 @dataclass

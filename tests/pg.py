@@ -71,7 +71,7 @@ class PgServer:
 
 def start_server() -> Iterator[PgServer]:
     """Start a server for the session; stop and remove it afterwards."""
-    from tests.conftest import free_port  # conftest imports this module
+    from tests.ports import free_port
 
     bin_dir = find_bin_dir()
     if bin_dir is None:

@@ -7,14 +7,18 @@ aiohttp application, and `client.app` is the plane itself.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp.test_utils import BaseTestServer
+from aiohttp.test_utils import BaseTestServer, TestClient
 from yarl import URL
 
 from proxy.cli.server import start_data_plane
 from proxy.dataplane.plane import DataPlane
 from proxy.http1.server import HttpServer
+
+# The `make_proxy` fixture (conftest.py): a config tree in, a test client of its plane out.
+MakeProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 class PlaneServer(BaseTestServer):

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.cli.test_cli import wait_healthy
-from tests.conftest import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -156,3 +156,16 @@ def test_the_checks_catch_what_they_are_for() -> None:
     assert len(upward_imports(across)) == 1
     circle = planted(("proxy.admin.redact", "proxy.admin.connections"))
     assert any({"proxy.admin.redact", "proxy.admin.connections"} <= set(c) for c in circles(circle))
+
+
+def test_tests_import_helpers_from_modules_not_conftest() -> None:
+    """Shared test helpers live in importable modules (`tests/builders.py`, `tests/ports.py`,
+    `tests/admin/planes.py`, ...); a `conftest.py` holds fixtures only, which pytest hands out by
+    name, so no test module imports from one."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("conftest"):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert not offenders, offenders

@@ -44,9 +44,9 @@ from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store.crypto import new_key_text
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, oauth_template
 from tests.cli.test_cli import wait_healthy
-from tests.conftest import free_port
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer
+from tests.ports import free_port
 
 pytestmark = pytest.mark.lifecycle
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from proxy.messages import OutboundRequest, RequestPatch, encode_query_component
-from tests.conftest import MakeProxy, api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, connection
+from tests.plane import MakeProxy
 
 BASE = OutboundRequest(
     method="PUT",

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection, hmac_sha256
+from tests.builders import bearer, connection, hmac_sha256
+from tests.plane import MakeProxy
 from tests.rawhttp import Message, raw_upstream
 
 

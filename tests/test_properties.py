@@ -26,7 +26,8 @@ from proxy.cli.server import start_data_plane
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests import rawhttp
-from tests.conftest import background_loop, bearer, connection
+from tests.builders import bearer, connection
+from tests.loops import background_loop
 
 T = TypeVar("T")
 BASE_PATH = "/base/v1"

@@ -32,9 +32,10 @@ import pytest
 from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store import open_store
 from proxy.store.crypto import new_key_text
-from tests.conftest import connection, free_port, oauth2_token
+from tests.builders import connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.pg import PgServer
+from tests.ports import free_port
 from tests.store.procs import ProxyProcess, Reply, http, wait_for
 
 # Several real replicas on a real PostgreSQL each: minutes in all (pyproject: `slow`).

@@ -25,7 +25,8 @@ import stripe
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import MakeProxy, api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, connection
+from tests.plane import MakeProxy
 
 OPENAI_CLIENT_KEY = "ck-openai-agent-CANARY-1b2c"
 ANTHROPIC_CLIENT_KEY = "ck-anthropic-agent-CANARY-3d4e"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 
 
 async def test_bearer_reaches_upstream(echo_server: Any, make_proxy: MakeProxy) -> None:

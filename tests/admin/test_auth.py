@@ -10,7 +10,7 @@ import pytest
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.store.memory import MemoryStore
-from tests.admin.conftest import ADMIN_TOKEN, AUTH, CONNECTIONS, MakePlanes, Planes
+from tests.admin.planes import ADMIN_TOKEN, AUTH, CONNECTIONS, MakePlanes, Planes
 
 PROTECTED = [
     ("GET", CONNECTIONS),

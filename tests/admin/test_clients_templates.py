@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from tests.admin.conftest import (
+from tests.admin.planes import (
     AUTH,
     CONNECTIONS,
     MakePlanes,

@@ -6,7 +6,7 @@ from typing import Any
 
 from ulid import ULID
 
-from tests.admin.conftest import (
+from tests.admin.planes import (
     AUTH,
     CONNECTIONS,
     Planes,

@@ -23,7 +23,7 @@ import yaml
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from tests import rawhttp
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 from tests.proxyproc import ProxyProcess, proxy_process
 
 TOKEN = "canary-admin-token-5be2"

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.admin.conftest import AUTH, ORG, MakePlanes, Planes, callback_later
+from tests.admin.planes import AUTH, ORG, MakePlanes, Planes, callback_later
 from tests.oauth1_provider import Provider, provider_app, template
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.admin.oauth2 import code_challenge, new_code_verifier
-from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes, Planes, callback_later
+from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes, Planes, callback_later
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 
 CLIENT_ID = "drive-client"

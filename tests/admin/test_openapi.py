@@ -25,8 +25,8 @@ from proxy.admin import create_admin_app_for
 from proxy.admin.openapi import openapi_document
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
-from tests.admin.conftest import ADMIN_TOKEN, ORG
-from tests.conftest import background_loop
+from tests.admin.planes import ADMIN_TOKEN, ORG
+from tests.loops import background_loop
 from tests.oauth_server import serve_app
 
 DOCUMENT = Path(proxy.admin.__file__).with_name("openapi.json")

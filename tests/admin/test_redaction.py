@@ -13,7 +13,7 @@ import trustme
 from aiohttp.test_utils import TestServer
 from ulid import ULID
 
-from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, Planes, create_body
+from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, Planes, create_body
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 
 # Every secret field a connection can hold, each with its own canary.

@@ -28,7 +28,7 @@ from proxy.cli import main
 from proxy.cli.echo import create_echo_app
 from proxy.connections.runtime import build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
-from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
+from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes
 from tests.dataplane.test_signing_integration import (
     CONSUMER_KEY,
     CONSUMER_SECRET,

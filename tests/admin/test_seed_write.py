@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp.test_utils import TestServer
 from ulid import ULID
 
-from tests.admin.conftest import (
+from tests.admin.planes import (
     AUTH,
     CONNECTIONS,
     MakePlanes,

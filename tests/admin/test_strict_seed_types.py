@@ -12,8 +12,8 @@ import pytest
 
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
-from tests.admin.conftest import AUTH, CONNECTIONS, ORG, MakePlanes
-from tests.conftest import connection
+from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes
+from tests.builders import connection
 
 CRED = "connections[0].credentials[0]"
 BOOLEAN = "must be a boolean (true or false, not a string)"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.admin.conftest import AUTH, CONNECTIONS, Planes, create_body, string_credential
+from tests.admin.planes import AUTH, CONNECTIONS, Planes, create_body, string_credential
 
 
 async def problems(planes: Planes, body: Any, *, raw: bytes | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.admin.conftest import AUTH, CONNECTIONS, Planes, create_body, string_credential
+from tests.admin.planes import AUTH, CONNECTIONS, Planes, create_body, string_credential
 
 CANARY = "CANARYjson8Rt"
 

@@ -23,8 +23,9 @@ import yaml
 
 from proxy.store import open_store
 from proxy.store.crypto import new_key_text
-from tests.conftest import bearer, connection, free_port
+from tests.builders import bearer, connection
 from tests.pg import PgServer
+from tests.ports import free_port
 
 Setup = Callable[[Path], tuple[dict[str, Any], dict[str, str]]]
 

@@ -24,8 +24,9 @@ import pytest
 import yaml
 
 from proxy.cli import main
+from tests.builders import api_key, bearer, connection
 from tests.cli.test_server import spawn_on_any_port
-from tests.conftest import api_key, bearer, connection, free_port
+from tests.ports import free_port
 
 CANARY = "CANARYcli93"
 TIMEOUT = 20.0

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.builders import basic, bearer, connection
 from tests.cli.test_cli import cli, held_port, wait_healthy, write_config
-from tests.conftest import basic, bearer, connection, free_port
+from tests.ports import free_port
 
 CANARY = "CANARYpolish57"
 TIMEOUT = 20.0

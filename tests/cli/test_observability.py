@@ -24,8 +24,9 @@ from cryptography import x509
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import api_key, bearer, connection, free_port
+from tests.builders import api_key, bearer, connection
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
+from tests.ports import free_port
 from tests.proxyproc import ProxyProcess, proxy_process
 
 TIMEOUT = 20.0

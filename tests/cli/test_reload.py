@@ -27,7 +27,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
 from tests.tokens.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401

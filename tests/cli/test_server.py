@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests import rawhttp
-from tests.conftest import free_port
+from tests.ports import free_port
 
 START_TIMEOUT = 15.0
 # The drain test's bounds. Each stage waits for its own event; these only bound a broken proxy,

@@ -21,7 +21,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import proxy_process
 

@@ -15,7 +15,7 @@ from proxy.config.models import ProxyConfig
 from proxy.connections.runtime import build_runtime
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
-from tests.conftest import api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, connection
 
 CRED = "connections[0].credentials[0]"
 

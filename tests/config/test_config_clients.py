@@ -14,7 +14,7 @@ from proxy.cli import main
 from proxy.config.load import ConfigInvalid
 from proxy.connections.access import AccessDenied
 from proxy.connections.runtime import build_runtime
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 
 KEY = "ck-CANARY-cfg-41b7"
 OTHER = "ck-CANARY-cfg-9e02"

@@ -16,7 +16,7 @@ import pytest
 from proxy.cli import main
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
-from tests.conftest import api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, connection
 
 CANARY = "CANARYctl4Kp"
 CRED = "connections[0].credentials[0]"

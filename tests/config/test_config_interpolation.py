@@ -10,7 +10,7 @@ import pytest
 from proxy.config.load import ConfigInvalid
 from proxy.config.models import StringCredential
 from proxy.connections.runtime import Runtime, build_runtime
-from tests.conftest import basic, bearer, connection
+from tests.builders import basic, bearer, connection
 
 
 def bearer_config(value: str, **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from proxy.config.load import ConfigInvalid, parse_yaml
 from proxy.config.models import ProxyConfig
 from proxy.connections.runtime import build_runtime
-from tests.conftest import api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, connection
 
 CANARY = "CANARYq7Zx"  # every secret below contains this; no message may
 

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestServer
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.schemes.oauth2 import OAuth2Scheme
-from tests.conftest import MakeProxy, connection
+from tests.builders import connection
+from tests.plane import MakeProxy
 
 CRED = "connections[0].credentials[0]"
 BASE = {

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
+from tests.builders import bearer, connection
 from tests.cli.test_workers import start, stop
-from tests.conftest import MakeProxy, bearer, connection
+from tests.plane import MakeProxy
 
 KEY = "ck-carrier-CANARY-41aa"
 OTHER_KEY = "ck-other-CANARY-9d02"

@@ -25,9 +25,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.connections.runtime import build_runtime
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app
-from tests.plane import PlaneServer
+from tests.plane import MakeProxy, PlaneServer
 
 AGENT_KEY = "ck-agent-CANARY-5f1e"
 READER_KEY = "ck-reader-CANARY-0a9c"

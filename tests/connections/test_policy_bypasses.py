@@ -25,7 +25,8 @@ from proxy.connections.policy import (
     method_overrides,
 )
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 
 PATTERNS = [
     "/repos/*/issues",

@@ -40,8 +40,8 @@ from proxy.dataplane.plane import create_app
 from proxy.logs import JsonFormatter
 from tests import rawhttp
 from tests.accesslog import MESSAGE, TEXT_LINE
+from tests.builders import api_key, bearer, connection
 from tests.cli.test_cli import wait_healthy
-from tests.conftest import api_key, bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
 from tests.rawhttp import RawUpstream, raw_upstream

@@ -25,7 +25,8 @@ from aiohttp import web
 from proxy.dataplane.body import BufferedBody, read_body
 from proxy.errors import PayloadTooLarge
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from tests import rawhttp
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 from tests.proxyproc import ProxyProcess, proxy_process
 
 ROUTE = "/svc"

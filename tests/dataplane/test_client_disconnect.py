@@ -15,7 +15,8 @@ import pytest
 
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, bearer, connection, hmac_sha256
+from tests.builders import bearer, connection, hmac_sha256
+from tests.plane import MakeProxy
 from tests.rawhttp import Message, raw_upstream
 
 

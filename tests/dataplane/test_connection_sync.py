@@ -26,7 +26,7 @@ from proxy.dataplane.plane import create_app
 from proxy.dataplane.sync import MIN_CHECK_GAP
 from proxy.store.sqlite import SqliteStore
 from tests import rawhttp
-from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
+from tests.admin.planes import (
     AUTH,
     CONNECTIONS,
     MakePlanes,
@@ -35,7 +35,6 @@ from tests.admin.conftest import (  # noqa: F401  (make_planes is a fixture)
     create,
     create_body,
     header,
-    make_planes,
     string_credential,
 )
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection, oauth2_token
+from tests.builders import bearer, connection, oauth2_token
 from tests.dataplane.test_signing_integration import hmac_credential
+from tests.plane import MakeProxy
 from tests.wire_recorder import wire_upstream
 
 OAUTH2 = oauth2_token(

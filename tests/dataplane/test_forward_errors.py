@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 
 
 async def start(make_proxy: MakeProxy, base: str, **top: Any) -> int:

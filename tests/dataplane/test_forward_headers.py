@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, api_key, bearer, connection
+from tests.builders import api_key, bearer, connection
+from tests.plane import MakeProxy
 
 NONE_CREDENTIAL = {"authSchemeConfig": {"type": "none"}, "credential": {"type": "none"}}
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, api_key, bearer, connection
+from tests.builders import api_key, bearer, connection
+from tests.plane import MakeProxy
 
 QUERY_CANARY = "canary-query-5d1e"
 BEARER_CANARY = "canary-bearer-77aa"

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 
 CLIENT_HOST = "gateway.internal:9999"
 VIA_PROXY = f"http://{CLIENT_HOST}/svc"

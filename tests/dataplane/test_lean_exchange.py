@@ -21,8 +21,8 @@ from proxy.http1 import Http1Upstream
 from proxy.http1.wire import parse_origin
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, bearer, connection
-from tests.plane import PlaneServer
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy, PlaneServer
 from tests.rawhttp import Message, RawUpstream, raw_upstream
 
 WARM = b"GET /up/warm HTTP/1.1\r\nHost: p\r\n\r\n"

@@ -17,7 +17,7 @@ from proxy.dataplane.forward import outbound_request, route_target
 from proxy.dataplane.routing import Router
 from proxy.http1.wire import encode_head, parse_origin, plan_framing
 from proxy.schemes.base import DEFAULT_CONTEXT
-from tests.conftest import api_key, basic, bearer, connection, hmac_sha256, oauth2_token
+from tests.builders import api_key, basic, bearer, connection, hmac_sha256, oauth2_token
 
 HMAC = hmac_sha256("k", "url")
 TOKEN = {"access_token": "a", "refresh_token": "r"}

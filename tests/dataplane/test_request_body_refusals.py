@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection, hmac_sha256
+from tests.builders import bearer, connection, hmac_sha256
+from tests.plane import MakeProxy
 
 TOKEN = "canary-body-bearer-3c1"
 PATHS = ["lean", "general", "signing"]

@@ -9,7 +9,8 @@ import pytest
 
 from proxy.dataplane.routing import Router
 from tests import rawhttp
-from tests.conftest import MakeProxy, connection
+from tests.builders import connection
+from tests.plane import MakeProxy
 
 ROUTES = Router([("/git", "git"), ("/github", "github"), ("/partner", "p1"), ("/partner/v2", "p2")])
 

@@ -26,7 +26,8 @@ from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 from proxy.connections.compiled import CompiledConnection
 from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
-from tests.conftest import MakeProxy, api_key, connection
+from tests.builders import api_key, connection
+from tests.plane import MakeProxy
 
 HMAC_KEY = "canary-hmac-key-2d7f"
 DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}

@@ -39,7 +39,9 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.http1.server import HttpServer
 from tests import rawhttp
-from tests.conftest import MakeProxy, background_loop, bearer, connection
+from tests.builders import bearer, connection
+from tests.loops import background_loop
+from tests.plane import MakeProxy
 from tests.wire_recorder import (
     Incomplete,
     Misframed,

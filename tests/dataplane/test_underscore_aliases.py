@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, api_key, connection
+from tests.builders import api_key, connection
+from tests.plane import MakeProxy
 
 SECRET = "sk-underscore-upstream-55e1"
 ALIASES = [

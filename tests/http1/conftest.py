@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -11,11 +11,9 @@ from aiohttp.test_utils import TestClient
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.http1 import Http1Upstream
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
+from tests.http1.h1proxy import H1Proxy, MakeH1Proxy
 from tests.plane import PlaneServer
-
-H1Proxy = tuple[TestClient[Any, Any], Http1Upstream]
-MakeH1Proxy = Callable[..., Awaitable[H1Proxy]]
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pytest
 from proxy.cli.server import start_data_plane
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
-from tests.conftest import bearer, connection
-from tests.http1.conftest import MakeH1Proxy
+from tests.builders import bearer, connection
+from tests.http1.h1proxy import MakeH1Proxy
 from tests.rawhttp import Message, port_of, raw_upstream, read_head
 
 MiB = 1024 * 1024

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from tests.http1.conftest import MakeH1Proxy
+from tests.http1.h1proxy import MakeH1Proxy
 from tests.rawhttp import Message, exchange, get, port_of, raw_upstream
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

@@ -25,10 +25,11 @@ import pytest
 from proxy.connections.runtime import build_runtime
 from proxy.http1.connection import MAX_HEADER_FIELDS
 from tests import rawhttp
+from tests.builders import connection
 from tests.cli.test_server import spawn_on_any_port, wait_healthy
-from tests.conftest import MakeProxy, connection
-from tests.http1.conftest import MakeH1Proxy
+from tests.http1.h1proxy import MakeH1Proxy
 from tests.http1.test_framing import scripted
+from tests.plane import MakeProxy
 
 LIMIT = 64 * 1024  # the default `limits.maxHeaderBytes`
 ATTACK_SECONDS = 20.0  # a hostile upstream gives up after this long (a bound for the test)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 from tests.rawhttp import Message, raw_upstream
 
 

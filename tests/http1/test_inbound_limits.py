@@ -16,7 +16,8 @@ import pytest
 
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
+from tests.plane import MakeProxy
 
 CANARY_AUTH = "canary-client-authorization-5f1e"
 CANARY_QUERY = "canary-query-token-9b07"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.http1.conftest import MakeH1Proxy
+from tests.http1.h1proxy import MakeH1Proxy
 from tests.rawhttp import Message, ok, raw_upstream
 
 

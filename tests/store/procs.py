@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from tests.ports import free_port
 
 PORT_ATTEMPTS = 3  # starts of a ProxyProcess whose port was taken before it could bind it
 

@@ -15,7 +15,7 @@ from proxy.messages import TokenSet
 from proxy.schemes.oauth2 import OAuth2Scheme
 from proxy.store import StoredToken
 from proxy.store.memory import MemoryStore
-from tests.conftest import connection
+from tests.builders import connection
 from tests.plane import PlaneServer
 
 # The earlier release's scheme (its connection.py): uuid5 in this namespace over

@@ -18,7 +18,7 @@ from proxy.store import StoredConnection, StoredToken, StoreError, StoreUnavaila
 from proxy.store.crypto import new_key_text
 from proxy.store.postgres import SCHEMA_VERSION, rotate_key
 from proxy.tokens.manager import TokenManager, WriteRetry
-from tests.conftest import connection, oauth2_token
+from tests.builders import connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer
 from tests.plane import PlaneServer

@@ -40,7 +40,7 @@ from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.messages import TokenSet
 from proxy.store.codec import token_to_json
 from proxy.store.crypto import Sealer, new_key_text, parse_key
-from tests.conftest import connection, oauth2_token
+from tests.builders import connection, oauth2_token
 from tests.pg import PgServer
 from tests.store.procs import ProxyProcess, http, wait_for
 

@@ -26,7 +26,7 @@ import pytest
 
 from proxy.connections.runtime import load_runtime
 from proxy.store import open_store
-from tests.conftest import bearer, connection, oauth2_token
+from tests.builders import bearer, connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.store.procs import (
     FailingExt4,

@@ -21,7 +21,7 @@ from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import open_store
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 from tests.oauth1_provider import Provider, provider_app, template
 from tests.plane import PlaneServer
 from tests.proxyproc import proxy_process

@@ -20,7 +20,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import Store, open_store
 from proxy.tokens.manager import Backoff, TokenManager
-from tests.conftest import connection
+from tests.builders import connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 

@@ -35,8 +35,9 @@ import yaml
 
 from proxy.connections.runtime import load_runtime
 from proxy.store import open_store
-from tests.conftest import free_port, oauth2_token
+from tests.builders import oauth2_token
 from tests.oauth_server import AuthServer, Client, serve_in_thread
+from tests.ports import free_port
 
 ITERATIONS = 15
 TIME_LIMIT = 90.0

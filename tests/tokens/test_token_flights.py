@@ -26,8 +26,8 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
+from tests.builders import connection
 from tests.cli.test_cli import wait_healthy
-from tests.conftest import connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports

@@ -1,0 +1,75 @@
+"""Config-tree builders for tests: a connection entry and its credentials as proxy.yaml dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def connection(
+    name: str, base_url: str, *credentials: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A connection entry of proxy.yaml as a dict."""
+    return {"name": name, "baseUrl": base_url, "credentials": list(credentials), **extra}
+
+
+def bearer(token: str) -> dict[str, Any]:
+    return {
+        "authSchemeConfig": {"type": "bearer"},
+        "credential": {"type": "string", "data": {"string": {"value": token}}},
+    }
+
+
+def api_key(name: str, where: str, value: str) -> dict[str, Any]:
+    return {
+        "authSchemeConfig": {"type": "api-key", "apiKey": {"name": name, "in": where}},
+        "credential": {"type": "string", "data": {"string": {"value": value}}},
+    }
+
+
+def hmac_sha256(key: str, *inputs: str) -> dict[str, Any]:
+    """An `hmac` credential: SHA-256 over `inputs` (url, body), hex, in header `X-Sig`."""
+    return {
+        "authSchemeConfig": {
+            "type": "hmac",
+            "hmac": {
+                "name": "X-Sig",
+                "in": "header",
+                "algorithm": "sha256",
+                "digestInputs": list(inputs),
+                "encoding": "hex",
+            },
+        },
+        "credential": {"type": "string", "data": {"string": {"value": key}}},
+    }
+
+
+def oauth2_token(
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    token: Mapping[str, str],
+    expires_at: str | None = None,
+) -> dict[str, Any]:
+    """An `oauth2` authorizationCode credential seeded with `token` (an RFC 6749 §5.1 answer)."""
+    value = {"accessToken": token["access_token"], "refreshToken": token["refresh_token"]}
+    if expires_at is not None:
+        value["expiresAt"] = expires_at
+    grant = {
+        "type": "authorizationCode",
+        "authorizationCode": {"clientId": client_id, "clientSecret": client_secret},
+    }
+    return {
+        "authSchemeConfig": {"type": "oauth2", "oauth2": {"tokenUrl": token_url, "grant": grant}},
+        "credential": {"type": "oauth2-token", "data": {"oauth2Token": value}},
+    }
+
+
+def basic(username: str, password: str) -> dict[str, Any]:
+    return {
+        "authSchemeConfig": {"type": "basic-auth"},
+        "credential": {
+            "type": "basic-auth",
+            "data": {"basicAuth": {"username": username, "password": password}},
+        },
+    }
