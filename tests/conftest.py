@@ -1,4 +1,6 @@
-"""Shared fixtures: a real local echo upstream and a proxy built from a config tree."""
+"""Shared fixtures: a real local echo upstream, a proxy built from a config tree, both planes of
+one process (`make_planes`: the data plane and the admin API, wired as `signing-proxy run` wires
+them), PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,10 +12,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from proxy.admin import create_admin_app_for
 from proxy.cli.echo import create_echo_app
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
+from proxy.store import Store
+from proxy.store.memory import MemoryStore
 from tests.accesslog import AccessLogFile
+from tests.admin.planes import ADMIN_TOKEN, MakePlanes, Planes
 from tests.pg import PgServer, start_server
 from tests.plane import MakeProxy, PlaneServer
 
@@ -56,6 +62,42 @@ def make_proxy(access_log: AccessLogFile, aiohttp_client: Any) -> MakeProxy:
         plane = create_app(runtime, access_log=access_log.writer)
         client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(plane))
         return client
+
+    return make
+
+
+@pytest.fixture
+def make_planes(aiohttp_client: Any) -> MakePlanes:
+    """Build both planes from a config tree; `admin.listen` is the port the admin test server
+    really listens on, so the OAuth 2.0 redirect_uri leads back to it. The admin socket is bound
+    (on a port the kernel picks) before the config names it and handed to the test server as is,
+    so no other process can take the port in between."""
+
+    async def make(
+        tree: Mapping[str, Any],
+        *,
+        store: Store | None = None,
+        env: Mapping[str, str] | None = None,
+        admin: Mapping[str, Any] | None = None,
+    ) -> Planes:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            settings = {"listen": f"127.0.0.1:{port}", "token": ADMIN_TOKEN, **(admin or {})}
+            runtime = build_runtime({**tree, "admin": settings}, env or {})
+            store = store if store is not None else MemoryStore()
+            data_app = create_app(runtime, store=store)
+            proxy: TestClient[Any, Any] = await aiohttp_client(PlaneServer(data_app))
+            admin_app = create_admin_app_for(runtime, data_app)
+            admin_client: TestClient[Any, Any] = await aiohttp_client(
+                TestServer(admin_app, host="127.0.0.1", port=port, socket_factory=lambda *_: sock)
+            )
+        except BaseException:
+            sock.close()  # not handed over (a bad config, say): the test must not leak it
+            raise
+        assert data_app.tokens is not None and data_app.tokens.store is store
+        return Planes(proxy, admin_client, store, data_app.templates, runtime)
 
     return make
 

@@ -70,9 +70,8 @@ class Pair:
 MakePair = Callable[..., Awaitable[Pair]]
 
 
-# `make_planes` is the admin tests' fixture, imported above (hence F811).
 @pytest.fixture
-def make_pair(make_planes: MakePlanes, aiohttp_client: Any, tmp_path: Path) -> MakePair:  # noqa: F811
+def make_pair(make_planes: MakePlanes, aiohttp_client: Any, tmp_path: Path) -> MakePair:
     async def make(tree: dict[str, Any], *, interval: float, **planes: Any) -> Pair:
         path = tmp_path / "state.db"
         a = await make_planes(tree, store=SqliteStore.open(path), **planes)
