@@ -23,7 +23,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import MakeProxy
+from tests.plane import MakeProxy
 from tests.test_sdk_clients import Fake, anthropic_answer, openai_answer, stripe_answer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "placeholders.yaml"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
+from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
 
 SECRET = "canary-aws-secret-key-api-51"
 TOKEN = "canary-aws-session-token-api-52"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
+from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.schemes.test_jwt_bearer import CANARIES, GITHUB, entry
 from tests.seeds.schema import problems_but_template_id
 

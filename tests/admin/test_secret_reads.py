@@ -6,7 +6,7 @@ from __future__ import annotations
 import yaml
 from aiohttp.test_utils import TestServer
 
-from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
+from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.placeholder import CONFIG, secret
 
 PLACEHOLDER = "sk-proj-placeholder-a1"

@@ -27,7 +27,7 @@ from proxy.admin import create_admin_app_for
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
-from tests.admin.conftest import AUTH, CONNECTIONS, MakePlanes, create_body
+from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.schemes.httpsig_peer import VerifyingUpstream
 
 NODE_PEER = Path(__file__).resolve().parent.parent / "schemes" / "web_bot_auth_node"

@@ -22,8 +22,9 @@ from botocore.exceptions import ClientError
 
 from tests import rawhttp
 from tests.aws_chunks import CHUNK_SIGNATURE, aws_chunk_signatures, aws_chunked, chunks_of
-from tests.conftest import MakeProxy, connection
+from tests.builders import connection
 from tests.moto_server import REGION, MotoServer, moto_server
+from tests.plane import MakeProxy
 
 CANARY_SECRET = "canary-aws-secret-5be0c2"
 PLACEHOLDER = {"aws_access_key_id": "placeholder", "aws_secret_access_key": "placeholder"}

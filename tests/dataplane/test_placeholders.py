@@ -15,14 +15,12 @@ from dataclasses import dataclass
 
 import pytest
 from prometheus_client import REGISTRY
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, bearer, connection
+from tests.builders import bearer, connection
 from tests.placeholder import secret
-from tests.wsupstream import ws_upstream
+from tests.plane import MakeProxy
 
 PLACEHOLDER = "sk-placeholder-agent-0001"
 OTHER_PLACEHOLDER = "sk-placeholder-agent-0002"
@@ -208,28 +206,3 @@ async def test_keep_alive_goes_on_after_a_refusal(setup: Setup) -> None:
         second = await rawhttp.read_response(reader)
     assert (first.status, second.status) == (403, 200)
     assert setup.plain.targets == ["/b"]
-
-
-async def test_a_websocket_handshake_gets_the_secret_or_is_refused(make_proxy: MakeProxy) -> None:
-    # The handshake is a request like any other: the placeholder swapped in its declared header,
-    # refused (and nothing dialled) anywhere else.
-    async with ws_upstream() as upstream:
-        tree = {
-            "connections": [
-                connection("ws", upstream.base, secret(PLACEHOLDER, ["Authorization"], SECRET))
-            ]
-        }
-        proxy = await make_proxy(tree)
-        url = f"ws://127.0.0.1:{rawhttp.port_of(proxy)}/ws/chat"
-        headers = {"Authorization": f"Bearer {PLACEHOLDER}"}
-        async with connect(url, proxy=None, additional_headers=headers) as ws:
-            await ws.send("hello")
-            assert await ws.recv() == "hello"
-        [seen] = upstream.handshakes
-        assert seen.get_all("Authorization") == [f"Bearer {SECRET}"]
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(url + f"?token={PLACEHOLDER}", proxy=None):
-                pass
-        assert refused.value.response.status_code == 403
-        assert b"placeholder_misdirected" in refused.value.response.body
-        assert len(upstream.handshakes) == 1

@@ -23,9 +23,9 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, api_key, bearer, connection, hmac_sha256, oauth2_token
+from tests.builders import api_key, bearer, connection, hmac_sha256, oauth2_token
 from tests.oauth_server import AuthServer, Client, create_auth_app, serve_app
-from tests.plane import PlaneServer
+from tests.plane import MakeProxy, PlaneServer
 from tests.wsupstream import sample, ws_upstream
 
 BEARER = "canary-ws-bearer-5c1"

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.accesslog import AccessLogFile
-from tests.conftest import MakeProxy, connection
+from tests.builders import connection
+from tests.plane import MakeProxy
 from tests.schemes.httpsig_peer import KeyPair, VerifyingUpstream, new_key
 
 ALGORITHMS = ["ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "hmac-sha256"]

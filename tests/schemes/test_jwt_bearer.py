@@ -17,7 +17,7 @@ from proxy.cli import main
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.schemes.jwt_bearer import JwtBearerScheme
-from tests.conftest import connection
+from tests.builders import connection
 from tests.jwt_provider import private_pem
 
 RSA_PEM = private_pem("rsa")

@@ -17,7 +17,7 @@ from proxy.connections.runtime import Runtime, build_runtime
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
 from proxy.schemes.secret import SecretScheme
-from tests.conftest import bearer, connection
+from tests.builders import bearer, connection
 from tests.placeholder import CONFIG, secret
 
 PLACEHOLDER = "sk-proj-placeholder-a1"

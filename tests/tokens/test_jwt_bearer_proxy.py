@@ -20,7 +20,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import Store, open_store
 from proxy.tokens.manager import TokenManager
-from tests.conftest import connection
+from tests.builders import connection
 from tests.jwt_provider import Issuer, JwtProvider, create_jwt_app, private_pem, public_pem
 from tests.plane import PlaneServer
 
