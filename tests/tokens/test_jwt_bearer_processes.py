@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.conftest import background_loop
 from tests.jwt_provider import JwtProvider, create_jwt_app, private_pem, public_pem
+from tests.loops import background_loop
 from tests.oauth_server import serve_app
 from tests.proxyproc import ProxyProcess, proxy_process
 
