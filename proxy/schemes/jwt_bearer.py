@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ..config import models as m
 from ..messages import TokenSet
@@ -36,6 +36,7 @@ from .oauth2 import (
     OAuth2Settings,
     TokenEndpointError,
     TokenRequest,
+    check_token_url,
     parse_expires_at,
     parse_token_response,
 )
@@ -160,12 +161,6 @@ def _service_account(text: str, here: str) -> dict[str, str]:
     return found
 
 
-def _check_url(url: str, field: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SchemeConfigError(field, "must be an absolute http(s) URL")
-
-
 def _signing(pem: str, wanted: JwsAlgorithm | None, key_field: str) -> JwsAlgorithm:
     try:
         key = load_signing_key(pem)
@@ -248,7 +243,7 @@ def build_jwt_bearer_scheme(
         issuer, token_url = params.issuer, params.token_url
         subject = params.subject or params.issuer
         audience = params.audience or token_url
-    _check_url(token_url, f"{HERE}.tokenUrl")
+    check_token_url(token_url, f"{HERE}.tokenUrl")
     algorithm = _signing(pem, params.algorithm, key_field)
     if params.flavor == "github-app" and algorithm != "RS256":
         raise SchemeConfigError(key_field, "GitHub App JWTs are RS256: give the app's RSA key")

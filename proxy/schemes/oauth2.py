@@ -353,10 +353,12 @@ class OAuth2Scheme(Scheme):
             "clientId": s.client_id,
             "scopes": list(s.scopes),
             "mtlsEnabled": s.mtls,
+            **({"clientAuth": s.client_auth} if s.client_auth else {}),
         }
 
 
-def _check_token_url(url: str | None, field_name: str) -> None:
+def check_token_url(url: str | None, field_name: str) -> None:
+    """Raise `SchemeConfigError` at `field_name` unless `url` is an absolute http(s) URL."""
     if url is None:
         return
     parts = urlsplit(url)
@@ -474,7 +476,7 @@ def build_oauth2_scheme(
         raise SchemeConfigError("credential.type", "does not fit the grant")
     if token_url is None and need_url:
         raise SchemeConfigError(f"{here}.tokenUrl", f"is required for grant {grant.type!r}")
-    _check_token_url(token_url, f"{here}.tokenUrl")
+    check_token_url(token_url, f"{here}.tokenUrl")
     client_assertion = client_assertion_of(params, client_id, secret, token_url, cred)
     settings = OAuth2Settings(
         grant=grant.type,
