@@ -23,6 +23,8 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from tests.forwardproxy import client_context, running_plane
+from tests.placeholder import secret
 from tests.plane import MakeProxy
 from tests.test_sdk_clients import Fake, anthropic_answer, openai_answer, stripe_answer
 
@@ -168,3 +170,50 @@ async def test_an_sdk_pointed_at_another_connection_sends_nothing(setup: Setup) 
     assert caught.value.status_code == 403
     assert "placeholder_misdirected" in caught.value.response.text
     assert setup.hits() == 0
+
+
+async def test_openai_sdk_through_https_proxy_with_its_placeholder(aiohttp_server: Any) -> None:
+    # Forward-proxy mode: the SDK calls the real (here: local) host through HTTPS_PROXY, trusting
+    # the proxy's CA; the placeholder is swapped inside the intercepted tunnel.
+    secret_key = SECRETS["OPENAI_API_KEY"]
+    fake = Fake(lambda r: r.headers.get("Authorization") == f"Bearer {secret_key}", openai_answer)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    server = await aiohttp_server(app)
+    placeholder = placeholders()["openai"]
+    tree = {
+        "forwardProxy": {"enabled": True},
+        "connections": [
+            {
+                "name": "openai",
+                "baseUrl": str(server.make_url("")),
+                "hosts": [f"localhost:{server.port}"],
+                "credentials": [secret(placeholder, ["Authorization"], secret_key)],
+            }
+        ],
+    }
+    async with running_plane(tree) as (plane, port):
+        # The SDK's own default client, given the proxy and the CA as an app would configure it.
+        http = openai.DefaultHttpxClient(
+            proxy=f"http://127.0.0.1:{port}", verify=client_context(plane)
+        )
+        client = openai.OpenAI(
+            api_key=placeholder,
+            base_url=f"https://localhost:{server.port}/v1",
+            http_client=http,
+            max_retries=0,
+        )
+
+        def call() -> str | None:
+            reply = client.chat.completions.create(
+                model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+            )
+            return reply.choices[0].message.content
+
+        try:
+            assert await asyncio.to_thread(call) == "hello from the fake"
+        finally:
+            http.close()
+    [request] = fake.seen
+    assert request.startswith("POST /v1/chat/completions")
+    assert placeholder not in request
