@@ -6,9 +6,10 @@ independent JWT library (PyJWT, joserfc), never with the proxy's own code.
   = the endpoint's URL, `iss`, `sub`, `iat`, `exp`, `jti` all required, `exp - iat` at most
   `max_lifetime`, `iat` not in the future, a `jti` never seen before (RFC 7523 §3, items 7-8).
   A Google-shaped client (`scope_in_claim`) must send its scopes in the JWT instead.
-- `POST /token` with `grant_type=client_credentials` and an RFC 7523 §2.2 client assertion
-  (`private_key_jwt`): verified with joserfc (the successor of Authlib's JOSE): `iss` = `sub` =
-  `client_id`, `aud` = the endpoint, `exp`, `jti` once.
+- `POST /token` with `grant_type=client_credentials` (or `refresh_token`, rotating the refresh
+  tokens `refresh` holds) and an RFC 7523 §2.2 client assertion (`private_key_jwt`): verified
+  with joserfc (the successor of Authlib's JOSE): `iss` = `sub` = `client_id`, `aud` = the
+  endpoint, `exp`, `jti` once, the `kid` of the registered key.
 - `POST /app/installations/{id}/access_tokens`, GitHub-shaped: `Authorization: Bearer <app JWT>`
   verified with PyJWT as GitHub does (RS256 only, `iss` = the app id, `iat` in the past, `exp`
   at most 10 minutes ahead); answers `201 {"token", "expires_at"}`.
@@ -94,6 +95,7 @@ class JwtProvider:
     installations: dict[str, str] = field(default_factory=dict)  # installation → app id
     # private_key_jwt clients: client id → public key, algorithm.
     clients: dict[str, Issuer] = field(default_factory=dict)
+    refresh: dict[str, str] = field(default_factory=dict)  # live refresh token → client id
     delay: float = 0.0
     hits: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
@@ -129,8 +131,8 @@ class JwtProvider:
         if grant == JWT_BEARER:
             self.hits["jwt-bearer"] += 1
             return self._jwt_grant(form)
-        if grant == "client_credentials":
-            self.hits["client_credentials"] += 1
+        if grant in ("client_credentials", "refresh_token"):
+            self.hits[grant] += 1
             return self._client_assertion(form)
         return self.refuse(f"grant {grant}", error="unsupported_grant_type")
 
@@ -198,7 +200,8 @@ class JwtProvider:
         client = self.clients.get(client_id)
         if client is None:
             return self.refuse("unknown client", status=401, error="invalid_client")
-        key = KeySet.import_key_set({"keys": [_jwk(client.public_key)]})
+        jwk = _jwk(client.public_key) | ({"kid": client.key_id} if client.key_id else {})
+        key = KeySet.import_key_set({"keys": [jwk]})
         registry = jose_jwt.JWTClaimsRegistry(
             now=int(time.time()),
             iss={"essential": True, "value": client_id},
@@ -216,11 +219,15 @@ class JwtProvider:
         if claims["jti"] in self.seen_jti:
             return self.refuse("jti replayed", 401, "invalid_client")
         self.seen_jti.add(claims["jti"])
+        body: dict[str, Any] = {"token_type": "Bearer", "expires_in": self.ttl}
+        if form["grant_type"] == "refresh_token":
+            if self.refresh.pop(form.get("refresh_token", ""), None) != client_id:
+                return self.refuse("refresh token")
+            body["refresh_token"] = "rt-" + secrets.token_urlsafe(12)
+            self.refresh[body["refresh_token"]] = client_id
         self.assertions.append(claims)
-        access, _ = self.issue(client_id)
-        return web.json_response(
-            {"access_token": access, "token_type": "Bearer", "expires_in": self.ttl}
-        )
+        body["access_token"], _ = self.issue(client_id)
+        return web.json_response(body)
 
     # --- GitHub ---
 

@@ -236,6 +236,43 @@ async def test_private_key_jwt_client_credentials_verified_by_joserfc(
     assert EC_PEM.splitlines()[1] not in caplog.text
 
 
+async def test_private_key_jwt_refreshes_an_authorization_code_token(
+    endpoint: Endpoint, make_api: MakeApi
+) -> None:
+    provider = endpoint.provider
+    provider.clients["code-client"] = Issuer(public_pem(RSA_PEM), "RS256", key_id="rsa-1")
+    provider.refresh["rt-first"] = "code-client"
+    grant = {
+        "type": "authorizationCode",
+        "authorizationCode": {"clientId": "code-client", "clientSecret": RSA_PEM},
+    }
+    credential = {
+        "authSchemeConfig": {
+            "type": "oauth2",
+            "oauth2": {
+                "tokenUrl": endpoint.url + "/token",
+                "grant": grant,
+                "clientAuth": "private_key_jwt",
+                "clientAssertion": {"keyId": "rsa-1", "lifetime": 60},
+            },
+        },
+        "credential": {
+            "type": "oauth2-token",
+            "data": {"oauth2Token": {"accessToken": "at-unknown", "refreshToken": "rt-first"}},
+        },
+    }
+    api = await make_api(endpoint.url, credential)
+    # The pasted token is refused upstream: one refresh with the client assertion, one replay.
+    response = await api.get("/api/resource/x")
+    assert response.status == 200, provider.refused
+    assert provider.hits["refresh_token"] == 1 and "rt-first" not in provider.refresh
+    [form] = provider.forms
+    assert form["client_id"] == "code-client" and "client_secret" not in form
+    claims = provider.assertions[0]
+    assert claims["exp"] - claims["iat"] == 60
+    assert RSA_PEM.splitlines()[1] not in str(provider.forms)
+
+
 async def test_two_second_tokens_across_lifetimes_restarts_and_replicas(
     endpoint: Endpoint, make_api: MakeApi, tmp_path: Path
 ) -> None:
