@@ -3,11 +3,14 @@ and never the secret; a connection created through the API may not bind a placeh
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from aiohttp.test_utils import TestServer
 
 from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.placeholder import CONFIG, secret
+from tests.seeds.schema import problems
 
 PLACEHOLDER = "sk-proj-placeholder-a1"
 CANARY = "sk-live-CANARY-secret-51c3"
@@ -26,6 +29,13 @@ async def test_api_reads_redact_the_secret_and_refuse_new_secret_connections(
     [item] = yaml.safe_load(listed)["items"]
     one = await (await planes.admin.get(f"{CONNECTIONS}/{item['id']}", headers=AUTH)).text()
     openint = await (await planes.admin.get(f"/connection/{item['id']}", headers=AUTH)).text()
+    # The read validates against seed 001's `Connection`: `type: secret` is a seed type, the
+    # secret is present and redacted as "".
+    body = json.loads(one)
+    assert problems(body) == [], one
+    [entry] = body["credentials"]
+    assert entry["credential"]["data"]["string"]["value"] == ""
+    assert entry["authSchemeConfig"]["secret"]["placeholder"] == PLACEHOLDER
     for text in (listed, one, openint):
         assert CANARY not in text
         assert PLACEHOLDER in text  # configuration, shown

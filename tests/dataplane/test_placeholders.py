@@ -15,12 +15,16 @@ from dataclasses import dataclass
 
 import pytest
 from prometheus_client import REGISTRY
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
+from proxy.connections.runtime import build_runtime
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
 from tests.builders import bearer, connection
 from tests.placeholder import secret
-from tests.plane import MakeProxy
+from tests.plane import MakeProxy, PlaneServer
+from tests.wsupstream import ws_upstream
 
 PLACEHOLDER = "sk-placeholder-agent-0001"
 OTHER_PLACEHOLDER = "sk-placeholder-agent-0002"
@@ -206,3 +210,54 @@ async def test_keep_alive_goes_on_after_a_refusal(setup: Setup) -> None:
         second = await rawhttp.read_response(reader)
     assert (first.status, second.status) == (403, 200)
     assert setup.plain.targets == ["/b"]
+
+
+async def test_a_websocket_handshake_gets_the_secret_or_is_refused(make_proxy: MakeProxy) -> None:
+    # The handshake is a request like any other: the placeholder swapped in its declared header,
+    # refused (and nothing dialled) anywhere else.
+    async with ws_upstream() as upstream:
+        tree = {
+            "connections": [
+                connection("ws", upstream.base, secret(PLACEHOLDER, ["Authorization"], SECRET))
+            ]
+        }
+        proxy = await make_proxy(tree)
+        url = f"ws://127.0.0.1:{rawhttp.port_of(proxy)}/ws/chat"
+        headers = {"Authorization": f"Bearer {PLACEHOLDER}"}
+        async with connect(url, proxy=None, additional_headers=headers) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+        [seen] = upstream.handshakes
+        assert seen.get_all("Authorization") == [f"Bearer {SECRET}"]
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url + f"?token={PLACEHOLDER}", proxy=None):
+                pass
+        assert refused.value.response.status_code == 403
+        assert b"placeholder_misdirected" in refused.value.response.body
+        assert len(upstream.handshakes) == 1
+
+
+async def test_a_reload_binds_and_unbinds_placeholders(make_proxy: MakeProxy) -> None:
+    # SIGHUP's path (`DataPlane.reload`): the guard follows the file, in both directions.
+    async with rawhttp.raw_upstream() as upstream:
+        plain = {"connections": [connection("plain", upstream.base, bearer("canary-plain-2"))]}
+        proxy = await make_proxy(plain)
+        assert isinstance(proxy.server, PlaneServer)
+        plane = proxy.server.app
+        port = rawhttp.port_of(proxy)
+        leak = request("/plain/x", f"X-Debug: {PLACEHOLDER}\r\n")
+        assert (await rawhttp.exchange(port, leak)).status == 200  # no placeholder bound yet
+        bound = {
+            "connections": [
+                *plain["connections"],
+                connection("ai", upstream.base, secret(PLACEHOLDER, ["Authorization"], SECRET)),
+            ]
+        }
+        await plane.reload(build_runtime(bound, {}))
+        assert (await rawhttp.exchange(port, leak)).status == 403
+        swap = request("/ai/y", f"Authorization: Bearer {PLACEHOLDER}\r\n")
+        assert (await rawhttp.exchange(port, swap)).status == 200
+        assert upstream.received[-1].request.get_all("Authorization") == [f"Bearer {SECRET}"]
+        await plane.reload(build_runtime(plain, {}))
+        assert (await rawhttp.exchange(port, leak)).status == 200
+        assert len(upstream.received) == 3
