@@ -346,7 +346,7 @@ class InboundRequest:
 
     async def splice(self, pipe: Pipe) -> str:
         """Answer this CONNECT with 200 and relay bytes blind to `pipe` until either closes
-        (the reason it ended: `tunnel.REASONS`)."""
+        (the reason it ended: `tunnel.CLIENT_CLOSED`, ...)."""
         return await self._exchange.splice(self, pipe)
 
     # -- the response ---------------------------------------------------------------------------

@@ -28,7 +28,6 @@ CLIENT_CLOSED = "client_closed"
 UPSTREAM_CLOSED = "upstream_closed"
 IDLE_TIMEOUT = "idle_timeout"
 SHUTDOWN = "shutdown"
-REASONS = (CLIENT_CLOSED, UPSTREAM_CLOSED, IDLE_TIMEOUT, SHUTDOWN)
 CLOSE_LINGER = 5.0  # seconds a closing end may take to flush what was written to it
 
 
@@ -73,7 +72,7 @@ class Tunnel:
 
     Attributes:
         to_upstream, to_client: bytes relayed each way so far.
-        closed: resolves to the reason the tunnel ended (one of `REASONS`).
+        closed: resolves to the reason the tunnel ended (`CLIENT_CLOSED`, ...).
     """
 
     def __init__(
