@@ -806,7 +806,9 @@ class TokenManager:
         cid = state.scheme.credential_id
         # The provider's code or ours (a bounded set of names), never a description.
         metrics.token_refreshed(cid, exc.error.partition(":")[0])
-        if exc.error == "invalid_grant":
+        # A JWT grant uses nothing up: its `invalid_grant` (Google's for a clock off by minutes,
+        # a key not yet registered) is retried with backoff like any failure, not a dead end.
+        if exc.error == "invalid_grant" and state.scheme.settings.assertion is None:
             record = StoredToken(
                 state.token, state.seed_fingerprint, True, state.client_auth, history=state.history
             )

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import Store, open_store
-from proxy.tokens.manager import TokenManager
+from proxy.tokens.manager import Backoff, TokenManager
 from tests.builders import connection
 from tests.jwt_provider import Issuer, JwtProvider, create_jwt_app, private_pem, public_pem
 from tests.plane import PlaneServer
@@ -333,3 +333,28 @@ async def test_a_restart_uses_the_stored_token_and_a_changed_setting_gets_a_new_
     changed = await make_api(endpoint.url, scoped, open_store(db))
     assert (await changed.get("/api/resource/a")).status == 200
     assert provider.hits["jwt-bearer"] == 2 and provider.forms[-1]["scope"] == "admin"
+
+
+async def test_invalid_grant_is_retried_with_backoff_not_a_dead_end(
+    endpoint: Endpoint, make_api: MakeApi
+) -> None:
+    provider = endpoint.provider  # the issuer is not registered yet: invalid_grant
+    settings: dict[str, Any] = {
+        "flavor": "rfc7523",
+        "tokenUrl": endpoint.url + "/token",
+        "issuer": ISSUER,
+    }
+    api = await make_api(
+        endpoint.url, jwt_credential(ED_PEM, **settings), backoff=Backoff(base=0.3)
+    )
+    response = await api.get("/api/resource/x")
+    assert response.status == 502
+    body = await response.json()
+    assert body["code"] == "credential_refresh_failed" and body["details"] == "invalid_grant"
+    # Backing off: refused at once, without a token call.
+    assert (await api.get("/api/resource/x")).status == 502
+    assert provider.hits["jwt-bearer"] == 1
+    provider.issuers[ISSUER] = Issuer(public_pem(ED_PEM), "EdDSA")
+    await asyncio.sleep(0.4)
+    assert (await api.get("/api/resource/x")).status == 200
+    assert provider.hits["jwt-bearer"] == 2
