@@ -261,3 +261,29 @@ async def test_a_reload_binds_and_unbinds_placeholders(make_proxy: MakeProxy) ->
         await plane.reload(build_runtime(plain, {}))
         assert (await rawhttp.exchange(port, leak)).status == 200
         assert len(upstream.received) == 3
+
+
+async def test_with_clients_the_key_and_the_placeholder_travel_apart(
+    make_proxy: MakeProxy,
+) -> None:
+    # A client key and a placeholder are different things in different headers: the key
+    # (`X-Api-Key` here, `Proxy-Authorization` in forward mode) is checked and dropped, the
+    # placeholder in its declared header swapped.
+    client_key = "ck-agent-CANARY-90ab"
+    async with rawhttp.raw_upstream() as upstream:
+        tree = {
+            "clients": [{"name": "agent", "key": client_key, "connections": ["ai"]}],
+            "connections": [
+                connection("ai", upstream.base, secret(PLACEHOLDER, ["Authorization"], SECRET))
+            ],
+        }
+        port = rawhttp.port_of(await make_proxy(tree))
+        headers = f"X-Api-Key: {client_key}\r\nAuthorization: Bearer {PLACEHOLDER}\r\n"
+        assert (await rawhttp.exchange(port, request("/ai/v1", headers))).status == 200
+        [seen] = upstream.received
+        assert seen.request.get_all("Authorization") == [f"Bearer {SECRET}"]
+        assert all(client_key not in value for _, value in seen.request.headers)
+        # Without the client key the placeholder alone gets nobody in.
+        alone = request("/ai/v1", f"Authorization: Bearer {PLACEHOLDER}\r\n")
+        assert (await rawhttp.exchange(port, alone)).status == 401
+        assert len(upstream.received) == 1
