@@ -324,3 +324,51 @@ async def test_a_reload_with_other_hosts_issues_a_new_intermediate(
             assert reply.status == 200
         finally:
             await close(writer)
+
+
+async def test_a_client_without_the_connection_is_403_before_any_tls(
+    echo_server: TestServer,
+) -> None:
+    port = port_of(echo_server)
+    tree = with_client(forward_tree(port))
+    tree["clients"].append({"name": "other", "key": "fwd-other-key-19b0", "connections": ["x"]})
+    tree["connections"].append({"name": "x", "baseUrl": "http://127.0.0.1:9", "hosts": []})
+    async with running_plane(tree) as (_, proxy_port):
+        _, writer, answer = await connect(
+            proxy_port,
+            f"localhost:{port}",
+            headers="Proxy-Authorization: Bearer fwd-other-key-19b0\r\n",
+        )
+        try:
+            refused(answer, 403, "client_forbidden")
+        finally:
+            await close(writer)
+
+
+async def test_a_client_hello_sent_with_the_connect_is_the_handshakes(
+    echo_server: TestServer,
+) -> None:
+    # Some clients send their ClientHello without waiting for the 200: it arrives with the
+    # CONNECT head and must start the handshake, not be lost.
+    port = port_of(echo_server)
+    async with running_plane(forward_tree(port)) as (plane, proxy_port):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_context(plane).wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+        try:
+            head = f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            writer.write(head.encode() + outgoing.read())
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert answer.startswith(b"HTTP/1.1 200")
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    writer.write(outgoing.read())
+                    incoming.write(await asyncio.wait_for(reader.read(65536), 5))
+            assert tls.selected_alpn_protocol() == "http/1.1"
+        finally:
+            await close(writer)
