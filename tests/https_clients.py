@@ -73,7 +73,9 @@ function get(socket) {
 
 # Java reads no proxy variable and no CA file: the docs/https-proxy.md recipe, as a user runs it
 # inside the wrapped command (a copy of the JVM's CAs plus $NODE_EXTRA_CA_CERTS, the proxy
-# from $HTTPS_PROXY into JAVA_TOOL_OPTIONS), then a single-file program with HttpClient.
+# from $HTTPS_PROXY into JAVA_TOOL_OPTIONS), then a single-file program with HttpClient. The
+# hosts the tests bind are loopback names, which Java reaches directly whenever
+# `http.nonProxyHosts` is not empty: it is empty here.
 JAVA_GET = """
 import java.net.Authenticator;
 import java.net.PasswordAuthentication;
@@ -114,7 +116,7 @@ keytool -importcert -noprompt -alias signing-proxy -file "$NODE_EXTRA_CA_CERTS" 
     -keystore trust.p12 -storepass changeit >/dev/null 2>&1
 proxy=${HTTPS_PROXY#http://}; proxy=${proxy##*@}
 export JAVA_TOOL_OPTIONS="-Dhttps.proxyHost=${proxy%:*} -Dhttps.proxyPort=${proxy##*:} \
-  -Dhttp.nonProxyHosts=localhost|127.0.0.1 -Djdk.http.auth.tunneling.disabledSchemes= \
+  -Dhttp.nonProxyHosts= -Djdk.http.auth.tunneling.disabledSchemes= \
   -Djavax.net.ssl.trustStore=$PWD/trust.p12 -Djavax.net.ssl.trustStorePassword=changeit"
 status=0; java "$@" 2>java.err || status=$?
 grep -v '^Picked up JAVA_TOOL_OPTIONS' java.err >&2 || true

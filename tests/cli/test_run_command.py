@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 TIMEOUT = 30.0
@@ -81,6 +82,7 @@ sys.exit(int(sys.argv[1]))
 """
 
 
+@pytest.mark.slow
 def test_run_serves_while_the_command_runs_and_exits_with_its_status(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     done = signing_proxy(
@@ -106,6 +108,7 @@ def test_run_serves_while_the_command_runs_and_exits_with_its_status(tmp_path: P
     assert b"BEGIN CERTIFICATE" in shown.stdout
 
 
+@pytest.mark.slow
 def test_a_signal_reaches_the_command_and_the_wrapper_ends_with_it(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     script = 'trap "exit 3" TERM; trap "exit 4" INT; : >ready; while :; do sleep 0.05; done'
@@ -142,6 +145,7 @@ def test_a_command_that_cannot_run(tmp_path: Path) -> None:
     assert "no-such-command-x: command not found" in done.stderr
 
 
+@pytest.mark.slow
 def test_run_with_a_command_needs_forward_proxy_mode(tmp_path: Path) -> None:
     config = write_config(tmp_path, forwardProxy={"enabled": False})
     run, env = ["run", "--config", str(config), "--", "true"], ["env", "--config", str(config)]
@@ -152,6 +156,7 @@ def test_run_with_a_command_needs_forward_proxy_mode(tmp_path: Path) -> None:
         assert done.stdout == ""
 
 
+@pytest.mark.slow
 def test_the_client_key_is_the_named_clients(tmp_path: Path) -> None:
     clients = [
         {"name": "agent", "key": "agent-key-1", "connections": ["*"]},

@@ -56,7 +56,8 @@ def ca_source(ca: trustme.CA) -> Any:
     return read
 
 
-CLIENTS = ["curl", "git", "requests", "httpx", "node", "java"]
+# Java starts a JVM and compiles its client: seconds per run.
+CLIENTS = ["curl", "git", "requests", "httpx", "node", pytest.param("java", marks=pytest.mark.slow)]
 
 
 def command_for(client: str, url: str, folder: Path) -> list[str]:
