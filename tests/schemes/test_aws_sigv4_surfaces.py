@@ -159,3 +159,24 @@ def _block(out: str, label: str) -> str:
     text = "\n".join(line[10:] for line in found.group(2).rstrip("\n").split("\n"))
     assert len(text.encode()) == int(found.group(1)) or "****" in text
     return text
+
+
+def test_the_extension_objects_follow_the_seed_rules_for_unselected_siblings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An exporter writes every sub-object: empty ones are ignored, a filled one is an error.
+    entry = aws_entry({"region": "us-east-1", "service": "sts"})
+    entry["authSchemeConfig"].update({"apiKey": None, "hmac": {}, "oauth2": None})
+    entry["credential"]["data"].update({"string": None, "oauth2Token": {}})
+    assert main(["check", "--config", write(tmp_path, entry)]) == 0
+    capsys.readouterr()
+    key = {"type": "api-key", "apiKey": {"name": "X-Key", "in": "header"},
+           "awsSigV4": {"region": "us-east-1"}}  # fmt: skip
+    string = {"type": "string", "data": {"string": {"value": SECRET}, "aws": {"accessKeyId": "A"}}}
+    assert main(["check", "--config", write(tmp_path, {"authSchemeConfig": key,
+                                                        "credential": string})]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    here = "connections[0].credentials[0]"
+    assert f"{here}.authSchemeConfig.awsSigV4: only the object named by `type`" in err
+    assert f"{here}.credential.data.aws: only the object named by `type`" in err
+    assert SECRET not in err
