@@ -14,8 +14,11 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import trustme
+import yaml
 from aiohttp import web
 
 # A ref the git advertisement names (any 40 hex digits: ls-remote reads no object).
@@ -212,3 +215,23 @@ def ref_advertisement() -> bytes:
             b"0000",
         ]
     )
+
+
+def forward_proxy_config(folder: Path, base_url: str, **top: Any) -> Path:
+    """`folder/proxy.yaml`: forward-proxy mode on, listening on a port from 0, its store in
+    `folder`, one connection `api` to `base_url` (its host bound) adding `Bearer
+    ${UPSTREAM_TOKEN}`; `top` adds or replaces top-level keys."""
+    credential = {
+        "authSchemeConfig": {"type": "bearer"},
+        "credential": {"type": "string", "data": {"string": {"value": "${UPSTREAM_TOKEN}"}}},
+    }
+    tree: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "store": {"path": str(folder / "state" / "state.db")},
+        "forwardProxy": {"enabled": True},
+        "connections": [{"name": "api", "baseUrl": base_url, "credentials": [credential]}],
+        **top,
+    }
+    path = folder / "proxy.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path

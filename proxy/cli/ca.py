@@ -17,6 +17,16 @@ from ..store import Store, StoreError
 
 def print_ca(config: ProxyConfig, store: Store) -> int:
     """Print the root CA certificate; 0, or 1 with the reason on stderr."""
+    pem = read_ca_or_report(config, store)
+    if pem is None:
+        return 1
+    sys.stdout.write(pem)
+    return 0
+
+
+def read_ca_or_report(config: ProxyConfig, store: Store, *, prefix: str = "") -> str | None:
+    """The root CA certificate (PEM), or None with the reason on stderr; closes `store`.
+    (`ca` and `env` outside an event loop.)"""
 
     async def read() -> str:
         try:
@@ -25,15 +35,12 @@ def print_ca(config: ProxyConfig, store: Store) -> int:
             await store.close()
 
     try:
-        pem = asyncio.run(read())
+        return asyncio.run(read())
     except CAError as exc:
-        print(f"forwardProxy.ca: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prefix}forwardProxy.ca: {exc}", file=sys.stderr)
     except StoreError as exc:
-        print(f"store: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.write(pem)
-    return 0
+        print(f"{prefix}store: {exc}", file=sys.stderr)
+    return None
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:

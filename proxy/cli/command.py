@@ -303,8 +303,9 @@ def _wrap_refusals(runtime: Runtime, args: argparse.Namespace) -> int:
 def _wrapped_command(
     runtime: Runtime, args: argparse.Namespace, store: Store, listen: socket.socket
 ) -> WrappedCommand:
+    from .explain import config_secrets
     from .forwarding import bound_hosts, proxy_ca_source
-    from .wrap import WrappedCommand, client_key, secret_values
+    from .wrap import WrappedCommand, client_key
 
     host, port = listen.getsockname()[:2]
     return WrappedCommand(
@@ -313,7 +314,7 @@ def _wrapped_command(
         ca_source=proxy_ca_source(runtime, store),
         client_key=client_key(runtime.config.clients, args.client),
         bound_hosts=bound_hosts(runtime),
-        secrets=secret_values(runtime.config),
+        secrets={secret for secret in config_secrets(runtime.config) if secret},
     )
 
 

@@ -179,7 +179,7 @@ def _placeholder(scheme: Scheme) -> TokenSet | None:
 
 def secret_values(model: m.Connection) -> set[str]:
     """Every secret of the connection, and the derived forms in which it can be printed."""
-    raw = {value for value in _secrets(model) if value}
+    raw = {value for value in config_secrets(model) if value}
     for entry in model.credentials:
         cred = entry.credential
         if isinstance(cred, m.BasicAuthCredential):
@@ -196,18 +196,19 @@ def secret_values(model: m.Connection) -> set[str]:
     return {form for form in forms if form}
 
 
-def _secrets(value: object) -> Iterator[str]:
+def config_secrets(value: object) -> Iterator[str]:
+    """Every secret (`SecretStr` field) of a config model, however deep."""
     if isinstance(value, SecretStr):
         yield value.get_secret_value()
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            yield from _secrets(getattr(value, name))
+            yield from config_secrets(getattr(value, name))
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _secrets(item)
+            yield from config_secrets(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _secrets(item)
+            yield from config_secrets(item)
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:

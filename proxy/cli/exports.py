@@ -17,9 +17,10 @@ from pathlib import Path
 
 from ..config.address import split_host_port
 from ..connections.runtime import Runtime
-from ..store import Store, StoreError
+from ..store import Store
+from .ca import read_ca_or_report
 from .childenv import ProxySettings, no_proxy, proxy_url, shell_exports
-from .forwarding import bound_hosts, proxy_ca_source
+from .forwarding import bound_hosts
 from .trust import NoSystemCertificates, system_ca_pems, write_trust_files
 from .wrap import WrapError, client_key
 
@@ -46,22 +47,11 @@ def print_exports(
         print(f"env: {exc}", file=sys.stderr)
         return EXIT_INVALID if isinstance(exc, WrapError) else EXIT_FAILED
 
-    async def read_ca() -> bytes:
-        try:
-            return await proxy_ca_source(runtime, store)()
-        finally:
-            await store.close()
-
-    try:
-        proxy_ca = asyncio.run(read_ca())
-    except WrapError as exc:
-        print(f"env: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except StoreError as exc:
-        print(f"env: store: {exc}", file=sys.stderr)
+    proxy_ca = read_ca_or_report(config, store, prefix="env: ")
+    if proxy_ca is None:
         return EXIT_FAILED
     place = Path(directory) if directory else Path(config.store.path).parent / "trust"
-    files = write_trust_files(place.resolve(), system, proxy_ca)
+    files = write_trust_files(place.resolve(), system, proxy_ca.encode())
     host, port = split_host_port(listen)
     settings = ProxySettings(
         proxy_url=proxy_url(host, port, key),

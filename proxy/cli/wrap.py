@@ -20,10 +20,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
-
-from pydantic import BaseModel, SecretStr
 
 from ..config.clients import Client
 from ..store import StoreError
@@ -67,28 +65,6 @@ def client_key(clients: Sequence[Client], name: str | None) -> str | None:
             "the key itself: give the client a `key`"
         )
     return client.key.get_secret_value()
-
-
-def secret_values(model: object) -> set[str]:
-    """Every non-empty secret of a config model (its `SecretStr` fields), however deep."""
-    found: set[str] = set()
-    for value in _walk(model):
-        if isinstance(value, SecretStr) and value.get_secret_value():
-            found.add(value.get_secret_value())
-    return found
-
-
-def _walk(value: object) -> Iterator[object]:
-    yield value
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _walk(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _walk(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _walk(item)
 
 
 class WrappedCommand:

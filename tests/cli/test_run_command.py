@@ -14,37 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.cli.test_cli import cli
+from tests.https_clients import forward_proxy_config
 
 TIMEOUT = 30.0
 CANARY = "canary-upstream-token-7c41"
 
 
 def write_config(tmp_path: Path, **top: Any) -> Path:
-    tree: dict[str, Any] = {
-        "listen": "127.0.0.1:0",
-        "store": {"path": str(tmp_path / "state" / "state.db")},
-        "forwardProxy": {"enabled": True},
-        "connections": [
-            {
-                "name": "bound",
-                "baseUrl": "https://bound.test",
-                "credentials": [
-                    {
-                        "authSchemeConfig": {"type": "bearer"},
-                        "credential": {
-                            "type": "string",
-                            "data": {"string": {"value": "${UPSTREAM_TOKEN}"}},
-                        },
-                    }
-                ],
-            }
-        ],
-        **top,
-    }
-    path = tmp_path / "proxy.yaml"
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
+    return forward_proxy_config(tmp_path, "https://bound.test", **top)
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -53,18 +32,8 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def signing_proxy(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env=env or environment(),
-        check=False,
-    )
+def signing_proxy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return cli(*args, env={"UPSTREAM_TOKEN": CANARY}, cwd=cwd)
 
 
 # Inside the command: the proxy answers /healthz on the address HTTPS_PROXY names (asked

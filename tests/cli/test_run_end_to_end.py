@@ -11,16 +11,15 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
-import yaml
 
 from tests.https_clients import (
     GIT_REF,
     TlsUpstream,
     client_commands,
+    forward_proxy_config,
     git_ls_remote,
     java_command,
     tls_upstream,
@@ -37,30 +36,10 @@ KEY_AT_ONCE = ["curl", "requests", "httpx", "node"]
 
 
 def config_for(tmp_path: Path, upstream: TlsUpstream, *, clients: bool = True) -> Path:
-    tree: dict[str, Any] = {
-        "listen": "127.0.0.1:0",
-        "store": {"path": str(tmp_path / "state" / "state.db")},
-        "forwardProxy": {"enabled": True},
-        "clients": [{"name": "agent", "key": CLIENT_KEY, "connections": ["*"]}] if clients else [],
-        "connections": [
-            {
-                "name": "api",
-                "baseUrl": f"https://localhost:{upstream.port}",
-                "credentials": [
-                    {
-                        "authSchemeConfig": {"type": "bearer"},
-                        "credential": {
-                            "type": "string",
-                            "data": {"string": {"value": "${UPSTREAM_TOKEN}"}},
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "proxy.yaml"
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
+    agent = {"name": "agent", "key": CLIENT_KEY, "connections": ["*"]}
+    return forward_proxy_config(
+        tmp_path, f"https://localhost:{upstream.port}", clients=[agent] if clients else []
+    )
 
 
 async def wrapped(config: Path, command: list[str], machine_cas: Path) -> tuple[int, str]:
