@@ -170,6 +170,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = args.log_level or _env_log_level()
     if level is None:
         return EXIT_INVALID
+    if args.client is not None and not args.command:
+        print("run: --client: only with a command (run --client NAME -- CMD)", file=sys.stderr)
+        return EXIT_INVALID
     if args.command:
         refused = _wrap_refusals(runtime, args)
         if refused:

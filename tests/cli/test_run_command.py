@@ -133,6 +133,9 @@ def test_the_client_key_is_the_named_clients(tmp_path: Path) -> None:
     ]
     config = write_config(tmp_path, clients=clients)
     run = ["run", "--config", str(config)]
+    done = signing_proxy(*run, "--client", "agent", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "--client: only with a command" in done.stderr
     done = signing_proxy(*run, "--", "true", cwd=tmp_path)
     assert done.returncode == 2
     assert "--client: name the client whose key the command uses (agent, hashed)" in done.stderr
