@@ -173,3 +173,23 @@ def test_explain_shows_the_base_and_masks_the_key(
     assert 'Signature-Input: sig1=("@method" "@target-uri" "content-digest");created=' in out
     assert "Content-Digest: sha-512=:" in out
     assert secret not in out
+
+
+def test_unselected_http_signature_object_follows_the_seed_rule() -> None:
+    """Docs/configuration.md: a sibling object `type` does not select is ignored when empty
+    and named as an error when filled (a signature put under the wrong type is never dropped)."""
+    hmac_entry = {
+        "authSchemeConfig": {
+            "type": "hmac",
+            "hmac": {"name": "X-Sig", "in": "header", "algorithm": "sha256", "encoding": "hex"},
+            "httpSignature": {},
+        },
+        "credential": {"type": "string", "data": {"string": {"value": "s"}}},
+    }
+    config = {
+        "connections": [{"name": "p", "baseUrl": "https://a.example", "credentials": [hmac_entry]}]
+    }
+    build_runtime(config, {})  # `{}` is ignored
+    hmac_entry["authSchemeConfig"]["httpSignature"] = {"keyId": "k"}
+    text = problems(config)
+    assert f"{PREFIX}.authSchemeConfig.httpSignature: only the object named by `type`" in text
