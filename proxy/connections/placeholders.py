@@ -16,7 +16,7 @@ Placeholders are bound to connections of `proxy.yaml`; a template or an API-crea
 with a `secret` scheme is refused (its route serves many connections, picked per request, so a
 placeholder could not name one).
 
-Imports `config/`, `schemes/` and `errors` only.
+Imports `config/`, `schemes/`, `errors` and modules of its own package only.
 """
 
 from __future__ import annotations
