@@ -78,7 +78,7 @@ async def test_echo_both_ways_with_credentials_on_the_handshake(make_proxy: Make
 
 
 async def test_large_messages_both_ways(make_proxy: MakeProxy) -> None:
-    size = 8 * 2**20
+    size = 4 * 2**20  # four times the websockets default limit
     async with ws_upstream(max_size=None) as upstream:
         proxy = await start(make_proxy, connection("svc", upstream.base))
         async with connect(ws_url(proxy, "/svc/"), proxy=None, max_size=None) as ws:
