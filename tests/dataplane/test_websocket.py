@@ -466,3 +466,15 @@ async def test_a_client_that_does_not_read_holds_the_upstream_back(make_proxy: M
             received = await asyncio.wait_for(reader.read(), 30)  # until the upstream closes
     assert len(received) == held
     assert received == chunk * (held // len(chunk))
+
+
+async def test_a_reload_sets_the_idle_timeout_of_new_websockets(make_proxy: MakeProxy) -> None:
+    async with ws_upstream() as upstream:
+        tree: dict[str, Any] = {"connections": [connection("svc", upstream.base)]}
+        proxy = await make_proxy(tree)
+        await proxy.app.reload(build_runtime({**tree, "timeouts": {"websocketIdle": 0.3}}, {}))
+        async with connect(ws_url(proxy, "/svc/"), proxy=None, ping_interval=None) as ws:
+            await ws.send("one")
+            assert await ws.recv() == "one"
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
