@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import os
 import ssl
 import time
@@ -478,3 +479,23 @@ async def test_a_reload_sets_the_idle_timeout_of_new_websockets(make_proxy: Make
             assert await ws.recv() == "one"
             with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 5)
+
+
+async def test_a_101_to_another_protocol_is_a_502(make_proxy: MakeProxy) -> None:
+    async def wrong_protocol(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()  # until the proxy closes it
+        writer.close()
+
+    server = await asyncio.start_server(wrong_protocol, "127.0.0.1", 0)
+    async with server:
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        proxy = await start(make_proxy, connection("svc", base))
+        response = await rawhttp.exchange(rawhttp.port_of(proxy), HANDSHAKE)
+    assert response.status == 502
+    assert json.loads(response.body)["code"] == "upstream_bad_response"
+    assert "http_protocol_error" in (response.get("Proxy-Status") or "")
