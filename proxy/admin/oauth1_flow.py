@@ -36,7 +36,7 @@ from ..tokens.oauth1_client import (
     endpoints,
     exchange_verifier,
     fill_url,
-    post_form,
+    post_signed,
     sign_request,
     token_value,
 )
@@ -108,7 +108,7 @@ async def initialise(request: web.Request) -> web.Response:
         usage=TEMP,
         params=body.params,
     )
-    answer = await post_form(signed)
+    answer = await post_signed(signed)
     await remember_flow(
         admin,
         route,

@@ -1,8 +1,15 @@
 """Tokens: OAuth credentials obtained, refreshed, exchanged and stored.
 
-Owns the token manager of OAuth 2.0 (`manager.py`) and the OAuth 1.0a exchange of the file's
-credentials (`oauth1.py`) with its endpoint client (`oauth1_client.py`, shared with the admin
-connect flow).
+Owns, one job a module:
+- `manager.py`: `TokenManager`, the orchestrator of OAuth 2.0 tokens (the driver's
+  `TokenProvider`): when to refresh, single flight, failures and backoff, seeds.
+- `endpoint.py`: the token-endpoint client — the one HTTP POST of a token call (no redirects, no
+  environment proxies, own timeout, failures by kind), and the OAuth 2.0 token call of every
+  grant with its client authentication and RFC 6749 §5.1/§5.2 answer. Shared by the manager,
+  `jwt-bearer`, the admin connect flow's code exchange (through `TokenManager.exchange_code`)
+  and the OAuth 1.0a endpoint requests.
+- `oauth1.py`: the OAuth 1.0a exchange of the file's `oauth1` credentials; `oauth1_client.py`:
+  its signed endpoint requests (RFC 5849 §2), shared with the admin connect flow.
 
 May import: `metrics`, `connections/`, `config/`, `schemes/`, `store/`, `http1/` and the shared
 vocabulary. Never the data plane, admin or the process.

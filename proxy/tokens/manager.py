@@ -34,13 +34,9 @@ Strategy:
 - Failures: `invalid_grant` marks the credential as needing re-authorisation (no more token
   calls until the credential is replaced); anything else fails with the provider's `error` code
   and backs off exponentially, so a dead token endpoint is not hammered.
-- Token endpoint calls go through a `ClientSession` of their own: no proxy logic (no recursion
-  through the pipeline being authenticated), no redirects, no environment proxies, own timeout.
-  The authorization-code exchange of the connect flow (`exchange_code`) takes the same path.
-- TLS towards the token endpoint: with `mtlsEnabled`, the connection's `certificate` context —
-  its client certificate, and its `ca` as the only trust anchor when given, else the system
-  store (one PKI for the API and its token endpoint, as mTLS providers run it). Without it, the
-  system store; both honour `SSL_CERT_FILE`/`SSL_CERT_DIR` (read when the context is made).
+- Token endpoint calls go through `endpoint.TokenEndpoint` (its own session, no redirects, no
+  environment proxies, own timeout; the TLS of `mtlsEnabled`). The authorization-code exchange of
+  the connect flow (`exchange_code`) takes the same path.
 """
 
 from __future__ import annotations
@@ -56,25 +52,19 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from .. import metrics
 from ..connections.compiled import CompiledConnection
 from ..errors import CredentialError
 from ..messages import TokenSet
-from ..schemes.base import Scheme, new_nonce
-from ..schemes.jwt_bearer import assertion_token_request, parse_assertion_response
+from ..schemes.base import Scheme
 from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from ..schemes.oauth2 import (
     ClientAuth,
     OAuth2Scheme,
     OAuth2Settings,
     TokenEndpointError,
-    TokenRequest,
     authorization_code_params,
-    build_token_request,
     client_credentials_params,
-    parse_token_response,
     password_params,
     refresh_params,
 )
@@ -87,12 +77,12 @@ from ..store import (
     TokenHistory,
     lease_owner,
 )
+from .endpoint import TokenEndpoint
 from .oauth1 import OAuth1Tokens
 
 log = logging.getLogger("signing_proxy.tokens")
 
 DEFAULT_SKEW = 60.0
-MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 _NO_TOKEN = TokenSet(access_token="")
 
 
@@ -206,11 +196,7 @@ class TokenManager:
         self._owner = lease_owner(secrets.token_hex(6))
         self._states: dict[str, _Credential] = {}
         self._code_exchanges: set[asyncio.Task[None]] = set()
-        # (token URL, client id) → the client authentication that worked last: the connect
-        # flow's code exchange and a credential new to the store start with it.
-        self._client_auth: dict[tuple[str, str], ClientAuth] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._system_tls: ssl.SSLContext | None = None
+        self.endpoint = TokenEndpoint(timeout=timeout, clock=clock)
         # The file's `oauth1` credentials, exchanged once for their `oauth1-token`.
         self.oauth1 = OAuth1Tokens(store, clock=clock)
 
@@ -273,7 +259,7 @@ class TokenManager:
                 return record, version, False
             if record is None or self._seed_is_newer(scheme.settings.seed_token, record):
                 kept_style = record.client_auth if record is not None else None
-                kept_style = kept_style or self._client_auth.get(_client_key(scheme.settings))
+                kept_style = kept_style or self.endpoint.known_auth(scheme.settings)
                 history = record.history if record is not None else TokenHistory()
                 seed = scheme.settings.seed_token
                 if seed is not None and seed.refresh_token is not None:
@@ -404,9 +390,7 @@ class TokenManager:
                     cid,
                     self._write_problem,
                 )
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.endpoint.close()
 
     async def _land_flights(self) -> None:
         """Wait up to `exit_wait` for token calls still running, so the tokens they bring are
@@ -546,7 +530,8 @@ class TokenManager:
         """
         params = authorization_code_params(code, redirect_uri, code_verifier)
         # A code is single use: the call finishes even when the browser leaves.
-        call = self._own(self._request_token(settings, params, tls, None, None), "code-exchange")
+        work = self.endpoint.request_token(settings, params, tls, None, None)
+        call = self._own(work, "code-exchange")
         token: TokenSet = (await asyncio.shield(call))[0]
         return token
 
@@ -736,7 +721,7 @@ class TokenManager:
         elif settings.grant == "clientCredentials":
             params = client_credentials_params(settings.scope)
         elif settings.assertion is not None:
-            params = []  # `jwt-bearer`: the JWT is signed for each call (`_request_token`)
+            params = []  # `jwt-bearer`: the JWT is signed for each call (`request_token`)
         else:
             assert settings.username is not None and settings.password is not None
             params = password_params(settings.username, settings.password, settings.scope)
@@ -744,7 +729,7 @@ class TokenManager:
         # while it runs moves the version, and this result then loses to it.
         expected, started_from = state.version, state.token
         try:
-            token, style = await self._request_token(
+            token, style = await self.endpoint.request_token(
                 settings, params, state.tls, state.client_auth, base
             )
         except TokenEndpointError as exc:
@@ -833,119 +818,6 @@ class TokenManager:
             delay,
         )
         raise refresh_failed(exc.error)
-
-    async def _request_token(
-        self,
-        settings: OAuth2Settings,
-        params: list[tuple[str, str]],
-        tls: ssl.SSLContext | None,
-        known_style: ClientAuth | None,
-        previous: TokenSet | None,
-    ) -> tuple[TokenSet, ClientAuth]:
-        """One token from the endpoint for the grant `params`, and the client auth that worked.
-
-        HTTP Basic first, unless form is known to work or there is no secret; form when the
-        provider rejects Basic (docs/request-path.md).
-        """
-        if settings.token_url is None:
-            raise TokenEndpointError("token_url_missing")
-        if not settings.mtls:
-            tls = self._system()
-        elif tls is None:
-            raise TokenEndpointError("mtls_certificate_missing")
-        if settings.assertion is not None:
-            # `jwt-bearer`: a JWT signed now is the grant (and the only authentication).
-            now = self.clock()
-            jwt_request = assertion_token_request(settings, now=now, jti=new_nonce())
-            status, body = await self._post(jwt_request, tls)
-            return parse_assertion_response(settings, status, body, now=self.clock()), "form"
-        key = _client_key(settings)
-        known_style = known_style or self._client_auth.get(key)
-        styles = _client_auth_styles(settings, known_style)
-        for style in styles:
-            assertion = settings.client_assertion
-            request = build_token_request(
-                settings.token_url,
-                params,
-                client_id=settings.client_id,
-                # With `private_key_jwt` the secret field holds the key: never sent.
-                client_secret="" if assertion is not None else settings.client_secret,
-                client_auth=style,
-                additional=settings.additional_params,
-                client_assertion=None
-                if assertion is None
-                else assertion.sign(self.clock(), new_nonce()),
-            )
-            status, body = await self._post(request, tls)
-            try:
-                token = parse_token_response(
-                    status,
-                    body,
-                    now=self.clock(),
-                    previous=previous,
-                    requested_scope=settings.scope,
-                )
-            except TokenEndpointError as exc:
-                if exc.rejects_client and style == "basic" and len(styles) > 1:
-                    # docs/request-path.md: a provider that rejects Basic gets the form style
-                    continue
-                raise
-            self._client_auth[key] = style
-            return token, style
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _system(self) -> ssl.SSLContext:
-        # Made on first use, not at import (as aiohttp's default is): SSL_CERT_FILE and
-        # SSL_CERT_DIR are read when the context is made.
-        if self._system_tls is None:
-            self._system_tls = ssl.create_default_context()
-        return self._system_tls
-
-    async def _post(self, request: TokenRequest, tls: ssl.SSLContext) -> tuple[int, bytes]:
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                trust_env=False,  # no environment proxies for credentials
-                auto_decompress=True,
-            )
-        try:
-            async with session.post(
-                request.url,
-                data=request.body(),
-                headers=dict(request.headers),
-                allow_redirects=False,
-                ssl=tls,
-            ) as response:
-                body = await response.content.read(MAX_TOKEN_RESPONSE_BYTES + 1)
-                if len(body) > MAX_TOKEN_RESPONSE_BYTES:
-                    raise TokenEndpointError("token_response_too_large", response.status)
-                return response.status, body
-        except TimeoutError:
-            raise TokenEndpointError("token_endpoint_timeout") from None
-        except aiohttp.ClientSSLError:
-            # Certificate not trusted, or the handshake refused (our client certificate, or
-            # none, not accepted). OpenSSL's text names hosts; the kind is enough.
-            raise TokenEndpointError("token_endpoint_tls_error") from None
-        except aiohttp.ClientError as exc:
-            # The exception text can hold the URL only; the kind is enough for the client.
-            raise TokenEndpointError(f"token_endpoint_unreachable:{type(exc).__name__}") from None
-
-
-def _client_auth_styles(settings: OAuth2Settings, known: ClientAuth | None) -> list[ClientAuth]:
-    """The client authentications to try in order: the one `clientAuth` names, else Basic and
-    then form (form alone when it worked before or there is no secret)."""
-    if settings.client_auth == "client_secret_basic":
-        return ["basic"]
-    if settings.client_auth is not None:  # `client_secret_post`, `private_key_jwt` (in the form)
-        return ["form"]
-    if known == "form" or not settings.client_secret:
-        return ["form"]
-    return ["basic", "form"]
-
-
-def _client_key(settings: OAuth2Settings) -> tuple[str, str]:
-    return (settings.token_url or "", settings.client_id)
 
 
 def _named_tls(connection: CompiledConnection, scheme: OAuth2Scheme) -> ssl.SSLContext | None:

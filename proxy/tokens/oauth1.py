@@ -44,7 +44,7 @@ def unusable(reason: str) -> CredentialError:
 
 
 UNKNOWN_STATE = "its OAuth 1.0a state is unknown, used or expired"
-# Longer than one exchange may take (`post_form`: 30 s): a live holder keeps the lease throughout;
+# Longer than one exchange may take (`post_signed`: 30 s): a live holder keeps the lease throughout;
 # a dead one (same host) is taken over at once, elsewhere after this long.
 LEASE_TTL = 40.0
 

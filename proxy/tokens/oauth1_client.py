@@ -5,7 +5,8 @@ flow (`admin/oauth1_flow.py`) and the exchange of an `oauth1` credential from th
 `{placeholders}` in an endpoint `url` come from the flow's `params`; `parameterTransmission`
 puts the protocol parameters in the Authorization header, the form body or the query (§3.5);
 `additionalParamConfigs` whose `usages` name this request (or `USAGE_UNKNOWN`: every request)
-are placed by `location`. Requests never follow redirects.
+are placed by `location`. The HTTP part (no redirects, no environment proxies, a bounded read,
+failures by kind) is `endpoint.post_form`, shared with OAuth 2.0.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-
-import aiohttp
 
 from ..config import models as m
 from ..errors import FieldError, InvalidRequest, ProxyError
@@ -31,7 +30,9 @@ from ..schemes.oauth1 import (
     normalize_parameters,
     signature_base_string,
 )
+from ..schemes.oauth2 import TokenEndpointError
 from ..store import FlowState
+from .endpoint import endpoint_session, post_form
 
 STATE_PREFIX = "oauth1:"  # a flow's store key: the prefix and its temporary oauth_token
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -145,22 +146,21 @@ def sign_request(
     return Signed(target, headers, body)
 
 
-async def post_form(signed: Signed, refused: int = 502) -> dict[str, str]:
-    """POST the signed request; the form-encoded answer (§2.1, §2.3). A refusal (4xx) is
+async def post_signed(signed: Signed, refused: int = 502) -> dict[str, str]:
+    """POST the signed request (`endpoint.post_form`: no redirects, the transport failures
+    mapped); the form-encoded answer (§2.1, §2.3), not RFC 6749's JSON. A refusal (4xx) is
     `refused` (400 at the callback: a tampered or stale verifier is the caller's to retry);
     anything else is 502."""
-    timeout = aiohttp.ClientTimeout(total=30)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(
-                signed.url, data=signed.body, headers=signed.headers, allow_redirects=False
-            ) as response:
-                raw = await response.content.read(MAX_RESPONSE_BYTES)
-                status = response.status
-    except (aiohttp.ClientError, TimeoutError):
+        async with endpoint_session(30) as session:
+            status, raw = await post_form(
+                session, signed.url, signed.body, signed.headers, limit=MAX_RESPONSE_BYTES
+            )
+    except TokenEndpointError:
         raise ProxyError(
             "oauth1_endpoint_failed", "the OAuth 1.0a endpoint could not be reached", status=502
         ) from None
+    raw = raw[:MAX_RESPONSE_BYTES]
     answer = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     if status != 200 or "oauth_token" not in answer or "oauth_token_secret" not in answer:
         rejected = 400 <= status < 500
@@ -215,7 +215,7 @@ async def exchange_verifier(
         usage=TOKEN,
         params=flow_params,
     )
-    return await post_form(signed, refused=refused)
+    return await post_signed(signed, refused=refused)
 
 
 def _realm(auth: m.OAuth1SchemeConfig, params: Mapping[str, str]) -> list[m.NameValue]:
