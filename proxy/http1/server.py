@@ -560,8 +560,11 @@ class ServerConnection(asyncio.Protocol):
         (the authority is the target; `requests` sends HTTP/1.0 without one)."""
         url = self._url
         target = (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1")
+        # Not kept alive unless established: nothing after a CONNECT head is parsed as HTTP/1.1
+        # here, so a refusal (a 407 the client answers with its key) says `Connection: close`
+        # and the client asks again on a new connection, as curl, git and Java do.
         request = InboundRequest(
-            self, "CONNECT", target, self._headers, version, True, self.peer, False, False
+            self, "CONNECT", target, self._headers, version, False, self.peer, False, False
         )
         self._connect_pending = True
         self._receiving = request
