@@ -8,6 +8,8 @@ Owns, one job a module:
   grant with its client authentication and RFC 6749 §5.1/§5.2 answer. Shared by the manager,
   `jwt-bearer`, the admin connect flow's code exchange (through `TokenManager.exchange_code`)
   and the OAuth 1.0a endpoint requests.
+- `lease.py`: `RefreshLease`, the store's refresh lease — single flight of a token call across
+  the processes sharing a store, for OAuth 2.0 refreshes and OAuth 1.0a exchanges alike.
 - `oauth1.py`: the OAuth 1.0a exchange of the file's `oauth1` credentials; `oauth1_client.py`:
   its signed endpoint requests (RFC 5849 §2), shared with the admin connect flow.
 

@@ -13,9 +13,9 @@ Strategy:
   client that leaves only stops waiting, and a rotated refresh token the provider has issued is
   stored all the same. `close()` waits for flights (bounded) and logs any it had to abandon.
 - Single flight, twice over: one flight per credential inside a process, then a refresh
-  lease in the store across processes (`run --workers N`, replicas). After the lease is
-  taken, the stored token is read again; a token newer than the one that failed is reused
-  instead of refreshed again (aiohttp cookbook: lock, then re-check).
+  lease in the store across processes (`run --workers N`, replicas; `lease.RefreshLease`).
+  After the lease is taken, the stored token is read again; a token newer than the one that
+  failed is reused instead of refreshed again (aiohttp cookbook: lock, then re-check).
 - Seeds (docs/request-path.md): the store keeps the fingerprints of every refresh token the
   credential has had (`TokenHistory`). A token from the file or the API replaces the stored one
   only when it is newer than anything seen — never seen, and not expiring before the stored one
@@ -45,7 +45,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -75,9 +74,9 @@ from ..store import (
     StoreError,
     StoreUnavailable,
     TokenHistory,
-    lease_owner,
 )
 from .endpoint import TokenEndpoint
+from .lease import LeaseBusy, RefreshLease
 from .oauth1 import OAuth1Tokens
 
 log = logging.getLogger("signing_proxy.tokens")
@@ -193,7 +192,7 @@ class TokenManager:
         self._unstored: dict[str, tuple[StoredToken, int | None]] = {}
         self._write_problem = ""
         self._flusher: asyncio.Task[None] | None = None
-        self._owner = lease_owner(secrets.token_hex(6))
+        self.lease = RefreshLease(store, lease_ttl)
         self._states: dict[str, _Credential] = {}
         self._code_exchanges: set[asyncio.Task[None]] = set()
         self.endpoint = TokenEndpoint(timeout=timeout, clock=clock)
@@ -505,7 +504,7 @@ class TokenManager:
             log.info("credential %s: the token kept in memory is stored now", cid)
             with contextlib.suppress(StoreError):
                 # A lease the failing store could not release earlier.
-                await self.store.release_refresh_lease(cid, self._owner)
+                await self.lease.release(cid)
         return progressed
 
     # --- the connect flow ---
@@ -646,49 +645,30 @@ class TokenManager:
             # process can refresh from it, so no lease is needed, and the store's copy must not
             # be read back over it.
             return await self._obtain(state, state.token or stale)
-        # A live holder keeps its lease for up to two token calls (Basic, then form); a dead
-        # or stalled one for `lease_ttl` at most.
-        deadline = time.monotonic() + 2 * self.timeout + self.lease_ttl + 1.0
-        while True:
+
+        async def settled() -> bool:
             self._adopt_record(state, await self.store.get_token(cid))
             if state.needs_reauthorization:
                 raise reauthorization_required()
-            if self._newer(state.token, stale):
-                assert state.token is not None
-                return state.token
-            if await self.store.acquire_refresh_lease(cid, self._owner, self.lease_ttl):
-                break
-            if time.monotonic() > deadline:
-                raise refresh_failed("refresh_lease_timeout")
-            await asyncio.sleep(0.05)
-        renewal = asyncio.create_task(self._renew_lease(cid), name="refresh-lease-renewal")
+            return self._newer(state.token, stale)
+
         try:
+            # A live holder keeps its lease for up to two token calls (Basic, then form); a
+            # dead or stalled one for `lease_ttl` at most.
+            wait = 2 * self.timeout + self.lease_ttl + 1.0
+            taken = await self.lease.take(cid, wait=wait, settled=settled)
+        except LeaseBusy:
+            raise refresh_failed("refresh_lease_timeout") from None
+        if not taken:
+            assert state.token is not None
+            return state.token
+        async with self.lease.renewed(cid):
             # Re-read under the lease: another process may have committed just before.
             self._adopt_record(state, await self.store.get_token(cid))
             if self._newer(state.token, stale):
                 assert state.token is not None
                 return state.token
             return await self._obtain(state, state.token or stale)
-        finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
-            try:
-                await self.store.release_refresh_lease(cid, self._owner)
-            except StoreUnavailable:
-                pass  # it runs out by itself; the write retry releases it once it can
-
-    async def _renew_lease(self, cid: str) -> None:
-        # The lease is the single flight, not the fence: losing it (stalled past it) is safe,
-        # the fenced write then refuses our late token.
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
-            try:
-                if not await self.store.acquire_refresh_lease(cid, self._owner, self.lease_ttl):
-                    log.warning("credential %s: refresh lease lost to another process", cid)
-                    return
-            except StoreError:
-                return
 
     async def _superseded(self, state: _Credential) -> TokenSet:
         """Our refresh lost the fence: use the newer token another process stored."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from ..config import models as m
 from ..errors import CredentialError, ProxyError
 from ..messages import TokenSet
 from ..schemes.oauth1_exchanged import TOKEN_TYPE, OAuth1ExchangedScheme, token_set
-from ..store import Store, StoredToken, StoreUnavailable, lease_owner
+from ..store import Store, StoredToken, StoreUnavailable
+from .lease import LeaseBusy, RefreshLease
 from .oauth1_client import STATE_PREFIX, exchange_verifier, token_value
 
 log = logging.getLogger("signing_proxy.tokens")
@@ -67,7 +67,7 @@ class OAuth1Tokens:
         self.store = store
         self.clock = clock
         self._states: dict[str, _Exchange] = {}
-        self._owner = lease_owner(secrets.token_hex(6))
+        self.lease = RefreshLease(store, LEASE_TTL)
 
     def __repr__(self) -> str:
         return f"OAuth1Tokens(credentials={len(self._states)})"
@@ -135,22 +135,22 @@ class OAuth1Tokens:
         """Single flight across the processes sharing the store (`run --workers N`): under the
         store's lease for this credential, the token another process stored meanwhile wins."""
         cid = state.scheme.credential_id
-        deadline = time.monotonic() + LEASE_TTL + 1.0
-        while not await self.store.acquire_refresh_lease(cid, self._owner, LEASE_TTL):
-            if await self._stored(state):
-                return
-            if time.monotonic() > deadline:
-                state.failure = "another process holds its exchange"
-                log.warning("credential %s: the oauth1 exchange of another process did not "
-                            "finish; requests on its connection get 502", cid)  # fmt: skip
-                return
-            await asyncio.sleep(0.05)
+        try:
+            taken = await self.lease.take(
+                cid, wait=LEASE_TTL + 1.0, settled=lambda: self._stored(state)
+            )
+        except LeaseBusy:
+            state.failure = "another process holds its exchange"
+            log.warning("credential %s: the oauth1 exchange of another process did not "
+                        "finish; requests on its connection get 502", cid)  # fmt: skip
+            return
+        if not taken:
+            return
         try:
             if not await self._stored(state):
                 await self._exchange_once(state)
         finally:
-            with contextlib.suppress(StoreUnavailable):
-                await self.store.release_refresh_lease(cid, self._owner)
+            await self.lease.release(cid)
 
     async def _exchange_once(self, state: _Exchange) -> None:
         scheme = state.scheme
