@@ -3,6 +3,7 @@ repository does not contain (the product contract's section numbers)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,17 +19,19 @@ DOC_REF = re.compile(r"docs/([a-z-]+\.md)")
 
 
 def repository_files() -> list[Path]:
-    files = []
-    for path in ROOT.rglob("*"):
-        parts = set(path.relative_to(ROOT).parts)
-        if (
-            path.is_file()
-            and not parts & SKIP_DIRS
-            and not any(
-                p.endswith((".egg-info", "_cache")) or p.startswith(".hypothesis") for p in parts
-            )
-        ):
-            files.append(path)
+    """The repository's own files: not git's, not caches, not a virtualenv (any folder holding a
+    `pyvenv.cfg`, whatever its name: `.ci/run` makes two) nor installed npm packages."""
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in SKIP_DIRS
+            and not d.endswith((".egg-info", "_cache"))
+            and not d.startswith(".hypothesis")
+            and not (Path(folder) / d / "pyvenv.cfg").exists()
+        ]
+        files.extend(Path(folder) / name for name in names)
     return files
 
 
