@@ -6,6 +6,8 @@ _ = object
 # asyncio calls a Protocol's callbacks (http1/connection.py, http1/server.py).
 _.connection_made, _.data_received, _.eof_received, _.connection_lost
 _.pause_writing, _.resume_writing
+# The TLS stand-in for an asyncio transport (http1/tls.py) answers what asyncio's streams ask.
+_.can_write_eof
 # httptools' parser calls its callbacks by name (the same two modules).
 _.on_message_begin, _.on_url, _.on_status, _.on_header, _.on_headers_complete
 _.on_chunk_header, _.on_chunk_complete, _.on_body, _.on_message_complete

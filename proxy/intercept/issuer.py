@@ -200,10 +200,6 @@ class Issuer:
             self._contexts.popitem(last=False)
         return context
 
-    def forget_leaves(self) -> None:
-        """Mint every leaf anew from now on (bench/: the uncached handshake)."""
-        self._contexts.clear()
-
     def _current_intermediate(self) -> _Intermediate:
         left = self._intermediate.cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
         if left < LEAF_LIFETIME + dt.timedelta(seconds=LEAF_RENEW_BEFORE):
