@@ -3,6 +3,8 @@
 Owns, one job a module:
 - `manager.py`: `TokenManager`, the orchestrator of OAuth 2.0 tokens (the driver's
   `TokenProvider`): when to refresh, single flight, failures and backoff, seeds.
+- `state.py`: what a process knows about each OAuth 2.0 credential (`CredentialState`) and the
+  token writes the store refused, retried until they commit (`PendingWrites`).
 - `endpoint.py`: the token-endpoint client — the one HTTP POST of a token call (no redirects, no
   environment proxies, own timeout, failures by kind), and the OAuth 2.0 token call of every
   grant with its client authentication and RFC 6749 §5.1/§5.2 answer. Shared by the manager,

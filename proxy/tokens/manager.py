@@ -24,9 +24,9 @@ Strategy:
 - Nothing lost: the new token — with a rotated refresh token — is committed to the store before
   it is returned to anyone (RFC 6749 §6: the old refresh token may be dead the moment the new
   one is issued, so the new one must survive a crash).
-- When the store cannot be written (docs/operations.md): a token the provider issued
-  is kept in memory, used, and its write retried in the background (backoff, each attempt
-  bounded) until it commits; while it waits, this process holds the newest token, so it
+- When the store cannot be written (docs/operations.md; `state.PendingWrites`): a token the
+  provider issued is kept in memory, used, and its write retried in the background (backoff,
+  each attempt bounded) until it commits; while it waits, this process holds the newest token, so it
   neither reads the store's older one back nor waits for the store's lease to refresh it again
   (the old refresh token is never sent again). A refresh that would need the store's lease
   while the store is failing is `StoreUnavailable` (503), as is any other impossible write.
@@ -58,7 +58,6 @@ from ..messages import TokenSet
 from ..schemes.base import Scheme
 from ..schemes.oauth1_exchanged import OAuth1ExchangedScheme
 from ..schemes.oauth2 import (
-    ClientAuth,
     OAuth2Scheme,
     OAuth2Settings,
     TokenEndpointError,
@@ -71,13 +70,14 @@ from ..store import (
     StaleToken,
     Store,
     StoredToken,
-    StoreError,
     StoreUnavailable,
     TokenHistory,
 )
 from .endpoint import TokenEndpoint
 from .lease import LeaseBusy, RefreshLease
 from .oauth1 import OAuth1Tokens
+from .state import DEFAULT_WRITE_RETRY, CredentialState, PendingWrites
+from .state import WriteRetry as WriteRetry  # tests and callers configure it here
 
 log = logging.getLogger("signing_proxy.tokens")
 
@@ -110,38 +110,6 @@ class Backoff:
         return float(min(self.cap, self.base * 2 ** min(failures - 1, 32)))
 
 
-@dataclass(frozen=True, slots=True)
-class WriteRetry:
-    """Retries of a token write the store refused: `first`, doubling up to `cap`; each attempt
-    may take `attempt_timeout` s (a hung file system must not hold the retry loop forever)."""
-
-    first: float = 0.1
-    cap: float = 5.0
-    attempt_timeout: float = 10.0
-
-    def delay(self, failures: int) -> float:
-        return float(min(self.cap, self.first * 2 ** min(failures, 32)))
-
-
-@dataclass(slots=True)
-class _Credential:
-    """What a process knows about one credential, shared by every connection carrying its id;
-    `flight` is its refresh while one runs (single flight)."""
-
-    scheme: OAuth2Scheme
-    tls: ssl.SSLContext | None
-    seed_fingerprint: str
-    token: TokenSet | None
-    client_auth: ClientAuth | None
-    needs_reauthorization: bool = False
-    failures: int = 0
-    retry_at: float = 0.0
-    last_error: str = ""
-    version: int = 0  # the store's version of `token`: the fence of the next write
-    history: TokenHistory = TokenHistory()
-    flight: asyncio.Task[TokenSet] | None = None
-
-
 class TokenManager:
     """Supplies fresh tokens to `oauth2` schemes; durable through `store`.
 
@@ -166,7 +134,7 @@ class TokenManager:
         timeout: float = 15.0,
         lease_ttl: float = 10.0,
         backoff: Backoff = Backoff(),
-        write_retry: WriteRetry = WriteRetry(),
+        write_retry: WriteRetry = DEFAULT_WRITE_RETRY,
         clock: Callable[[], float] = time.time,
         redirect_uri: str = "",
         exit_wait: float | None = None,
@@ -189,11 +157,11 @@ class TokenManager:
         self._holders: dict[str, set[str]] = {}
         # Token records the store refused, newest per credential, with the version fence of
         # their write, until a retry commits them.
-        self._unstored: dict[str, tuple[StoredToken, int | None]] = {}
-        self._write_problem = ""
-        self._flusher: asyncio.Task[None] | None = None
         self.lease = RefreshLease(store, lease_ttl)
-        self._states: dict[str, _Credential] = {}
+        self.pending = PendingWrites(
+            store, write_retry, self.lease, stored=self._stored, superseded=self._adopt_stored
+        )
+        self._states: dict[str, CredentialState] = {}
         self._code_exchanges: set[asyncio.Task[None]] = set()
         self.endpoint = TokenEndpoint(timeout=timeout, clock=clock)
         # The file's `oauth1` credentials, exchanged once for their `oauth1-token`.
@@ -220,7 +188,7 @@ class TokenManager:
         record, version, reseeded = await self._reconcile(scheme, seed_fp, old)
         state = old
         if state is None:
-            state = _Credential(scheme, tls, seed_fp, None, None)
+            state = CredentialState(scheme, tls, seed_fp, None, None)
             self._states[cid] = state
         else:
             # Updated in place: a flight in progress and every connection carrying the id see
@@ -236,7 +204,7 @@ class TokenManager:
             metrics.token_expires(cid, state.token.expires_at)
 
     async def _reconcile(
-        self, scheme: OAuth2Scheme, seed_fp: str, old: _Credential | None
+        self, scheme: OAuth2Scheme, seed_fp: str, old: CredentialState | None
     ) -> tuple[StoredToken, int, bool]:
         """The record `scheme`'s credential goes on from, its version, and whether the seed
         replaced the stored token (docs/request-path.md).
@@ -249,7 +217,7 @@ class TokenManager:
         cid = scheme.credential_id
         for _ in range(3):
             # A token waiting for the store is newer than the store's.
-            waiting = self._unstored.get(cid)
+            waiting = self.pending.waiting(cid)
             record = waiting[0] if waiting is not None else await self.store.get_token(cid)
             version = old.version if waiting is not None and old is not None else 0
             if record is not None and waiting is None:
@@ -264,11 +232,11 @@ class TokenManager:
                 if seed is not None and seed.refresh_token is not None:
                     history = history.with_seed(self._refresh_fp(seed.refresh_token))
                 record = StoredToken(seed, seed_fp, False, kept_style, history=history)
-                written = await self._put(cid, record, None)
+                written = await self.pending.put(cid, record, None)
                 return record, written if written is not None else version, True
             record = dataclasses.replace(record, seed_fingerprint=seed_fp)
             try:
-                written = await self._put(cid, record, version)
+                written = await self.pending.put(cid, record, version)
             except StaleToken:
                 continue  # another process wrote meanwhile: decide again on its record
             return record, written if written is not None else version, False
@@ -360,7 +328,7 @@ class TokenManager:
     async def forget(self, credential_id: str) -> None:
         """Drop a deleted credential and its stored token."""
         self._states.pop(credential_id, None)
-        self._unstored.pop(credential_id, None)
+        self.pending.drop(credential_id)
         await self.store.delete_token(credential_id)
 
     async def close(self) -> None:
@@ -375,20 +343,7 @@ class TokenManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        flusher, self._flusher = self._flusher, None
-        if flusher is not None:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StoreError):
-                await flusher
-        if self._unstored:
-            await self._flush_once()
-            for cid in self._unstored:
-                log.error(
-                    "credential %s: its newest token could not be stored before exit (%s); "
-                    "it may need re-authorisation",
-                    cid,
-                    self._write_problem,
-                )
+        await self.pending.close()
         await self.endpoint.close()
 
     async def _land_flights(self) -> None:
@@ -427,85 +382,19 @@ class TokenManager:
 
     def store_problem(self) -> str | None:
         """Why the store is not taking writes, while token writes wait for it; else None."""
-        if not self._unstored:
-            return None
-        return f"{len(self._unstored)} token write(s) waiting: {self._write_problem}"
+        return self.pending.problem()
 
-    async def _put(self, cid: str, record: StoredToken, expected: int | None) -> int | None:
-        """Store `record` fenced by `expected`: its new version, or None when the store refused
-        and the record waits in memory for the background retry.
+    def _stored(self, cid: str, version: int) -> None:
+        """A token write that waited for the store committed as `version`."""
+        state = self._states.get(cid)
+        if state is not None:
+            state.version = version
 
-        Raises:
-            StaleToken: a newer token is stored (another process refreshed meanwhile).
-        """
-        waiting = self._unstored.get(cid)
-        if waiting is None:
-            try:
-                return await self.store.put_token(cid, record, expected_version=expected)
-            except StoreUnavailable as exc:
-                self._write_problem = exc.reason
-                log.warning(
-                    "credential %s: the token could not be stored (%s); kept in memory and "
-                    "retried until the store takes it",
-                    cid,
-                    exc.reason,
-                )
-        else:
-            # Behind an earlier unstored record: only the newest is kept, with the earlier
-            # one's fence (the store has not moved for us since).
-            expected = waiting[1]
-        self._unstored[cid] = (record, expected)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="token-write-retry")
-        return None
-
-    async def _flush(self) -> None:
-        failures = 0
-        while self._unstored:
-            await asyncio.sleep(self.write_retry.delay(failures))
-            if await self._flush_once():
-                failures = 0
-            else:
-                failures += 1
-
-    async def _flush_once(self) -> bool:
-        """Try every waiting write once; True when at least one committed."""
-        progressed = False
-        for cid, entry in list(self._unstored.items()):
-            record, expected = entry
-            put = self.store.put_token(cid, record, expected_version=expected)
-            try:
-                version = await asyncio.wait_for(put, self.write_retry.attempt_timeout)
-            except (StoreUnavailable, TimeoutError) as exc:
-                self._write_problem = getattr(exc, "reason", "the store did not answer in time")
-                continue
-            except StaleToken:
-                # Another process stored a newer token meanwhile: ours is the older one.
-                log.warning("credential %s: a newer token was stored elsewhere; ours dropped", cid)
-                self._unstored.pop(cid, None)
-                state = self._states.get(cid)
-                if state is not None:
-                    with contextlib.suppress(StoreError):
-                        self._adopt_record(state, await self.store.get_token(cid))
-                progressed = True
-                continue
-            except StoreError as exc:  # any other store failure: the retry must live on
-                self._write_problem = type(exc).__name__
-                continue
-            state = self._states.get(cid)
-            if self._unstored.get(cid) is entry:
-                del self._unstored[cid]
-                if state is not None:
-                    state.version = version
-            elif cid in self._unstored:
-                # A newer record replaced it while the write ran: it descends from this one.
-                self._unstored[cid] = (self._unstored[cid][0], version)
-            progressed = True
-            log.info("credential %s: the token kept in memory is stored now", cid)
-            with contextlib.suppress(StoreError):
-                # A lease the failing store could not release earlier.
-                await self.lease.release(cid)
-        return progressed
+    async def _adopt_stored(self, cid: str) -> None:
+        """A token write that waited lost to a newer token another process stored: use that."""
+        state = self._states.get(cid)
+        if state is not None:
+            self._adopt_record(state, await self.store.get_token(cid))
 
     # --- the connect flow ---
 
@@ -588,7 +477,7 @@ class TokenManager:
 
     # --- internals ---
 
-    async def _state(self, scheme: Scheme) -> _Credential:
+    async def _state(self, scheme: Scheme) -> CredentialState:
         if not isinstance(scheme, OAuth2Scheme):
             raise TypeError(f"{type(scheme).__name__} has no OAuth 2.0 tokens")
         state = self._states.get(scheme.credential_id)
@@ -616,7 +505,7 @@ class TokenManager:
             and not self._expiring(candidate)
         )
 
-    def _adopt_record(self, state: _Credential, record: StoredToken | None) -> None:
+    def _adopt_record(self, state: CredentialState, record: StoredToken | None) -> None:
         # Another process may have written since we looked. Its record is ours when it descends
         # from our material, or from our token (that process adopted newer material first: a
         # reload it saw before us); anything else is another credential's business.
@@ -632,15 +521,15 @@ class TokenManager:
         if record.token is not None:
             metrics.token_expires(state.scheme.credential_id, record.token.expires_at)
 
-    def _descends(self, state: _Credential, record: StoredToken) -> bool:
+    def _descends(self, state: CredentialState, record: StoredToken) -> bool:
         token = state.token
         if token is None or token.refresh_token is None:
             return False
         return record.history.knows(self._refresh_fp(token.refresh_token))
 
-    async def _refresh_across_processes(self, state: _Credential, stale: TokenSet) -> TokenSet:
+    async def _refresh_across_processes(self, state: CredentialState, stale: TokenSet) -> TokenSet:
         cid = state.scheme.credential_id
-        if cid in self._unstored:
+        if cid in self.pending:
             # This process alone holds the newest token (the store has an older one): no other
             # process can refresh from it, so no lease is needed, and the store's copy must not
             # be read back over it.
@@ -670,7 +559,7 @@ class TokenManager:
                 return state.token
             return await self._obtain(state, state.token or stale)
 
-    async def _superseded(self, state: _Credential) -> TokenSet:
+    async def _superseded(self, state: CredentialState) -> TokenSet:
         """Our refresh lost the fence: use the newer token another process stored."""
         cid = state.scheme.credential_id
         log.warning(
@@ -685,7 +574,7 @@ class TokenManager:
             raise refresh_failed("superseded")
         return state.token
 
-    async def _obtain(self, state: _Credential, base: TokenSet) -> TokenSet:
+    async def _obtain(self, state: CredentialState, base: TokenSet) -> TokenSet:
         scheme, settings = state.scheme, state.scheme.settings
         if settings.token_url is None:
             raise reauthorization_required()
@@ -723,7 +612,7 @@ class TokenManager:
         # the old refresh token already) and its write retried. Fenced: if another process
         # stored a newer token meanwhile (we stalled past our lease), ours is discarded.
         try:
-            version = await self._put(scheme.credential_id, record, expected)
+            version = await self.pending.put(scheme.credential_id, record, expected)
         except StaleToken:
             try:
                 version = await self._put_over_settings(scheme.credential_id, record, started_from)
@@ -763,9 +652,11 @@ class TokenManager:
             seed_fingerprint=current.seed_fingerprint,
             history=current.history.merged(record.history),
         )
-        return await self._put(cid, merged, current.version)
+        return await self.pending.put(cid, merged, current.version)
 
-    async def _failed(self, state: _Credential, exc: TokenEndpointError, expected: int) -> TokenSet:
+    async def _failed(
+        self, state: CredentialState, exc: TokenEndpointError, expected: int
+    ) -> TokenSet:
         """Record a failed token call and raise; only when our `invalid_grant` came from a
         refresh token another process had already replaced, return that process's token."""
         cid = state.scheme.credential_id
@@ -778,7 +669,7 @@ class TokenManager:
                 state.token, state.seed_fingerprint, True, state.client_auth, history=state.history
             )
             try:
-                version = await self._put(cid, record, expected)
+                version = await self.pending.put(cid, record, expected)
             except StaleToken:
                 return await self._superseded(state)
             state.needs_reauthorization = True
