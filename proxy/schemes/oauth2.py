@@ -1,7 +1,8 @@
 """`oauth2`: `Authorization: <tokenType> <accessToken>` with tokens kept fresh
 (docs/request-path.md).
 
-Pure parts only; the token endpoint I/O, locking and storage live in `proxy/tokens/manager.py`.
+Pure parts only; the token endpoint I/O (`proxy/tokens/endpoint.py`), the refresh lease
+(`lease.py`), state and storage (`state.py`, `manager.py`) live in `proxy/tokens/`.
 
 - `OAuth2Scheme.auth_flow`: send with the current token; on a 401 to a request whose body was
   kept, ask the driver for a newer token (`Refresh`) and send once more (RFC 6750 §3.1: a 401
