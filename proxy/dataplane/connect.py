@@ -26,7 +26,7 @@ import dataclasses
 import ipaddress
 import socket
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -95,6 +95,10 @@ class Tunnel:
     port: int
     connection: CompiledConnection  # aimed at host:port (`ForwardMode.aimed`)
     caller: Presented | None
+    # The mode (one loaded config) that let it in, and the client key it showed: after a reload
+    # its requests are let in again by the new config, not by what the old one said.
+    mode: ForwardMode | None = field(default=None, repr=False, compare=False)
+    proxy_authorization: list[bytes] = field(default_factory=list, repr=False, compare=False)
 
 
 class ForwardMode:
@@ -125,10 +129,13 @@ class ForwardMode:
 
         Raises:
             ProxyError: 407 `client_unauthorized` with `Proxy-Authenticate`."""
+        values = [v for k, v in request.raw_headers if k.lower() == b"proxy-authorization"]
+        return self._caller_of(values)
+
+    def _caller_of(self, values: list[bytes]) -> Presented | None:
         access = self.access
         if access is None or not access.clients_required:
             return None
-        values = [v for k, v in request.raw_headers if k.lower() == b"proxy-authorization"]
         if len(values) != 1:
             raise proxy_unauthorized()
         # Read as an Authorization value (Basic user or password, or Bearer), then recorded as
@@ -137,7 +144,8 @@ class ForwardMode:
             presented = access.authenticate([(b"authorization", values[0])])
         except AccessDenied:
             raise proxy_unauthorized() from None
-        assert presented is not None
+        if presented is None:  # not an assert: this check must survive `python -O`
+            raise proxy_unauthorized()
         return Presented(presented.caller, "proxy-authorization")
 
     # -- CONNECT ---------------------------------------------------------------------------------
@@ -164,7 +172,8 @@ class ForwardMode:
             if self.access is not None and not self.access.may_use(caller, connection):
                 raise client_forbidden()
         context = self.issuer.context_for(host)
-        tunnel = Tunnel(host, port, self.aimed(connection, host, port), caller)
+        shown = [v for k, v in request.raw_headers if k.lower() == b"proxy-authorization"]
+        tunnel = Tunnel(host, port, self.aimed(connection, host, port), caller, self, shown)
         request.intercept(context, tunnel)
 
     async def _blind(self, request: InboundRequest, host: str, port: int) -> None:
@@ -195,7 +204,20 @@ class ForwardMode:
             raise InvalidRequest(
                 "bad_path", "inside a tunnel the request target must be a path (origin-form)"
             )
-        return forwarder.start_bound(request, tunnel.connection, tunnel.caller, settle, start)
+        connection, caller = tunnel.connection, tunnel.caller
+        if tunnel.mode is not self:
+            # The config was reloaded since the CONNECT: the host must still be bound, the client
+            # key still valid and allowed, and the credentials are the new config's.
+            bound = self.binding.lookup(tunnel.host, tunnel.port)
+            if bound is None:
+                raise host_not_allowed()
+            caller = self._caller_of(tunnel.proxy_authorization)
+            if caller is not None and self.access is not None:
+                request.client = caller.name
+                if not self.access.may_use(caller, bound):
+                    raise client_forbidden()
+            connection = self.aimed(bound, tunnel.host, tunnel.port)
+        return forwarder.start_bound(request, connection, caller, settle, start)
 
     def start_absolute(
         self, request: InboundRequest, forwarder: Forwarder, settle: Settle, start: float

@@ -372,3 +372,52 @@ async def test_a_client_hello_sent_with_the_connect_is_the_handshakes(
             assert tls.selected_alpn_protocol() == "http/1.1"
         finally:
             await close(writer)
+
+
+async def test_an_open_tunnel_follows_each_reload(echo_server: TestServer) -> None:
+    """A keep-alive tunnel outlives reloads: each request in it is let in and signed by the config
+    loaded now — a rotated credential is the new one, a revoked client key and an unbound host are
+    refused — never by what the config said at the CONNECT."""
+    port = port_of(echo_server)
+    tree = with_client(forward_tree(port))
+    async with running_plane(tree) as (plane, proxy_port):
+        reader, writer, answer = await connect(
+            proxy_port,
+            f"localhost:{port}",
+            headers=f"Proxy-Authorization: Bearer {CLIENT_KEY}\r\n",
+        )
+        try:
+            assert answer.status == 200
+            await through_tls(writer, client_context(plane), "localhost")
+            get = f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            seen = echoed((await request(reader, writer, get)).body)
+            assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
+
+            # Day two, three times over: each reload is seen by the next request in the tunnel.
+            for generation in range(3):
+                rotated = f"fwd-rotated-token-{generation}"
+                credential = tree["connections"][0]["credentials"][0]["credential"]
+                credential["data"]["string"]["value"] = rotated
+                await plane.reload(build_runtime(tree, {}))
+                seen = echoed((await request(reader, writer, get)).body)
+                assert sent_header(seen, "Authorization") == [f"Bearer {rotated}"]
+
+            tree["clients"][0]["key"] = "another-client-key-0000000000000000"
+            await plane.reload(build_runtime(tree, {}))
+            refused(await request(reader, writer, get), 407, "client_unauthorized")
+        finally:
+            await close(writer)
+
+        tree = forward_tree(port)
+        async with running_plane(tree) as (plane, proxy_port):
+            reader, writer, answer = await connect(proxy_port, f"localhost:{port}")
+            try:
+                assert answer.status == 200
+                await through_tls(writer, client_context(plane), "localhost")
+                get = f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+                assert (await request(reader, writer, get)).status == 200
+                tree["connections"][0]["hosts"] = [f"127.0.0.1:{port}"]  # localhost unbound
+                await plane.reload(build_runtime(tree, {}))
+                refused(await request(reader, writer, get), 403, "host_not_allowed")
+            finally:
+                await close(writer)
