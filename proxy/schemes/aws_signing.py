@@ -150,10 +150,22 @@ def _remove_dot_segments(path: str) -> str:
 
 
 def canonical_query(query: str) -> str:
+    """Each name and value URI-encoded as AWS recomputes them (decoded, then every byte but the
+    unreserved ones percent-encoded), sorted by name then value. botocore builds strictly encoded
+    URLs and can skip the decoding; a client of the proxy may send `prefix=photos/2024/` or
+    `%7e`, which AWS canonicalises as `prefix=photos%2F2024%2F` and `~`."""
     if not query:
         return ""
-    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    pairs = sorted(
+        (_aws_encode(name), _aws_encode(value))
+        for name, _, value in (pair.partition("=") for pair in query.split("&"))
+    )
     return "&".join(f"{name}={value}" for name, value in pairs)
+
+
+def _aws_encode(text: str) -> str:
+    # `unquote`, not `unquote_plus`: AWS reads a `+` in a query as itself, not as a space.
+    return quote(unquote(text, errors="surrogateescape"), safe="-_.~", errors="surrogateescape")
 
 
 def headers_to_sign(headers: Iterable[tuple[str, str]], host: str) -> dict[str, list[str]]:

@@ -487,3 +487,18 @@ def test_the_secret_key_stays_out_of_repr_and_describe() -> None:
     sent = chunked_example()
     resigner = ours.signed(sent, at(FIXED)).body_filter
     assert CANARY_SECRET not in repr(resigner)
+
+
+def test_a_loosely_encoded_query_is_canonicalised_as_aws_does() -> None:
+    """AWS decodes each query name and value and encodes every byte but the unreserved ones
+    (docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html, "canonical query
+    string"): a client's `prefix=photos/2024/` is signed as AWS will read it, and a query that is
+    already strictly encoded is left as it is."""
+    from proxy.schemes.aws_signing import canonical_query
+
+    assert canonical_query("prefix=photos/2024/&b=%7e&a=x%20y") == (
+        "a=x%20y&b=~&prefix=photos%2F2024%2F"
+    )
+    strict = "X-Amz-Credential=AKID%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&list-type=2"
+    assert canonical_query(strict) == strict
+    assert canonical_query("a+b=c+d&flag") == "a%2Bb=c%2Bd&flag="
