@@ -126,12 +126,17 @@ def child_environment(
 
 def withheld_names(inherited: Mapping[str, str], secrets: Collection[str]) -> list[str]:
     """Inherited variables holding one of the proxy's secrets (`${GITHUB_TOKEN}` in the file),
-    or a part of one of 8 characters or more (`"Bearer ${TOKEN}"`): the command must not get
-    what the proxy exists to keep from it."""
+    a part of one of 8 characters or more, or a value with such a secret inside
+    (`AUTH_HEADER="token ${TOKEN}"`, a `DATABASE_URL` with the password in it): the command must
+    not get what the proxy exists to keep from it."""
     return [
         name
         for name, value in inherited.items()
-        if value and any(value == s or len(value) >= 8 and value in s for s in secrets)
+        if value
+        and any(
+            value == s or (len(value) >= 8 and value in s) or (len(s) >= 8 and s in value)
+            for s in secrets
+        )
     ]
 
 

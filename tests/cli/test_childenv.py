@@ -65,3 +65,25 @@ def test_each_ca_is_in_the_bundle_once(tmp_path: Path) -> None:
         {"SSL_CERT_FILE": str(tmp_path / "file.pem"), "SSL_CERT_DIR": str(tmp_path / "dir")}
     )
     assert found == PEM_CERTIFICATE.findall(ca.cert_pem.bytes())
+
+
+def test_a_variable_with_a_secret_inside_is_withheld() -> None:
+    """Whole, a part of one, or inside a longer value: no inherited variable carries a secret of
+    the proxy's to the command; a short secret does not withhold every value that contains it."""
+    from proxy.cli.childenv import withheld_names
+
+    secret = "ghp_canary_5ecret_77aa"
+    inherited = {
+        "GITHUB_TOKEN": secret,
+        "PART": secret[:12],
+        "AUTH_HEADER": f"token {secret}",
+        "DATABASE_URL": f"postgresql://app:{secret}@db/app",
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/root",
+    }
+    assert sorted(withheld_names(inherited, [secret, "bin"])) == [
+        "AUTH_HEADER",
+        "DATABASE_URL",
+        "GITHUB_TOKEN",
+        "PART",
+    ]
