@@ -316,11 +316,36 @@ async def tunnel_address(host: str, port: int, *, private: bool = False) -> tupl
         address = ipaddress.ip_address(candidate)
         if private and not (address.is_multicast or address.is_unspecified):
             continue
-        if not address.is_global or address.is_multicast:
+        inner = embedded_ipv4(address)
+        if not address.is_global or address.is_multicast or (inner and not inner.is_global):
             raise host_not_allowed()  # any special address among them: none is used
     if not candidates:
         raise tunnel_failed("dns_error")
     return candidates[0], port
+
+
+# RFC 6052 (NAT64), RFC 3056 (6to4), RFC 4380 (Teredo), RFC 4291 §2.5.5 (IPv4-compatible and
+# -mapped): IPv6 forms that reach an IPv4 address, which `is_global` judges by the IPv6 prefix.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to (a metadata or private address behind NAT64,
+    say), else None."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def build_forward_mode(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -421,3 +422,29 @@ async def test_an_open_tunnel_follows_each_reload(echo_server: TestServer) -> No
                 refused(await request(reader, writer, get), 403, "host_not_allowed")
             finally:
                 await close(writer)
+
+
+@pytest.mark.parametrize(
+    ("address", "leads_to"),
+    [
+        ("64:ff9b::a9fe:a9fe", "169.254.169.254"),  # NAT64 (RFC 6052) of the metadata address
+        ("64:ff9b::a00:1", "10.0.0.1"),
+        ("2002:7f00:1::", "127.0.0.1"),  # 6to4 (RFC 3056)
+        ("::127.0.0.1", "127.0.0.1"),  # IPv4-compatible (RFC 4291 §2.5.5.1)
+        ("::ffff:10.1.2.3", "10.1.2.3"),  # IPv4-mapped
+    ],
+)
+async def test_a_blind_tunnel_reaches_no_private_ipv4_behind_an_ipv6_form(
+    address: str, leads_to: str
+) -> None:
+    """`is_global` judges these by their IPv6 prefix and says yes (Python 3.11); the address they
+    lead to is private, so the tunnel is refused before any connect."""
+    from proxy.dataplane.connect import embedded_ipv4, tunnel_address
+    from proxy.errors import ProxyError
+
+    assert str(embedded_ipv4(ipaddress.ip_address(address))) == leads_to
+    with pytest.raises(ProxyError) as refused_with:
+        await tunnel_address(address, 443)
+    assert refused_with.value.code == "host_not_allowed"
+    # A public address in the same forms still goes through.
+    assert await tunnel_address("64:ff9b::808:808", 443) == ("64:ff9b::808:808", 443)
