@@ -300,6 +300,8 @@ class ServerConnection(asyncio.Protocol):
                 self._hold_upgrade_tail(data)
             elif self._connect_pending:
                 self._early += data  # after a CONNECT head, while the tunnel is set up
+                if len(self._early) > HIGH_WATER and not self._reading_paused:
+                    self._pause_reading()  # until `intercept` or `splice` takes them
             return
         if self._idle:
             self._idle = False
@@ -673,6 +675,8 @@ class ServerConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + self.limits.head_timeout
         if early:
             self.loop.call_soon(self._replay, early)  # once the CONNECT is done with
+        if self._reading_paused:
+            self._resume_reading()
 
     def _replay(self, data: bytes) -> None:
         if not self.closed:
@@ -875,6 +879,7 @@ class ServerConnection(asyncio.Protocol):
 
     def _close_after_response(self, *, linger: bool) -> None:
         self._upgrade_tail = None  # no tunnel: what follows the head is dropped
+        self._connect_pending, self._early = False, b""  # a refused CONNECT's, likewise
         transport = self.transport
         if transport is None or self.closed:
             return
