@@ -177,7 +177,6 @@ class Issuer:
         self._lock = threading.Lock()
         self._intermediate = issue_intermediate(root, self.patterns)
         self._contexts: OrderedDict[str, tuple[ssl.SSLContext, float]] = OrderedDict()
-        self._dir = Path(tempfile.mkdtemp(prefix="signing-proxy-leaves-"))  # mode 0700
         self.minted = 0  # leaves minted (bench/, tests)
 
     def context_for(self, host: str) -> ssl.SSLContext:
@@ -223,10 +222,10 @@ class Issuer:
             + cert.public_bytes(serialization.Encoding.PEM)
             + chain
         )
-        # `ssl` loads certificates and keys from files only: a private file in a 0700
-        # directory, gone as soon as it is read.
-        path = self._dir / f"{os.getpid()}-{self.minted}.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # `ssl` loads certificates and keys from files only: a new private file (0600, made
+        # exclusively by mkstemp), gone as soon as it is read — nothing is left behind.
+        fd, name = tempfile.mkstemp(prefix="signing-proxy-leaf-", suffix=".pem")
+        path = Path(name)
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(pem)
@@ -243,9 +242,3 @@ class Issuer:
 
         context.sni_callback = check_sni
         return context
-
-    def close(self) -> None:
-        try:
-            self._dir.rmdir()
-        except OSError:
-            pass

@@ -235,29 +235,26 @@ async def test_the_name_constraint_holds_in_each_client(tmp_path: Path, client: 
     protects); the same intermediate's leaf for the bound host is accepted."""
     root = generate_root()
     issuer = Issuer(root, [HostPattern("bound.test", 443)])
-    try:
-        for host, accepted in (("bound.test", True), ("other.test", False)):
-            out = tmp_path / f"out-{host}"
-            async with (
-                tls_upstream(issuer.context_for(host)) as upstream,
-                connect_relay({f"{host}:443": ("127.0.0.1", upstream.port)}) as relay,
-            ):
-                wrapped = WrappedCommand(
-                    captured(command_for(client, f"https://{host}/", tmp_path), out),
-                    listen=("127.0.0.1", relay.port),
-                    ca_source=pem_source(root.cert_pem.encode()),
-                    inherited=inherited(tmp_path, trustme.CA()),
-                )
-                await wrapped()
-            output = out.read_text()
-            assert (wrapped.status == 0) is accepted, (host, output)
-            assert bool(upstream.seen) is accepted
-            if not accepted:
-                assert any(
-                    word in output.lower() for word in ("certificate", "name", "ssl", "subtree")
-                ), output
-    finally:
-        issuer.close()
+    for host, accepted in (("bound.test", True), ("other.test", False)):
+        out = tmp_path / f"out-{host}"
+        async with (
+            tls_upstream(issuer.context_for(host)) as upstream,
+            connect_relay({f"{host}:443": ("127.0.0.1", upstream.port)}) as relay,
+        ):
+            wrapped = WrappedCommand(
+                captured(command_for(client, f"https://{host}/", tmp_path), out),
+                listen=("127.0.0.1", relay.port),
+                ca_source=pem_source(root.cert_pem.encode()),
+                inherited=inherited(tmp_path, trustme.CA()),
+            )
+            await wrapped()
+        output = out.read_text()
+        assert (wrapped.status == 0) is accepted, (host, output)
+        assert bool(upstream.seen) is accepted
+        if not accepted:
+            assert any(
+                word in output.lower() for word in ("certificate", "name", "ssl", "subtree")
+            ), output
 
 
 def pem_source(pem: bytes) -> Any:
