@@ -138,20 +138,47 @@ def compile_connection(
     )
 
 
+# Schemes whose header AWS SigV4 replaces (`Authorization`) or whose signature its own changes
+# would break (it sets `X-Amz-Date`, adds query parameters, re-frames an aws-chunked body).
+_CLASH_WITH_SIGV4 = (
+    m.BasicAuthSchemeConfig,
+    m.BearerSchemeConfig,
+    m.OAuth2SchemeConfig,
+    m.JwtBearerSchemeConfig,
+    m.OAuth1SchemeConfig,
+    m.HmacSchemeConfig,
+    m.HttpSignatureSchemeConfig,
+)
+
+
 def signs_last_problems(model: m.Connection) -> list[ConnectionProblem]:
-    """Two signatures over the whole request cannot both come last."""
+    """Two signatures over the whole request cannot both come last, and nothing aws-sigv4 would
+    overwrite or invalidate may sign beside it."""
+    configs = [entry.auth_scheme_config for entry in model.credentials]
+    if not any(isinstance(config, m.AwsSigV4SchemeConfig) for config in configs):
+        return []
     seen = 0
-    for index, entry in enumerate(model.credentials):
-        if isinstance(entry.auth_scheme_config, m.AwsSigV4SchemeConfig):
+    for index, config in enumerate(configs):
+        field = f"credentials[{index}].authSchemeConfig.type"
+        if isinstance(config, m.AwsSigV4SchemeConfig):
             seen += 1
             if seen > 1:
                 return [
                     ConnectionProblem(
-                        f"credentials[{index}].authSchemeConfig.type",
+                        field,
                         "a connection takes one aws-sigv4 credential (each signs the whole "
                         "request, so only one can sign it last)",
                     )
                 ]
+        elif isinstance(config, _CLASH_WITH_SIGV4):
+            return [
+                ConnectionProblem(
+                    field,
+                    f"{config.type} cannot sign beside aws-sigv4: AWS Signature V4 replaces "
+                    "Authorization and signs last, so this credential would be overwritten or "
+                    "its signature broken",
+                )
+            ]
     return []
 
 

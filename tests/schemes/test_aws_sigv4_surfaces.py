@@ -90,6 +90,18 @@ def write(tmp_path: Path, *entries: dict[str, Any]) -> str:
             "one aws-sigv4",
         ),
         (
+            # AWS replaces Authorization and signs last: a bearer beside it would never arrive.
+            [
+                {
+                    "authSchemeConfig": {"type": "bearer"},
+                    "credential": {"type": "string", "data": {"string": {"value": SECRET}}},
+                },
+                aws_entry(),
+            ],
+            "connections[0].credentials[0].authSchemeConfig.type",
+            "cannot sign beside aws-sigv4",
+        ),
+        (
             [
                 {
                     "authSchemeConfig": {"type": "aws-sigv4"},
