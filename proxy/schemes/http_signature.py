@@ -26,7 +26,6 @@ whole.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -44,6 +43,7 @@ from ..errors import InvalidRequest
 from ..messages import OutboundRequest, RequestPatch
 from .base import Scheme, SchemeConfigError, SigningContext
 from .hmac import decode_binary_key
+from .jws import b64url
 from .structured_fields import (
     InnerList,
     Item,
@@ -177,37 +177,33 @@ def load_key(algorithm: Algorithm, material: bytes, field: str) -> SigningKey:
     return signing_key
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def public_jwk(key: SigningKey) -> dict[str, str]:
     """The public key as a JWK (RFC 7517) with only its required members (RFC 7638 §3.2)."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        return {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}  # RFC 8037 §2
+        return {"crv": "Ed25519", "kty": "OKP", "x": b64url(raw)}  # RFC 8037 §2
     if isinstance(key, ec.EllipticCurvePrivateKey):
         numbers = key.public_key().public_numbers()
         return {
             "crv": "P-256",
             "kty": "EC",
-            "x": _b64url(numbers.x.to_bytes(32, "big")),
-            "y": _b64url(numbers.y.to_bytes(32, "big")),
+            "x": b64url(numbers.x.to_bytes(32, "big")),
+            "y": b64url(numbers.y.to_bytes(32, "big")),
         }
     if isinstance(key, rsa.RSAPrivateKey):
         pub = key.public_key().public_numbers()
         e = pub.e.to_bytes((pub.e.bit_length() + 7) // 8, "big")
         n = pub.n.to_bytes((pub.n.bit_length() + 7) // 8, "big")
-        return {"e": _b64url(e), "kty": "RSA", "n": _b64url(n)}
+        return {"e": b64url(e), "kty": "RSA", "n": b64url(n)}
     raise TypeError("an HMAC secret has no public key")
 
 
 def jwk_thumbprint(jwk: dict[str, str]) -> str:
     """RFC 7638 §3: SHA-256 over the required members, sorted, no whitespace; base64url."""
     canonical = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
-    return _b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 # -- the scheme ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Google's has `scope` as a claim and `sub` only when impersonating a user.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,10 +66,9 @@ class JwtAssertion:
         """A fresh signed JWT.
 
         Raises:
-            KeyProblem: the key cannot sign (checked when the scheme was built, so only a
-                key changed under us).
+            KeyProblem: the key cannot sign (checked when the scheme was built: not expected).
         """
-        key = load_signing_key(self.private_key)
+        key = _parsed_key(self.private_key)
         return sign_jwt(self.claims(now, jti), key, self.algorithm, key_id=self.key_id)
 
 
@@ -91,3 +91,8 @@ def github_headers(jwt: str) -> list[tuple[str, str]]:
         ("Accept", GITHUB_ACCEPT),
         ("X-GitHub-Api-Version", GITHUB_API_VERSION),
     ]
+
+
+# Parsing a PEM (an RSA key is validated as it loads) once per key, not at every token call; the
+# key is not kept on the frozen assertion itself, whose fields are fingerprinted as they are.
+_parsed_key = functools.lru_cache(maxsize=32)(load_signing_key)
