@@ -120,7 +120,7 @@ async def read_response(reader: asyncio.StreamReader, *, head_request: bool = Fa
     return response
 
 
-async def exchange(
+async def round_trip(
     port: int, raw: bytes, *, host: str = "127.0.0.1", timeout: float = TIMEOUT
 ) -> Message:
     """Send `raw` (a whole request, bytes exactly as given) on a new connection; read the reply."""

@@ -55,7 +55,7 @@ def proxy_cycles(garbage: list[object]) -> Counter[str]:
 
 
 REQUESTS = [
-    b"GET /up/tiny HTTP/1.1\r\nHost: p\r\n\r\n",  # the task-free lean exchange
+    b"GET /up/tiny HTTP/1.1\r\nHost: p\r\n\r\n",  # the task-free lean round trip
     b"POST /up/items HTTP/1.1\r\nHost: p\r\nContent-Length: 3\r\n\r\nabc",  # ... with a body
     b"GET /up/slow HTTP/1.1\r\nHost: p\r\n\r\n",  # streamed from a task
     b"GET /hmac/x?q=1 HTTP/1.1\r\nHost: p\r\n\r\n",  # the general path

@@ -33,7 +33,7 @@ async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.M
         if proc.returncode is not None:
             raise AssertionError(f"proxy exited early with {proc.returncode}")
         try:
-            return await rawhttp.exchange(port, rawhttp.get("/healthz"), timeout=1)
+            return await rawhttp.round_trip(port, rawhttp.get("/healthz"), timeout=1)
         except (ConnectionError, OSError, rawhttp.Truncated):
             await asyncio.sleep(0.05)
     raise AssertionError("proxy did not become healthy in time")
@@ -111,10 +111,10 @@ async def test_signal_drains_in_flight_then_exits_zero(
             assert health.status == 200
             assert json.loads(health.body)["status"] == "ok"
 
-            # The exchange spans every stage below, so its bound is theirs together (rawhttp's
+            # The round trip spans every stage below, so its bound is theirs together (rawhttp's
             # default 5 s would end it on a loaded machine before the gate opens).
             in_flight = asyncio.create_task(
-                rawhttp.exchange(port, rawhttp.get("/slow/x"), timeout=4 * STAGE_TIMEOUT)
+                rawhttp.round_trip(port, rawhttp.get("/slow/x"), timeout=4 * STAGE_TIMEOUT)
             )
             async with asyncio.timeout(STAGE_TIMEOUT):
                 while not upstream.received:  # the request has reached the upstream

@@ -60,7 +60,7 @@ async def start(tmp_path: Path, tree: dict[str, Any], workers: int) -> tuple[Any
 async def burst(port: int, route: str) -> list[rawhttp.Message]:
     """`REQUESTS` concurrent requests, each on its own connection (so the kernel spreads them)."""
     return await asyncio.gather(
-        *(rawhttp.exchange(port, rawhttp.get(f"/{route}/r{i}")) for i in range(REQUESTS))
+        *(rawhttp.round_trip(port, rawhttp.get(f"/{route}/r{i}")) for i in range(REQUESTS))
     )
 
 
@@ -89,7 +89,7 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -
         try:
             responses = await burst(port, "up")
             assert [r.status for r in responses] == [200] * REQUESTS
-            in_flight = asyncio.create_task(rawhttp.exchange(port, rawhttp.get("/up/slow")))
+            in_flight = asyncio.create_task(rawhttp.round_trip(port, rawhttp.get("/up/slow")))
             async with asyncio.timeout(5):
                 while "/slow" not in upstream.targets:
                     await asyncio.sleep(0.01)
@@ -193,7 +193,7 @@ async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> Non
                     await asyncio.sleep(0.05)
                 await proc.wait()  # returns once the workers' ends of its pipes are closed too
             with pytest.raises(OSError):  # nobody serves the port any more
-                await rawhttp.exchange(port, rawhttp.get("/up/x"))
+                await rawhttp.round_trip(port, rawhttp.get("/up/x"))
         finally:
             for pid in workers:
                 if alive(pid):

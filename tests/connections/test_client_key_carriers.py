@@ -81,7 +81,7 @@ async def test_every_carrier_holding_a_key_is_removed(
 ) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = rawhttp.port_of(await make_proxy(tree(upstream.base, path)))
-        reply = await rawhttp.exchange(port, request(headers))
+        reply = await rawhttp.round_trip(port, request(headers))
     assert reply.status == 200
     [received] = upstream.received
     assert_no_key_upstream(received.request)
@@ -92,7 +92,7 @@ async def test_a_carrier_without_a_known_key_still_passes(make_proxy: MakeProxy)
     async with rawhttp.raw_upstream() as upstream:
         port = rawhttp.port_of(await make_proxy(tree(upstream.base, "lean")))
         headers = [("Authorization", f"Bearer {KEY}"), ("X-Api-Key", "the-app's-own")]
-        assert (await rawhttp.exchange(port, request(headers))).status == 200
+        assert (await rawhttp.round_trip(port, request(headers))).status == 200
     [received] = upstream.received
     assert received.request.get_all("X-Api-Key") == ["the-app's-own"]
 
@@ -102,7 +102,7 @@ async def test_with_two_workers_no_carrier_reaches_the_upstream(tmp_path: Path) 
         proc, port = await start(tmp_path, tree(upstream.base, "lean"), workers=2)
         try:
             replies = await asyncio.gather(
-                *(rawhttp.exchange(port, request(h)) for h in CARRIED.values() for _ in range(3))
+                *(rawhttp.round_trip(port, request(h)) for h in CARRIED.values() for _ in range(3))
             )
         finally:
             code, _ = await stop(proc)

@@ -184,7 +184,7 @@ async def test_a_form_body_naming_another_method_is_403_before_anything_is_sent(
         else:
             framing, payload = f"Content-Length: {len(body)}\r\n", body
         raw = f"POST {target} HTTP/1.1\r\nHost: p\r\n{headers}{framing}\r\n".encode() + payload
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
     assert reply.status == 403
     assert '"request_forbidden"' in reply.body.decode()
     assert upstream.connections == 0
@@ -200,7 +200,7 @@ async def test_a_form_body_without_another_method_is_forwarded_whole(
             f"POST /gh/repos/acme/x HTTP/1.1\r\nHost: p\r\n{FORM}"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
     assert reply.status == 200
     [received] = upstream.received
     assert received.request.body == body
@@ -215,7 +215,7 @@ async def test_bypasses_are_403_and_nothing_goes_upstream(
     async with rawhttp.raw_upstream() as upstream:
         port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
         raw = f"{method} {target} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode()
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
     assert reply.status == 403
     assert '"request_forbidden"' in reply.body.decode()
     assert upstream.received == []
@@ -241,7 +241,7 @@ async def test_allowed_requests_pass_byte_for_byte(
     async with rawhttp.raw_upstream() as upstream:
         port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
         raw = f"{method} {target} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode()
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
     assert reply.status == 200
     [received] = upstream.received
     assert received.request.target == target.removeprefix("/gh")

@@ -101,7 +101,7 @@ async def test_json_and_text_lines_are_what_logging_wrote(
                     b"HEAD /svc/h HTTP/1.1\r\nHost: p\r\nX-Request-Id: my.id-7\r\n\r\n",
                     b"POST /svc/p HTTP/1.1\r\nHost: p\r\nContent-Length: 3\r\n\r\nabc",
                 ):
-                    await rawhttp.exchange(port, raw)
+                    await rawhttp.round_trip(port, raw)
                 assert log.wait_written()
         finally:
             for fmt, log in logs.items():
@@ -236,7 +236,7 @@ async def test_a_reload_writes_the_queued_lines(aiohttp_client: Any, tmp_path: P
             config.write_text(yaml.safe_dump(tree))
             plane = create_app(build_runtime(tree, {}), access_log=log)
             client = await aiohttp_client(PlaneServer(plane))
-            await rawhttp.exchange(rawhttp.port_of(client.server), request("/svc/before-reload"))
+            await rawhttp.round_trip(rawhttp.port_of(client.server), request("/svc/before-reload"))
             await asyncio.sleep(0.1)
             assert path.read_text() == ""
             assert await Reloader(str(config), plane).reload()

@@ -57,7 +57,9 @@ class Watch:
         while not stop.is_set():
             start = time.monotonic()
             try:
-                reply = await rawhttp.exchange(self.port, rawhttp.get(f"{ROUTE}/probe"), timeout=5)
+                reply = await rawhttp.round_trip(
+                    self.port, rawhttp.get(f"{ROUTE}/probe"), timeout=5
+                )
                 if reply.status != 200:
                     self.failures += 1
             except (OSError, TimeoutError, rawhttp.Truncated):
@@ -184,12 +186,12 @@ async def test_slow_body_flood_locks_nobody_out_beyond_client_body(tmp_path: Pat
         await asyncio.gather(*(e.wait() for e in events))
         flood_at = time.monotonic()
         await asyncio.sleep(0.1)
-        locked = await rawhttp.exchange(port, rawhttp.get(f"{ROUTE}/x"), timeout=5)
+        locked = await rawhttp.round_trip(port, rawhttp.get(f"{ROUTE}/x"), timeout=5)
         assert locked.status == 503  # every slot is held by a dripper
         served_at = None
         while time.monotonic() - flood_at < 10:
             with contextlib.suppress(OSError, TimeoutError, rawhttp.Truncated):
-                reply = await rawhttp.exchange(port, rawhttp.get(f"{ROUTE}/x"), timeout=5)
+                reply = await rawhttp.round_trip(port, rawhttp.get(f"{ROUTE}/x"), timeout=5)
                 if reply.status == 200:
                     served_at = time.monotonic()
                     break

@@ -1,4 +1,4 @@
-"""A client that goes away mid-request cancels the upstream exchange at once (the upstream
+"""A client that goes away mid-request cancels the upstream round trip at once (the upstream
 connection is let go of, a spilled body's temporary file removed), and the access log says so
 once, as a client disconnect — not an upstream failure, no traceback, and no "Task exception was
 never retrieved" left behind (docs/operations.md)."""

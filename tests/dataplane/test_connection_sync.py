@@ -264,7 +264,7 @@ async def test_workers_serve_created_and_stop_serving_deleted_connections(
                     pick = f"X-Connection-Id: {connection_id}\r\n"
                     replies = await asyncio.gather(
                         *(
-                            rawhttp.exchange(port, rawhttp.get(f"/crm/w{i}", headers=pick))
+                            rawhttp.round_trip(port, rawhttp.get(f"/crm/w{i}", headers=pick))
                             for i in range(REQUESTS)
                         )
                     )

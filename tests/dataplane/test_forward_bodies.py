@@ -31,7 +31,7 @@ async def test_chunked_upload_without_content_length(make_proxy: MakeProxy) -> N
     parts = (b"hello ", b"chunked ", os.urandom(70_000), b"world")
     async with rawhttp.raw_upstream() as upstream:
         port = rawhttp.port_of(await start(make_proxy, upstream.base))
-        response = await rawhttp.exchange(
+        response = await rawhttp.round_trip(
             port,
             b"POST /svc/upload HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
@@ -77,7 +77,7 @@ async def test_large_download_streams_identical_bytes(make_proxy: MakeProxy) -> 
 
     async with rawhttp.raw_upstream(respond) as upstream:
         port = rawhttp.port_of(await start(make_proxy, upstream.base))
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/big"), timeout=20)
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/big"), timeout=20)
         assert response.complete
         assert response.get("Content-Length") == str(count * MiB)
         assert hashlib.sha256(response.body).digest() == hashlib.sha256(block * count).digest()
@@ -96,7 +96,7 @@ async def test_content_encoding_passes_untouched_both_ways(make_proxy: MakeProxy
 
     async with rawhttp.raw_upstream(respond) as upstream:
         port = rawhttp.port_of(await start(make_proxy, upstream.base))
-        response = await rawhttp.exchange(
+        response = await rawhttp.round_trip(
             port,
             b"POST /svc/x HTTP/1.1\r\nHost: p\r\nContent-Encoding: gzip\r\n"
             b"Accept-Encoding: gzip\r\nConnection: close\r\n"

@@ -39,7 +39,7 @@ async def test_a_bodyless_request_goes_up_without_framing(
         tree: dict[str, Any] = {"connections": [connection("svc", upstream.base, SCHEMES[scheme])]}
         port = rawhttp.port_of(await make_proxy(tree))
         raw = f"{method} /svc/x?q=1 HTTP/1.1\r\nHost: p\r\nAccept: */*\r\n\r\n".encode()
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
         assert reply.status == 200
         assert upstream.problems == []
         [seen] = upstream.requests
@@ -65,7 +65,7 @@ async def test_an_empty_body_keeps_the_clients_length_only(
         tree: dict[str, Any] = {"connections": [connection("svc", upstream.base, SCHEMES[scheme])]}
         port = rawhttp.port_of(await make_proxy(tree))
         raw = f"POST /svc/x HTTP/1.1\r\nHost: p\r\n{framing}\r\n".encode() + body
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
         assert reply.status == 200
         assert upstream.problems == []
         [seen] = upstream.requests

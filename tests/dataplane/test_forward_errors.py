@@ -39,7 +39,7 @@ def proxy_error(response: rawhttp.Message, status: int, code: str, error_type: s
 
 async def test_connection_refused(make_proxy: MakeProxy, refused_port: int) -> None:
     port = await start(make_proxy, f"http://127.0.0.1:{refused_port}/v1")
-    response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+    response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
     proxy_error(response, 502, "upstream_unavailable", "connection_refused")
 
 
@@ -53,7 +53,7 @@ async def test_read_timeout(make_proxy: MakeProxy) -> None:
         port = await start(make_proxy, upstream.base, timeouts={"read": 0.3})
         loop = asyncio.get_running_loop()
         began = loop.time()
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/slow"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/slow"))
         elapsed = loop.time() - began
         release.set()
         proxy_error(response, 504, "upstream_timeout", "http_response_timeout")
@@ -84,7 +84,7 @@ async def test_connect_timeout(make_proxy: MakeProxy) -> None:
         port = await start(
             make_proxy, f"http://127.0.0.1:{target[1]}", timeouts={"connect": 0.3, "read": 5}
         )
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         proxy_error(response, 502, "upstream_unavailable", "connection_timeout")
     finally:
         for filler in fillers:
@@ -98,7 +98,7 @@ async def test_reset_before_response(make_proxy: MakeProxy) -> None:
 
     async with rawhttp.raw_upstream(hang_up) as upstream:
         port = await start(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         proxy_error(response, 502, "upstream_unavailable", "connection_terminated")
 
 
@@ -110,7 +110,7 @@ async def test_garbage_response(make_proxy: MakeProxy) -> None:
 
     async with rawhttp.raw_upstream(garbage) as upstream:
         port = await start(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         proxy_error(response, 502, "upstream_unavailable", "http_protocol_error")
 
 
@@ -134,10 +134,10 @@ async def test_reset_mid_response_truncates_and_proxy_keeps_serving(
 
     async with rawhttp.raw_upstream(cut) as upstream:
         port = await start(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/cut"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/cut"))
         assert response.status == 200
         assert not response.complete  # a clean end would pass a partial body off as whole
-        after = await rawhttp.exchange(port, rawhttp.get("/svc/next"))
+        after = await rawhttp.round_trip(port, rawhttp.get("/svc/next"))
         assert (after.status, after.body) == (200, b"ok")
 
 
@@ -151,7 +151,7 @@ async def test_stall_mid_response_hits_read_timeout(make_proxy: MakeProxy) -> No
 
     async with rawhttp.raw_upstream(stall) as upstream:
         port = await start(make_proxy, upstream.base, timeouts={"read": 0.3})
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         release.set()
         assert (response.status, response.body, response.complete) == (200, b"abc", False)
 
@@ -169,7 +169,7 @@ async def test_upstream_errors_pass_untouched(make_proxy: MakeProxy, status: int
 
     async with rawhttp.raw_upstream(fail) as upstream:
         port = await start(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         assert response.status == status
         assert response.start_line.endswith("Upstream Says")
         assert response.body == body
@@ -180,7 +180,7 @@ async def test_upstream_errors_pass_untouched(make_proxy: MakeProxy, status: int
 async def test_route_not_found_is_a_proxy_error(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get("/svcx/a"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svcx/a"))
         proxy_error(response, 404, "route_not_found", "proxy_internal_response")
         assert upstream.received == []
 
@@ -189,7 +189,7 @@ async def test_keep_alive_pool_reuses_one_upstream_connection(make_proxy: MakePr
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, upstream.base)
         for i in range(6):
-            response = await rawhttp.exchange(port, rawhttp.get(f"/svc/{i}"))
+            response = await rawhttp.round_trip(port, rawhttp.get(f"/svc/{i}"))
             assert response.status == 200
         assert upstream.targets == [f"/{i}" for i in range(6)]
         assert upstream.connections == 1
@@ -207,6 +207,6 @@ async def test_pool_recovers_when_upstream_closes_idle_connection(make_proxy: Ma
     async with rawhttp.raw_upstream(once) as upstream:
         port = await start(make_proxy, upstream.base)
         for _ in range(4):
-            response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+            response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
             assert (response.status, response.body) == (200, b"ok")
         assert upstream.connections == 4

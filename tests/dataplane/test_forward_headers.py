@@ -24,7 +24,7 @@ def names(message: rawhttp.Message) -> list[str]:
 async def test_request_hop_by_hop_headers_are_dropped(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base, bearer("canary-hop")))
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port,
             rawhttp.get(
                 "/svc/x",
@@ -56,7 +56,7 @@ async def test_only_a_websocket_upgrade_is_forwarded(make_proxy: MakeProxy) -> N
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
         for upgrade in ("websocket, h2c", "h2c"):
-            response = await rawhttp.exchange(
+            response = await rawhttp.round_trip(
                 port,
                 b"GET /svc/ws HTTP/1.1\r\nHost: p\r\nUpgrade: %s\r\n"
                 b"Connection: Upgrade, X-Named-Hop\r\nX-Named-Hop: 1\r\n"
@@ -90,7 +90,7 @@ async def test_response_hop_by_hop_headers_are_dropped(make_proxy: MakeProxy) ->
 
     async with rawhttp.raw_upstream(respond) as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         got = names(response)
         for hop in ("x-upstream-hop", "keep-alive", "proxy-authenticate", "upgrade", "trailer"):
             assert hop not in got
@@ -103,7 +103,7 @@ async def test_response_hop_by_hop_headers_are_dropped(make_proxy: MakeProxy) ->
 async def test_host_is_the_upstreams(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
-        await rawhttp.exchange(port, rawhttp.get("/svc/x", host="client-facing.example"))
+        await rawhttp.round_trip(port, rawhttp.get("/svc/x", host="client-facing.example"))
         [seen] = upstream.received
         assert seen.request.get_all("Host") == [f"127.0.0.1:{upstream.port}"]
 
@@ -116,7 +116,7 @@ async def test_credential_header_replaces_clients_case_insensitively(
             make_proxy,
             connection("svc", upstream.base, api_key("X-Api-Key", "header", "canary-key-91")),
         )
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port,
             rawhttp.get("/svc/x", headers="x-api-KEY: client-1\r\nX-API-KEY: client-2\r\n"),
         )
@@ -127,7 +127,7 @@ async def test_credential_header_replaces_clients_case_insensitively(
 async def test_never_two_authorization_headers(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base, bearer("canary-bearer")))
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port,
             rawhttp.get(
                 "/svc/x", headers="authorization: Bearer sdk-dummy\r\nAUTHORIZATION: Basic eA==\r\n"
@@ -142,7 +142,7 @@ async def test_credential_cookie_replaces_clients(make_proxy: MakeProxy) -> None
         port = await start(
             make_proxy, connection("svc", upstream.base, api_key("session", "cookie", "canary-c"))
         )
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port,
             rawhttp.get(
                 "/svc/x", headers="Cookie: session=client; theme=dark\r\nCookie: lang=en\r\n"
@@ -162,7 +162,7 @@ async def test_client_authorization_dropped_when_connection_authenticates(
             make_proxy,
             connection("svc", upstream.base, api_key("X-Api-Key", "header", "canary-k2")),
         )
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port, rawhttp.get("/svc/x", headers="Authorization: Bearer sdk-dummy\r\n")
         )
         [seen] = upstream.received
@@ -181,7 +181,7 @@ async def test_client_authorization_kept_when_opted_in(make_proxy: MakeProxy) ->
                 forwardClientAuthorization=True,
             ),
         )
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port, rawhttp.get("/svc/x", headers="Authorization: Bearer per-user\r\n")
         )
         [seen] = upstream.received
@@ -191,7 +191,7 @@ async def test_client_authorization_kept_when_opted_in(make_proxy: MakeProxy) ->
 async def test_client_authorization_kept_on_a_none_connection(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base, NONE_CREDENTIAL))
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port, rawhttp.get("/svc/x", headers="Authorization: Bearer per-user\r\n")
         )
         [seen] = upstream.received
@@ -208,7 +208,7 @@ async def test_no_forwarded_headers_by_default(make_proxy: MakeProxy) -> None:
     """Internal addresses never reach a third party: the proxy adds none, and drops the client's."""
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
-        await rawhttp.exchange(port, rawhttp.get("/svc/x", headers=CLIENT_FORWARDED))
+        await rawhttp.round_trip(port, rawhttp.get("/svc/x", headers=CLIENT_FORWARDED))
         [seen] = upstream.received
         sent = names(seen.request)
         assert not [n for n in sent if n.startswith("x-forwarded-") or n == "forwarded"]
@@ -217,7 +217,7 @@ async def test_no_forwarded_headers_by_default(make_proxy: MakeProxy) -> None:
 async def test_forwarded_headers_when_configured(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base), forwardedHeaders=True)
-        await rawhttp.exchange(
+        await rawhttp.round_trip(
             port, rawhttp.get("/svc/x", host=f"proxy.example:{port}", headers=CLIENT_FORWARDED)
         )
         [seen] = upstream.received
@@ -241,7 +241,7 @@ async def test_repeated_response_headers_are_preserved_in_order(make_proxy: Make
 
     async with rawhttp.raw_upstream(respond) as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
-        response = await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         assert response.get_all("Set-Cookie") == ["a=1; Path=/", "b=2; HttpOnly"]
         assert response.get_all("X-Multi") == ["first", "second"]
 
@@ -259,7 +259,7 @@ async def test_upstream_cookies_are_never_replayed(make_proxy: MakeProxy) -> Non
     async with rawhttp.raw_upstream(respond) as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
         for _ in range(3):
-            await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+            await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         assert len(upstream.received) == 3
         assert all(r.request.get_all("Cookie") == [] for r in upstream.received)
 
@@ -268,7 +268,7 @@ async def test_proxy_adds_no_client_headers_of_its_own(make_proxy: MakeProxy) ->
     """A faithful hop: no User-Agent, Accept or Accept-Encoding that the client did not send."""
     async with rawhttp.raw_upstream() as upstream:
         port = await start(make_proxy, connection("svc", upstream.base))
-        await rawhttp.exchange(port, rawhttp.get("/svc/x"))
+        await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
         [seen] = upstream.received
         sent = names(seen.request)
         for added in ("user-agent", "accept", "accept-encoding", "content-type"):

@@ -39,9 +39,9 @@ async def test_one_line_per_request_without_secrets(
             }
         )
         port = rawhttp.port_of(client)
-        ok = await rawhttp.exchange(port, rawhttp.get("/svc/items?page=2"))
-        missing = await rawhttp.exchange(port, rawhttp.get("/nowhere"))
-        head = await rawhttp.exchange(port, b"HEAD /svc/h HTTP/1.1\r\nHost: p\r\n\r\n")
+        ok = await rawhttp.round_trip(port, rawhttp.get("/svc/items?page=2"))
+        missing = await rawhttp.round_trip(port, rawhttp.get("/nowhere"))
+        head = await rawhttp.round_trip(port, b"HEAD /svc/h HTTP/1.1\r\nHost: p\r\n\r\n")
         # The credential really was added upstream, so its absence from the log means something.
         assert f"api_key={QUERY_CANARY}" in upstream.received[0].request.target
         lines = access_log.parsed()
@@ -77,7 +77,7 @@ async def test_failures_are_logged_without_secrets(
                 ]
             }
         )
-        await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get("/svc/x"))
+        await rawhttp.round_trip(rawhttp.port_of(client), rawhttp.get("/svc/x"))
         [line] = access_log.parsed()
         assert line["status"] == "200"
         assert "upstream_broken" in line["flags"]
@@ -93,7 +93,7 @@ async def test_log_line_cannot_be_forged_through_the_path(
     async with rawhttp.raw_upstream() as upstream:
         client = await make_proxy({"connections": [connection("svc", upstream.base)]})
         forged = "/svc/x%0D%0AGET%20/admin%20connection=svc%20status=200"
-        await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get(forged))
+        await rawhttp.round_trip(rawhttp.port_of(client), rawhttp.get(forged))
         [line] = access_log.parsed()
         assert "\n" not in line.string and "\r" not in line.string
         assert (line["path"], line["connection"], line["status"]) == (forged, "svc", "200")

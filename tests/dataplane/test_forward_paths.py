@@ -44,7 +44,7 @@ async def proxy_port(make_proxy: MakeProxy, base: str, **extra: Any) -> int:
 async def test_path_reaches_upstream_byte_for_byte(make_proxy: MakeProxy, tail: str) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base + "/v1")
-        response = await rawhttp.exchange(port, rawhttp.get("/svc" + tail))
+        response = await rawhttp.round_trip(port, rawhttp.get("/svc" + tail))
         assert response.status == 200
         assert upstream.targets == ["/v1" + tail]
 
@@ -63,7 +63,7 @@ async def test_path_reaches_upstream_byte_for_byte(make_proxy: MakeProxy, tail: 
 async def test_query_reaches_upstream_byte_for_byte(make_proxy: MakeProxy, query: str) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get(f"/svc/items?{query}"))
+        response = await rawhttp.round_trip(port, rawhttp.get(f"/svc/items?{query}"))
         assert response.status == 200
         assert upstream.targets == [f"/items?{query}"]
 
@@ -71,7 +71,7 @@ async def test_query_reaches_upstream_byte_for_byte(make_proxy: MakeProxy, query
 async def test_empty_query_marker_is_not_invented(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base)
-        await rawhttp.exchange(port, rawhttp.get("/svc/items"))
+        await rawhttp.round_trip(port, rawhttp.get("/svc/items"))
         assert upstream.targets == ["/items"]
 
 
@@ -96,7 +96,7 @@ async def test_base_path_join(
 ) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base + base_path)
-        response = await rawhttp.exchange(port, rawhttp.get(request_path))
+        response = await rawhttp.round_trip(port, rawhttp.get(request_path))
         assert response.status == 200
         assert upstream.targets == [expected]
 
@@ -126,7 +126,7 @@ BAD_PATHS = [
 async def test_dot_segments_refused_before_upstream(make_proxy: MakeProxy, target: str) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base + "/v1")
-        response = await rawhttp.exchange(port, rawhttp.get(target))
+        response = await rawhttp.round_trip(port, rawhttp.get(target))
         assert response.status == 400, response
         assert json.loads(response.body)["code"] == "bad_path"
         proxy_status = response.get("Proxy-Status")
@@ -149,7 +149,7 @@ async def test_non_origin_form_targets_never_reach_another_host(
 ) -> None:
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get(target))
+        response = await rawhttp.round_trip(port, rawhttp.get(target))
         assert response.status == 400
         assert json.loads(response.body)["code"] == "bad_path"
         assert response.get("Proxy-Status") is not None
@@ -164,7 +164,7 @@ async def test_unparseable_target_is_refused_by_the_http_layer(
     answers a plain 400 itself, before any handler (and so without the JSON body)."""
     async with rawhttp.raw_upstream() as upstream:
         port = await proxy_port(make_proxy, upstream.base)
-        response = await rawhttp.exchange(port, rawhttp.get(target))
+        response = await rawhttp.round_trip(port, rawhttp.get(target))
         assert response.status == 400
         assert upstream.received == []
 
@@ -185,7 +185,7 @@ async def test_authority_lookalikes_stay_on_the_base_origin(
                 ]
             }
         )
-        response = await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get(target))
+        response = await rawhttp.round_trip(rawhttp.port_of(client), rawhttp.get(target))
         assert response.status == 200
         [seen] = upstream.received
         assert seen.request.get("Host") == f"127.0.0.1:{upstream.port}"

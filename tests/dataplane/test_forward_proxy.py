@@ -27,7 +27,7 @@ from tests.forwardproxy import (
     running_plane,
     through_tls,
 )
-from tests.rawhttp import Message, exchange, port_of
+from tests.rawhttp import Message, port_of, round_trip
 
 
 def echoed(body: bytes) -> dict[str, Any]:
@@ -155,7 +155,7 @@ async def test_an_ip_literal_is_unbound_unless_named(echo_server: TestServer) ->
 async def test_absolute_form_http_to_a_bound_host_is_served(echo_server: TestServer) -> None:
     port = port_of(echo_server)
     async with running_plane(forward_tree(port)) as (_, proxy_port):
-        reply = await exchange(
+        reply = await round_trip(
             proxy_port,
             f"GET http://localhost:{port}/a/b?c=%20 HTTP/1.1\r\nHost: localhost:{port}\r\n"
             "Connection: close\r\n\r\n".encode(),
@@ -164,7 +164,7 @@ async def test_absolute_form_http_to_a_bound_host_is_served(echo_server: TestSer
         seen = echoed(reply.body)
         assert seen["target"] == "/a/b?c=%20"
         assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
-        unbound = await exchange(
+        unbound = await round_trip(
             proxy_port,
             b"GET http://unbound.example/ HTTP/1.1\r\nHost: unbound.example\r\n\r\n",
         )
@@ -174,7 +174,7 @@ async def test_absolute_form_http_to_a_bound_host_is_served(echo_server: TestSer
 async def test_absolute_form_https_is_400(echo_server: TestServer) -> None:
     port = port_of(echo_server)
     async with running_plane(forward_tree(port)) as (_, proxy_port):
-        reply = await exchange(
+        reply = await round_trip(
             proxy_port,
             f"GET https://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode(),
         )

@@ -35,7 +35,7 @@ async def through_proxy(
             ]
         }
     )
-    return await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get(target, host=CLIENT_HOST))
+    return await rawhttp.round_trip(rawhttp.port_of(client), rawhttp.get(target, host=CLIENT_HOST))
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -106,12 +106,12 @@ async def test_rewrite_keeps_the_next_request_going_through_the_proxy(
             {"connections": [connection("svc", upstream.base + "/v1", bearer("canary-next"))]}
         )
         port = rawhttp.port_of(client)
-        first = await rawhttp.exchange(port, rawhttp.get("/svc/items", host=f"127.0.0.1:{port}"))
+        first = await rawhttp.round_trip(port, rawhttp.get("/svc/items", host=f"127.0.0.1:{port}"))
         link = first.get("Link")
         assert link is not None
         next_url = link[1 : link.index(">")]
         prefix = f"http://127.0.0.1:{port}"
         assert next_url.startswith(prefix)
-        await rawhttp.exchange(port, rawhttp.get(next_url[len(prefix) :]))
+        await rawhttp.round_trip(port, rawhttp.get(next_url[len(prefix) :]))
         assert upstream.targets == ["/v1/items", "/v1/items?page=2"]
         assert upstream.received[1].request.get("Authorization") == "Bearer canary-next"

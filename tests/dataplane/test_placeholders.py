@@ -73,7 +73,7 @@ def request(target: str, headers: str) -> bytes:
 
 
 async def test_placeholder_in_a_declared_header_becomes_the_secret(setup: Setup) -> None:
-    response = await rawhttp.exchange(
+    response = await rawhttp.round_trip(
         setup.port, request("/ai/v1/models?limit=2", f"Authorization: Bearer {PLACEHOLDER}\r\n")
     )
     assert response.status == 200
@@ -81,10 +81,10 @@ async def test_placeholder_in_a_declared_header_becomes_the_secret(setup: Setup)
     assert seen.request.target == "/v1/models?limit=2"
     assert seen.request.get_all("Authorization") == [f"Bearer {SECRET}"]
     # The whole value works too, in the other declared header, in any case of its name.
-    await rawhttp.exchange(setup.port, request("/ai/x", f"x-api-key: {PLACEHOLDER}\r\n"))
+    await rawhttp.round_trip(setup.port, request("/ai/x", f"x-api-key: {PLACEHOLDER}\r\n"))
     assert setup.ai.received[1].request.get_all("x-api-key") == [SECRET]
     # A declared header without the placeholder goes up as sent; nothing else changes.
-    await rawhttp.exchange(setup.port, request("/ai/y", "X-Api-Key: own-key\r\nX-Other: 1\r\n"))
+    await rawhttp.round_trip(setup.port, request("/ai/y", "X-Api-Key: own-key\r\nX-Other: 1\r\n"))
     third = setup.ai.received[2].request
     assert third.get_all("X-Api-Key") == ["own-key"] and third.get("X-Other") == "1"
     assert all(SECRET not in value for _, value in third.headers)
@@ -99,7 +99,7 @@ async def test_a_secret_is_inserted_as_written(make_proxy: MakeProxy) -> None:
             "connections": [connection("ai", upstream.base, secret(PLACEHOLDER, ["X-Key"], value))]
         }
         port = rawhttp.port_of(await make_proxy(tree))
-        await rawhttp.exchange(port, request("/ai/", f"X-Key: Token {PLACEHOLDER}\r\n"))
+        await rawhttp.round_trip(port, request("/ai/", f"X-Key: Token {PLACEHOLDER}\r\n"))
         assert upstream.received[0].request.get_all("X-Key") == [f"Token {value}"]
 
 
@@ -146,7 +146,7 @@ async def test_a_misdirected_placeholder_is_refused_and_nothing_is_sent(
     connection = target.split("/")[1]
     labels = {"connection": connection, "method": "GET", "code": "403"}
     before = REGISTRY.get_sample_value(REQUESTS, labels) or 0.0
-    response = await rawhttp.exchange(setup.port, request(target, headers))
+    response = await rawhttp.round_trip(setup.port, request(target, headers))
     assert response.status == 403
     body = json.loads(response.body)
     assert body["code"] == "placeholder_misdirected"
@@ -170,13 +170,13 @@ async def test_a_misdirected_placeholder_is_refused_and_nothing_is_sent(
 
 async def test_other_connections_work_as_before(setup: Setup) -> None:
     # No placeholder: the guard lets everything through untouched, on every connection.
-    response = await rawhttp.exchange(
+    response = await rawhttp.round_trip(
         setup.port, request("/plain/x?q=1", "Authorization: Bearer client-dummy\r\n")
     )
     assert response.status == 200
     [seen] = setup.plain.received
     assert seen.request.get_all("Authorization") == ["Bearer canary-plain-token"]
-    response = await rawhttp.exchange(
+    response = await rawhttp.round_trip(
         setup.port, request("/mail/send", f"Authorization: Bearer {OTHER_PLACEHOLDER}\r\n")
     )
     assert response.status == 200
@@ -190,7 +190,7 @@ async def test_a_body_is_not_scanned(setup: Setup) -> None:
         + f"Authorization: Bearer {PLACEHOLDER}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    response = await rawhttp.exchange(setup.port, raw)
+    response = await rawhttp.round_trip(setup.port, raw)
     assert response.status == 200
     [seen] = setup.ai.received
     assert seen.request.body == body
@@ -246,7 +246,7 @@ async def test_a_reload_binds_and_unbinds_placeholders(make_proxy: MakeProxy) ->
         plane = proxy.server.app
         port = rawhttp.port_of(proxy)
         leak = request("/plain/x", f"X-Debug: {PLACEHOLDER}\r\n")
-        assert (await rawhttp.exchange(port, leak)).status == 200  # no placeholder bound yet
+        assert (await rawhttp.round_trip(port, leak)).status == 200  # no placeholder bound yet
         bound = {
             "connections": [
                 *plain["connections"],
@@ -254,12 +254,12 @@ async def test_a_reload_binds_and_unbinds_placeholders(make_proxy: MakeProxy) ->
             ]
         }
         await plane.reload(build_runtime(bound, {}))
-        assert (await rawhttp.exchange(port, leak)).status == 403
+        assert (await rawhttp.round_trip(port, leak)).status == 403
         swap = request("/ai/y", f"Authorization: Bearer {PLACEHOLDER}\r\n")
-        assert (await rawhttp.exchange(port, swap)).status == 200
+        assert (await rawhttp.round_trip(port, swap)).status == 200
         assert upstream.received[-1].request.get_all("Authorization") == [f"Bearer {SECRET}"]
         await plane.reload(build_runtime(plain, {}))
-        assert (await rawhttp.exchange(port, leak)).status == 200
+        assert (await rawhttp.round_trip(port, leak)).status == 200
         assert len(upstream.received) == 3
 
 
@@ -279,11 +279,11 @@ async def test_with_clients_the_key_and_the_placeholder_travel_apart(
         }
         port = rawhttp.port_of(await make_proxy(tree))
         headers = f"X-Api-Key: {client_key}\r\nAuthorization: Bearer {PLACEHOLDER}\r\n"
-        assert (await rawhttp.exchange(port, request("/ai/v1", headers))).status == 200
+        assert (await rawhttp.round_trip(port, request("/ai/v1", headers))).status == 200
         [seen] = upstream.received
         assert seen.request.get_all("Authorization") == [f"Bearer {SECRET}"]
         assert all(client_key not in value for _, value in seen.request.headers)
         # Without the client key the placeholder alone gets nobody in.
         alone = request("/ai/v1", f"Authorization: Bearer {PLACEHOLDER}\r\n")
-        assert (await rawhttp.exchange(port, alone)).status == 401
+        assert (await rawhttp.round_trip(port, alone)).status == 401
         assert len(upstream.received) == 1

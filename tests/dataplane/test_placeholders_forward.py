@@ -146,7 +146,7 @@ async def test_absolute_form_http_is_guarded_too(setup: Setup) -> None:
             f"GET http://{authority}/v1/x HTTP/1.1\r\nHost: {authority}\r\n{headers}"
             "Connection: close\r\n\r\n"
         )
-        return await rawhttp.exchange(setup.port, raw.encode())
+        return await rawhttp.round_trip(setup.port, raw.encode())
 
     misdirected(await absolute(setup.mail, f"X-Api-Key: {AI_PLACEHOLDER}\r\n"))
     misdirected(await absolute(setup.ai, f"X-Api-Key: {AI_PLACEHOLDER}\r\n"))

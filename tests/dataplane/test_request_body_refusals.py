@@ -4,7 +4,7 @@
 - A body whose framing is refused before its handler starts (the bad bytes came with the head)
   is answered 400 `bad_request` in the request's place: the upstream is never contacted.
 - Found while the handler runs (the head went first, the bad bytes later), the upstream
-  exchange is aborted (the upstream never takes a truncated body for a whole one) and the client
+  round trip is aborted (the upstream never takes a truncated body for a whole one) and the client
   gets the error once; no ERROR line and no traceback on any of the three request paths (lean,
   general, a signing scheme that reads the body first).
 - A body with no progress for `timeouts.clientBody` ends with 408 `request_timeout`; trailer
@@ -94,7 +94,7 @@ def assert_no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def assert_aborted_logged(caplog: pytest.LogCaptureFixture, code: str) -> None:
-    """The upstream exchange that had begun was aborted, and a WARNING says so (with the
+    """The upstream round trip that had begun was aborted, and a WARNING says so (with the
     code, never a body byte)."""
     [line] = [r for r in caplog.records if r.getMessage().startswith("upstream exchange aborted")]
     assert line.levelno == logging.WARNING
@@ -143,7 +143,7 @@ async def test_bad_body_mid_stream_aborts_the_upstream_and_answers_once(
         await asyncio.sleep(0.05)
     assert_error(reply, 400, "bad_request")
     assert rest == b""  # answered once, then closed
-    # The upstream never took the body for a whole one: its exchange was cut short.
+    # The upstream never took the body for a whole one: its round trip was cut short.
     assert all(not r.request.complete for r in upstream.received)
     if path == "signing":
         assert upstream.connections == 0  # the body is read whole before anything is sent
@@ -260,7 +260,7 @@ async def test_trailers_over_max_header_bytes_are_431_at_once(
 async def test_too_many_trailer_fields_are_431(make_proxy: MakeProxy, path: str) -> None:
     async with proxied(make_proxy, path) as (port, upstream):
         fields = b"".join(b"X-T%d: v\r\n" % i for i in range(150))
-        reply = await rawhttp.exchange(port, HEAD + b"3\r\nabc\r\n0\r\n" + fields + b"\r\n")
+        reply = await rawhttp.round_trip(port, HEAD + b"3\r\nabc\r\n0\r\n" + fields + b"\r\n")
         await asyncio.sleep(0.05)
     assert_error(reply, 431, "headers_too_large")
     assert all(not r.request.complete for r in upstream.received)
@@ -291,7 +291,7 @@ async def test_small_trailers_are_dropped_and_the_request_served(
 ) -> None:
     async with proxied(make_proxy, path) as (port, upstream):
         body = b"3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n"
-        reply = await rawhttp.exchange(port, HEAD + body)
+        reply = await rawhttp.round_trip(port, HEAD + body)
     assert reply.status == 200
     [received] = upstream.received
     assert received.request.body == b"abc"

@@ -67,11 +67,11 @@ async def test_routes_through_the_proxy(make_proxy: MakeProxy) -> None:
         )
         port = rawhttp.port_of(client)
         for path in ("/github/r", "/git/r", "/partner/v2/r", "/partner/v3/r", "/partner"):
-            response = await rawhttp.exchange(port, rawhttp.get(path))
+            response = await rawhttp.round_trip(port, rawhttp.get(path))
             assert response.status == 200
         assert upstream.targets == ["/gh/r", "/g/r", "/p2/r", "/p1/v3/r", "/p1"]
 
-        missing = await rawhttp.exchange(port, rawhttp.get("/gitlab/r"))
+        missing = await rawhttp.round_trip(port, rawhttp.get("/gitlab/r"))
         assert missing.status == 404
         assert json.loads(missing.body)["code"] == "route_not_found"
         assert missing.get("Proxy-Status") is not None
@@ -81,7 +81,7 @@ async def test_routes_through_the_proxy(make_proxy: MakeProxy) -> None:
 async def test_healthz_is_not_a_route(make_proxy: MakeProxy) -> None:
     async with rawhttp.raw_upstream() as upstream:
         client = await make_proxy({"connections": [connection("svc", upstream.base)]})
-        response = await rawhttp.exchange(rawhttp.port_of(client), rawhttp.get("/healthz"))
+        response = await rawhttp.round_trip(rawhttp.port_of(client), rawhttp.get("/healthz"))
         assert response.status == 200
         assert json.loads(response.body) == {"status": "ok"}
         assert upstream.received == []

@@ -113,7 +113,7 @@ async def test_hmac_verified_by_upstream_over_raw_target_and_body(
             # Raw bytes: an HTTP client library would re-quote %28 and friends on the way in.
             head = f"POST {target} HTTP/1.1\r\nHost: p\r\nContent-Length: {len(body)}\r\n"
             raw = head.encode() + b"Connection: close\r\n\r\n" + body
-            response = await rawhttp.exchange(rawhttp.port_of(proxy), raw)
+            response = await rawhttp.round_trip(rawhttp.port_of(proxy), raw)
             assert response.status == 200, target
         targets = upstream.targets
         assert targets[0].startswith("/files/a%2Fb%20c?x=1&y=%28z%29&api_key=canary%20key%2F%2B")

@@ -405,7 +405,7 @@ def test_generated_framing_never_smuggles(
     upstream.requests.clear()
     upstream.problems.clear()
 
-    async def exchange() -> None:
+    async def one_round_trip() -> None:
         await talk(port, raw, None, idle=0.3)
         # The proxy is done with this client before the upstream's record is read: on a loaded
         # machine it may still be forwarding after the client left, and a late request would
@@ -415,6 +415,6 @@ def test_generated_framing_never_smuggles(
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.02)  # the upstream's reader takes in what was sent last
 
-    run_in_loop(exchange())
+    run_in_loop(one_round_trip())
     assert_no_smuggling(upstream, raw)
     event(f"{len(ours(upstream))} of {len(expected_requests(raw))} clear requests forwarded")

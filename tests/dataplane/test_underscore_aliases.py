@@ -43,7 +43,7 @@ async def test_aliases_of_managed_headers_never_reach_the_upstream(
         port = rawhttp.port_of(await make_proxy(tree))
         lines = "".join(f"{k}: {v}\r\n" for k, v in [*ALIASES, ("X_Custom_Header", "stays")])
         raw = f"POST /svc/x HTTP/1.1\r\nHost: p\r\n{lines}Content-Length: 3\r\n\r\nabc".encode()
-        reply = await rawhttp.exchange(port, raw)
+        reply = await rawhttp.round_trip(port, raw)
     assert reply.status == 200
     [received] = upstream.received
     request = received.request

@@ -219,7 +219,7 @@ async def test_another_protocol_upgrade_is_ignored(make_proxy: MakeProxy) -> Non
     async with rawhttp.raw_upstream() as upstream:
         proxy = await start(make_proxy, connection("svc", upstream.base))
         # What `curl --http2 http://...` sends: the server may ignore it (RFC 9110 §7.8).
-        response = await rawhttp.exchange(
+        response = await rawhttp.round_trip(
             rawhttp.port_of(proxy),
             b"GET /svc/x HTTP/1.1\r\nHost: p\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
@@ -495,7 +495,7 @@ async def test_a_101_to_another_protocol_is_a_502(make_proxy: MakeProxy) -> None
     async with server:
         base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         proxy = await start(make_proxy, connection("svc", base))
-        response = await rawhttp.exchange(rawhttp.port_of(proxy), HANDSHAKE)
+        response = await rawhttp.round_trip(rawhttp.port_of(proxy), HANDSHAKE)
     assert response.status == 502
     assert json.loads(response.body)["code"] == "upstream_bad_response"
     assert "http_protocol_error" in (response.get("Proxy-Status") or "")

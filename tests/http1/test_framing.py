@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Sequence
 
 from tests.http1.h1proxy import MakeH1Proxy
-from tests.rawhttp import Message, exchange, get, port_of, raw_upstream
+from tests.rawhttp import Message, get, port_of, raw_upstream, round_trip
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
@@ -110,7 +110,7 @@ async def test_truncated_body_cuts_the_client_connection(make_h1_proxy: MakeH1Pr
 
     async with raw_upstream(truncated) as upstream:
         proxy, _ = await make_h1_proxy(upstream.base)
-        seen = await exchange(port_of(proxy), get("/up/a"))
+        seen = await round_trip(port_of(proxy), get("/up/a"))
         assert seen.status == 200
         assert seen.body == b"half!"
         assert not seen.complete

@@ -298,7 +298,7 @@ async def load(port: int, route: str, rounds: int) -> list[int]:
     async def client() -> list[int]:
         statuses = []
         for i in range(rounds):
-            reply = await rawhttp.exchange(port, rawhttp.get(f"/{route}/a{i}"), timeout=10)
+            reply = await rawhttp.round_trip(port, rawhttp.get(f"/{route}/a{i}"), timeout=10)
             statuses.append(reply.status)
         return statuses
 
@@ -313,7 +313,7 @@ async def victims_during(port: int, busy: asyncio.Future[Any]) -> list[float]:
         if busy.done():
             break
         started = time.monotonic()
-        reply = await rawhttp.exchange(port, rawhttp.get(f"/good/v{i}"))
+        reply = await rawhttp.round_trip(port, rawhttp.get(f"/good/v{i}"))
         latencies.append(time.monotonic() - started)
         assert reply.status == 200
     await busy

@@ -181,7 +181,7 @@ async def test_no_content_type_added_and_upstream_proxy_status_kept(make_proxy: 
         await writer.drain()
 
     async with proxied(make_proxy, bare) as (port, _):
-        response = await rawhttp.exchange(port, rawhttp.get("/up/x"))
+        response = await rawhttp.round_trip(port, rawhttp.get("/up/x"))
     assert response.status == 503
     assert response.start_line == "HTTP/1.1 503 Busy"  # the upstream's reason phrase too
     assert response.get("Content-Type") is None
@@ -199,7 +199,7 @@ async def test_two_connection_ids_are_refused(make_proxy: MakeProxy) -> None:
     }
     client = await make_proxy({"templates": [template]})
     port = rawhttp.port_of(client.server)
-    reply = await rawhttp.exchange(
+    reply = await rawhttp.round_trip(
         port, rawhttp.get("/crm/x", headers="X-Connection-Id: a\r\nX-Connection-Id: b\r\n")
     )
     assert reply.status == 400

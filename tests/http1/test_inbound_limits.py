@@ -64,7 +64,7 @@ async def test_slow_head_gets_408_on_time_while_others_are_served(port: int) -> 
         writer.write(b"GET /echo/x HTTP/1.1\r\nHost: p\r\nX-Slow: ")  # and never more
         await writer.drain()
         # Meanwhile a normal client is served at once.
-        ok = await rawhttp.exchange(port, rawhttp.get("/echo/fine"), timeout=2)
+        ok = await rawhttp.round_trip(port, rawhttp.get("/echo/fine"), timeout=2)
         assert ok.status == 200
         data, took = await closed_within(reader, 5)
     message, _ = proxy_error(data)
@@ -107,7 +107,7 @@ async def test_many_idle_connections_are_all_closed_on_time(port: int) -> None:
         took = time.monotonic() - start
         assert all(b" 408 " in answer.split(b"\r\n", 1)[0] for answer in answers)
         assert took <= 4
-        ok = await rawhttp.exchange(port, rawhttp.get("/echo/after"), timeout=2)
+        ok = await rawhttp.round_trip(port, rawhttp.get("/echo/after"), timeout=2)
         assert ok.status == 200
     finally:
         for writer in writers:
@@ -140,7 +140,7 @@ async def test_endless_header_value_is_cut_with_flat_memory(port: int) -> None:
 
 async def test_too_many_header_fields_is_431(port: int) -> None:
     fields = "".join(f"X-F{i}: v\r\n" for i in range(150))
-    reply = await rawhttp.exchange(port, rawhttp.get("/echo/x", headers=fields))
+    reply = await rawhttp.round_trip(port, rawhttp.get("/echo/x", headers=fields))
     assert_own_voice(reply, 431, "headers_too_large")
 
 
@@ -153,7 +153,7 @@ async def test_max_client_connections(make_proxy: MakeProxy, echo_server: Any) -
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
     try:
         await asyncio.sleep(0.1)
-        refused = await rawhttp.exchange(port, rawhttp.get("/echo/x"), timeout=2)
+        refused = await rawhttp.round_trip(port, rawhttp.get("/echo/x"), timeout=2)
         assert refused.status == 503
         assert json.loads(refused.body)["code"] == "too_many_connections"
         assert (refused.get("Proxy-Status") or "").startswith("signing-proxy;")
@@ -162,7 +162,7 @@ async def test_max_client_connections(make_proxy: MakeProxy, echo_server: Any) -
         writer.write(rawhttp.get("/echo/held"))
         assert (await asyncio.wait_for(rawhttp.read_response(reader), 2)).status == 200
         await asyncio.sleep(0.1)
-        assert (await rawhttp.exchange(port, rawhttp.get("/echo/x"), timeout=2)).status == 200
+        assert (await rawhttp.round_trip(port, rawhttp.get("/echo/x"), timeout=2)).status == 200
     finally:
         for _, writer in held:
             writer.close()
@@ -205,7 +205,7 @@ async def test_refused_requests_in_the_proxy_voice_and_never_logged_raw(
     code: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    reply = await rawhttp.exchange(port, raw)
+    reply = await rawhttp.round_trip(port, raw)
     assert_own_voice(reply, status, code)
     if code != "bad_path":  # refused by the server itself: the connection ends with it
         assert reply.get("Connection") == "close"
