@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
@@ -27,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.builders import api_key, basic, bearer, connection
 from tests.plane import MakeProxy
+from tests.sdk_fakes import Fake, anthropic_answer, openai_answer, serve, stripe_answer
 
 OPENAI_CLIENT_KEY = "ck-openai-agent-CANARY-1b2c"
 ANTHROPIC_CLIENT_KEY = "ck-anthropic-agent-CANARY-3d4e"
@@ -34,69 +33,6 @@ STRIPE_CLIENT_KEY = "ck-billing-agent-CANARY-5f6a"
 OPENAI_SECRET = "sk-proj-real-openai-7788"
 ANTHROPIC_SECRET = "sk-ant-real-anthropic-9900"
 STRIPE_SECRET = "sk_test_real_stripe_1122"
-
-
-@dataclass
-class Fake:
-    """A local stand-in for one API: checks the real credential, records what arrived."""
-
-    authorized: Callable[[web.Request], bool]
-    answer: Callable[[web.Request, bytes], Awaitable[web.Response]]
-    seen: list[str] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = "\n".join(f"{k.decode()}: {v.decode()}" for k, v in request.raw_headers)
-        self.seen.append(f"{request.method} {request.raw_path}\n{headers}\n\n{body.decode()}")
-        if not self.authorized(request):
-            return web.json_response({"error": {"message": "bad key"}}, status=401)
-        return await self.answer(request, body)
-
-
-async def openai_answer(request: web.Request, body: bytes) -> web.Response:
-    asked = json.loads(body)
-    return web.json_response(
-        {
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": asked["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "hello from the fake"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5},
-        }
-    )
-
-
-async def anthropic_answer(request: web.Request, body: bytes) -> web.Response:
-    asked = json.loads(body)
-    return web.json_response(
-        {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": asked["model"],
-            "content": [{"type": "text", "text": "hello from the fake"}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 4},
-        }
-    )
-
-
-async def stripe_answer(request: web.Request, body: bytes) -> web.Response:
-    if request.method == "POST":
-        form = dict(pair.split("=", 1) for pair in body.decode().split("&") if pair)
-        email = form.get("email", "").replace("%40", "@")
-        return web.json_response({"id": "cus_2", "object": "customer", "email": email})
-    return web.json_response(
-        {"id": request.match_info["tail"].rsplit("/", 1)[-1], "object": "customer"}
-    )
 
 
 def stripe_basic(request: web.Request) -> bool:
@@ -125,9 +61,7 @@ async def setup(aiohttp_server: Any, make_proxy: MakeProxy) -> Setup:
     }
     servers: dict[str, TestServer] = {}
     for name, fake in fakes.items():
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", fake.handle)
-        servers[name] = await aiohttp_server(app)
+        servers[name] = await serve(aiohttp_server, fake)
     tree = {
         "clients": [
             {"name": "chat-agent", "key": OPENAI_CLIENT_KEY, "connections": ["openai"]},

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from tests.forwardproxy import client_context, running_plane
 from tests.placeholder import secret
 from tests.plane import MakeProxy
-from tests.test_sdk_clients import Fake, anthropic_answer, openai_answer, stripe_answer
+from tests.sdk_fakes import Fake, anthropic_answer, openai_answer, serve, stripe_answer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "placeholders.yaml"
 SECRETS = {
@@ -89,9 +89,7 @@ async def setup(aiohttp_server: Any, make_proxy: MakeProxy) -> Setup:
     }
     tree = yaml.safe_load(EXAMPLE.read_text())
     for entry in tree["connections"]:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", fakes[entry["name"]].handle)
-        entry["baseUrl"] = str((await aiohttp_server(app)).make_url(""))
+        entry["baseUrl"] = str((await serve(aiohttp_server, fakes[entry["name"]])).make_url(""))
     del tree["listen"]
     proxy = await make_proxy(tree, SECRETS)
     return Setup(proxy, fakes, placeholders())
