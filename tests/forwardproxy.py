@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from proxy.connections.runtime import build_runtime
+from proxy.dataplane.access_log import AccessLog
 from proxy.dataplane.plane import DataPlane, create_app
 from tests.plane import PlaneServer
 from tests.rawhttp import TIMEOUT, Message, Truncated, read_body, read_head, read_response
@@ -43,8 +44,12 @@ def forward_tree(echo_port: int, **forward: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def running_plane(tree: dict[str, Any]) -> AsyncIterator[tuple[DataPlane, int]]:
-    plane = create_app(build_runtime(tree, {}))
+async def running_plane(
+    tree: dict[str, Any], access_log: AccessLog | None = None
+) -> AsyncIterator[tuple[DataPlane, int]]:
+    """The data plane of `tree` on a port of its own (with `access_log`, its lines written there);
+    yields the plane and the port."""
+    plane = create_app(build_runtime(tree, {}), access_log=access_log)
     server = PlaneServer(plane, grace=1.0)
     await server.start_server()
     try:

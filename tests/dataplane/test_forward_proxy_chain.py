@@ -9,36 +9,18 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from proxy.connections.runtime import build_runtime
-from proxy.dataplane.plane import DataPlane, create_app
 from tests.accesslog import AccessLogFile
-from tests.forwardproxy import client_context, connect, request, through_tls
+from tests.forwardproxy import client_context, connect, request, running_plane, through_tls
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
-from tests.plane import PlaneServer
 from tests.rawhttp import port_of
 
 CLIENT_ID, SECRET, CLIENT_KEY = "fwd-cid", "fwd-client-secret-81c2", "fwd-agent-key-0d4e"
-
-
-@contextlib.asynccontextmanager
-async def plane_on(
-    tree: dict[str, Any], log: AccessLogFile
-) -> AsyncIterator[tuple[DataPlane, int]]:
-    plane = create_app(build_runtime(tree, {}), access_log=log.writer)
-    server = PlaneServer(plane, grace=1.0)
-    await server.start_server()
-    try:
-        assert server.port is not None
-        yield plane, server.port
-    finally:
-        await server.close()
 
 
 def tree_for(token_url: str, resource_port: int) -> dict[str, Any]:
@@ -101,7 +83,7 @@ async def test_refresh_replay_policy_rate_limit_metrics_and_log_inside_a_tunnel(
     ok_before = counted("200")
     try:
         tree = tree_for(f"http://127.0.0.1:{port_of(auth)}/token", port)
-        async with plane_on(tree, log) as (plane, proxy_port):
+        async with running_plane(tree, log.writer) as (plane, proxy_port):
             reader, writer, answer = await connect(
                 proxy_port,
                 f"localhost:{port}",
