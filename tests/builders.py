@@ -1,9 +1,15 @@
-"""Config-tree builders for tests: a connection entry and its credentials as proxy.yaml dicts."""
+"""Config-tree builders for tests: a connection entry and its credentials as proxy.yaml dicts, and
+`config_problems`, what the loader says about a tree it refuses."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+import pytest
+
+from proxy.config.load import ConfigInvalid
+from proxy.connections.runtime import build_runtime
 
 
 def connection(
@@ -73,3 +79,11 @@ def basic(username: str, password: str) -> dict[str, Any]:
             "data": {"basicAuth": {"username": username, "password": password}},
         },
     }
+
+
+def config_problems(tree: Any, env: Mapping[str, str] | None = None) -> list[str]:
+    """The problems `build_runtime` refuses `tree` for (it must refuse it), one
+    `field.path: message` line each, as `check` prints them."""
+    with pytest.raises(ConfigInvalid) as caught:
+        build_runtime(tree, dict(env or {}))
+    return [str(p) for p in caught.value.problems]

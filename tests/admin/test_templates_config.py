@@ -5,22 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime, load_runtime
+from tests.builders import config_problems
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "templates.yaml"
 
 
 def template(template_id: str, **extra: Any) -> dict[str, Any]:
     return {"id": template_id, "baseUrl": "https://api.example.com", **extra}
-
-
-def problems(tree: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(tree, {})
-    return [str(p) for p in caught.value.problems]
 
 
 def test_the_example_loads_with_its_templates() -> None:
@@ -42,7 +34,7 @@ def test_routes_are_unique_across_connections_and_templates() -> None:
         "connections": [{"name": "crm", "baseUrl": "https://a.example.com"}],
         "templates": [template("crm"), template("other", route="/crm/")],
     }
-    assert problems(tree) == [
+    assert config_problems(tree) == [
         "templates[0].route: route already used by connections[0]",
         "templates[1].route: route already used by connections[0]",
     ]
@@ -57,7 +49,7 @@ def test_duplicate_ids_reserved_and_bad_routes() -> None:
             template("x", route="no-slash"),
         ]
     }
-    assert problems(tree) == [
+    assert config_problems(tree) == [
         "templates[1].id: duplicate of templates[0]",
         "templates[2].route: /healthz is reserved",
         "templates[3].route: must start with '/'",
@@ -66,7 +58,7 @@ def test_duplicate_ids_reserved_and_bad_routes() -> None:
 
 def test_scheme_config_paths() -> None:
     tree = {"templates": [template("a", authSchemeConfigs=[{"type": "api-key", "apiKey": {}}])]}
-    assert sorted(problems(tree)) == [
+    assert sorted(config_problems(tree)) == [
         "templates[0].authSchemeConfigs[0].apiKey.in: required: one of header, query, cookie",
         "templates[0].authSchemeConfigs[0].apiKey.name: required",
     ]

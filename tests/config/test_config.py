@@ -15,15 +15,9 @@ from proxy.config.models import ProxyConfig
 from proxy.connections.runtime import build_runtime
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
-from tests.builders import api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, config_problems, connection
 
 CRED = "connections[0].credentials[0]"
-
-
-def problems(tree: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(tree, env or {})
-    return [str(p) for p in caught.value.problems]
 
 
 def one(*credentials: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -117,7 +111,7 @@ def entry(scheme: str, credential: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("scheme", "credential"), MISMATCHED)
 def test_every_mismatch_is_an_error_at_credential_type(scheme: str, credential: str) -> None:
-    found = problems(one(entry(scheme, credential)))
+    found = config_problems(one(entry(scheme, credential)))
     assert len(found) == 1
     assert found[0].startswith(f"{CRED}.credential.type: ")
 
@@ -139,7 +133,7 @@ def test_mismatch_in_a_later_entry_names_its_index() -> None:
             connection("b", "https://b.example", bearer("t"), entry("bearer", "basic-auth")),
         ]
     }
-    assert problems(tree) == [
+    assert config_problems(tree) == [
         "connections[1].credentials[1].credential.type: "
         "scheme 'bearer' needs a credential of type 'string'"
     ]
@@ -154,7 +148,7 @@ def test_unknown_keys_are_rejected_with_their_path() -> None:
     tree = one(credential, credentialz=[])
     tree["listn"] = "127.0.0.1:1"
     tree["timeouts"] = {"conect": 1}
-    assert sorted(problems(tree)) == [
+    assert sorted(config_problems(tree)) == [
         f"{CRED}.authSchemeConfig.apiKey.inn: unknown key (did you mean in?)",
         "connections[0].credentialz: unknown key (did you mean credentials?)",
         "listn: unknown key (did you mean listen?)",
@@ -169,7 +163,7 @@ def test_bad_api_key_location_names_the_exact_field() -> None:
             connection("b", "https://b.example", api_key("k", "body", "v")),
         ]
     }
-    [message] = problems(tree)
+    [message] = config_problems(tree)
     assert message.startswith("connections[1].credentials[0].authSchemeConfig.apiKey.in: ")
     assert "'header'" in message and "'query'" in message and "'cookie'" in message
 
@@ -177,8 +171,8 @@ def test_bad_api_key_location_names_the_exact_field() -> None:
 def test_missing_and_unknown_types_point_at_the_type_field() -> None:
     missing = {"authSchemeConfig": {}, "credential": CREDENTIALS["none"]}
     unknown = {"authSchemeConfig": {"type": "bearer"}, "credential": {"type": "token"}}
-    assert problems(one(missing)) == [f"{CRED}.authSchemeConfig.type: required"]
-    [message] = problems(one(unknown))
+    assert config_problems(one(missing)) == [f"{CRED}.authSchemeConfig.type: required"]
+    [message] = config_problems(one(unknown))
     assert message.startswith(f"{CRED}.credential.type: unknown type; expected 'none', 'string'")
 
 
@@ -188,8 +182,8 @@ def test_missing_credential_parts_are_named() -> None:
         "authSchemeConfig": {"type": "bearer"},
         "credential": {"type": "string", "data": {"basicAuth": {"username": "u"}}},
     }
-    assert problems(one(no_credential)) == [f"{CRED}.credential: required"]
-    assert sorted(problems(one(wrong_data))) == [
+    assert config_problems(one(no_credential)) == [f"{CRED}.credential: required"]
+    assert sorted(config_problems(one(wrong_data))) == [
         # The seed's rule: an object `type` does not select must be {} or null.
         f"{CRED}.credential.data.basicAuth: only the object named by `type` is read: "
         "this one must be {} or null",
@@ -207,7 +201,7 @@ def test_a_number_where_a_secret_string_belongs_asks_for_quotes() -> None:
         "      - authSchemeConfig: {type: bearer}\n"
         "        credential: {type: string, data: {string: {value: 0123}}}\n"
     )
-    [message] = problems(tree)
+    [message] = config_problems(tree)
     assert message == (
         f"{CRED}.credential.data.string.value: "
         "must be a string (put numbers, booleans and dates in quotes)"
@@ -234,7 +228,7 @@ def test_all_problems_are_reported_together() -> None:
             connection("b", "https://b.example", entry("bearer", "none")),
         ],
     }
-    fields = [p.split(": ", 1)[0] for p in problems(tree)]
+    fields = [p.split(": ", 1)[0] for p in config_problems(tree)]
     assert sorted(fields) == [
         "connections[0].credentials[0].authSchemeConfig.apiKey.in",
         "listen",
@@ -242,7 +236,7 @@ def test_all_problems_are_reported_together() -> None:
     # Compilation problems (baseUrl, compatibility) come once the shapes are valid.
     tree["listen"] = "127.0.0.1:1"
     tree["connections"][0]["credentials"] = [bearer("t")]
-    fields = [p.split(": ", 1)[0] for p in problems(tree)]
+    fields = [p.split(": ", 1)[0] for p in config_problems(tree)]
     assert fields == ["connections[0].baseUrl", "connections[1].credentials[0].credential.type"]
 
 
@@ -261,7 +255,7 @@ def test_mtls_enabled_without_a_certificate_credential_is_a_config_error() -> No
         },
         "credential": {"type": "oauth2-client", "data": {"oauth2Client": {"clientId": "c"}}},
     }
-    assert problems(one(bearer("unrelated"), oauth2)) == [
+    assert config_problems(one(bearer("unrelated"), oauth2)) == [
         "connections[0].credentials[1].authSchemeConfig.oauth2.mtlsEnabled: "
         "needs a 'certificate' credential on the same connection"
     ]
@@ -271,7 +265,7 @@ def test_mtls_enabled_without_a_certificate_credential_is_a_config_error() -> No
 
 
 def test_basic_auth_username_with_a_colon_is_an_error() -> None:
-    assert problems(one(basic("user:name", "pw"))) == [
+    assert config_problems(one(basic("user:name", "pw"))) == [
         f"{CRED}.credential.data.basicAuth.username: must not contain ':'"
     ]
 
@@ -302,7 +296,7 @@ def test_duplicate_names_are_reported_once_at_the_name() -> None:
             connection("api", "https://b.example"),
         ]
     }
-    assert problems(tree) == ["connections[1].name: duplicate of connections[0]"]
+    assert config_problems(tree) == ["connections[1].name: duplicate of connections[0]"]
 
 
 def test_duplicate_routes_including_a_trailing_slash() -> None:
@@ -313,7 +307,7 @@ def test_duplicate_routes_including_a_trailing_slash() -> None:
             connection("shared", "https://c.example"),
         ]
     }
-    assert problems(tree) == [
+    assert config_problems(tree) == [
         "connections[1].route: route already used by connections[0]",
         "connections[2].route: route already used by connections[0]",
     ]
@@ -324,14 +318,14 @@ def test_duplicate_routes_including_a_trailing_slash() -> None:
 )
 def test_reserved_route_is_refused(extra: dict[str, str]) -> None:
     tree = {"connections": [{**connection("api", "https://a.example"), **extra}]}
-    assert problems(tree) == ["connections[0].route: /healthz is reserved"]
+    assert config_problems(tree) == ["connections[0].route: /healthz is reserved"]
 
 
 @pytest.mark.parametrize(
     "route", ["api", "/a?b", "/a#b", "/a%2Fb", "/a//b", "/a/../b", "/a/./b", "/a b"]
 )
 def test_bad_routes_are_refused(route: str) -> None:
-    [message] = problems(one(route=route))
+    [message] = config_problems(one(route=route))
     assert message.startswith("connections[0].route: ")
 
 
@@ -350,7 +344,7 @@ def test_bad_routes_are_refused(route: str) -> None:
 )
 def test_bad_base_url_is_refused(base_url: str) -> None:
     tree = {"connections": [connection("api", base_url)]}
-    [message] = problems(tree)
+    [message] = config_problems(tree)
     assert message.startswith("connections[0].baseUrl: ")
 
 
@@ -371,7 +365,7 @@ def test_bad_listen_address_is_a_config_error(field: str, value: str) -> None:
     tree: dict[str, Any] = (
         {"admin": {"listen": value}} if field == "admin.listen" else {field: value}
     )
-    [message] = problems(tree)
+    [message] = config_problems(tree)
     assert message.startswith(f"{field}: ")
 
 

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
-from tests.builders import api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, config_problems, connection
 
 CANARY = "CANARYctl4Kp"
 CRED = "connections[0].credentials[0]"
@@ -64,10 +63,9 @@ PLACES = [
 
 
 def problems_of(credential: dict[str, Any]) -> list[str]:
-    tree = {"connections": [connection("c", "https://api.example.com", credential)]}
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(tree, {})
-    return [str(p) for p in caught.value.problems]
+    return config_problems(
+        {"connections": [connection("c", "https://api.example.com", credential)]}
+    )
 
 
 @pytest.mark.parametrize("char", BAD, ids=[repr(c) for c in BAD])

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from proxy.config.load import ConfigInvalid
 from proxy.config.models import StringCredential
 from proxy.connections.runtime import Runtime, build_runtime
-from tests.builders import basic, bearer, connection
+from tests.builders import basic, bearer, config_problems, connection
 
 
 def bearer_config(value: str, **extra: Any) -> dict[str, Any]:
@@ -21,12 +20,6 @@ def token_of(runtime: Runtime) -> str:
     credential = runtime.config.connections[0].credentials[0].credential
     assert isinstance(credential, StringCredential)
     return credential.data.string.value.get_secret_value()
-
-
-def problems(tree: dict[str, Any], env: dict[str, str]) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(tree, env)
-    return [str(p) for p in caught.value.problems]
 
 
 TOKEN_PATH = "connections[0].credentials[0].credential.data.string.value"
@@ -51,7 +44,7 @@ def test_empty_default_is_allowed() -> None:
 
 
 def test_unset_variable_names_the_variable_and_the_field() -> None:
-    assert problems(bearer_config("${GITHUB_TOKEN}"), {}) == [
+    assert config_problems(bearer_config("${GITHUB_TOKEN}"), {}) == [
         f"{TOKEN_PATH}: environment variable GITHUB_TOKEN is not set"
     ]
 
@@ -61,7 +54,7 @@ def test_every_unset_variable_is_reported_at_once() -> None:
         "listen": "${HOST}:${PORT}",
         "connections": [connection("a", "https://a.example", bearer("${A_TOKEN}"))],
     }
-    assert problems(tree, {}) == [
+    assert config_problems(tree, {}) == [
         "listen: environment variable HOST is not set",
         "listen: environment variable PORT is not set",
         f"{TOKEN_PATH}: environment variable A_TOKEN is not set",
@@ -75,7 +68,7 @@ def test_file_content_with_one_trailing_newline_stripped(tmp_path: Path) -> None
     assert token_of(build_runtime(tree, {})) == "from-file"
     # Only one: a second newline is part of the content (which a header cannot carry).
     secret.write_text("two\n\n", encoding="utf-8")
-    [message] = problems(tree, {})
+    [message] = config_problems(tree, {})
     assert message.startswith(f"{TOKEN_PATH}: contains a control character (CR, LF, NUL, ...)")
     assert "at position 3," in message
     secret.write_text("none", encoding="utf-8")
@@ -84,7 +77,7 @@ def test_file_content_with_one_trailing_newline_stripped(tmp_path: Path) -> None
 
 def test_missing_file_is_an_error_at_the_field(tmp_path: Path) -> None:
     missing = tmp_path / "absent"
-    [message] = problems(bearer_config(f"${{file:{missing}}}"), {})
+    [message] = config_problems(bearer_config(f"${{file:{missing}}}"), {})
     assert message.startswith(f"{TOKEN_PATH}: cannot read secret file {missing}")
 
 
@@ -120,7 +113,7 @@ def test_interpolation_reaches_every_string_including_lists_and_nested_keys() ->
 
 @pytest.mark.parametrize("text", ["${}", "${1ABC}", "${A-B}", "${SOME VALUE}"])
 def test_bad_expression_is_an_error_that_does_not_echo_it(text: str) -> None:
-    [message] = problems(bearer_config(text), {})
+    [message] = config_problems(bearer_config(text), {})
     assert message.startswith(f"{TOKEN_PATH}: bad interpolation")
     inner = text[2:-1]
     if inner:

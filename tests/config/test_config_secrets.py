@@ -16,7 +16,7 @@ import pytest
 from proxy.config.load import ConfigInvalid, parse_yaml
 from proxy.config.models import ProxyConfig
 from proxy.connections.runtime import build_runtime
-from tests.builders import api_key, basic, bearer, connection
+from tests.builders import api_key, basic, bearer, config_problems, connection
 
 CANARY = "CANARYq7Zx"  # every secret below contains this; no message may
 
@@ -108,12 +108,6 @@ def every_secret_tree() -> dict[str, Any]:
     return tree
 
 
-def messages(tree: Any) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(tree, {})
-    return [str(p) for p in caught.value.problems]
-
-
 def assert_clean(texts: list[str]) -> None:
     assert texts, "expected messages to search"
     for text in texts:
@@ -148,7 +142,7 @@ def test_an_invalid_sibling_does_not_bring_secrets_into_messages() -> None:
     tree["listen"] = "nowhere"
     for entry in tree["connections"][0]["credentials"]:
         entry["unexpected"] = True
-    assert_clean(messages(tree))
+    assert_clean(config_problems(tree))
 
 
 # Where a secret may land in a field that then fails validation.
@@ -174,7 +168,7 @@ def test_a_secret_in_a_field_that_fails_validation_is_not_echoed(where: tuple[An
     for key in where[:-1]:
         parent = parent.setdefault(key, {}) if isinstance(key, str) else parent[key]
     parent[where[-1]] = canary("misplaced")
-    assert_clean(messages(tree))
+    assert_clean(config_problems(tree))
 
 
 @pytest.mark.parametrize(
@@ -187,7 +181,7 @@ def test_a_secret_in_a_field_that_fails_validation_is_not_echoed(where: tuple[An
     ],
 )
 def test_a_secret_in_a_bad_base_url_is_not_echoed(value: str) -> None:
-    assert_clean(messages({"connections": [connection("api", value)]}))
+    assert_clean(config_problems({"connections": [connection("api", value)]}))
 
 
 def test_a_numeric_or_wrongly_typed_secret_is_not_echoed() -> None:
@@ -196,7 +190,7 @@ def test_a_numeric_or_wrongly_typed_secret_is_not_echoed() -> None:
         CANARY
     ]
     tree["admin"]["token"] = {"value": CANARY}
-    assert_clean(messages(tree))
+    assert_clean(config_problems(tree))
 
 
 def test_secret_shaped_interpolation_errors_are_not_echoed() -> None:
@@ -204,7 +198,7 @@ def test_secret_shaped_interpolation_errors_are_not_echoed() -> None:
     tree["connections"][0]["credentials"][0]["credential"]["data"]["string"]["value"] = (
         f"${{{CANARY} pasted here}}"
     )
-    assert_clean(messages(tree))
+    assert_clean(config_problems(tree))
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid, parse_yaml
-from proxy.connections.runtime import build_runtime
+from proxy.config.load import parse_yaml
+from tests.builders import config_problems
 
 CANARY = "CANARYtypo5Qw"
 CRED = "connections[0].credentials[0]"
@@ -85,9 +85,7 @@ YAML_TYPOS = [
 
 
 def messages(text: str) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(parse_yaml(text), {})
-    return [str(problem) for problem in caught.value.problems]
+    return config_problems(parse_yaml(text))
 
 
 @pytest.mark.parametrize(("text", "where"), YAML_TYPOS)

@@ -13,11 +13,11 @@ import pytest
 import trustme
 
 from proxy.cli import main
-from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
 from proxy.schemes.certificate import CertificateScheme
+from tests.builders import config_problems
 
 FIELD = "connections[0].credentials[0].credential.data.certificate"
 
@@ -49,12 +49,6 @@ def tree(cert: str, key: str, ca: str | None = None) -> dict[str, Any]:
     }
 
 
-def problems_of(config: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        build_runtime(config, {})
-    return [str(p) for p in caught.value.problems]
-
-
 def test_context_verifies_server_and_presents_client(
     ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,28 +76,28 @@ def test_without_ca_uses_the_system_store(ca: trustme.CA) -> None:
 
 def test_bad_pem_certificate(ca: trustme.CA) -> None:
     _, key = pems(ca.issue_cert("client@example"))
-    [problem] = problems_of(tree("-----BEGIN CERTIFICATE-----\ncanary\n", key))
+    [problem] = config_problems(tree("-----BEGIN CERTIFICATE-----\ncanary\n", key))
     assert problem == f"{FIELD}.certificate: is not a valid PEM certificate"
 
 
 def test_bad_pem_key(ca: trustme.CA) -> None:
     cert, _ = pems(ca.issue_cert("client@example"))
     bad_key = "-----BEGIN PRIVATE KEY-----\ncanaryKEYmaterial\n-----END PRIVATE KEY-----\n"
-    [problem] = problems_of(tree(cert, bad_key))
+    [problem] = config_problems(tree(cert, bad_key))
     assert problem == f"{FIELD}.key: is not a valid PEM private key"
 
 
 def test_key_not_matching_certificate(ca: trustme.CA) -> None:
     cert, _ = pems(ca.issue_cert("a@example"))
     _, other_key = pems(ca.issue_cert("b@example"))
-    [problem] = problems_of(tree(cert, other_key))
+    [problem] = config_problems(tree(cert, other_key))
     assert problem == f"{FIELD}.key: does not match the certificate"
     assert other_key.splitlines()[1] not in problem
 
 
 def test_bad_ca(ca: trustme.CA) -> None:
     cert, key = pems(ca.issue_cert("a@example"))
-    [problem] = problems_of(tree(cert, key, ca="not a certificate"))
+    [problem] = config_problems(tree(cert, key, ca="not a certificate"))
     assert problem == f"{FIELD}.ca: is not a valid PEM certificate"
 
 
