@@ -176,22 +176,22 @@ class PostgresStore:
 
         async def prepare() -> bytes:
             try:
-                conn = await asyncpg.connect(url, timeout=10)
+                db = await asyncpg.connect(url, timeout=10)
             except _FAILURES as exc:
                 raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
             except ValueError:
                 raise StoreError("store.url: not a valid PostgreSQL URL") from None
             try:
                 # Waits while a rotation runs: the key is checked against what it left.
-                await conn.execute("SELECT pg_advisory_lock_shared($1)", PG_HOLDERS_LOCK)
-                await migrate(conn)
-                key = await _fingerprint_key(conn, SealedRows(sealer))
-                await repair(conn, SealedRows(sealer))
+                await db.execute("SELECT pg_advisory_lock_shared($1)", PG_HOLDERS_LOCK)
+                await migrate(db)
+                key = await _fingerprint_key(db, SealedRows(sealer))
+                await repair(db, SealedRows(sealer))
                 return key
             except _FAILURES as exc:
                 raise StoreError(f"store.url: {_reason(exc)}") from None
             finally:
-                await conn.close()
+                await db.close()
 
         return cls(url, sealer, _run_sync(prepare))
 
@@ -207,19 +207,19 @@ class PostgresStore:
 
         async def look() -> None:
             try:
-                conn = await asyncpg.connect(url, timeout=10)
+                db = await asyncpg.connect(url, timeout=10)
             except _FAILURES as exc:
                 raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
             except ValueError:
                 raise StoreError("store.url: not a valid PostgreSQL URL") from None
             try:
                 current = 0
-                if await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
-                    current = await conn.fetchval("SELECT version FROM schema_version") or 0
+                if await db.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+                    current = await db.fetchval("SELECT version FROM schema_version") or 0
                 if current > SCHEMA_VERSION:
                     raise newer_schema(current, SCHEMA_VERSION)
                 if current > 0:
-                    sealed = await conn.fetchval(
+                    sealed = await db.fetchval(
                         "SELECT value FROM meta WHERE name = 'fingerprint_key'"
                     )
                     if sealed is not None:
@@ -227,7 +227,7 @@ class PostgresStore:
             except _FAILURES as exc:
                 raise StoreError(f"store.url: {_reason(exc)}") from None
             finally:
-                await conn.close()
+                await db.close()
 
         _run_sync(look)
 
@@ -302,13 +302,13 @@ class PostgresStore:
         """Run `fn` on a pooled connection; failures become `StoreUnavailable`."""
         try:
             pool = await self._get_pool()
-            async with pool.acquire() as conn:
+            async with pool.acquire() as db:
                 try:
-                    return await fn(conn)
+                    return await fn(db)
                 except asyncpg.InternalClientError:
                     # Its protocol state is unknown (seen after the server ended the session
                     # under it): close it so the pool opens a fresh one.
-                    conn.terminate()
+                    db.terminate()
                     raise
         except StoreError:
             raise
@@ -316,8 +316,8 @@ class PostgresStore:
             raise StoreUnavailable(_reason(exc)) from None
 
     async def check_writable(self) -> None:
-        async def write(conn: asyncpg.Connection) -> None:
-            await conn.execute(
+        async def write(db: asyncpg.Connection) -> None:
+            await db.execute(
                 "INSERT INTO meta VALUES ('ready_probe', $1) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 str(time.time()).encode(),
@@ -328,8 +328,8 @@ class PostgresStore:
     async def sealed_setting(self, name: str, make: Callable[[], bytes]) -> bytes:
         row_name = SEALED_SETTING + name
 
-        async def read(conn: asyncpg.Connection) -> bytes | None:
-            sealed = await conn.fetchval("SELECT value FROM meta WHERE name = $1", row_name)
+        async def read(db: asyncpg.Connection) -> bytes | None:
+            sealed = await db.fetchval("SELECT value FROM meta WHERE name = $1", row_name)
             return None if sealed is None else self._rows.open_setting(name, sealed)
 
         found = await self._run(read)
@@ -337,14 +337,14 @@ class PostgresStore:
             return found
         made = make()
 
-        async def write(conn: asyncpg.Connection) -> bytes | None:
+        async def write(db: asyncpg.Connection) -> bytes | None:
             # The first replica's value stays; the others read it back.
-            await conn.execute(
+            await db.execute(
                 "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 row_name,
                 self._rows.seal_setting(name, made),
             )
-            return await read(conn)
+            return await read(db)
 
         stored = await self._run(write)
         assert stored is not None
@@ -353,8 +353,8 @@ class PostgresStore:
     # --- tokens ---
 
     async def get_token(self, credential_id: str) -> StoredToken | None:
-        async def read(conn: asyncpg.Connection) -> Any:
-            return await conn.fetchrow(
+        async def read(db: asyncpg.Connection) -> Any:
+            return await db.fetchrow(
                 "SELECT sealed, seed_fingerprint, needs_reauthorization, client_auth, "
                 "updated_at, version FROM tokens WHERE credential_id = $1",
                 credential_id,
@@ -392,9 +392,9 @@ class PostgresStore:
             "updated_at = excluded.updated_at, version = tokens.version + 1"
         )
 
-        async def write(conn: asyncpg.Connection) -> int | None:
+        async def write(db: asyncpg.Connection) -> int | None:
             if expected_version is None:
-                version: int = await conn.fetchval(
+                version: int = await db.fetchval(
                     "INSERT INTO tokens VALUES ($1, $2, $3, $4, $5, $6, $7, 1) "
                     f"ON CONFLICT (credential_id) DO UPDATE SET {columns} RETURNING version",
                     *values,
@@ -402,13 +402,13 @@ class PostgresStore:
                 return version
             if expected_version == 0:
                 # No row yet: the insert is the fence (a concurrent one makes this a no-op).
-                fenced: int | None = await conn.fetchval(
+                fenced: int | None = await db.fetchval(
                     "INSERT INTO tokens VALUES ($1, $2, $3, $4, $5, $6, $7, 1) "
                     "ON CONFLICT (credential_id) DO NOTHING RETURNING version",
                     *values,
                 )
                 return fenced
-            fenced = await conn.fetchval(
+            fenced = await db.fetchval(
                 "UPDATE tokens SET sealed = $2, seed_fingerprint = $3, "
                 "needs_reauthorization = $4, client_auth = $5, expires_at = $6, "
                 "updated_at = $7, version = version + 1 "
@@ -424,15 +424,15 @@ class PostgresStore:
         return written
 
     async def delete_token(self, credential_id: str) -> None:
-        async def write(conn: asyncpg.Connection) -> None:
-            await conn.execute("DELETE FROM tokens WHERE credential_id = $1", credential_id)
+        async def write(db: asyncpg.Connection) -> None:
+            await db.execute("DELETE FROM tokens WHERE credential_id = $1", credential_id)
 
         await self._run(write)
 
     async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
-        async def write(conn: asyncpg.Connection) -> bool:
-            async with conn.transaction():
-                held = await conn.fetchval(
+        async def write(db: asyncpg.Connection) -> bool:
+            async with db.transaction():
+                held = await db.fetchval(
                     "SELECT owner FROM refresh_leases WHERE credential_id = $1 "
                     "AND expires_at > now() FOR UPDATE",
                     credential_id,
@@ -441,7 +441,7 @@ class PostgresStore:
                 # The upsert decides, not the read above: with no row yet, two replicas both
                 # read nothing; the second insert then waits for the first and, finding its
                 # live lease, updates nothing and returns no row.
-                taken = await conn.fetchval(
+                taken = await db.fetchval(
                     "INSERT INTO refresh_leases VALUES ($1, $2, now() + make_interval(secs => $3)) "
                     "ON CONFLICT (credential_id) DO UPDATE SET owner = excluded.owner, "
                     "expires_at = excluded.expires_at WHERE refresh_leases.owner = $2 "
@@ -457,8 +457,8 @@ class PostgresStore:
         return await self._run(write)
 
     async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
-        async def write(conn: asyncpg.Connection) -> None:
-            await conn.execute(
+        async def write(db: asyncpg.Connection) -> None:
+            await db.execute(
                 "DELETE FROM refresh_leases WHERE credential_id = $1 AND owner = $2",
                 credential_id,
                 owner,
@@ -471,10 +471,10 @@ class PostgresStore:
     async def put_connection(self, connection: StoredConnection) -> None:
         sealed = self._rows.seal_connection(connection)
 
-        async def write(conn: asyncpg.Connection) -> None:
+        async def write(db: asyncpg.Connection) -> None:
             now = time.time()
-            async with conn.transaction():
-                clash = await conn.fetchrow(
+            async with db.transaction():
+                clash = await db.fetchrow(
                     "SELECT name = $1 AS same_name FROM connections WHERE template_id = $2 "
                     "AND id != $3 AND (name = $1 OR external_id = $4) LIMIT 1",
                     connection.name,
@@ -484,7 +484,7 @@ class PostgresStore:
                 )
                 if clash is not None:
                     raise StoreConflict("name" if clash["same_name"] else "externalId")
-                await conn.execute(
+                await db.execute(
                     "INSERT INTO connections VALUES ($1, $2, $3, $4, $5, $6, $6) "
                     "ON CONFLICT (id) DO UPDATE SET template_id = excluded.template_id, "
                     "name = excluded.name, external_id = excluded.external_id, "
@@ -496,8 +496,8 @@ class PostgresStore:
                     sealed,
                     now,
                 )
-                await conn.execute(_BUMP_REVISION)
-                await conn.execute(_NOTIFY)
+                await db.execute(_BUMP_REVISION)
+                await db.execute(_NOTIFY)
 
         try:
             await self._run(write)
@@ -521,37 +521,37 @@ class PostgresStore:
         )
 
     async def get_connection(self, connection_id: str) -> StoredConnection | None:
-        async def read(conn: asyncpg.Connection) -> Any:
-            return await conn.fetchrow("SELECT * FROM connections WHERE id = $1", connection_id)
+        async def read(db: asyncpg.Connection) -> Any:
+            return await db.fetchrow("SELECT * FROM connections WHERE id = $1", connection_id)
 
         row = await self._run(read)
         return None if row is None else self._connection(row)
 
     async def delete_connection(self, connection_id: str) -> bool:
-        async def write(conn: asyncpg.Connection) -> bool:
-            async with conn.transaction():
-                deleted = await conn.fetchval(
+        async def write(db: asyncpg.Connection) -> bool:
+            async with db.transaction():
+                deleted = await db.fetchval(
                     "DELETE FROM connections WHERE id = $1 RETURNING id", connection_id
                 )
                 if deleted is None:
                     return False
-                await conn.execute(_BUMP_REVISION)
-                await conn.execute(_NOTIFY)
+                await db.execute(_BUMP_REVISION)
+                await db.execute(_NOTIFY)
                 return True
 
         return await self._run(write)
 
     async def list_connections(self) -> list[StoredConnection]:
-        async def read(conn: asyncpg.Connection) -> list[Any]:
-            rows: list[Any] = await conn.fetch("SELECT * FROM connections ORDER BY created_at, id")
+        async def read(db: asyncpg.Connection) -> list[Any]:
+            rows: list[Any] = await db.fetch("SELECT * FROM connections ORDER BY created_at, id")
             return rows
 
         rows = await self._run(read)
         return [c for row in rows if (c := self._connection(row)) is not None]
 
     async def connections_revision(self) -> int:
-        async def read(conn: asyncpg.Connection) -> int:
-            revision: int = await conn.fetchval("SELECT revision FROM connections_revision")
+        async def read(db: asyncpg.Connection) -> int:
+            revision: int = await db.fetchval("SELECT revision FROM connections_revision")
             return revision
 
         return await self._run(read)
@@ -596,11 +596,11 @@ class PostgresStore:
         state_hash = self.fingerprint(flow.state)
         sealed = self._rows.seal_flow(state_hash, flow)
 
-        async def write(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
+        async def write(db: asyncpg.Connection) -> None:
+            async with db.transaction():
                 # Expired flows are dropped on the way: the table never grows without bound.
-                await conn.execute("DELETE FROM flow_states WHERE expires_at <= $1", time.time())
-                await conn.execute(
+                await db.execute("DELETE FROM flow_states WHERE expires_at <= $1", time.time())
+                await db.execute(
                     "INSERT INTO flow_states VALUES ($1, $2, $3) ON CONFLICT (state_hash) "
                     "DO UPDATE SET sealed = excluded.sealed, expires_at = excluded.expires_at",
                     state_hash,
@@ -613,8 +613,8 @@ class PostgresStore:
     async def take_flow(self, state: str, now: float | None = None) -> FlowState | None:
         state_hash = self.fingerprint(state)
 
-        async def write(conn: asyncpg.Connection) -> Any:
-            return await conn.fetchrow(
+        async def write(db: asyncpg.Connection) -> Any:
+            return await db.fetchrow(
                 "DELETE FROM flow_states WHERE state_hash = $1 RETURNING sealed, expires_at",
                 state_hash,
             )
@@ -625,69 +625,69 @@ class PostgresStore:
         return self._rows.open_flow(state, state_hash, taken["sealed"], taken["expires_at"], now)
 
 
-async def schema_version(conn: asyncpg.Connection) -> int:
-    await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    version: int | None = await conn.fetchval("SELECT version FROM schema_version")
+async def schema_version(db: asyncpg.Connection) -> int:
+    await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    version: int | None = await db.fetchval("SELECT version FROM schema_version")
     return 0 if version is None else version
 
 
-async def migrate(conn: asyncpg.Connection) -> None:
+async def migrate(db: asyncpg.Connection) -> None:
     """Apply the migrations newer than the database in one transaction, replicas serialised
     by an advisory lock."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-        current = await schema_version(conn)
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        current = await schema_version(db)
         if current > SCHEMA_VERSION:
             raise newer_schema(current, SCHEMA_VERSION)
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
-            await conn.execute(script)
-            await conn.execute("DELETE FROM schema_version")
-            await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+            await db.execute(script)
+            await db.execute("DELETE FROM schema_version")
+            await db.execute("INSERT INTO schema_version VALUES ($1)", version)
 
 
-async def _fingerprint_key(conn: asyncpg.Connection, rows: SealedRows) -> bytes:
+async def _fingerprint_key(db: asyncpg.Connection, rows: SealedRows) -> bytes:
     # Random per database and sealed under store.key (as on SQLite): fingerprints survive a
     # key rotation, and opening it proves the key is the right one.
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-        sealed = await conn.fetchval("SELECT value FROM meta WHERE name = 'fingerprint_key'")
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        sealed = await db.fetchval("SELECT value FROM meta WHERE name = 'fingerprint_key'")
         if sealed is None:
             key = os.urandom(KEY_BYTES)
-            await conn.execute(
+            await db.execute(
                 "INSERT INTO meta VALUES ('fingerprint_key', $1)", rows.seal_fingerprint_key(key)
             )
             return key
     return rows.open_fingerprint_key(sealed)
 
 
-async def repair(conn: asyncpg.Connection, rows: SealedRows) -> None:
+async def repair(db: asyncpg.Connection, rows: SealedRows) -> None:
     """Apply the value repairs newer than the database (`repairs.py`) in one transaction,
     replicas serialised by the migrations' advisory lock."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-        found = await conn.fetchval("SELECT value FROM meta WHERE name = $1", REPAIRS_ROW)
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        found = await db.fetchval("SELECT value FROM meta WHERE name = $1", REPAIRS_ROW)
         todo = pending(parse_applied(found))
         if not todo:
             return
         changed = False
-        for row in await conn.fetch("SELECT id, sealed FROM connections FOR UPDATE"):
+        for row in await db.fetch("SELECT id, sealed FROM connections FOR UPDATE"):
             try:
                 document = rows.open_document(row["id"], row["sealed"])
             except SealError:
                 continue  # reported where the connections are read
             if repaired(document, todo):
-                await conn.execute(
+                await db.execute(
                     "UPDATE connections SET sealed = $1 WHERE id = $2",
                     rows.seal_document(row["id"], document),
                     row["id"],
                 )
                 changed = True
         if changed:
-            await conn.execute(_BUMP_REVISION)
-            await conn.execute(_NOTIFY)
-        await conn.execute(
+            await db.execute(_BUMP_REVISION)
+            await db.execute(_NOTIFY)
+        await db.execute(
             "INSERT INTO meta VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
             REPAIRS_ROW,
             str(LAST_REPAIR).encode("ascii"),
@@ -704,30 +704,30 @@ def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
 
     async def rotate() -> int:
         try:
-            conn = await asyncpg.connect(url, timeout=10)
+            db = await asyncpg.connect(url, timeout=10)
         except _FAILURES as exc:
             raise StoreError(f"store.url: cannot connect ({_reason(exc)})") from None
         try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", PG_HOLDERS_LOCK):
-                holders = await conn.fetchval(
+            if not await db.fetchval("SELECT pg_try_advisory_lock($1)", PG_HOLDERS_LOCK):
+                holders = await db.fetchval(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
                     "AND database = (SELECT oid FROM pg_database WHERE datname = "
                     "current_database()) AND classid = 0 AND objid = $1",
                     PG_HOLDERS_LOCK,
                 )
                 raise StoreInUse(in_use_message(f"the PostgreSQL store ({holders} holder(s))"))
-            await migrate(conn)
+            await migrate(db)
             count = 0
-            async with conn.transaction():
+            async with db.transaction():
                 for table, id_column, column, prefix in SEALED_COLUMNS:
-                    rows = await conn.fetch(
+                    rows = await db.fetch(
                         f"SELECT {id_column} AS id, {column} AS sealed FROM {table} "
                         f"WHERE {column} IS NOT NULL FOR UPDATE"
                     )
                     for row in rows:
                         if not is_sealed(table, row["id"]):
                             continue
-                        await conn.execute(
+                        await db.execute(
                             f"UPDATE {table} SET {column} = $1 WHERE {id_column} = $2",
                             reseal(old, new, prefix + row["id"], row["sealed"]),
                             row["id"],
@@ -735,6 +735,6 @@ def rotate_key(url: str, old_key: bytes, new_key: bytes) -> int:
                         count += 1
             return count
         finally:
-            await conn.close()
+            await db.close()
 
     return _run_sync(rotate)

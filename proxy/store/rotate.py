@@ -63,11 +63,11 @@ def _rotate_sqlite(db: Path, settings: StoreSettings) -> str:
         count = rotate_key(db, old, _new_key_from_env("store.key"))
         return f"{db}: {count} value(s) re-sealed; now set store.key to the new key"
     key_file = key_file_path(db)
-    conn = connect(db)
+    database = connect(db)
     try:
-        old = settle_interrupted_rotation(conn, key_file, load_or_create_key_file(key_file))
+        old = settle_interrupted_rotation(database, key_file, load_or_create_key_file(key_file))
     finally:
-        conn.close()
+        database.close()
     pending = pending_key_path(key_file)
     new_text = new_key_text()
     fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

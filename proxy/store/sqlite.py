@@ -136,19 +136,19 @@ class SqliteStore:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        db: sqlite3.Connection,
         sealer: Sealer,
         fingerprint_key: bytes,
         key_file: Path | None = None,
         held: int | None = None,
     ) -> None:
-        self._conn = conn
+        self._db = db
         self._held = held  # the descriptor holding the file shared (holders.py)
         self._rows = SealedRows(sealer)
         self._fingerprint_key = fingerprint_key
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._closed = False
-        self.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+        self.path = Path(db.execute("PRAGMA database_list").fetchone()[2])
         self._identity = _file_identity(self.path)
         self._key_file = key_file
 
@@ -169,7 +169,7 @@ class SqliteStore:
             # Held before the key is read: a rotation running now finishes first.
             held = hold_shared(db_path)
             raw_key = parse_key(key) if key else load_or_create_key_file(key_path)
-            conn = connect(db_path)
+            db = connect(db_path)
         except OSError as exc:
             _release(held)
             raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
@@ -180,25 +180,25 @@ class SqliteStore:
             _release(held)
             raise
         try:
-            migrate(conn)
+            migrate(db)
             if key_file is not None:
-                raw_key = settle_interrupted_rotation(conn, key_file, raw_key)
+                raw_key = settle_interrupted_rotation(db, key_file, raw_key)
             sealer = Sealer(raw_key)
-            fp_key = _fingerprint_key(conn, SealedRows(sealer))
-            repair(conn, SealedRows(sealer))
+            fp_key = _fingerprint_key(db, SealedRows(sealer))
+            repair(db, SealedRows(sealer))
         except sqlite3.Error as exc:
-            conn.close()
+            db.close()
             _release(held)
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
         except OSError as exc:
-            conn.close()
+            db.close()
             _release(held)
             raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
         except BaseException:
-            conn.close()
+            db.close()
             _release(held)
             raise
-        return cls(conn, sealer, fp_key, key_file, held)
+        return cls(db, sealer, fp_key, key_file, held)
 
     @staticmethod
     def verify(path: str | Path, key: str | None = None) -> None:
@@ -213,29 +213,29 @@ class SqliteStore:
             if not db_path.exists():
                 _check_creatable(db_path)
                 return
-            conn = connect(db_path)
+            db = connect(db_path)
         except OSError as exc:
             raise StoreError(f"{db_path}: {exc.strerror or 'cannot open'}") from None
         except sqlite3.Error as exc:
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
         try:
             # The write lock `open`'s migration takes; everything in it is rolled back.
-            conn.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                current = schema_version(conn)
+                current = schema_version(db)
                 if current > SCHEMA_VERSION:
                     raise newer_schema(current, SCHEMA_VERSION)
                 row = None
                 if current > 0:
-                    row = conn.execute(
+                    row = db.execute(
                         "SELECT value FROM meta WHERE name = 'fingerprint_key'"
                     ).fetchone()
             finally:
-                conn.execute("ROLLBACK")
+                db.execute("ROLLBACK")
         except sqlite3.Error as exc:
             raise StoreError(f"{db_path}: {exc}{_read_only_hint(db_path)}") from None
         finally:
-            conn.close()
+            db.close()
         if row is None:
             return
         # Without a key file, `open` would make a new one: a key the store was not written with.
@@ -254,7 +254,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=True)
         # After SQLite's connection: closing a descriptor of the file drops its POSIX locks.
         held, self._held = self._held, None
@@ -281,23 +281,23 @@ class SqliteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         self._check_files()
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-            conn.execute("COMMIT")
+            yield db
+            db.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (SQLITE_FULL does); a failed COMMIT leaves
             # the transaction open. Either way the original error is the one to report.
-            if conn.in_transaction:
+            if db.in_transaction:
                 with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
             raise
 
     async def check_writable(self) -> None:
         def write() -> None:
-            with self._write() as conn:
-                conn.execute(
+            with self._write() as db:
+                db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('ready_probe', ?)", (str(time.time()),)
                 )
 
@@ -307,9 +307,7 @@ class SqliteStore:
         row_name = SEALED_SETTING + name
 
         def read() -> bytes | None:
-            row = self._conn.execute(
-                "SELECT value FROM meta WHERE name = ?", (row_name,)
-            ).fetchone()
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (row_name,)).fetchone()
             return None if row is None else self._rows.open_setting(name, row[0])
 
         found = await self._run(read)
@@ -318,11 +316,11 @@ class SqliteStore:
         made = make()  # (outside the write: a key pair takes a moment to make)
 
         def write() -> bytes:
-            with self._write() as conn:
-                row = conn.execute("SELECT value FROM meta WHERE name = ?", (row_name,)).fetchone()
+            with self._write() as db:
+                row = db.execute("SELECT value FROM meta WHERE name = ?", (row_name,)).fetchone()
                 if row is not None:
                     return self._rows.open_setting(name, row[0])  # another process was first
-                conn.execute(
+                db.execute(
                     "INSERT INTO meta VALUES (?, ?)",
                     (row_name, self._rows.seal_setting(name, made)),
                 )
@@ -336,7 +334,7 @@ class SqliteStore:
         return await self._run(lambda: self._get_token(credential_id))
 
     def _get_token(self, credential_id: str) -> StoredToken | None:
-        row = self._conn.execute(
+        row = self._db.execute(
             "SELECT sealed, seed_fingerprint, needs_reauthorization, client_auth, updated_at, "
             "version FROM tokens WHERE credential_id = ?",
             (credential_id,),
@@ -355,14 +353,14 @@ class SqliteStore:
         expires_at = record.token.expires_at if record.token is not None else None
 
         def write() -> int:
-            with self._write() as conn:
-                row = conn.execute(
+            with self._write() as db:
+                row = db.execute(
                     "SELECT version FROM tokens WHERE credential_id = ?", (credential_id,)
                 ).fetchone()
                 version = 0 if row is None else int(row[0])
                 if expected_version is not None and version != expected_version:
                     raise StaleToken(credential_id)
-                conn.execute(
+                db.execute(
                     "INSERT OR REPLACE INTO tokens (credential_id, sealed, seed_fingerprint, "
                     "needs_reauthorization, client_auth, expires_at, updated_at, version) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -383,16 +381,16 @@ class SqliteStore:
 
     async def delete_token(self, credential_id: str) -> None:
         def write() -> None:
-            with self._write() as conn:
-                conn.execute("DELETE FROM tokens WHERE credential_id = ?", (credential_id,))
+            with self._write() as db:
+                db.execute("DELETE FROM tokens WHERE credential_id = ?", (credential_id,))
 
         await self._run(write)
 
     async def acquire_refresh_lease(self, credential_id: str, owner: str, ttl: float) -> bool:
         def write() -> bool:
             now = time.time()
-            with self._write() as conn:
-                row = conn.execute(
+            with self._write() as db:
+                row = db.execute(
                     "SELECT owner, expires_at FROM refresh_leases WHERE credential_id = ?",
                     (credential_id,),
                 ).fetchone()
@@ -403,7 +401,7 @@ class SqliteStore:
                     and not lease_owner_dead(row[0])
                 ):
                     return False
-                conn.execute(
+                db.execute(
                     "INSERT OR REPLACE INTO refresh_leases VALUES (?, ?, ?)",
                     (credential_id, owner, now + ttl),
                 )
@@ -413,8 +411,8 @@ class SqliteStore:
 
     async def release_refresh_lease(self, credential_id: str, owner: str) -> None:
         def write() -> None:
-            with self._write() as conn:
-                conn.execute(
+            with self._write() as db:
+                db.execute(
                     "DELETE FROM refresh_leases WHERE credential_id = ? AND owner = ?",
                     (credential_id, owner),
                 )
@@ -428,8 +426,8 @@ class SqliteStore:
 
         def write() -> None:
             now = time.time()
-            with self._write() as conn:
-                clash = conn.execute(
+            with self._write() as db:
+                clash = db.execute(
                     "SELECT name = ? FROM connections WHERE template_id = ? AND id != ? "
                     "AND (name = ? OR external_id = ?)",
                     (
@@ -442,7 +440,7 @@ class SqliteStore:
                 ).fetchone()
                 if clash is not None:
                     raise StoreConflict("name" if clash[0] else "externalId")
-                conn.execute(
+                db.execute(
                     "INSERT INTO connections VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
                     "UPDATE SET template_id = excluded.template_id, name = excluded.name, "
                     "external_id = excluded.external_id, sealed = excluded.sealed, "
@@ -457,7 +455,7 @@ class SqliteStore:
                         now,
                     ),
                 )
-                conn.execute(_BUMP_REVISION)
+                db.execute(_BUMP_REVISION)
 
         await self._run(write)
 
@@ -466,7 +464,7 @@ class SqliteStore:
 
     async def get_connection(self, connection_id: str) -> StoredConnection | None:
         def read() -> StoredConnection | None:
-            row = self._conn.execute(
+            row = self._db.execute(
                 "SELECT * FROM connections WHERE id = ?", (connection_id,)
             ).fetchone()
             return None if row is None else self._connection(row)
@@ -475,25 +473,25 @@ class SqliteStore:
 
     async def delete_connection(self, connection_id: str) -> bool:
         def write() -> bool:
-            with self._write() as conn:
-                cursor = conn.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
+            with self._write() as db:
+                cursor = db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
                 if cursor.rowcount == 0:
                     return False
-                conn.execute(_BUMP_REVISION)
+                db.execute(_BUMP_REVISION)
                 return True
 
         return await self._run(write)
 
     async def list_connections(self) -> list[StoredConnection]:
         def read() -> list[StoredConnection]:
-            rows = self._conn.execute("SELECT * FROM connections ORDER BY created_at, id")
+            rows = self._db.execute("SELECT * FROM connections ORDER BY created_at, id")
             return [c for row in rows.fetchall() if (c := self._connection(row)) is not None]
 
         return await self._run(read)
 
     async def connections_revision(self) -> int:
         def read() -> int:
-            row = self._conn.execute("SELECT revision FROM connections_revision").fetchone()
+            row = self._db.execute("SELECT revision FROM connections_revision").fetchone()
             return int(row[0])
 
         return await self._run(read)
@@ -508,10 +506,10 @@ class SqliteStore:
         sealed = self._rows.seal_flow(state_hash, flow)
 
         def write() -> None:
-            with self._write() as conn:
+            with self._write() as db:
                 # Expired flows are dropped on the way: the table never grows without bound.
-                conn.execute("DELETE FROM flow_states WHERE expires_at <= ?", (time.time(),))
-                conn.execute(
+                db.execute("DELETE FROM flow_states WHERE expires_at <= ?", (time.time(),))
+                db.execute(
                     "INSERT OR REPLACE INTO flow_states VALUES (?, ?, ?)",
                     (state_hash, sealed, flow.expires_at),
                 )
@@ -522,8 +520,8 @@ class SqliteStore:
         state_hash = self.fingerprint(state)
 
         def write() -> tuple[bytes, float] | None:
-            with self._write() as conn:
-                row = conn.execute(
+            with self._write() as db:
+                row = db.execute(
                     "DELETE FROM flow_states WHERE state_hash = ? RETURNING sealed, expires_at",
                     (state_hash,),
                 ).fetchone()
@@ -555,7 +553,7 @@ def _release(held: int | None) -> None:
         os.close(held)
 
 
-def settle_interrupted_rotation(conn: sqlite3.Connection, key_file: Path, key: bytes) -> bytes:
+def settle_interrupted_rotation(db: sqlite3.Connection, key_file: Path, key: bytes) -> bytes:
     """The key that opens the store when a rotation was killed half-way; else `key`.
 
     `rotate-key` writes the new key to `<key file>.new`, re-seals in one transaction, then
@@ -566,7 +564,7 @@ def settle_interrupted_rotation(conn: sqlite3.Connection, key_file: Path, key: b
     pending = pending_key_path(key_file)
     if not pending.exists():
         return key
-    row = conn.execute("SELECT value FROM meta WHERE name = 'fingerprint_key'").fetchone()
+    row = db.execute("SELECT value FROM meta WHERE name = 'fingerprint_key'").fetchone()
     if row is None or _opens(key, row[0]):
         pending.unlink(missing_ok=True)
         log.warning("store: %s was left by an interrupted key rotation; removed", pending)
@@ -629,90 +627,90 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 
 def connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: autocommit; transactions are the explicit BEGIN IMMEDIATE above.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA foreign_keys=ON")
     if path.exists():
         os.chmod(path, 0o600)
-    return conn
+    return db
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
+def schema_version(db: sqlite3.Connection) -> int:
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_version").fetchone()
     return 0 if row is None else int(row[0])
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection) -> None:
     """Apply the migrations newer than the database, each in its own transaction."""
-    conn.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")
     try:
-        current = schema_version(conn)
+        current = schema_version(db)
         if current > SCHEMA_VERSION:
             raise newer_schema(current, SCHEMA_VERSION)
         for version, script in MIGRATIONS:
             if version <= current:
                 continue
             for statement in filter(str.strip, script.split(";")):
-                conn.execute(statement)
-            conn.execute("DELETE FROM schema_version")
-            conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                db.execute(statement)
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version VALUES (?)", (version,))
     except BaseException:
-        conn.execute("ROLLBACK")
+        db.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    db.execute("COMMIT")
 
 
-def _fingerprint_key(conn: sqlite3.Connection, rows: SealedRows) -> bytes:
+def _fingerprint_key(db: sqlite3.Connection, rows: SealedRows) -> bytes:
     # The fingerprint key is random per database and sealed under store.key, so rotating
     # store.key keeps every fingerprint valid. Opening it also proves the key is the right one.
-    conn.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute("SELECT value FROM meta WHERE name = 'fingerprint_key'").fetchone()
+        row = db.execute("SELECT value FROM meta WHERE name = 'fingerprint_key'").fetchone()
         if row is None:
             key = os.urandom(KEY_BYTES)
-            conn.execute(
+            db.execute(
                 "INSERT INTO meta VALUES ('fingerprint_key', ?)", (rows.seal_fingerprint_key(key),)
             )
         else:
             key = rows.open_fingerprint_key(cast(bytes, row[0]))
     except BaseException:
-        conn.execute("ROLLBACK")
+        db.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    db.execute("COMMIT")
     return key
 
 
-def repair(conn: sqlite3.Connection, rows: SealedRows) -> None:
+def repair(db: sqlite3.Connection, rows: SealedRows) -> None:
     """Apply the value repairs newer than the database (`repairs.py`) in one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute("SELECT value FROM meta WHERE name = ?", (REPAIRS_ROW,)).fetchone()
+        found = db.execute("SELECT value FROM meta WHERE name = ?", (REPAIRS_ROW,)).fetchone()
         todo = pending(parse_applied(None if found is None else found[0]))
         if todo:
             changed = False
-            for id_, sealed in conn.execute("SELECT id, sealed FROM connections").fetchall():
+            for id_, sealed in db.execute("SELECT id, sealed FROM connections").fetchall():
                 try:
                     document = rows.open_document(id_, sealed)
                 except SealError:
                     continue  # reported where the connections are read; repaired if ever
                 if repaired(document, todo):
-                    conn.execute(
+                    db.execute(
                         "UPDATE connections SET sealed = ? WHERE id = ?",
                         (rows.seal_document(id_, document), id_),
                     )
                     changed = True
             if changed:
-                conn.execute(_BUMP_REVISION)
-            conn.execute(
+                db.execute(_BUMP_REVISION)
+            db.execute(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                 (REPAIRS_ROW, str(LAST_REPAIR).encode("ascii")),
             )
     except BaseException:
-        conn.execute("ROLLBACK")
+        db.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    db.execute("COMMIT")
 
 
 def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
@@ -722,28 +720,28 @@ def rotate_key(path: str | Path, old_key: bytes, new_key: bytes) -> int:
     writing under the old key.
     """
     old, new = Sealer(old_key), Sealer(new_key)
-    conn = connect(Path(path))
+    db = connect(Path(path))
     try:
-        migrate(conn)
+        migrate(db)
         count = 0
-        conn.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             for table, id_column, column, prefix in SEALED_COLUMNS:
-                rows = conn.execute(
+                rows = db.execute(
                     f"SELECT {id_column}, {column} FROM {table} WHERE {column} IS NOT NULL"
                 ).fetchall()
                 for row_key, sealed in rows:
                     if not is_sealed(table, row_key):
                         continue
-                    conn.execute(
+                    db.execute(
                         f"UPDATE {table} SET {column} = ? WHERE {id_column} = ?",
                         (reseal(old, new, prefix + row_key, sealed), row_key),
                     )
                     count += 1
         except BaseException:
-            conn.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        db.execute("COMMIT")
         return count
     finally:
-        conn.close()
+        db.close()

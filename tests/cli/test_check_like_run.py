@@ -104,9 +104,9 @@ def newer_schema(tmp_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     import asyncio
 
     asyncio.run(written_store(tmp_path / "state.db"))
-    with sqlite3.connect(tmp_path / "state.db") as conn:
-        conn.execute("UPDATE schema_version SET version = 99")
-    conn.close()
+    with sqlite3.connect(tmp_path / "state.db") as database:
+        database.execute("UPDATE schema_version SET version = 99")
+    database.close()
     return base(tmp_path), {}
 
 

@@ -100,8 +100,8 @@ def test_null_digest_inputs_is_the_default_and_empty_list_an_error() -> None:
             "credential": {"type": "string", "data": {"string": {"value": "k"}}},
         }
 
-    [conn] = build_runtime(one(hmac(None)), {}).connections
-    assert conn.model.credentials[0].auth_scheme_config.hmac.digest_inputs == ["body"]
+    [compiled] = build_runtime(one(hmac(None)), {}).connections
+    assert compiled.model.credentials[0].auth_scheme_config.hmac.digest_inputs == ["body"]
     [message] = problems(one(hmac([])))
     assert message.startswith(f"{CRED}.authSchemeConfig.hmac.digestInputs: ")
 
@@ -133,14 +133,14 @@ def test_platform_fields_are_read_at_their_place() -> None:
             "systemId": "01HZX3G9C6M6Z8Q3V5T1R2S4PA",
         }
     )
-    [conn] = build_runtime(tree, {}).connections
-    assert conn.model.created_at == "2025-01-31T12:00:00Z"
-    assert conn.model.system_id == "01HZX3G9C6M6Z8Q3V5T1R2S4PA"
-    assert conn.schemes[0].credential_id == "01HZX3G9C6M6Z8Q3V5T1R2S4P8"
-    api_key = conn.model.credentials[0].auth_scheme_config.api_key
+    [compiled] = build_runtime(tree, {}).connections
+    assert compiled.model.created_at == "2025-01-31T12:00:00Z"
+    assert compiled.model.system_id == "01HZX3G9C6M6Z8Q3V5T1R2S4PA"
+    assert compiled.schemes[0].credential_id == "01HZX3G9C6M6Z8Q3V5T1R2S4P8"
+    api_key = compiled.model.credentials[0].auth_scheme_config.api_key
     assert api_key.description == "as exported"
     assert api_key.validation_messages is None  # the platform's output: dropped on input
-    assert conn.model.credentials[0].credential.errors is None
+    assert compiled.model.credentials[0].credential.errors is None
 
 
 @pytest.mark.parametrize(
@@ -166,10 +166,10 @@ def test_a_filled_unselected_object_is_an_error_naming_it(where: str, sibling: s
 
 def test_scopes_is_the_catalogue_and_default_scopes_are_requested() -> None:
     catalogue = [{"name": "read", "description": "Read"}, {"name": "write"}]
-    [conn] = build_runtime(
+    [compiled] = build_runtime(
         one(token_entry({"accessToken": "a"}, scopes=catalogue, defaultScopes=["read"])), {}
     ).connections
-    scheme = conn.schemes[0]
+    scheme = compiled.schemes[0]
     assert isinstance(scheme, OAuth2Scheme)
     assert scheme.settings.scopes == ("read",)
     # A plain string is the old reading of `scopes`: an error that says where scopes go.
@@ -199,8 +199,8 @@ def test_url_encoded_token_params_merge_with_the_credentials_own() -> None:
             },
         },
     }
-    [conn] = build_runtime(one(entry), {}).connections
-    scheme = conn.schemes[0]
+    [compiled] = build_runtime(one(entry), {}).connections
+    scheme = compiled.schemes[0]
     assert isinstance(scheme, OAuth2Scheme)
     assert dict(scheme.settings.additional_params) == {
         "audience": "https://api.example",
@@ -246,8 +246,8 @@ def test_oauth1_signature_method_spellings(given: str, read: str) -> None:
             "data": {"oauth1Token": {"token": "t", "tokenSecret": "canary-ts-6"}},
         },
     }
-    [conn] = build_runtime(one(entry), {}).connections
-    assert conn.schemes[0].describe()["signatureMethod"].lower() == f"hmac-{read}"
+    [compiled] = build_runtime(one(entry), {}).connections
+    assert compiled.schemes[0].describe()["signatureMethod"].lower() == f"hmac-{read}"
 
 
 async def test_a_credential_past_its_expires_at_is_never_sent(

@@ -163,8 +163,8 @@ async def test_the_ca_is_made_once_and_kept_sealed_in_sqlite(tmp_path: Path) -> 
     assert await ca_certificate_pem(CONFIG, second_store) == first
     await first_store.close()
     await second_store.close()
-    with sqlite3.connect(db) as conn:
-        (sealed,) = conn.execute(
+    with sqlite3.connect(db) as database:
+        (sealed,) = database.execute(
             "SELECT value FROM meta WHERE name = ?", (f"sealed:{STORE_SETTING}",)
         ).fetchone()
     assert b"PRIVATE KEY" not in sealed and b"CERTIFICATE" not in sealed

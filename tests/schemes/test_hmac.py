@@ -205,9 +205,9 @@ def test_binary_key_is_base64_decoded() -> None:
     tree = credential_tree(
         {"type": "binary", "data": {"binary": {"valueBase64": base64.b64encode(raw).decode()}}}
     )
-    [conn] = build_runtime(tree, {}).connections
+    [connection] = build_runtime(tree, {}).connections
     expected = hmac.new(raw, BODY, "sha256").hexdigest()
-    assert conn.schemes[0].sign(request(), DEFAULT_CONTEXT).headers["X-Sig"] == expected
+    assert connection.schemes[0].sign(request(), DEFAULT_CONTEXT).headers["X-Sig"] == expected
 
 
 @pytest.mark.parametrize("bad", ["canary-not*base64!", "YWJj=ZGVm", "YWJjZA", ""])

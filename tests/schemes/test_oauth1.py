@@ -240,8 +240,8 @@ def oauth1_tree(additional: list[dict[str, str]], **config: Any) -> dict[str, An
 
 
 def test_config_builds_and_refuses_proxy_owned_params() -> None:
-    [conn] = build_runtime(oauth1_tree([{"name": "realm", "value": "R"}]), {}).connections
-    assert conn.schemes[0].describe()["realm"] == "R"
+    [connection] = build_runtime(oauth1_tree([{"name": "realm", "value": "R"}]), {}).connections
+    assert connection.schemes[0].describe()["realm"] == "R"
     with pytest.raises(ConfigInvalid) as caught:
         build_runtime(oauth1_tree([{"name": "oauth_nonce", "value": "x"}]), {})
     [problem] = caught.value.problems

@@ -44,7 +44,7 @@ def token(access: str = CANARY_ACCESS, refresh: str | None = CANARY_REFRESH) -> 
     return TokenSet(access, "Bearer", refresh, expires_at=1_900_000_000.5, scope="read write")
 
 
-def conn(
+def stored_connection(
     id_: str, name: str, external_id: str | None = None, template: str = "tpl"
 ) -> StoredConnection:
     document = {"name": name, "credentials": [{"secret": "canary-conn-secret"}]}
@@ -88,7 +88,13 @@ async def test_repr_holds_no_secret(store: Store) -> None:
     await store.put_token("c1", record)
     got = await store.get_token("c1")
     flow = FlowState("canary-state", "canary-verifier", "tpl", "org", "http://cb", 1e12)
-    for shown in (repr(store), repr(got), repr(record), repr(flow), repr(conn("x", "n"))):
+    for shown in (
+        repr(store),
+        repr(got),
+        repr(record),
+        repr(flow),
+        repr(stored_connection("x", "n")),
+    ):
         for canary in (CANARY_ACCESS, CANARY_REFRESH, "canary-state", "canary-verifier"):
             assert canary not in shown
         assert "canary-conn-secret" not in shown
@@ -133,14 +139,14 @@ async def test_expired_lease_is_taken_over(store: Store) -> None:
 
 
 async def test_connection_crud(store: Store) -> None:
-    first = conn("id1", "alpha", "ext-1")
+    first = stored_connection("id1", "alpha", "ext-1")
     await store.put_connection(first)
     got = await store.get_connection("id1")
     assert got is not None and got.document == first.document and got.name == "alpha"
     assert got.created_at > 0 and got.updated_at >= got.created_at
-    await store.put_connection(conn("id2", "beta"))
+    await store.put_connection(stored_connection("id2", "beta"))
     assert [c.id for c in await store.list_connections()] == ["id1", "id2"]
-    renamed = conn("id1", "alpha2", "ext-1")
+    renamed = stored_connection("id1", "alpha2", "ext-1")
     await store.put_connection(renamed)  # replace by id keeps its creation time
     again = await store.get_connection("id1")
     assert again is not None and again.name == "alpha2" and again.created_at == got.created_at
@@ -150,16 +156,16 @@ async def test_connection_crud(store: Store) -> None:
 
 
 async def test_connection_conflicts(store: Store) -> None:
-    await store.put_connection(conn("id1", "alpha", "ext-1"))
+    await store.put_connection(stored_connection("id1", "alpha", "ext-1"))
     with pytest.raises(StoreConflict) as name_clash:
-        await store.put_connection(conn("id2", "alpha"))
+        await store.put_connection(stored_connection("id2", "alpha"))
     assert name_clash.value.field == "name"
     with pytest.raises(StoreConflict) as ext_clash:
-        await store.put_connection(conn("id2", "beta", "ext-1"))
+        await store.put_connection(stored_connection("id2", "beta", "ext-1"))
     assert ext_clash.value.field == "externalId"
     # No externalId on either side is no clash; nothing was written by the failed puts.
-    await store.put_connection(conn("id2", "beta"))
-    await store.put_connection(conn("id3", "gamma"))
+    await store.put_connection(stored_connection("id2", "beta"))
+    await store.put_connection(stored_connection("id3", "gamma"))
     assert [c.id for c in await store.list_connections()] == ["id1", "id2", "id3"]
 
 
@@ -196,21 +202,21 @@ async def test_close_is_idempotent_and_a_closed_store_says_so(store: Store) -> N
     with pytest.raises(StoreError, match="closed"):
         await store.get_token("c1")
     with pytest.raises(StoreError, match="closed"):
-        await store.put_connection(conn("k1", "alpha"))
+        await store.put_connection(stored_connection("k1", "alpha"))
 
 
 async def test_connections_revision_moves_with_every_connection_write(store: Store) -> None:
     """The change signal other workers poll (`proxy/dataplane/sync.py`): every put or delete of a
     connection moves it; a refused put, a delete of nothing and token writes do not."""
     start = await store.connections_revision()
-    await store.put_connection(conn("r1", "alpha"))
+    await store.put_connection(stored_connection("r1", "alpha"))
     created = await store.connections_revision()
-    await store.put_connection(conn("r1", "alpha-renamed"))
+    await store.put_connection(stored_connection("r1", "alpha-renamed"))
     updated = await store.connections_revision()
     assert start < created < updated
     await store.put_token("c1", StoredToken(token()))
     with pytest.raises(StoreConflict):
-        await store.put_connection(conn("r2", "alpha-renamed"))
+        await store.put_connection(stored_connection("r2", "alpha-renamed"))
     assert await store.connections_revision() == updated
     assert await store.delete_connection("r1")
     deleted = await store.connections_revision()

@@ -29,7 +29,7 @@ async def test_secrets_are_encrypted_at_rest(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     store = open_store(str(db))
     await store.put_token("c1", StoredToken(TokenSet(CANARY, refresh_token=CANARY + "-r")))
-    document = {"credentials": [{"value": CANARY + "-conn"}]}
+    document = {"credentials": [{"value": CANARY + "-database"}]}
     await store.put_connection(StoredConnection("id1", "tpl", "n", None, document))
     await store.close()
     assert CANARY.encode() not in all_bytes(db)
@@ -72,9 +72,11 @@ async def test_wrong_key_is_a_clear_error(tmp_path: Path) -> None:
 async def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     await open_store(str(db)).close()
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with sqlite3.connect(db) as database:
+        assert database.execute("SELECT version FROM schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+        database.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreError, match="newer"):
         open_store(str(db))
 
