@@ -17,9 +17,10 @@ that decide whether the connection may carry another request:
   `upstream_bad_response` (`http_response_header_section_size`), before httptools buffers more
   (its Python layer joins a header value by concatenation: quadratic in an endless value).
   Time is bounded by the caller's read timeout, which runs from the request to the whole head.
-- Flow control both ways: reading pauses while more than `HIGH_WATER` bytes wait for the
-  consumer (a slow client slows the upstream down, memory stays flat), and `drain()` waits while
-  the socket's write buffer is over its limit (a slow upstream slows the client's upload down).
+- Flow control both ways (`flow.py`): reading pauses while more than `HIGH_WATER` bytes wait
+  for the consumer (a slow client slows the upstream down, memory stays flat), and `drain()`
+  waits while the socket's write buffer is over its limit (a slow upstream slows the client's
+  upload down).
 
 A fresh llhttp parser is used for each exchange, so nothing of one response's parse state (a HEAD
 response's announced length, say) carries over into the next.
@@ -41,11 +42,10 @@ import httptools
 
 from ..errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from ..messages import UpstreamResponse
+from .flow import Flow
 from .tunnel import TunnelHalf
 from .upstream import UpstreamBroken
 
-HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the upstream
-LOW_WATER = 64 * 1024  # ... and resume it
 DEFAULT_MAX_HEAD = 64 * 1024  # `limits.maxHeaderBytes`
 COALESCE_LIMIT = 64 * 1024  # request bodies up to this go out in one write with the head
 # Header fields in one response head. Node.js caps at 2000; a real API sends a few dozen, and the
@@ -154,14 +154,12 @@ class H1Connection(asyncio.Protocol):
         self.done = False
         self._error: Exception | None = None
         self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._reading_paused = False
+        # Response bytes in `_chunks` pause reading from the upstream past its high water.
+        self._flow = Flow()
         self._waiter: asyncio.Future[None] | None = None
         self.clock: WaitClock | None = None  # set by the pool; None: a timer per wait
         self.deadline = 0.0  # loop time the current wait times out at (with `clock`)
         self._deadline_head = False
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
         # Set for an exchange followed by a callback instead of waits; cleared by `end()`.
         self.notify: Callable[[], None] | None = None
         # An `Upgrade` request's exchange (`begin(upgrade=True)`): once the upstream switched
@@ -176,7 +174,7 @@ class H1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's TCPTransport is not an asyncio.Transport
         # subclass, yet has the same methods.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._flow.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._receive(data)
@@ -249,9 +247,7 @@ class H1Connection(asyncio.Protocol):
 
     def _hold(self, data: bytes) -> None:
         self._upgrade_tail += data
-        if len(self._upgrade_tail) > HIGH_WATER and not self._reading_paused and self.transport:
-            self._reading_paused = True  # until the tunnel takes the connection over
-            self.transport.pause_reading()
+        self._flow.hold(len(self._upgrade_tail))  # until the tunnel takes the connection over
 
     def _parse_failed(self) -> None:
         self._doubt = True
@@ -297,24 +293,16 @@ class H1Connection(asyncio.Protocol):
                 self._fail(ConnectionLost())
             else:
                 self._fail(self._body_or_head_error(terminated()))
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_exception(ConnectionResetError("upstream connection lost"))
+        self._flow.lost(ConnectionResetError("upstream connection lost"))
         notify = self.notify
         if notify is not None:
             notify()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
-        if self._half is not None:
-            self._half.writing_paused()
+        self._flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self._half is not None:
-            self._half.writing_resumed()
+        self._flow.resume_writing()
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -385,10 +373,7 @@ class H1Connection(asyncio.Protocol):
             self._doubt = True  # a body after a HEAD response
             return
         self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._reading_paused and self.transport:
-            self._reading_paused = True
-            self.transport.pause_reading()
+        self._flow.buffer(len(body))
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -459,10 +444,9 @@ class H1Connection(asyncio.Protocol):
             and not self.closed
         )
         self._chunks.clear()
-        self._buffered = 0
-        if self._reading_paused and self.transport is not None and reusable:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._flow.clear()
+        if reusable:
+            self._flow.resume_reading()
         return reusable
 
     async def wait_head(self, timeout: float | None) -> UpstreamResponse:
@@ -486,10 +470,8 @@ class H1Connection(asyncio.Protocol):
             return b""
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
-        self._buffered = 0
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._flow.clear()
+        self._flow.resume_reading()
         return data
 
     def send_whole(self, head: bytes, body: bytes | None) -> None:
@@ -514,11 +496,8 @@ class H1Connection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.closed:
             raise ConnectionResetError("upstream connection lost")
-        if self._write_paused:
-            waiter = self._drain_waiter
-            if waiter is None:
-                waiter = self._drain_waiter = self.loop.create_future()
-            await waiter
+        if self._flow.writing_paused:
+            await self._flow.drained()
 
     def abort(self) -> None:
         self._doubt = True
@@ -533,11 +512,7 @@ class H1Connection(asyncio.Protocol):
         tail = bytes(self._upgrade_tail)
         self._upgrade_tail = bytearray()
         self._half = half
-        if self._reading_paused:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        if self._write_paused:
-            half.writing_paused()
+        self._flow.hand_over(half)
         return self.transport, tail
 
     # -- internals ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import asyncio
 import socket
 from typing import cast
 
+from .flow import Flow
 from .tunnel import TunnelHalf
 
 
@@ -23,9 +24,12 @@ class Pipe(asyncio.Protocol):
         self._half: TunnelHalf | None = None
         self._held = bytearray()
         self._ended = False
+        # Bytes held before `hand_over` pause reading past their high water; the write buffer's
+        # state goes to the tunnel (`flow.py`).
+        self._flow = Flow()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = self._flow.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -38,6 +42,7 @@ class Pipe(asyncio.Protocol):
         self._half = half
         held = bytes(self._held)
         self._held.clear()
+        self._flow.hand_over(half)
         if self._ended:
             self.transport.close()  # (the tunnel sees it closing and ends)
         return self.transport, held
@@ -47,6 +52,7 @@ class Pipe(asyncio.Protocol):
             self._half.received(data)
         else:
             self._held += data  # the destination spoke first, before the 200 went out
+            self._flow.hold(len(self._held))
 
     def eof_received(self) -> bool | None:
         return None  # the tunnel ends with either side (tunnel.py)
@@ -58,12 +64,10 @@ class Pipe(asyncio.Protocol):
             self._ended = True
 
     def pause_writing(self) -> None:
-        if self._half is not None:
-            self._half.writing_paused()
+        self._flow.pause_writing()
 
     def resume_writing(self) -> None:
-        if self._half is not None:
-            self._half.writing_resumed()
+        self._flow.resume_writing()
 
     def close(self) -> None:
         if self.transport is not None:

@@ -22,8 +22,9 @@ graceful drain; `ServerConnection` is one client connection:
   answered in its place (nothing goes upstream); one refused while its handler runs fails the
   handler's read of the body with the error, which the handler answers once.
 - Requests run one at a time per connection, in order: a pipelined request waits its turn with
-  its body buffered, and reading pauses while too much waits (flow control, as for a body the
-  handler reads slower than the client sends it). Writes wait while the socket's buffer is full.
+  its body buffered, and reading pauses while too much waits (flow control, `flow.py`, as for a
+  body the handler reads slower than the client sends it). Writes wait while the socket's buffer
+  is full.
 - A request's handler starts once the bytes just received are parsed (never from inside
   llhttp's callbacks), so a bodyless request is whole when its handler sees it. The dispatcher
   hands back a coroutine, run in a task, or takes the request on by callbacks (`InboundRequest.
@@ -52,13 +53,12 @@ from typing import Any, Protocol, cast
 import httptools
 
 from ..errors import InvalidRequest, ProxyError
+from .flow import Flow
 from .inbound import BodyReader, InboundRequest
 from .pipe import Pipe
 from .tls import ServerTLS, TLSClosed
 from .tunnel import CLIENT_CLOSED, SHUTDOWN, Tunnel, TunnelHalf
 
-HIGH_WATER = 256 * 1024  # request body bytes waiting for the handler that pause reading
-LOW_WATER = 64 * 1024  # ... and resume it
 MAX_PIPELINED = 16  # requests waiting their turn that pause reading
 LINGER = 2.0  # seconds a closing connection keeps reading (and dropping) what the client sends
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -240,10 +240,9 @@ class ServerConnection(asyncio.Protocol):
         self._queue: deque[InboundRequest] = deque()
         self._starting = False  # `_start_next` is running its loop
         self._again = False  # ... and a request done meanwhile asked for the next
-        self._buffered = 0  # body bytes fed and not yet read by a handler
-        self._reading_paused = False
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        # Body bytes fed and not yet read by a handler, and the bytes held behind an `Upgrade` or
+        # CONNECT head, pause reading past their high water; writes wait for the socket's buffer.
+        self._flow = Flow()
         # After an `Upgrade` request: the bytes that follow its head, held until the upstream
         # has answered; and once it switched protocols, the tunnel they go to (tunnel.py).
         self._upgrade_tail: bytearray | None = None
@@ -268,6 +267,7 @@ class ServerConnection(asyncio.Protocol):
             self.transport.abort()
             self.closed = True
             return
+        self._flow.transport = self.transport
         server.connections.add(self)
         if len(server.connections) > self.limits.max_connections:
             error = ProxyError(
@@ -300,8 +300,8 @@ class ServerConnection(asyncio.Protocol):
                 self._hold_upgrade_tail(data)
             elif self._connect_pending:
                 self._early += data  # after a CONNECT head, while the tunnel is set up
-                if len(self._early) > HIGH_WATER and not self._reading_paused:
-                    self._pause_reading()  # until `intercept` or `splice` takes them
+                if self._flow.hold(len(self._early)):  # until `intercept` or `splice` takes them
+                    self._stopped_reading()
             return
         if self._idle:
             self._idle = False
@@ -344,7 +344,7 @@ class ServerConnection(asyncio.Protocol):
             return
         if self._current is None and self._queue:
             self._start_next()
-        if self._queue_full() and not self._reading_paused:
+        if self._queue_full():
             self._pause_reading()
 
     def _body_progressed(self, size: int) -> bool:
@@ -355,7 +355,7 @@ class ServerConnection(asyncio.Protocol):
             if not self._trailer_deadline:
                 # From here the rest must come as fast as a head would.
                 due = self._trailer_deadline = self.loop.time() + self.limits.head_timeout
-                if self._body_timed and not self._reading_paused:
+                if self._body_timed and not self._flow.reading_paused:
                     self.deadline = min(self.deadline or due, due)
             self._trailer_bytes += size
             if self._trailer_bytes > self.limits.max_head_bytes:
@@ -388,9 +388,8 @@ class ServerConnection(asyncio.Protocol):
         for request in self._queue:
             request.body.fail(gone)
         self._queue.clear()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(gone)
+        self._flow.lost(gone)
+        self._flow.transport = None  # closed: nothing to pause or resume any more
         if self._half is not None:
             # A tunnel's client closing is its normal end: the tunnel ends, and its request
             # with it (not cancelled: the client did not go away in the middle of anything).
@@ -408,17 +407,10 @@ class ServerConnection(asyncio.Protocol):
             current.on_cancel()  # the same, for a request served by callbacks
 
     def pause_writing(self) -> None:
-        self._write_paused = True
-        if self._half is not None:
-            self._half.writing_paused()
+        self._flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        if self._half is not None:
-            self._half.writing_resumed()
+        self._flow.resume_writing()
 
     # -- llhttp callbacks ---------------------------------------------------------------------
 
@@ -588,9 +580,8 @@ class ServerConnection(asyncio.Protocol):
         if request is None:
             return
         request.body.feed(body)
-        self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._reading_paused:
-            self._pause_reading()
+        if self._flow.buffer(len(body)):
+            self._stopped_reading()
 
     def on_message_complete(self) -> None:
         request = self._receiving
@@ -614,11 +605,8 @@ class ServerConnection(asyncio.Protocol):
     async def drain(self) -> None:
         if self.closed:
             raise ConnectionResetError("the client closed the connection")
-        if self._write_paused:
-            waiter = self._drain_waiter
-            if waiter is None or waiter.done():
-                waiter = self._drain_waiter = self.loop.create_future()
-            await waiter
+        if self._flow.writing_paused:
+            await self._flow.drained()
 
     def want_body(self, body: BodyReader) -> None:
         # RFC 9110 §10.1.1: `100 Continue` only once the body is really wanted, so a request
@@ -635,8 +623,9 @@ class ServerConnection(asyncio.Protocol):
                 self._start_body_window()
 
     def body_consumed(self, size: int) -> None:
-        self._buffered -= size
-        if self._reading_paused and self._buffered <= LOW_WATER and not self._queue_full():
+        flow = self._flow
+        flow.consumed(size)
+        if flow.reading_paused and flow.below_low_water and not self._queue_full():
             self._resume_reading()
 
     def abort(self) -> None:
@@ -663,6 +652,7 @@ class ServerConnection(asyncio.Protocol):
         self._established(request)
         self._tls = ServerTLS(transport, context)
         self.transport = cast(asyncio.Transport, self._tls)
+        self._flow.transport = self.transport
         self.tunnel = tunnel
         # A fresh HTTP/1.1 stream inside the TLS session.
         early, self._early = self._early, b""
@@ -675,8 +665,7 @@ class ServerConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + self.limits.head_timeout
         if early:
             self.loop.call_soon(self._replay, early)  # once the CONNECT is done with
-        if self._reading_paused:
-            self._resume_reading()
+        self._resume_reading()
 
     def _replay(self, data: bytes) -> None:
         if not self.closed:
@@ -724,10 +713,8 @@ class ServerConnection(asyncio.Protocol):
         tail = bytes(self._upgrade_tail)
         self._upgrade_tail = None
         self._half = half
-        if self._reading_paused:
-            self._resume_reading()
-        if self._write_paused:
-            half.writing_paused()
+        self._resume_reading()  # (`_flow.hand_over` would too, without its effect on timeouts)
+        self._flow.hand_over(half)
         return self.transport, tail
 
     def cut_by_shutdown(self) -> None:
@@ -764,9 +751,8 @@ class ServerConnection(asyncio.Protocol):
         if pending:
             self.body_consumed(pending)  # an unread body is dropped
         if self._queue:
-            if self._reading_paused and len(self._queue) <= MAX_PIPELINED:
-                if self._buffered <= LOW_WATER:
-                    self._resume_reading()
+            if len(self._queue) <= MAX_PIPELINED and self._flow.below_low_water:
+                self._resume_reading()
             self._start_next()
             return
         if self._head_pending:  # the next head has begun: it must complete in time
@@ -855,7 +841,7 @@ class ServerConnection(asyncio.Protocol):
             if receiving is self._current:
                 return  # its handler answers (or cuts the response it has started)
             self._queue.remove(receiving)
-            self._buffered -= receiving.body.pending()
+            self._flow.consumed(receiving.body.pending())
         request = InboundRequest(self, "-", "-", [], "1.1", False, self.peer, False, False)
         request.rejection = error
         self._closing = True
@@ -874,8 +860,8 @@ class ServerConnection(asyncio.Protocol):
         tail = self._upgrade_tail
         assert tail is not None
         tail += data
-        if len(tail) > HIGH_WATER and not self._reading_paused:
-            self._pause_reading()  # until the upstream answers the handshake
+        if self._flow.hold(len(tail)):  # until the upstream answers the handshake
+            self._stopped_reading()
 
     def _close_after_response(self, *, linger: bool) -> None:
         self._upgrade_tail = None  # no tunnel: what follows the head is dropped
@@ -889,8 +875,7 @@ class ServerConnection(asyncio.Protocol):
         # Half-close and keep reading a moment: closing with unread bytes in the socket would
         # reset the connection, and the client could lose the response it was just sent.
         self._linger = self._parser_dead = True
-        if self._reading_paused:
-            self._resume_reading()
+        self._resume_reading()
         try:
             transport.write_eof()
         except (OSError, RuntimeError, NotImplementedError):
@@ -899,19 +884,17 @@ class ServerConnection(asyncio.Protocol):
         self.deadline = self.loop.time() + LINGER
 
     def _pause_reading(self) -> None:
-        if self.transport is not None and not self.closed:
-            self._reading_paused = True
-            self.transport.pause_reading()
-            if self._body_timed:
-                self.deadline = 0.0  # the proxy stopped reading: the client is not late
+        if self._flow.pause_reading():
+            self._stopped_reading()
+
+    def _stopped_reading(self) -> None:
+        if self._body_timed:
+            self.deadline = 0.0  # the proxy stopped reading: the client is not late
 
     def _resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
-            self._reading_paused = False
-            self.transport.resume_reading()
-            if self._body_timed and self._receiving is not None:
-                self._body_progress = 0
-                self._start_body_window()
+        if self._flow.resume_reading() and self._body_timed and self._receiving is not None:
+            self._body_progress = 0
+            self._start_body_window()
 
 
 def describe(addresses: Sequence[tuple[str, int]]) -> str:
