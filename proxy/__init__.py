@@ -4,7 +4,7 @@ The packages stand in layers; each imports only from the ones below it (its docs
 which; tests/test_layers.py holds the code to it), lowest first:
 
 - `errors.py`, `messages.py`, `logs.py`: the shared vocabulary (the error family, the values
-  the schemes and the request path exchange, log output);
+  the schemes and the request path share, log output);
 - `config/`: proxy.yaml read and validated;
 - `http1/` (the HTTP/1.1 wire, server and upstream client), `schemes/` (pure signing, one module
   per auth scheme), `store/` (durable state), side by side;

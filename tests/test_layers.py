@@ -18,7 +18,7 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 # Lowest first. Units on one line stand side by side and must not import each other.
 LAYERS: list[tuple[str, ...]] = [
     # The shared vocabulary: the version, the error family, the values the schemes and the
-    # request path exchange, log output.
+    # request path share, log output.
     ("proxy", "proxy.errors", "proxy.messages", "proxy.logs"),
     ("proxy.config",),  # reads and validates proxy.yaml
     ("proxy.http1", "proxy.schemes", "proxy.store"),  # the wire, pure signing, durable state

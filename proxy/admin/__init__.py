@@ -1,6 +1,6 @@
 """The management API (control plane, docs/admin-api.md) on its own listener: `create_admin_app()`.
 
-Routes:
+Paths:
     GET    /healthz, /readyz, /openapi.json               no token
     GET    /connections/oauth2/callback                    no token (a browser redirect; `state`)
     POST   /o/{organisation_id}/connections                CreateConnection
@@ -13,8 +13,8 @@ Routes:
     GET    /connection/{id}                                OpenInt getConnection
     GET    /.well-known/http-message-signatures-directory  no token: Web Bot Auth public keys
 
-Every other route needs `Authorization: Bearer <admin.token>`, compared in constant time. Every
-route, public ones too, answers only a `Host` the listener is known by (`hosts.py`: the listener's
+Every other path needs `Authorization: Bearer <admin.token>`, compared in constant time. Every
+path, public ones too, answers only a `Host` the listener is known by (`hosts.py`: the listener's
 address, `localhost`, `admin.publicUrl`'s host, `admin.allowedHosts`), else 421: a web page that
 rebinds its name to a loopback admin reads nothing. Errors are the docs/errors.md JSON with
 `Proxy-Status`, including aiohttp's own 404/405/413 and its parser's refusals (`listener.py`).

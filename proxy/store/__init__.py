@@ -2,8 +2,9 @@
 state.
 
 Callers depend only on the Protocols and frozen values defined here; `open_store()` picks the
-implementation (`memory.py` for tests and ephemeral runs, `sqlite.py` by default). A new backend
-(PostgreSQL, later) is one new module that passes `tests/store/test_contract.py`.
+implementation (`memory.py` for tests and ephemeral runs, `sqlite.py` by default, `postgres.py`
+for replicas sharing one database). A new backend is one new module that passes
+`tests/store/test_contract.py`.
 
 Secrets in the values below are plain text in memory and are kept out of `repr()`; a backend
 encrypts them at rest (`crypto.py`). Fingerprints are keyed hashes (`Store.fingerprint`), never the
