@@ -21,6 +21,8 @@ import trustme
 import yaml
 from aiohttp import web
 
+from tests.upstreams import catch_all
+
 # A ref the git advertisement names (any 40 hex digits: ls-remote reads no object).
 GIT_REF = "5d1f0c2bd3e4a5b6c7d8e9f0a1b2c3d4e5f6a7b8"
 
@@ -186,8 +188,7 @@ async def tls_upstream(ca: trustme.CA | ssl.SSLContext, *names: str) -> AsyncIte
             )
         return web.Response(text=json.dumps(seen), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app = catch_all(handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)

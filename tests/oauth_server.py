@@ -46,6 +46,7 @@ from urllib.parse import unquote_plus, urlencode
 from aiohttp import web
 
 from tests.loops import background_loop
+from tests.upstreams import catch_all
 
 
 @dataclass
@@ -329,9 +330,7 @@ def create_auth_app(server: AuthServer) -> web.Application:
 
 
 def create_resource_app(server: AuthServer) -> web.Application:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.resource)
-    return app
+    return catch_all(server.resource)
 
 
 @dataclass

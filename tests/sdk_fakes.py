@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.upstreams import catch_all
+
 
 @dataclass
 class Fake:
@@ -78,7 +80,6 @@ async def stripe_answer(request: web.Request, body: bytes) -> web.Response:
 
 async def serve(aiohttp_server: Any, fake: Fake) -> TestServer:
     """`fake` on a local aiohttp test server, answering every method and path."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    app = catch_all(fake.handle)
     server: TestServer = await aiohttp_server(app)
     return server

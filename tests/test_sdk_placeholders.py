@@ -20,13 +20,13 @@ import openai
 import pytest
 import stripe
 import yaml
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.forwardproxy import client_context, running_plane
 from tests.placeholder import secret
 from tests.plane import MakeProxy
 from tests.sdk_fakes import Fake, anthropic_answer, openai_answer, serve, stripe_answer
+from tests.upstreams import catch_all
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "placeholders.yaml"
 SECRETS = {
@@ -175,8 +175,7 @@ async def test_openai_sdk_through_https_proxy_with_its_placeholder(aiohttp_serve
     # the proxy's CA; the placeholder is swapped inside the intercepted tunnel.
     secret_key = SECRETS["OPENAI_API_KEY"]
     fake = Fake(lambda r: r.headers.get("Authorization") == f"Bearer {secret_key}", openai_answer)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    app = catch_all(fake.handle)
     server = await aiohttp_server(app)
     placeholder = placeholders()["openai"]
     tree = {

@@ -39,6 +39,7 @@ from tests.dataplane.test_signing_integration import (
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 from tests.seeds.schema import problems_but_template_id as problems
+from tests.upstreams import catch_all
 
 FIXTURES = Path(__file__).parent.parent / "seeds" / "fixtures"
 
@@ -191,9 +192,7 @@ def _oauth1_app() -> web.Application:
         )
         return web.json_response({"valid": valid}, status=200 if valid else 401)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+    return catch_all(handle)
 
 
 async def send(client: TestClient[Any, Any], path: str, upstream: Upstream, **headers: str) -> None:

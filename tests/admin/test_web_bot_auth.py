@@ -29,6 +29,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
 from tests.schemes.httpsig_peer import VerifyingUpstream
+from tests.upstreams import catch_all
 
 NODE_PEER = Path(__file__).resolve().parent.parent / "schemes" / "web_bot_auth_node"
 DIRECTORY = "/.well-known/http-message-signatures-directory"
@@ -204,8 +205,7 @@ async def test_cloudflare_web_bot_auth_verifies_the_proxy_request(
 ) -> None:
     peer = _node_peer()
     recorder = Recorder([])
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    app = catch_all(recorder.handle)
     server = await aiohttp_server(app)
     planes = await make_planes(
         {"connections": [{"name": "bot", "baseUrl": str(server.make_url("/")),

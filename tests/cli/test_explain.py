@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from proxy.cli import main
+from tests.upstreams import catch_all
 
 API_KEY = "canary-apikey q/1"
 HMAC_SECRET = "canary-hmac-secret-2"
@@ -70,8 +71,7 @@ async def upstream(aiohttp_server: Any) -> tuple[str, list[str]]:
         seen.append(request.raw_path)
         return web.Response()
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app = catch_all(handle)
     server = await aiohttp_server(app)
     return str(server.make_url("/api")), seen
 

@@ -28,6 +28,7 @@ from tests.builders import api_key, bearer, connection
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.ports import free_port
 from tests.proxyproc import ProxyProcess, proxy_process
+from tests.upstreams import catch_all
 
 TIMEOUT = 20.0
 CLIENT_KEY = "canary-client-key-71"
@@ -40,8 +41,7 @@ async def upstream(aiohttp_server: Any) -> str:
     async def handle(request: web.Request) -> web.Response:
         return web.Response(status=404 if request.path.endswith("/missing") else 200, text="ok")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app = catch_all(handle)
     server: TestServer = await aiohttp_server(app)
     return str(server.make_url("")).rstrip("/")
 

@@ -31,6 +31,7 @@ from tests.builders import bearer, connection
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
 from tests.tokens.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
+from tests.upstreams import catch_all
 
 TIMEOUT = 20.0
 
@@ -43,9 +44,7 @@ async def upstream_app() -> web.Application:
             await asyncio.sleep(1.5)
         return web.Response(text=request.headers.get("Authorization", "-"))
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+    return catch_all(handle)
 
 
 @pytest.fixture

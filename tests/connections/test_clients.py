@@ -28,6 +28,7 @@ from tests.accesslog import AccessLogFile
 from tests.builders import bearer, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.plane import MakeProxy, PlaneServer
+from tests.upstreams import catch_all
 
 AGENT_KEY = "ck-agent-CANARY-5f1e"
 READER_KEY = "ck-reader-CANARY-0a9c"
@@ -66,8 +67,7 @@ class World:
 @pytest.fixture
 async def world(aiohttp_server: Any, make_proxy: MakeProxy) -> World:
     recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    app = catch_all(recorder.handle)
     upstream: TestServer = await aiohttp_server(app)
     auth = AuthServer(clients={"cid": Client(TOKEN_SECRET)})
     token_server: TestServer = await aiohttp_server(create_auth_app(auth))
@@ -250,8 +250,7 @@ async def test_policy_allows_only_its_methods_and_paths(
 
 async def test_policy_holds_without_clients(aiohttp_server: Any, make_proxy: MakeProxy) -> None:
     recorder = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    app = catch_all(recorder.handle)
     upstream: TestServer = await aiohttp_server(app)
     policy = {"allow": [{"methods": ["GET"]}]}
     proxy = await make_proxy(

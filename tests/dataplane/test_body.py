@@ -27,6 +27,7 @@ from proxy.errors import PayloadTooLarge
 from tests import rawhttp
 from tests.builders import bearer, connection
 from tests.plane import MakeProxy
+from tests.upstreams import catch_all
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -150,8 +151,7 @@ class Sink:
 @pytest.fixture
 async def sink(aiohttp_server: Any, spool: Path) -> tuple[Sink, str]:
     recorder = Sink(spool)
-    app = web.Application(client_max_size=256 * MiB)
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    app = catch_all(recorder.handle, client_max_size=256 * MiB)
     server = await aiohttp_server(app)
     return recorder, str(server.make_url("/api"))
 

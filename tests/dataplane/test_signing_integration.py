@@ -28,6 +28,7 @@ from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
 from tests.builders import api_key, connection
 from tests.plane import MakeProxy
+from tests.upstreams import catch_all
 
 HMAC_KEY = "canary-hmac-key-2d7f"
 DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
@@ -249,8 +250,7 @@ async def oauth_upstream(aiohttp_server: Any) -> Any:
             status=200 if valid else 401,
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app = catch_all(handle)
     return await aiohttp_server(app)
 
 

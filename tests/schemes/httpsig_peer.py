@@ -20,6 +20,8 @@ from http_message_signatures.algorithms import (
 )
 from http_message_signatures.resolvers import MappingKeyResolver
 
+from tests.upstreams import catch_all
+
 PEER_ALGORITHMS: dict[str, Any] = {
     "ed25519": ED25519,
     "ecdsa-p256-sha256": ECDSA_P256_SHA256,
@@ -115,6 +117,4 @@ class VerifyingUpstream:
         return web.Response(text="verified")
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        return app
+        return catch_all(self.handle, client_max_size=64 * 1024 * 1024)
