@@ -3,8 +3,8 @@
 `OutboundRequest` is the request exactly as it will go on the wire to the upstream. Schemes never
 mutate it: a pure `sign()` returns a `RequestPatch`, and `OutboundRequest.patched()` applies it.
 Schemes that need a round trip (OAuth 2.0 refresh) are generators of `Send` / `Refresh` commands,
-the shape of httpx's `auth_flow` and mitmproxy's command generators; the driver in `forward.py`
-owns the I/O and answers each command.
+the shape of httpx's `auth_flow` and mitmproxy's command generators; the driver in
+`dataplane/forward.py` owns the I/O and answers each command.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class TokenSet:
     expires_at: float | None = None  # unix seconds; None = unknown, used until a 401
     scope: str | None = None
     # Seconds from issue to expiry (the provider's `expires_in`); None when not known (a
-    # token from the file). The refresh skew is kept well inside it (tokens.py).
+    # token from the file). The refresh skew is kept well inside it (tokens/manager.py).
     lifetime: float | None = None
 
 

@@ -13,6 +13,9 @@ multiprocess mode, each worker writing its own files under `$PROMETHEUS_MULTIPRO
 private directory the supervisor makes before the first fork) and `/metrics` reading them all.
 The metric objects are made on first use, never at import: the mode is fixed when
 prometheus-client is first imported, which must happen after that variable is set.
+
+May import (for types only) `connections/` and `http1/`; the tokens, the data plane, admin and
+the process import it.
 """
 
 from __future__ import annotations
@@ -188,7 +191,8 @@ def websocket_closed(connection: str, reason: str) -> None:
 
 
 def access_log_dropped(lines: int) -> None:
-    """`lines` access-log lines were dropped (access_log.py): never a stall of the loop."""
+    """`lines` access-log lines were dropped (dataplane/access_log.py): never a stall of the
+    loop."""
     _metrics().access_log_dropped.inc(lines)
 
 

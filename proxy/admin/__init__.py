@@ -13,11 +13,11 @@ Paths:
     GET    /connection/{id}                                OpenInt getConnection
     GET    /.well-known/http-message-signatures-directory  no token: Web Bot Auth public keys
 
-Every other path needs `Authorization: Bearer <admin.token>`, compared in constant time. Every
-path, public ones too, answers only a `Host` the listener is known by (`hosts.py`: the listener's
-address, `localhost`, `admin.publicUrl`'s host, `admin.allowedHosts`), else 421: a web page that
-rebinds its name to a loopback admin reads nothing. Errors are the docs/errors.md JSON with
-`Proxy-Status`, including aiohttp's own 404/405/413 and its parser's refusals (`listener.py`).
+Every other path needs `Authorization: Bearer <admin.token>`, compared in constant time. Every path,
+public ones too, answers only a `Host` the listener is known by (`dataplane/hosts.py`: the
+listener's address, `localhost`, `admin.publicUrl`'s host, `admin.allowedHosts`), else 421: a web
+page that rebinds its name to a loopback admin reads nothing. Errors are the docs/errors.md JSON
+with `Proxy-Status`, including aiohttp's own 404/405/413 and its parser's refusals (`listener.py`).
 
 May import every package below it (the data plane, tokens, connections, ...); only `cli/`
 imports it. Within it, `connections.py` and the two flows build on `connect_flow.py`.

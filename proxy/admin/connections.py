@@ -1,10 +1,10 @@
-"""Connection endpoints of the management API (docs/admin-api.md): create from a template, list,
+"""The connection paths of the management API (docs/admin-api.md): create from a template, list,
 get, delete, and OpenInt's `GET /connection/{id}` with `include_secrets` and `refresh_policy`.
 
-A created connection is checked exactly like one from `proxy.yaml` (`templates.build_connection`
-→ `connection.compile_connection`), written to the store, and only then added to the live
-template route: on any error nothing is written and nothing serves. Other processes serving
-the same store (`run --workers N`) follow the change through `sync.py`. Every read goes through
+A created connection is checked exactly like one from `proxy.yaml` (`templates.build_connection` →
+`compiled.compile_connection`), written to the store, and only then added to the live template
+route: on any error nothing is written and nothing serves. Other processes serving the same store
+(`run --workers N`) follow the change through `dataplane/sync.py`. Every read goes through
 `connection_body.py` (secrets `""`) or `redact.to_json` (OpenInt: secrets only with
 `include_secrets=true`).
 """

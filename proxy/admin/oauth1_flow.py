@@ -10,7 +10,7 @@ templates with `tokenAuth: false`.
   updated → 201 in the callback shape of seed 003.
 
 Each endpoint request (placeholders, `parameterTransmission`, `additionalParamConfigs`) is
-built and sent by `oauth1_client.py`.
+built and sent by `tokens/oauth1_client.py`.
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ async def callback(request: web.Request) -> web.Response:
     token = await exchange_code(admin, auth, flow, query["code"])
     connection = _connect(route, flow, index, auth, token, iso8601(admin.clock()))
     keep_exchanged(connection, [token])
-    # Serving the updated connection forgets the superseded credential's token (sync.py):
+    # Serving the updated connection forgets the superseded credential's token (dataplane/sync.py):
     # leaving it would keep a usable secret around.
     await save_connection(admin, route, connection)
     entry = connection.model.credentials[index]

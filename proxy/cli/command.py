@@ -206,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _serve(runtime, args, store, sock, first=index == 0)
 
     watch = config_path(args.config) if args.watch else None
-    # Metrics summed over the workers: each writes its own files here (metrics.py).
+    # Metrics summed over the workers: each writes its own files here (proxy/metrics.py).
     with tempfile.TemporaryDirectory(prefix="signing-proxy-metrics-") as metrics_dir:
         os.environ[MULTIPROCESS_DIR] = metrics_dir
         return Supervisor(sockets, worker, watch=watch, loaded=loaded).run()

@@ -87,7 +87,8 @@ def explain(
     connection = found
     check_tail(tail)
     if runtime.placeholders is not None:
-        # A misdirected `secret` placeholder: refused, as the proxy would (placeholders.py).
+        # A misdirected `secret` placeholder: refused as the proxy would refuse it
+        # (connections/placeholders.py).
         raw = [(k.encode("utf-8"), v.encode("utf-8")) for k, v in headers]
         runtime.placeholders.check(connection.id, target, raw)
     presented = _presented(runtime, headers)
@@ -121,8 +122,8 @@ def explain_access(
     target: str,
     headers: Sequence[tuple[str, str]] = (),
 ) -> Decision | None:
-    """Whether `client` may make `method target` and which rule decides (access.py); None
-    when the configuration has neither clients nor a policy for the connection. Without
+    """Whether `client` may make `method target` and which rule decides (connections/access.py);
+    None when the configuration has neither clients nor a policy for the connection. Without
     `client`, a client key among `headers` names the client, as it would on the wire.
 
     The rate limit is not consulted: it depends on the moment, not on the request.

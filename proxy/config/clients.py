@@ -46,7 +46,7 @@ class RateLimit(AccessModel):
 class Client(AccessModel):
     name: ClientName
     key: SecretStr | None = None
-    key_sha256: str | None = None  # 64 hex digits, checked with the rest in `access.py`
+    key_sha256: str | None = None  # 64 hex digits, checked with the rest in `connections/access.py`
     # Connection names, template ids, `template-id/externalId`, or `*` for all.
     connections: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     rate_limit: RateLimit | None = None

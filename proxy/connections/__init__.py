@@ -7,6 +7,7 @@ one credential (`identity.py`), and where a `secret` placeholder may go (`placeh
 
 Also the runtime (`runtime.py`): a checked `proxy.yaml` compiled for serving.
 
-May import: `config/`, `schemes/`, `store/`, `http1/` and the shared vocabulary (`errors`,
-`messages`, `logs`). Never `metrics`, tokens, the data plane, admin or the process.
+May import: `config/`, `schemes/`, `store/`, `http1/`, `intercept/` (the runtime loads the
+forward proxy's CA) and the shared vocabulary (`errors`, `messages`, `logs`). Never `metrics`,
+tokens, the data plane, admin or the process.
 """

@@ -6,11 +6,11 @@ management API creates connections for end users from it; they all share the tem
 and each request picks its connection with the `X-Connection-Id` header (the connection's id or
 its `externalId`; the header itself never goes upstream, see `headers.REQUEST_ONLY`).
 
-`TemplateRoute` is what the template's route resolves to in the data-plane router. It is a live
-set: a connection added by the API serves traffic from the next request on, without a restart.
+`TemplateRoute` is what the template's route resolves to in the data-plane router. It is a live set:
+a connection added by the API serves traffic from the next request on, without a restart.
 `Templates` holds the template routes of one process; the data plane and the admin API share it.
-Other processes on the same store learn of API changes through `sync.py`; an unknown id makes
-the route catch up with the store once before it answers 404 (`select_latest`).
+Other processes on the same store learn of API changes through `dataplane/sync.py`; an unknown id
+makes the route catch up with the store once before it answers 404 (`select_latest`).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ class Templates:
 
     Attributes:
         changing: held while a change is applied to the routes (by the admin API or by
-            `sync.py`), so a reload from the store never undoes a change it did not read.
+            `dataplane/sync.py`), so a reload from the store never undoes a change it did not read.
     """
 
     def __init__(self, templates: Sequence[CompiledTemplate] = ()) -> None:

@@ -62,7 +62,7 @@ def route_relative(path: str, route: str | None) -> str:
 
 class TextLine:
     """`2026-12-07 13:14:22,123 INFO signing_proxy.access GET /a connection=c status=200 ...`:
-    `logging.Formatter`'s `asctime` (local time, milliseconds after a comma), as `logs.py`
+    `logging.Formatter`'s `asctime` (local time, milliseconds after a comma), as `proxy/logs.py`
     writes every other line."""
 
     def __init__(self, *, pid: int | None = None) -> None:

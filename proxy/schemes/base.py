@@ -86,7 +86,7 @@ class Scheme:
     def constant_headers(self) -> Mapping[str, str] | None:
         """The headers `sign()` sets when they are the same for every request (and it changes
         nothing else), else None. Decided once, when the connection is compiled: such a
-        connection takes the lean request path (`lean.py`)."""
+        connection takes the lean request path (`connections/lean.py`)."""
         return None
 
     def reads_body(self, request: OutboundRequest) -> bool:

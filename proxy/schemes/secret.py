@@ -44,7 +44,7 @@ class SecretScheme(Scheme):
         self.placeholder = placeholder
         self.header_names = tuple(headers)
         # Not `sets_headers`: the client's copy of these headers is what `sign()` rewrites, so
-        # it must reach it (`compiled.py` keeps them from the owned, dropped names).
+        # it must reach it (`connections/compiled.py` keeps them from the owned, dropped names).
         self.passes_headers = frozenset(name.lower() for name in headers)
         self._token = re.compile(token_pattern(placeholder))
         self._secret = secret
