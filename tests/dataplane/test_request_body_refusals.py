@@ -216,10 +216,6 @@ async def test_a_steady_slow_body_is_served(make_proxy: MakeProxy) -> None:
 
 async def test_waiting_for_100_continue_is_not_counted(make_proxy: MakeProxy) -> None:
     """The body's window starts when `100 Continue` is sent, not with the head."""
-
-    async def slow_then_ok(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
-        await rawhttp.ok(request, writer)
-
     async with proxied(make_proxy, "signing", timeouts={"clientBody": 0.6}) as (port, upstream):
         async with rawhttp.opened(port) as (reader, writer):
             head = (
