@@ -8,6 +8,7 @@ which; tests/test_layers.py holds the code to it), lowest first:
 - `config/`: proxy.yaml read and validated;
 - `http1/` (the HTTP/1.1 wire, server and upstream client), `schemes/` (pure signing, one module
   per auth scheme), `store/` (durable state), side by side;
+- `intercept/`: forward-proxy mode's CA, its leaf certificates and their TLS contexts;
 - `connections/`: what a connection is compiled into, and the runtime of a checked file;
 - `metrics.py`: what is counted of requests and connections;
 - `tokens/`: OAuth tokens obtained, refreshed and stored;

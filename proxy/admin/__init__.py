@@ -20,7 +20,9 @@ page that rebinds its name to a loopback admin reads nothing. Errors are the doc
 with `Proxy-Status`, including aiohttp's own 404/405/413 and its parser's refusals (`listener.py`).
 
 May import every package below it (the data plane, tokens, connections, ...); only `cli/`
-imports it. Within it, `connections.py` and the two flows build on `connect_flow.py`.
+imports it. Within it, `connections.py` and the two flows (`oauth2.py`, `oauth1_flow.py`) build
+on `connect_flow.py`; `connections.py` also uses the flows' exchange of a seed credential given
+to create. Nothing imports back up that chain.
 """
 
 from __future__ import annotations
