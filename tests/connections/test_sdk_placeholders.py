@@ -28,7 +28,7 @@ from tests.plane import MakeProxy
 from tests.sdk_fakes import Fake, anthropic_answer, openai_answer, serve, stripe_answer
 from tests.upstreams import catch_all
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "placeholders.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "placeholders.yaml"
 SECRETS = {
     "OPENAI_API_KEY": "sk-proj-real-CANARY-openai-41",
     "ANTHROPIC_API_KEY": "sk-ant-real-CANARY-anthropic-42",
