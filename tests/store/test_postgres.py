@@ -1,7 +1,7 @@
 """What only the PostgreSQL store has, on a real server (`tests/pg.py`): encryption at rest as
 on SQLite, a required key, migrations, key rotation, the write-failure behaviour with a database
 that turns read-only (as after a fail-over to a standby), and push of connection changes.
-Replicas as processes: `tests/test_replicas.py`."""
+Replicas as processes: `tests/store/test_replicas.py`."""
 
 from __future__ import annotations
 
