@@ -17,7 +17,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-RUN pip wheel --wheel-dir /wheels '.[speed]'
+RUN pip wheel --wheel-dir /wheels '.[speed,postgres]'
 
 # --- runtime stage: no compiler, no source tree, an unprivileged user --------------------------
 FROM ${PYTHON_IMAGE}
@@ -37,7 +37,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SIGNING_PROXY_LISTEN=0.0.0.0:8080
 
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels 'signing-proxy[speed]'
+    pip install --no-index --find-links=/wheels 'signing-proxy[speed,postgres]'
 
 # Debian's base already has a user `proxy` (uid 13, for squid and friends): ours is named
 # `signing-proxy`, with a fixed uid/gid so volume ownership is predictable across rebuilds.

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from proxy import __version__
 from tests.cli.test_cli import wait_healthy
 from tests.ports import free_port
 
@@ -80,9 +81,17 @@ def test_two_stages_on_the_official_python_3_12_slim_base() -> None:
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.12-slim(-bookworm)?(@sha256:[0-9a-f]{64})?", base)
     froms = [rest for word, rest in steps if word == "FROM"]
     assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]
-    # uvloop goes into the image: the wheels are built and installed with the `speed` extra.
+    # uvloop and PostgreSQL's driver go into the image: the wheels are built and installed with
+    # the `speed` and `postgres` extras (the replicas of docs/deployment.md run this image).
     installs = [rest for word, rest in steps if word == "RUN" and "pip " in rest]
-    assert all("[speed]" in command for command in installs) and len(installs) == 2
+    assert all("[speed,postgres]" in command for command in installs) and len(installs) == 2
+
+
+def test_the_image_label_carries_the_package_version() -> None:
+    """One version source (`proxy.__version__`): the image's default VERSION label repeats it,
+    and this keeps the two equal."""
+    [version] = [rest for word, rest in instructions() if word == "ARG" and "VERSION=" in rest]
+    assert version == f"VERSION={__version__}"
 
 
 def test_runtime_stage_runs_unprivileged_listens_everywhere_and_keeps_the_store() -> None:

@@ -292,6 +292,18 @@ def lease_owner_dead(owner: str) -> bool:
     return False
 
 
+def require_postgres_driver() -> None:
+    """asyncpg comes with the `postgres` extra, not with the core install: a `store.url` without
+    it is a clear error naming the extra, not an ImportError."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        raise StoreError(
+            "store.url names PostgreSQL, whose driver is not installed: "
+            "pip install 'signing-proxy[postgres]'"
+        ) from None
+
+
 def open_store(path: str | None, key: str | None = None, *, url: str | None = None) -> Store:
     """Open the PostgreSQL store at `url`, else the SQLite store at `path` (created if missing),
     else a memory store.
@@ -304,9 +316,10 @@ def open_store(path: str | None, key: str | None = None, *, url: str | None = No
 
     Raises:
         StoreError: bad key, key file with loose permissions, unreadable or newer database,
-            unreachable server.
+            unreachable server, PostgreSQL without its driver (the `postgres` extra).
     """
     if url is not None:
+        require_postgres_driver()
         from .postgres import PostgresStore
 
         return PostgresStore.open(url, key)
@@ -323,6 +336,7 @@ def verify_store(path: str | None, key: str | None = None, *, url: str | None = 
     """Raise the `StoreError` `open_store` would raise, creating and changing nothing: what
     `signing-proxy check` reports (an existing store is read, a missing one is not created)."""
     if url is not None:
+        require_postgres_driver()
         from .postgres import PostgresStore
 
         PostgresStore.verify(url, key)
@@ -349,5 +363,6 @@ __all__ = [
     "lease_owner",
     "lease_owner_dead",
     "open_store",
+    "require_postgres_driver",
     "verify_store",
 ]

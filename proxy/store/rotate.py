@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from ..config.models import StoreSettings
-from . import StoreError
+from . import StoreError, require_postgres_driver
 from .crypto import load_or_create_key_file, new_key_text, parse_key
 from .holders import hold_exclusive
 from .sqlite import (
@@ -94,6 +94,7 @@ def _new_key_from_env(setting: str) -> bytes:
 
 
 def _rotate_postgres(settings: StoreSettings) -> str:
+    require_postgres_driver()
     from .postgres import rotate_key as rotate_postgres
 
     assert settings.url is not None and settings.key is not None  # the config requires both
