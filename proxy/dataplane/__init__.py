@@ -1,6 +1,6 @@
 """The data plane: an inbound request routed, signed, sent upstream and answered.
 
-Owns the request path (`forward.py`; `lean_exchange.py`, the task-free one; `relay.py`, the
+Owns the request path (`forward.py`; `lean_round_trip.py`, the task-free one; `relay.py`, the
 response back; `body.py`, bodies read before signing), route lookup (`routing.py`), forward-proxy
 mode (`connect.py`), WebSocket tunnels (`websocket.py`), the `Host` a listener answers
 (`hosts.py`), error answers (`middleware.py`), the access log (`access_line.py`,

@@ -42,7 +42,7 @@ from ..http1.pipe import open_pipe
 from ..intercept.authority import Authority
 from ..intercept.issuer import Issuer
 from .forward import Forwarder
-from .lean_exchange import Settle
+from .lean_round_trip import Settle
 
 PROXY_REALM = 'Basic realm="signing-proxy"'
 # Connections aimed at a CONNECT target, kept per (connection, host, port); bounded.

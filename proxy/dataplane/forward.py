@@ -1,8 +1,8 @@
 """The data plane: inbound request → `OutboundRequest` → credential chain → upstream → stream back.
 
 `Forwarder.start` is where a request's route, connection, client and policy are decided, without
-waiting on anything; then one of three ways serves it: the task-free lean exchange
-(`lean_exchange.py`: constant-header credentials, the body in hand, a pooled connection), the
+waiting on anything; then one of three ways serves it: the task-free lean round trip
+(`lean_round_trip.py`: constant-header credentials, the body in hand, a pooled connection), the
 lean path in a coroutine (the same head, built from the client's bytes by `lean.py`), or the
 general path below, where the credentials sign an `OutboundRequest` in order.
 
@@ -47,7 +47,7 @@ from ..http1.wire import Framing
 from ..messages import AuthFlow, BodyFilter, OutboundRequest, Refresh, Send, TokenSet
 from ..schemes.base import DEFAULT_CONTEXT, Scheme, SigningContext
 from .body import BufferedBody, read_body
-from .lean_exchange import Settle, send_lean
+from .lean_round_trip import Settle, send_lean
 from .relay import relay
 from .routing import Router
 from .websocket import is_handshake, relay_handshake, upgrade_request
@@ -183,7 +183,7 @@ class Forwarder:
         self, request: InboundRequest, settle: Settle | None = None, start: float = 0.0
     ) -> Coroutine[Any, Any, None] | None:
         """Begin serving `request`: the coroutine that serves it, or None when it went out on
-        the task-free lean exchange (`lean_exchange.py`), which ends it through `settle`
+        the task-free lean round trip (`lean_round_trip.py`), which ends it through `settle`
         (`start`: when it came in, for the access line). A refusal (no route, a client or
         policy denial, a bad path) raises here, before anything is read or sent."""
         access = self.access
@@ -392,7 +392,7 @@ def _start_lean(
     start: float,
 ) -> Coroutine[Any, Any, None] | None:
     """Send on the lean path (`lean.py`, `head` built by `build_head` with `_lean_framing`'s
-    line): None when the task-free exchange took the request, else the coroutine that serves
+    line): None when the task-free round trip took the request, else the coroutine that serves
     it."""
     framing, length, _ = body_framing
     endpoint, tls, method = plan.endpoint, connection.tls, request.method

@@ -2,7 +2,7 @@
 
 `DataPlane.dispatch` is the one entry of every inbound request (the server in `http1/server.py`
 calls it, in turn, for each request of a connection): `/healthz`, else the forwarder, whose
-request runs in a task (`serve`) or, on the lean exchange, by callbacks (`settle` ends it);
+request runs in a task (`serve`) or, on the lean round trip, by callbacks (`settle` ends it);
 errors are answered in the proxy's own voice (`middleware.send_error`), and the access-log line
 is written once, at its end. Its lifecycle (`start`, `close`) seeds and follows OAuth 2.0 state
 and the API-created connections, and closes the upstream pool.
@@ -224,7 +224,7 @@ class DataPlane:
 
     def dispatch(self, request: InboundRequest) -> Coroutine[Any, Any, None] | None:
         """Serve `request` (the server's `Dispatcher`): the coroutine to run in a task, or None
-        when it is answered already or goes on by callbacks (`lean_exchange.py`)."""
+        when it is answered already or goes on by callbacks (`lean_round_trip.py`)."""
         start = time.monotonic()
         metrics.request_started()
         try:
@@ -274,7 +274,7 @@ class DataPlane:
         except asyncio.CancelledError:
             if not request.client_gone:
                 raise
-            # The client went away: the upstream exchange was cancelled with this task. Not a
+            # The client went away: the upstream round trip was cancelled with this task. Not a
             # proxy or upstream failure; the access line says so, once.
         except Exception as exc:
             self._failed(request, exc)
@@ -282,7 +282,7 @@ class DataPlane:
             log_access(request, start, self.access_log)
 
     def settle(self, request: InboundRequest, start: float, error: Exception | None) -> None:
-        """End a request served by callbacks (`lean_exchange.Settle`)."""
+        """End a request served by callbacks (`lean_round_trip.Settle`)."""
         if error is not None:
             self._failed(request, error)
         log_access(request, start, self.access_log)

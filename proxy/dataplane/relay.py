@@ -2,7 +2,7 @@
 body whole in one write when it is all here, else streamed with back-pressure.
 
 `response_head` is shared by both ways a request is served: the coroutine path (`relay`, used by
-`forward.py`) and the callback-driven lean exchange (`lean_exchange.py`), so both send the same
+`forward.py`) and the callback-driven lean round trip (`lean_round_trip.py`), so both send the same
 bytes.
 """
 

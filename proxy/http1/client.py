@@ -60,32 +60,32 @@ class BodyStreamFailed(ProxyError):
 class Http1Reply:
     """An upstream answer whose body is read from the connection as the consumer asks for it."""
 
-    __slots__ = ("head", "reason", "_upstream", "_endpoint", "_tls", "_conn", "_writer")
+    __slots__ = ("head", "reason", "_upstream", "_endpoint", "_tls", "_h1", "_writer")
 
     def __init__(
         self,
         upstream: Http1Upstream,
         endpoint: Endpoint,
         tls: ssl.SSLContext | None,
-        conn: H1Connection,
+        h1: H1Connection,
         head: UpstreamResponse,
         writer: asyncio.Task[None] | None,
     ) -> None:
         self.head = head
-        self.reason = conn.reason
+        self.reason = h1.reason
         self._upstream = upstream
         self._endpoint = endpoint
         self._tls = tls
-        self._conn: H1Connection | None = conn
+        self._h1: H1Connection | None = h1
         self._writer = writer
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if conn is None:
+        h1 = self._h1
+        if h1 is None:
             return
         timeout = self._upstream.read_timeout
         try:
-            while chunk := await conn.read(timeout):
+            while chunk := await h1.read(timeout):
                 yield chunk
         except ProxyError as exc:  # the head is out already: only a cut connection can tell
             raise UpstreamBroken(exc.message) from None
@@ -94,47 +94,47 @@ class Http1Reply:
     def take_whole_body(self) -> bytes | None:
         """The whole body when all of it has arrived (the connection goes back to the pool
         at once), else None: the relay then sends head, body and end in one write."""
-        conn = self._conn
-        if conn is None or not conn.done:
+        h1 = self._h1
+        if h1 is None or not h1.done:
             return None
-        body = conn.take_buffered()
+        body = h1.take_buffered()
         self._release()
         return body
 
     async def discard(self) -> None:
         # A superseded answer (a 401 before a retry): keep the connection only when the whole
         # body is already here; otherwise reading it could take long, so close instead.
-        conn = self._conn
-        if conn is not None and not conn.done:
-            conn.abort()
+        h1 = self._h1
+        if h1 is not None and not h1.done:
+            h1.abort()
         self._release()
 
     def close(self) -> None:
-        conn = self._conn
-        if conn is not None and not conn.done:
-            conn.abort()
+        h1 = self._h1
+        if h1 is not None and not h1.done:
+            h1.abort()
         self._release()
 
     def switched(self) -> TunnelEnd | None:
         """After a 101 to an `Upgrade` request: the connection, out of the pool for good, for
         a tunnel to take over; else None."""
-        conn = self._conn
-        if conn is None or not conn.upgraded:
+        h1 = self._h1
+        if h1 is None or not h1.upgraded:
             return None
-        self._conn = None
-        self._upstream.pool.hand_off(conn)
-        return conn
+        self._h1 = None
+        self._upstream.pool.hand_off(h1)
+        return h1
 
     def _release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+        h1, self._h1 = self._h1, None
+        if h1 is None:
             return
         writer = self._writer
         if writer is not None and not writer.done():
             # The upstream answered before taking the whole request body: stop sending, and the
             # connection cannot be reused (request_sent stays False).
             writer.cancel()
-        self._upstream.pool.release(self._endpoint, self._tls, conn)
+        self._upstream.pool.release(self._endpoint, self._tls, h1)
 
 
 class Http1Upstream:
@@ -158,7 +158,7 @@ class Http1Upstream:
     def configure(
         self, *, connect_timeout: float, read_timeout: float, max_head_bytes: int
     ) -> None:
-        """New timeouts and head limit (a config reload): for every exchange from now on, on
+        """New timeouts and head limit (a config reload): for every round trip from now on, on
         pooled connections too. The pool itself, with its idle connections, stays."""
         self.read_timeout = read_timeout
         self.pool.configure(connect_timeout=connect_timeout, max_head_bytes=max_head_bytes)
@@ -203,7 +203,7 @@ class Http1Upstream:
     ) -> Coroutine[Any, Any, UpstreamReply]:
         """Send a request whose head is already encoded (the lean path, `lean.py`), its body
         from `stream` or, whole, `data`; `fresh`: on a new connection only (the retry of
-        `lean_exchange.py`, whose pooled one failed).
+        `lean_round_trip.py`, whose pooled one failed).
 
         A plain function handing back `_send`'s coroutine: one coroutine layer fewer between
         the inbound request and the upstream write."""
@@ -227,13 +227,13 @@ class Http1Upstream:
     ) -> UpstreamReply:
         replayable = stream is None and method in IDEMPOTENT_METHODS
         for fresh in tries:
-            conn = None if fresh else self.pool.take_idle(endpoint, context)
-            reused = conn is not None
-            if conn is None:
-                conn = await self.pool.connect(endpoint, context)
+            h1 = None if fresh else self.pool.take_idle(endpoint, context)
+            reused = h1 is not None
+            if h1 is None:
+                h1 = await self.pool.connect(endpoint, context)
             try:
-                return await self._exchange(
-                    endpoint, context, conn, method, head, data, stream, framing, length, upgrade
+                return await self._round_trip(
+                    endpoint, context, h1, method, head, data, stream, framing, length, upgrade
                 )
             except ConnectionLost:
                 if not (reused and replayable):
@@ -241,11 +241,11 @@ class Http1Upstream:
                 # The idle connection had been closed under us: one more try, on a new one.
         raise terminated()
 
-    async def _exchange(
+    async def _round_trip(
         self,
         endpoint: Endpoint,
         tls: ssl.SSLContext | None,
-        conn: H1Connection,
+        h1: H1Connection,
         method: str,
         head: bytes,
         data: bytes | None,
@@ -254,23 +254,23 @@ class Http1Upstream:
         length: int | None,
         upgrade: bool = False,
     ) -> Http1Reply:
-        conn.begin(method, upgrade=upgrade)
+        h1.begin(method, upgrade=upgrade)
         writer: asyncio.Task[None] | None = None
         try:
             if stream is None:
-                conn.send_whole(head, data)
-                response = await conn.wait_head(self.read_timeout)
+                h1.send_whole(head, data)
+                response = await h1.wait_head(self.read_timeout)
             else:
-                conn.write(head)
-                writer = asyncio.create_task(_send_stream(conn, stream, framing, length))
+                h1.write(head)
+                writer = asyncio.create_task(_send_stream(h1, stream, framing, length))
                 writer.add_done_callback(_observe)
-                response = await _wait_head_while_sending(conn, writer, self.read_timeout)
+                response = await _wait_head_while_sending(h1, writer, self.read_timeout)
         except BaseException:
             if writer is not None and not writer.done():
                 writer.cancel()
-            self.pool.discard(conn)
+            self.pool.discard(h1)
             raise
-        return Http1Reply(self, endpoint, tls, conn, response, writer)
+        return Http1Reply(self, endpoint, tls, h1, response, writer)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -284,12 +284,12 @@ def _observe(task: asyncio.Future[Any]) -> None:
 
 
 async def _wait_head_while_sending(
-    conn: H1Connection, writer: asyncio.Task[None], read_timeout: float
+    h1: H1Connection, writer: asyncio.Task[None], read_timeout: float
 ) -> UpstreamResponse:
     """The response head of a streamed upload. The read timeout only starts once the body is
     sent (a slow client is not the upstream's fault); an early answer (413, 401) is taken as
     soon as it comes."""
-    head_wait = asyncio.ensure_future(conn.wait_head(None))
+    head_wait = asyncio.ensure_future(h1.wait_head(None))
     head_wait.add_done_callback(_observe)  # it may fail after the writer's failure was raised
     try:
         await asyncio.wait((head_wait, writer), return_when=asyncio.FIRST_COMPLETED)
@@ -302,11 +302,11 @@ async def _wait_head_while_sending(
     finally:
         if not head_wait.done():
             head_wait.cancel()
-    return await conn.wait_head(read_timeout)
+    return await h1.wait_head(read_timeout)
 
 
 async def _send_stream(
-    conn: H1Connection, stream: AsyncIterable[bytes], framing: Framing, length: int | None
+    h1: H1Connection, stream: AsyncIterable[bytes], framing: Framing, length: int | None
 ) -> None:
     """Send a streamed body, waiting on the socket's write buffer between chunks."""
     sent = 0
@@ -321,34 +321,35 @@ async def _send_stream(
         except ProxyError as refused:
             # The inbound server refused the rest of the body (malformed, too slow): its error
             # is the client's answer. The upstream must not take a truncated body for a whole.
-            conn.abort()
+            h1.abort()
             log.warning(
-                "upstream exchange aborted after %d body bytes: the client's body was refused (%s)",
+                "upstream round trip aborted after %d body bytes: "
+                "the client's body was refused (%s)",
                 sent,
                 refused.code,
                 extra={"event": "upstream_aborted", "error": refused.code},
             )
             raise
         except Exception:
-            conn.abort()  # the upstream must not take a truncated body for a whole one
+            h1.abort()  # the upstream must not take a truncated body for a whole one
             raise BodyStreamFailed() from None
         if not chunk:
             continue
         sent += len(chunk)
         if framing is Framing.CHUNKED:
-            conn.writelines([chunk_frame(len(chunk)), chunk, b"\r\n"])
+            h1.writelines([chunk_frame(len(chunk)), chunk, b"\r\n"])
         else:
             if length is not None and sent > length:
-                conn.abort()
+                h1.abort()
                 raise BodyStreamFailed()
-            conn.write(chunk)
+            h1.write(chunk)
         try:
-            await conn.drain()
+            await h1.drain()
         except ConnectionError:
             return  # the upstream went away; the response side reports it
     if framing is Framing.CHUNKED:
-        conn.write(CHUNKED_END)
+        h1.write(CHUNKED_END)
     elif length is not None and sent != length:
-        conn.abort()
+        h1.abort()
         raise BodyStreamFailed()
-    conn.request_sent = True
+    h1.request_sent = True

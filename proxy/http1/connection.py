@@ -1,6 +1,6 @@
 """One HTTP/1.1 client connection to an upstream: an `asyncio.Protocol` over httptools (llhttp).
 
-It owns the response side of one exchange at a time — the head, the body chunks, and the rules
+It owns the response side of one round trip at a time — the head, the body chunks, and the rules
 that decide whether the connection may carry another request:
 
 - Framing is llhttp's (RFC 9112 §6.3): Content-Length, chunked, or close-delimited; responses to
@@ -13,7 +13,7 @@ that decide whether the connection may carry another request:
 - Bounded heads (a hostile upstream must not run the proxy out of memory or CPU): the bytes
   before the final response head is complete (1xx heads included) may not exceed
   `max_head_bytes`, nor its fields `MAX_HEADER_FIELDS`; a trailer section is held to the same
-  byte limit and dropped. Crossing either fails the exchange at once with 502
+  byte limit and dropped. Crossing either fails the round trip at once with 502
   `upstream_bad_response` (`http_response_header_section_size`), before httptools buffers more
   (its Python layer joins a header value by concatenation: quadratic in an endless value).
   Time is bounded by the caller's read timeout, which runs from the request to the whole head.
@@ -22,13 +22,13 @@ that decide whether the connection may carry another request:
   waits while the socket's write buffer is over its limit (a slow upstream slows the client's
   upload down).
 
-A fresh llhttp parser is used for each exchange, so nothing of one response's parse state (a HEAD
+A fresh llhttp parser is used for each round trip, so nothing of one response's parse state (a HEAD
 response's announced length, say) carries over into the next.
 
-An exchange is followed in one of two ways: a coroutine awaits `wait_head()` and `read()` (a
+A round trip is followed in one of two ways: a coroutine awaits `wait_head()` and `read()` (a
 future per wait), or a `notify` callback is set and called after every read that may have
-moved the exchange on, and when it fails or times out (the task-free lean exchange of
-`proxy/dataplane/lean_exchange.py`); the callback looks at `head`, `done` and `error` itself.
+moved the round trip on, and when it fails or times out (the task-free lean round trip of
+`proxy/dataplane/lean_round_trip.py`); the callback looks at `head`, `done` and `error` itself.
 """
 
 from __future__ import annotations
@@ -90,9 +90,9 @@ class WaitClock:
         self._shortest = 0.0  # the shortest timeout armed since the sweep started
         self._handle: asyncio.TimerHandle | None = None
 
-    def arm(self, conn: H1Connection, timeout: float) -> None:
-        conn.deadline = self.loop.time() + timeout
-        self.waiting.add(conn)
+    def arm(self, h1: H1Connection, timeout: float) -> None:
+        h1.deadline = self.loop.time() + timeout
+        self.waiting.add(h1)
         if self._handle is not None and timeout >= self._shortest:
             return  # the sweep runs often enough already (every wait but the first, usually)
         tick = max(0.01, min(1.0, timeout / 8))
@@ -103,8 +103,8 @@ class WaitClock:
         self._tick, self._shortest = tick, timeout
         self._handle = self.loop.call_later(tick, self._sweep)
 
-    def disarm(self, conn: H1Connection) -> None:
-        self.waiting.discard(conn)
+    def disarm(self, h1: H1Connection) -> None:
+        self.waiting.discard(h1)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -114,15 +114,15 @@ class WaitClock:
     def _sweep(self) -> None:
         self._handle = None
         now = self.loop.time()
-        for conn in [c for c in self.waiting if now >= c.deadline]:
-            self.waiting.discard(conn)
-            conn.deadline_passed()
+        for h1 in [c for c in self.waiting if now >= c.deadline]:
+            self.waiting.discard(h1)
+            h1.deadline_passed()
         if self.waiting:
             self._handle = self.loop.call_later(self._tick, self._sweep)
 
 
 class H1Connection(asyncio.Protocol):
-    """Client side of one upstream connection; `begin()` starts each exchange."""
+    """Client side of one upstream connection; `begin()` starts each round trip."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, max_head_bytes: int = DEFAULT_MAX_HEAD
@@ -132,7 +132,7 @@ class H1Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        # Exchange state, reset by begin().
+        # Round-trip state, reset by begin().
         self._parser: httptools.HttpResponseParser | None = None
         self._parser_clean = False
         self._active = False
@@ -160,9 +160,9 @@ class H1Connection(asyncio.Protocol):
         self.clock: WaitClock | None = None  # set by the pool; None: a timer per wait
         self.deadline = 0.0  # loop time the current wait times out at (with `clock`)
         self._deadline_head = False
-        # Set for an exchange followed by a callback instead of waits; cleared by `end()`.
+        # Set for a round trip followed by a callback instead of waits; cleared by `end()`.
         self.notify: Callable[[], None] | None = None
-        # An `Upgrade` request's exchange (`begin(upgrade=True)`): once the upstream switched
+        # An `Upgrade` request's round trip (`begin(upgrade=True)`): once the upstream switched
         # protocols (`upgraded`), the bytes after its 101 are held, then go to the tunnel.
         self._upgrade = False
         self.upgraded = False
@@ -308,7 +308,7 @@ class H1Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.done or self.head is not None:
-            # A second message in the same exchange: bytes past the end of the response.
+            # A second message in the same round trip: bytes past the end of the response.
             # Everything from here on is ignored, and the connection is closed after it.
             self._ignore = self._doubt = True
 
@@ -385,14 +385,14 @@ class H1Connection(asyncio.Protocol):
             if not self.done:
                 self._complete()
 
-    # -- exchange API ---------------------------------------------------------------------------
+    # -- round-trip API --------------------------------------------------------------------------
 
     def begin(self, method: str, *, upgrade: bool = False) -> None:
-        """Start an exchange on an idle connection; `upgrade`: its request asks to switch
+        """Start a round trip on an idle connection; `upgrade`: its request asks to switch
         protocols, so whatever the answer the connection is never reused."""
         if not self._parser_clean:
             # llhttp resets itself after a complete message; anything else (a HEAD response
-            # whose announced body never came, the first exchange) gets a fresh parser.
+            # whose announced body never came, the first round trip) gets a fresh parser.
             self._parser = httptools.HttpResponseParser(self)
         self._parser_clean = False
         self._active = True
@@ -411,12 +411,12 @@ class H1Connection(asyncio.Protocol):
 
     @property
     def error(self) -> Exception | None:
-        """Why the exchange failed, once it has (a `ProxyError`, `UpstreamBroken` or
+        """Why the round trip failed, once it has (a `ProxyError`, `UpstreamBroken` or
         `ConnectionLost`)."""
         return self._error
 
     def follow(self, notify: Callable[[], None], timeout: float) -> None:
-        """Follow the exchange by `notify` instead of waits; the head must come within
+        """Follow the round trip by `notify` instead of waits; the head must come within
         `timeout` seconds (kept by the pool's `WaitClock`, as a wait's is)."""
         self.notify = notify
         clock = self.clock
@@ -431,7 +431,7 @@ class H1Connection(asyncio.Protocol):
             self.clock.disarm(self)
 
     def end(self) -> bool:
-        """Finish the exchange; True when the connection may carry another request."""
+        """Finish the round trip; True when the connection may carry another request."""
         self._active = False
         if self.notify is not None:
             self.unfollow()

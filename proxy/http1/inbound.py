@@ -12,7 +12,7 @@ An answer may also switch protocols (`switch_protocols`, a WebSocket's 101): the
 is then a tunnel's end (`hand_over`, `tunnel.py`).
 
 A handler is either a coroutine, run in a task by the server (done when it returns), or
-callback-driven (`lean_exchange.py`): it then says when it is done with `complete()`, may go on
+callback-driven (`lean_round_trip.py`): it then says when it is done with `complete()`, may go on
 in a task with `continue_in()`, and sets `on_cancel` to hear that the client went away.
 
 It also carries the per-request facts the access log reports (`status`, `body_bytes`,
@@ -60,7 +60,7 @@ class ServedBy(Protocol):
     def route(self) -> str: ...
 
 
-class Exchange(Protocol):
+class Downstream(Protocol):
     """What a request needs of its client connection (implemented by `server.ServerConnection`)."""
 
     def send(self, data: bytes) -> None: ...
@@ -89,10 +89,10 @@ class BodyReader:
     """The request body as it arrives: fed by the parser, read by the handler.
 
     Flow control is the connection's: it pauses reading from the socket while too many body bytes
-    wait here (`Exchange.body_consumed` tells it when they are taken)."""
+    wait here (`Downstream.body_consumed` tells it when they are taken)."""
 
     __slots__ = (
-        "_exchange",
+        "_downstream",
         "_chunks",
         "_eof",
         "_waiter",
@@ -103,8 +103,8 @@ class BodyReader:
 
     # No reference back to its request: the two would make a reference cycle, left for the
     # garbage collector by every request (its passes were the c=1 p99, bench/run.py).
-    def __init__(self, exchange: Exchange) -> None:
-        self._exchange = exchange
+    def __init__(self, downstream: Downstream) -> None:
+        self._downstream = downstream
         self._chunks: deque[bytes] = deque()
         self._eof = False
         self._waiter: asyncio.Future[None] | None = None
@@ -142,7 +142,7 @@ class BodyReader:
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._asked = True  # read: `readany` now finds the end
-        self._exchange.body_consumed(len(data))
+        self._downstream.body_consumed(len(data))
         return data
 
     async def readany(self) -> bytes:
@@ -154,7 +154,7 @@ class BodyReader:
                 raise self._failed
             if not self._asked:
                 self._asked = True
-                self._exchange.want_body(self)  # `Expect: 100-continue` is answered now
+                self._downstream.want_body(self)  # `Expect: 100-continue` is answered now
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
@@ -163,7 +163,7 @@ class BodyReader:
         chunks = self._chunks
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
-        self._exchange.body_consumed(len(data))
+        self._downstream.body_consumed(len(data))
         return data
 
     async def iter_any(self) -> AsyncIterator[bytes]:
@@ -192,7 +192,7 @@ class InboundRequest:
         "chunked",
         "content_length",
         "expect_continue",
-        "_exchange",
+        "_downstream",
         "_chunked",
         "_request_id",
         "started",
@@ -216,7 +216,7 @@ class InboundRequest:
 
     def __init__(
         self,
-        exchange: Exchange,
+        downstream: Downstream,
         method: str,
         target: str,
         raw_headers: list[tuple[bytes, bytes]],
@@ -237,8 +237,8 @@ class InboundRequest:
         self.chunked = False  # the body comes in chunked coding
         self.content_length: int | None = None  # as the client declared it
         self.expect_continue = expect_continue
-        self.body = BodyReader(exchange)
-        self._exchange = exchange
+        self.body = BodyReader(downstream)
+        self._downstream = downstream
         self._chunked = False
         self._request_id: str | None = None
         self.started = False  # the response head is out
@@ -330,24 +330,24 @@ class InboundRequest:
     def complete(self) -> None:
         """The handler is done with this request (a coroutine handler is done when it returns)."""
         self.on_cancel = None
-        self._exchange.request_done(self)
+        self._downstream.request_done(self)
 
     def continue_in(self, work: Coroutine[Any, Any, None]) -> None:
         """Serve the rest of this request in a task running `work` (done when it returns)."""
         self.on_cancel = None
-        self._exchange.run_task(self, work)
+        self._downstream.run_task(self, work)
 
     # -- CONNECT (forward-proxy mode) -------------------------------------------------------------
 
     def intercept(self, context: ssl.SSLContext, tunnel: object) -> None:
         """Answer this CONNECT with 200 and terminate TLS with `context`; the connection's next
         requests come from inside the tunnel, carrying `tunnel` (`server.ServerConnection`)."""
-        self._exchange.intercept(self, context, tunnel)
+        self._downstream.intercept(self, context, tunnel)
 
     async def splice(self, pipe: Pipe) -> str:
         """Answer this CONNECT with 200 and relay bytes blind to `pipe` until either closes
         (the reason it ended: `tunnel.CLIENT_CLOSED`, ...)."""
-        return await self._exchange.splice(self, pipe)
+        return await self._downstream.splice(self, pipe)
 
     # -- the response ---------------------------------------------------------------------------
 
@@ -373,9 +373,9 @@ class InboundRequest:
         self.head_at = time.monotonic()
         if allowed and body:
             self.body_bytes = len(body)
-            self._exchange.send(head + body)
+            self._downstream.send(head + body)
         else:
-            self._exchange.send(head)
+            self._downstream.send(head)
 
     def start(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
         """Send the head of a streamed response: the upstream's `Content-Length` when it gave
@@ -397,7 +397,7 @@ class InboundRequest:
         self.started = True
         self.status = status
         self.head_at = time.monotonic()
-        self._exchange.send(head)
+        self._downstream.send(head)
 
     async def write(self, data: bytes) -> None:
         """Body bytes; waits while the client's socket buffer is full (back-pressure)."""
@@ -405,14 +405,14 @@ class InboundRequest:
             return
         self.body_bytes += len(data)
         if self._chunked:
-            self._exchange.send(chunk_frame(len(data)) + data + b"\r\n")
+            self._downstream.send(chunk_frame(len(data)) + data + b"\r\n")
         else:
-            self._exchange.send(data)
-        await self._exchange.drain()
+            self._downstream.send(data)
+        await self._downstream.drain()
 
     def finish(self) -> None:
         if self._chunked:
-            self._exchange.send(CHUNKED_END)
+            self._downstream.send(CHUNKED_END)
         self.finished = True
 
     def switch_protocols(self, reason: str, block: bytes, protocol: bytes) -> None:
@@ -429,16 +429,16 @@ class InboundRequest:
         self.started = True
         self.status = 101
         self.head_at = time.monotonic()
-        self._exchange.send(head)
+        self._downstream.send(head)
 
     def hand_over(self, half: TunnelHalf) -> tuple[asyncio.Transport, bytes]:
         """The client connection, after `switch_protocols`, as a tunnel's end (tunnel.py)."""
-        return self._exchange.hand_over(half)
+        return self._downstream.hand_over(half)
 
     def abort(self) -> None:
         """Cut the client connection: a truncated body must not pass for a complete one."""
         self.keep_alive = False
-        self._exchange.abort()
+        self._downstream.abort()
 
     def _connection_header(self) -> bytes | None:
         if not self.keep_alive:

@@ -1,6 +1,6 @@
 """Keep-alive connection pool: idle HTTP/1.1 connections per (origin, TLS context).
 
-A connection is reused only when its last exchange ended cleanly (see `connection.py`), and an
+A connection is reused only when its last round trip ended cleanly (see `connection.py`), and an
 idle connection the upstream has closed meanwhile (its FIN arrived while it sat in the pool) is
 skipped. Idle connections are kept for `idle_timeout` seconds, most recently used first (so a
 burst's spare connections age out instead of being kept warm round-robin).
@@ -47,8 +47,8 @@ class Pool:
     def configure(self, *, connect_timeout: float, max_head_bytes: int) -> None:
         self._connect_timeout = connect_timeout
         self._max_head = max_head_bytes
-        for conn in self._all:
-            conn.max_head_bytes = max_head_bytes
+        for h1 in self._all:
+            h1.max_head_bytes = max_head_bytes
 
     def tls_for(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
         if not endpoint.tls:
@@ -63,37 +63,37 @@ class Pool:
         """An idle connection still open, or None; no coroutine, for the hot path."""
         idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port, tls))
         while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-            self._all.discard(conn)
+            h1 = idle.pop()
+            if not h1.closed:
+                return h1
+            self._all.discard(h1)
         return None
 
-    def release(self, endpoint: Endpoint, tls: ssl.SSLContext | None, conn: H1Connection) -> None:
-        """Hand a connection back after an exchange: pooled when reusable, else closed."""
-        if not conn.end() or self._closed:
-            self.discard(conn)
+    def release(self, endpoint: Endpoint, tls: ssl.SSLContext | None, h1: H1Connection) -> None:
+        """Hand a connection back after a round trip: pooled when reusable, else closed."""
+        if not h1.end() or self._closed:
+            self.discard(h1)
             return
         key = (endpoint.scheme, endpoint.host, endpoint.port, tls)
         idle = self._idle.setdefault(key, [])
         if len(idle) >= self._max_idle:
-            self.discard(conn)
+            self.discard(h1)
             return
-        loop = conn.loop
-        conn.idle_since = loop.time()
-        idle.append(conn)
+        loop = h1.loop
+        h1.idle_since = loop.time()
+        idle.append(h1)
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._idle_timeout, self._sweep, loop)
 
-    def hand_off(self, conn: H1Connection) -> None:
-        """`conn` leaves the pool for good, open (its upstream switched protocols: a tunnel
+    def hand_off(self, h1: H1Connection) -> None:
+        """`h1` leaves the pool for good, open (its upstream switched protocols: a tunnel
         owns it now, and it never carries another request)."""
-        self._all.discard(conn)
+        self._all.discard(h1)
 
-    def discard(self, conn: H1Connection) -> None:
-        conn.end()
-        conn.abort()
-        self._all.discard(conn)
+    def discard(self, h1: H1Connection) -> None:
+        h1.end()
+        h1.abort()
+        self._all.discard(h1)
 
     async def close(self) -> None:
         self._closed = True
@@ -102,23 +102,23 @@ class Pool:
             self._sweeper = None
         if self._clock is not None:
             self._clock.close()
-        for conn in list(self._all):
-            conn.abort()
+        for h1 in list(self._all):
+            h1.abort()
         self._all.clear()
         self._idle.clear()
 
     def idle_count(self) -> int:
         """Idle connections still open (the upstream has not closed them)."""
-        return sum(not conn.closed for conns in self._idle.values() for conn in conns)
+        return sum(not h1.closed for idle in self._idle.values() for h1 in idle)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sweeper = None
         deadline = loop.time() - self._idle_timeout
         for key, idle in list(self._idle.items()):
             keep = [c for c in idle if not c.closed and c.idle_since > deadline]
-            for conn in idle:
-                if conn not in keep:
-                    self.discard(conn)
+            for h1 in idle:
+                if h1 not in keep:
+                    self.discard(h1)
             if keep:
                 self._idle[key] = keep
             else:
@@ -134,7 +134,7 @@ class Pool:
             clock = self._clock = WaitClock(loop)
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(
+                _, h1 = await loop.create_connection(
                     lambda: H1Connection(loop, max_head),
                     endpoint.host,
                     endpoint.port,
@@ -160,6 +160,6 @@ class Pool:
             raise UpstreamUnavailable(
                 "connection refused", proxy_status="connection_refused"
             ) from None
-        conn.clock = clock
-        self._all.add(conn)
-        return conn
+        h1.clock = clock
+        self._all.add(h1)
+        return h1

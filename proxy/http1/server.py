@@ -31,7 +31,7 @@ graceful drain; `ServerConnection` is one client connection:
   complete`) with no task at all.
 - A refused request is answered in turn, by the handler (`Dispatcher.dispatch` sees
   `request.rejection`), in the proxy's own JSON voice; no raw request byte is ever logged here.
-- A client that goes away cancels its request's task at once, so the upstream exchange stops.
+- A client that goes away cancels its request's task at once, so the upstream round trip stops.
 - An `Upgrade` request is the connection's last: nothing after its head is parsed. What the
   client sends behind it is held (reading pauses past `HIGH_WATER`) until the handler either
   answers it like any request, or switches protocols and hands the connection to a tunnel
@@ -158,15 +158,15 @@ class HttpServer:
         self.draining = True
         for server in self._listeners:
             server.close()
-        for conn in list(self.connections):
-            conn.shutdown()
+        for client in list(self.connections):
+            client.shutdown()
         if self.connections:
             self._idle = asyncio.Event()
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
-                for conn in list(self.connections):
-                    conn.cut_by_shutdown()
+                for client in list(self.connections):
+                    client.cut_by_shutdown()
         for server in self._listeners:
             await server.wait_closed()
         if self._sweeper is not None:
@@ -178,8 +178,8 @@ class HttpServer:
         """CONNECT goes to the dispatcher (forward-proxy mode) rather than a 405 here."""
         return bool(getattr(self.dispatcher, "serves_connect", False))
 
-    def forget(self, conn: ServerConnection) -> None:
-        self.connections.discard(conn)
+    def forget(self, client: ServerConnection) -> None:
+        self.connections.discard(client)
         if self._idle is not None and not self.connections:
             self._idle.set()
 
@@ -188,10 +188,10 @@ class HttpServer:
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        for conn in list(self.connections):
-            deadline = conn.deadline
+        for client in list(self.connections):
+            deadline = client.deadline
             if deadline and now >= deadline:
-                conn.timed_out()
+                client.timed_out()
         self._sweeper = loop.call_later(self._sweep_every, self._sweep, loop)
 
 
@@ -374,7 +374,7 @@ class ServerConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A FIN cannot be told from a client that has gone: like nginx (which answers 499 to
-        # an EOF while it waits on the upstream), the connection closes and the exchange in
+        # an EOF while it waits on the upstream), the connection closes and the round trip in
         # flight is cancelled. A half-closing client (`nc -N`) gets no answer.
         return None
 
@@ -398,7 +398,7 @@ class ServerConnection(asyncio.Protocol):
         task = self._task
         current = self._current
         if task is not None and not task.done():
-            # The client went away mid-request: stop the upstream exchange at once.
+            # The client went away mid-request: stop the upstream round trip at once.
             assert current is not None
             current.client_gone = True
             task.cancel()
@@ -595,7 +595,7 @@ class ServerConnection(asyncio.Protocol):
             self.deadline = 0.0
         self._in_head = True
 
-    # -- Exchange (what a request needs of its connection) ------------------------------------
+    # -- Downstream (what a request needs of its client connection) --------------------------------
 
     def send(self, data: bytes) -> None:
         if not self.closed:

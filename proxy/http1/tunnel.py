@@ -1,4 +1,4 @@
-"""A byte tunnel between two connections whose HTTP/1.1 exchange switched protocols (RFC 9110
+"""A byte tunnel between two connections whose HTTP/1.1 round trip switched protocols (RFC 9110
 §15.2.2 `101 Switching Protocols`, as a WebSocket handshake does: RFC 6455 §4).
 
 `Tunnel` joins the client's connection (`server.ServerConnection`) and the upstream's

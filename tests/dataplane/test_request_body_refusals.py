@@ -96,7 +96,7 @@ def assert_no_error_logged(caplog: pytest.LogCaptureFixture) -> None:
 def assert_aborted_logged(caplog: pytest.LogCaptureFixture, code: str) -> None:
     """The upstream round trip that had begun was aborted, and a WARNING says so (with the
     code, never a body byte)."""
-    [line] = [r for r in caplog.records if r.getMessage().startswith("upstream exchange aborted")]
+    [line] = [r for r in caplog.records if r.getMessage().startswith("upstream round trip aborted")]
     assert line.levelno == logging.WARNING
     assert line.getMessage().endswith(f"the client's body was refused ({code})")
 

@@ -139,7 +139,7 @@ async def stall_after_head(
 async def test_client_leaving_mid_response_is_not_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Served as `signing-proxy run` serves it: the client's leaving cancels the exchange, and
+    # Served as `signing-proxy run` serves it: the client's leaving cancels the round trip, and
     # the upstream connection is let go of at once.
     closed = asyncio.Event()
 

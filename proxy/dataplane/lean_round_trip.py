@@ -69,14 +69,14 @@ def send_lean(
     h1 = upstream.pool.take_idle(endpoint, context)
     if h1 is None:
         return False
-    exchange = LeanExchange(
+    trip = LeanRoundTrip(
         upstream, endpoint, context, request, connection, head, body, settle, start
     )
-    exchange.send(h1)
+    trip.send(h1)
     return True
 
 
-class LeanExchange:
+class LeanRoundTrip:
     """One request, its body in hand, on one pooled upstream connection, followed by its
     callbacks."""
 
@@ -115,7 +115,7 @@ class LeanExchange:
         self.settle = settle
         self.start = start
         # The pooled HTTP/1.1 connection the request went out on (`connection` is the configured
-        # connection it serves), until the exchange has left this path.
+        # connection it serves), until the round trip has left this path.
         self.h1: H1Connection | None = None
 
     def send(self, h1: H1Connection) -> None:
@@ -127,13 +127,13 @@ class LeanExchange:
             h1.send_whole(self.head, self.body)
         except Exception:
             # (A transport already closed under us raises.) Nothing went out: the caller
-            # answers the failure, and this exchange must not answer a second time.
+            # answers the failure, and this round trip must not answer a second time.
             self.h1 = self.request.on_cancel = None
             self.upstream.pool.discard(h1)
             raise
 
     def _progress(self) -> None:
-        """Called after each upstream read, and when the exchange fails or times out."""
+        """Called after each upstream read, and when the round trip fails or times out."""
         h1 = self.h1
         if h1 is None:
             return

@@ -1,4 +1,4 @@
-"""The task-free lean exchange (`proxy/dataplane/lean_exchange.py`): a bodyless request for a
+"""The task-free lean round trip (`proxy/dataplane/lean_round_trip.py`): a bodyless request for a
 constant-header
 connection, on a pooled upstream connection, is served by callbacks — and wherever it must wait
 on more than one read it leaves for a task, by the coroutine path's own code.
@@ -270,7 +270,7 @@ async def test_pipelined_requests_on_a_warm_pool_are_answered_in_order(
     assert proxy_tasks.names == []
 
 
-async def test_a_client_that_leaves_drops_the_pooled_exchange_at_once(
+async def test_a_client_that_leaves_drops_the_pooled_round_trip_at_once(
     make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.INFO)
