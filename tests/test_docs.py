@@ -71,3 +71,61 @@ def test_relative_links_between_the_docs_resolve() -> None:
     for doc in (ROOT / "docs").glob("*.md"):
         for target in link.findall(doc.read_text()):
             assert (ROOT / "docs" / target).is_file(), f"{doc.name} links to {target}"
+
+
+# A file of the repository named in a comment, a docstring or a document: a path under one of
+# the top-level folders, with its suffix (a `*` stands for any part of a name).
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:proxy|tests|bench|docs|examples|\.ci)/[\w./*-]*\.(?:py|md|ya?ml|json|toml))\b"
+)
+# `docs/<name>.md#<anchor>`, or `<name>.md#<anchor>` between the documents.
+DOC_ANCHOR = re.compile(r"(?:docs/)?\b([a-z-]+\.md)#([\w-]+)")
+
+
+def naming_files() -> list[Path]:
+    """What is read for names of files and sections: the code, the bench, the tests, the docs and
+    the README. CHANGELOG.md is history, and may name what has gone since."""
+    return [
+        path
+        for path in repository_files()
+        if path.suffix in {".py", ".md"}
+        and path.name != "CHANGELOG.md"
+        and path.relative_to(ROOT).parts[0] in {"proxy", "tests", "bench", "docs", "README.md"}
+    ]
+
+
+def test_every_repository_file_named_in_code_and_docs_exists() -> None:
+    """A file moved or renamed takes its mentions along: `proxy/dataplane/sync.py` in a comment,
+    `tests/dataplane/test_forward_*.py` in a document each name something that is there."""
+    missing = []
+    for path in naming_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for named in REPO_PATH.findall(line):
+                if not (any(ROOT.glob(named)) if "*" in named else (ROOT / named).exists()):
+                    missing.append(f"{path.relative_to(ROOT)}:{number}: {named}")
+    assert missing == []
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub's) gives a heading: lower case, punctuation
+    dropped, each space a hyphen."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_section_anchor_named_in_code_and_docs_exists() -> None:
+    """`docs/operations.md#metrics` names a heading of that document."""
+    anchors = {
+        doc.name: {
+            heading_anchor(line.lstrip("#"))
+            for line in doc.read_text(encoding="utf-8").splitlines()
+            if line.startswith("#")
+        }
+        for doc in (ROOT / "docs").glob("*.md")
+    }
+    missing = []
+    for path in naming_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for doc, anchor in DOC_ANCHOR.findall(line):
+                if doc in anchors and anchor not in anchors[doc]:
+                    missing.append(f"{path.relative_to(ROOT)}:{number}: {doc}#{anchor}")
+    assert missing == []

@@ -39,7 +39,7 @@ def install_uvloop() -> None:
 
 def tune_gc() -> None:
     # Each request allocates a few hundred objects, so the default gen-0 threshold (700) ran a
-    # collection every few requests (~5% of the CPU per tiny GET, measured with bench/ab runs).
+    # collection every few requests (~5% of the CPU per tiny GET, measured with bench/ab.py runs).
     # Start-up objects (config, compiled connections, modules) are frozen out of every pass.
     # A request leaves no reference cycle (tests/dataplane/test_no_reference_cycles.py), so what it
     # allocates is freed as it goes and the collector seldom has anything to do.

@@ -1,11 +1,10 @@
 """The ids of a connection, its credentials and their scheme configs: ULIDs, as the seeds' are.
 
-An id given in the input is kept as given. One left out (or `""`, a Go zero value) is made once:
-for a connection created through the management API a fresh ULID, stored with it; for a
-connection of proxy.yaml a ULID derived from its name and position, so it is the same at every
-start (docs/configuration.md "Ids"). Each scheme sub-object (`apiKey`, `oauth2`, ... and the
-placeholder `none`, `basicAuth`, `certificate`) gets its seed `id` the same way, derived from its
-credential's id.
+An id given in the input is kept as given. One left out (or `""`, a Go zero value) is made once: for
+a connection created through the management API a fresh ULID, stored with it; for a connection of
+proxy.yaml a ULID derived from its name and position, so it is the same at every start
+(docs/design.md "Ids"). Each scheme sub-object (`apiKey`, `oauth2`, ... and the placeholder `none`,
+`basicAuth`, `certificate`) gets its seed `id` the same way, derived from its credential's id.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ class Issuer:
             path.unlink(missing_ok=True)
 
         def check_sni(
-            _conn: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext
+            _tls: ssl.SSLObject, server_name: str | None, _context: ssl.SSLContext
         ) -> int | None:
             if server_name is not None and normal_host(server_name) != host:
                 return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME

@@ -200,7 +200,7 @@ def test_parse_expires_at() -> None:
         parse_expires_at("1970-01-01T00:00:00")
 
 
-# --- the flow, stepped by hand (httpx tests/test_auth.py style) ---
+# --- the flow, stepped by hand (in the style of httpx's own test_auth.py) ---
 
 TOKEN = TokenSet("access-1", refresh_token="refresh-1")
 FRESH = TokenSet("access-2", "MAC", refresh_token="refresh-2")
