@@ -1,4 +1,4 @@
-"""The management API (control plane, docs/admin-api.md) on its own listener: `create_admin_app()`.
+"""The management API (docs/admin-api.md) on its own listener: `create_admin_app()`.
 
 Paths:
     GET    /healthz, /readyz, /openapi.json               no token

@@ -57,7 +57,7 @@ class FlowTarget(Protocol):
 async def init_request(
     request: web.Request, model: type[ModelT]
 ) -> tuple[Admin, TemplateRoute, ModelT]:
-    """POST .../templates/{template_id}/<flow>/init: the admin API of the request's
+    """POST .../templates/{template_id}/<flow>/init: the management API of the request's
     organisation, the template (404 if no template has that id) and the body as `model`."""
     admin = request.app[ADMIN]
     admin.check_organisation(request)

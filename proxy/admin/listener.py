@@ -1,4 +1,4 @@
-"""The admin API's aiohttp server, made to refuse malformed requests in the proxy's own voice.
+"""The management API's aiohttp server, made to refuse malformed requests in the proxy's own voice.
 
 aiohttp answers a request its parser refuses (a line over 8190 bytes, a bare LF, a bad header
 byte, `Content-Length` with `Transfer-Encoding`) before any middleware runs: with a text/plain

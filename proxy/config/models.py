@@ -819,7 +819,7 @@ class AdminSettings(Model):
     listen: HostPort = "127.0.0.1:8081"
     token: SecretStr | None = None
     public_url: str | None = None
-    # More names the admin API answers as `Host` (hosts.py: DNS rebinding); 421 for others.
+    # More names the management API answers as `Host` (hosts.py: DNS rebinding); 421 for others.
     allowed_hosts: list[ListedHost] = []
     # Required at GET /metrics when set; the metrics hold no secret, so none is needed by default.
     metrics_token: SecretStr | None = None

@@ -8,9 +8,9 @@ its `externalId`; the header itself never goes upstream, see `headers.REQUEST_ON
 
 `TemplateRoute` is what the template's route resolves to in the data-plane router. It is a live set:
 a connection added by the API serves traffic from the next request on, without a restart.
-`Templates` holds the template routes of one process; the data plane and the admin API share it.
-Other processes on the same store learn of API changes through `dataplane/sync.py`; an unknown id
-makes the route catch up with the store once before it answers 404 (`select_latest`).
+`Templates` holds the template routes of one process; the data plane and the management API share
+it. Other processes on the same store learn of API changes through `dataplane/sync.py`; an unknown
+id makes the route catch up with the store once before it answers 404 (`select_latest`).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ class Templates:
     """The template routes of one process, by template id (shared by data plane and admin).
 
     Attributes:
-        changing: held while a change is applied to the routes (by the admin API or by
+        changing: held while a change is applied to the routes (by the management API or by
             `dataplane/sync.py`), so a reload from the store never undoes a change it did not read.
     """
 

@@ -1,4 +1,4 @@
-"""The access-log line of one request, formatted from a template prepared once.
+"""The access-log line of one request, formatted from parts prepared once.
 
 Text (`log.format: text`) and JSON (`json`) lines say what the `logging` line of the same request
 said, field for field and byte for byte: the text line is `logs.py`'s format (`asctime`, level,

@@ -17,7 +17,7 @@ every connection write bumps `connections_revision` in the same transaction, and
   are at most one per `min_gap` (100 ms) per process: unknown ids cannot hammer the store.
 
 `serve_connection` and `withdraw_connection` are the one way a connection starts or stops
-serving: the admin API uses them in its own process, the reload everywhere else.
+serving: the management API uses them in its own process, the reload everywhere else.
 """
 
 from __future__ import annotations
