@@ -25,8 +25,8 @@ TOKEN = {"access_token": "a", "refresh_token": "r"}
 
 def compiled(*credentials: dict[str, Any], base: str = "http://up.test:8080/api/v1") -> Any:
     tree = {"connections": [connection("c", base, *credentials, route="/c")]}
-    [conn] = build_runtime(tree, {}).connections
-    return conn
+    [compiled_connection] = build_runtime(tree, {}).connections
+    return compiled_connection
 
 
 LEAN = [
@@ -48,13 +48,17 @@ def test_only_constant_header_connections_are_lean() -> None:
 
 
 def general_head(
-    conn: CompiledConnection, method: str, target: str, headers: list[tuple[str, str]], body: bool
+    compiled_connection: CompiledConnection,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bool,
 ) -> bytes:
-    """The head the general path sends: what `Forwarder.handle` and `Http1Upstream.send` do."""
-    router: Router[Any] = Router([(conn.route, conn)])
+    """The head the general path sends: what `Forwarder.start` and `Http1Upstream.send` do."""
+    router: Router[Any] = Router([(compiled_connection.route, compiled_connection)])
     _, tail, query = route_target(router, target)
-    request = outbound_request(conn, method, tail, query, headers)
-    for scheme in conn.schemes:
+    request = outbound_request(compiled_connection, method, tail, query, headers)
+    for scheme in compiled_connection.schemes:
         request = request.patched(scheme.sign(request, DEFAULT_CONTEXT))
     endpoint = parse_origin(request.origin)
     _, _, extra = plan_framing(request.headers, None, body)
@@ -62,20 +66,20 @@ def general_head(
 
 
 def lean_head(
-    conn: CompiledConnection,
+    compiled_connection: CompiledConnection,
     method: str,
     target: str,
     headers: list[tuple[str, str]],
     body: bool,
     skip: frozenset[bytes] = frozenset(),
 ) -> bytes | None:
-    router: Router[Any] = Router([(conn.route, conn)])
+    router: Router[Any] = Router([(compiled_connection.route, compiled_connection)])
     _, tail, query = route_target(router, target)
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     chunked = body and not any(k.lower() == "content-length" for k, _ in headers)
     line = b"Transfer-Encoding: chunked\r\n" if chunked else b""
-    assert conn.lean is not None
-    return build_head(conn.lean, method, tail, query, raw, line, skip)
+    assert compiled_connection.lean is not None
+    return build_head(compiled_connection.lean, method, tail, query, raw, line, skip)
 
 
 NAMES = st.sampled_from(
@@ -103,15 +107,15 @@ def requests(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, str]], bool]:
     return method, "/c" + draw(TAILS), headers, body
 
 
-@pytest.mark.parametrize("conn", LEAN, ids=range(len(LEAN)))
+@pytest.mark.parametrize("compiled_connection", LEAN, ids=range(len(LEAN)))
 @settings(max_examples=150, deadline=None)
 @given(request=requests())
 def test_lean_head_is_the_general_head(
-    conn: CompiledConnection, request: tuple[str, str, list[tuple[str, str]], bool]
+    compiled_connection: CompiledConnection, request: tuple[str, str, list[tuple[str, str]], bool]
 ) -> None:
     method, target, headers, body = request
-    lean = lean_head(conn, method, target, headers, body)
-    expected = general_head(conn, method, target, headers, body)
+    lean = lean_head(compiled_connection, method, target, headers, body)
+    expected = general_head(compiled_connection, method, target, headers, body)
     if lean is None:
         # Only a `Connection` header naming other headers sends a request the general way.
         named = {
@@ -135,11 +139,11 @@ CARRIER_SETS = [
 
 
 @pytest.mark.parametrize("carriers", CARRIER_SETS, ids=["+".join(sorted(c)) for c in CARRIER_SETS])
-@pytest.mark.parametrize("conn", LEAN, ids=range(len(LEAN)))
+@pytest.mark.parametrize("compiled_connection", LEAN, ids=range(len(LEAN)))
 @settings(max_examples=60, deadline=None)
 @given(request=requests())
 def test_lean_head_leaves_out_the_client_key_header_as_the_general_path_does(
-    conn: CompiledConnection,
+    compiled_connection: CompiledConnection,
     carriers: set[str],
     request: tuple[str, str, list[tuple[str, str]], bool],
 ) -> None:
@@ -147,7 +151,7 @@ def test_lean_head_leaves_out_the_client_key_header_as_the_general_path_does(
     # path skips them, the general path filters them out first.
     method, target, headers, body = request
     skip = frozenset(c.encode() for c in carriers)
-    lean = lean_head(conn, method, target, headers, body, skip)
+    lean = lean_head(compiled_connection, method, target, headers, body, skip)
     kept = [(k, v) for k, v in headers if k.lower() not in carriers]
     if lean is not None:
-        assert lean == general_head(conn, method, target, kept, body)
+        assert lean == general_head(compiled_connection, method, target, kept, body)

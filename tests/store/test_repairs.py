@@ -43,15 +43,16 @@ def credential_of(record: StoredConnection) -> dict[str, Any]:
 def test_the_fixture_holds_the_old_copies(tmp_path: Path) -> None:
     # Read without the store (which would repair it): the defect is really in the file.
     db = copy_fixture(tmp_path)
-    conn = sqlite3.connect(db)
+    database = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
-        assert conn.execute("SELECT count(*) FROM connections").fetchone() == (4,)
+        assert database.execute("SELECT version FROM schema_version").fetchone() == (3,)
+        assert database.execute("SELECT count(*) FROM connections").fetchone() == (4,)
         assert (
-            conn.execute("SELECT value FROM meta WHERE name = ?", (REPAIRS_ROW,)).fetchone() is None
+            database.execute("SELECT value FROM meta WHERE name = ?", (REPAIRS_ROW,)).fetchone()
+            is None
         )
     finally:
-        conn.close()
+        database.close()
 
 
 async def test_an_old_sqlite_store_is_repaired_on_open(tmp_path: Path) -> None:
@@ -137,10 +138,10 @@ async def _unrepaired(tmp_path: Path) -> list[StoredConnection]:
     shutil.copy(FIXTURE, db)
     shutil.copy(FIXTURE.with_name(FIXTURE.name + ".key"), tmp_path / "raw.db.key")
     (tmp_path / "raw.db.key").chmod(0o600)
-    conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO meta VALUES (?, ?)", (REPAIRS_ROW, b"999"))
-    conn.commit()
-    conn.close()
+    database = sqlite3.connect(db)
+    database.execute("INSERT INTO meta VALUES (?, ?)", (REPAIRS_ROW, b"999"))
+    database.commit()
+    database.close()
     store = SqliteStore.open(db)
     try:
         records = await store.list_connections()

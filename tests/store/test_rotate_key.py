@@ -348,36 +348,36 @@ def reseal_rows_under(
     their right row ids, straight into the database; the token's credential id."""
     sealed_connection = other.seal(b'{"name": "beta"}', f"connection:{connection_id}")
     if "path" in store:
-        with sqlite3.connect(store["path"]) as conn:
-            (credential_id,) = conn.execute("SELECT credential_id FROM tokens").fetchone()
+        with sqlite3.connect(store["path"]) as database:
+            (credential_id,) = database.execute("SELECT credential_id FROM tokens").fetchone()
             sealed_token = other.seal(token_to_json(token), f"token:{credential_id}")
-            conn.execute(
+            database.execute(
                 "UPDATE tokens SET sealed = ? WHERE credential_id = ?",
                 (sealed_token, credential_id),
             )
-            conn.execute(
+            database.execute(
                 "UPDATE connections SET sealed = ? WHERE id = ?",
                 (sealed_connection, connection_id),
             )
-        conn.close()
+        database.close()
         return str(credential_id)
 
     async def rewrite() -> str:
-        conn = await asyncpg.connect(store["url"])
+        database = await asyncpg.connect(store["url"])
         try:
-            found: str = await conn.fetchval("SELECT credential_id FROM tokens")
+            found: str = await database.fetchval("SELECT credential_id FROM tokens")
             sealed_token = other.seal(token_to_json(token), f"token:{found}")
-            await conn.execute(
+            await database.execute(
                 "UPDATE tokens SET sealed = $1 WHERE credential_id = $2", sealed_token, found
             )
-            await conn.execute(
+            await database.execute(
                 "UPDATE connections SET sealed = $1 WHERE id = $2",
                 sealed_connection,
                 connection_id,
             )
             return found
         finally:
-            await conn.close()
+            await database.close()
 
     return asyncio.run(rewrite())
 

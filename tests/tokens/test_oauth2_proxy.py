@@ -378,12 +378,12 @@ async def test_two_processes_one_sqlite_store_refresh_once(oauth: Servers, tmp_p
         },
         {},
     )
-    conn = runtime.connections[0]
-    scheme = conn.schemes[0]
+    api = runtime.connections[0]
+    scheme = api.schemes[0]
     stores = [open_store(db), open_store(db)]
     managers = [TokenManager(store) for store in stores]
     for manager in managers:
-        await manager.adopt_connection(conn)
+        await manager.adopt_connection(api)
     oauth.server.delay = 0.3  # both are waiting while the one call is in flight
     stale = await stores[0].get_token(scheme.credential_id)
     assert stale is not None and stale.token is not None
