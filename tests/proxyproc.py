@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.cli.test_cli import wait_healthy
+from tests.cli.procs import wait_answering
 
 TIMEOUT = 20.0
 LISTENING = re.compile(rb"listening on http://(?:\[[^\]]*\]|[^\s:/\"]+):(\d+)")
@@ -99,7 +99,7 @@ async def proxy_process(
     try:
         if not ports:
             await proxy.wait_listening(listeners)
-        assert await wait_healthy(proxy.base + "/healthz") == 200
+        assert await wait_answering(proxy.base + "/healthz") == 200
         yield proxy
         assert process.returncode is None, "the proxy stopped by itself"
         process.send_signal(signal.SIGTERM)

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from proxy import __version__
-from tests.cli.test_cli import wait_healthy
+from tests.cli.procs import wait_answering
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,7 +258,7 @@ async def test_the_proxy_runs_as_the_image_user_with_the_image_environment(volum
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        assert await wait_healthy(f"http://127.0.0.1:{port}/healthz") == 200
+        assert await wait_answering(f"http://127.0.0.1:{port}/healthz") == 200
         # The image's own health check, run as it is written, as the image user.
         healthcheck = next(rest for word, rest in stage if word == "HEALTHCHECK")
         probe = exec_form(healthcheck.split("CMD", 1)[1])

@@ -43,7 +43,7 @@ from aiohttp.test_utils import TestServer
 from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store.crypto import new_key_text
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, oauth_template
-from tests.cli.test_cli import wait_healthy
+from tests.cli.procs import wait_answering
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer
 from tests.ports import free_port
@@ -174,7 +174,7 @@ class Fleet:
                 replica.output += chunk
 
         replica.reader = asyncio.create_task(collect())
-        assert await wait_healthy(replica.base + "/healthz") == 200
+        assert await wait_answering(replica.base + "/healthz") == 200
         self.live.add(index)
 
     async def stop(self, index: int) -> None:

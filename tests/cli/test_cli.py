@@ -7,34 +7,24 @@ and the `signing-proxy` console script) for what a user actually runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-import yaml
 
 from proxy.cli import main
 from tests.builders import api_key, bearer, connection
-from tests.cli.test_server import spawn_on_any_port
+from tests.cli.procs import cli, held_port, spawn_on_any_port, wait_answering, write_config
 from tests.ports import free_port
 
 CANARY = "CANARYcli93"
 TIMEOUT = 20.0
-
-
-def write_config(path: Path, tree: Any) -> Path:
-    path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
-    return path
 
 
 VALID: dict[str, Any] = {
@@ -62,20 +52,6 @@ INVALID_LINES = [
     "connections[1].credentials[0].authSchemeConfig.apiKey.in: "
     "Input should be 'header', 'query' or 'cookie'",
 ]
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 # --- check ---------------------------------------------------------------------------------
@@ -195,15 +171,6 @@ def test_unset_variable_is_reported_by_check(tmp_path: Path) -> None:
 # --- run -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def held_port() -> Iterator[int]:
-    """A port with a listener on it: binding it again would fail with EADDRINUSE."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
-
-
 def test_run_refuses_an_invalid_config_before_binding(tmp_path: Path) -> None:
     bad = write_config(tmp_path / "bad.yaml", INVALID)
     # The address is taken: had `run` tried to bind first, it would fail with EADDRINUSE
@@ -240,7 +207,7 @@ async def test_run_serves_then_exits_0_on_sigterm(tmp_path: Path) -> None:
     # On a port the kernel picks, read back from the log (tmp_path/proxy.log: stdout and stderr).
     process, port = await spawn_on_any_port(tmp_path, VALID)
     try:
-        status = await wait_healthy(f"http://127.0.0.1:{port}/healthz")
+        status = await wait_answering(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
@@ -249,17 +216,3 @@ async def test_run_serves_then_exits_0_on_sigterm(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
-
-
-async def wait_healthy(url: str) -> int:
-    deadline = time.monotonic() + TIMEOUT
-    async with aiohttp.ClientSession() as session:
-        for _ in range(400):
-            try:
-                async with session.get(url) as response:
-                    return response.status
-            except aiohttp.ClientConnectionError:
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} did not answer within {TIMEOUT}s")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.builders import basic, bearer, connection
-from tests.cli.test_cli import cli, held_port, wait_healthy, write_config
+from tests.cli.procs import cli, held_port, wait_answering, write_config
 from tests.ports import free_port
 
 CANARY = "CANARYpolish57"
@@ -88,7 +88,7 @@ async def test_signing_proxy_listen_overrides_the_file_and_listen_overrides_both
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            assert await wait_healthy(f"http://127.0.0.1:{port}/healthz") == 200
+            assert await wait_answering(f"http://127.0.0.1:{port}/healthz") == 200
         finally:
             process.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)

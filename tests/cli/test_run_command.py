@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli import cli
+from tests.cli.procs import cli
 from tests.https_clients import forward_proxy_config
 
 TIMEOUT = 30.0

@@ -21,7 +21,7 @@ import pytest
 from proxy.cli import main
 from tests import rawhttp
 from tests.builders import oauth2_token
-from tests.cli.test_server import spawn_proxy, wait_healthy
+from tests.cli.procs import spawn_proxy, wait_healthy
 from tests.oauth_server import AuthServer, Client, serve_in_thread
 
 ACCESS_PID = re.compile(r"signing_proxy\.access pid=(\d+) GET /(\w+)/\S+ connection=\w+ status=200")

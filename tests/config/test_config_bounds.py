@@ -17,7 +17,7 @@ import yaml
 
 from proxy.config import bounds
 from proxy.config.load import ConfigInvalid, _UniqueKeyLoader, parse_yaml
-from tests.cli.test_cli import cli
+from tests.cli.procs import cli
 from tests.cli.test_reload import config, running, upstream, write  # noqa: F401
 
 TIMEOUT = 20.0

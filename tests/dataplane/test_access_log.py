@@ -41,7 +41,7 @@ from proxy.logs import JsonFormatter
 from tests import rawhttp
 from tests.accesslog import MESSAGE, TEXT_LINE
 from tests.builders import api_key, bearer, connection
-from tests.cli.test_cli import wait_healthy
+from tests.cli.procs import wait_answering
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
 from tests.rawhttp import RawUpstream, raw_upstream
@@ -267,7 +267,7 @@ async def proxy_run(
     )
     try:
         port = await asyncio.to_thread(read_port, proc, stderr)
-        assert await wait_healthy(f"http://127.0.0.1:{port}/healthz") == 200
+        assert await wait_answering(f"http://127.0.0.1:{port}/healthz") == 200
         yield proc, port
     finally:
         if proc.poll() is None:

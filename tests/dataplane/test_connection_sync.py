@@ -38,7 +38,7 @@ from tests.admin.planes import (
     string_credential,
 )
 from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
-from tests.cli.test_server import START_TIMEOUT
+from tests.cli.procs import START_TIMEOUT
 from tests.cli.test_workers import start, stop
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.plane import PlaneServer

@@ -26,7 +26,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.http1.connection import MAX_HEADER_FIELDS
 from tests import rawhttp
 from tests.builders import connection
-from tests.cli.test_server import spawn_on_any_port, wait_healthy
+from tests.cli.procs import spawn_on_any_port, wait_healthy
 from tests.http1.h1proxy import MakeH1Proxy
 from tests.http1.test_framing import scripted
 from tests.plane import MakeProxy

@@ -27,7 +27,7 @@ from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
 from tests.builders import connection
-from tests.cli.test_cli import wait_healthy
+from tests.cli.procs import wait_answering
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
@@ -118,7 +118,7 @@ async def test_sigterm_during_a_token_call_waits_for_it(
             assert line, b"".join(lines)
             lines.append(line)
         port = listening_ports(b"".join(lines))[0]
-        assert await wait_healthy(f"http://127.0.0.1:{port}/healthz") == 200
+        assert await wait_answering(f"http://127.0.0.1:{port}/healthz") == 200
         return process, port, lines
 
     process, port, lines = await run()

@@ -1,0 +1,124 @@
+"""The real program as a subprocess, for the tests that run it: `python -m proxy run` started on a
+port it reports or is told, waited for until healthy, and one-shot commands (`check`, `env`...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from tests import rawhttp
+from tests.ports import free_port
+
+START_TIMEOUT = 15.0
+CLI_TIMEOUT = 20.0
+
+
+async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.Message:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while loop.time() < deadline:
+        if proc.returncode is not None:
+            raise AssertionError(f"proxy exited early with {proc.returncode}")
+        try:
+            return await rawhttp.round_trip(port, rawhttp.get("/healthz"), timeout=1)
+        except (ConnectionError, OSError, rawhttp.Truncated):
+            await asyncio.sleep(0.05)
+    raise AssertionError("proxy did not become healthy in time")
+
+
+async def spawn_proxy(
+    tmp_path: Path, tree: dict[str, Any], *args: str, stdout: int, stderr: int
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`python -m proxy run` on a free port with `tree` as its config, running in `tmp_path`
+    (the store defaults there too); `args` are extra `run` options."""
+    port = free_port()
+    tree = {"listen": f"127.0.0.1:{port}", "store": {"path": str(tmp_path / "state.db")}, **tree}
+    config = tmp_path / "proxy.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy", "run", "--config", str(config), *args,
+        cwd=tmp_path, stdout=stdout, stderr=stderr,
+    )  # fmt: skip
+    return proc, port
+
+
+async def spawn_on_any_port(
+    tmp_path: Path, tree: dict[str, Any]
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`python -m proxy run` listening on a port the kernel picks (`127.0.0.1:0`), read back from
+    its "listening on" log line. Unlike `free_port()` there is no window in which another
+    process on a busy machine can take the port first. Output goes to `tmp_path/proxy.log`."""
+    log_path = tmp_path / "proxy.log"
+    with log_path.open("wb") as log_file:
+        out = log_file.fileno()
+        tree = {**tree, "listen": "127.0.0.1:0"}
+        proc, _ = await spawn_proxy(tmp_path, tree, stdout=out, stderr=out)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while loop.time() < deadline:
+        found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", log_path.read_bytes())
+        if found:
+            return proc, int(found[1])
+        if proc.returncode is not None:
+            raise AssertionError(f"proxy exited early with {proc.returncode}")
+        await asyncio.sleep(0.05)
+    proc.kill()
+    await proc.wait()
+    raise AssertionError("proxy did not start listening in time")
+
+
+def write_config(path: Path, tree: Any) -> Path:
+    path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m proxy ARGS` to its end, output captured; `env` is added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def held_port() -> Iterator[int]:
+    """A port with a listener on it: binding it again would fail with EADDRINUSE."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+async def wait_answering(url: str) -> int:
+    """The status of the first answer at `url`, asked until the server takes connections."""
+    deadline = time.monotonic() + CLI_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        for _ in range(400):
+            try:
+                async with session.get(url) as response:
+                    return response.status
+            except aiohttp.ClientConnectionError:
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {CLI_TIMEOUT}s")
