@@ -16,13 +16,14 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.cli.procs import wait_answering
 
-TIMEOUT = 20.0
+# Bounds a broken proxy only: on a loaded 2-core machine a start alone has taken over 20 s.
+TIMEOUT = 60.0
 LISTENING = re.compile(rb"listening on http://(?:\[[^\]]*\]|[^\s:/\"]+):(\d+)")
 
 
@@ -73,11 +74,13 @@ async def proxy_process(
     listeners: int = 1,
     ports: Sequence[int] = (),
     env: dict[str, str] | None = None,
+    starting: Callable[[ProxyProcess], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ProxyProcess]:
     """The proxy on `config`, with extra `run` `args` and `env`; no `$SIGNING_PROXY_*` of the
     test's own environment leaks in. Its listeners (`listen`, and `admin.listen` if any) name
     port 0 and are ready once `listeners` of them are logged (2 with the admin API); or, when
-    its log level hides those lines, the config names `ports` (`free_port()`), in that order."""
+    its log level hides those lines, the config names `ports` (`free_port()`), in that order.
+    `starting(proxy)` runs once the process is spawned, before it is waited for."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "run", "--config", str(config), *args,
         cwd=config.parent,
@@ -97,6 +100,8 @@ async def proxy_process(
 
     reader = asyncio.ensure_future(collect())
     try:
+        if starting is not None:
+            await starting(proxy)
         if not ports:
             await proxy.wait_listening(listeners)
         assert await wait_answering(proxy.base + "/healthz") == 200

@@ -75,6 +75,9 @@ async def serve(
         task.add_done_callback(background.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    # A `--workers` worker starts with SIGHUP blocked (workers.py): one that came meanwhile is
+    # delivered now, to `on_hangup`.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     watcher = asyncio.ensure_future(watch()) if watch is not None else None
     runners: list[web.AppRunner] = []
     planes: list[tuple[DataPlane, HttpServer]] = []

@@ -73,6 +73,11 @@ def bind_reuseport(host: str, port: int, count: int, *, backlog: int = 1024) -> 
     return sockets
 
 
+def _hangup_before_serving(signum: int, _frame: FrameType | None) -> None:
+    """A worker's SIGHUP stays blocked until its loop handles it; should one arrive anyway, it
+    must not end the process (SIGHUP's default)."""
+
+
 Worker = Callable[[int, socket.socket], int]
 """`worker(index, listening_socket)` serves until SIGTERM and returns the exit status."""
 
@@ -128,9 +133,10 @@ class Supervisor:
             try:
                 for signum in STOP_SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
-                # Ignored until the worker's loop takes SIGHUP over (a reload, never an exit).
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+                # Held (blocked, as at the fork) until the worker's loop takes SIGHUP over and
+                # unblocks it (server.py): a reload asked for while the worker starts is then
+                # done once it serves, not lost. Never an exit, even if delivered early.
+                signal.signal(signal.SIGHUP, _hangup_before_serving)
                 die_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 for other, sock in enumerate(self._sockets):

@@ -22,8 +22,9 @@ import yaml
 from tests import rawhttp
 from tests.ports import free_port
 
-START_TIMEOUT = 15.0
-CLI_TIMEOUT = 20.0
+# Both bound a broken proxy only: on a loaded 2-core machine a start alone has taken over 20 s.
+START_TIMEOUT = 60.0
+CLI_TIMEOUT = 60.0
 
 
 async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.Message:
@@ -113,7 +114,7 @@ async def wait_answering(url: str) -> int:
     """The status of the first answer at `url`, asked until the server takes connections."""
     deadline = time.monotonic() + CLI_TIMEOUT
     async with aiohttp.ClientSession() as session:
-        for _ in range(400):
+        while True:  # bounded by the deadline, not a count: each try may take long under load
             try:
                 async with session.get(url) as response:
                     return response.status

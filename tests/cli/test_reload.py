@@ -33,14 +33,17 @@ from tests.proxyproc import ProxyProcess, proxy_process
 from tests.tokens.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
 from tests.upstreams import catch_all
 
-TIMEOUT = 20.0
+TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
 
 
-async def upstream_app() -> web.Application:
-    """Answers with the Authorization it got; `/slow` first waits 1.5 s."""
+async def upstream_app(slow_arrived: asyncio.Event | None = None) -> web.Application:
+    """Answers with the Authorization it got; `/slow` first sets `slow_arrived`, then waits
+    1.5 s."""
 
     async def handle(request: web.Request) -> web.Response:
         if request.path.endswith("/slow"):
+            if slow_arrived is not None:
+                slow_arrived.set()
             await asyncio.sleep(1.5)
         return web.Response(text=request.headers.get("Authorization", "-"))
 
@@ -93,6 +96,14 @@ class Proxy:
         self.process.send_signal(signal.SIGHUP)
 
 
+async def until_logged(proxy: Proxy, text: str) -> None:
+    """Until the proxy has logged `text`."""
+    deadline = time.monotonic() + TIMEOUT
+    while text.encode() not in proxy.stderr:
+        assert time.monotonic() < deadline, f"not logged: {text!r}: {proxy.stderr!r}"
+        await asyncio.sleep(0.05)
+
+
 @asynccontextmanager
 async def running(path: Path, *extra: str) -> AsyncIterator[Proxy]:
     async with proxy_process(path, *extra) as process:
@@ -132,7 +143,9 @@ async def test_an_invalid_file_keeps_the_running_config_and_logs_every_problem(
         bad["timeouts"] = {"connect": -1}
         write(path, bad)
         proxy.hangup()
-        await asyncio.sleep(1.0)
+        # Until the refusal is logged (a loaded machine reloads later; a second SIGHUP sent
+        # before the first is handled would read the fixed file instead).
+        await until_logged(proxy, "the running configuration stays")
         assert await proxy.get("/github/x") == (200, "Bearer gh-one")  # still the old config
         # Fixed again: the next reload applies it.
         write(path, config(upstream, {"github": "gh-three"}))
@@ -149,22 +162,26 @@ async def test_an_invalid_file_keeps_the_running_config_and_logs_every_problem(
 
 
 async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_old(
-    upstream: str, tmp_path: Path
+    aiohttp_server: Any, tmp_path: Path
 ) -> None:
+    slow_arrived = asyncio.Event()
+    server: TestServer = await aiohttp_server(await upstream_app(slow_arrived))
+    upstream = str(server.make_url("")).rstrip("/")
     path = tmp_path / "proxy.yaml"
     write(path, config(upstream, {"api": "token-0"}))
     async with running(path) as proxy:
         # In flight across the reload: sent with the old credential, finished on it.
         slow = asyncio.ensure_future(proxy.get("/api/slow"))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(slow_arrived.wait(), TIMEOUT)
         answers: list[tuple[int, str]] = []
         reloading = True
 
         async def load() -> None:
-            # Until the reloads are over; bounded in count and, through the caller, in time.
-            for _ in range(2000):
+            # Until the reloads are over, and at least 10 answers each (a loaded machine
+            # answers fewer a second); bounded in count and, through the caller, in time.
+            for count in range(1, 2001):
                 answers.append(await proxy.get("/api/x"))
-                if not reloading:
+                if not reloading and count >= 10:
                     return
 
         loaders = [asyncio.ensure_future(load()) for _ in range(6)]
@@ -172,11 +189,12 @@ async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_ol
             await asyncio.sleep(0.2)
             write(path, config(upstream, {"api": f"token-{generation}"}))
             proxy.hangup()
-        await asyncio.sleep(0.3)
+        # The load lasts until the last reload serves (not a fixed time: a loaded machine
+        # applies it later).
+        await proxy.until("/api/x", (200, "Bearer token-5"))
         reloading = False
         await asyncio.wait_for(asyncio.gather(*loaders), TIMEOUT)
         assert await asyncio.wait_for(slow, TIMEOUT) == (200, "Bearer token-0")
-        await proxy.until("/api/x", (200, "Bearer token-5"))
     assert len(answers) >= 60
     assert {status for status, _ in answers} == {200}
     seen = {body for _, body in answers}
@@ -206,6 +224,34 @@ async def test_every_worker_reloads(upstream: str, tmp_path: Path, trigger: str)
         deadline = time.monotonic() + TIMEOUT
         while not await new_token_everywhere(proxy):
             assert time.monotonic() < deadline, "not every worker reloaded"
+            await asyncio.sleep(0.1)
+    pids = set(re.findall(r"pid=(\d+) config reloaded", proxy.stderr.decode()))
+    assert len(pids) == 2
+
+
+async def test_a_sighup_while_the_workers_start_is_applied_once_they_serve(
+    upstream: str, tmp_path: Path
+) -> None:
+    """The supervisor passes SIGHUP on at once; a worker still starting holds it until it serves
+    and then reloads. (It used to be ignored: that worker served the old file until the next.)"""
+    path = tmp_path / "proxy.yaml"
+    write(path, config(upstream, {"github": "gh-one"}))
+
+    async def hangup_as_the_workers_start(process: ProxyProcess) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while b"worker 1 started" not in process.stderr:  # logged by the supervisor at the fork
+            assert process.process.returncode is None, process.stderr
+            assert time.monotonic() < deadline, process.stderr
+            await asyncio.sleep(0.001)
+        write(path, config(upstream, {"github": "gh-two"}))
+        process.process.send_signal(signal.SIGHUP)
+
+    started = proxy_process(path, "--workers", "2", starting=hangup_as_the_workers_start)
+    async with started as process, aiohttp.ClientSession() as session:
+        proxy = Proxy(process, session)
+        deadline = time.monotonic() + TIMEOUT
+        while not await new_token_everywhere(proxy):
+            assert time.monotonic() < deadline, "a worker lost the SIGHUP sent as it started"
             await asyncio.sleep(0.1)
     pids = set(re.findall(r"pid=(\d+) config reloaded", proxy.stderr.decode()))
     assert len(pids) == 2
