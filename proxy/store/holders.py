@@ -12,8 +12,8 @@ not from process lists (a replica may run on another machine):
   of a file drops that process's POSIX locks on it (`fcntl(2)`). Local file systems only: NFS
   emulates `flock` with record locks, but a WAL-mode SQLite store must be local anyway (its
   `-shm` index is shared memory).
-- PostgreSQL: a session-level shared advisory lock (`pg_advisory_lock_shared`) on a connection
-  each process keeps open while it serves; the server drops it with the session.
+- PostgreSQL: a session-level shared advisory lock (`pg_advisory_lock_shared`) on a database
+  connection each process keeps open while it serves; the server drops it with the session.
 
 A process that opens the store waits while a rotation holds it, then opens under whatever key
 the rotation left: never half-way through one.

@@ -3,15 +3,15 @@
 
 Strategy:
 - asyncpg, one small pool per process, made on first use in the serving event loop. `open()`
-  checks everything first from a short-lived connection of its own (server reachable, key right,
-  schema migrated) so a bad store is refused before any port is bound, as on SQLite.
+  checks everything first from a short-lived database connection of its own (server reachable,
+  key right, schema migrated) so a bad store is refused before any port is bound, as on SQLite.
 - Migrations: `schema_version` holds the last applied one; they run in one transaction under a
   transaction-level advisory lock, so replicas starting together migrate once.
 - Secrets sealed exactly as on SQLite (`codec.py`: same format, same row ids as associated
   data); a key is required (there is no directory to keep a key file in). The fingerprint key
   is random per database, sealed in `meta`, as on SQLite.
-- Every serving process holds the store shared (a session advisory lock on a connection of its
-  own, `holders.py`); `rotate-key` takes it alone or refuses. A rotation is one transaction:
+- Every serving process holds the store shared (a session advisory lock on a database connection
+  of its own, `holders.py`); `rotate-key` takes it alone or refuses. A rotation is one transaction:
   killed half-way, the server rolls it back.
 - A row that does not open under the key is logged by its id and left out (`codec.py`).
 - Every write is one transaction (a single statement, or an explicit one).
@@ -19,8 +19,8 @@ Strategy:
   live in `refresh_leases` with the database's clock (`now()`), so replicas on machines whose
   clocks disagree still agree on when a lease runs out.
 - Connection writes bump `connections_revision` and `NOTIFY signing_proxy_connections` in the
-  same transaction (delivered on commit); `watch_connections` LISTENs on a connection of its
-  own, and says so when that connection drops (the caller's polling takes over meanwhile).
+  same transaction (delivered on commit); `watch_connections` LISTENs on a database connection
+  of its own, and says so when that one drops (the caller's polling takes over meanwhile).
 - Failures of the server or the network are `StoreUnavailable` with the server's message (a
   SQLSTATE text such as "could not extend file ...: No space left on device", never a value:
   every value travels as a bind parameter, and secrets only sealed).
@@ -245,10 +245,10 @@ class PostgresStore:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._relisten = self._rehold = None
-        for connection in (self._listener, self._holder):
-            if connection is not None:
+        for db in (self._listener, self._holder):
+            if db is not None:
                 with contextlib.suppress(*_FAILURES):
-                    await connection.close(timeout=5)
+                    await db.close(timeout=5)
         self._listener = self._holder = None
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -271,8 +271,8 @@ class PostgresStore:
         return self._pool
 
     async def _hold(self) -> None:
-        """Hold the store shared while this process serves (holders.py): `rotate-key` then
-        refuses. A lost holding connection is re-established every second."""
+        """Hold the store shared while this process serves (holders.py): `rotate-key` then refuses.
+        A lost holding database connection is re-established every second."""
         holder = await asyncpg.connect(self._url, timeout=10)
         try:
             await holder.execute("SELECT pg_advisory_lock_shared($1)", PG_HOLDERS_LOCK)
@@ -299,7 +299,7 @@ class PostgresStore:
                 return
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `fn` on a pooled connection; failures become `StoreUnavailable`."""
+        """Run `fn` on a pooled database connection; failures become `StoreUnavailable`."""
         try:
             pool = await self._get_pool()
             async with pool.acquire() as db:
@@ -557,8 +557,8 @@ class PostgresStore:
         return await self._run(read)
 
     async def watch_connections(self, changed: Callable[[], None]) -> bool:
-        """LISTEN on a connection of our own; `changed()` on every NOTIFY. A lost listening
-        connection is re-established (every second until it works), and `changed()` is called
+        """LISTEN on a database connection of our own; `changed()` on every NOTIFY. A lost
+        listening one is re-established (every second until it works), and `changed()` is called
         then too, for what may have been missed in between."""
         if self._closed:
             raise StoreError("the store is closed")
