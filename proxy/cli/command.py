@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _serve(runtime, args, store, listen, first=True, loaded=loaded)
     from .workers import Supervisor, bind_reuseport
 
-    # Each worker opens its own store connection after the fork (nothing SQLite crosses it);
+    # Each worker opens its own database connection after the fork (nothing SQLite crosses it);
     # opening it here first still refuses a bad store before any port is bound.
     asyncio.run(store.close())
     host, port = split_host_port(listen)

@@ -3,8 +3,8 @@
 The data plane is served by the project's own HTTP/1.1 server (`http1/server.py`); the management
 API and the demo echo upstream are aiohttp applications. On a signal every listener stops accepting
 at once; requests already in flight get up to `timeouts.shutdownGrace` seconds to finish (idle
-keep-alive connections are closed at once, busy ones after their response); then what the listeners
-share (the store, the token manager) is closed, once, and the process exits 0.
+keep-alive client connections are closed at once, busy ones after their response); then what the
+listeners share (the store, the token manager) is closed, once, and the process exits 0.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Worker processes (docs/operations.md `run --workers N`): one data-plane port served by N
 processes.
 
-The parent binds N listening sockets to the same address with `SO_REUSEPORT` (so the kernel
-spreads new connections evenly over the workers, instead of waking them all for each one), then
-forks one worker per socket. Binding happens before any fork, so a busy port fails the command
-at once, and a worker restarted after a crash gets the very same socket (connections queued on
-it are not lost). Each worker builds its own event loop, store connection and upstream pool
-after the fork: nothing with a thread or an open SQLite handle crosses it. State shared between
-workers (OAuth 2.0 tokens and their single-flight refresh) lives in the store.
+The parent binds N listening sockets to the same address with `SO_REUSEPORT` (so the kernel spreads
+new client connections evenly over the workers, instead of waking them all for each one), then forks
+one worker per socket. Binding happens before any fork, so a busy port fails the command at once,
+and a worker restarted after a crash gets the very same socket (client connections queued on it are
+not lost). Each worker builds its own event loop, database connection and upstream pool after the
+fork: nothing with a thread or an open SQLite handle crosses it. State shared between workers (OAuth
+2.0 tokens and their single-flight refresh) lives in the store.
 
 The parent only supervises: SIGTERM/SIGINT are passed on to every worker, which drains its
 in-flight requests (`timeouts.shutdownGrace`) and exits; the parent exits 0 when all have.
