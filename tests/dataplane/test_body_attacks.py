@@ -4,7 +4,8 @@ sockets, with the proxy's RSS and other clients' latency measured while they run
 Before trailers were bounded, one connection fed 150 MiB of trailer bytes in 25 s (RSS 72 to 353
 MB) and `maxClientConnections` clients dripping a body locked everyone else out for good. The
 bounds asserted here are loose on purpose (a shared machine); `bench/body_attacks.py` prints
-the figures.
+the figures. The other client's latency is compared side by side with its own, measured in the
+same run just before the attack: a loaded machine slows both.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.proxyproc import ProxyProcess, proxy_process
 ROUTE = "/svc"
 CHUNKED_HEAD = f"POST {ROUTE}/up HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n"
 MiB = 1024 * 1024
+BASELINE_PROBES = 25  # the well-behaved client alone, before the attack
 
 
 def rss_bytes(pid: int) -> int:
@@ -45,6 +47,7 @@ class Watch:
     port: int
     rss: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)  # the same probe before the attack
     failures: int = 0
 
     async def sample_rss(self, stop: asyncio.Event) -> None:
@@ -55,17 +58,30 @@ class Watch:
     async def probe(self, stop: asyncio.Event) -> None:
         """A request through the proxy every 20 ms, each on a new connection."""
         while not stop.is_set():
-            start = time.monotonic()
-            try:
-                reply = await rawhttp.round_trip(
-                    self.port, rawhttp.get(f"{ROUTE}/probe"), timeout=5
-                )
-                if reply.status != 200:
-                    self.failures += 1
-            except (OSError, TimeoutError, rawhttp.Truncated):
-                self.failures += 1
-            self.latencies.append(time.monotonic() - start)
+            self.latencies.append(await self.probe_once())
             await asyncio.sleep(0.02)
+
+    async def probe_once(self) -> float:
+        start = time.monotonic()
+        try:
+            reply = await rawhttp.round_trip(self.port, rawhttp.get(f"{ROUTE}/probe"), timeout=5)
+            if reply.status != 200:
+                self.failures += 1
+        except (OSError, TimeoutError, rawhttp.Truncated):
+            self.failures += 1
+        return time.monotonic() - start
+
+    def assert_latency_kept(self, *, median: float, worst: float | None = None) -> None:
+        """The probe's median during the attack under `median` seconds, or within 4x its median
+        alone when the machine is that slow; with `worst`, 90 % of the probes under `worst`
+        seconds, or within 10x the median alone. (A client locked out waits a whole
+        `clientBody` window or more, probe after probe; one probe held up by a loaded machine's
+        scheduler is not that.)"""
+        alone = statistics.median(self.baseline)
+        assert statistics.median(self.latencies) < max(median, 4 * alone), (alone, self.latencies)
+        if worst is not None:
+            p90 = statistics.quantiles(self.latencies, n=10)[-1]
+            assert p90 < max(worst, 10 * alone), (alone, self.latencies)
 
 
 @contextlib.asynccontextmanager
@@ -82,8 +98,12 @@ async def running(tmp_path: Path, **extra: object) -> AsyncIterator[ProxyProcess
             yield proxy
 
 
-async def watched(proxy: ProxyProcess, attack: asyncio.Future[Any]) -> Watch:
+async def watched(proxy: ProxyProcess, attack: Callable[[], Awaitable[Any]]) -> Watch:
+    """The probe alone first (`Watch.baseline`), then RSS and probe while `attack()` runs."""
     watch = Watch(proxy.process.pid, proxy.ports[0])
+    for _ in range(BASELINE_PROBES):
+        watch.baseline.append(await watch.probe_once())
+        await asyncio.sleep(0.02)
     stop = asyncio.Event()
     baseline = rss_bytes(watch.pid)
     watch.rss.append(baseline)
@@ -92,7 +112,7 @@ async def watched(proxy: ProxyProcess, attack: asyncio.Future[Any]) -> Watch:
         asyncio.ensure_future(watch.probe(stop)),
     ]
     try:
-        await attack
+        await attack()
     finally:
         stop.set()
         await asyncio.gather(*helpers)
@@ -135,10 +155,14 @@ async def trailer_attacker(port: int, until: float) -> list[tuple[int, int]]:
 
 async def test_trailer_flood_is_cut_with_flat_memory_and_others_served(tmp_path: Path) -> None:
     async with running(tmp_path, limits={"maxHeaderBytes": 65536}) as proxy:
-        until = time.monotonic() + 3.0
-        attack = asyncio.gather(*(trailer_attacker(proxy.ports[0], until) for _ in range(3)))
+        outcomes: list[tuple[int, int]] = []
+
+        async def attack() -> None:
+            until = time.monotonic() + 3.0
+            attackers = (trailer_attacker(proxy.ports[0], until) for _ in range(3))
+            outcomes.extend(o for per in await asyncio.gather(*attackers) for o in per)
+
         watch = await watched(proxy, attack)
-        outcomes = [o for per in attack.result() for o in per]
     growth = max(watch.rss) - watch.rss[0]
     # Each connection is answered 431 once its trailer passes 64 KiB. (How much an attacker
     # writes before it reads the answer depends on its own loop and the socket buffers: the
@@ -149,8 +173,7 @@ async def test_trailer_flood_is_cut_with_flat_memory_and_others_served(tmp_path:
     # whether the flood lasts 4 s or 10 s), not growth with the bytes sent.
     assert growth < 64 * MiB, growth
     assert watch.failures == 0
-    assert statistics.median(watch.latencies) < 0.1, watch.latencies
-    assert max(watch.latencies) < 1.0, watch.latencies
+    watch.assert_latency_kept(median=0.1, worst=1.0)
 
 
 async def dripper(port: int, started: asyncio.Event, replies: list[int]) -> None:
@@ -220,8 +243,7 @@ async def test_others_keep_their_latency_during_a_slow_body_flood(tmp_path: Path
                     return_exceptions=True,
                 )
 
-        watch = await watched(proxy, asyncio.ensure_future(flood()))
+        watch = await watched(proxy, flood)
     assert watch.failures == 0
     assert max(watch.rss) - watch.rss[0] < 40 * MiB
-    assert statistics.median(watch.latencies) < 0.1, watch.latencies
-    assert max(watch.latencies) < 1.0, watch.latencies
+    watch.assert_latency_kept(median=0.1, worst=1.0)
