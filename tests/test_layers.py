@@ -82,6 +82,17 @@ def test_every_module_stands_in_a_layer() -> None:
     assert {unit_of(name) for name in MODULES} <= set(RANK)
 
 
+def test_every_package_says_what_it_may_import() -> None:
+    """Each package's docstring names what it may import ("May import ..."), so the layers are
+    read where the code is, not only here."""
+    silent = []
+    for init in sorted(PROXY.glob("*/__init__.py")):
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        if "May import" not in docstring:
+            silent.append(str(init.relative_to(PROXY.parent)))
+    assert silent == []
+
+
 def upward_imports(graph: dict[str, list[str]]) -> list[str]:
     """Each import of `graph` that reaches a higher layer or a unit beside its own."""
     return [
