@@ -34,13 +34,14 @@ from ..connections.headers import (
     end_to_end,
     is_underscore_alias,
 )
-from ..connections.lean import LeanPlan, build_head
+from ..connections.lean import build_head
 from ..connections.placeholders import PlaceholderGuard
 from ..connections.policy import form_method_overrides, is_form
 from ..connections.templates import UnknownConnection
 from ..connections.urls import BaseUrl, is_escaping, join_path
 from ..errors import CredentialError, InvalidRequest, NotFound, ProxyError
 from ..http1 import Http1Upstream
+from ..http1.client import EncodedRequest
 from ..http1.inbound import InboundRequest
 from ..http1.upstream import Upstream, UpstreamBody, UpstreamReply
 from ..http1.wire import Framing
@@ -274,13 +275,14 @@ class Forwarder:
             # Constant credential headers only; the headers that carried a client key are left
             # out. No head when a `Connection` header names others: the general path drops them.
             skip = caller.carriers_raw if caller is not None else _NO_CARRIERS
-            framing = _lean_framing(request)
-            raw = request.raw_headers
-            head = build_head(lean, request.method, tail, query, raw, framing[2], skip)
+            framing, length, line = _lean_framing(request)
+            method = request.method
+            head = build_head(lean, method, tail, query, request.raw_headers, line, skip)
             if head is not None:
-                return _start_lean(
-                    upstream, request, connection, lean, head, framing, settle, start
-                )
+                endpoint = lean.endpoint
+                tls = upstream.pool.tls_for(endpoint, connection.tls)
+                encoded = EncodedRequest(endpoint, tls, method, head, None, None, framing, length)
+                return _start_lean(upstream, request, connection, encoded, settle, start)
         return self._forward(request, connection, caller, tail, query, form_type)
 
     async def _forward(
@@ -385,31 +387,22 @@ def _start_lean(
     upstream: Http1Upstream,
     request: InboundRequest,
     connection: CompiledConnection,
-    plan: LeanPlan,
-    head: bytes,
-    body_framing: tuple[Framing, int | None, bytes],
+    encoded: EncodedRequest,
     settle: Settle | None,
     start: float,
 ) -> Coroutine[Any, Any, None] | None:
-    """Send on the lean path (`lean.py`, `head` built by `build_head` with `_lean_framing`'s
-    line): None when the task-free round trip took the request, else the coroutine that serves
-    it."""
-    framing, length, _ = body_framing
-    endpoint, tls, method = plan.endpoint, connection.tls, request.method
+    """Send on the lean path (`lean.py`: `encoded` holds the head `build_head` made with
+    `_lean_framing`'s line, and that framing): None when the task-free round trip took the
+    request, else the coroutine that serves it."""
+    body = request.body
     # The whole body, when it came with the head (and is not chunked-coded).
-    whole = request.body.take_whole() if framing is Framing.LENGTH else None
+    whole = encoded.data = body.take_whole() if encoded.framing is Framing.LENGTH else None
     if whole is None and request.has_body:
-        stream = request.body.iter_any()
-        sending = upstream.send_encoded(endpoint, tls, method, head, stream, framing, length)
-        return _relay_when_sent(request, connection, sending)
-    if settle is not None and send_lean(
-        upstream, endpoint, tls, request, connection, head, whole, settle, start
-    ):
+        encoded.stream = body.iter_any()
+        return _relay_when_sent(request, connection, upstream.send_encoded(encoded))
+    if settle is not None and send_lean(upstream, encoded, request, connection, settle, start):
         return None
-    sending = upstream.send_encoded(
-        endpoint, tls, method, head, None, Framing.NONE, None, data=whole
-    )
-    return _relay_when_sent(request, connection, sending)
+    return _relay_when_sent(request, connection, upstream.send_encoded(encoded))
 
 
 async def _relay_when_sent(

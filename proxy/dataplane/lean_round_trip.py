@@ -22,17 +22,16 @@ start: see `Forwarder.start`.)
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Protocol
 
 from ..connections.compiled import CompiledConnection
 from ..http1 import Http1Upstream
-from ..http1.client import Http1Reply
+from ..http1.client import EncodedRequest, Http1Reply
 from ..http1.connection import ConnectionLost, H1Connection, terminated
 from ..http1.inbound import InboundRequest
 from ..http1.upstream import UpstreamReply
-from ..http1.wire import IDEMPOTENT_METHODS, Endpoint, Framing
+from ..http1.wire import IDEMPOTENT_METHODS
 from .relay import relay, response_head
 
 
@@ -53,26 +52,19 @@ class Settle(Protocol):
 
 def send_lean(
     upstream: Http1Upstream,
-    endpoint: Endpoint,
-    tls: ssl.SSLContext | None,
+    encoded: EncodedRequest,
     request: InboundRequest,
     connection: CompiledConnection,
-    head: bytes,
-    body: bytes | None,
     settle: Settle,
     start: float,
 ) -> bool:
-    """Send `request` (its upstream `head` built by `lean.build_head`, its whole `body`) on an
-    idle pooled connection and answer it by callbacks; False when the pool has none (nothing
-    sent)."""
-    context = upstream.pool.tls_for(endpoint, tls)
-    h1 = upstream.pool.take_idle(endpoint, context)
+    """Send `request` as `encoded` (its upstream head built by `lean.build_head`, its whole
+    body in `data`) on an idle pooled connection and answer it by callbacks; False when the
+    pool has none (nothing sent)."""
+    h1 = upstream.pool.take_idle(encoded.endpoint, encoded.tls)
     if h1 is None:
         return False
-    trip = LeanRoundTrip(
-        upstream, endpoint, context, request, connection, head, body, settle, start
-    )
-    trip.send(h1)
+    LeanRoundTrip(upstream, encoded, request, connection, settle, start).send(h1)
     return True
 
 
@@ -80,38 +72,21 @@ class LeanRoundTrip:
     """One request, its body in hand, on one pooled upstream connection, followed by its
     callbacks."""
 
-    __slots__ = (
-        "upstream",
-        "endpoint",
-        "tls",
-        "request",
-        "connection",
-        "head",
-        "body",
-        "settle",
-        "start",
-        "h1",
-    )
+    __slots__ = ("upstream", "encoded", "request", "connection", "settle", "start", "h1")
 
     def __init__(
         self,
         upstream: Http1Upstream,
-        endpoint: Endpoint,
-        tls: ssl.SSLContext | None,
+        encoded: EncodedRequest,
         request: InboundRequest,
         connection: CompiledConnection,
-        head: bytes,
-        body: bytes | None,
         settle: Settle,
         start: float,
     ) -> None:
         self.upstream = upstream
-        self.endpoint = endpoint
-        self.tls = tls
+        self.encoded = encoded
         self.request = request
         self.connection = connection
-        self.head = head
-        self.body = body
         self.settle = settle
         self.start = start
         # The pooled HTTP/1.1 connection the request went out on (`connection` is the configured
@@ -124,7 +99,7 @@ class LeanRoundTrip:
         h1.begin(self.request.method)
         h1.follow(self._progress, self.upstream.read_timeout)
         try:
-            h1.send_whole(self.head, self.body)
+            h1.send_whole(self.encoded.head, self.encoded.data)
         except Exception:
             # (A transport already closed under us raises.) Nothing went out: the caller
             # answers the failure, and this round trip must not answer a second time.
@@ -148,12 +123,13 @@ class LeanRoundTrip:
                 # The rest of the body is to come: stream it, from a task.
                 h1.unfollow()
                 self.h1 = None
-                reply = Http1Reply(self.upstream, self.endpoint, self.tls, h1, head, None)
+                encoded = self.encoded
+                reply = Http1Reply(self.upstream, encoded.endpoint, encoded.tls, h1, head, None)
                 self._leave(relay(self.request, self.connection, reply))
                 return
             self.h1 = None
             body = h1.take_buffered()
-            self.upstream.pool.release(self.endpoint, self.tls, h1)
+            self.upstream.pool.release(self.encoded.endpoint, self.encoded.tls, h1)
             request = self.request
             request.upstream_status = head.status
             block, has_length = response_head(request, self.connection, head.raw)
@@ -180,18 +156,7 @@ class LeanRoundTrip:
         self.settle.settle(request, self.start, error)
 
     async def _resend(self) -> None:
-        # (Framing and length describe a streamed body: this one is whole, in `data`.)
-        reply: UpstreamReply = await self.upstream.send_encoded(
-            self.endpoint,
-            self.tls,
-            self.request.method,
-            self.head,
-            None,
-            Framing.NONE,
-            None,
-            data=self.body,
-            fresh=True,
-        )
+        reply: UpstreamReply = await self.upstream.send_encoded(self.encoded, fresh=True)
         await relay(self.request, self.connection, reply)
 
     def _leave(self, work: Coroutine[Any, Any, None]) -> None:

@@ -57,6 +57,48 @@ class BodyStreamFailed(ProxyError):
         )
 
 
+class EncodedRequest:
+    """One request as it goes on the wire, passed down the send path whole (not as nine
+    arguments): where to (`endpoint`, and `tls`: the pool's context for it, `Pool.tls_for`),
+    its `method` and encoded `head`, and its body, whole in `data` or streamed from `stream`
+    (framed as `framing` says, `length` bytes when known; unused for a whole body); `upgrade`:
+    it asks to switch protocols."""
+
+    __slots__ = (
+        "endpoint",
+        "tls",
+        "method",
+        "head",
+        "data",
+        "stream",
+        "framing",
+        "length",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        tls: ssl.SSLContext | None,
+        method: str,
+        head: bytes,
+        data: bytes | None = None,
+        stream: AsyncIterable[bytes] | None = None,
+        framing: Framing = Framing.NONE,
+        length: int | None = None,
+        upgrade: bool = False,
+    ) -> None:
+        self.endpoint = endpoint
+        self.tls = tls
+        self.method = method
+        self.head = head
+        self.data = data
+        self.stream = stream
+        self.framing = framing
+        self.length = length
+        self.upgrade = upgrade
+
+
 class Http1Reply:
     """An upstream answer whose body is read from the connection as the consumer asks for it."""
 
@@ -185,84 +227,50 @@ class Http1Upstream:
         )
         head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
         return await self._send(
-            endpoint, context, method, head, data, stream, framing, length, upgrade=upgrade
+            EncodedRequest(endpoint, context, method, head, data, stream, framing, length, upgrade)
         )
 
     def send_encoded(
-        self,
-        endpoint: Endpoint,
-        tls: ssl.SSLContext | None,
-        method: str,
-        head: bytes,
-        stream: AsyncIterable[bytes] | None,
-        framing: Framing,
-        length: int | None,
-        *,
-        data: bytes | None = None,
-        fresh: bool = False,
+        self, request: EncodedRequest, *, fresh: bool = False
     ) -> Coroutine[Any, Any, UpstreamReply]:
-        """Send a request whose head is already encoded (the lean path, `lean.py`), its body
-        from `stream` or, whole, `data`; `fresh`: on a new connection only (the retry of
-        `lean_round_trip.py`, whose pooled one failed).
+        """Send a request whose head is already encoded (the lean path, `lean.py`); `fresh`: on
+        a new connection only (the retry of `lean_round_trip.py`, whose pooled one failed).
 
         A plain function handing back `_send`'s coroutine: one coroutine layer fewer between
         the inbound request and the upstream write."""
-        context = self.pool.tls_for(endpoint, tls)
-        tries = _FRESH if fresh else _REUSE_THEN_FRESH
-        return self._send(endpoint, context, method, head, data, stream, framing, length, tries)
+        return self._send(request, _FRESH if fresh else _REUSE_THEN_FRESH)
 
     async def _send(
-        self,
-        endpoint: Endpoint,
-        context: ssl.SSLContext | None,
-        method: str,
-        head: bytes,
-        data: bytes | None,
-        stream: AsyncIterable[bytes] | None,
-        framing: Framing,
-        length: int | None,
-        tries: tuple[bool, ...] = _REUSE_THEN_FRESH,
-        *,
-        upgrade: bool = False,
+        self, request: EncodedRequest, tries: tuple[bool, ...] = _REUSE_THEN_FRESH
     ) -> UpstreamReply:
-        replayable = stream is None and method in IDEMPOTENT_METHODS
+        endpoint, context = request.endpoint, request.tls
+        replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
         for fresh in tries:
             h1 = None if fresh else self.pool.take_idle(endpoint, context)
             reused = h1 is not None
             if h1 is None:
                 h1 = await self.pool.connect(endpoint, context)
             try:
-                return await self._round_trip(
-                    endpoint, context, h1, method, head, data, stream, framing, length, upgrade
-                )
+                return await self._round_trip(request, h1)
             except ConnectionLost:
                 if not (reused and replayable):
                     break
                 # The idle connection had been closed under us: one more try, on a new one.
         raise terminated()
 
-    async def _round_trip(
-        self,
-        endpoint: Endpoint,
-        tls: ssl.SSLContext | None,
-        h1: H1Connection,
-        method: str,
-        head: bytes,
-        data: bytes | None,
-        stream: AsyncIterable[bytes] | None,
-        framing: Framing,
-        length: int | None,
-        upgrade: bool = False,
-    ) -> Http1Reply:
-        h1.begin(method, upgrade=upgrade)
+    async def _round_trip(self, request: EncodedRequest, h1: H1Connection) -> Http1Reply:
+        h1.begin(request.method, upgrade=request.upgrade)
         writer: asyncio.Task[None] | None = None
+        stream = request.stream
         try:
             if stream is None:
-                h1.send_whole(head, data)
+                h1.send_whole(request.head, request.data)
                 response = await h1.wait_head(self.read_timeout)
             else:
-                h1.write(head)
-                writer = asyncio.create_task(_send_stream(h1, stream, framing, length))
+                h1.write(request.head)
+                writer = asyncio.create_task(
+                    _send_stream(h1, stream, request.framing, request.length)
+                )
                 writer.add_done_callback(_observe)
                 response = await _wait_head_while_sending(h1, writer, self.read_timeout)
         except BaseException:
@@ -270,7 +278,7 @@ class Http1Upstream:
                 writer.cancel()
             self.pool.discard(h1)
             raise
-        return Http1Reply(self, endpoint, tls, h1, response, writer)
+        return Http1Reply(self, request.endpoint, request.tls, h1, response, writer)
 
     async def close(self) -> None:
         await self.pool.close()
