@@ -42,7 +42,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store.crypto import new_key_text
-from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, oauth_template
+from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, oauth_template
 from tests.cli.procs import wait_answering
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp.test_utils import TestServer
 
+from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template, provider
 from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create, create_body
-from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template, provider
 from tests.oauth_server import create_resource_app
 
 TOKEN_SECONDS = 2.0

@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from proxy.store import open_store
+from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
 from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body, string_credential
-from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp.test_utils import TestServer
 from ulid import ULID
 
+from tests.admin.oauth2_connect import Drive, oauth_template, provider
 from tests.admin.planes import (
     AUTH,
     CONNECTIONS,
@@ -21,7 +22,6 @@ from tests.admin.planes import (
     header,
     string_credential,
 )
-from tests.admin.test_oauth2_flow import Drive, oauth_template, provider
 from tests.oauth_server import create_resource_app
 from tests.seeds.schema import problems_but_template_id as problems
 

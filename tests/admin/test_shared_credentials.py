@@ -26,8 +26,8 @@ from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.store import Store, open_store
 from proxy.store.crypto import new_key_text
+from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, oauth_template, provider
 from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, Planes, create, create_body
-from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, oauth_template, provider
 from tests.builders import connection, oauth2_token
 from tests.oauth_server import AuthServer, create_resource_app
 from tests.pg import PgServer

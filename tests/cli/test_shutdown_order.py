@@ -24,8 +24,8 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.store import StoreError, open_store
 from proxy.tokens.manager import TokenManager
+from tests.admin.oauth2_connect import CLIENT_SECRET, oauth_template, provider
 from tests.admin.planes import ADMIN_TOKEN, AUTH, ORG
-from tests.admin.test_oauth2_flow import CLIENT_SECRET, oauth_template, provider
 
 DEADLINE = 15.0
 

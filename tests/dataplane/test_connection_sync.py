@@ -26,6 +26,7 @@ from proxy.dataplane.plane import create_app
 from proxy.dataplane.sync import MIN_CHECK_GAP
 from proxy.store.sqlite import SqliteStore
 from tests import rawhttp
+from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
 from tests.admin.planes import (
     AUTH,
     CONNECTIONS,
@@ -37,7 +38,6 @@ from tests.admin.planes import (
     header,
     string_credential,
 )
-from tests.admin.test_oauth2_flow import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template
 from tests.cli.procs import START_TIMEOUT
 from tests.cli.test_workers import start, stop
 from tests.oauth_server import AuthServer, Client, create_auth_app
