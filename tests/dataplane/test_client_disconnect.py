@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -91,13 +92,15 @@ async def test_leaving_mid_upload_removes_the_spilled_body(
         writer.write(b"POST /up/x HTTP/1.1\r\nHost: p\r\nContent-Length: 1000000\r\n\r\n")
         writer.write(b"a" * 200_000)
         await writer.drain()
-        for _ in range(100):  # bounded: up to 2 s for the spill file to appear
+        deadline = time.monotonic() + 20  # bounded in time, not tries: a loaded machine is slow
+        while time.monotonic() < deadline:  # until the spill file appears
             if list(tmp_path.glob("signing-proxy-body-*")):
                 break
             await asyncio.sleep(0.02)
         assert list(tmp_path.glob("signing-proxy-body-*"))
         writer.transport.abort()
-        for _ in range(100):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             if not list(tmp_path.glob("signing-proxy-body-*")):
                 break
             await asyncio.sleep(0.02)

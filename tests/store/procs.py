@@ -236,7 +236,9 @@ class ProxyProcess:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self, timeout: float = 20.0) -> ProxyProcess:
+    # Both bound a broken proxy only: on a loaded 2-core machine a start or a drain that
+    # closes the store takes seconds.
+    def start(self, timeout: float = 60.0) -> ProxyProcess:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             logged = self.log.stat().st_size if self.log.exists() else 0
             if self._start(timeout):
@@ -290,7 +292,7 @@ class ProxyProcess:
         assert self.proc is not None
         self.proc.send_signal(signum)
 
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
