@@ -301,7 +301,7 @@ async def posted_back(
     """`of`'s GET body POSTed back for another account, the secrets filled in (a pasted token,
     the client secret) and the ids left to the proxy. Read from another replica than the one
     that made it: there within a second (LISTEN/NOTIFY)."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # a bound for a broken push only: a loaded machine is slow
     while True:
         async with session.get(f"{replica.admin}{CONNECTIONS}/{of}", headers=AUTH) as response:
             if response.status == 200:

@@ -134,7 +134,7 @@ def test_a_replica_paused_past_its_lease_cannot_regress_the_token(
         late: list[Reply] = []
         client = threading.Thread(target=lambda: late.append(a.get("/api/a", timeout=60)))
         client.start()
-        wait_for(lambda: server.hits == 1, 10, "A's token request")
+        wait_for(lambda: server.hits == 1, 30, "A's token request")
         a.signal(signal.SIGSTOP)
         try:
             server.answer_delay = 0.0
@@ -343,7 +343,7 @@ def test_sighup_reload_of_one_replica_does_not_disturb_the_others(
             a.config.write_text(yaml.safe_dump(tree))
             server.access["t-new"] = (time.time() + 3600, None)
             a.signal(signal.SIGHUP)
-            wait_for(lambda: "config reloaded" in a.output(), 10, "A's reload")
+            wait_for(lambda: "config reloaded" in a.output(), 30, "A's reload")
             time.sleep(0.5)  # load goes on after the reload
         finally:
             stop.set()

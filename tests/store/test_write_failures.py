@@ -113,7 +113,7 @@ def refresh_during(
     replies: list[Reply] = []
     client = threading.Thread(target=lambda: replies.append(proxy.get("/api/during")))
     client.start()
-    wait_for(lambda: server.hits == hits + 1, 10, "the token request")
+    wait_for(lambda: server.hits == hits + 1, 30, "the token request")
     fault()
     client.join(15)
     server.delay = 0.0
@@ -159,7 +159,7 @@ def test_disk_full_during_a_refresh_keeps_the_new_token(
             assert_store_unavailable(other)
 
         fs.free()
-        wait_for(lambda: proxy.readyz().status == 200, 15, "/readyz to recover")
+        wait_for(lambda: proxy.readyz().status == 200, 30, "/readyz to recover")
         newest = server.current_refresh_token(seeds["api"])
         assert stored_refresh_token(proxy, "api") == newest
         assert proxy.get("/other/x").status == 200  # the lease can be taken again

@@ -40,7 +40,9 @@ from tests.oauth_server import AuthServer, Client, serve_in_thread
 from tests.ports import free_port
 
 ITERATIONS = 15
-TIME_LIMIT = 90.0
+# Bounds the test, not the proxy: 15 starts on a loaded 2-core machine took over 90 s.
+TIME_LIMIT = 300.0
+START_LIMIT = 60.0  # one start, for a broken proxy only
 SECRET = "canary-sigkill-secret"
 
 
@@ -118,7 +120,7 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
                 stderr=subprocess.PIPE,
             )
             try:
-                wait_ready(base + "/healthz", time.monotonic() + 15)
+                wait_ready(base + "/healthz", time.monotonic() + START_LIMIT)
                 # The connection keeps working after every restart.
                 assert get(base + "/api/check") == 200
                 stop, statuses = threading.Event(), list[int]()
@@ -159,7 +161,7 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_ready(base + "/healthz", time.monotonic() + 15)
+            wait_ready(base + "/healthz", time.monotonic() + START_LIMIT)
             assert get(base + "/api/final") == 200
         finally:
             proc.send_signal(signal.SIGTERM)
