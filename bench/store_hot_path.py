@@ -59,14 +59,14 @@ def throwaway_server(stack: ExitStack) -> str:
 
 
 async def commits(url: str) -> int:
-    conn = await asyncpg.connect(url)
+    db = await asyncpg.connect(url)
     try:
-        value: int = await conn.fetchval(
+        value: int = await db.fetchval(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
         )
         return value
     finally:
-        await conn.close()
+        await db.close()
 
 
 async def main(args: argparse.Namespace) -> None:
