@@ -11,6 +11,7 @@ import base64
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, Drive, oauth_template, provider
@@ -20,6 +21,7 @@ from tests.oauth_server import create_resource_app
 TOKEN_SECONDS = 2.0
 
 
+@pytest.mark.slow
 async def test_api_made_oauth2_connections_outlive_their_first_token(
     aiohttp_server: Any, make_planes: MakePlanes
 ) -> None:

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -123,6 +124,7 @@ def aim(case: Any, connection_id: str) -> None:
         case.body["connectionTemplateId"] = "crm"
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_5xx_and_no_undocumented_response() -> None:
     schema = schemathesis.openapi.from_dict(openapi_document())
     # DELETE last: the other operations find the seeded connection first.

@@ -105,6 +105,7 @@ async def all_answer(planes: list[Planes], names: list[str], each: int = 3) -> N
         assert response.status == 200, await response.text()
 
 
+@pytest.mark.slow
 async def test_connections_sharing_a_credential_id_share_its_token(
     stores: StoreFactory, aiohttp_server: Any, make_planes: MakePlanes
 ) -> None:

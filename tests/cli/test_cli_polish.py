@@ -185,6 +185,7 @@ def test_check_offline_reads_no_secret_file_and_no_variable(tmp_path: Path) -> N
 # --- warnings and suggestions -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_empty_secret_from_the_environment_is_a_warning(tmp_path: Path) -> None:
     tree = {
         "admin": {"listen": "127.0.0.1:8081", "token": "${ADMIN_TOKEN}"},

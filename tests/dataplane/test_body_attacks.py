@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests import rawhttp
@@ -153,6 +154,7 @@ async def trailer_attacker(port: int, until: float) -> list[tuple[int, int]]:
     return outcomes
 
 
+@pytest.mark.slow
 async def test_trailer_flood_is_cut_with_flat_memory_and_others_served(tmp_path: Path) -> None:
     async with running(tmp_path, limits={"maxHeaderBytes": 65536}) as proxy:
         outcomes: list[tuple[int, int]] = []

@@ -397,6 +397,7 @@ def stack(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=requests())
+@pytest.mark.slow
 def test_generated_framing_never_smuggles(
     stack: tuple[Callable[[Coroutine[Any, Any, Any]], Any], HttpServer, int, WireUpstream],
     raw: bytes,

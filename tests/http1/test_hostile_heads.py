@@ -336,6 +336,7 @@ async def bulky(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
 @pytest.mark.parametrize(
     "piece", [endless_lines(), endless_value()], ids=["endless_lines", "endless_value"]
 )
+@pytest.mark.slow
 async def test_memory_stays_flat_and_others_are_not_slowed(
     tmp_path: Path, piece: Callable[[int], bytes]
 ) -> None:

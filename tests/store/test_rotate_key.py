@@ -199,6 +199,7 @@ def assert_clean(output: str, *secrets: str) -> None:
         assert secret not in output
 
 
+@pytest.mark.slow
 def test_rotate_key_refuses_beside_a_running_proxy_then_rotates_once_it_stopped(
     tmp_path: Path, upstream: str, store_tree: dict[str, Any]
 ) -> None:
@@ -234,6 +235,7 @@ def test_rotate_key_refuses_beside_a_running_proxy_then_rotates_once_it_stopped(
 
 
 @pytest.mark.parametrize("point", ["mid-transaction", "after-commit"])
+@pytest.mark.slow
 def test_a_rotation_killed_half_way_leaves_a_store_that_starts(
     tmp_path: Path, upstream: str, store_tree: dict[str, Any], point: str
 ) -> None:
@@ -281,6 +283,7 @@ def stat_mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
+@pytest.mark.slow
 def test_a_proxy_starting_during_a_rotation_waits_for_it(
     tmp_path: Path, upstream: str, store_tree: dict[str, Any]
 ) -> None:
@@ -383,6 +386,7 @@ def reseal_rows_under(
     return asyncio.run(rewrite())
 
 
+@pytest.mark.slow
 def test_the_refusal_learns_of_the_proxy_through_the_store_not_the_process_table(
     tmp_path: Path, upstream: str
 ) -> None:

@@ -126,6 +126,7 @@ def assert_store_unavailable(reply: Reply) -> None:
     assert "proxy_internal_error" in reply.headers["Proxy-Status"]
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_refresh_keeps_the_new_token(
     tmp_path: Path, fs: SmallFs, auth: Running
 ) -> None:

@@ -273,6 +273,7 @@ async def test_private_key_jwt_refreshes_an_authorization_code_token(
     assert RSA_PEM.splitlines()[1] not in str(provider.forms)
 
 
+@pytest.mark.slow
 async def test_two_second_tokens_across_lifetimes_restarts_and_replicas(
     endpoint: Endpoint, make_api: MakeApi, tmp_path: Path
 ) -> None:

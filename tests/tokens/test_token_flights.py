@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
@@ -53,6 +54,7 @@ async def give_up_after(port: int, seconds: float) -> None:
     writer.transport.abort()
 
 
+@pytest.mark.slow
 async def test_clients_giving_up_at_every_point_of_a_slow_refresh(
     aiohttp_server: Any, aiohttp_client: Callable[..., Any], tmp_path: Path
 ) -> None:
