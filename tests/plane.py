@@ -19,6 +19,9 @@ from proxy.http1.server import HttpServer
 
 # The `make_proxy` fixture (conftest.py): a config tree in, a test client of its plane out.
 MakeProxy = Callable[..., Awaitable[TestClient[Any, Any]]]
+# The `make_api` fixture (tokens/conftest.py): one connection `api` (base URL, credential, the
+# store its tokens are kept in, `limits`, the `TokenManager`'s options) in, a test client out.
+MakeApi = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 class PlaneServer(BaseTestServer):

@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.connections.runtime import build_runtime
-from proxy.dataplane.plane import create_app
-from proxy.store import Store, open_store
-from proxy.tokens.manager import Backoff, TokenManager
-from tests.builders import connection
+from proxy.store import open_store
+from proxy.tokens.manager import Backoff
 from tests.jwt_provider import Issuer, JwtProvider, create_jwt_app, private_pem, public_pem
-from tests.plane import PlaneServer
+from tests.plane import MakeApi
 
 # Keys are made once per module: RSA generation takes a moment.
 RSA_PEM = private_pem("rsa")
@@ -59,25 +55,6 @@ def jwt_credential(key: str, *, binary: bool = False, **params: Any) -> dict[str
         "authSchemeConfig": {"type": "jwt-bearer", "jwtBearer": params},
         "credential": credential,
     }
-
-
-MakeApi = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-def make_api(aiohttp_client: Any) -> MakeApi:
-    async def make(
-        base_url: str, credential: dict[str, Any], store: Store | None = None, **manager: Any
-    ) -> TestClient[Any, Any]:
-        runtime = build_runtime({"connections": [connection("api", base_url, credential)]}, {})
-        store = store if store is not None else open_store(None)
-        tokens = TokenManager(store, **manager)
-        client: TestClient[Any, Any] = await aiohttp_client(
-            PlaneServer(create_app(runtime, tokens=tokens, store=store))
-        )
-        return client
-
-    return make
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,15 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from proxy.connections.runtime import build_runtime
-from proxy.dataplane.plane import create_app
-from proxy.store import Store, open_store
+from proxy.store import open_store
 from proxy.tokens.manager import Backoff, TokenManager
 from tests.builders import connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
-from tests.plane import PlaneServer
+from tests.plane import MakeApi
 
 SECRET = "canary-client-secret-b71"
 PASSWORD = "canary-user-password-4e0"
@@ -79,34 +77,6 @@ def client_credential(token_url: str, **oauth2: Any) -> dict[str, Any]:
             "data": {"oauth2Client": {"clientId": "cid", "clientSecret": SECRET}},
         },
     }
-
-
-MakeApi = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-def make_api(aiohttp_client: Any) -> MakeApi:
-    """The proxy with one connection `api` → the resource server, on a given store."""
-
-    async def make(
-        base_url: str,
-        credential: dict[str, Any],
-        store: Store | None = None,
-        limits: dict[str, Any] | None = None,
-        **manager: Any,
-    ) -> TestClient[Any, Any]:
-        tree: dict[str, Any] = {"connections": [connection("api", base_url, credential)]}
-        if limits:
-            tree["limits"] = limits
-        runtime = build_runtime(tree, {})
-        store = store if store is not None else open_store(None)
-        tokens = TokenManager(store, **manager)
-        client: TestClient[Any, Any] = await aiohttp_client(
-            PlaneServer(create_app(runtime, tokens=tokens, store=store))
-        )
-        return client
-
-    return make
 
 
 def secrets_of(server: AuthServer) -> list[str]:
