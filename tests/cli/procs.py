@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from tests.ports import free_port
 # Both bound a broken proxy only: on a loaded 2-core machine a start alone has taken over 20 s.
 START_TIMEOUT = 60.0
 CLI_TIMEOUT = 60.0
+# `start_workers` tries another free port when the one it was given was taken meanwhile.
+PORT_ATTEMPTS = 3
 
 
 async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.Message:
@@ -123,3 +126,38 @@ async def wait_answering(url: str) -> int:
                     break
                 await asyncio.sleep(0.05)
     raise AssertionError(f"{url} did not answer within {CLI_TIMEOUT}s")
+
+
+async def start_workers(tmp_path: Path, tree: dict[str, Any], workers: int) -> tuple[Any, int]:
+    """`run --workers` on a free port, its stderr a pipe the tests read. The proxy is told its
+    port (`free_port()`) rather than searched in that pipe for the one it got, so a start whose
+    port was taken in the moment before the proxy bound it is retried on another."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        proc, port = await spawn_proxy(
+            tmp_path,
+            tree,
+            "--workers",
+            str(workers),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await wait_healthy(port, proc)
+            return proc, port
+        except AssertionError:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+                raise
+            _, stderr = await proc.communicate()
+            if b"Address already in use" not in stderr or attempt == PORT_ATTEMPTS:
+                raise AssertionError(stderr.decode()) from None
+    raise AssertionError("unreachable")
+
+
+async def stop_workers(proc: Any) -> tuple[int, str]:
+    """SIGTERM, then the exit status and all of stderr once every worker has drained."""
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):
+        _, stderr = await proc.communicate()
+    return proc.returncode, stderr.decode()

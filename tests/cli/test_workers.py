@@ -14,47 +14,18 @@ import os
 import re
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from proxy.cli import main
 from tests import rawhttp
 from tests.builders import oauth2_token
-from tests.cli.procs import spawn_proxy, wait_healthy
+from tests.cli.procs import start_workers, stop_workers, wait_healthy
 from tests.oauth_server import AuthServer, Client, serve_in_thread
 
 ACCESS_PID = re.compile(r"signing_proxy\.access pid=(\d+) GET /(\w+)/\S+ connection=\w+ status=200")
 SECRET = "canary-workers-client-secret"
 REQUESTS = 40
-PORT_ATTEMPTS = 3
-
-
-async def start(tmp_path: Path, tree: dict[str, Any], workers: int) -> tuple[Any, int]:
-    """`run --workers` on a free port, its stderr a pipe the tests read. The proxy is told its
-    port (`free_port()`) rather than searched in that pipe for the one it got, so a start whose
-    port was taken in the moment before the proxy bound it is retried on another."""
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        proc, port = await spawn_proxy(
-            tmp_path,
-            tree,
-            "--workers",
-            str(workers),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            await wait_healthy(port, proc)
-            return proc, port
-        except AssertionError:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-                raise
-            _, stderr = await proc.communicate()
-            if b"Address already in use" not in stderr or attempt == PORT_ATTEMPTS:
-                raise AssertionError(stderr.decode()) from None
-    raise AssertionError("unreachable")
 
 
 async def burst(port: int, route: str) -> list[rawhttp.Message]:
@@ -62,13 +33,6 @@ async def burst(port: int, route: str) -> list[rawhttp.Message]:
     return await asyncio.gather(
         *(rawhttp.round_trip(port, rawhttp.get(f"/{route}/r{i}")) for i in range(REQUESTS))
     )
-
-
-async def stop(proc: Any) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(15):
-        _, stderr = await proc.communicate()
-    return proc.returncode, stderr.decode()
 
 
 def serving_pids(log: str, route: str) -> set[str]:
@@ -85,7 +49,7 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -
 
     async with rawhttp.raw_upstream(answer) as upstream:
         tree = {"connections": [{"name": "up", "baseUrl": upstream.base, "credentials": []}]}
-        proc, port = await start(tmp_path, tree, workers=2)
+        proc, port = await start_workers(tmp_path, tree, workers=2)
         try:
             responses = await burst(port, "up")
             assert [r.status for r in responses] == [200] * REQUESTS
@@ -99,7 +63,7 @@ async def test_two_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -
             gate.set()
             slow = await asyncio.wait_for(in_flight, 5)
             assert (slow.status, slow.body, slow.complete) == (200, b"ok", True)
-            code, log = await stop(proc)
+            code, log = await stop_workers(proc)
             assert code == 0, log
             assert len(serving_pids(log, "up")) == 2, log
         finally:
@@ -121,11 +85,11 @@ async def test_two_workers_on_an_expired_token_make_one_token_request(tmp_path: 
                 {"name": "api", "baseUrl": running.resource_url, "credentials": [credential]}
             ]
         }
-        proc, port = await start(tmp_path, tree, workers=2)
+        proc, port = await start_workers(tmp_path, tree, workers=2)
         try:
             responses = await burst(port, "api")
             assert [r.status for r in responses] == [200] * REQUESTS
-            code, log = await stop(proc)
+            code, log = await stop_workers(proc)
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -148,7 +112,7 @@ def test_workers_must_be_a_positive_count(capsys: pytest.CaptureFixture[str]) ->
 async def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
     async with rawhttp.raw_upstream() as upstream:
         tree = {"connections": [{"name": "up", "baseUrl": upstream.base, "credentials": []}]}
-        proc, port = await start(tmp_path, tree, workers=2)
+        proc, port = await start_workers(tmp_path, tree, workers=2)
         try:
             assert proc.stderr is not None
             started: list[int] = []
@@ -166,7 +130,7 @@ async def test_a_worker_that_dies_is_restarted(tmp_path: Path) -> None:
             await wait_healthy(port, proc)
             responses = await burst(port, "up")
             assert [r.status for r in responses] == [200] * REQUESTS
-            code, log = await stop(proc)
+            code, log = await stop_workers(proc)
             assert code == 0, log
         finally:
             if proc.returncode is None:
@@ -178,7 +142,7 @@ async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> Non
     # SIGKILL gives the supervisor no chance to pass SIGTERM on; the kernel does it (prctl).
     async with rawhttp.raw_upstream() as upstream:
         tree = {"connections": [{"name": "up", "baseUrl": upstream.base, "credentials": []}]}
-        proc, port = await start(tmp_path, tree, workers=2)
+        proc, port = await start_workers(tmp_path, tree, workers=2)
         workers: list[int] = []
         try:
             assert proc.stderr is not None

@@ -16,7 +16,7 @@ import pytest
 
 from tests import rawhttp
 from tests.builders import bearer, connection
-from tests.cli.test_workers import start, stop
+from tests.cli.procs import start_workers, stop_workers
 from tests.plane import MakeProxy
 
 KEY = "ck-carrier-CANARY-41aa"
@@ -99,13 +99,13 @@ async def test_a_carrier_without_a_known_key_still_passes(make_proxy: MakeProxy)
 
 async def test_with_two_workers_no_carrier_reaches_the_upstream(tmp_path: Path) -> None:
     async with rawhttp.raw_upstream() as upstream:
-        proc, port = await start(tmp_path, tree(upstream.base, "lean"), workers=2)
+        proc, port = await start_workers(tmp_path, tree(upstream.base, "lean"), workers=2)
         try:
             replies = await asyncio.gather(
                 *(rawhttp.round_trip(port, request(h)) for h in CARRIED.values() for _ in range(3))
             )
         finally:
-            code, _ = await stop(proc)
+            code, _ = await stop_workers(proc)
     assert code == 0
     assert [r.status for r in replies] == [200] * len(replies)
     assert len(upstream.received) == len(replies)

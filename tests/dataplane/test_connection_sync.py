@@ -38,8 +38,7 @@ from tests.admin.planes import (
     header,
     string_credential,
 )
-from tests.cli.procs import START_TIMEOUT
-from tests.cli.test_workers import start, stop
+from tests.cli.procs import START_TIMEOUT, start_workers, stop_workers
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
@@ -239,7 +238,7 @@ async def test_workers_serve_created_and_stop_serving_deleted_connections(
             "templates": [api_key_template(upstream.base)],
             "admin": {"listen": "127.0.0.1:0"},  # worker 0 binds it: its log says where
         }
-        proc, port = await start(tmp_path, tree, workers=2)
+        proc, port = await start_workers(tmp_path, tree, workers=2)
         head = b""  # the start-up lines read here, put back in front of the log at the end
         try:
             assert proc.stderr is not None
@@ -279,12 +278,12 @@ async def test_workers_serve_created_and_stop_serving_deleted_connections(
                     assert response.status == 204
                 await asyncio.sleep(2.0)  # the other worker's reload runs every second
                 assert await burst() == [404] * REQUESTS
-            code, log = await stop(proc)
+            code, log = await stop_workers(proc)
             log = head.decode() + log
         finally:
             if proc.returncode is None:
                 # SIGTERM, which the supervisor passes on: a SIGKILL would orphan the workers.
-                await stop(proc)
+                await stop_workers(proc)
     assert code == 0, log
     served = {(pid, status) for pid, status in ACCESS.findall(log)}
     # Both workers served the connection, and both refused it once deleted.
