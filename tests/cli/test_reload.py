@@ -11,15 +11,12 @@ import asyncio
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.admin import create_admin_app_for
@@ -28,87 +25,18 @@ from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
 from tests.builders import bearer, connection
+from tests.cli.reloading import Proxy, config, running, until_logged, upstream_app, write
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
 from tests.tokens.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
-from tests.upstreams import catch_all
 
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
-
-
-async def upstream_app(slow_arrived: asyncio.Event | None = None) -> web.Application:
-    """Answers with the Authorization it got; `/slow` first sets `slow_arrived`, then waits
-    1.5 s."""
-
-    async def handle(request: web.Request) -> web.Response:
-        if request.path.endswith("/slow"):
-            if slow_arrived is not None:
-                slow_arrived.set()
-            await asyncio.sleep(1.5)
-        return web.Response(text=request.headers.get("Authorization", "-"))
-
-    return catch_all(handle)
 
 
 @pytest.fixture
 async def upstream(aiohttp_server: Any) -> str:
     server: TestServer = await aiohttp_server(await upstream_app())
     return str(server.make_url("")).rstrip("/")
-
-
-def config(base: str, tokens: dict[str, str]) -> dict[str, Any]:
-    return {
-        "listen": "127.0.0.1:0",  # the port the proxy got is read back from its log
-        "connections": [connection(n, f"{base}/{n}", bearer(t)) for n, t in tokens.items()],
-    }
-
-
-def write(path: Path, tree: Any) -> None:
-    # Write then rename, as editors and deploy tools do: the proxy never reads half a file.
-    partial = path.with_suffix(".partial")
-    partial.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
-    partial.replace(path)
-
-
-class Proxy:
-    def __init__(self, process: ProxyProcess, session: aiohttp.ClientSession) -> None:
-        self.process = process.process
-        self.base = process.base
-        self.session = session
-        self._proc = process
-
-    @property
-    def stderr(self) -> bytes:
-        return self._proc.stderr
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with self.session.get(self.base + path) as response:
-            return response.status, await response.text()
-
-    async def until(self, path: str, expected: tuple[int, str]) -> None:
-        """Poll until `path` answers `expected` (a reload is asynchronous to the signal)."""
-        deadline = time.monotonic() + TIMEOUT
-        while (answer := await self.get(path)) != expected:
-            assert time.monotonic() < deadline, f"{path}: {answer}, expected {expected}"
-            await asyncio.sleep(0.05)
-
-    def hangup(self) -> None:
-        self.process.send_signal(signal.SIGHUP)
-
-
-async def until_logged(proxy: Proxy, text: str) -> None:
-    """Until the proxy has logged `text`."""
-    deadline = time.monotonic() + TIMEOUT
-    while text.encode() not in proxy.stderr:
-        assert time.monotonic() < deadline, f"not logged: {text!r}: {proxy.stderr!r}"
-        await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def running(path: Path, *extra: str) -> AsyncIterator[Proxy]:
-    async with proxy_process(path, *extra) as process:
-        async with aiohttp.ClientSession() as session:
-            yield Proxy(process, session)
 
 
 async def test_sighup_applies_changed_added_and_removed_connections(

@@ -1,7 +1,7 @@
 """`run --watch` follows every update of the config file, however it is replaced, and a burst of
 SIGHUPs under load fails no request (docs/operations.md, "Reload").
 
-The proxy runs as a real process in front of the upstream of `tests/cli/test_reload.py`, which
+The proxy runs as a real process in front of the upstream of `tests/cli/reloading.py`, which
 answers with the Authorization it received: the bearer token in the file is the config in force.
 """
 
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from proxy.cli.filewatch import ChangeDetector, content_digest, watch_file
-from tests.cli.test_reload import Proxy, config, running, upstream, write  # noqa: F401
+from tests.cli.reloading import Proxy, config, running, upstream, write  # noqa: F401
 
 IN_FORCE_WITHIN = 5.0  # seconds: "a few"
 UPDATES = 5

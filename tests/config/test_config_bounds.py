@@ -18,7 +18,7 @@ import yaml
 from proxy.config import bounds
 from proxy.config.load import ConfigInvalid, _UniqueKeyLoader, parse_yaml
 from tests.cli.procs import cli
-from tests.cli.test_reload import config, running, upstream, write  # noqa: F401
+from tests.cli.reloading import config, running, upstream, write  # noqa: F401
 
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
 
