@@ -54,11 +54,15 @@ def oauth2_token(
     token_url: str,
     client_id: str,
     client_secret: str,
-    token: Mapping[str, str],
+    token: Mapping[str, Any],
     expires_at: str | None = None,
+    **oauth2: Any,
 ) -> dict[str, Any]:
-    """An `oauth2` authorizationCode credential seeded with `token` (an RFC 6749 §5.1 answer)."""
-    value = {"accessToken": token["access_token"], "refreshToken": token["refresh_token"]}
+    """An `oauth2` authorizationCode credential seeded with `token` (an RFC 6749 §5.1 answer; its
+    refresh token when it has one); `oauth2` adds settings beside `tokenUrl` and `grant`."""
+    value = {"accessToken": token["access_token"]}
+    if "refresh_token" in token:
+        value["refreshToken"] = token["refresh_token"]
     if expires_at is not None:
         value["expiresAt"] = expires_at
     grant = {
@@ -66,7 +70,10 @@ def oauth2_token(
         "authorizationCode": {"clientId": client_id, "clientSecret": client_secret},
     }
     return {
-        "authSchemeConfig": {"type": "oauth2", "oauth2": {"tokenUrl": token_url, "grant": grant}},
+        "authSchemeConfig": {
+            "type": "oauth2",
+            "oauth2": {"tokenUrl": token_url, "grant": grant, **oauth2},
+        },
         "credential": {"type": "oauth2-token", "data": {"oauth2Token": value}},
     }
 

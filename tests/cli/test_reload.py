@@ -28,7 +28,7 @@ from tests.builders import bearer, connection
 from tests.cli.reloading import Proxy, config, running, until_logged, upstream_app, write
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
-from tests.tokens.test_oauth2_proxy import Servers, oauth, token_credential  # noqa: F401
+from tests.tokens.oauth2 import Servers, oauth, token_credential  # noqa: F401
 
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
 

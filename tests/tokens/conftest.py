@@ -1,4 +1,5 @@
-"""Fixtures of the token tests: the data plane with one token-bearing connection."""
+"""Fixtures of the token tests: the data plane with one token-bearing connection, and `oauth`,
+the strict local authorization and resource servers (tests/tokens/oauth2.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from proxy.store import Store, open_store
 from proxy.tokens.manager import TokenManager
 from tests.builders import connection
 from tests.plane import MakeApi, PlaneServer
+from tests.tokens.oauth2 import oauth  # noqa: F401 (a fixture, for every token test)
 
 
 @pytest.fixture

@@ -5,65 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from proxy.connections.runtime import build_runtime
 from proxy.store import open_store
 from proxy.tokens.manager import Backoff, TokenManager
 from tests.builders import connection
-from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
+from tests.oauth_server import AuthServer, Client
 from tests.plane import MakeApi
-
-SECRET = "canary-client-secret-b71"
-PASSWORD = "canary-user-password-4e0"
-
-
-@dataclass
-class Servers:
-    server: AuthServer
-    token_url: str
-    resource_url: str
-
-
-@pytest.fixture
-async def oauth(aiohttp_server: Any) -> Servers:
-    server = AuthServer(clients={"cid": Client(SECRET)}, users={"alice": PASSWORD})
-    auth: TestServer = await aiohttp_server(create_auth_app(server))
-    resource: TestServer = await aiohttp_server(create_resource_app(server))
-    return Servers(server, str(auth.make_url("/token")), str(resource.make_url("")))
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def token_credential(
-    token_url: str, token: dict[str, Any], expires_at: float | None = None, **oauth2: Any
-) -> dict[str, Any]:
-    value: dict[str, Any] = {"accessToken": token["access_token"]}
-    if "refresh_token" in token:
-        value["refreshToken"] = token["refresh_token"]
-    if expires_at is not None:
-        value["expiresAt"] = iso(expires_at)
-    grant = {
-        "type": "authorizationCode",
-        "authorizationCode": {"clientId": "cid", "clientSecret": SECRET},
-    }
-    return {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {"tokenUrl": token_url, "grant": grant, **oauth2},
-        },
-        "credential": {"type": "oauth2-token", "data": {"oauth2Token": value}},
-    }
+from tests.tokens.oauth2 import (
+    PASSWORD,
+    SECRET,
+    Servers,
+    token_credential,
+)
 
 
 def client_credential(token_url: str, **oauth2: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from tests.cli.procs import wait_answering
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 from tests.proxyproc import listening_ports
-from tests.tokens.test_oauth2_proxy import SECRET, token_credential
+from tests.tokens.oauth2 import SECRET, token_credential
 
 PROVIDER_THINKS = 0.4  # before the provider looks at a token request
 PROVIDER_ANSWERS = 0.4  # after it rotated the refresh token, before its answer leaves
