@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+import trustme
 
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
@@ -30,6 +31,17 @@ def api_key(name: str, where: str, value: str) -> dict[str, Any]:
     return {
         "authSchemeConfig": {"type": "api-key", "apiKey": {"name": name, "in": where}},
         "credential": {"type": "string", "data": {"string": {"value": value}}},
+    }
+
+
+def hmac_credential(key: str, **params: Any) -> dict[str, Any]:
+    """An `hmac` credential: SHA-256, hex, in header `X-Signature`, unless `params` say otherwise
+    (`digestInputs`, `name`, `in`, `algorithm`, `encoding`)."""
+    config = {"name": "X-Signature", "in": "header", "algorithm": "sha256", "encoding": "hex"}
+    config.update(params)
+    return {
+        "authSchemeConfig": {"type": "hmac", "hmac": config},
+        "credential": {"type": "string", "data": {"string": {"value": key}}},
     }
 
 
@@ -94,3 +106,18 @@ def config_problems(tree: Any, env: Mapping[str, str] | None = None) -> list[str
     with pytest.raises(ConfigInvalid) as caught:
         build_runtime(tree, dict(env or {}))
     return [str(p) for p in caught.value.problems]
+
+
+def certificate_credential(client: trustme.LeafCert, ca_pem: str | None) -> dict[str, Any]:
+    """A `certificate` (mTLS) credential presenting `client`, trusting `ca_pem` for the upstream
+    when given."""
+    value: dict[str, Any] = {
+        "certificate": client.cert_chain_pems[0].bytes().decode(),
+        "key": client.private_key_pem.bytes().decode(),
+    }
+    if ca_pem is not None:
+        value["ca"] = ca_pem
+    return {
+        "authSchemeConfig": {"type": "certificate"},
+        "credential": {"type": "certificate", "data": {"certificate": value}},
+    }

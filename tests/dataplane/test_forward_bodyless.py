@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.builders import bearer, connection, oauth2_token
-from tests.dataplane.test_signing_integration import hmac_credential
+from tests.builders import bearer, connection, hmac_credential, oauth2_token
 from tests.plane import MakeProxy
 from tests.wire_recorder import wire_upstream
 
@@ -22,9 +21,10 @@ OAUTH2 = oauth2_token(
     {"access_token": "canary-bodyless-access", "refresh_token": "canary-bodyless-refresh"},
     expires_at="2099-01-01T00:00:00Z",
 )
+HMAC_KEY = "canary-hmac-key-2d7f"
 SCHEMES = {
     "oauth2": OAUTH2,
-    "hmac": hmac_credential(digestInputs=["url", "body"]),
+    "hmac": hmac_credential(HMAC_KEY, digestInputs=["url", "body"]),
     "bearer": bearer("canary-bodyless-bearer"),
 }
 FRAMING = ("content-length", "transfer-encoding")

@@ -26,21 +26,12 @@ from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 from proxy.connections.compiled import CompiledConnection
 from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
-from tests.builders import api_key, connection
+from tests.builders import api_key, certificate_credential, connection, hmac_credential
 from tests.plane import MakeProxy
 from tests.upstreams import catch_all
 
 HMAC_KEY = "canary-hmac-key-2d7f"
 DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
-
-
-def hmac_credential(key: str = HMAC_KEY, **params: Any) -> dict[str, Any]:
-    config = {"name": "X-Signature", "in": "header", "algorithm": "sha256", "encoding": "hex"}
-    config.update(params)
-    return {
-        "authSchemeConfig": {"type": "hmac", "hmac": config},
-        "credential": {"type": "string", "data": {"string": {"value": key}}},
-    }
 
 
 # --- hmac -------------------------------------------------------------------------------
@@ -105,8 +96,8 @@ async def test_hmac_verified_by_upstream_over_raw_target_and_body(
     async with rawhttp.raw_upstream(verify) as upstream:
         credentials = [
             api_key("api_key", "query", "canary key/+"),  # added before: covered by the url
-            hmac_credential(name="sig", **{"in": where}, algorithm=algorithm, encoding=encoding,
-                            digestInputs=inputs),
+            hmac_credential(HMAC_KEY, name="sig", **{"in": where}, algorithm=algorithm,
+                            encoding=encoding, digestInputs=inputs),
         ]  # fmt: skip
         proxy = await make_proxy({"connections": [connection("svc", upstream.base, *credentials)]})
         body = b'{"note": "caf\xc3\xa9", "n": 1}'
@@ -127,7 +118,7 @@ async def test_hmac_mismatch_is_rejected_by_the_verifier(make_proxy: MakeProxy) 
         name="X-Signature", where="header", algorithm="sha256", encoding="hex", inputs=["body"]
     )
     async with rawhttp.raw_upstream(verify) as upstream:
-        wrong = hmac_credential(key="canary-other-key", digestInputs=["body"])
+        wrong = hmac_credential("canary-other-key", digestInputs=["body"])
         proxy = await make_proxy({"connections": [connection("svc", upstream.base, wrong)]})
         response = await proxy.post("/svc/x", data=b"payload")
         assert response.status == 401
@@ -139,7 +130,7 @@ async def test_hmac_over_spilled_chunked_body(make_proxy: MakeProxy) -> None:
         inputs=["url", "body"],
     )  # fmt: skip
     async with rawhttp.raw_upstream(verify) as upstream:
-        cred = hmac_credential(digestInputs=["url", "body"])
+        cred = hmac_credential(HMAC_KEY, digestInputs=["url", "body"])
         proxy = await make_proxy(
             {
                 "connections": [connection("svc", upstream.base, cred)],
@@ -296,19 +287,6 @@ async def test_oauth1_form_body_is_signed(make_proxy: MakeProxy, oauth_upstream:
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
-
-
-def certificate_credential(client: trustme.LeafCert, ca_pem: str | None) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "certificate": client.cert_chain_pems[0].bytes().decode(),
-        "key": client.private_key_pem.bytes().decode(),
-    }
-    if ca_pem is not None:
-        value["ca"] = ca_pem
-    return {
-        "authSchemeConfig": {"type": "certificate"},
-        "credential": {"type": "certificate", "data": {"certificate": value}},
-    }
 
 
 @pytest.fixture

@@ -27,8 +27,7 @@ from aiohttp.typedefs import Handler
 
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
-from tests.builders import connection
-from tests.dataplane.test_signing_integration import certificate_credential
+from tests.builders import certificate_credential, connection
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import MakeProxy
 
