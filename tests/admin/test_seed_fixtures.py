@@ -29,13 +29,7 @@ from proxy.cli.echo import create_echo_app
 from proxy.connections.runtime import build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes
-from tests.dataplane.test_signing_integration import (
-    CONSUMER_KEY,
-    CONSUMER_SECRET,
-    TOKEN,
-    TOKEN_SECRET,
-    Validator,
-)
+from tests.oauth1_verifier import CONSUMER_KEY, CONSUMER_SECRET, TOKEN, TOKEN_SECRET, Validator
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
 from tests.seeds.schema import problems_but_template_id as problems

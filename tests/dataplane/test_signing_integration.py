@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import ClientConnectionError, ClientSession, TCPConnector, web
-from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
+from oauthlib.oauth1 import SignatureOnlyEndpoint
 
 from proxy.connections.compiled import CompiledConnection
 from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
 from tests.builders import api_key, certificate_credential, connection, hmac_credential
+from tests.oauth1_verifier import CONSUMER_KEY, CONSUMER_SECRET, TOKEN, TOKEN_SECRET, Validator
 from tests.plane import MakeProxy
 from tests.upstreams import catch_all
 
@@ -150,51 +151,6 @@ async def test_hmac_over_spilled_chunked_body(make_proxy: MakeProxy) -> None:
 
 
 # --- oauth1 -----------------------------------------------------------------------------
-
-CONSUMER_KEY = "ckey0123456789abcdefghij"
-CONSUMER_SECRET = "canary-consumer-secret-77"
-TOKEN = "tok0123456789abcdefghijk"
-TOKEN_SECRET = "canary-token-secret-88"
-
-
-class Validator(RequestValidator):
-    """Accepts our one client and token; the rest of the checks are oauthlib's own."""
-
-    enforce_ssl = False
-    nonce_length = (20, 64)
-
-    def __init__(self, consumer_secret: str = CONSUMER_SECRET) -> None:
-        super().__init__()
-        self._consumer_secret = consumer_secret
-        self.nonces: set[str] = set()
-
-    def validate_client_key(self, client_key: str, request: Any) -> bool:
-        return bool(client_key == CONSUMER_KEY)
-
-    def validate_access_token(self, client_key: str, token: str, request: Any) -> bool:
-        return bool(token == TOKEN)
-
-    def validate_timestamp_and_nonce(self, client_key: str, timestamp: str, nonce: str,
-                                     request: Any, request_token: Any = None,
-                                     access_token: Any = None) -> bool:  # fmt: skip
-        if nonce in self.nonces:
-            return False
-        self.nonces.add(nonce)
-        return True
-
-    def get_client_secret(self, client_key: str, request: Any) -> str:
-        return self._consumer_secret
-
-    def get_access_token_secret(self, client_key: str, token: str, request: Any) -> str:
-        return TOKEN_SECRET
-
-    @property
-    def dummy_client(self) -> str:
-        return "dummy_client"
-
-    @property
-    def dummy_access_token(self) -> str:
-        return "dummy_access_token"
 
 
 def oauth1_credential(method: str, realm: str | None = None) -> dict[str, Any]:
