@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -167,6 +167,23 @@ async def ok(request: Message, writer: asyncio.StreamWriter) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\n"
     writer.write(head if request.method == "HEAD" else head + b"ok")
     await writer.drain()
+
+
+def scripted(*responses: bytes | Sequence[bytes]) -> Responder:
+    """A responder answering request n with `responses[n]` (a list: parts sent 50 ms apart)."""
+    count = 0
+
+    async def respond(request: Message, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        script = responses[min(count, len(responses) - 1)]
+        count += 1
+        for i, part in enumerate([script] if isinstance(script, bytes) else script):
+            if i:
+                await asyncio.sleep(0.05)
+            writer.write(part)
+            await writer.drain()
+
+    return respond
 
 
 @dataclass

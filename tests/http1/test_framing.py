@@ -5,30 +5,12 @@ where a response ended is closed, not reused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from tests.http1.h1proxy import MakeH1Proxy
-from tests.rawhttp import Message, get, port_of, raw_upstream, round_trip
+from tests.rawhttp import Message, get, port_of, raw_upstream, round_trip, scripted
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
-
-
-def scripted(*responses: bytes | Sequence[bytes]):  # type: ignore[no-untyped-def]
-    """A responder answering request n with `responses[n]` (a list: parts sent 50 ms apart)."""
-    count = 0
-
-    async def respond(request: Message, writer: asyncio.StreamWriter) -> None:
-        nonlocal count
-        script = responses[min(count, len(responses) - 1)]
-        count += 1
-        for i, part in enumerate([script] if isinstance(script, bytes) else script):
-            if i:
-                await asyncio.sleep(0.05)
-            writer.write(part)
-            await writer.drain()
-
-    return respond
 
 
 async def test_both_content_length_and_chunked_is_refused(make_h1_proxy: MakeH1Proxy) -> None:

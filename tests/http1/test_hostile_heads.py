@@ -28,7 +28,6 @@ from tests import rawhttp
 from tests.builders import connection
 from tests.cli.procs import spawn_on_any_port, wait_healthy
 from tests.http1.h1proxy import MakeH1Proxy
-from tests.http1.test_framing import scripted
 from tests.plane import MakeProxy
 
 LIMIT = 64 * 1024  # the default `limits.maxHeaderBytes`
@@ -161,7 +160,7 @@ async def test_too_many_fields_under_the_byte_limit_are_refused(
     assert len(fields) < LIMIT
     reply = b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 2\r\n\r\nok"
 
-    async with rawhttp.raw_upstream(scripted(reply)) as upstream:
+    async with rawhttp.raw_upstream(rawhttp.scripted(reply)) as upstream:
         proxy, _ = await make_h1_proxy(upstream.base)
         response = await proxy.get("/up/many")
         assert_head_too_large(response.status, response.headers, await response.read())
@@ -178,7 +177,7 @@ async def test_a_large_head_within_the_limits_is_relayed_whole(
     reply = b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: %d\r\n\r\n" % len(body) + body
     assert len(reply) - len(body) < LIMIT < len(reply)
 
-    async with rawhttp.raw_upstream(scripted(reply)) as upstream:
+    async with rawhttp.raw_upstream(rawhttp.scripted(reply)) as upstream:
         proxy, _ = await make_h1_proxy(upstream.base)
         response = await proxy.get("/up/big")
         assert response.status == 200
@@ -189,7 +188,7 @@ async def test_a_large_head_within_the_limits_is_relayed_whole(
 async def test_the_limit_follows_the_config(make_h1_proxy: MakeH1Proxy) -> None:
     reply = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 2000 + b"\r\nContent-Length: 2\r\n\r\nok"
 
-    async with rawhttp.raw_upstream(scripted(reply)) as upstream:
+    async with rawhttp.raw_upstream(rawhttp.scripted(reply)) as upstream:
         proxy, _ = await make_h1_proxy(upstream.base, max_head_bytes=1024)
         response = await proxy.get("/up/padded")
         assert_head_too_large(response.status, response.headers, await response.read())
@@ -199,7 +198,7 @@ async def test_the_limit_follows_the_config(make_h1_proxy: MakeH1Proxy) -> None:
 
 async def test_a_reload_applies_a_new_limit(make_proxy: MakeProxy) -> None:
     reply = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"p" * 2000 + b"\r\nContent-Length: 2\r\n\r\nok"
-    async with rawhttp.raw_upstream(scripted(reply)) as upstream:
+    async with rawhttp.raw_upstream(rawhttp.scripted(reply)) as upstream:
         tree: dict[str, Any] = {
             "connections": [connection("up", upstream.base)],
             "limits": {"maxHeaderBytes": 4096},
