@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,6 +88,20 @@ def oauth2_token(
             "oauth2": {"tokenUrl": token_url, "grant": grant, **oauth2},
         },
         "credential": {"type": "oauth2-token", "data": {"oauth2Token": value}},
+    }
+
+
+def jwt_bearer(key: str, *, kind: str = "string", **params: Any) -> dict[str, Any]:
+    """A `jwt-bearer` credential signing with the PEM `key`, held as a `string` or `binary`
+    credential (`kind`; `basic-auth` makes the mismatch the loader refuses); `params` are the
+    `jwtBearer` settings (flavor, issuer, tokenUrl, ...)."""
+    if kind == "binary":
+        data: dict[str, Any] = {"binary": {"valueBase64": base64.b64encode(key.encode()).decode()}}
+    else:
+        data = {kind: {"value": key}} if kind == "string" else {"basicAuth": {"username": "u"}}
+    return {
+        "authSchemeConfig": {"type": "jwt-bearer", "jwtBearer": params},
+        "credential": {"type": kind, "data": data},
     }
 
 

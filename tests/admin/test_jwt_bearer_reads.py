@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, create_body
-from tests.schemes.test_jwt_bearer import CANARIES, GITHUB, entry
+from tests.builders import jwt_bearer
+from tests.jwt_provider import private_pem
 from tests.seeds.schema import problems_but_template_id
+
+KEY = private_pem("rsa")
+CANARIES = [KEY.splitlines()[2]]
+GITHUB = {"flavor": "github-app", "issuer": "123", "subject": "456"}
 
 
 async def test_api_reads_redact_the_key(make_planes: MakePlanes) -> None:
     planes = await make_planes({"templates": [{"id": "crm", "baseUrl": "https://api.example.com"}]})
-    body = create_body("robot", entry(kind="binary", **GITHUB))
+    body = create_body("robot", jwt_bearer(KEY, kind="binary", **GITHUB))
     response = await planes.admin.post(CONNECTIONS, json=body, headers=AUTH)
     assert response.status == 201, await response.text()
     created = await response.json()

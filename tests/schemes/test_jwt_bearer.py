@@ -4,7 +4,6 @@ problem, and the private key never shows — not in `check`, `explain`, `repr()`
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from pathlib import Path
@@ -17,7 +16,7 @@ from proxy.cli import main
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.schemes.jwt_bearer import JwtBearerScheme
-from tests.builders import connection
+from tests.builders import connection, jwt_bearer
 from tests.jwt_provider import private_pem
 
 RSA_PEM = private_pem("rsa")
@@ -27,15 +26,8 @@ CRED = "connections[0].credentials[0]"
 HERE = f"{CRED}.authSchemeConfig.jwtBearer"
 
 
-def entry(key: str = RSA_PEM, *, kind: str = "string", **params: Any) -> dict[str, Any]:
-    if kind == "binary":
-        data: dict[str, Any] = {"binary": {"valueBase64": base64.b64encode(key.encode()).decode()}}
-    else:
-        data = {kind: {"value": key}} if kind == "string" else {"basicAuth": {"username": "u"}}
-    return {
-        "authSchemeConfig": {"type": "jwt-bearer", "jwtBearer": params},
-        "credential": {"type": kind, "data": data},
-    }
+def entry(key: str = RSA_PEM, **kwargs: Any) -> dict[str, Any]:
+    return jwt_bearer(key, **kwargs)
 
 
 RFC7523: dict[str, Any] = {

@@ -4,7 +4,6 @@ every JWT with PyJWT or Authlib (tests/jwt_provider.py)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
@@ -17,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.store import open_store
 from proxy.tokens.manager import Backoff
+from tests.builders import jwt_bearer
 from tests.jwt_provider import Issuer, JwtProvider, create_jwt_app, private_pem, public_pem
 from tests.plane import MakeApi
 
@@ -44,19 +44,6 @@ async def endpoint(aiohttp_server: Any) -> Endpoint:
     return Endpoint(provider, url)
 
 
-def jwt_credential(key: str, *, binary: bool = False, **params: Any) -> dict[str, Any]:
-    credential: dict[str, Any]
-    if binary:
-        encoded = base64.b64encode(key.encode()).decode()
-        credential = {"type": "binary", "data": {"binary": {"valueBase64": encoded}}}
-    else:
-        credential = {"type": "string", "data": {"string": {"value": key}}}
-    return {
-        "authSchemeConfig": {"type": "jwt-bearer", "jwtBearer": params},
-        "credential": credential,
-    }
-
-
 @pytest.mark.parametrize(
     ("pem", "algorithm"), [(RSA_PEM, "RS256"), (EC_PEM, "ES256"), (ED_PEM, "EdDSA")]
 )
@@ -67,7 +54,7 @@ async def test_rfc7523_grant_verified_by_pyjwt(
     provider.issuers[ISSUER] = Issuer(public_pem(pem), algorithm, key_id="k1")
     api = await make_api(
         endpoint.url,
-        jwt_credential(
+        jwt_bearer(
             pem,
             flavor="rfc7523",
             tokenUrl=endpoint.url + "/token",
@@ -109,9 +96,9 @@ async def test_google_service_account_json_in_a_binary_credential(
     )
     api = await make_api(
         endpoint.url,
-        jwt_credential(
+        jwt_bearer(
             json.dumps(account),
-            binary=True,
+            kind="binary",
             flavor="google-service-account",
             scopes=["https://www.googleapis.com/auth/cloud-platform"],
         ),
@@ -131,7 +118,7 @@ async def test_github_app_installation_token(endpoint: Endpoint, make_api: MakeA
     # tokenUrl defaults to {baseUrl}/app/installations/{subject}/access_tokens.
     api = await make_api(
         endpoint.url,
-        jwt_credential(RSA_PEM, flavor="github-app", issuer=APP_ID, subject=INSTALLATION),
+        jwt_bearer(RSA_PEM, flavor="github-app", issuer=APP_ID, subject=INSTALLATION),
     )
     response = await api.get("/api/repos/octo/hello")
     assert response.status == 200, provider.refused
@@ -151,7 +138,7 @@ async def test_github_app_wrong_key_is_a_502_naming_the_status(
     provider.installations[INSTALLATION] = APP_ID
     api = await make_api(
         endpoint.url,
-        jwt_credential(RSA_PEM, flavor="github-app", issuer=APP_ID, subject=INSTALLATION),
+        jwt_bearer(RSA_PEM, flavor="github-app", issuer=APP_ID, subject=INSTALLATION),
     )
     response = await api.get("/api/repos/octo/hello")
     assert response.status == 502
@@ -169,7 +156,7 @@ async def test_concurrent_requests_one_token_call_then_401_one_forced_refresh(
     provider.issuers[ISSUER] = Issuer(public_pem(EC_PEM), "ES256")
     api = await make_api(
         endpoint.url,
-        jwt_credential(EC_PEM, flavor="rfc7523", tokenUrl=endpoint.url + "/token", issuer=ISSUER),
+        jwt_bearer(EC_PEM, flavor="rfc7523", tokenUrl=endpoint.url + "/token", issuer=ISSUER),
     )
     responses = await asyncio.gather(*(api.get(f"/api/resource/{i}") for i in range(30)))
     assert [r.status for r in responses] == [200] * 30
@@ -259,7 +246,7 @@ async def test_two_second_tokens_across_lifetimes_restarts_and_replicas(
     provider = endpoint.provider
     provider.ttl = 2.0
     provider.issuers[ISSUER] = Issuer(public_pem(RSA_PEM), "RS256")
-    credential = jwt_credential(
+    credential = jwt_bearer(
         RSA_PEM, flavor="rfc7523", tokenUrl=endpoint.url + "/token", issuer=ISSUER
     )
     db = str(tmp_path / "state.db")
@@ -299,15 +286,15 @@ async def test_a_restart_uses_the_stored_token_and_a_changed_setting_gets_a_new_
         "tokenUrl": endpoint.url + "/token",
         "issuer": ISSUER,
     }
-    first = await make_api(endpoint.url, jwt_credential(RSA_PEM, **settings), open_store(db))
+    first = await make_api(endpoint.url, jwt_bearer(RSA_PEM, **settings), open_store(db))
     assert (await first.get("/api/resource/a")).status == 200
     await first.close()
-    again = await make_api(endpoint.url, jwt_credential(RSA_PEM, **settings), open_store(db))
+    again = await make_api(endpoint.url, jwt_bearer(RSA_PEM, **settings), open_store(db))
     assert (await again.get("/api/resource/a")).status == 200
     assert provider.hits["jwt-bearer"] == 1  # the stored token, still alive, served on
     await again.close()
     # Other scopes are another token: the stored one is not used for them.
-    scoped = jwt_credential(RSA_PEM, **settings, scopes=["admin"])
+    scoped = jwt_bearer(RSA_PEM, **settings, scopes=["admin"])
     changed = await make_api(endpoint.url, scoped, open_store(db))
     assert (await changed.get("/api/resource/a")).status == 200
     assert provider.hits["jwt-bearer"] == 2 and provider.forms[-1]["scope"] == "admin"
@@ -322,9 +309,7 @@ async def test_invalid_grant_is_retried_with_backoff_not_a_dead_end(
         "tokenUrl": endpoint.url + "/token",
         "issuer": ISSUER,
     }
-    api = await make_api(
-        endpoint.url, jwt_credential(ED_PEM, **settings), backoff=Backoff(base=0.3)
-    )
+    api = await make_api(endpoint.url, jwt_bearer(ED_PEM, **settings), backoff=Backoff(base=0.3))
     response = await api.get("/api/resource/x")
     assert response.status == 502
     body = await response.json()
