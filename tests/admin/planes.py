@@ -3,6 +3,7 @@ bodies and the calls they make."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -92,3 +93,12 @@ async def callback_later(
     )
     split = urlsplit(location)
     return await later.get(f"{split.path}?{split.query}")
+
+
+def substitute(document: Any, env: dict[str, str]) -> Any:
+    """API bodies get the `${...}` marks replaced (proxy.yaml interpolates them itself)."""
+    text = json.dumps(document)
+    for name, value in env.items():
+        text = text.replace("${" + name + "}", json.dumps(value)[1:-1])
+    assert "${" not in text
+    return json.loads(text)

@@ -28,7 +28,7 @@ from proxy.cli import main
 from proxy.cli.echo import create_echo_app
 from proxy.connections.runtime import build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
-from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes
+from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes, substitute
 from tests.oauth1_verifier import CONSUMER_KEY, CONSUMER_SECRET, TOKEN, TOKEN_SECRET, Validator
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
@@ -60,15 +60,6 @@ class Upstream:
     accepted: Callable[[ClientResponse], Awaitable[None]]
     method: str = "GET"
     body: bytes = b""
-
-
-def substitute(document: Any, env: dict[str, str]) -> Any:
-    """API bodies get the `${...}` marks replaced (proxy.yaml interpolates them itself)."""
-    text = json.dumps(document)
-    for name, value in env.items():
-        text = text.replace("${" + name + "}", json.dumps(value)[1:-1])
-    assert "${" not in text
-    return json.loads(text)
 
 
 async def _echo_accepts(case: str) -> Callable[[ClientResponse], Awaitable[None]]:

@@ -25,8 +25,7 @@ from ulid import ULID
 
 from proxy.cli import main
 from proxy.config import models as m
-from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, Planes
-from tests.admin.test_seed_fixtures import substitute
+from tests.admin.planes import AUTH, CONNECTIONS, MakePlanes, Planes, substitute
 from tests.oauth_server import AuthServer, Client, create_auth_app
 from tests.seeds.schema import problems
 
