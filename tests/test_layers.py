@@ -180,3 +180,24 @@ def test_tests_import_helpers_from_modules_not_conftest() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("conftest"):
                 offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_tests_import_helpers_from_modules_not_other_tests() -> None:
+    """A helper two test files share lives in a helper module (docs/testing.md), not in one of
+    the two test files: a test file imports from no `test_*` module."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(
+                name.startswith("tests.") and name.rpartition(".")[2].startswith("test_")
+                for name in names
+            ):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert not offenders, offenders
