@@ -48,19 +48,7 @@ def hmac_credential(key: str, **params: Any) -> dict[str, Any]:
 
 def hmac_sha256(key: str, *inputs: str) -> dict[str, Any]:
     """An `hmac` credential: SHA-256 over `inputs` (url, body), hex, in header `X-Sig`."""
-    return {
-        "authSchemeConfig": {
-            "type": "hmac",
-            "hmac": {
-                "name": "X-Sig",
-                "in": "header",
-                "algorithm": "sha256",
-                "digestInputs": list(inputs),
-                "encoding": "hex",
-            },
-        },
-        "credential": {"type": "string", "data": {"string": {"value": key}}},
-    }
+    return hmac_credential(key, name="X-Sig", digestInputs=list(inputs))
 
 
 def oauth2_token(

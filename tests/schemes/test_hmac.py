@@ -17,6 +17,7 @@ from proxy.dataplane.body import BufferedBody, read_body
 from proxy.messages import OutboundRequest
 from proxy.schemes.base import DEFAULT_CONTEXT
 from proxy.schemes.hmac import HmacScheme
+from tests.builders import connection, hmac_sha256
 
 # (key, data, algorithm, expected hex). Sources:
 #  - RFC 4231 §4.2 (test case 1), §4.3 (test case 2), §4.7 (test case 6: key longer than a block)
@@ -175,29 +176,9 @@ async def test_spilled_body_is_signed_chunk_by_chunk() -> None:
 
 
 def credential_tree(credential: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "connections": [
-            {
-                "name": "hooks",
-                "baseUrl": "https://hooks.example.com",
-                "credentials": [
-                    {
-                        "authSchemeConfig": {
-                            "type": "hmac",
-                            "hmac": {
-                                "name": "X-Sig",
-                                "in": "header",
-                                "algorithm": "sha256",
-                                "digestInputs": ["body"],
-                                "encoding": "hex",
-                            },
-                        },
-                        "credential": credential,
-                    }
-                ],
-            }
-        ]
-    }
+    """An SHA-256 body signature in `X-Sig` whose key is `credential`."""
+    entry = {**hmac_sha256("", "body"), "credential": credential}
+    return {"connections": [connection("hooks", "https://hooks.example.com", entry)]}
 
 
 def test_binary_key_is_base64_decoded() -> None:
