@@ -196,7 +196,7 @@ class Forwarder:
         try:
             connection = target.select(request)
         except UnknownConnection as miss:
-            # Perhaps created a moment ago through another worker's admin API (sync.py).
+            # Perhaps created a moment ago through another worker's management API (sync.py).
             return self._after_lookup(request, miss, caller, tail, query)
         return self._begin(request, connection, caller, tail, query, settle, start)
 

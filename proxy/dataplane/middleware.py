@@ -34,7 +34,7 @@ CUT_BY_SHUTDOWN_CODE = "cut_by_shutdown"
 
 
 def error_response(error: ProxyError) -> web.Response:
-    """An error of the admin API (an aiohttp application)."""
+    """An error of the management API (an aiohttp application)."""
     return web.Response(
         status=error.status,
         body=error.body_bytes(),

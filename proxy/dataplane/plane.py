@@ -126,8 +126,8 @@ class DataPlane:
 
     async def start(self) -> None:
         """Seed every file connection's OAuth 2.0 state before serving (the file wins only when
-        its token changed, docs/request-path.md), then follow the store: another worker's admin API
-        may change connections (docs/admin-api.md)."""
+        its token changed, docs/request-path.md), then follow the store: another worker's
+        management API may change connections (docs/admin-api.md)."""
         if self._started:
             return
         self._started = True

@@ -4,7 +4,7 @@
 framing, `pool` keeps idle connections per (origin, TLS context), and `client` is the `Upstream`
 implementation (`upstream.py`) the request path uses; `server` and `inbound` serve the data
 plane's listener; `tunnel` (with `pipe` and `tls`) relays the bytes of a switched protocol or a
-CONNECT; `flow` is the flow control every connection of these keeps, both ways.
+CONNECT; `flow_control` is the flow control every connection of these keeps, both ways.
 
 May import `errors` and `messages` only: the rest of the proxy is built on it, never the
 other way round.

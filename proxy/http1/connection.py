@@ -17,7 +17,7 @@ that decide whether the connection may carry another request:
   `upstream_bad_response` (`http_response_header_section_size`), before httptools buffers more
   (its Python layer joins a header value by concatenation: quadratic in an endless value).
   Time is bounded by the caller's read timeout, which runs from the request to the whole head.
-- Flow control both ways (`flow.py`): reading pauses while more than `HIGH_WATER` bytes wait
+- Flow control both ways (`flow_control.py`): reading pauses while more than `HIGH_WATER` bytes wait
   for the consumer (a slow client slows the upstream down, memory stays flat), and `drain()`
   waits while the socket's write buffer is over its limit (a slow upstream slows the client's
   upload down).
@@ -42,7 +42,7 @@ import httptools
 
 from ..errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from ..messages import UpstreamResponse
-from .flow import Flow
+from .flow_control import FlowControl
 from .tunnel import TunnelHalf
 from .upstream import UpstreamBroken
 
@@ -155,7 +155,7 @@ class H1Connection(asyncio.Protocol):
         self._error: Exception | None = None
         self._chunks: deque[bytes] = deque()
         # Response bytes in `_chunks` pause reading from the upstream past its high water.
-        self._flow = Flow()
+        self._flow = FlowControl()
         self._waiter: asyncio.Future[None] | None = None
         self.clock: WaitClock | None = None  # set by the pool; None: a timer per wait
         self.deadline = 0.0  # loop time the current wait times out at (with `clock`)

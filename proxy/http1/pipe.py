@@ -12,7 +12,7 @@ import asyncio
 import socket
 from typing import cast
 
-from .flow import Flow
+from .flow_control import FlowControl
 from .tunnel import TunnelHalf
 
 
@@ -25,8 +25,8 @@ class Pipe(asyncio.Protocol):
         self._held = bytearray()
         self._ended = False
         # Bytes held before `hand_over` pause reading past their high water; the write buffer's
-        # state goes to the tunnel (`flow.py`).
-        self._flow = Flow()
+        # state goes to the tunnel (`flow_control.py`).
+        self._flow = FlowControl()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = self._flow.transport = cast(asyncio.Transport, transport)

@@ -22,9 +22,9 @@ graceful drain; `ServerConnection` is one client connection:
   answered in its place (nothing goes upstream); one refused while its handler runs fails the
   handler's read of the body with the error, which the handler answers once.
 - Requests run one at a time per connection, in order: a pipelined request waits its turn with
-  its body buffered, and reading pauses while too much waits (flow control, `flow.py`, as for a
-  body the handler reads slower than the client sends it). Writes wait while the socket's buffer
-  is full.
+  its body buffered, and reading pauses while too much waits (flow control, `flow_control.py`,
+  as for a body the handler reads slower than the client sends it). Writes wait while the
+  socket's buffer is full.
 - A request's handler starts once the bytes just received are parsed (never from inside
   llhttp's callbacks), so a bodyless request is whole when its handler sees it. The dispatcher
   hands back a coroutine, run in a task, or takes the request on by callbacks (`InboundRequest.
@@ -46,14 +46,14 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import httptools
 
 from ..errors import InvalidRequest, ProxyError
-from .flow import Flow
+from .flow_control import FlowControl
 from .inbound import BodyReader, InboundRequest
 from .pipe import Pipe
 from .tls import ServerTLS, TLSClosed
@@ -242,7 +242,7 @@ class ServerConnection(asyncio.Protocol):
         self._again = False  # ... and a request done meanwhile asked for the next
         # Body bytes fed and not yet read by a handler, and the bytes held behind an `Upgrade` or
         # CONNECT head, pause reading past their high water; writes wait for the socket's buffer.
-        self._flow = Flow()
+        self._flow = FlowControl()
         # After an `Upgrade` request: the bytes that follow its head, held until the upstream
         # has answered; and once it switched protocols, the tunnel they go to (tunnel.py).
         self._upgrade_tail: bytearray | None = None
@@ -895,7 +895,3 @@ class ServerConnection(asyncio.Protocol):
         if self._flow.resume_reading() and self._body_timed and self._receiving is not None:
             self._body_progress = 0
             self._start_body_window()
-
-
-def describe(addresses: Sequence[tuple[str, int]]) -> str:
-    return ", ".join(f"http://{host}:{port}" for host, port in addresses)

@@ -9,7 +9,7 @@ relayed as they come, never parsed (WebSocket frames, extensions and compression
 
 - Flow control both ways: while one end's socket buffer is full, the other end is not read, so
   memory stays bounded whatever one side sends and however slowly the other reads (each end's
-  `flow.Flow` reports its write buffer to its `TunnelHalf` from `hand_over` on).
+  `flow_control.FlowControl` reports its write buffer to its `TunnelHalf` from `hand_over` on).
 - Either end closing (a FIN or a reset) ends the tunnel: the other end is closed once what was
   written to it is flushed, and cut if it has not taken it within `CLOSE_LINGER` seconds.
 - No byte either way for `idle_timeout` seconds ends it too (one timer per tunnel, re-armed

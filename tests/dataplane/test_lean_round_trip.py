@@ -387,14 +387,14 @@ async def test_a_pooled_connection_that_cannot_be_written_is_answered_once(
             assert isinstance(hop, Http1Upstream)
             pool = hop.pool
             endpoint = parse_origin(upstream.base)
-            conn = pool.take_idle(endpoint, None)
-            assert conn is not None and conn.transport is not None
+            h1 = pool.take_idle(endpoint, None)
+            assert h1 is not None and h1.transport is not None
 
             def closed(data: bytes | bytearray | memoryview) -> None:
                 raise RuntimeError("unable to perform operation: the handler is closed")
 
-            conn.transport.write = closed  # type: ignore[method-assign]
-            pool.release(endpoint, None, conn)
+            h1.transport.write = closed  # type: ignore[method-assign]
+            pool.release(endpoint, None, h1)
             writer.write(request("/up/broken"))
             failed = await rawhttp.read_response(reader)
             writer.write(request("/up/after"))

@@ -1,5 +1,5 @@
-"""`proxy/http1/flow.py` on its own, over real loopback transports: the read-side valve pauses
-and resumes the transport at its water marks, the write-side waiter follows the transport's
+"""`proxy/http1/flow_control.py` on its own, over real loopback transports: the read-side valve
+pauses and resumes the transport at its water marks, the write-side waiter follows the transport's
 `pause_writing` / `resume_writing` and fails once the connection is lost, and a tunnel's half
 hears the write buffer's state from `hand_over` on. (How the whole hop behaves with it:
 `test_flow.py`.)"""
@@ -13,15 +13,15 @@ from typing import cast
 
 import pytest
 
-from proxy.http1.flow import HIGH_WATER, LOW_WATER, Flow
+from proxy.http1.flow_control import HIGH_WATER, LOW_WATER, FlowControl
 from proxy.http1.tunnel import Tunnel, TunnelHalf
 
 
 class FlowProtocol(asyncio.Protocol):
-    """A connection whose flow is a `Flow`, wired as the data plane's protocols wire theirs."""
+    """A connection with a `FlowControl`, wired as the data plane's protocols wire theirs."""
 
     def __init__(self) -> None:
-        self.flow = Flow()
+        self.flow = FlowControl()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -138,7 +138,7 @@ async def test_held_bytes_pause_reading_past_high_water(link: Link) -> None:
 
 
 async def test_without_a_transport_nothing_pauses() -> None:
-    flow = Flow()  # not connected yet, or detached once closed
+    flow = FlowControl()  # not connected yet, or detached once closed
     assert not flow.buffer(HIGH_WATER * 2)
     assert not flow.reading_paused
     assert not flow.pause_reading() and not flow.resume_reading()

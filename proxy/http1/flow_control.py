@@ -28,7 +28,7 @@ HIGH_WATER = 256 * 1024  # bytes waiting for their consumer that pause reading
 LOW_WATER = 64 * 1024  # ... and (where the consumer takes them piecewise) resume it
 
 
-class Flow:
+class FlowControl:
     """Read-side valve and write-side drain waiter of one connection.
 
     Attributes:
