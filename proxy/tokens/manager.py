@@ -155,6 +155,10 @@ class TokenManager:
         # Credential id → ids of the connections carrying it: a credential is forgotten only
         # when the last of them goes.
         self._holders: dict[str, set[str]] = {}
+        # Credential ids forgotten since a connection last carried them. No token of theirs is
+        # written again: a request routed to the replaced connection a moment before, or a
+        # refresh landing after the delete, would put back a record no connection carries.
+        self._retired: set[str] = set()
         # Token records the store refused, newest per credential, with the version fence of
         # their write, until a retry commits them.
         self.lease = RefreshLease(store, lease_ttl)
@@ -232,11 +236,11 @@ class TokenManager:
                 if seed is not None and seed.refresh_token is not None:
                     history = history.with_seed(self._refresh_fp(seed.refresh_token))
                 record = StoredToken(seed, seed_fp, False, kept_style, history=history)
-                written = await self.pending.put(cid, record, None)
+                written = await self._put(cid, record, None)
                 return record, written if written is not None else version, True
             record = dataclasses.replace(record, seed_fingerprint=seed_fp)
             try:
-                written = await self.pending.put(cid, record, version)
+                written = await self._put(cid, record, version)
             except StaleToken:
                 continue  # another process wrote meanwhile: decide again on its record
             return record, written if written is not None else version, False
@@ -268,6 +272,7 @@ class TokenManager:
         tls = connection.tls
         for scheme in connection.schemes:
             self._holders.setdefault(scheme.credential_id, set()).add(connection.id)
+            self._retired.discard(scheme.credential_id)
             if isinstance(scheme, OAuth1ExchangedScheme):
                 await self.oauth1.adopt(scheme)
             elif isinstance(scheme, OAuth2Scheme):
@@ -326,7 +331,9 @@ class TokenManager:
             await self.forget(cid)
 
     async def forget(self, credential_id: str) -> None:
-        """Drop a deleted credential and its stored token."""
+        """Drop a deleted credential and its stored token; none is written for it again
+        until a connection carrying it is adopted."""
+        self._retired.add(credential_id)
         self._states.pop(credential_id, None)
         self.pending.drop(credential_id)
         await self.store.delete_token(credential_id)
@@ -379,6 +386,15 @@ class TokenManager:
             task.exception()  # retrieved: each waiter got it; none may have stayed
 
     # --- store writes that may fail ---
+
+    async def _put(self, cid: str, record: StoredToken, expected: int | None) -> int | None:
+        """`PendingWrites.put`, unless the credential was forgotten meanwhile (None then:
+        nothing is written). The store's one writer thread keeps order, so a write begun before
+        `forget` lands before its delete."""
+        if cid in self._retired:
+            log.info("credential %s: forgotten meanwhile; its token is not stored", cid)
+            return None
+        return await self.pending.put(cid, record, expected)
 
     def store_problem(self) -> str | None:
         """Why the store is not taking writes, while token writes wait for it; else None."""
@@ -462,6 +478,9 @@ class TokenManager:
         state = await self._state(scheme)
         if state.needs_reauthorization:
             raise reauthorization_required()
+        if scheme.credential_id in self._retired:
+            # Forgotten: the token call's result could not be kept, so none is made.
+            raise refresh_failed("credential_forgotten")
         if self._newer(state.token, stale):
             assert state.token is not None
             return state.token
@@ -481,6 +500,12 @@ class TokenManager:
         if not isinstance(scheme, OAuth2Scheme):
             raise TypeError(f"{type(scheme).__name__} has no OAuth 2.0 tokens")
         state = self._states.get(scheme.credential_id)
+        if state is None and scheme.credential_id in self._retired:
+            # A request routed to its connection just before the connection was replaced or
+            # deleted: signed with the token that connection carries, kept in memory only.
+            seed = scheme.settings.seed_token
+            auth = self.endpoint.known_auth(scheme.settings)
+            return CredentialState(scheme, None, "", seed, auth)
         if state is None:
             # First use without an explicit adopt(). A known id is one credential whatever the
             # scheme object: the material adopted last serves every connection carrying it.
@@ -612,7 +637,7 @@ class TokenManager:
         # the old refresh token already) and its write retried. Fenced: if another process
         # stored a newer token meanwhile (we stalled past our lease), ours is discarded.
         try:
-            version = await self.pending.put(scheme.credential_id, record, expected)
+            version = await self._put(scheme.credential_id, record, expected)
         except StaleToken:
             try:
                 version = await self._put_over_settings(scheme.credential_id, record, started_from)
@@ -652,7 +677,7 @@ class TokenManager:
             seed_fingerprint=current.seed_fingerprint,
             history=current.history.merged(record.history),
         )
-        return await self.pending.put(cid, merged, current.version)
+        return await self._put(cid, merged, current.version)
 
     async def _failed(
         self, state: CredentialState, exc: TokenEndpointError, expected: int
@@ -669,7 +694,7 @@ class TokenManager:
                 state.token, state.seed_fingerprint, True, state.client_auth, history=state.history
             )
             try:
-                version = await self.pending.put(cid, record, expected)
+                version = await self._put(cid, record, expected)
             except StaleToken:
                 return await self._superseded(state)
             state.needs_reauthorization = True

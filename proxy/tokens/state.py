@@ -168,6 +168,8 @@ class PendingWrites:
         """Try every waiting write once; True when at least one committed."""
         progressed = False
         for cid, entry in list(self._unstored.items()):
+            if cid not in self._unstored:
+                continue  # dropped (its credential forgotten) while an earlier write ran
             record, expected = entry
             put = self.store.put_token(cid, record, expected_version=expected)
             try:
