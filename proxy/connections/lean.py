@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..http1.wire import Endpoint, parse_origin
+from ..http1.wire import Origin, parse_origin
 from ..schemes import Scheme
 from .headers import FORWARDED, FRAMING, HOP_BY_HOP, REQUEST_ONLY
 from .urls import BaseUrl
@@ -32,7 +32,7 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"keep-alive, close", b"
 
 @dataclass(frozen=True, slots=True)
 class LeanPlan:
-    endpoint: Endpoint
+    origin: Origin
     base_path: str  # the baseUrl path as written ("/" when empty)
     path_prefix: str  # what a non-empty route tail is appended to
     drop: frozenset[bytes]  # lowercase header names never forwarded
@@ -56,15 +56,15 @@ def lean_plan(base: BaseUrl, schemes: Sequence[Scheme], owned: frozenset[str]) -
         added_bytes = added.encode("latin-1")
     except UnicodeEncodeError:
         added_bytes = added.encode("utf-8")  # as `wire.encode_head` sends such a value
-    endpoint = parse_origin(base.origin)
+    origin = parse_origin(base.origin)
     drop = HOP_BY_HOP | REQUEST_ONLY | FORWARDED | owned
     return LeanPlan(
-        endpoint=endpoint,
+        origin=origin,
         base_path=base.path or "/",
         path_prefix=base.path_prefix,
         drop=frozenset(name.encode("latin-1") for name in drop),
         aliased=frozenset(name.encode("latin-1") for name in drop | FRAMING),
-        host_line=f"Host: {endpoint.authority}\r\n".encode("latin-1"),
+        host_line=f"Host: {origin.authority}\r\n".encode("latin-1"),
         added=added_bytes,
     )
 

@@ -279,9 +279,9 @@ class Forwarder:
             method = request.method
             head = build_head(lean, method, tail, query, request.raw_headers, line, skip)
             if head is not None:
-                endpoint = lean.endpoint
-                tls = upstream.pool.tls_for(endpoint, connection.tls)
-                encoded = EncodedRequest(endpoint, tls, method, head, None, None, framing, length)
+                origin = lean.origin
+                tls = upstream.pool.tls_for(origin, connection.tls)
+                encoded = EncodedRequest(origin, tls, method, head, None, None, framing, length)
                 return _start_lean(upstream, request, connection, encoded, settle, start)
         return self._forward(request, connection, caller, tail, query, form_type)
 

@@ -61,7 +61,7 @@ def send_lean(
     """Send `request` as `encoded` (its upstream head built by `lean.build_head`, its whole
     body in `data`) on an idle pooled connection and answer it by callbacks; False when the
     pool has none (nothing sent)."""
-    h1 = upstream.pool.take_idle(encoded.endpoint, encoded.tls)
+    h1 = upstream.pool.take_idle(encoded.origin, encoded.tls)
     if h1 is None:
         return False
     LeanRoundTrip(upstream, encoded, request, connection, settle, start).send(h1)
@@ -124,12 +124,12 @@ class LeanRoundTrip:
                 h1.unfollow()
                 self.h1 = None
                 encoded = self.encoded
-                reply = Http1Reply(self.upstream, encoded.endpoint, encoded.tls, h1, head, None)
+                reply = Http1Reply(self.upstream, encoded.origin, encoded.tls, h1, head, None)
                 self._leave(relay(self.request, self.connection, reply))
                 return
             self.h1 = None
             body = h1.take_buffered()
-            self.upstream.pool.release(self.encoded.endpoint, self.encoded.tls, h1)
+            self.upstream.pool.release(self.encoded.origin, self.encoded.tls, h1)
             request = self.request
             request.upstream_status = head.status
             block, has_length = response_head(request, self.connection, head.raw)

@@ -28,8 +28,8 @@ from .upstream import UpstreamBody, UpstreamBroken, UpstreamReply
 from .wire import (
     CHUNKED_END,
     IDEMPOTENT_METHODS,
-    Endpoint,
     Framing,
+    Origin,
     chunk_frame,
     encode_head,
     parse_origin,
@@ -59,13 +59,13 @@ class BodyStreamFailed(ProxyError):
 
 class EncodedRequest:
     """One request as it goes on the wire, passed down the send path whole (not as nine
-    arguments): where to (`endpoint`, and `tls`: the pool's context for it, `Pool.tls_for`),
+    arguments): where to (`origin`, and `tls`: the pool's context for it, `Pool.tls_for`),
     its `method` and encoded `head`, and its body, whole in `data` or streamed from `stream`
     (framed as `framing` says, `length` bytes when known; unused for a whole body); `upgrade`:
     it asks to switch protocols."""
 
     __slots__ = (
-        "endpoint",
+        "origin",
         "tls",
         "method",
         "head",
@@ -78,7 +78,7 @@ class EncodedRequest:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        origin: Origin,
         tls: ssl.SSLContext | None,
         method: str,
         head: bytes,
@@ -88,7 +88,7 @@ class EncodedRequest:
         length: int | None = None,
         upgrade: bool = False,
     ) -> None:
-        self.endpoint = endpoint
+        self.origin = origin
         self.tls = tls
         self.method = method
         self.head = head
@@ -102,12 +102,12 @@ class EncodedRequest:
 class Http1Reply:
     """An upstream answer whose body is read from the connection as the consumer asks for it."""
 
-    __slots__ = ("head", "reason", "_upstream", "_endpoint", "_tls", "_h1", "_writer")
+    __slots__ = ("head", "reason", "_upstream", "_origin", "_tls", "_h1", "_writer")
 
     def __init__(
         self,
         upstream: Http1Upstream,
-        endpoint: Endpoint,
+        origin: Origin,
         tls: ssl.SSLContext | None,
         h1: H1Connection,
         head: UpstreamResponse,
@@ -116,7 +116,7 @@ class Http1Reply:
         self.head = head
         self.reason = h1.reason
         self._upstream = upstream
-        self._endpoint = endpoint
+        self._origin = origin
         self._tls = tls
         self._h1: H1Connection | None = h1
         self._writer = writer
@@ -176,7 +176,7 @@ class Http1Reply:
             # The upstream answered before taking the whole request body: stop sending, and the
             # connection cannot be reused (request_sent stays False).
             writer.cancel()
-        self._upstream.pool.release(self._endpoint, self._tls, h1)
+        self._upstream.pool.release(self._origin, self._tls, h1)
 
 
 class Http1Upstream:
@@ -213,8 +213,8 @@ class Http1Upstream:
         *,
         upgrade: bool = False,
     ) -> UpstreamReply:
-        endpoint = parse_origin(request.origin)
-        context = self.pool.tls_for(endpoint, tls)
+        origin = parse_origin(request.origin)
+        context = self.pool.tls_for(origin, tls)
         method = request.method
         data: bytes | None = None
         stream: AsyncIterable[bytes] | None = None
@@ -225,9 +225,9 @@ class Http1Upstream:
         framing, length, extra = plan_framing(
             request.headers, None if data is None else len(data), stream is not None
         )
-        head = encode_head(method, request.target, endpoint.authority, request.headers, extra)
+        head = encode_head(method, request.target, origin.authority, request.headers, extra)
         return await self._send(
-            EncodedRequest(endpoint, context, method, head, data, stream, framing, length, upgrade)
+            EncodedRequest(origin, context, method, head, data, stream, framing, length, upgrade)
         )
 
     def send_encoded(
@@ -243,13 +243,13 @@ class Http1Upstream:
     async def _send(
         self, request: EncodedRequest, tries: tuple[bool, ...] = _REUSE_THEN_FRESH
     ) -> UpstreamReply:
-        endpoint, context = request.endpoint, request.tls
+        origin, context = request.origin, request.tls
         replayable = request.stream is None and request.method in IDEMPOTENT_METHODS
         for fresh in tries:
-            h1 = None if fresh else self.pool.take_idle(endpoint, context)
+            h1 = None if fresh else self.pool.take_idle(origin, context)
             reused = h1 is not None
             if h1 is None:
-                h1 = await self.pool.connect(endpoint, context)
+                h1 = await self.pool.connect(origin, context)
             try:
                 return await self._round_trip(request, h1)
             except ConnectionLost:
@@ -278,7 +278,7 @@ class Http1Upstream:
                 writer.cancel()
             self.pool.discard(h1)
             raise
-        return Http1Reply(self, request.endpoint, request.tls, h1, response, writer)
+        return Http1Reply(self, request.origin, request.tls, h1, response, writer)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -19,7 +19,7 @@ import ssl
 
 from ..errors import UpstreamUnavailable
 from .connection import DEFAULT_MAX_HEAD, H1Connection, WaitClock
-from .wire import Endpoint
+from .wire import Origin
 
 PoolKey = tuple[str, str, int, ssl.SSLContext | None]
 
@@ -50,8 +50,8 @@ class Pool:
         for h1 in self._all:
             h1.max_head_bytes = max_head_bytes
 
-    def tls_for(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
-        if not endpoint.tls:
+    def tls_for(self, origin: Origin, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
+        if not origin.tls:
             return None
         if tls is not None:
             return tls
@@ -59,9 +59,9 @@ class Pool:
             self._default_tls = ssl.create_default_context()
         return self._default_tls
 
-    def take_idle(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection | None:
+    def take_idle(self, origin: Origin, tls: ssl.SSLContext | None) -> H1Connection | None:
         """An idle connection still open, or None; no coroutine, for the hot path."""
-        idle = self._idle.get((endpoint.scheme, endpoint.host, endpoint.port, tls))
+        idle = self._idle.get((origin.scheme, origin.host, origin.port, tls))
         while idle:
             h1 = idle.pop()
             if not h1.closed:
@@ -69,12 +69,12 @@ class Pool:
             self._all.discard(h1)
         return None
 
-    def release(self, endpoint: Endpoint, tls: ssl.SSLContext | None, h1: H1Connection) -> None:
+    def release(self, origin: Origin, tls: ssl.SSLContext | None, h1: H1Connection) -> None:
         """Hand a connection back after a round trip: pooled when reusable, else closed."""
         if not h1.end() or self._closed:
             self.discard(h1)
             return
-        key = (endpoint.scheme, endpoint.host, endpoint.port, tls)
+        key = (origin.scheme, origin.host, origin.port, tls)
         idle = self._idle.setdefault(key, [])
         if len(idle) >= self._max_idle:
             self.discard(h1)
@@ -126,7 +126,7 @@ class Pool:
         if self._idle:
             self._sweeper = loop.call_later(self._idle_timeout / 2, self._sweep, loop)
 
-    async def connect(self, endpoint: Endpoint, tls: ssl.SSLContext | None) -> H1Connection:
+    async def connect(self, origin: Origin, tls: ssl.SSLContext | None) -> H1Connection:
         loop = asyncio.get_running_loop()
         max_head = self._max_head
         clock = self._clock
@@ -136,10 +136,10 @@ class Pool:
             async with asyncio.timeout(self._connect_timeout):
                 _, h1 = await loop.create_connection(
                     lambda: H1Connection(loop, max_head),
-                    endpoint.host,
-                    endpoint.port,
+                    origin.host,
+                    origin.port,
                     ssl=tls,
-                    server_hostname=endpoint.host if tls is not None else None,
+                    server_hostname=origin.host if tls is not None else None,
                 )
         except TimeoutError:
             raise UpstreamUnavailable(

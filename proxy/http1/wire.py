@@ -29,8 +29,8 @@ class Framing(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a request goes: the socket address and the `Host` header value."""
+class Origin:
+    """Where a request goes, an origin (RFC 6454 §4): the socket address and the `Host` value."""
 
     scheme: str
     host: str  # for the socket and TLS SNI: no brackets around an IPv6 literal
@@ -43,8 +43,8 @@ class Endpoint:
 
 
 @lru_cache(maxsize=1024)
-def parse_origin(origin: str) -> Endpoint:
-    """`scheme://host[:port]` (as `OutboundRequest.origin` holds it) → `Endpoint`; cached, as a
+def parse_origin(origin: str) -> Origin:
+    """`scheme://host[:port]` (as `OutboundRequest.origin` holds it) → `Origin`; cached, as a
     proxy talks to few origins."""
     scheme, sep, authority = origin.partition("://")
     scheme = scheme.lower()
@@ -56,7 +56,7 @@ def parse_origin(origin: str) -> Endpoint:
     else:
         host, _, port_text = authority.partition(":")
     port = int(port_text) if port_text.isdigit() else DEFAULT_PORTS[scheme]
-    return Endpoint(scheme, host, port, authority)
+    return Origin(scheme, host, port, authority)
 
 
 def content_length(headers: tuple[tuple[str, str], ...]) -> int | None:

@@ -60,9 +60,9 @@ def general_head(
     request = outbound_request(compiled_connection, method, tail, query, headers)
     for scheme in compiled_connection.schemes:
         request = request.patched(scheme.sign(request, DEFAULT_CONTEXT))
-    endpoint = parse_origin(request.origin)
+    origin = parse_origin(request.origin)
     _, _, extra = plan_framing(request.headers, None, body)
-    return encode_head(method, request.target, endpoint.authority, request.headers, extra)
+    return encode_head(method, request.target, origin.authority, request.headers, extra)
 
 
 def lean_head(

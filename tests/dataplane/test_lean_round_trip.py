@@ -386,15 +386,15 @@ async def test_a_pooled_connection_that_cannot_be_written_is_answered_once(
             hop = client.server.app.forwarder.upstream
             assert isinstance(hop, Http1Upstream)
             pool = hop.pool
-            endpoint = parse_origin(upstream.base)
-            h1 = pool.take_idle(endpoint, None)
+            origin = parse_origin(upstream.base)
+            h1 = pool.take_idle(origin, None)
             assert h1 is not None and h1.transport is not None
 
             def closed(data: bytes | bytearray | memoryview) -> None:
                 raise RuntimeError("unable to perform operation: the handler is closed")
 
             h1.transport.write = closed  # type: ignore[method-assign]
-            pool.release(endpoint, None, h1)
+            pool.release(origin, None, h1)
             writer.write(request("/up/broken"))
             failed = await rawhttp.read_response(reader)
             writer.write(request("/up/after"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.errors import ProxyError
-from proxy.http1.wire import Endpoint, Framing, encode_head, parse_origin, plan_framing
+from proxy.http1.wire import Framing, Origin, encode_head, parse_origin, plan_framing
 
 HEADERS = (("X-Trace", "a b"), ("accept", "*/*"))
 
@@ -81,14 +81,14 @@ def test_a_wrong_declared_length_is_refused(
 @pytest.mark.parametrize(
     ("origin", "expected"),
     [
-        ("http://api.test", Endpoint("http", "api.test", 80, "api.test")),
-        ("https://api.test", Endpoint("https", "api.test", 443, "api.test")),
-        ("https://api.test:8443", Endpoint("https", "api.test", 8443, "api.test:8443")),
-        ("http://[::1]:8080", Endpoint("http", "::1", 8080, "[::1]:8080")),
-        ("https://[::1]", Endpoint("https", "::1", 443, "[::1]")),
+        ("http://api.test", Origin("http", "api.test", 80, "api.test")),
+        ("https://api.test", Origin("https", "api.test", 443, "api.test")),
+        ("https://api.test:8443", Origin("https", "api.test", 8443, "api.test:8443")),
+        ("http://[::1]:8080", Origin("http", "::1", 8080, "[::1]:8080")),
+        ("https://[::1]", Origin("https", "::1", 443, "[::1]")),
     ],
 )
-def test_parse_origin(origin: str, expected: Endpoint) -> None:
+def test_parse_origin(origin: str, expected: Origin) -> None:
     assert parse_origin(origin) == expected
 
 
