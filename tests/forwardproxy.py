@@ -8,6 +8,7 @@ through the tunnel with Python's `ssl`, trusting only the proxy's CA: what a rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -94,6 +95,41 @@ async def through_tls(
     writer: asyncio.StreamWriter, context: ssl.SSLContext, server_hostname: str
 ) -> None:
     await asyncio.wait_for(writer.start_tls(context, server_hostname=server_hostname), TIMEOUT)
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    """Close a client connection, TLS inside or not, however the proxy ended its side."""
+    writer.close()
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        await writer.wait_closed()
+
+
+@asynccontextmanager
+async def intercepted(
+    plane: DataPlane,
+    port: int,
+    target: str,
+    *,
+    headers: str = "",
+    server_hostname: str = "localhost",
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """`CONNECT target` to the proxy on `port`, which must answer 200, then TLS through the
+    tunnel trusting `plane`'s CA alone: the streams of the TLS session, closed on exit."""
+    reader, writer, answer = await connect(port, target, headers=headers)
+    try:
+        assert answer.status == 200
+        await through_tls(writer, client_context(plane), server_hostname)
+        yield reader, writer
+    finally:
+        await close(writer)
+
+
+async def connect_answer(port: int, target: str, *, headers: str = "") -> Message:
+    """`CONNECT target` to the proxy on `port`: its answer (a refusal, as a rule); the
+    connection closed."""
+    _, writer, answer = await connect(port, target, headers=headers)
+    await close(writer)
+    return answer
 
 
 async def request(

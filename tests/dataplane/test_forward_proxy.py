@@ -21,8 +21,11 @@ from proxy.connections.runtime import build_runtime
 from tests.forwardproxy import (
     CANARY,
     client_context,
+    close,
     connect,
+    connect_answer,
     forward_tree,
+    intercepted,
     request,
     running_plane,
     through_tls,
@@ -39,10 +42,12 @@ def sent_header(document: dict[str, Any], name: str) -> list[str]:
     return [value for key, value in document["headers"] if key.lower() == name.lower()]
 
 
-async def close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        await writer.wait_closed()
+def signed(reply: Message, target: str) -> None:
+    """The echo upstream was asked for `target`, byte for byte, with the connection's credential."""
+    assert reply.status == 200
+    seen = echoed(reply.body)
+    assert seen["target"] == target
+    assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
 
 
 def refused(answer: Message, status: int, code: str) -> None:
@@ -54,34 +59,28 @@ def refused(answer: Message, status: int, code: str) -> None:
 
 async def test_a_bound_host_is_intercepted_and_signed(echo_server: TestServer) -> None:
     port = port_of(echo_server)
-    async with running_plane(forward_tree(port)) as (plane, proxy_port):
-        reader, writer, answer = await connect(proxy_port, f"localhost:{port}")
-        try:
-            assert answer.status == 200
-            await through_tls(writer, client_context(plane), "localhost")
-            tls = writer.get_extra_info("ssl_object")
-            assert tls.selected_alpn_protocol() == "http/1.1"
-            reply = await request(
-                reader,
-                writer,
-                f"GET /v1/items?q=%2F1 HTTP/1.1\r\nHost: localhost:{port}\r\n"
-                "Authorization: Bearer sk-placeholder\r\n\r\n",
-            )
-            assert reply.status == 200
-            seen = echoed(reply.body)
-            assert seen["target"] == "/v1/items?q=%2F1"
-            # The app's dummy key is replaced by the connection's credential.
-            assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
-            # Keep-alive inside the tunnel: a second request on the same TLS session, a body.
-            again = await request(
-                reader,
-                writer,
-                f"POST /second HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 5\r\n\r\n",
-                b"hello",
-            )
-            assert again.status == 200 and echoed(again.body)["bodyLength"] == 5
-        finally:
-            await close(writer)
+    async with (
+        running_plane(forward_tree(port)) as (plane, proxy_port),
+        intercepted(plane, proxy_port, f"localhost:{port}") as (reader, writer),
+    ):
+        tls = writer.get_extra_info("ssl_object")
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        reply = await request(
+            reader,
+            writer,
+            f"GET /v1/items?q=%2F1 HTTP/1.1\r\nHost: localhost:{port}\r\n"
+            "Authorization: Bearer sk-placeholder\r\n\r\n",
+        )
+        # The app's dummy key is replaced by the connection's credential.
+        signed(reply, "/v1/items?q=%2F1")
+        # Keep-alive inside the tunnel: a second request on the same TLS session, a body.
+        again = await request(
+            reader,
+            writer,
+            f"POST /second HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 5\r\n\r\n",
+            b"hello",
+        )
+        assert again.status == 200 and echoed(again.body)["bodyLength"] == 5
 
 
 async def test_connect_http_1_0_as_requests_sends_it(echo_server: TestServer) -> None:
@@ -118,26 +117,20 @@ async def test_sni_naming_another_host_ends_the_handshake(echo_server: TestServe
 
 async def test_an_inner_host_naming_another_host_is_421(echo_server: TestServer) -> None:
     port = port_of(echo_server)
-    async with running_plane(forward_tree(port)) as (plane, proxy_port):
-        reader, writer, _ = await connect(proxy_port, f"localhost:{port}")
-        try:
-            await through_tls(writer, client_context(plane), "localhost")
-            for host in ("evil.example", f"127.0.0.1:{port}", "localhost:1"):
-                reply = await request(reader, writer, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")
-                refused(reply, 421, "misdirected_request")
-        finally:
-            await close(writer)
+    async with (
+        running_plane(forward_tree(port)) as (plane, proxy_port),
+        intercepted(plane, proxy_port, f"localhost:{port}") as (reader, writer),
+    ):
+        for host in ("evil.example", f"127.0.0.1:{port}", "localhost:1"):
+            reply = await request(reader, writer, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            refused(reply, 421, "misdirected_request")
 
 
 @pytest.mark.parametrize("target", ["unbound.example:443", "127.0.0.2:{port}", "localhost:1"])
 async def test_an_unbound_host_is_403(echo_server: TestServer, target: str) -> None:
     port = port_of(echo_server)
     async with running_plane(forward_tree(port)) as (_, proxy_port):
-        _, writer, answer = await connect(proxy_port, target.format(port=port))
-        try:
-            refused(answer, 403, "host_not_allowed")
-        finally:
-            await close(writer)
+        refused(await connect_answer(proxy_port, target.format(port=port)), 403, "host_not_allowed")
 
 
 async def test_an_ip_literal_is_unbound_unless_named(echo_server: TestServer) -> None:
@@ -145,11 +138,7 @@ async def test_an_ip_literal_is_unbound_unless_named(echo_server: TestServer) ->
     tree = forward_tree(port)
     tree["connections"][0]["hosts"] = [f"localhost:{port}"]  # only the name
     async with running_plane(tree) as (_, proxy_port):
-        _, writer, answer = await connect(proxy_port, f"127.0.0.1:{port}")
-        try:
-            refused(answer, 403, "host_not_allowed")
-        finally:
-            await close(writer)
+        refused(await connect_answer(proxy_port, f"127.0.0.1:{port}"), 403, "host_not_allowed")
 
 
 async def test_absolute_form_http_to_a_bound_host_is_served(echo_server: TestServer) -> None:
@@ -160,10 +149,7 @@ async def test_absolute_form_http_to_a_bound_host_is_served(echo_server: TestSer
             f"GET http://localhost:{port}/a/b?c=%20 HTTP/1.1\r\nHost: localhost:{port}\r\n"
             "Connection: close\r\n\r\n".encode(),
         )
-        assert reply.status == 200
-        seen = echoed(reply.body)
-        assert seen["target"] == "/a/b?c=%20"
-        assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
+        signed(reply, "/a/b?c=%20")
         unbound = await round_trip(
             proxy_port,
             b"GET http://unbound.example/ HTTP/1.1\r\nHost: unbound.example\r\n\r\n",
@@ -186,11 +172,7 @@ async def test_connect_is_405_when_the_mode_is_off(echo_server: TestServer) -> N
     tree = forward_tree(port)
     tree["forwardProxy"]["enabled"] = False
     async with running_plane(tree) as (_, proxy_port):
-        _, writer, answer = await connect(proxy_port, f"localhost:{port}")
-        try:
-            refused(answer, 405, "method_not_allowed")
-        finally:
-            await close(writer)
+        refused(await connect_answer(proxy_port, f"localhost:{port}"), 405, "method_not_allowed")
 
 
 # -- clients: the key in Proxy-Authorization ---------------------------------------------------
@@ -215,33 +197,24 @@ async def test_a_client_key_in_proxy_authorization(
     echo_server: TestServer, credentials: str
 ) -> None:
     port = port_of(echo_server)
-    async with running_plane(with_client(forward_tree(port))) as (plane, proxy_port):
-        reader, writer, answer = await connect(
-            proxy_port, f"localhost:{port}", headers=f"Proxy-Authorization: {credentials}\r\n"
-        )
-        try:
-            assert answer.status == 200
-            await through_tls(writer, client_context(plane), "localhost")
-            reply = await request(
-                reader, writer, f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
-            )
-            assert reply.status == 200
-            seen = echoed(reply.body)
-            assert CLIENT_KEY not in json.dumps(seen)  # the client key never goes upstream
-        finally:
-            await close(writer)
+    key = f"Proxy-Authorization: {credentials}\r\n"
+    async with (
+        running_plane(with_client(forward_tree(port))) as (plane, proxy_port),
+        intercepted(plane, proxy_port, f"localhost:{port}", headers=key) as (reader, writer),
+    ):
+        reply = await request(reader, writer, f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+        assert reply.status == 200
+        seen = echoed(reply.body)
+        assert CLIENT_KEY not in json.dumps(seen)  # the client key never goes upstream
 
 
 @pytest.mark.parametrize("headers", ["", "Proxy-Authorization: Bearer not-a-key\r\n"])
 async def test_no_or_an_unknown_client_key_is_407(echo_server: TestServer, headers: str) -> None:
     port = port_of(echo_server)
     async with running_plane(with_client(forward_tree(port))) as (_, proxy_port):
-        _, writer, answer = await connect(proxy_port, f"localhost:{port}", headers=headers)
-        try:
-            refused(answer, 407, "client_unauthorized")
-            assert answer.get("Proxy-Authenticate") == 'Basic realm="signing-proxy"'
-        finally:
-            await close(writer)
+        answer = await connect_answer(proxy_port, f"localhost:{port}", headers=headers)
+        refused(answer, 407, "client_unauthorized")
+        assert answer.get("Proxy-Authenticate") == 'Basic realm="signing-proxy"'
 
 
 # -- unmatched: tunnel -------------------------------------------------------------------------
@@ -285,11 +258,7 @@ async def test_a_blind_tunnel_reaches_no_private_address(
     tree = forward_tree(port_of(echo_server), unmatched="tunnel")
     tree["connections"][0]["hosts"] = []
     async with tcp_echo() as port, running_plane(tree) as (_, proxy_port):
-        _, writer, answer = await connect(proxy_port, target.format(port=port))
-        try:
-            refused(answer, 403, "host_not_allowed")
-        finally:
-            await close(writer)
+        refused(await connect_answer(proxy_port, target.format(port=port)), 403, "host_not_allowed")
 
 
 async def test_a_reload_with_other_hosts_issues_a_new_intermediate(
@@ -303,9 +272,7 @@ async def test_a_reload_with_other_hosts_issues_a_new_intermediate(
         before = plane.forward.issuer
         await plane.reload(build_runtime(tree, {}))
         assert plane.forward.issuer is before  # same hosts: the intermediate and leaves stay
-        _, writer, answer = await connect(proxy_port, f"localhost:{port}")
-        refused(answer, 403, "host_not_allowed")
-        await close(writer)
+        refused(await connect_answer(proxy_port, f"localhost:{port}"), 403, "host_not_allowed")
         tree["connections"][0]["hosts"].append(f"localhost:{port}")
         await plane.reload(build_runtime(tree, {}))
         after = plane.forward.issuer
@@ -315,16 +282,9 @@ async def test_a_reload_with_other_hosts_issues_a_new_intermediate(
         )
         permitted = constraints.value.permitted_subtrees or []
         assert x509.DNSName("localhost") in permitted
-        reader, writer, answer = await connect(proxy_port, f"localhost:{port}")
-        try:
-            assert answer.status == 200
-            await through_tls(writer, client_context(plane), "localhost")
-            reply = await request(
-                reader, writer, f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
-            )
-            assert reply.status == 200
-        finally:
-            await close(writer)
+        async with intercepted(plane, proxy_port, f"localhost:{port}") as (reader, writer):
+            get = f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            assert (await request(reader, writer, get)).status == 200
 
 
 async def test_a_client_without_the_connection_is_403_before_any_tls(
@@ -335,15 +295,12 @@ async def test_a_client_without_the_connection_is_403_before_any_tls(
     tree["clients"].append({"name": "other", "key": "fwd-other-key-19b0", "connections": ["x"]})
     tree["connections"].append({"name": "x", "baseUrl": "http://127.0.0.1:9", "hosts": []})
     async with running_plane(tree) as (_, proxy_port):
-        _, writer, answer = await connect(
+        answer = await connect_answer(
             proxy_port,
             f"localhost:{port}",
             headers="Proxy-Authorization: Bearer fwd-other-key-19b0\r\n",
         )
-        try:
-            refused(answer, 403, "client_forbidden")
-        finally:
-            await close(writer)
+        refused(answer, 403, "client_forbidden")
 
 
 async def test_a_client_hello_sent_with_the_connect_is_the_handshakes(
@@ -381,16 +338,11 @@ async def test_an_open_tunnel_follows_each_reload(echo_server: TestServer) -> No
     refused — never by what the config said at the CONNECT."""
     port = port_of(echo_server)
     tree = with_client(forward_tree(port))
+    get = f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+    key = f"Proxy-Authorization: Bearer {CLIENT_KEY}\r\n"
     async with running_plane(tree) as (plane, proxy_port):
-        reader, writer, answer = await connect(
-            proxy_port,
-            f"localhost:{port}",
-            headers=f"Proxy-Authorization: Bearer {CLIENT_KEY}\r\n",
-        )
-        try:
-            assert answer.status == 200
-            await through_tls(writer, client_context(plane), "localhost")
-            get = f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+        target = f"localhost:{port}"
+        async with intercepted(plane, proxy_port, target, headers=key) as (reader, writer):
             seen = echoed((await request(reader, writer, get)).body)
             assert sent_header(seen, "Authorization") == [f"Bearer {CANARY}"]
 
@@ -406,22 +358,16 @@ async def test_an_open_tunnel_follows_each_reload(echo_server: TestServer) -> No
             tree["clients"][0]["key"] = "another-client-key-0000000000000000"
             await plane.reload(build_runtime(tree, {}))
             refused(await request(reader, writer, get), 407, "client_unauthorized")
-        finally:
-            await close(writer)
 
         tree = forward_tree(port)
-        async with running_plane(tree) as (plane, proxy_port):
-            reader, writer, answer = await connect(proxy_port, f"localhost:{port}")
-            try:
-                assert answer.status == 200
-                await through_tls(writer, client_context(plane), "localhost")
-                get = f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
-                assert (await request(reader, writer, get)).status == 200
-                tree["connections"][0]["hosts"] = [f"127.0.0.1:{port}"]  # localhost unbound
-                await plane.reload(build_runtime(tree, {}))
-                refused(await request(reader, writer, get), 403, "host_not_allowed")
-            finally:
-                await close(writer)
+        async with (
+            running_plane(tree) as (plane, proxy_port),
+            intercepted(plane, proxy_port, f"localhost:{port}") as (reader, writer),
+        ):
+            assert (await request(reader, writer, get)).status == 200
+            tree["connections"][0]["hosts"] = [f"127.0.0.1:{port}"]  # localhost unbound
+            await plane.reload(build_runtime(tree, {}))
+            refused(await request(reader, writer, get), 403, "host_not_allowed")
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,7 @@ servers (the strict authorization and resource server of `tests/oauth_server.py`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
 from tests.accesslog import AccessLogFile
-from tests.forwardproxy import client_context, connect, request, running_plane, through_tls
+from tests.forwardproxy import intercepted, request, running_plane
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.rawhttp import port_of
 
@@ -83,40 +81,32 @@ async def test_refresh_replay_policy_rate_limit_metrics_and_log_inside_a_tunnel(
     ok_before = counted("200")
     try:
         tree = tree_for(f"http://127.0.0.1:{port_of(auth)}/token", port)
-        async with running_plane(tree, log.writer) as (plane, proxy_port):
-            reader, writer, answer = await connect(
-                proxy_port,
-                f"localhost:{port}",
-                headers=f"Proxy-Authorization: Bearer {CLIENT_KEY}\r\n",
+        key = f"Proxy-Authorization: Bearer {CLIENT_KEY}\r\n"
+        async with (
+            running_plane(tree, log.writer) as (plane, proxy_port),
+            intercepted(plane, proxy_port, f"localhost:{port}", headers=key) as (reader, writer),
+        ):
+            head = f"GET /v1/a HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+            first = await request(reader, writer, head)
+            assert first.status == 200 and json.loads(first.body)["path"] == "/v1/a"
+            assert provider.grants["client_credentials"] == 1
+            # The provider revokes every token: the upstream's 401 makes the proxy fetch
+            # a new one and replay the request, the client sees only the 200.
+            provider.expire_access_tokens()
+            replayed = await request(reader, writer, head)
+            assert replayed.status == 200
+            assert provider.grants["client_credentials"] == 2
+            # The connection's policy, as in the reverse mode.
+            forbidden = await request(
+                reader, writer, f"DELETE /v1/a HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
             )
-            try:
-                assert answer.status == 200
-                await through_tls(writer, client_context(plane), "localhost")
-                head = f"GET /v1/a HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
-                first = await request(reader, writer, head)
-                assert first.status == 200 and json.loads(first.body)["path"] == "/v1/a"
-                assert provider.grants["client_credentials"] == 1
-                # The provider revokes every token: the upstream's 401 makes the proxy fetch
-                # a new one and replay the request, the client sees only the 200.
-                provider.expire_access_tokens()
-                replayed = await request(reader, writer, head)
-                assert replayed.status == 200
-                assert provider.grants["client_credentials"] == 2
-                # The connection's policy, as in the reverse mode.
-                forbidden = await request(
-                    reader, writer, f"DELETE /v1/a HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
-                )
-                assert forbidden.status == 403
-                assert json.loads(forbidden.body)["code"] == "request_forbidden"
-                # The client's rate limit (3 per hour: two used above; a refusal takes none).
-                await request(reader, writer, head)
-                limited = await request(reader, writer, head)
-                assert limited.status == 429
-                assert json.loads(limited.body)["code"] == "rate_limited"
-            finally:
-                writer.close()
-                with contextlib.suppress(ConnectionError, ssl.SSLError):
-                    await writer.wait_closed()
+            assert forbidden.status == 403
+            assert json.loads(forbidden.body)["code"] == "request_forbidden"
+            # The client's rate limit (3 per hour: two used above; a refusal takes none).
+            await request(reader, writer, head)
+            limited = await request(reader, writer, head)
+            assert limited.status == 429
+            assert json.loads(limited.body)["code"] == "rate_limited"
         assert counted("200") - ok_before == 3
         lines = [(m["method"], m["path"], m["connection"], m["status"]) for m in log.parsed()]
         assert lines[0][0] == "CONNECT" and lines[0][3] == "200"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import pytest
 
 from proxy.dataplane.plane import DataPlane
 from tests import rawhttp
-from tests.forwardproxy import client_context, connect, request, running_plane, through_tls
+from tests.forwardproxy import intercepted, request, running_plane
 from tests.placeholder import secret
 
 AI_PLACEHOLDER = "sk-fwd-placeholder-ai-01"
@@ -72,21 +71,11 @@ async def setup() -> AsyncIterator[Setup]:
         yield Setup(plane, port, ai, mail, plain)
 
 
-@contextlib.asynccontextmanager
-async def tunnel(
+def tunnel(
     setup: Setup, upstream: rawhttp.RawUpstream
-) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """An intercepted CONNECT tunnel to `upstream`'s bound host, TLS established."""
-    authority = f"localhost:{upstream.port}"
-    reader, writer, answer = await connect(setup.port, authority)
-    try:
-        assert answer.status == 200
-        await through_tls(writer, client_context(setup.plane), "localhost")
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, ssl.SSLError):
-            await writer.wait_closed()
+    return intercepted(setup.plane, setup.port, f"localhost:{upstream.port}")
 
 
 def get(upstream: rawhttp.RawUpstream, target: str, headers: str) -> str:
