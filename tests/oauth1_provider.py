@@ -16,16 +16,17 @@ from oauthlib.oauth1 import (
     AccessTokenEndpoint,
     AuthorizationEndpoint,
     RequestTokenEndpoint,
-    RequestValidator,
     ResourceEndpoint,
 )
+
+from tests.oauth1_verifier import SingleUseNonces
 
 CONSUMER_KEY = "acmeconsumerkey00000001"
 CONSUMER_SECRET = "canary-consumer-secret-o1"
 
 
 @dataclass
-class Provider(RequestValidator):
+class Provider(SingleUseNonces):
     """The provider's storage; every protocol check is oauthlib's own."""
 
     request_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -38,37 +39,16 @@ class Provider(RequestValidator):
     def __post_init__(self) -> None:
         super().__init__()
 
-    enforce_ssl = False
-
-    @property
-    def realms(self) -> list[str]:
-        return ["R1"]
-
-    @property
-    def dummy_client(self) -> str:
-        return "dummyclientkey000000000"
-
-    @property
-    def dummy_request_token(self) -> str:
-        return "dummyrequesttoken000000"
-
-    @property
-    def dummy_access_token(self) -> str:
-        return "dummyaccesstoken0000000"
+    realms = ["R1"]
+    dummy_client = "dummyclientkey000000000"
+    dummy_request_token = "dummyrequesttoken000000"
+    dummy_access_token = "dummyaccesstoken0000000"
 
     def validate_client_key(self, client_key: str, request: Any) -> bool:
         return client_key == CONSUMER_KEY
 
     def get_client_secret(self, client_key: str, request: Any) -> str:
         return CONSUMER_SECRET
-
-    def validate_timestamp_and_nonce(self, client_key: str, timestamp: str, nonce: str,
-                                     request: Any, request_token: Any = None,
-                                     access_token: Any = None) -> bool:  # fmt: skip
-        if nonce in self.nonces:
-            return False
-        self.nonces.add(nonce)
-        return True
 
     def validate_redirect_uri(self, client_key: str, redirect_uri: str, request: Any) -> bool:
         return redirect_uri.endswith("/connections/oauth1/callback")

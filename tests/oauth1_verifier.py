@@ -14,11 +14,28 @@ TOKEN = "tok0123456789abcdefghijk"
 TOKEN_SECRET = "canary-token-secret-88"
 
 
-class Validator(RequestValidator):
-    """Accepts our one client and token; the rest of the checks are oauthlib's own."""
+class SingleUseNonces(RequestValidator):
+    """What both OAuth 1.0a peers of the tests hold alike: plain HTTP on loopback, and each nonce
+    accepted once (RFC 5849 §3.3); the provider of `tests/oauth1_provider.py` builds on it."""
 
     enforce_ssl = False
+    nonces: set[str]
+
+    def validate_timestamp_and_nonce(self, client_key: str, timestamp: str, nonce: str,
+                                     request: Any, request_token: Any = None,
+                                     access_token: Any = None) -> bool:  # fmt: skip
+        if nonce in self.nonces:
+            return False
+        self.nonces.add(nonce)
+        return True
+
+
+class Validator(SingleUseNonces):
+    """Accepts our one client and token; the rest of the checks are oauthlib's own."""
+
     nonce_length = (20, 64)
+    dummy_client = "dummy_client"
+    dummy_access_token = "dummy_access_token"
 
     def __init__(self, consumer_secret: str = CONSUMER_SECRET) -> None:
         super().__init__()
@@ -31,24 +48,8 @@ class Validator(RequestValidator):
     def validate_access_token(self, client_key: str, token: str, request: Any) -> bool:
         return bool(token == TOKEN)
 
-    def validate_timestamp_and_nonce(self, client_key: str, timestamp: str, nonce: str,
-                                     request: Any, request_token: Any = None,
-                                     access_token: Any = None) -> bool:  # fmt: skip
-        if nonce in self.nonces:
-            return False
-        self.nonces.add(nonce)
-        return True
-
     def get_client_secret(self, client_key: str, request: Any) -> str:
         return self._consumer_secret
 
     def get_access_token_secret(self, client_key: str, token: str, request: Any) -> str:
         return TOKEN_SECRET
-
-    @property
-    def dummy_client(self) -> str:
-        return "dummy_client"
-
-    @property
-    def dummy_access_token(self) -> str:
-        return "dummy_access_token"
