@@ -146,21 +146,28 @@ async def test_unknown_state_is_a_502_on_that_connection_only(
     assert status == "disconnected" and "unknown, used or expired" in message
 
 
+OFFLINE = "https://acme.example"  # `check` and `explain` reach no network
+
+
+def write_config(path: Path, credential: dict[str, Any]) -> Path:
+    """`path` written as a proxy.yaml of one connection `acme` at `OFFLINE` with `credential`."""
+    path.write_text(yaml.safe_dump({"connections": [connection("acme", OFFLINE, credential)]}))
+    return path
+
+
 def test_check_accepts_the_shape_and_names_a_missing_token_endpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`check` cannot see the store: it accepts the shape; the exchange needs tokenEndpoint."""
-    origin = "https://acme.example"
-    credential = oauth1_credential(origin, "temporarytoken000000001", VERIFIER)
-    path = tmp_path / "proxy.yaml"
-    path.write_text(yaml.safe_dump({"connections": [connection("acme", origin, credential)]}))
+    credential = oauth1_credential(OFFLINE, "temporarytoken000000001", VERIFIER)
+    path = write_config(tmp_path / "proxy.yaml", credential)
     assert main(["check", "--config", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out == f"{path}: ok, 1 connection(s)\n" and err == ""
     params = credential["authSchemeConfig"]["oauth1"]
     params["tokenAuth"] = True  # the browser-flow endpoints become optional
     del params["tokenEndpoint"]
-    path.write_text(yaml.safe_dump({"connections": [connection("acme", origin, credential)]}))
+    write_config(path, credential)
     assert main(["check", "--config", str(path)]) == 2
     out, err = capsys.readouterr()
     assert err.startswith(
@@ -172,10 +179,8 @@ def test_check_accepts_the_shape_and_names_a_missing_token_endpoint(
 def test_explain_shows_a_placeholder_for_the_token_still_to_exchange(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    origin = "https://acme.example"
-    credential = oauth1_credential(origin, "temporarytoken000000001", VERIFIER)
-    path = tmp_path / "proxy.yaml"
-    path.write_text(yaml.safe_dump({"connections": [connection("acme", origin, credential)]}))
+    credential = oauth1_credential(OFFLINE, "temporarytoken000000001", VERIFIER)
+    path = write_config(tmp_path / "proxy.yaml", credential)
     assert main(["explain", "--config", str(path), "GET", "/acme/x"]) == 0
     out = capsys.readouterr().out
     assert 'oauth_token="%3Coauth1-token%3A%20exchanged%20at%20run%20time%3E"' in out
