@@ -235,6 +235,38 @@ class RawUpstream:
             writer.close()
 
 
+@dataclass
+class SilentUpstream:
+    """An upstream that answers its first `warm` requests `200 ok` on one connection, then reads
+    the next request head and never answers: it waits (10 s at most) for the proxy to let the
+    connection go. `asked` is set when that head has come, `released` when the connection ends."""
+
+    warm: int = 0
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(self.warm):
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await read_head(reader)
+        self.asked.set()
+        try:
+            await asyncio.wait_for(reader.read(), 10)  # never answers; waits for the EOF
+        finally:
+            self.released.set()
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def silent_upstream(warm: int = 0) -> AsyncIterator[tuple[SilentUpstream, str]]:
+    """Serve a `SilentUpstream` on 127.0.0.1 for the block: it and its base URL."""
+    upstream = SilentUpstream(warm)
+    server = await asyncio.start_server(upstream._serve, "127.0.0.1", 0)
+    async with server:
+        yield upstream, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
 @contextlib.asynccontextmanager
 async def raw_upstream(responder: Responder = ok) -> AsyncIterator[RawUpstream]:
     """Serve a `RawUpstream` on 127.0.0.1 for the duration of the block."""

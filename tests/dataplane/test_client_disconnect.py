@@ -39,21 +39,7 @@ async def test_leaving_while_the_upstream_thinks(
     make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.INFO)
-    upstream_released = asyncio.Event()
-    asked = asyncio.Event()
-
-    async def thinking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await rawhttp.read_head(reader)
-        asked.set()
-        try:
-            await asyncio.wait_for(reader.read(), 10)  # never answers; waits for the EOF
-        finally:
-            upstream_released.set()
-            writer.close()
-
-    server = await asyncio.start_server(thinking, "127.0.0.1", 0)
-    async with server:
-        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with rawhttp.silent_upstream() as (upstream, base):
         tree = {
             "connections": [connection("up", base, bearer("t"))],
             "timeouts": {"read": 30},
@@ -61,11 +47,11 @@ async def test_leaving_while_the_upstream_thinks(
         port = rawhttp.port_of((await make_proxy(tree)).server)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /up/slow HTTP/1.1\r\nHost: p\r\n\r\n")
-        await asyncio.wait_for(asked.wait(), 2)
+        await asyncio.wait_for(upstream.asked.wait(), 2)
         writer.transport.abort()
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await asyncio.wait_for(upstream_released.wait(), 2)
+        await asyncio.wait_for(upstream.released.wait(), 2)
         assert loop.time() - start < 1.0  # at once, not after the 30 s read timeout
         await asyncio.sleep(0.1)
     assert_logged_once_as_disconnect(caplog, access_log)

@@ -274,34 +274,18 @@ async def test_a_client_that_leaves_drops_the_pooled_round_trip_at_once(
     make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture, access_log: AccessLogFile
 ) -> None:
     caplog.set_level(logging.INFO)
-    asked = asyncio.Event()
-    released = asyncio.Event()
-
-    async def warm_then_thinking(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await rawhttp.read_head(reader)
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await rawhttp.read_head(reader)
-        asked.set()
-        try:
-            await asyncio.wait_for(reader.read(), 10)  # never answers; waits for the EOF
-        finally:
-            released.set()
-            w.close()
-
-    server = await asyncio.start_server(warm_then_thinking, "127.0.0.1", 0)
-    async with server:
-        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with rawhttp.silent_upstream(warm=1) as (upstream, base):
         tree = {"connections": [connection("up", base, bearer("t"))], "timeouts": {"read": 30}}
         port = rawhttp.port_of((await make_proxy(tree)).server)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(WARM)
         assert (await rawhttp.read_response(reader)).status == 200
         writer.write(request("/up/slow"))
-        await asyncio.wait_for(asked.wait(), rawhttp.TIMEOUT)
+        await asyncio.wait_for(upstream.asked.wait(), rawhttp.TIMEOUT)
         loop = asyncio.get_running_loop()
         start = loop.time()
         writer.transport.abort()
-        await asyncio.wait_for(released.wait(), 2)
+        await asyncio.wait_for(upstream.released.wait(), 2)
         assert loop.time() - start < 1.0  # at once, not after the 30 s read timeout
     await asyncio.sleep(0.05)
     access = access_log.messages()
