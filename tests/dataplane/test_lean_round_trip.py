@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import pytest
@@ -56,6 +56,33 @@ async def warmed(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio
 async def proxy_port(make_proxy: MakeProxy, upstream: RawUpstream, **extra: Any) -> int:
     tree = {"connections": [connection("up", upstream.base, bearer("lean-canary"))], **extra}
     return rawhttp.port_of((await make_proxy(tree)).server)
+
+
+async def after_warming(
+    make_proxy: MakeProxy, responder: rawhttp.Responder, sent: bytes
+) -> tuple[Message, RawUpstream]:
+    """The answer to `sent` on a client connection whose first request warmed the pool, from an
+    upstream answering with `responder`; and that upstream."""
+    async with raw_upstream(responder) as upstream:
+        port = await proxy_port(make_proxy, upstream)
+        async with warmed(port) as (reader, writer):
+            writer.write(sent)
+            return await rawhttp.read_response(reader), upstream
+
+
+def drops_once(matches: Callable[[Message], bool]) -> rawhttp.Responder:
+    """An upstream that aborts its connection under the first request `matches` (as an idle
+    timeout racing the request would) and answers every other one `200 ok`."""
+    dropped: list[str] = []
+
+    async def respond(request: Message, writer: asyncio.StreamWriter) -> None:
+        if matches(request) and not dropped:
+            dropped.append(request.target)
+            writer.transport.abort()
+            return
+        await rawhttp.ok(request, writer)
+
+    return respond
 
 
 class ProxyTasks:
@@ -135,20 +162,8 @@ async def test_the_callback_path_sends_and_answers_the_same_bytes_as_the_corouti
 async def test_a_pooled_connection_closed_under_a_get_is_retried_on_a_new_one(
     make_proxy: MakeProxy,
 ) -> None:
-    dropped: list[str] = []
-
-    async def drops_its_second(request: Message, writer: asyncio.StreamWriter) -> None:
-        if request.target == "/stale" and not dropped:
-            dropped.append(request.target)
-            writer.transport.abort()  # as an upstream's idle timeout racing the request
-            return
-        await rawhttp.ok(request, writer)
-
-    async with raw_upstream(drops_its_second) as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            writer.write(request("/up/stale"))
-            response = await rawhttp.read_response(reader)
+    drops_its_second = drops_once(lambda request: request.target == "/stale")
+    response, upstream = await after_warming(make_proxy, drops_its_second, request("/up/stale"))
     assert response.status == 200 and response.body == b"ok"
     assert [(r.connection, r.request.target) for r in upstream.received] == [
         (0, "/warm"),
@@ -166,11 +181,7 @@ async def test_a_pooled_connection_closed_under_a_post_is_not_retried(
             return
         await rawhttp.ok(request, writer)
 
-    async with raw_upstream(drops_posts) as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            writer.write(request("/up/once", "POST"))
-            response = await rawhttp.read_response(reader)
+    response, upstream = await after_warming(make_proxy, drops_posts, request("/up/once", "POST"))
     assert response.status == 502
     assert "connection_terminated" in (response.get("Proxy-Status") or "")
     assert [r.request.method for r in upstream.received] == ["GET", "POST"]  # sent once
@@ -337,20 +348,9 @@ async def test_a_body_still_arriving_streams_from_a_task(
 async def test_a_put_with_its_body_in_hand_is_retried_whole_on_a_new_connection(
     make_proxy: MakeProxy,
 ) -> None:
-    dropped: list[str] = []
-
-    async def drops_the_first_put(request: Message, writer: asyncio.StreamWriter) -> None:
-        if request.method == "PUT" and not dropped:
-            dropped.append(request.target)
-            writer.transport.abort()
-            return
-        await rawhttp.ok(request, writer)
-
-    async with raw_upstream(drops_the_first_put) as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            writer.write(request("/up/doc", "PUT", "Content-Length: 4\r\n") + b"data")
-            response = await rawhttp.read_response(reader)
+    drops_the_first_put = drops_once(lambda request: request.method == "PUT")
+    put = request("/up/doc", "PUT", "Content-Length: 4\r\n") + b"data"
+    response, upstream = await after_warming(make_proxy, drops_the_first_put, put)
     assert response.status == 200
     puts = [(r.connection, r.request.body) for r in upstream.received if r.request.method == "PUT"]
     assert puts == [(0, b"data"), (1, b"data")]
