@@ -1,10 +1,11 @@
 """Shared fixtures: a real local echo upstream, a proxy built from a config tree, both planes of
 one process (`make_planes`: the data plane and the admin API, wired as `signing-proxy run` wires
-them), PostgreSQL."""
+them), the folder request bodies spill to, PostgreSQL."""
 
 from __future__ import annotations
 
 import socket
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,16 @@ def refused_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         yield port
+
+
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder standing for the system's temporary directory for the test: where the
+    proxy spills request bodies (through `tempfile`)."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import os
 import stat
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from aiohttp import web
 from proxy.dataplane.body import BufferedBody, read_body
 from proxy.errors import PayloadTooLarge
 from tests import rawhttp
-from tests.builders import bearer, connection
+from tests.builders import bearer, connection, hmac_credential
 from tests.plane import MakeProxy
 from tests.upstreams import catch_all
 
@@ -34,28 +33,11 @@ MiB = 1024 * KiB
 SECRET = "canary-body-hmac-secret-5be1"
 
 
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "spool"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
-def hmac_body(name: str = "X-Signature") -> dict[str, Any]:
-    return {
-        "authSchemeConfig": {
-            "type": "hmac",
-            "hmac": {
-                "name": name,
-                "in": "header",
-                "algorithm": "sha256",
-                "digestInputs": ["body"],
-                "encoding": "hex",
-            },
-        },
-        "credential": {"type": "string", "data": {"string": {"value": SECRET}}},
-    }
+def body_signed(base: str, memory: int, maximum: int) -> dict[str, Any]:
+    """A config of one connection `svc` to `base` that signs the body with HMAC (so it reads the
+    body whole: in memory up to `memory` bytes, spilled beyond, refused past `maximum`)."""
+    svc = connection("svc", base, hmac_credential(SECRET, digestInputs=["body"]))
+    return {"connections": [svc], "limits": limits(memory, maximum)}
 
 
 class Chunks:
@@ -164,9 +146,7 @@ async def test_spilled_body_is_sent_exactly_and_file_removed_after(
     make_proxy: MakeProxy, sink: tuple[Sink, str], spool: Path
 ) -> None:
     recorder, base = sink
-    proxy = await make_proxy(
-        {"connections": [connection("svc", base, hmac_body())], "limits": limits(64 * KiB, MiB)}
-    )
+    proxy = await make_proxy(body_signed(base, 64 * KiB, MiB))
     data = os.urandom(300 * KiB)
     response = await proxy.post("/svc/up", data=data)
     assert response.status == 200
@@ -181,9 +161,7 @@ async def test_chunked_upload_is_read_and_sent_with_content_length(
     make_proxy: MakeProxy, sink: tuple[Sink, str], spool: Path
 ) -> None:
     recorder, base = sink
-    proxy = await make_proxy(
-        {"connections": [connection("svc", base, hmac_body())], "limits": limits(16 * KiB, MiB)}
-    )
+    proxy = await make_proxy(body_signed(base, 16 * KiB, MiB))
     pieces = [os.urandom(10 * KiB) for _ in range(6)]
 
     async def generate() -> AsyncIterator[bytes]:
@@ -202,9 +180,7 @@ async def test_too_large_body_is_413_before_upstream_and_file_removed(
     make_proxy: MakeProxy, sink: tuple[Sink, str], spool: Path
 ) -> None:
     recorder, base = sink
-    proxy = await make_proxy(
-        {"connections": [connection("svc", base, hmac_body())], "limits": limits(8 * KiB, 64 * KiB)}
-    )
+    proxy = await make_proxy(body_signed(base, 8 * KiB, 64 * KiB))
     response = await proxy.post("/svc/up", data=os.urandom(100 * KiB))
     assert response.status == 413
     assert (await response.json())["code"] == "payload_too_large"
@@ -217,9 +193,7 @@ async def test_upstream_failure_removes_spilled_file(
     make_proxy: MakeProxy, spool: Path, refused_port: int
 ) -> None:
     base = f"http://127.0.0.1:{refused_port}/api"  # nothing listens there
-    proxy = await make_proxy(
-        {"connections": [connection("svc", base, hmac_body())], "limits": limits(8 * KiB, MiB)}
-    )
+    proxy = await make_proxy(body_signed(base, 8 * KiB, MiB))
     response = await proxy.post("/svc/up", data=os.urandom(100 * KiB))
     assert response.status == 502
     assert list(spool.iterdir()) == []
@@ -229,9 +203,7 @@ async def test_client_disconnect_mid_upload_removes_spilled_file(
     make_proxy: MakeProxy, sink: tuple[Sink, str], spool: Path
 ) -> None:
     recorder, base = sink
-    proxy = await make_proxy(
-        {"connections": [connection("svc", base, hmac_body())], "limits": limits(8 * KiB, MiB)}
-    )
+    proxy = await make_proxy(body_signed(base, 8 * KiB, MiB))
     reader, writer = await asyncio.open_connection("127.0.0.1", rawhttp.port_of(proxy))
     writer.write(b"POST /svc/up HTTP/1.1\r\nHost: p\r\nContent-Length: 500000\r\n\r\n")
     writer.write(os.urandom(100 * KiB))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ def http_signature(key: KeyPair, **params: Any) -> dict[str, Any]:
         "authSchemeConfig": {"type": "http-signature", "httpSignature": params},
         "credential": key.credential,
     }
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "spool"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
