@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from tests.accesslog import AccessLogFile
@@ -30,6 +31,19 @@ def http_signature(key: KeyPair, **params: Any) -> dict[str, Any]:
         "authSchemeConfig": {"type": "http-signature", "httpSignature": params},
         "credential": key.credential,
     }
+
+
+async def signing_for_peer(
+    make_proxy: MakeProxy, aiohttp_server: Any, algorithm: str, **params: Any
+) -> tuple[TestClient[Any, Any], VerifyingUpstream]:
+    """A proxy whose connection `p` signs with a new `algorithm` key (key id `k`, `params`) for
+    an upstream peer that verifies with it; and that peer."""
+    key = new_key(algorithm)
+    upstream = VerifyingUpstream(algorithm, "k", key.verify_key)
+    server = await aiohttp_server(upstream.app())
+    signing = http_signature(key, keyId="k", algorithm=algorithm, **params)
+    proxy = await make_proxy({"connections": [connection("p", str(server.make_url("/")), signing)]})
+    return proxy, upstream
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -100,11 +114,9 @@ async def test_spilled_body_is_digested_and_verified(
 async def test_client_content_digest_is_replaced_by_the_real_one(
     make_proxy: MakeProxy, aiohttp_server: Any
 ) -> None:
-    key = new_key("hmac-sha256")
-    upstream = VerifyingUpstream("hmac-sha256", "k", key.verify_key)
-    server = await aiohttp_server(upstream.app())
-    signing = http_signature(key, keyId="k", algorithm="hmac-sha256", contentDigest="sha-512")
-    proxy = await make_proxy({"connections": [connection("p", str(server.make_url("/")), signing)]})
+    proxy, upstream = await signing_for_peer(
+        make_proxy, aiohttp_server, "hmac-sha256", contentDigest="sha-512"
+    )
     response = await proxy.post(
         "/p/x", data=b"real", headers={"Content-Digest": "sha-512=:AAAA:", "Signature": "x=:AA:"}
     )
@@ -116,11 +128,7 @@ async def test_client_content_digest_is_replaced_by_the_real_one(
 async def test_bodyless_get_with_default_components(
     make_proxy: MakeProxy, aiohttp_server: Any
 ) -> None:
-    key = new_key("ecdsa-p256-sha256")
-    upstream = VerifyingUpstream("ecdsa-p256-sha256", "k", key.verify_key)
-    server = await aiohttp_server(upstream.app())
-    signing = http_signature(key, keyId="k", algorithm="ecdsa-p256-sha256")
-    proxy = await make_proxy({"connections": [connection("p", str(server.make_url("/")), signing)]})
+    proxy, upstream = await signing_for_peer(make_proxy, aiohttp_server, "ecdsa-p256-sha256")
     response = await proxy.get("/p/items?page=2")
     assert response.status == 200, upstream.failures
     [seen] = upstream.results
