@@ -11,7 +11,8 @@ One command: `python bench/run.py` (`--quick` for a short run). It starts
   upstream and the reverse proxy, at c=32);
 - **signing-proxy** (`python -m proxy run` at the default log level: the access log on,
   stderr to a file), **sp-json** (the same with `log.format: json`), **sp-nolog** (`log.level:
-  warning`: no access log), each with a bearer, an HMAC-SHA256 url+body and a one-nginx
+  warning`: no access log), **sp-again** (signing-proxy once more: the two's ratio is the
+  bench's resolution), each with a bearer, an HMAC-SHA256 url+body and a one-nginx
   connection; with uvloop installed also **sp-asyncio** (the same, on asyncio's own loop), and
   for the scaling row signing-proxy `--workers 2`; with `--aiohttp-hop`, also the proxy on the
   previous aiohttp ClientSession hop; with `--baseline DIR`, also **sp-baseline**: the proxy's
@@ -21,7 +22,8 @@ One command: `python bench/run.py` (`--quick` for a short run). It starts
 
 then drives load with wrk pinned to CPU 0 and the servers to CPU 1 (`taskset`; the
 `--workers 2` instance is left free to use both), contenders alternating round by round,
-and prints medians, ratios and the targets. CPU per request is the
+each proxy a fresh process every round (`--same-process`: one for the whole run), and prints
+medians, ratios and the targets. CPU per request is the
 contender's process-tree CPU time over the requests served. The 1 GiB rows come from
 `bench/memory_1gib.py` (run as is). Needs Linux, wrk (installed with apt-get when missing and
 run as root), and optionally nginx (`apt-get install nginx`).
@@ -118,6 +120,10 @@ class Contender:
     name: str
     base: str  # URL prefix; scenario paths are appended
     pid: int
+    # How to start it again (the proxies): a fresh process each round (`Setup.restart`).
+    argv: list[str] | None = None
+    env: dict[str, str] | None = None
+    pin: bool = True
 
 
 @dataclass
@@ -150,6 +156,24 @@ class Setup:
         self.procs.append(proc)
         wait_port(port, proc, what)
         return proc
+
+    def restart(self, name: str) -> None:
+        """Stop contender `name` and start the same command again on the same port.
+
+        Why each round runs a fresh proxy process: a process's memory layout (address-space
+        randomisation, hash seeds) moves its speed by several percent for its whole life, the
+        same code in two processes side by side included (the `sp-again` row shows how far);
+        a median over rounds is then a median over as many processes."""
+        contender = self.contenders[name]
+        if contender.argv is None:
+            return
+        old = next(p for p in self.procs if p.pid == contender.pid)
+        old.send_signal(signal.SIGTERM)
+        old.wait(30)
+        self.procs.remove(old)
+        port = int(contender.base.rsplit(":", 1)[1])
+        proc = self.start(contender.argv, port, name, contender.env, pin=contender.pin)
+        contender.pid = proc.pid
 
 
 NGINX_COMMON = """
@@ -323,6 +347,8 @@ def running(args: argparse.Namespace) -> Iterator[Setup]:
             proxies: list[tuple[str, str, list[str], list[str], dict[str, str] | None]] = [
                 # name, log settings, the command before `run`, `run`'s extra arguments, env
                 ("signing-proxy", "{}", PROXY, [], None),
+                # The same again: the two's ratio is what this bench cannot tell apart.
+                ("sp-again", "{}", PROXY, [], None),
                 ("sp-json", "{format: json}", PROXY, [], None),
                 ("sp-nolog", "{level: warning}", PROXY, [], None),
                 ("signing-proxy-2w", "{}", PROXY, ["--workers", "2"], None),
@@ -338,7 +364,9 @@ def running(args: argparse.Namespace) -> Iterator[Setup]:
                 config = proxy_config(tmp, port, up, one, log)
                 argv = [*command, "run", "--config", str(config), *extra]
                 proc = setup.start(argv, port, name, env, pin=not extra)
-                setup.contenders[name] = Contender(name, f"http://127.0.0.1:{port}", proc.pid)
+                setup.contenders[name] = Contender(
+                    name, f"http://127.0.0.1:{port}", proc.pid, argv, env, not extra
+                )
             if args.aiohttp_hop:
                 port = free_port()
                 config = proxy_config(tmp, port, up, one, "{level: warning}")
@@ -435,6 +463,7 @@ SCENARIOS = [
             "nginx-1w",
             "nginx-1w-nolog",
             "signing-proxy",
+            "sp-again",
             "sp-json",
             "sp-nolog",
             "sp-asyncio",
@@ -448,7 +477,14 @@ SCENARIOS = [
         "/",
         32,
         route="/one",
-        contenders=("nginx-one", "nginx-one-nolog", "signing-proxy", "sp-nolog", "sp-baseline"),
+        contenders=(
+            "nginx-one",
+            "nginx-one-nolog",
+            "signing-proxy",
+            "sp-again",
+            "sp-nolog",
+            "sp-baseline",
+        ),
     ),
     Scenario("64k", "64 KiB GET, c=50", "/64k", 50),
     Scenario("c1", "tiny GET, c=1 (latency)", "/tiny", 1, contenders=(*EVERY, "sp-asyncio")),
@@ -519,6 +555,12 @@ def main() -> int:
         help="also run the proxy's code from DIR (a checkout of an earlier commit) side by side",
     )
     parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="keep one process per proxy contender for the whole run (default: a fresh one"
+        " each round)",
+    )
+    parser.add_argument(
         "--only", help="comma-separated scenario keys: " + ",".join(s.key for s in SCENARIOS)
     )
     args = parser.parse_args()
@@ -540,16 +582,19 @@ def main() -> int:
             f" {os.cpu_count()} CPUs",
             flush=True,
         )
-        for scenario, name in dict.fromkeys(pairs):  # warm-up: pools filled, code paths hot
-            wrk(
-                binary,
-                url_for(setup, scenario, name),
-                scenario,
-                1,
-                setup.contenders[name].pid,
-                setup.tmp,
-            )
         for round_no in range(args.rounds):
+            if round_no and not args.same_process:
+                for name in dict.fromkeys(n for _, n in pairs):
+                    setup.restart(name)
+            for scenario, name in dict.fromkeys(pairs):  # warm-up: pools filled, code hot
+                wrk(
+                    binary,
+                    url_for(setup, scenario, name),
+                    scenario,
+                    1,
+                    setup.contenders[name].pid,
+                    setup.tmp,
+                )
             for scenario, name in pairs:
                 result = wrk(
                     binary,
@@ -636,6 +681,9 @@ def report(results: dict[tuple[str, str], list[Result]]) -> None:
     hmac_rps, post_rps = get("hmac", "signing-proxy", "rps"), get("post", "nginx-1w", "rps")
     if hmac_rps is not None and post_rps:
         verdict("1 MiB HMAC POST / nginx-1w plain 1 MiB POST", hmac_rps / post_rps, 0.6)
+    print("\nthe bench's own resolution (the same proxy in two processes, same rounds):")
+    compare("tiny GET c=50, signing-proxy / sp-again", "tiny", "signing-proxy", "sp-again", None)
+    compare("one nginx c=32, signing-proxy / sp-again", "one", "signing-proxy", "sp-again", None)
     print("\nwhat the access log costs (logs on / logs off, same server, same rounds):")
     compare("signing-proxy text / sp-nolog, tiny c=50", "tiny", "signing-proxy", "sp-nolog", 0.9)
     compare("sp-json / sp-nolog, tiny c=50", "tiny", "sp-json", "sp-nolog", 0.9)
