@@ -43,10 +43,10 @@ from aiohttp.test_utils import TestServer
 from proxy.config.models import DEFAULT_ORGANISATION_ID
 from proxy.store.crypto import new_key_text
 from tests.admin.oauth2_connect import CLIENT_ID, CLIENT_SECRET, oauth_template
-from tests.cli.procs import wait_answering
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.pg import PgServer
 from tests.ports import free_port
+from tests.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.lifecycle
 
@@ -62,28 +62,10 @@ STOP_WITHIN = 30.0
 
 
 @dataclass
-class Replica:
-    config: Path
-    port: int
-    admin_port: int
-    process: asyncio.subprocess.Process | None = None
-    output: bytearray = field(default_factory=bytearray)
-    reader: asyncio.Task[None] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-
-@dataclass
 class Fleet:
     """The replicas of one store, their config files, and what the scenario did to them."""
 
-    replicas: list[Replica]
+    replicas: list[ProxyProcess]
     store: dict[str, Any]
     provider: str  # the provider's base URL
     resource: str
@@ -97,7 +79,7 @@ class Fleet:
     extras: list[int] = field(default_factory=list)  # the echo connections of the file
     audience: str | None = None
 
-    def tree(self, replica: Replica) -> dict[str, Any]:
+    def tree(self, replica: ProxyProcess) -> dict[str, Any]:
         oauth2: dict[str, Any] = {
             "tokenUrl": self.provider + "/token",
             "grant": {
@@ -111,8 +93,8 @@ class Fleet:
             oauth2["additionalTokenParams"] = f"audience={self.audience}"
             oauth2["defaultScopes"] = [self.audience]
         return {
-            "listen": f"127.0.0.1:{replica.port}",
-            "admin": {"listen": f"127.0.0.1:{replica.admin_port}", "token": ADMIN_TOKEN},
+            "listen": f"127.0.0.1:{replica.ports[0]}",
+            "admin": {"listen": f"127.0.0.1:{replica.ports[1]}", "token": ADMIN_TOKEN},
             "store": self.store,
             "timeouts": {"shutdownGrace": 2},
             "templates": [oauth_template(self.provider, self.resource)],
@@ -158,27 +140,7 @@ class Fleet:
             os.replace(staged, replica.config)
 
     async def start(self, index: int) -> None:
-        replica = self.replicas[index]
-        replica.output = bytearray()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy", "run", "--watch", "--config", str(replica.config),
-            cwd=replica.config.parent,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")},
-                "SECRET": CLIENT_SECRET,
-            },
-        )  # fmt: skip
-        replica.process = process
-
-        async def collect() -> None:
-            assert process.stderr is not None
-            while chunk := await process.stderr.read(65536):
-                replica.output += chunk
-
-        replica.reader = asyncio.create_task(collect())
-        assert await wait_answering(replica.base + "/healthz") == 200
+        await self.replicas[index].astart()
         if not self.live and self.unserved_since is not None:
             self.unserved += time.time() - self.unserved_since
             self.unserved_since = None
@@ -190,21 +152,14 @@ class Fleet:
         if not self.live:
             self.unserved_since = time.time()
         await asyncio.sleep(0.3)  # requests sent to it a moment ago have arrived
-        assert replica.process is not None
-        replica.process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(replica.process.wait(), STOP_WITHIN) == 0, self.logs()
-        if replica.reader is not None:
-            await asyncio.wait_for(replica.reader, STOP_WITHIN)
-        replica.process = None
+        assert await replica.astop(STOP_WITHIN) == 0, self.logs()
 
-    async def kill_all(self) -> None:
+    def kill_all(self) -> None:
         for replica in self.replicas:
-            if replica.process is not None and replica.process.returncode is None:
-                replica.process.kill()
-                await replica.process.wait()
+            replica.kill()
 
     def logs(self) -> str:
-        return "\n".join(r.output.decode(errors="replace") for r in self.replicas)
+        return "\n".join(r.output() for r in self.replicas)
 
 
 @dataclass
@@ -250,7 +205,7 @@ class Load:
             replica = self.fleet.replicas[rng.choice(live)]
             name = rng.choice(API_NAMES)
             try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", replica.port)
+                reader, writer = await asyncio.open_connection("127.0.0.1", replica.ports[0])
             except OSError:
                 continue  # stopped meanwhile
             start = time.time()
@@ -266,7 +221,7 @@ class Load:
 
 
 async def connect_flow(
-    session: aiohttp.ClientSession, init_at: Replica, callback_at: Replica
+    session: aiohttp.ClientSession, init_at: ProxyProcess, callback_at: ProxyProcess
 ) -> None:
     """The connect flow, its redirect delivered to `callback_at` (a load balancer's choice)."""
     async with session.post(
@@ -284,7 +239,7 @@ async def connect_flow(
         assert response.status == 201, await response.text()
 
 
-async def code_made(session: aiohttp.ClientSession, replica: Replica) -> str:
+async def code_made(session: aiohttp.ClientSession, replica: ProxyProcess) -> str:
     """A front end took the browser redirect of a flow the proxy started, hands the code over."""
     async with session.post(
         f"{replica.admin}/o/{ORG}/templates/gdrive/oauth2/init", json={}, headers=AUTH
@@ -305,7 +260,7 @@ async def code_made(session: aiohttp.ClientSession, replica: Replica) -> str:
 
 
 async def posted_back(
-    session: aiohttp.ClientSession, replica: Replica, of: str, pasted: dict[str, Any]
+    session: aiohttp.ClientSession, replica: ProxyProcess, of: str, pasted: dict[str, Any]
 ) -> None:
     """`of`'s GET body POSTed back for another account, the secrets filled in (a pasted token,
     the client secret) and the ids left to the proxy. Read from another replica than the one
@@ -362,9 +317,7 @@ async def update(fleet: Fleet, n: int, how: str, remove: int | None = None) -> N
     fleet.write()
     if how == "sighup":
         for index in sorted(fleet.live):
-            process = fleet.replicas[index].process
-            assert process is not None
-            process.send_signal(signal.SIGHUP)
+            fleet.replicas[index].signal(signal.SIGHUP)
     await in_force(fleet, removed)
 
 
@@ -425,7 +378,12 @@ async def compressed_days(
         seed = server.issue(CLIENT_ID)
         fleet = Fleet(
             [
-                Replica(tmp_path / f"proxy-{i}.yaml", free_port(), free_port())
+                ProxyProcess(
+                    tmp_path / f"proxy-{i}.yaml",
+                    "--watch",
+                    ports=[free_port(), free_port()],
+                    env={"SECRET": CLIENT_SECRET},
+                )
                 for i in range(replicas)
             ],
             store,
@@ -477,7 +435,7 @@ async def compressed_days(
             load.stop.set()
             for task in tasks:
                 task.cancel()
-            await fleet.kill_all()
+            fleet.kill_all()
 
         logs = fleet.logs()
         assert not load.failures(), (load.failures()[:10], logs[-3000:])

@@ -62,7 +62,6 @@ def write(path: Path, tree: Any) -> None:
 
 class Proxy:
     def __init__(self, process: ProxyProcess, session: aiohttp.ClientSession) -> None:
-        self.process = process.process
         self.base = process.base
         self.session = session
         self._proc = process
@@ -83,7 +82,7 @@ class Proxy:
             await asyncio.sleep(0.05)
 
     def hangup(self) -> None:
-        self.process.send_signal(signal.SIGHUP)
+        self._proc.signal(signal.SIGHUP)
 
 
 async def until_logged(proxy: Proxy, text: str) -> None:

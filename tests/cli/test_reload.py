@@ -168,11 +168,11 @@ async def test_a_sighup_while_the_workers_start_is_applied_once_they_serve(
     async def hangup_as_the_workers_start(process: ProxyProcess) -> None:
         deadline = time.monotonic() + TIMEOUT
         while b"worker 1 started" not in process.stderr:  # logged by the supervisor at the fork
-            assert process.process.returncode is None, process.stderr
+            assert process.running, process.stderr
             assert time.monotonic() < deadline, process.stderr
             await asyncio.sleep(0.001)
         write(path, config(upstream, {"github": "gh-two"}))
-        process.process.send_signal(signal.SIGHUP)
+        process.signal(signal.SIGHUP)
 
     started = proxy_process(path, "--workers", "2", starting=hangup_as_the_workers_start)
     async with started as process, aiohttp.ClientSession() as session:

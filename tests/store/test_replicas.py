@@ -30,13 +30,15 @@ from typing import Any
 import pytest
 
 from proxy.config.models import DEFAULT_ORGANISATION_ID
-from proxy.store import open_store
 from proxy.store.crypto import new_key_text
 from tests.builders import connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.pg import PgServer
+from tests.plainhttp import Reply, http
 from tests.ports import free_port
-from tests.store.procs import ProxyProcess, Reply, http, wait_for
+from tests.proxyproc import ProxyProcess
+from tests.store.filesystems import wait_for
+from tests.store.stored_tokens import stored_refresh_token
 
 # Several real replicas on a real PostgreSQL each: minutes in all (pyproject: `slow`).
 pytestmark = pytest.mark.slow
@@ -61,7 +63,7 @@ def store_tree(postgres: PgServer) -> dict[str, Any]:
 def replicas(
     tmp_path: Path, tree: dict[str, Any], count: int = REPLICAS, **options: Any
 ) -> Iterator[list[ProxyProcess]]:
-    procs = [ProxyProcess(tmp_path, tree, **options) for _ in range(count)]
+    procs = [ProxyProcess.on_tree(tmp_path, tree, **options) for _ in range(count)]
     try:
         for proc in procs:
             proc.start()
@@ -85,24 +87,6 @@ def oauth_tree(
     }
 
 
-def stored_refresh_token(store: dict[str, Any], proc: ProxyProcess) -> str | None:
-    import asyncio
-
-    from proxy.connections.runtime import load_runtime
-
-    cid = load_runtime(proc.config).connections[0].schemes[0].credential_id
-
-    async def read() -> str | None:
-        opened = open_store(None, store["key"], url=store["url"])
-        try:
-            record = await opened.get_token(cid)
-        finally:
-            await opened.close()
-        return None if record is None or record.token is None else record.token.refresh_token
-
-    return asyncio.run(read())
-
-
 PAST = datetime.fromtimestamp(time.time() - 60, UTC).isoformat()
 
 
@@ -119,7 +103,7 @@ def test_60_concurrent_requests_on_an_expired_token_one_token_request(
             )
         assert [r.status for r in replies] == [200] * 60
         assert server.hits == 1 and server.grants["refresh_token"] == 1
-        assert stored_refresh_token(store_tree, procs[0]) == server.current_refresh_token(
+        assert stored_refresh_token(procs[0].config) == server.current_refresh_token(
             seed["refresh_token"]
         )
 
@@ -153,7 +137,7 @@ def test_a_replica_paused_past_its_lease_cannot_regress_the_token(
         client.join(30)
         # A's late token lost the fence: discarded, and A served with B's token.
         assert [r.status for r in late] == [200]
-        assert stored_refresh_token(store_tree, a) == newest
+        assert stored_refresh_token(a.config) == newest
         assert a.get("/api/again").status == 200 and c.get("/api/c").status == 200
         assert server.grants["refresh_token"] == 2  # nobody refreshed again
     assert "discarded" in a.output()
@@ -187,7 +171,7 @@ def test_sigkill_of_replicas_during_refreshes_loses_no_token(
                 victim.kill()
                 kills += 1
                 assert set(statuses) <= {200}, statuses
-                stored = stored_refresh_token(store_tree, procs[0])
+                stored = stored_refresh_token(procs[0].config)
                 assert stored is not None and server.accepts(stored)
                 newest = server.current_refresh_token(seed["refresh_token"])
                 if stored != newest:
@@ -293,8 +277,8 @@ def test_oauth_connect_flow_started_on_one_replica_completes_on_another(
         "templates": [template],
         "admin": {"publicUrl": f"http://127.0.0.1:{callback_port}"},
     }
-    a = ProxyProcess(tmp_path, tree)
-    b = ProxyProcess(tmp_path, tree, admin_port=callback_port)
+    a = ProxyProcess.on_tree(tmp_path, tree)
+    b = ProxyProcess.on_tree(tmp_path, tree, admin_port=callback_port)
     try:
         a.start()
         b.start()
@@ -354,6 +338,4 @@ def test_sighup_reload_of_one_replica_does_not_disturb_the_others(
         for other in procs[1:]:
             assert other.get("/fresh/x").status == 404  # their files did not change
         assert server.grants["refresh_token"] == 1  # the stored token survived A's reload
-        assert stored_refresh_token(store_tree, a) == server.current_refresh_token(
-            seed["refresh_token"]
-        )
+        assert stored_refresh_token(a.config) == server.current_refresh_token(seed["refresh_token"])

@@ -42,7 +42,9 @@ from proxy.store.codec import token_to_json
 from proxy.store.crypto import Sealer, new_key_text, parse_key
 from tests.builders import connection, oauth2_token
 from tests.pg import PgServer
-from tests.store.procs import ProxyProcess, http, wait_for
+from tests.plainhttp import http
+from tests.proxyproc import ProxyProcess
+from tests.store.filesystems import wait_for
 
 ORG = DEFAULT_ORGANISATION_ID
 CANARY = "canary-rotation-"  # every stored secret starts with it
@@ -205,7 +207,7 @@ def test_rotate_key_refuses_beside_a_running_proxy_then_rotates_once_it_stopped(
 ) -> None:
     new_key = new_key_text()
     env = {NEW_KEY_ENV: new_key}
-    proc = ProxyProcess(tmp_path, proxy_tree(store_tree, upstream))
+    proc = ProxyProcess.on_tree(tmp_path, proxy_tree(store_tree, upstream))
     with running(proc):
         acme = create(proc, "acme")
         refused = rotate_key(proc, env)
@@ -242,7 +244,7 @@ def test_a_rotation_killed_half_way_leaves_a_store_that_starts(
     if point == "after-commit" and "url" in store_tree:
         pytest.skip("a key file only: a committed store.key rotation is done; set the new key")
     env = {NEW_KEY_ENV: new_key_text()}
-    proc = ProxyProcess(tmp_path, proxy_tree(store_tree, upstream))
+    proc = ProxyProcess.on_tree(tmp_path, proxy_tree(store_tree, upstream))
     with running(proc):
         ids = {name: create(proc, name) for name in ("acme", "beta", "gamma", "delta")}
     marker = tmp_path / "paused"
@@ -291,7 +293,7 @@ def test_a_proxy_starting_during_a_rotation_waits_for_it(
     left: never on the old key half-way through."""
     if "url" in store_tree:
         pytest.skip("on PostgreSQL a replica started during the rotation then has the old key")
-    proc = ProxyProcess(tmp_path, proxy_tree(store_tree, upstream))
+    proc = ProxyProcess.on_tree(tmp_path, proxy_tree(store_tree, upstream))
     with running(proc):
         acme = create(proc, "acme")
     marker = tmp_path / "paused"
@@ -322,7 +324,7 @@ def test_an_unreadable_row_is_named_and_everything_else_serves(
 ) -> None:
     """What a proxy that kept writing beside an unguarded rotation left behind: rows sealed under
     another key. The proxy starts, names each such row once, and serves the rest."""
-    proc = ProxyProcess(tmp_path, proxy_tree(store_tree, upstream))
+    proc = ProxyProcess.on_tree(tmp_path, proxy_tree(store_tree, upstream))
     with running(proc):
         acme, beta = create(proc, "acme"), create(proc, "beta")
     other = Sealer(parse_key(new_key_text()))
@@ -392,7 +394,9 @@ def test_the_refusal_learns_of_the_proxy_through_the_store_not_the_process_table
 ) -> None:
     """A proxy of another machine is invisible to `ps`: what counts is a holder of the store.
     A proxy killed with SIGKILL holds nothing any more (the kernel dropped its lock)."""
-    proc = ProxyProcess(tmp_path, proxy_tree({"path": str(tmp_path / "state.db")}, upstream))
+    proc = ProxyProcess.on_tree(
+        tmp_path, proxy_tree({"path": str(tmp_path / "state.db")}, upstream)
+    )
     proc.start()
     try:
         assert rotate_key(proc, {}).returncode == 1

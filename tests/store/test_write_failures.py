@@ -15,7 +15,6 @@ scenario), remounted read-only, and the database files are deleted; each time:
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,19 +23,12 @@ from typing import Any
 
 import pytest
 
-from proxy.connections.runtime import load_runtime
-from proxy.store import open_store
 from tests.builders import bearer, connection, oauth2_token
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
-from tests.store.procs import (
-    FailingExt4,
-    ProxyProcess,
-    Reply,
-    SmallFs,
-    failing_ext4,
-    small_filesystem,
-    wait_for,
-)
+from tests.plainhttp import Reply
+from tests.proxyproc import ProxyProcess
+from tests.store.filesystems import FailingExt4, SmallFs, failing_ext4, small_filesystem, wait_for
+from tests.store.stored_tokens import stored_refresh_token
 
 SECRET = "canary-store-fault-client-secret"
 STATIC = "canary-store-fault-static-token"
@@ -68,7 +60,7 @@ def make_proxy(tmp_path: Path, fs: SmallFs, auth: Running) -> tuple[ProxyProcess
         ]
         + [connection("static", auth.resource_url, bearer(STATIC))],
     }
-    return ProxyProcess(tmp_path, tree), {n: s["refresh_token"] for n, s in seeds.items()}
+    return ProxyProcess.on_tree(tmp_path, tree), {n: s["refresh_token"] for n, s in seeds.items()}
 
 
 def revoke_oauth_tokens(server: AuthServer) -> None:
@@ -78,27 +70,23 @@ def revoke_oauth_tokens(server: AuthServer) -> None:
     server.access[STATIC] = (time.time() + 3600, None)
 
 
+def status_after_a_restart(proxy: ProxyProcess, server: AuthServer, path: str) -> int:
+    """The restarted proxy's status for `path` once every OAuth access token is revoked: it
+    must refresh with the token it stored before."""
+    proxy.start()
+    try:
+        revoke_oauth_tokens(server)
+        return proxy.get(path).status
+    finally:
+        proxy.stop()
+
+
 def presented_refresh_tokens(server: AuthServer) -> list[str]:
     return [
         r["form"]["refresh_token"]
         for r in server.token_requests
         if r["form"].get("grant_type") == "refresh_token"
     ]
-
-
-def stored_refresh_token(proxy: ProxyProcess, name: str) -> str | None:
-    runtime = load_runtime(proxy.config)
-    cid = next(c for c in runtime.connections if c.name == name).schemes[0].credential_id
-
-    async def read() -> str | None:
-        store = open_store(runtime.config.store.path)
-        try:
-            record = await store.get_token(cid)
-        finally:
-            await store.close()
-        return None if record is None or record.token is None else record.token.refresh_token
-
-    return asyncio.run(read())
 
 
 def refresh_during(
@@ -140,7 +128,9 @@ def test_disk_full_during_a_refresh_keeps_the_new_token(
         assert [r.status for r in replies] == [200]  # the token kept in memory was used
         issued = server.current_refresh_token(seeds["api"])
         assert server.refresh[issued].confirmed  # used upstream: the seed's token is dead now
-        assert stored_refresh_token(proxy, "api") == seeds["api"]  # the store could not take it
+        assert (
+            stored_refresh_token(proxy.config, "api") == seeds["api"]
+        )  # the store could not take it
 
         ready = proxy.readyz()
         assert ready.status == 503
@@ -162,17 +152,12 @@ def test_disk_full_during_a_refresh_keeps_the_new_token(
         fs.free()
         wait_for(lambda: proxy.readyz().status == 200, 30, "/readyz to recover")
         newest = server.current_refresh_token(seeds["api"])
-        assert stored_refresh_token(proxy, "api") == newest
+        assert stored_refresh_token(proxy.config, "api") == newest
         assert proxy.get("/other/x").status == 200  # the lease can be taken again
     finally:
         assert proxy.stop() == 0
     # A restart serves with the stored token: no invalid_grant, no re-authorisation.
-    proxy.start()
-    try:
-        revoke_oauth_tokens(server)
-        assert proxy.get("/api/after-restart").status == 200
-    finally:
-        proxy.stop()
+    assert status_after_a_restart(proxy, server, "/api/after-restart") == 200
     presented = presented_refresh_tokens(server)
     assert len(presented) == len(set(presented)) >= 4  # no refresh token was sent twice
     assert server.grants["refresh_token"] == len(presented)
@@ -193,13 +178,8 @@ def test_restart_at_once_after_the_disk_frees(tmp_path: Path, fs: SmallFs, auth:
         fs.free()
     finally:
         assert proxy.stop() == 0
-    assert stored_refresh_token(proxy, "api") == server.current_refresh_token(seeds["api"])
-    proxy.start()
-    try:
-        revoke_oauth_tokens(server)
-        assert proxy.get("/api/after").status == 200
-    finally:
-        proxy.stop()
+    assert stored_refresh_token(proxy.config, "api") == server.current_refresh_token(seeds["api"])
+    assert status_after_a_restart(proxy, server, "/api/after") == 200
 
 
 def test_read_only_store_is_refused_at_start(tmp_path: Path, fs: SmallFs, auth: Running) -> None:
@@ -291,7 +271,7 @@ def test_file_system_turns_read_only_during_a_refresh(
     assert len(before_restart) == len(set(before_restart)) == 2
 
     ext4.repair()
-    assert stored_refresh_token(proxy, "api") == seeds["api"]
+    assert stored_refresh_token(proxy.config, "api") == seeds["api"]
     proxy.start()
     try:
         assert proxy.readyz().status == 200

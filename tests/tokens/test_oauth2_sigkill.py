@@ -17,27 +17,22 @@ the proxy is killed with SIGKILL at a random moment. After each kill:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from proxy.connections.runtime import load_runtime
-from proxy.store import open_store
 from tests.builders import oauth2_token
 from tests.oauth_server import AuthServer, Client, serve_in_thread
+from tests.plainhttp import http
 from tests.ports import free_port
+from tests.proxyproc import ProxyProcess
+from tests.store.stored_tokens import stored_token
 
 ITERATIONS = 15
 # Bounds the test, not the proxy: 15 starts on a loaded 2-core machine took over 90 s.
@@ -47,38 +42,7 @@ SECRET = "canary-sigkill-secret"
 
 
 def get(url: str, timeout: float = 5.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as exc:
-        with exc:  # it holds the connection: closed here, not by the garbage collector
-            return exc.code
-
-
-def wait_ready(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            if get(url, timeout=1.0) == 200:
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("the proxy did not become ready")
-
-
-def stored_refresh_token(config: Path, credential_id: str) -> str | None:
-    runtime = load_runtime(config)
-
-    async def read() -> str | None:
-        store = open_store(runtime.config.store.path)
-        try:
-            record = await store.get_token(credential_id)
-        finally:
-            await store.close()
-        assert record is not None and not record.needs_reauthorization
-        return None if record.token is None else record.token.refresh_token
-
-    return asyncio.run(read())
+    return http("GET", url, timeout=timeout).status
 
 
 def load(url: str, stop: threading.Event, statuses: list[int]) -> None:
@@ -108,19 +72,15 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
         }
         config = tmp_path / "proxy.yaml"
         config.write_text(yaml.safe_dump(tree))
-        credential_id = load_runtime(config).connections[0].schemes[0].credential_id
-        base = f"http://127.0.0.1:{port}"
+        proxy = ProxyProcess(config, ports=[port])  # its log level hides the listening lines
+        base = proxy.base
         started = time.monotonic()
         kills_in_window = 0
         for _ in range(ITERATIONS):
             assert time.monotonic() - started < TIME_LIMIT
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "proxy", "run", "--config", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+            logged = len(proxy.stderr)
+            proxy.start(START_LIMIT)
             try:
-                wait_ready(base + "/healthz", time.monotonic() + START_LIMIT)
                 # The connection keeps working after every restart.
                 assert get(base + "/api/check") == 200
                 stop, statuses = threading.Event(), list[int]()
@@ -130,22 +90,19 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
                 ]
                 for worker in workers:
                     worker.start()
-                time.sleep(rng.uniform(0.05, 0.6))
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
+                time.sleep(rng.uniform(0.05, 0.6))  # the kill's random moment, not a wait
+                proxy.kill()
                 stop.set()
                 for worker in workers:
                     worker.join(10)
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
-                assert proc.stderr is not None
-                errors = proc.stderr.read().decode()
-                proc.stderr.close()
+                proxy.kill()
+                errors = proxy.stderr[logged:].decode()
             assert SECRET not in errors
             assert set(statuses) <= {200}, statuses  # nothing but successes before the kill
-            stored = stored_refresh_token(config, credential_id)
+            record = stored_token(config)
+            assert record is not None and not record.needs_reauthorization
+            stored = None if record.token is None else record.token.refresh_token
             assert stored is not None and server.accepts(stored)
             newest = server.current_refresh_token(seed["refresh_token"])
             if stored != newest:
@@ -155,15 +112,9 @@ def test_sigkill_during_refreshes_loses_nothing(tmp_path: Path) -> None:
                 kills_in_window += 1
         assert server.grants["refresh_token"] > ITERATIONS  # refreshes did happen under the kills
         # A final restart serves; the store's token is the server's newest confirmed one.
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proxy.start(START_LIMIT)
         try:
-            wait_ready(base + "/healthz", time.monotonic() + START_LIMIT)
             assert get(base + "/api/final") == 200
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
+            proxy.stop()
         print(f"refreshes={server.grants['refresh_token']} kills_in_window={kills_in_window}")

@@ -1,4 +1,4 @@
-"""Real `signing-proxy run` processes and a real small file system, for the store's fault tests.
+"""A real small file system for the store's fault tests, and a deadline wait for plain code.
 
 - `small_filesystem()`: a tmpfs of a few MiB mounted for the test (a loop-mounted ext4 image
   where tmpfs cannot be mounted); `fill()` takes every free byte, `free()` gives them back,
@@ -8,34 +8,26 @@
   makes the kernel record a file system error, abort the journal and turn the mount read-only
   under the running proxy (the way a store goes read-only in production), and whose `repair()`
   is what an operator does after: unmount, `e2fsck -fy`, mount again.
-- `ProxyProcess`: one `python -m proxy run` on a config tree, with plain HTTP helpers.
+- `wait_for()`: until a condition holds, within a deadline.
+
+The proxy processes these tests run are `tests.proxyproc.ProxyProcess.on_tree()`.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
-from tests.ports import free_port
-
-PORT_ATTEMPTS = 3  # starts of a ProxyProcess whose port was taken before it could bind it
 
 
 @dataclass
@@ -161,159 +153,6 @@ def failing_ext4(size_mib: int = 16) -> Iterator[FailingExt4]:
         with suppress(OSError):
             where.rmdir()
         image.unlink(missing_ok=True)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx comes back as it is
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def http(
-    method: str,
-    url: str,
-    body: Any = None,
-    timeout: float = 10.0,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    """One request, no redirects followed; any status comes back as a `Reply`."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            return Reply(response.status, response.read(), dict(response.headers))
-    except urllib.error.HTTPError as exc:
-        with exc:  # it holds the connection: closed here, not by the garbage collector
-            return Reply(exc.code, exc.read(), dict(exc.headers))
-
-
-class ProxyProcess:
-    """`python -m proxy run --config <dir>/proxy.yaml` with `tree` (listen ports filled in).
-
-    The ports are named in the file (`free_port()`), not read back from the log: a restarted
-    proxy must come back on the same address for the tests, and the load balancer of the replica
-    tests points at one. A start whose port was taken in the moment before the proxy bound it is
-    retried on new ports (the ones the test did not choose itself)."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        tree: dict[str, Any],
-        *,
-        admin: bool = True,
-        admin_port: int | None = None,
-    ) -> None:
-        self._fixed_admin_port = admin_port
-        self.port = free_port()
-        self.admin_port = (admin_port or free_port()) if admin else None
-        tree = {"listen": f"127.0.0.1:{self.port}", **tree}
-        if admin:
-            tree["admin"] = {"listen": f"127.0.0.1:{self.admin_port}", **tree.get("admin", {})}
-        self.config = workdir / f"proxy-{self.port}.yaml"
-        self.config.write_text(yaml.safe_dump(tree))
-        self.log = workdir / f"proxy-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    # Both bound a broken proxy only: on a loaded 2-core machine a start or a drain that
-    # closes the store takes seconds.
-    def start(self, timeout: float = 60.0) -> ProxyProcess:
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            logged = self.log.stat().st_size if self.log.exists() else 0
-            if self._start(timeout):
-                return self
-            taken = b"Address already in use" in self.log.read_bytes()[logged:]
-            if not taken or attempt == PORT_ATTEMPTS:
-                raise AssertionError(f"the proxy exited: {self.output()}")
-            self._move()
-        raise AssertionError("unreachable")
-
-    def _start(self, timeout: float) -> bool:
-        """Start and wait until ready: True; False if the proxy exits first."""
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "proxy", "run", "--config", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            with suppress(OSError):
-                if http("GET", self.base + "/healthz", timeout=1.0).status == 200:
-                    return True
-            time.sleep(0.05)
-        raise AssertionError(f"the proxy did not become ready: {self.output()}")
-
-    def _move(self) -> None:
-        """New ports in the config file as it is now (a test may have edited the rest)."""
-        tree = yaml.safe_load(self.config.read_text())
-        self.port = free_port()
-        tree["listen"] = f"127.0.0.1:{self.port}"
-        if self.admin_port is not None:
-            self.admin_port = self._fixed_admin_port or free_port()
-            tree["admin"]["listen"] = f"127.0.0.1:{self.admin_port}"
-        self.config.write_text(yaml.safe_dump(tree))
-
-    def get(self, path: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> Reply:
-        return http("GET", self.base + path, timeout=timeout, headers=headers)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def readyz(self) -> Reply:
-        return http("GET", self.admin + "/readyz")
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        code = self.proc.returncode
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
