@@ -60,6 +60,15 @@ def listening_ports(output: bytes) -> list[int]:
     return ports
 
 
+def config_file(workdir: Path, tree: dict[str, Any], *, port: int = 0) -> Path:
+    """`tree` as `workdir/proxy.yaml`, listening on 127.0.0.1:`port` (0: the kernel picks) with
+    its store in `workdir`, where the tree does not say otherwise."""
+    tree = {"listen": f"127.0.0.1:{port}", "store": {"path": str(workdir / "state.db")}, **tree}
+    config = workdir / "proxy.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    return config
+
+
 class ProxyProcess:
     """`python -m proxy run --config <config> <args>`, started and stopped as often as a test
     needs. `ports` names the config's ports (data plane, then admin API), else the first
@@ -160,6 +169,7 @@ class ProxyProcess:
         self._popen = subprocess.Popen(
             [sys.executable, "-m", "proxy", "run", "--config", str(self.config), *self.args],
             cwd=self.config.parent,
+            stdin=subprocess.DEVNULL,
             stdout=self._log if self.with_stdout else subprocess.DEVNULL,
             stderr=self._log,
             env={**environ, **(self.env or {})},
@@ -232,6 +242,16 @@ class ProxyProcess:
                 self._popen.wait(10)
         return self._ended()
 
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        """The exit status once the proxy ends by itself or on a signal already sent; an
+        AssertionError with the output if it runs on past `timeout`."""
+        assert self._popen is not None
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the proxy ran on past {timeout} s: {self.output()}") from None
+        return self._ended()
+
     def kill(self) -> None:
         """SIGKILL, if it runs."""
         if self._popen is not None and self._popen.poll() is None:
@@ -254,6 +274,9 @@ class ProxyProcess:
 
     async def astop(self, timeout: float = TIMEOUT) -> int:
         return await asyncio.to_thread(self.stop, timeout)
+
+    async def await_exit(self, timeout: float = TIMEOUT) -> int:
+        return await asyncio.to_thread(self.wait, timeout)
 
     # The management-API and data-plane requests of the tests that drive the proxy from plain code.
     def get(self, path: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> Reply:

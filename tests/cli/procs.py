@@ -1,5 +1,6 @@
-"""The real program as a subprocess, for the tests that run it: `python -m proxy run` started on a
-port it reports or is told, waited for until healthy, and one-shot commands (`check`, `env`...).
+"""The real program as a subprocess, beside `tests.proxyproc.ProxyProcess`: one-shot commands
+(`check`, `env`...), `python -m proxy run --workers` with its stderr as a stream, and waits for a
+server to answer.
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,6 +22,7 @@ import yaml
 
 from tests import rawhttp
 from tests.ports import free_port
+from tests.proxyproc import config_file
 
 # Both bound a broken proxy only: on a loaded 2-core machine a start alone has taken over 20 s.
 START_TIMEOUT = 60.0
@@ -46,42 +47,16 @@ async def wait_healthy(port: int, proc: asyncio.subprocess.Process) -> rawhttp.M
 async def spawn_proxy(
     tmp_path: Path, tree: dict[str, Any], *args: str, stdout: int, stderr: int
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m proxy run` on a free port with `tree` as its config, running in `tmp_path`
-    (the store defaults there too); `args` are extra `run` options."""
+    """`python -m proxy run` on a free port with `tree` as its config (`config_file()`), running
+    in `tmp_path`; `args` are extra `run` options. For `start_workers`, whose tests read stderr
+    as a stream; every other test runs the proxy as a `tests.proxyproc.ProxyProcess`."""
     port = free_port()
-    tree = {"listen": f"127.0.0.1:{port}", "store": {"path": str(tmp_path / "state.db")}, **tree}
-    config = tmp_path / "proxy.yaml"
-    config.write_text(yaml.safe_dump(tree))
+    config = config_file(tmp_path, tree, port=port)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "run", "--config", str(config), *args,
         cwd=tmp_path, stdout=stdout, stderr=stderr,
     )  # fmt: skip
     return proc, port
-
-
-async def spawn_on_any_port(
-    tmp_path: Path, tree: dict[str, Any]
-) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m proxy run` listening on a port the kernel picks (`127.0.0.1:0`), read back from
-    its "listening on" log line. Unlike `free_port()` there is no window in which another
-    process on a busy machine can take the port first. Output goes to `tmp_path/proxy.log`."""
-    log_path = tmp_path / "proxy.log"
-    with log_path.open("wb") as log_file:
-        out = log_file.fileno()
-        tree = {**tree, "listen": "127.0.0.1:0"}
-        proc, _ = await spawn_proxy(tmp_path, tree, stdout=out, stderr=out)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT
-    while loop.time() < deadline:
-        found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", log_path.read_bytes())
-        if found:
-            return proc, int(found[1])
-        if proc.returncode is not None:
-            raise AssertionError(f"proxy exited early with {proc.returncode}")
-        await asyncio.sleep(0.05)
-    proc.kill()
-    await proc.wait()
-    raise AssertionError("proxy did not start listening in time")
 
 
 def write_config(path: Path, tree: Any) -> Path:

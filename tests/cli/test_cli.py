@@ -6,10 +6,8 @@ and the `signing-proxy` console script) for what a user actually runs.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,8 +18,9 @@ import pytest
 
 from proxy.cli import main
 from tests.builders import api_key, bearer, connection
-from tests.cli.procs import cli, held_port, spawn_on_any_port, wait_answering, write_config
+from tests.cli.procs import cli, held_port, write_config
 from tests.ports import free_port
+from tests.proxyproc import ProxyProcess, config_file
 
 CANARY = "CANARYcli93"
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
@@ -204,15 +203,11 @@ def test_run_refuses_a_bad_listen_in_the_file(tmp_path: Path) -> None:
 
 
 async def test_run_serves_then_exits_0_on_sigterm(tmp_path: Path) -> None:
-    # On a port the kernel picks, read back from the log (tmp_path/proxy.log: stdout and stderr).
-    process, port = await spawn_on_any_port(tmp_path, VALID)
+    # On a port the kernel picks, read back from the log (stdout and stderr).
+    proxy = ProxyProcess(config_file(tmp_path, VALID), with_stdout=True)
     try:
-        status = await wait_answering(f"http://127.0.0.1:{port}/healthz")
-        assert status == 200
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), TIMEOUT) == 0
-        assert CANARY.encode() not in (tmp_path / "proxy.log").read_bytes()
+        await proxy.astart()  # `/healthz` answered 200
+        assert await proxy.astop(TIMEOUT) == 0  # SIGTERM
+        assert CANARY.encode() not in proxy.stderr
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        proxy.kill()

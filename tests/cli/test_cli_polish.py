@@ -4,21 +4,18 @@ suggestion for a mistyped key. Real subprocesses, as a user runs them."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
-import os
 import re
-import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.builders import basic, bearer, connection
-from tests.cli.procs import cli, held_port, wait_answering, write_config
+from tests.cli.procs import cli, held_port, write_config
 from tests.ports import free_port
+from tests.proxyproc import proxy_process
 
 CANARY = "CANARYpolish57"
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
@@ -78,23 +75,13 @@ async def test_signing_proxy_listen_overrides_the_file_and_listen_overrides_both
         tmp_path / "p.yaml",
         {"listen": f"127.0.0.1:{file_port}", "connections": [connection("a", "http://x.test")]},
     )
+    env = {"SIGNING_PROXY_LISTEN": f"127.0.0.1:{env_port}"}
     for extra, port in (([], env_port), (["--listen", f"127.0.0.1:{flag_port}"], flag_port)):
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy", "run", "--config", config, *extra,
-            cwd=tmp_path,
-            env={**environ, "SIGNING_PROXY_LISTEN": f"127.0.0.1:{env_port}"},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            assert await wait_answering(f"http://127.0.0.1:{port}/healthz") == 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        assert process.returncode == 0
+        # Ready once `/healthz` answers 200 on `port`; SIGTERM at the end must exit 0.
+        async with proxy_process(Path(config), *extra, ports=[port], env=env) as proxy:
+            pass
         # The one data-plane listener is the expected one; the file's address was not used.
-        listening = re.findall(r"listening on http://(\S+)", stderr.decode())
+        listening = re.findall(r"listening on http://(\S+)", proxy.stderr.decode())
         assert listening == [f"127.0.0.1:{port}"]
 
 

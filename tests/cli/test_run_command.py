@@ -17,6 +17,7 @@ import pytest
 
 from tests.cli.procs import cli
 from tests.https_clients import forward_proxy_config
+from tests.proxyproc import ProxyProcess
 
 TIMEOUT = 30.0
 CANARY = "canary-upstream-token-7c41"
@@ -83,27 +84,18 @@ def test_a_signal_reaches_the_command_and_the_wrapper_ends_with_it(tmp_path: Pat
     script = 'trap "exit 3" TERM; trap "exit 4" INT; : >ready; while :; do sleep 0.05; done'
     for signum, status in ((signal.SIGTERM, 3), (signal.SIGINT, 4)):
         (tmp_path / "ready").unlink(missing_ok=True)
-        wrapper = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "run", "--config", str(config), "--"]
-            + ["sh", "-c", 'echo "$SSL_CERT_FILE" >bundle; ' + script],
-            cwd=tmp_path,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        command = ["sh", "-c", 'echo "$SSL_CERT_FILE" >bundle; ' + script]
+        wrapper = ProxyProcess(config, "--", *command, env=environment())  # in tmp_path
+        wrapper.spawn()
         try:
             deadline = time.monotonic() + TIMEOUT
             while not (tmp_path / "ready").exists():
-                assert wrapper.poll() is None and time.monotonic() < deadline, wrapper.stderr
+                assert wrapper.running and time.monotonic() < deadline, wrapper.output()
                 time.sleep(0.05)
-            wrapper.send_signal(signum)
+            wrapper.signal(signum)
             assert wrapper.wait(TIMEOUT) == status
         finally:
-            if wrapper.poll() is None:
-                wrapper.kill()
-                wrapper.wait()
-            assert wrapper.stderr is not None
-            wrapper.stderr.close()
+            wrapper.kill()
         assert not Path((tmp_path / "bundle").read_text().strip()).exists()
 
 

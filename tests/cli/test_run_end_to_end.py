@@ -7,9 +7,6 @@ credential, which the command never had. A direct call to a host the proxy does 
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from tests.https_clients import (
     java_command,
     tls_upstream,
 )
+from tests.proxyproc import ProxyProcess
 
 TIMEOUT = 60.0
 CANARY = "canary-upstream-token-e2e-5b07"
@@ -44,30 +42,22 @@ async def wrapped(config: Path, command: list[str], machine_cas: Path) -> tuple[
     The machine's CAs, for the proxy (which verifies the upstream with them) and so for the
     command's bundle, are `machine_cas`."""
     out = config.parent / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNING_PROXY_")}
-    env.update(
-        UPSTREAM_TOKEN=CANARY,
-        SSL_CERT_FILE=str(machine_cas),
-        SSL_CERT_DIR=str(config.parent / "no-such-dir"),
-        GIT_TERMINAL_PROMPT="0",
-        HOME=str(config.parent),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "run", "--config", str(config), "--",
-        "sh", "-c", '"$@" >"$0" 2>&1', str(out), *command,
-        cwd=config.parent, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    env = {
+        "UPSTREAM_TOKEN": CANARY,
+        "SSL_CERT_FILE": str(machine_cas),
+        "SSL_CERT_DIR": str(config.parent / "no-such-dir"),
+        "GIT_TERMINAL_PROMPT": "0",
+        "HOME": str(config.parent),
+    }
+    wrapper = ProxyProcess(config, "--", "sh", "-c", '"$@" >"$0" 2>&1', str(out), *command, env=env)
+    wrapper.spawn()
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        code = await wrapper.await_exit(TIMEOUT)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert CANARY not in stderr.decode()
+        wrapper.kill()
+    assert CANARY not in wrapper.output()
     output = out.read_text() if out.exists() else ""
-    assert process.returncode is not None
-    return process.returncode, output + stderr.decode()
+    return code, output + wrapper.output()
 
 
 def machine_cas_file(tmp_path: Path, *cas: trustme.CA) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import rawhttp
-from tests.cli.procs import spawn_on_any_port, wait_healthy
+from tests.proxyproc import ProxyProcess, config_file
 
 # The drain test's bounds. Each stage waits for its own event; these only bound a broken proxy,
 # so they are generous for a loaded 2-core machine.
@@ -21,12 +21,12 @@ STAGE_TIMEOUT = 20.0
 GRACE = 60  # `timeouts.shutdownGrace`: longer than every stage between the signal and the reply
 
 
-async def run_proxy(tmp_path: Path, upstream_base: str) -> tuple[asyncio.subprocess.Process, int]:
+def proxy_for(tmp_path: Path, upstream_base: str) -> ProxyProcess:
     tree = {
         "timeouts": {"shutdownGrace": GRACE},
         "connections": [{"name": "slow", "baseUrl": upstream_base, "credentials": []}],
     }
-    return await spawn_on_any_port(tmp_path, tree)
+    return ProxyProcess(config_file(tmp_path, tree))
 
 
 @pytest.fixture
@@ -46,9 +46,10 @@ async def test_signal_drains_in_flight_then_exits_zero(
         await writer.drain()
 
     async with rawhttp.raw_upstream(slow) as upstream:
-        proc, port = await run_proxy(tmp_path, upstream.base)
+        proxy = proxy_for(tmp_path, upstream.base)
         try:
-            health = await wait_healthy(port, proc)
+            port = (await proxy.astart()).ports[0]
+            health = await rawhttp.round_trip(port, rawhttp.get("/healthz"), timeout=STAGE_TIMEOUT)
             assert health.status == 200
             assert json.loads(health.body)["status"] == "ok"
 
@@ -61,7 +62,7 @@ async def test_signal_drains_in_flight_then_exits_zero(
                 while not upstream.received:  # the request has reached the upstream
                     await asyncio.sleep(0.01)
 
-            proc.send_signal(signum)
+            proxy.signal(signum)
             async with asyncio.timeout(STAGE_TIMEOUT):
                 while True:  # the listener closes promptly; the in-flight request is untouched
                     try:
@@ -75,8 +76,6 @@ async def test_signal_drains_in_flight_then_exits_zero(
             gate.set()
             response = await asyncio.wait_for(in_flight, STAGE_TIMEOUT)
             assert (response.status, response.body, response.complete) == (200, b"finished", True)
-            assert await asyncio.wait_for(proc.wait(), STAGE_TIMEOUT) == 0
+            assert await proxy.await_exit(STAGE_TIMEOUT) == 0
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            proxy.kill()

@@ -7,7 +7,6 @@ gracefully.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from proxy.config import bounds
 from proxy.config.load import ConfigInvalid, _UniqueKeyLoader, parse_yaml
 from tests.cli.procs import cli
 from tests.cli.reloading import config, running, upstream, write  # noqa: F401
+from tests.proxyproc import ProxyProcess
 
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
 
@@ -98,13 +98,13 @@ def test_check_refuses_the_bomb_with_one_clear_line(tmp_path: Path) -> None:
 async def test_run_refuses_the_bomb_at_start(tmp_path: Path) -> None:
     path = tmp_path / "proxy.yaml"
     path.write_text(alias_bomb())
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy", "run", "--config", str(path),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
-    assert process.returncode == 2
-    assert b"YAML nodes (aliases); refused" in stderr
+    proxy = ProxyProcess(path)
+    proxy.spawn()
+    try:
+        assert await proxy.await_exit(TIMEOUT) == 2
+    finally:
+        proxy.kill()
+    assert b"YAML nodes (aliases); refused" in proxy.stderr
 
 
 async def test_a_bomb_reload_is_refused_and_a_later_good_one_applies(

@@ -26,9 +26,9 @@ from proxy.connections.runtime import build_runtime
 from proxy.http1.connection import MAX_HEADER_FIELDS
 from tests import rawhttp
 from tests.builders import connection
-from tests.cli.procs import spawn_on_any_port, wait_healthy
 from tests.http1.h1proxy import MakeH1Proxy
 from tests.plane import MakeProxy
+from tests.proxyproc import ProxyProcess, config_file
 
 LIMIT = 64 * 1024  # the default `limits.maxHeaderBytes`
 ATTACK_SECONDS = 20.0  # a hostile upstream gives up after this long (a bound for the test)
@@ -351,13 +351,13 @@ async def test_memory_stays_flat_and_others_are_not_slowed(
                 {"name": "bulk", "baseUrl": bulk.base, "credentials": []},
             ]
         }
-        proc, port = await spawn_on_any_port(tmp_path, tree)
+        proxy = ProxyProcess(config_file(tmp_path, tree))
         try:
-            await wait_healthy(port, proc)
+            port = (await proxy.astart()).ports[0]
             # Warm-up, outside every measurement: every route, then the allocator's settled peak.
             oks = await load(port, "bulk", WARM_ROUNDS)
             warm = await load(port, "evil", WARM_ROUNDS)
-            rss_warm = peak_rss_kib(proc.pid)
+            rss_warm = peak_rss_kib(proxy.pid)
             # Victims beside as many clients fetching as many bytes in ordinary responses
             # (control), then beside the attack, in alternating blocks of the same size.
             control: list[float] = []
@@ -370,10 +370,9 @@ async def test_memory_stays_flat_and_others_are_not_slowed(
                 attack = asyncio.ensure_future(load(port, "evil", BLOCK_ROUNDS))
                 during += await victims_during(port, attack)
                 statuses += attack.result()
-            rss_after = peak_rss_kib(proc.pid)
+            rss_after = peak_rss_kib(proxy.pid)
         finally:
-            proc.kill()
-            await proc.wait()
+            proxy.kill()
     assert warm + statuses == [502] * (ATTACKERS * (WARM_ROUNDS + BLOCKS * BLOCK_ROUNDS))
     assert oks == [200] * (ATTACKERS * (WARM_ROUNDS + BLOCKS * BLOCK_ROUNDS))
     # Flat: 800 more hostile heads do not raise the peak (had each 64 KiB head been kept, that

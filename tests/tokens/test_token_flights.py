@@ -11,8 +11,6 @@ an `invalid_grant`, and each test ends with none, and no refresh token presented
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp.test_utils import TestServer
 
 from proxy.connections.runtime import build_runtime
@@ -28,10 +25,9 @@ from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
 from tests.builders import connection
-from tests.cli.procs import wait_answering
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
-from tests.proxyproc import listening_ports
+from tests.proxyproc import ProxyProcess, config_file
 from tests.tokens.oauth2 import SECRET, token_credential
 
 PROVIDER_THINKS = 0.4  # before the provider looks at a token request
@@ -96,57 +92,33 @@ async def test_sigterm_during_a_token_call_waits_for_it(
     server, token_url, resource_url = await strict_provider(aiohttp_server, delay=1.0)
     seed = server.issue("cid")
     credential = token_credential(token_url, seed, time.time() - 60)  # expired: refreshed first
-    config = tmp_path / "proxy.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:0",
-                "store": {"path": str(tmp_path / "state.db")},
-                "timeouts": {"shutdownGrace": 0.2},
-                "connections": [connection("api", resource_url, credential)],
-            }
-        )
-    )
-
-    async def run() -> tuple[asyncio.subprocess.Process, int, list[bytes]]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy", "run", "--config", str(config),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert process.stderr is not None
-        lines: list[bytes] = []
-        while not listening_ports(b"".join(lines)):
-            line = await asyncio.wait_for(process.stderr.readline(), 20)
-            assert line, b"".join(lines)
-            lines.append(line)
-        port = listening_ports(b"".join(lines))[0]
-        assert await wait_answering(f"http://127.0.0.1:{port}/healthz") == 200
-        return process, port, lines
-
-    process, port, lines = await run()
-    async with aiohttp.ClientSession() as session:
-        request = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/api/x"))
-        while server.hits == 0:  # the token call is in flight (the provider thinks for 1 s)
-            await asyncio.sleep(0.02)
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 20) == 0
-        # The request itself was cut when the 0.2 s grace ran out (or answered, by luck).
-        done = await asyncio.gather(request, return_exceptions=True)
-        assert done
-    assert process.stderr is not None
-    output = b"".join(lines) + await process.stderr.read()
-    assert b"token call(s) in flight before exit" in output, output
-    assert b"abandoned" not in output
-    # The rotated token was stored: the next start uses it, with no token call at all.
-    assert server.grants["refresh_token"] == 1
-    process, port, lines = await run()
+    tree = {
+        "timeouts": {"shutdownGrace": 0.2},
+        "connections": [connection("api", resource_url, credential)],
+    }
+    proxy = ProxyProcess(config_file(tmp_path, tree))
     try:
+        await proxy.astart()
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/api/x") as response:
+            request = asyncio.create_task(session.get(f"{proxy.base}/api/x"))
+            while server.hits == 0:  # the token call is in flight (the provider thinks for 1 s)
+                await asyncio.sleep(0.02)
+            assert await proxy.astop() == 0  # SIGTERM
+            # The request itself was cut when the 0.2 s grace ran out (or answered, by luck).
+            done = await asyncio.gather(request, return_exceptions=True)
+            assert done
+        output = proxy.stderr
+        assert b"token call(s) in flight before exit" in output, output
+        assert b"abandoned" not in output
+        # The rotated token was stored: the next start uses it, with no token call at all.
+        assert server.grants["refresh_token"] == 1
+        await proxy.astart()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{proxy.base}/api/x") as response:
                 assert response.status == 200, await response.text()
+        assert await proxy.astop() == 0
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 20) == 0
+        proxy.kill()
     assert server.grants["refresh_token"] == 1
     assert server.invalid_grants == 0 and server.reuses == 0
 
