@@ -93,6 +93,18 @@ async def until_logged(proxy: Proxy, text: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def load(
+    proxy: Proxy, answers: list[tuple[int, str]], over: asyncio.Event, *, most: int
+) -> None:
+    """`GET /api/x` again and again, each answer into `answers`, until `over` is set and it has
+    had 10 answers (a loaded machine answers fewer a second); bounded by `most` answers, and
+    through the caller in time."""
+    for count in range(1, most + 1):
+        answers.append(await proxy.get("/api/x"))
+        if over.is_set() and count >= 10:
+            return
+
+
 @asynccontextmanager
 async def running(path: Path, *extra: str) -> AsyncIterator[Proxy]:
     async with proxy_process(path, *extra) as process:

@@ -25,7 +25,15 @@ from proxy.dataplane.plane import create_app
 from proxy.store import open_store
 from proxy.tokens.manager import TokenManager
 from tests.builders import bearer, connection
-from tests.cli.reloading import Proxy, config, running, until_logged, upstream_app, write
+from tests.cli.reloading import (
+    Proxy,
+    config,
+    load,
+    running,
+    until_logged,
+    upstream_app,
+    write,
+)
 from tests.plane import PlaneServer
 from tests.proxyproc import ProxyProcess, proxy_process
 from tests.tokens.oauth2 import Servers, oauth, token_credential  # noqa: F401
@@ -102,17 +110,10 @@ async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_ol
         slow = asyncio.ensure_future(proxy.get("/api/slow"))
         await asyncio.wait_for(slow_arrived.wait(), TIMEOUT)
         answers: list[tuple[int, str]] = []
-        reloading = True
-
-        async def load() -> None:
-            # Until the reloads are over, and at least 10 answers each (a loaded machine
-            # answers fewer a second); bounded in count and, through the caller, in time.
-            for count in range(1, 2001):
-                answers.append(await proxy.get("/api/x"))
-                if not reloading and count >= 10:
-                    return
-
-        loaders = [asyncio.ensure_future(load()) for _ in range(6)]
+        reloads_over = asyncio.Event()
+        loaders = [
+            asyncio.ensure_future(load(proxy, answers, reloads_over, most=2000)) for _ in range(6)
+        ]
         for generation in range(1, 6):
             await asyncio.sleep(0.2)
             write(path, config(upstream, {"api": f"token-{generation}"}))
@@ -120,7 +121,7 @@ async def test_reload_under_load_fails_no_request_and_in_flight_finish_on_the_ol
         # The load lasts until the last reload serves (not a fixed time: a loaded machine
         # applies it later).
         await proxy.until("/api/x", (200, "Bearer token-5"))
-        reloading = False
+        reloads_over.set()
         await asyncio.wait_for(asyncio.gather(*loaders), TIMEOUT)
         assert await asyncio.wait_for(slow, TIMEOUT) == (200, "Bearer token-0")
     assert len(answers) >= 60
@@ -148,13 +149,8 @@ async def test_every_worker_reloads(upstream: str, tmp_path: Path, trigger: str)
         write(path, config(upstream, {"github": "gh-two"}))
         if trigger == "sighup":
             proxy.hangup()  # to the supervisor, which passes it on
-        # Each request on a new client connection: the kernel spreads them over both workers.
-        deadline = time.monotonic() + TIMEOUT
-        while not await new_token_everywhere(proxy):
-            assert time.monotonic() < deadline, "not every worker reloaded"
-            await asyncio.sleep(0.1)
-    pids = set(re.findall(r"pid=(\d+) config reloaded", proxy.stderr.decode()))
-    assert len(pids) == 2
+        await until_every_worker_reloaded(proxy, "not every worker reloaded")
+    assert len(reloaded_pids(proxy)) == 2
 
 
 async def test_a_sighup_while_the_workers_start_is_applied_once_they_serve(
@@ -177,12 +173,22 @@ async def test_a_sighup_while_the_workers_start_is_applied_once_they_serve(
     started = proxy_process(path, "--workers", "2", starting=hangup_as_the_workers_start)
     async with started as process, aiohttp.ClientSession() as session:
         proxy = Proxy(process, session)
-        deadline = time.monotonic() + TIMEOUT
-        while not await new_token_everywhere(proxy):
-            assert time.monotonic() < deadline, "a worker lost the SIGHUP sent as it started"
-            await asyncio.sleep(0.1)
-    pids = set(re.findall(r"pid=(\d+) config reloaded", proxy.stderr.decode()))
-    assert len(pids) == 2
+        await until_every_worker_reloaded(proxy, "a worker lost the SIGHUP sent as it started")
+    assert len(reloaded_pids(proxy)) == 2
+
+
+async def until_every_worker_reloaded(proxy: Proxy, failure: str) -> None:
+    """Until `new_token_everywhere()`: each request on a new client connection, so the kernel
+    spreads them over both workers."""
+    deadline = time.monotonic() + TIMEOUT
+    while not await new_token_everywhere(proxy):
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.1)
+
+
+def reloaded_pids(proxy: Proxy) -> set[str]:
+    """The processes that logged a reload."""
+    return set(re.findall(r"pid=(\d+) config reloaded", proxy.stderr.decode()))
 
 
 async def new_token_everywhere(proxy: Proxy) -> bool:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from proxy.cli.filewatch import ChangeDetector, content_digest, watch_file
-from tests.cli.reloading import Proxy, config, running, upstream, write  # noqa: F401
+from tests.cli.reloading import Proxy, config, load, running, upstream, write  # noqa: F401
 
 IN_FORCE_WITHIN = 5.0  # seconds: "a few"
 UPDATES = 5
@@ -152,22 +152,15 @@ async def test_twenty_sighups_in_two_seconds_under_load(
     write(path, config(upstream, {"api": "token-0"}))
     async with running(path) as proxy:
         answers: list[tuple[int, str]] = []
-        loading = True
-
-        async def load() -> None:
-            # Bounded; ends when the signals are over and it has had 10 answers (a loaded
-            # machine answers fewer a second).
-            for count in range(1, 5001):
-                answers.append(await proxy.get("/api/x"))
-                if not loading and count >= 10:
-                    return
-
-        loaders = [asyncio.ensure_future(load()) for _ in range(4)]
+        signals_over = asyncio.Event()
+        loaders = [
+            asyncio.ensure_future(load(proxy, answers, signals_over, most=5000)) for _ in range(4)
+        ]
         for signal_number in range(1, 21):
             write(path, config(upstream, {"api": f"token-{signal_number}"}))
             proxy.hangup()
             await asyncio.sleep(0.1)
-        loading = False
+        signals_over.set()
         await asyncio.wait_for(asyncio.gather(*loaders), 20)
         # The last config is in force, and stays: no late reload of an older file.
         await in_force(proxy, "token-20")

@@ -6,7 +6,6 @@ gracefully.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import yaml
 from proxy.config import bounds
 from proxy.config.load import ConfigInvalid, _UniqueKeyLoader, parse_yaml
 from tests.cli.procs import cli
-from tests.cli.reloading import config, running, upstream, write  # noqa: F401
+from tests.cli.reloading import config, running, until_logged, upstream, write  # noqa: F401
 from tests.proxyproc import ProxyProcess
 
 TIMEOUT = 60.0  # bounds a broken proxy only (a loaded 2-core machine is slow, not wrong)
@@ -116,10 +115,7 @@ async def test_a_bomb_reload_is_refused_and_a_later_good_one_applies(
     async with running(path) as proxy:
         path.write_text(alias_bomb())
         proxy.hangup()
-        deadline = time.monotonic() + TIMEOUT
-        while b"(aliases); refused" not in proxy.stderr:
-            assert time.monotonic() < deadline, proxy.stderr
-            await asyncio.sleep(0.05)
+        await until_logged(proxy, "(aliases); refused")
         assert await proxy.get("/github/x") == (200, "Bearer gh-one")
         # Neither a later reload nor the shutdown (SIGTERM, exit 0, when the block ends) waits
         # on the refused file.
