@@ -20,11 +20,12 @@ One command: `python bench/run.py` (`--quick` for a short run). It starts
   at the default log level, so a change is judged old next to new in the same alternating
   rounds;
 
-then drives load with wrk pinned to CPU 0 and the servers to CPU 1 (`taskset`; the
-`--workers 2` instance is left free to use both), contenders alternating round by round,
-each proxy a fresh process every round (`--same-process`: one for the whole run), and prints
-medians, ratios and the targets. CPU per request is the
-contender's process-tree CPU time over the requests served. The 1 GiB rows come from
+and **floor** (`bench/floor_proxy.py`: the least a Python proxy on uvloop and llhttp does per
+request, for the distance to it); then drives load with wrk pinned to CPU 0 and the servers to
+CPU 1 (`taskset`; the `--workers 2` instance is left free to use both), contenders alternating
+round by round, each proxy a fresh process every round (`--same-process`: one for the whole
+run), and prints medians, ratios and the targets. CPU per request is the contender's
+process-tree CPU time over the requests served. The 1 GiB rows come from
 `bench/memory_1gib.py` (run as is). Needs Linux, wrk (installed with apt-get when missing and
 run as root), and optionally nginx (`apt-get install nginx`).
 """
@@ -367,6 +368,13 @@ def running(args: argparse.Namespace) -> Iterator[Setup]:
                 setup.contenders[name] = Contender(
                     name, f"http://127.0.0.1:{port}", proc.pid, argv, env, not extra
                 )
+            # The floor: the least a Python proxy on uvloop and llhttp does (floor_proxy.py).
+            port = free_port()
+            argv = [sys.executable, str(BENCH / "floor_proxy.py"), str(port), str(up), TOKEN]
+            proc = setup.start(argv, port, "floor")
+            setup.contenders["floor"] = Contender(
+                "floor", f"http://127.0.0.1:{port}", proc.pid, argv
+            )
             if args.aiohttp_hop:
                 port = free_port()
                 config = proxy_config(tmp, port, up, one, "{level: warning}")
@@ -469,6 +477,7 @@ SCENARIOS = [
             "sp-asyncio",
             "sp-baseline",
             "sp-aiohttp-hop",
+            "floor",
         ),
     ),
     Scenario(
@@ -487,7 +496,9 @@ SCENARIOS = [
         ),
     ),
     Scenario("64k", "64 KiB GET, c=50", "/64k", 50),
-    Scenario("c1", "tiny GET, c=1 (latency)", "/tiny", 1, contenders=(*EVERY, "sp-asyncio")),
+    Scenario(
+        "c1", "tiny GET, c=1 (latency)", "/tiny", 1, contenders=(*EVERY, "sp-asyncio", "floor")
+    ),
     Scenario("post", "1 MiB POST streamed, c=10", "/post", 10, POST_1MIB),
     Scenario(
         "hmac",
@@ -690,6 +701,19 @@ def report(results: dict[tuple[str, str], list[Result]]) -> None:
     compare("signing-proxy / sp-nolog, one nginx c=32", "one", "signing-proxy", "sp-nolog", 0.9)
     compare("nginx-1w / nginx-1w-nolog, tiny c=50", "tiny", "nginx-1w", "nginx-1w-nolog", None)
     compare("nginx-one / nginx-one-nolog, c=32", "one", "nginx-one", "nginx-one-nolog", None)
+    if ("tiny", "floor") in results:
+        print("\nthe floor (bench/floor_proxy.py: uvloop, llhttp, a bearer added, nothing else):")
+        compare("tiny GET c=50, sp-nolog / floor", "tiny", "sp-nolog", "floor", None)
+        compare("tiny GET c=50, floor / nginx-1w-nolog", "tiny", "floor", "nginx-1w-nolog", None)
+        floor_cpu, proxy_cpu = get("tiny", "floor", "cpu_us"), get("tiny", "sp-nolog", "cpu_us")
+        if floor_cpu is not None and proxy_cpu is not None:
+            print(
+                f"  CPU per tiny GET: the floor {floor_cpu:.1f} us, sp-nolog {proxy_cpu:.1f} us:"
+                f" {proxy_cpu - floor_cpu:.1f} us of the proxy's own work"
+            )
+        floor50 = get("c1", "floor", "p50_ms")
+        if floor50 is not None and d50 is not None:
+            verdict("c=1 added p50 over direct, the floor", floor50 - d50, None, " ms")
     print("\nlogs off on both:")
     compare("tiny GET c=50, sp-nolog / nginx-1w-nolog", "tiny", "sp-nolog", "nginx-1w-nolog", None)
     compare("one nginx c=32, sp-nolog / nginx-one-nolog", "one", "sp-nolog", "nginx-one-nolog",
