@@ -49,7 +49,7 @@ LISTENING = re.compile(rb"listening on http://(?:\[[^\]]*\]|[^\s:/\"]+):(\d+)")
 
 def listening_ports(output: bytes) -> list[int]:
     """The ports the proxy's "listening on" lines name, each once, in the order first logged: the
-    data plane's, then the admin API's, then the demo echo's (`--with-echo`). Under `--workers`
+    data plane's, then the management API's, then the demo echo's (`--with-echo`). Under `--workers`
     every worker logs the data-plane port they share, and only the first serves the others, so
     the order of first appearance holds there too."""
     ports: list[int] = []
@@ -71,7 +71,7 @@ def config_file(workdir: Path, tree: dict[str, Any], *, port: int = 0) -> Path:
 
 class ProxyProcess:
     """`python -m proxy run --config <config> <args>`, started and stopped as often as a test
-    needs. `ports` names the config's ports (data plane, then admin API), else the first
+    needs. `ports` names the config's ports (data plane, then management API), else the first
     `listeners` logged are read back at each start; `env` is added to the clean environment;
     `with_stdout` logs stdout beside stderr (else it is dropped)."""
 
@@ -106,7 +106,7 @@ class ProxyProcess:
         admin_port: int | None = None,
     ) -> ProxyProcess:
         """A proxy on `tree` written to a file in `workdir` with named ports (`free_port()`, or
-        `admin_port` for the admin API, which `admin=False` leaves out), the same ones at every
+        `admin_port` for the management API, which `admin=False` leaves out), the same ones at every
         restart; stdout is logged too."""
         port = free_port()
         ports = [port]
@@ -296,7 +296,7 @@ async def proxy_process(
     starting: Callable[[ProxyProcess], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ProxyProcess]:
     """The proxy on `config` with extra `run` `args` and `env`, ready once `listeners` ports
-    are logged (2 with the admin API) or on the named `ports`; stopped with SIGTERM at the end,
+    are logged (2 with the management API) or on the named `ports`; stopped with SIGTERM at the end,
     which must end it with 0. `starting(proxy)` runs once the process is spawned, before it is
     waited for."""
     proxy = ProxyProcess(config, *args, ports=ports, listeners=listeners, env=env)
