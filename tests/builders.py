@@ -103,6 +103,15 @@ def basic(username: str, password: str) -> dict[str, Any]:
     }
 
 
+def on_path(tree: dict[str, Any], path: str) -> dict[str, Any]:
+    """`tree` with its requests on the request path named `path`: `lean` (the bytes-level path of
+    constant-header schemes, as written) or `general` (the same credentials on the general path:
+    `forwardedHeaders` sends them there)."""
+    if path == "general":
+        tree["forwardedHeaders"] = True
+    return tree
+
+
 def config_problems(tree: Any, env: Mapping[str, str] | None = None) -> list[str]:
     """The problems `build_runtime` refuses `tree` for (it must refuse it), one
     `field.path: message` line each, as `check` prints them."""

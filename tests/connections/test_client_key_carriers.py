@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests import rawhttp
-from tests.builders import bearer, connection
+from tests.builders import bearer, connection, on_path
 from tests.cli.procs import start_workers, stop_workers
 from tests.plane import MakeProxy
 
@@ -29,16 +29,13 @@ def basic(user: str, password: str) -> str:
 
 
 def tree(base: str, path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "clients": [
-            {"name": "agent", "key": KEY, "connections": ["api"]},
-            {"name": "other", "key": OTHER_KEY, "connections": ["api"]},
-        ],
-        "connections": [connection("api", base, bearer(SECRET))],
-    }
-    if path == "general":
-        out["forwardedHeaders"] = True  # the same credential, on the general path
-    return out
+    clients = [
+        {"name": "agent", "key": KEY, "connections": ["api"]},
+        {"name": "other", "key": OTHER_KEY, "connections": ["api"]},
+    ]
+    return on_path(
+        {"clients": clients, "connections": [connection("api", base, bearer(SECRET))]}, path
+    )
 
 
 CARRIED = {

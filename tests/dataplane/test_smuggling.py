@@ -39,7 +39,7 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from proxy.http1.server import HttpServer
 from tests import rawhttp
-from tests.builders import bearer, connection
+from tests.builders import bearer, connection, on_path
 from tests.loops import background_loop
 from tests.plane import MakeProxy
 from tests.wire_recorder import (
@@ -260,10 +260,7 @@ async def talk(
 def proxy_tree(base: str, path: str) -> dict[str, Any]:
     """One bearer connection. `lean`: the bytes-level request path of constant-header schemes;
     `general`: the same credential on the general path (`forwardedHeaders` sends it there)."""
-    tree: dict[str, Any] = {"connections": [connection("svc", base, bearer(TOKEN))]}
-    if path == "general":
-        tree["forwardedHeaders"] = True
-    return tree
+    return on_path({"connections": [connection("svc", base, bearer(TOKEN))]}, path)
 
 
 @pytest.fixture(params=PATHS)

@@ -5,12 +5,10 @@ be the one they believe. On raw sockets, on the lean and the general path."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests import rawhttp
-from tests.builders import api_key, connection
+from tests.builders import api_key, connection, on_path
 from tests.plane import MakeProxy
 
 SECRET = "sk-underscore-upstream-55e1"
@@ -33,13 +31,8 @@ async def test_aliases_of_managed_headers_never_reach_the_upstream(
     make_proxy: MakeProxy, path: str
 ) -> None:
     async with rawhttp.raw_upstream() as upstream:
-        tree: dict[str, Any] = {
-            "connections": [
-                connection("svc", upstream.base, api_key("X-Api-Key", "header", SECRET))
-            ]
-        }
-        if path == "general":
-            tree["forwardedHeaders"] = True
+        svc = connection("svc", upstream.base, api_key("X-Api-Key", "header", SECRET))
+        tree = on_path({"connections": [svc]}, path)
         port = rawhttp.port_of(await make_proxy(tree))
         lines = "".join(f"{k}: {v}\r\n" for k, v in [*ALIASES, ("X_Custom_Header", "stays")])
         raw = f"POST /svc/x HTTP/1.1\r\nHost: p\r\n{lines}Content-Length: 3\r\n\r\nabc".encode()
