@@ -169,8 +169,9 @@ async def ok(request: Message, writer: asyncio.StreamWriter) -> None:
     await writer.drain()
 
 
-def scripted(*responses: bytes | Sequence[bytes]) -> Responder:
-    """A responder answering request n with `responses[n]` (a list: parts sent 50 ms apart)."""
+def scripted(*responses: bytes | Sequence[bytes], close: bool = False) -> Responder:
+    """A responder answering request n with `responses[n]` (a list: parts sent 50 ms apart);
+    with `close`, it closes the connection after each answer."""
     count = 0
 
     async def respond(request: Message, writer: asyncio.StreamWriter) -> None:
@@ -182,6 +183,8 @@ def scripted(*responses: bytes | Sequence[bytes]) -> Responder:
                 await asyncio.sleep(0.05)
             writer.write(part)
             await writer.drain()
+        if close:
+            writer.close()
 
     return respond
 

@@ -22,6 +22,13 @@ async def start(make_proxy: MakeProxy, base: str, **top: Any) -> int:
     return rawhttp.port_of(client)
 
 
+async def answered_by(make_proxy: MakeProxy, responder: rawhttp.Responder) -> rawhttp.Message:
+    """What a client gets for `GET /svc/x` from an upstream answering with `responder`."""
+    async with rawhttp.raw_upstream(responder) as upstream:
+        port = await start(make_proxy, upstream.base)
+        return await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
+
+
 def proxy_error(response: rawhttp.Message, status: int, code: str, error_type: str) -> None:
     """Assert the docs/errors.md shape: JSON {code, message}, RFC 9209 Proxy-Status naming the
     type."""
@@ -96,22 +103,14 @@ async def test_reset_before_response(make_proxy: MakeProxy) -> None:
     async def hang_up(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
-    async with rawhttp.raw_upstream(hang_up) as upstream:
-        port = await start(make_proxy, upstream.base)
-        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
-        proxy_error(response, 502, "upstream_unavailable", "connection_terminated")
+    response = await answered_by(make_proxy, hang_up)
+    proxy_error(response, 502, "upstream_unavailable", "connection_terminated")
 
 
 async def test_garbage_response(make_proxy: MakeProxy) -> None:
-    async def garbage(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    async with rawhttp.raw_upstream(garbage) as upstream:
-        port = await start(make_proxy, upstream.base)
-        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
-        proxy_error(response, 502, "upstream_unavailable", "http_protocol_error")
+    garbage = rawhttp.scripted(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", close=True)
+    response = await answered_by(make_proxy, garbage)
+    proxy_error(response, 502, "upstream_unavailable", "http_protocol_error")
 
 
 @pytest.mark.parametrize(
@@ -160,21 +159,16 @@ async def test_stall_mid_response_hits_read_timeout(make_proxy: MakeProxy) -> No
 async def test_upstream_errors_pass_untouched(make_proxy: MakeProxy, status: int) -> None:
     body = json.dumps({"error": "upstream's own", "status": status}).encode()
 
-    async def fail(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 %d Upstream Says\r\nContent-Type: application/json\r\n"
-            b"Retry-After: 7\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
-        )
-        await writer.drain()
-
-    async with rawhttp.raw_upstream(fail) as upstream:
-        port = await start(make_proxy, upstream.base)
-        response = await rawhttp.round_trip(port, rawhttp.get("/svc/x"))
-        assert response.status == status
-        assert response.start_line.endswith("Upstream Says")
-        assert response.body == body
-        assert response.get_all("Retry-After") == ["7"]
-        assert response.get_all("Proxy-Status") == []
+    fail = rawhttp.scripted(
+        b"HTTP/1.1 %d Upstream Says\r\nContent-Type: application/json\r\n"
+        b"Retry-After: 7\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body)
+    )
+    response = await answered_by(make_proxy, fail)
+    assert response.status == status
+    assert response.start_line.endswith("Upstream Says")
+    assert response.body == body
+    assert response.get_all("Retry-After") == ["7"]
+    assert response.get_all("Proxy-Status") == []
 
 
 async def test_route_not_found_is_a_proxy_error(make_proxy: MakeProxy) -> None:
@@ -199,11 +193,9 @@ async def test_keep_alive_pool_reuses_one_upstream_connection(make_proxy: MakePr
 async def test_pool_recovers_when_upstream_closes_idle_connection(make_proxy: MakeProxy) -> None:
     """An upstream that closes after each response (no keep-alive) still serves every request."""
 
-    async def once(request: rawhttp.Message, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        writer.close()
-
+    once = rawhttp.scripted(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", close=True
+    )
     async with rawhttp.raw_upstream(once) as upstream:
         port = await start(make_proxy, upstream.base)
         for _ in range(4):
