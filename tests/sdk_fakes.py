@@ -1,6 +1,7 @@
 """Local stand-ins for the OpenAI, Anthropic and Stripe APIs that the real SDKs are pointed at
 (through the proxy): each checks the credential its API expects, records every request that
-arrived, and answers in the API's own shape so the SDK parses the reply."""
+arrived, and answers in the API's own shape so the SDK parses the reply; and the calls the tests
+make with each SDK (synchronous: run them in a thread)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,38 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
+import openai
+import stripe
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.upstreams import catch_all
+
+
+def chat(client: openai.OpenAI) -> str | None:
+    """One chat completion: the reply's text."""
+    reply = client.chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+    )
+    return reply.choices[0].message.content
+
+
+def message(client: anthropic.Anthropic) -> str:
+    """One message: the reply's text."""
+    reply = client.messages.create(
+        model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+    )
+    block = reply.content[0]
+    assert block.type == "text"
+    return block.text
+
+
+def customers(client: stripe.StripeClient) -> tuple[str, str]:
+    """Create a customer, fetch `cus_42`: the created one's email, the fetched one's id."""
+    created = client.v1.customers.create(params={"email": "a@example.com"})
+    fetched = client.v1.customers.retrieve("cus_42")
+    return created.email or "", fetched.id
 
 
 @dataclass

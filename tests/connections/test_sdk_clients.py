@@ -23,6 +23,7 @@ import stripe
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests import sdk_fakes
 from tests.builders import api_key, basic, bearer, connection
 from tests.plane import MakeProxy
 from tests.sdk_fakes import Fake, anthropic_answer, openai_answer, serve, stripe_answer
@@ -103,14 +104,7 @@ async def test_openai_sdk_with_a_client_key(setup: Setup) -> None:
     client = openai.OpenAI(
         api_key=OPENAI_CLIENT_KEY, base_url=str(setup.proxy.make_url("/openai")), max_retries=0
     )
-
-    def call() -> str | None:
-        reply = client.chat.completions.create(
-            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
-        )
-        return reply.choices[0].message.content
-
-    assert await asyncio.to_thread(call) == "hello from the fake"
+    assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
     nowhere(setup.openai, OPENAI_CLIENT_KEY)
     # The connection's policy allows chat completions only: the SDK sees the proxy's 403.
     with pytest.raises(openai.PermissionDeniedError) as caught:
@@ -132,16 +126,7 @@ async def test_anthropic_sdk_with_a_client_key(setup: Setup) -> None:
         base_url=str(setup.proxy.make_url("/anthropic")),
         max_retries=0,
     )
-
-    def call() -> str:
-        reply = client.messages.create(
-            model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-        )
-        block = reply.content[0]
-        assert block.type == "text"
-        return block.text
-
-    assert await asyncio.to_thread(call) == "hello from the fake"
+    assert await asyncio.to_thread(sdk_fakes.message, client) == "hello from the fake"
     [request] = setup.anthropic.seen
     assert request.startswith("POST /v1/messages")
     nowhere(setup.anthropic, ANTHROPIC_CLIENT_KEY)
@@ -150,11 +135,7 @@ async def test_anthropic_sdk_with_a_client_key(setup: Setup) -> None:
         api_key="not-a-client-key", base_url=str(setup.proxy.make_url("/anthropic")), max_retries=0
     )
     with pytest.raises(anthropic.AuthenticationError):
-        await asyncio.to_thread(
-            lambda: wrong.messages.create(
-                model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-            )
-        )
+        await asyncio.to_thread(sdk_fakes.message, wrong)
     assert len(setup.anthropic.seen) == 1
 
 
@@ -164,13 +145,7 @@ async def test_stripe_sdk_with_a_client_key(setup: Setup) -> None:
         base_addresses={"api": str(setup.proxy.make_url("/stripe"))},
         max_network_retries=0,
     )
-
-    def calls() -> tuple[str, str]:
-        created = client.v1.customers.create(params={"email": "a@example.com"})
-        fetched = client.v1.customers.retrieve("cus_42")
-        return created.email or "", fetched.id
-
-    assert await asyncio.to_thread(calls) == ("a@example.com", "cus_42")
+    assert await asyncio.to_thread(sdk_fakes.customers, client) == ("a@example.com", "cus_42")
     assert [r.split("\n", 1)[0] for r in setup.stripe.seen] == [
         "POST /v1/customers",
         "GET /v1/customers/cus_42",

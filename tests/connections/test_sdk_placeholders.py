@@ -22,6 +22,7 @@ import stripe
 import yaml
 from aiohttp.test_utils import TestClient
 
+from tests import sdk_fakes
 from tests.forwardproxy import client_context, running_plane
 from tests.placeholder import secret
 from tests.plane import MakeProxy
@@ -99,14 +100,7 @@ async def test_openai_sdk_with_its_placeholder(setup: Setup) -> None:
     client = openai.OpenAI(
         api_key=setup.placeholders["openai"], base_url=setup.url("/openai/v1"), max_retries=0
     )
-
-    def call() -> str | None:
-        reply = client.chat.completions.create(
-            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
-        )
-        return reply.choices[0].message.content
-
-    assert await asyncio.to_thread(call) == "hello from the fake"
+    assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
     [request] = setup.fakes["openai"].seen
     assert f"\nauthorization: bearer {SECRETS['OPENAI_API_KEY'].lower()}\n" in request.lower()
     setup.nowhere(*setup.placeholders.values())
@@ -117,16 +111,7 @@ async def test_anthropic_sdk_with_its_placeholder(setup: Setup) -> None:
     client = anthropic.Anthropic(
         api_key=setup.placeholders["anthropic"], base_url=setup.url("/anthropic"), max_retries=0
     )
-
-    def call() -> str:
-        reply = client.messages.create(
-            model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-        )
-        block = reply.content[0]
-        assert block.type == "text"
-        return block.text
-
-    assert await asyncio.to_thread(call) == "hello from the fake"
+    assert await asyncio.to_thread(sdk_fakes.message, client) == "hello from the fake"
     [request] = setup.fakes["anthropic"].seen
     assert request.startswith("POST /v1/messages")
     setup.nowhere(*setup.placeholders.values())
@@ -139,13 +124,7 @@ async def test_stripe_sdk_with_its_placeholder(setup: Setup) -> None:
         base_addresses={"api": setup.url("/stripe")},
         max_network_retries=0,
     )
-
-    def calls() -> tuple[str, str]:
-        created = client.v1.customers.create(params={"email": "a@example.com"})
-        fetched = client.v1.customers.retrieve("cus_42")
-        return created.email or "", fetched.id
-
-    assert await asyncio.to_thread(calls) == ("a@example.com", "cus_42")
+    assert await asyncio.to_thread(sdk_fakes.customers, client) == ("a@example.com", "cus_42")
     assert [r.split("\n", 1)[0] for r in setup.fakes["stripe"].seen] == [
         "POST /v1/customers",
         "GET /v1/customers/cus_42",
@@ -160,11 +139,7 @@ async def test_an_sdk_pointed_at_another_connection_sends_nothing(setup: Setup) 
         api_key=setup.placeholders["openai"], base_url=setup.url("/anthropic"), max_retries=0
     )
     with pytest.raises(anthropic.PermissionDeniedError) as caught:
-        await asyncio.to_thread(
-            lambda: client.messages.create(
-                model="claude-test", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-            )
-        )
+        await asyncio.to_thread(sdk_fakes.message, client)
     assert caught.value.status_code == 403
     assert "placeholder_misdirected" in caught.value.response.text
     assert setup.hits() == 0
@@ -200,15 +175,8 @@ async def test_openai_sdk_through_https_proxy_with_its_placeholder(aiohttp_serve
             http_client=http,
             max_retries=0,
         )
-
-        def call() -> str | None:
-            reply = client.chat.completions.create(
-                model="gpt-test", messages=[{"role": "user", "content": "hi"}]
-            )
-            return reply.choices[0].message.content
-
         try:
-            assert await asyncio.to_thread(call) == "hello from the fake"
+            assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
         finally:
             http.close()
     [request] = fake.seen
