@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.admin import create_admin_app_for
@@ -30,6 +31,12 @@ async def echo_server(aiohttp_server: Any) -> TestServer:
     """The bundled echo upstream: answers with the raw target, headers and a body hash."""
     server: TestServer = await aiohttp_server(create_echo_app())
     return server
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme), one per test module."""
+    return trustme.CA()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real HTTPS clients as a wrapped command runs them, and the TLS upstream they reach.
+"""Real HTTPS clients as a wrapped command runs them, and the TLS upstream they reach (and the
+TLS server side every TLS upstream of the tests uses: its context, the client certificate seen).
 
 Each client is a command line that GETs one URL with nothing but the environment to tell it the
 proxy and the CAs to trust, and prints `<status> <body>`: curl, git (`ls-remote` against a
@@ -8,6 +9,7 @@ reads no proxy variable)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import sys
@@ -159,10 +161,25 @@ class TlsUpstream:
     seen: list[dict[str, object]] = field(default_factory=list)
 
 
-def tls_server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
+def tls_server_context(
+    ca: trustme.CA, *names: str, client_certificates: ssl.VerifyMode | None = None
+) -> ssl.SSLContext:
+    """A server context with a certificate for `names` from `ca`; with `client_certificates`
+    (`ssl.CERT_REQUIRED`, `ssl.CERT_OPTIONAL`), it asks for client certificates `ca` issued."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*names).configure_cert(context)
+    if client_certificates is not None:
+        ca.configure_trust(context)
+        context.verify_mode = client_certificates
     return context
+
+
+def peer_common_name(transport: asyncio.BaseTransport | None) -> str | None:
+    """The common name of the client certificate presented on `transport` (None: none)."""
+    peer = transport.get_extra_info("peercert") if transport else None
+    subject = dict(pair[0] for pair in peer["subject"]) if peer else {}
+    common_name: str | None = subject.get("commonName")
+    return common_name
 
 
 @asynccontextmanager

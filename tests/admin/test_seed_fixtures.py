@@ -29,6 +29,7 @@ from proxy.cli.echo import create_echo_app
 from proxy.connections.runtime import build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes, substitute
+from tests.https_clients import peer_common_name, tls_server_context
 from tests.oauth1_verifier import CONSUMER_KEY, CONSUMER_SECRET, TOKEN, TOKEN_SECRET, Validator
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import PlaneServer
@@ -136,15 +137,11 @@ async def upstream_for(case: str, aiohttp_server: Any) -> Upstream:
     assert case == "certificate"
     ca = trustme.CA()
     client = ca.issue_cert("acme-client@example", common_name="acme-client")
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    ca.configure_trust(server_context)
-    server_context.verify_mode = ssl.CERT_REQUIRED  # no client certificate: no handshake
+    # No client certificate: no handshake.
+    server_context = tls_server_context(ca, "127.0.0.1", client_certificates=ssl.CERT_REQUIRED)
 
     async def whoami(request: web.Request) -> web.Response:
-        peer = request.transport.get_extra_info("peercert") if request.transport else None
-        subject = dict(pair[0] for pair in peer["subject"]) if peer else {}
-        return web.json_response({"cn": subject.get("commonName")})
+        return web.json_response({"cn": peer_common_name(request.transport)})
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", whoami)

@@ -27,6 +27,7 @@ from proxy.connections.compiled import CompiledConnection
 from proxy.schemes.certificate import CertificateScheme
 from tests import rawhttp
 from tests.builders import api_key, certificate_credential, connection, hmac_credential
+from tests.https_clients import peer_common_name, tls_server_context
 from tests.oauth1_verifier import CONSUMER_KEY, CONSUMER_SECRET, TOKEN, TOKEN_SECRET, Validator
 from tests.plane import MakeProxy
 from tests.upstreams import catch_all
@@ -240,23 +241,13 @@ async def test_oauth1_form_body_is_signed(make_proxy: MakeProxy, oauth_upstream:
 # --- certificate (mTLS) -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 async def mtls_server(aiohttp_server: Any, ca: trustme.CA) -> Any:
     async def handle(request: web.Request) -> web.Response:
-        peer = request.transport.get_extra_info("peercert") if request.transport else None
-        subject = dict(pair[0] for pair in peer["subject"]) if peer else {}
         port = request.transport.get_extra_info("peername")[1] if request.transport else 0
-        return web.json_response({"cn": subject.get("commonName"), "port": port})
+        return web.json_response({"cn": peer_common_name(request.transport), "port": port})
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca.configure_trust(context)
-    context.verify_mode = ssl.CERT_REQUIRED
+    context = tls_server_context(ca, "127.0.0.1", client_certificates=ssl.CERT_REQUIRED)
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
     return await aiohttp_server(app, ssl=context)

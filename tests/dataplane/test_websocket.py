@@ -25,6 +25,7 @@ from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
 from tests.builders import api_key, bearer, connection, hmac_sha256, oauth2_token
+from tests.https_clients import tls_server_context
 from tests.oauth_server import AuthServer, Client, create_auth_app, serve_app
 from tests.plane import MakeProxy, PlaneServer
 from tests.wsupstream import sample, ws_upstream
@@ -395,10 +396,7 @@ async def test_wss_upstream_with_a_client_certificate(make_proxy: MakeProxy) -> 
     TLS to the upstream, which requires the connection's client certificate (mTLS)."""
     ca = trustme.CA()
     client_cert = ca.issue_cert("client.example", common_name="client.example")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca.configure_trust(context)
-    context.verify_mode = ssl.CERT_REQUIRED
+    context = tls_server_context(ca, "127.0.0.1", client_certificates=ssl.CERT_REQUIRED)
     peers: list[str] = []
 
     def who(ws: ServerConnection, request: Request) -> Response | None:

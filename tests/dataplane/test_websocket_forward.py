@@ -17,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.forwardproxy import client_context, running_plane
+from tests.https_clients import tls_server_context
 from tests.wsupstream import sample, ws_upstream
 
 BEARER = "canary-wss-bearer-e41"
@@ -50,9 +51,7 @@ def upstream_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLCont
     ca_file = tmp_path / "upstream-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    return context
+    return tls_server_context(ca, "localhost")
 
 
 async def test_wss_through_a_connect_tunnel(upstream_tls: ssl.SSLContext) -> None:

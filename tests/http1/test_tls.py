@@ -15,11 +15,7 @@ from aiohttp import web
 from proxy.errors import UpstreamUnavailable
 from proxy.http1 import Http1Upstream
 from proxy.messages import OutboundRequest
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
+from tests.https_clients import tls_server_context
 
 
 @pytest.fixture
@@ -30,9 +26,7 @@ async def tls_port(aiohttp_server: Any, ca: trustme.CA) -> int:
 
     app = web.Application()
     app.router.add_get("/peer", peer)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    server = await aiohttp_server(app, ssl=server_ctx)
+    server = await aiohttp_server(app, ssl=tls_server_context(ca, "localhost"))
     port: int = server.port
     return port
 

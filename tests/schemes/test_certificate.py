@@ -22,11 +22,6 @@ from tests.builders import config_problems
 FIELD = "connections[0].credentials[0].credential.data.certificate"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 def pems(leaf: trustme.LeafCert) -> tuple[str, str]:
     return leaf.cert_chain_pems[0].bytes().decode(), leaf.private_key_pem.bytes().decode()
 

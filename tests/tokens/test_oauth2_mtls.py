@@ -28,15 +28,11 @@ from aiohttp.typedefs import Handler
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from tests.builders import certificate_credential, connection
+from tests.https_clients import peer_common_name, tls_server_context
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import MakeProxy
 
 SECRET = "canary-mtls-client-secret-6d2e"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +68,13 @@ async def endpoint(
 
     @web.middleware
     async def record_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peercert") if request.transport else None
-        subject = dict(pair[0] for pair in peer["subject"]) if peer else {}
-        subjects.append(subject.get("commonName"))
+        subjects.append(peer_common_name(request.transport))
         return await handler(request)
 
     app = create_auth_app(server)
     app.middlewares.append(record_peer)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca.configure_trust(context)
-    context.verify_mode = verify_mode  # CERT_REQUIRED: no client certificate, no handshake
+    # CERT_REQUIRED: no client certificate, no handshake.
+    context = tls_server_context(ca, "127.0.0.1", client_certificates=verify_mode)
     auth: TestServer = await aiohttp_server(app, ssl=context)
     resource: TestServer = await aiohttp_server(create_resource_app(server))
     token_url = str(auth.make_url("/token"))
