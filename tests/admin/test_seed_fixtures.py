@@ -26,7 +26,7 @@ from oauthlib.oauth1 import SignatureOnlyEndpoint
 
 from proxy.cli import main
 from proxy.cli.echo import create_echo_app
-from proxy.connections.runtime import build_runtime, load_runtime
+from proxy.connections.runtime import Runtime, build_runtime, load_runtime
 from proxy.dataplane.plane import create_app
 from tests.admin.planes import AUTH, CONNECTIONS, ORG, MakePlanes, substitute
 from tests.https_clients import peer_common_name, tls_server_context
@@ -182,6 +182,23 @@ async def send(client: TestClient[Any, Any], path: str, upstream: Upstream, **he
     await upstream.accepted(response)
 
 
+def checked_and_loaded(
+    entry: dict[str, Any],
+    upstream: Upstream,
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Runtime:
+    """`entry` as the one connection of `folder`/proxy.yaml, with `upstream`'s environment:
+    `check` accepts the file; the runtime `run` would load from it."""
+    path = folder / "proxy.yaml"
+    path.write_text(yaml.safe_dump({"connections": [entry]}), encoding="utf-8")
+    for name, value in upstream.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "--config", str(path)]) == 0, capsys.readouterr()
+    return load_runtime(path, upstream.env)
+
+
 @pytest.mark.parametrize("case", CASES)
 async def test_000_loads_in_proxy_yaml_and_works(
     case: str,
@@ -192,13 +209,8 @@ async def test_000_loads_in_proxy_yaml_and_works(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     upstream = await upstream_for(case, aiohttp_server)
-    path = tmp_path / "proxy.yaml"
     # The GetConnection body exactly as the seed returns it, in the file.
-    path.write_text(yaml.safe_dump({"connections": [CONNECTIONS_000[case]]}), encoding="utf-8")
-    for name, value in upstream.env.items():
-        monkeypatch.setenv(name, value)
-    assert main(["check", "--config", str(path)]) == 0, capsys.readouterr()
-    runtime = load_runtime(path, upstream.env)
+    runtime = checked_and_loaded(CONNECTIONS_000[case], upstream, tmp_path, monkeypatch, capsys)
     [connection] = runtime.connections
     assert connection.id == CONNECTIONS_000[case]["id"]
     client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
@@ -217,12 +229,7 @@ async def test_000_with_go_zero_values_everywhere_loads_and_works(
     """The same case as a Go exporter writes it with every optional field unset
     (`000-go-zero.json`): it still signs what the independent peer accepts."""
     upstream = await upstream_for(case, aiohttp_server)
-    path = tmp_path / "proxy.yaml"
-    path.write_text(yaml.safe_dump({"connections": [GO_ZERO_000[case]]}), encoding="utf-8")
-    for name, value in upstream.env.items():
-        monkeypatch.setenv(name, value)
-    assert main(["check", "--config", str(path)]) == 0, capsys.readouterr()
-    runtime = load_runtime(path, upstream.env)
+    runtime = checked_and_loaded(GO_ZERO_000[case], upstream, tmp_path, monkeypatch, capsys)
     client: TestClient[Any, Any] = await aiohttp_client(PlaneServer(create_app(runtime)))
     await send(client, f"/zero-{case}/records?limit=5", upstream)
 
