@@ -27,6 +27,7 @@ from proxy.connections.policy import (
 from tests import rawhttp
 from tests.builders import bearer, connection
 from tests.plane import MakeProxy
+from tests.rawhttp import Message, RawUpstream
 
 PATTERNS = [
     "/repos/*/issues",
@@ -171,20 +172,25 @@ FORBIDDEN_FORMS = {
 }
 
 
+async def sent_through(make_proxy: MakeProxy, raw: bytes) -> tuple[Message, RawUpstream]:
+    """The answer to `raw` from the proxy of `tree`; and its upstream."""
+    async with rawhttp.raw_upstream() as upstream:
+        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
+        return await rawhttp.round_trip(port, raw), upstream
+
+
 @pytest.mark.parametrize("name", FORBIDDEN_FORMS)
 async def test_a_form_body_naming_another_method_is_403_before_anything_is_sent(
     make_proxy: MakeProxy, name: str
 ) -> None:
     target, headers, body = FORBIDDEN_FORMS[name]
-    async with rawhttp.raw_upstream() as upstream:
-        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
-        if name.startswith("chunked"):
-            framing = "Transfer-Encoding: chunked\r\n"
-            payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-        else:
-            framing, payload = f"Content-Length: {len(body)}\r\n", body
-        raw = f"POST {target} HTTP/1.1\r\nHost: p\r\n{headers}{framing}\r\n".encode() + payload
-        reply = await rawhttp.round_trip(port, raw)
+    if name.startswith("chunked"):
+        framing = "Transfer-Encoding: chunked\r\n"
+        payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    else:
+        framing, payload = f"Content-Length: {len(body)}\r\n", body
+    raw = f"POST {target} HTTP/1.1\r\nHost: p\r\n{headers}{framing}\r\n".encode() + payload
+    reply, upstream = await sent_through(make_proxy, raw)
     assert reply.status == 403
     assert '"request_forbidden"' in reply.body.decode()
     assert upstream.connections == 0
@@ -194,13 +200,10 @@ async def test_a_form_body_without_another_method_is_forwarded_whole(
     make_proxy: MakeProxy,
 ) -> None:
     body = b"title=x&state=open&method=none"
-    async with rawhttp.raw_upstream() as upstream:
-        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
-        raw = (
-            f"POST /gh/repos/acme/x HTTP/1.1\r\nHost: p\r\n{FORM}"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        reply = await rawhttp.round_trip(port, raw)
+    raw = (
+        f"POST /gh/repos/acme/x HTTP/1.1\r\nHost: p\r\n{FORM}Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reply, upstream = await sent_through(make_proxy, raw)
     assert reply.status == 200
     [received] = upstream.received
     assert received.request.body == body
@@ -212,10 +215,8 @@ async def test_bypasses_are_403_and_nothing_goes_upstream(
     make_proxy: MakeProxy, case: tuple[str, str, str]
 ) -> None:
     method, target, headers = case
-    async with rawhttp.raw_upstream() as upstream:
-        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
-        raw = f"{method} {target} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode()
-        reply = await rawhttp.round_trip(port, raw)
+    raw = f"{method} {target} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode()
+    reply, upstream = await sent_through(make_proxy, raw)
     assert reply.status == 403
     assert '"request_forbidden"' in reply.body.decode()
     assert upstream.received == []
@@ -238,10 +239,8 @@ async def test_allowed_requests_pass_byte_for_byte(
     make_proxy: MakeProxy, case: tuple[str, str, str]
 ) -> None:
     method, target, headers = case
-    async with rawhttp.raw_upstream() as upstream:
-        port = rawhttp.port_of(await make_proxy(tree(upstream.base)))
-        raw = f"{method} {target} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode()
-        reply = await rawhttp.round_trip(port, raw)
+    raw = f"{method} {target} HTTP/1.1\r\nHost: p\r\n{headers}\r\n".encode()
+    reply, upstream = await sent_through(make_proxy, raw)
     assert reply.status == 200
     [received] = upstream.received
     assert received.request.target == target.removeprefix("/gh")
