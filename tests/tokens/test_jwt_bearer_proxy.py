@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.store import open_store
 from proxy.tokens.manager import Backoff
-from tests.builders import jwt_bearer
+from tests.builders import jwt_bearer, oauth2_token
 from tests.jwt_provider import Issuer, JwtProvider, create_jwt_app, private_pem, public_pem
 from tests.plane import MakeApi
 
@@ -206,25 +206,14 @@ async def test_private_key_jwt_refreshes_an_authorization_code_token(
     provider = endpoint.provider
     provider.clients["code-client"] = Issuer(public_pem(RSA_PEM), "RS256", key_id="rsa-1")
     provider.refresh["rt-first"] = "code-client"
-    grant = {
-        "type": "authorizationCode",
-        "authorizationCode": {"clientId": "code-client", "clientSecret": RSA_PEM},
-    }
-    credential = {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {
-                "tokenUrl": endpoint.url + "/token",
-                "grant": grant,
-                "clientAuth": "private_key_jwt",
-                "clientAssertion": {"keyId": "rsa-1", "lifetime": 60},
-            },
-        },
-        "credential": {
-            "type": "oauth2-token",
-            "data": {"oauth2Token": {"accessToken": "at-unknown", "refreshToken": "rt-first"}},
-        },
-    }
+    credential = oauth2_token(
+        endpoint.url + "/token",
+        "code-client",
+        RSA_PEM,
+        {"access_token": "at-unknown", "refresh_token": "rt-first"},
+        clientAuth="private_key_jwt",
+        clientAssertion={"keyId": "rsa-1", "lifetime": 60},
+    )
     api = await make_api(endpoint.url, credential)
     # The pasted token is refused upstream: one refresh with the client assertion, one replay.
     response = await api.get("/api/resource/x")
