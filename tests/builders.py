@@ -51,6 +51,23 @@ def hmac_sha256(key: str, *inputs: str) -> dict[str, Any]:
     return hmac_credential(key, name="X-Sig", digestInputs=list(inputs))
 
 
+def oauth2_client(
+    token_url: str, client_id: str, client_secret: str, **oauth2: Any
+) -> dict[str, Any]:
+    """An `oauth2` clientCredentials credential (RFC 6749 §4.4) of the client `client_id`;
+    `oauth2` adds settings beside `tokenUrl` and `grant`."""
+    return {
+        "authSchemeConfig": {
+            "type": "oauth2",
+            "oauth2": {"tokenUrl": token_url, "grant": {"type": "clientCredentials"}, **oauth2},
+        },
+        "credential": {
+            "type": "oauth2-client",
+            "data": {"oauth2Client": {"clientId": client_id, "clientSecret": client_secret}},
+        },
+    }
+
+
 def oauth2_token(
     token_url: str,
     client_id: str,

@@ -24,7 +24,7 @@ from cryptography import x509
 from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.builders import api_key, bearer, connection
+from tests.builders import api_key, bearer, connection, oauth2_client
 from tests.oauth_server import AuthServer, Client, Running, serve_in_thread
 from tests.ports import free_port
 from tests.proxyproc import ProxyProcess, proxy_process
@@ -62,19 +62,6 @@ def client_cert(tmp_path: Path) -> tuple[Path, Path, float]:
     key.write_bytes(leaf.private_key_pem.bytes())
     not_after = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
     return cert, key, not_after.timestamp()
-
-
-def oauth2(token_url: str, secret: str) -> dict[str, Any]:
-    return {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {"tokenUrl": token_url, "grant": {"type": "clientCredentials"}},
-        },
-        "credential": {
-            "type": "oauth2-client",
-            "data": {"oauth2Client": {"clientId": "cid", "clientSecret": secret}},
-        },
-    }
 
 
 def certificate(cert: Path, key: Path) -> dict[str, Any]:
@@ -154,8 +141,14 @@ async def test_metrics_and_json_logs_after_real_traffic(
         "clients": [{"name": "billing", "key": CLIENT_KEY, "connections": ["*"]}],
         "connections": [
             connection("web", f"{upstream}/web", api_key("X-Key", "header", "canary-k-71")),
-            connection("api", oauth.resource_url, oauth2(f"{oauth.auth_url}/token", SECRET)),
-            connection("broken", oauth.resource_url, oauth2(f"{oauth.auth_url}/token", "wrong")),
+            connection(
+                "api", oauth.resource_url, oauth2_client(f"{oauth.auth_url}/token", "cid", SECRET)
+            ),
+            connection(
+                "broken",
+                oauth.resource_url,
+                oauth2_client(f"{oauth.auth_url}/token", "cid", "wrong"),
+            ),
             connection("dead", f"http://127.0.0.1:{refused_port}/x"),
             connection("bank", f"{upstream}/bank", certificate(cert, key)),
             # An empty secret: a warning, which in JSON mode is a JSON line like any other.

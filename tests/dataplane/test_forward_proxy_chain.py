@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
 from tests.accesslog import AccessLogFile
+from tests.builders import oauth2_client
 from tests.forwardproxy import intercepted, request, running_plane
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.rawhttp import port_of
@@ -37,26 +38,7 @@ def tree_for(token_url: str, resource_port: int) -> dict[str, Any]:
                 "name": "api",
                 "baseUrl": f"http://localhost:{resource_port}",
                 "policy": {"allow": [{"methods": ["GET"], "paths": ["/v1/**"]}]},
-                "credentials": [
-                    {
-                        "authSchemeConfig": {
-                            "type": "oauth2",
-                            "oauth2": {
-                                "tokenUrl": token_url,
-                                "grant": {"type": "clientCredentials"},
-                            },
-                        },
-                        "credential": {
-                            "type": "oauth2-client",
-                            "data": {
-                                "oauth2Client": {
-                                    "clientId": CLIENT_ID,
-                                    "clientSecret": SECRET,
-                                }
-                            },
-                        },
-                    }
-                ],
+                "credentials": [oauth2_client(token_url, CLIENT_ID, SECRET)],
             }
         ],
     }

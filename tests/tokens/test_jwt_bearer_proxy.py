@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.store import open_store
 from proxy.tokens.manager import Backoff
-from tests.builders import jwt_bearer, oauth2_token
+from tests.builders import jwt_bearer, oauth2_client, oauth2_token
 from tests.jwt_provider import Issuer, JwtProvider, create_jwt_app, private_pem, public_pem
 from tests.plane import MakeApi
 
@@ -176,20 +176,9 @@ async def test_private_key_jwt_client_credentials_verified_by_joserfc(
     caplog.set_level(logging.DEBUG)
     provider = endpoint.provider
     provider.clients["cid-pkjwt"] = Issuer(public_pem(EC_PEM), "ES256")
-    credential = {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {
-                "tokenUrl": endpoint.url + "/token",
-                "grant": {"type": "clientCredentials"},
-                "clientAuth": "private_key_jwt",
-            },
-        },
-        "credential": {
-            "type": "oauth2-client",
-            "data": {"oauth2Client": {"clientId": "cid-pkjwt", "clientSecret": EC_PEM}},
-        },
-    }
+    credential = oauth2_client(
+        endpoint.url + "/token", "cid-pkjwt", EC_PEM, clientAuth="private_key_jwt"
+    )
     api = await make_api(endpoint.url, credential)
     response = await api.get("/api/resource/x")
     assert response.status == 200, provider.refused

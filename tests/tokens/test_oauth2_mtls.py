@@ -27,7 +27,7 @@ from aiohttp.typedefs import Handler
 
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
-from tests.builders import certificate_credential, connection
+from tests.builders import certificate_credential, connection, oauth2_client
 from tests.https_clients import peer_common_name, tls_server_context
 from tests.oauth_server import AuthServer, Client, create_auth_app, create_resource_app
 from tests.plane import MakeProxy
@@ -82,21 +82,8 @@ async def endpoint(
     return TokenEndpoint(server, token_url, str(resource.make_url("")), subjects)
 
 
-def oauth2_client(token_url: str, *, mtls: bool) -> dict[str, Any]:
-    return {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {
-                "tokenUrl": token_url,
-                "mtlsEnabled": mtls,
-                "grant": {"type": "clientCredentials"},
-            },
-        },
-        "credential": {
-            "type": "oauth2-client",
-            "data": {"oauth2Client": {"clientId": "cid", "clientSecret": SECRET}},
-        },
-    }
+def client_credential(token_url: str, *, mtls: bool) -> dict[str, Any]:
+    return oauth2_client(token_url, "cid", SECRET, mtlsEnabled=mtls)
 
 
 def key_line(leaf: trustme.LeafCert) -> str:
@@ -133,7 +120,8 @@ async def test_token_request_presents_the_client_certificate(
 ) -> None:
     ca_pem = ca.cert_pem.bytes().decode()
     status, body, _ = await get_items(
-        certificate_credential(client_cert, ca_pem), oauth2_client(endpoint.token_url, mtls=True)
+        certificate_credential(client_cert, ca_pem),
+        client_credential(endpoint.token_url, mtls=True),
     )
     assert status == 200, body
     assert body["ok"] is True  # the resource server took the token
@@ -149,7 +137,7 @@ async def test_system_store_is_the_trust_anchor_without_ca(
 ) -> None:
     """No `ca` in the certificate credential: the system store, which honours SSL_CERT_FILE."""
     status, body, _ = await get_items(
-        certificate_credential(client_cert, None), oauth2_client(endpoint.token_url, mtls=True)
+        certificate_credential(client_cert, None), client_credential(endpoint.token_url, mtls=True)
     )
     assert status == 200, body
     assert endpoint.subjects == ["token-client"]
@@ -167,7 +155,8 @@ async def test_certificate_ca_is_the_only_trust_anchor(
     caplog.set_level(logging.DEBUG)
     other_ca = trustme.CA().cert_pem.bytes().decode()
     status, body, text = await get_items(
-        certificate_credential(client_cert, other_ca), oauth2_client(endpoint.token_url, mtls=True)
+        certificate_credential(client_cert, other_ca),
+        client_credential(endpoint.token_url, mtls=True),
     )
     assert status == 502
     assert body["code"] == "credential_refresh_failed"
@@ -190,7 +179,7 @@ async def test_without_mtls_the_handshake_is_refused(
     connection has one; the endpoint is trusted (SSL_CERT_FILE), so the refusal is the
     endpoint's, for the missing certificate."""
     caplog.set_level(logging.DEBUG)
-    credentials = [oauth2_client(endpoint.token_url, mtls=False)]
+    credentials = [client_credential(endpoint.token_url, mtls=False)]
     if with_certificate:
         credentials.insert(0, certificate_credential(client_cert, ca.cert_pem.bytes().decode()))
     status, body, text = await get_items(*credentials)
@@ -218,7 +207,7 @@ async def test_without_mtls_no_certificate_is_presented(
     (`mtlsEnabled: false`), and the endpoint is trusted through the system store."""
     status, body, _ = await get_items(
         certificate_credential(client_cert, ca.cert_pem.bytes().decode()),
-        oauth2_client(endpoint.token_url, mtls=False),
+        client_credential(endpoint.token_url, mtls=False),
     )
     assert status == 200, body
     assert endpoint.subjects == [None]
@@ -230,7 +219,9 @@ def test_mtls_without_a_certificate_credential_is_refused_by_check(
     # Caught when the config is loaded, so no token call can ever go out without the certificate.
     tree = {
         "connections": [
-            connection("api", "https://api.example", oauth2_client(endpoint.token_url, mtls=True))
+            connection(
+                "api", "https://api.example", client_credential(endpoint.token_url, mtls=True)
+            )
         ]
     }
     with pytest.raises(ConfigInvalid) as caught:
@@ -252,7 +243,7 @@ async def test_mtls_credential_id_picks_the_named_certificate(
     named = certificate_credential(ca.issue_cert("b@example", common_name="cert-b"), ca_pem)
     first["credential"]["id"] = "01JG0000000000000000000CA1"
     named["credential"]["id"] = "01JG0000000000000000000CB2"
-    client = oauth2_client(endpoint.token_url, mtls=False)
+    client = client_credential(endpoint.token_url, mtls=False)
     if place == "scheme":
         client["authSchemeConfig"]["oauth2"]["mtlsCredentialId"] = "01JG0000000000000000000CB2"
     else:

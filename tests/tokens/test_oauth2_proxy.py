@@ -15,7 +15,7 @@ import pytest
 from proxy.connections.runtime import build_runtime
 from proxy.store import open_store
 from proxy.tokens.manager import Backoff, TokenManager
-from tests.builders import connection
+from tests.builders import connection, oauth2_client
 from tests.oauth_server import AuthServer, Client
 from tests.plane import MakeApi
 from tests.tokens.oauth2 import (
@@ -27,16 +27,7 @@ from tests.tokens.oauth2 import (
 
 
 def client_credential(token_url: str, **oauth2: Any) -> dict[str, Any]:
-    return {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {"tokenUrl": token_url, "grant": {"type": "clientCredentials"}, **oauth2},
-        },
-        "credential": {
-            "type": "oauth2-client",
-            "data": {"oauth2Client": {"clientId": "cid", "clientSecret": SECRET}},
-        },
-    }
+    return oauth2_client(token_url, "cid", SECRET, **oauth2)
 
 
 def secrets_of(server: AuthServer) -> list[str]:
