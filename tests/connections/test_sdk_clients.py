@@ -101,42 +101,46 @@ def nowhere(fake: Fake, *keys: str) -> None:
 
 
 async def test_openai_sdk_with_a_client_key(setup: Setup) -> None:
-    client = openai.OpenAI(
+    with openai.OpenAI(
         api_key=OPENAI_CLIENT_KEY, base_url=str(setup.proxy.make_url("/openai")), max_retries=0
-    )
-    assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
-    nowhere(setup.openai, OPENAI_CLIENT_KEY)
-    # The connection's policy allows chat completions only: the SDK sees the proxy's 403.
-    with pytest.raises(openai.PermissionDeniedError) as caught:
-        await asyncio.to_thread(client.models.list)
-    assert caught.value.status_code == 403
-    assert "request_forbidden" in caught.value.response.text
-    # And another agent's key does not reach this connection at all.
-    other = openai.OpenAI(
-        api_key=ANTHROPIC_CLIENT_KEY, base_url=str(setup.proxy.make_url("/openai")), max_retries=0
-    )
-    with pytest.raises(openai.PermissionDeniedError):
-        await asyncio.to_thread(other.models.list)
-    assert len(setup.openai.seen) == 1
+    ) as client:
+        assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
+        nowhere(setup.openai, OPENAI_CLIENT_KEY)
+        # The connection's policy allows chat completions only: the SDK sees the proxy's 403.
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            await asyncio.to_thread(client.models.list)
+        assert caught.value.status_code == 403
+        assert "request_forbidden" in caught.value.response.text
+        # And another agent's key does not reach this connection at all.
+        with openai.OpenAI(
+            api_key=ANTHROPIC_CLIENT_KEY,
+            base_url=str(setup.proxy.make_url("/openai")),
+            max_retries=0,
+        ) as other:
+            with pytest.raises(openai.PermissionDeniedError):
+                await asyncio.to_thread(other.models.list)
+            assert len(setup.openai.seen) == 1
 
 
 async def test_anthropic_sdk_with_a_client_key(setup: Setup) -> None:
-    client = anthropic.Anthropic(
+    with anthropic.Anthropic(
         api_key=ANTHROPIC_CLIENT_KEY,
         base_url=str(setup.proxy.make_url("/anthropic")),
         max_retries=0,
-    )
-    assert await asyncio.to_thread(sdk_fakes.message, client) == "hello from the fake"
-    [request] = setup.anthropic.seen
-    assert request.startswith("POST /v1/messages")
-    nowhere(setup.anthropic, ANTHROPIC_CLIENT_KEY)
-    # A wrong key is the proxy's 401, which the SDK reports as an authentication error.
-    wrong = anthropic.Anthropic(
-        api_key="not-a-client-key", base_url=str(setup.proxy.make_url("/anthropic")), max_retries=0
-    )
-    with pytest.raises(anthropic.AuthenticationError):
-        await asyncio.to_thread(sdk_fakes.message, wrong)
-    assert len(setup.anthropic.seen) == 1
+    ) as client:
+        assert await asyncio.to_thread(sdk_fakes.message, client) == "hello from the fake"
+        [request] = setup.anthropic.seen
+        assert request.startswith("POST /v1/messages")
+        nowhere(setup.anthropic, ANTHROPIC_CLIENT_KEY)
+        # A wrong key is the proxy's 401, which the SDK reports as an authentication error.
+        with anthropic.Anthropic(
+            api_key="not-a-client-key",
+            base_url=str(setup.proxy.make_url("/anthropic")),
+            max_retries=0,
+        ) as wrong:
+            with pytest.raises(anthropic.AuthenticationError):
+                await asyncio.to_thread(sdk_fakes.message, wrong)
+            assert len(setup.anthropic.seen) == 1
 
 
 async def test_stripe_sdk_with_a_client_key(setup: Setup) -> None:

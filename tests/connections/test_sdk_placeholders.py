@@ -97,25 +97,25 @@ async def setup(aiohttp_server: Any, make_proxy: MakeProxy) -> Setup:
 
 
 async def test_openai_sdk_with_its_placeholder(setup: Setup) -> None:
-    client = openai.OpenAI(
+    with openai.OpenAI(
         api_key=setup.placeholders["openai"], base_url=setup.url("/openai/v1"), max_retries=0
-    )
-    assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
-    [request] = setup.fakes["openai"].seen
-    assert f"\nauthorization: bearer {SECRETS['OPENAI_API_KEY'].lower()}\n" in request.lower()
-    setup.nowhere(*setup.placeholders.values())
-    setup.nowhere(SECRETS["ANTHROPIC_API_KEY"], SECRETS["STRIPE_SECRET_KEY"])
+    ) as client:
+        assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
+        [request] = setup.fakes["openai"].seen
+        assert f"\nauthorization: bearer {SECRETS['OPENAI_API_KEY'].lower()}\n" in request.lower()
+        setup.nowhere(*setup.placeholders.values())
+        setup.nowhere(SECRETS["ANTHROPIC_API_KEY"], SECRETS["STRIPE_SECRET_KEY"])
 
 
 async def test_anthropic_sdk_with_its_placeholder(setup: Setup) -> None:
-    client = anthropic.Anthropic(
+    with anthropic.Anthropic(
         api_key=setup.placeholders["anthropic"], base_url=setup.url("/anthropic"), max_retries=0
-    )
-    assert await asyncio.to_thread(sdk_fakes.message, client) == "hello from the fake"
-    [request] = setup.fakes["anthropic"].seen
-    assert request.startswith("POST /v1/messages")
-    setup.nowhere(*setup.placeholders.values())
-    setup.nowhere(SECRETS["OPENAI_API_KEY"], SECRETS["STRIPE_SECRET_KEY"])
+    ) as client:
+        assert await asyncio.to_thread(sdk_fakes.message, client) == "hello from the fake"
+        [request] = setup.fakes["anthropic"].seen
+        assert request.startswith("POST /v1/messages")
+        setup.nowhere(*setup.placeholders.values())
+        setup.nowhere(SECRETS["OPENAI_API_KEY"], SECRETS["STRIPE_SECRET_KEY"])
 
 
 async def test_stripe_sdk_with_its_placeholder(setup: Setup) -> None:
@@ -135,14 +135,14 @@ async def test_stripe_sdk_with_its_placeholder(setup: Setup) -> None:
 async def test_an_sdk_pointed_at_another_connection_sends_nothing(setup: Setup) -> None:
     # The OpenAI placeholder toward the Anthropic route (an agent confusing its keys, or
     # steered to): refused by the proxy, which the SDK reports as a permission error.
-    client = anthropic.Anthropic(
+    with anthropic.Anthropic(
         api_key=setup.placeholders["openai"], base_url=setup.url("/anthropic"), max_retries=0
-    )
-    with pytest.raises(anthropic.PermissionDeniedError) as caught:
-        await asyncio.to_thread(sdk_fakes.message, client)
-    assert caught.value.status_code == 403
-    assert "placeholder_misdirected" in caught.value.response.text
-    assert setup.hits() == 0
+    ) as client:
+        with pytest.raises(anthropic.PermissionDeniedError) as caught:
+            await asyncio.to_thread(sdk_fakes.message, client)
+        assert caught.value.status_code == 403
+        assert "placeholder_misdirected" in caught.value.response.text
+        assert setup.hits() == 0
 
 
 async def test_openai_sdk_through_https_proxy_with_its_placeholder(aiohttp_server: Any) -> None:
@@ -169,16 +169,16 @@ async def test_openai_sdk_through_https_proxy_with_its_placeholder(aiohttp_serve
         http = openai.DefaultHttpxClient(
             proxy=f"http://127.0.0.1:{port}", verify=client_context(plane)
         )
-        client = openai.OpenAI(
+        with openai.OpenAI(
             api_key=placeholder,
             base_url=f"https://localhost:{server.port}/v1",
             http_client=http,
             max_retries=0,
-        )
-        try:
-            assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
-        finally:
-            http.close()
+        ) as client:
+            try:
+                assert await asyncio.to_thread(sdk_fakes.chat, client) == "hello from the fake"
+            finally:
+                http.close()
     [request] = fake.seen
     assert request.startswith("POST /v1/chat/completions")
     assert placeholder not in request
