@@ -45,6 +45,18 @@ async def read_raw_response(reader: asyncio.StreamReader) -> bytes:
 
 
 @contextlib.asynccontextmanager
+async def warm_proxy(
+    make_proxy: MakeProxy, responder: rawhttp.Responder = rawhttp.ok, **extra: Any
+) -> AsyncIterator[tuple[RawUpstream, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """An upstream answering with `responder`, the proxy before it (`extra`: more config), and a
+    client connection whose first request left a pooled upstream connection."""
+    async with raw_upstream(responder) as upstream:
+        port = await proxy_port(make_proxy, upstream, **extra)
+        async with warmed(port) as (reader, writer):
+            yield upstream, reader, writer
+
+
+@contextlib.asynccontextmanager
 async def warmed(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """A raw client connection whose first request has left a pooled upstream connection."""
     async with rawhttp.opened(port) as (reader, writer):
@@ -63,11 +75,9 @@ async def after_warming(
 ) -> tuple[Message, RawUpstream]:
     """The answer to `sent` on a client connection whose first request warmed the pool, from an
     upstream answering with `responder`; and that upstream."""
-    async with raw_upstream(responder) as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            writer.write(sent)
-            return await rawhttp.read_response(reader), upstream
+    async with warm_proxy(make_proxy, responder) as (upstream, reader, writer):
+        writer.write(sent)
+        return await rawhttp.read_response(reader), upstream
 
 
 def drops_once(matches: Callable[[Message], bool]) -> rawhttp.Responder:
@@ -113,20 +123,18 @@ def proxy_tasks() -> Generator[ProxyTasks, None, None]:
 async def test_a_warm_pool_serves_bodyless_requests_without_a_task(
     make_proxy: MakeProxy, proxy_tasks: ProxyTasks
 ) -> None:
-    async with raw_upstream() as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            # The first request connected upstream: the coroutine path, in a task.
-            assert proxy_tasks.names == ["DataPlane.serve"]
-            proxy_tasks.names.clear()
-            for n in range(20):
-                writer.write(request(f"/up/n{n}"))
-                response = await rawhttp.read_response(reader)
-                assert (response.status, response.body) == (200, b"ok")
-            for method in ("HEAD", "DELETE", "OPTIONS"):
-                writer.write(request("/up/m", method))
-                response = await rawhttp.read_response(reader, head_request=method == "HEAD")
-                assert response.status == 200
+    async with warm_proxy(make_proxy) as (upstream, reader, writer):
+        # The first request connected upstream: the coroutine path, in a task.
+        assert proxy_tasks.names == ["DataPlane.serve"]
+        proxy_tasks.names.clear()
+        for n in range(20):
+            writer.write(request(f"/up/n{n}"))
+            response = await rawhttp.read_response(reader)
+            assert (response.status, response.body) == (200, b"ok")
+        for method in ("HEAD", "DELETE", "OPTIONS"):
+            writer.write(request("/up/m", method))
+            response = await rawhttp.read_response(reader, head_request=method == "HEAD")
+            assert response.status == 200
     assert proxy_tasks.names == []
     assert upstream.connections == 1
     assert upstream.targets[1:21] == [f"/n{n}" for n in range(20)]
@@ -202,19 +210,17 @@ async def test_a_body_that_comes_after_the_head_is_streamed_from_a_task(
         writer.write(b"world")
         await writer.drain()
 
-    async with raw_upstream(in_two_parts) as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            proxy_tasks.names.clear()
-            writer.write(request("/up/parts"))
-            async with asyncio.timeout(rawhttp.TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")  # the head goes out before the body
-            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-            release.set()
-            async with asyncio.timeout(rawhttp.TIMEOUT):
-                assert await reader.readexactly(10) == b"helloworld"
-            writer.write(request("/up/after"))  # the connection went back to the pool
-            assert (await rawhttp.read_response(reader)).body == b"ok"
+    async with warm_proxy(make_proxy, in_two_parts) as (upstream, reader, writer):
+        proxy_tasks.names.clear()
+        writer.write(request("/up/parts"))
+        async with asyncio.timeout(rawhttp.TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")  # the head goes out before the body
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        release.set()
+        async with asyncio.timeout(rawhttp.TIMEOUT):
+            assert await reader.readexactly(10) == b"helloworld"
+        writer.write(request("/up/after"))  # the connection went back to the pool
+        assert (await rawhttp.read_response(reader)).body == b"ok"
     assert proxy_tasks.names == ["DataPlane.serve"]  # the streamed one, not the one after
     assert upstream.connections == 1
 
@@ -227,14 +233,12 @@ async def test_no_answer_from_a_pooled_connection_is_a_504_on_time(
             await asyncio.sleep(10)
         await rawhttp.ok(request, writer)
 
-    async with raw_upstream(silent) as upstream:
-        port = await proxy_port(make_proxy, upstream, timeouts={"read": 0.5})
-        async with warmed(port) as (reader, writer):
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            writer.write(request("/up/silent"))
-            response = await rawhttp.read_response(reader)
-            waited = loop.time() - start
+    async with warm_proxy(make_proxy, silent, timeouts={"read": 0.5}) as (upstream, reader, writer):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        writer.write(request("/up/silent"))
+        response = await rawhttp.read_response(reader)
+        waited = loop.time() - start
     assert response.status == 504
     assert "http_response_timeout" in (response.get("Proxy-Status") or "")
     assert 0.45 <= waited < 3.0
@@ -248,13 +252,11 @@ async def test_a_malformed_answer_on_a_pooled_connection_is_a_502(make_proxy: Ma
             return
         await rawhttp.ok(request, writer)
 
-    async with raw_upstream(garbled) as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            writer.write(request("/up/garbled"))
-            response = await rawhttp.read_response(reader)
-            writer.write(request("/up/next"))  # the proxy goes on, on a new connection
-            after = await rawhttp.read_response(reader)
+    async with warm_proxy(make_proxy, garbled) as (upstream, reader, writer):
+        writer.write(request("/up/garbled"))
+        response = await rawhttp.read_response(reader)
+        writer.write(request("/up/next"))  # the proxy goes on, on a new connection
+        after = await rawhttp.read_response(reader)
     assert response.status == 502
     assert "http_protocol_error" in (response.get("Proxy-Status") or "")
     assert after.status == 200
@@ -331,15 +333,13 @@ async def test_a_body_that_came_with_its_head_goes_up_in_one_write_without_a_tas
 async def test_a_body_still_arriving_streams_from_a_task(
     make_proxy: MakeProxy, proxy_tasks: ProxyTasks
 ) -> None:
-    async with raw_upstream() as upstream:
-        port = await proxy_port(make_proxy, upstream)
-        async with warmed(port) as (reader, writer):
-            proxy_tasks.names.clear()
-            writer.write(request("/up/upload", "PUT", "Content-Length: 10\r\n") + b"hello")
-            await writer.drain()
-            await asyncio.sleep(0.1)
-            writer.write(b"world")
-            assert (await rawhttp.read_response(reader)).status == 200
+    async with warm_proxy(make_proxy) as (upstream, reader, writer):
+        proxy_tasks.names.clear()
+        writer.write(request("/up/upload", "PUT", "Content-Length: 10\r\n") + b"hello")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"world")
+        assert (await rawhttp.read_response(reader)).status == 200
     assert proxy_tasks.names[0] == "DataPlane.serve"  # then the upload's own writer
     assert "_send_stream" in proxy_tasks.names
     assert upstream.received[-1].request.body == b"helloworld"
