@@ -24,7 +24,14 @@ from proxy.connections.runtime import build_runtime
 from proxy.dataplane.plane import create_app
 from tests import rawhttp
 from tests.accesslog import AccessLogFile
-from tests.builders import api_key, bearer, connection, hmac_sha256, oauth2_token
+from tests.builders import (
+    api_key,
+    bearer,
+    certificate_credential,
+    connection,
+    hmac_sha256,
+    oauth2_token,
+)
 from tests.https_clients import tls_server_context
 from tests.oauth_server import AuthServer, Client, create_auth_app, serve_app
 from tests.plane import MakeProxy, PlaneServer
@@ -404,19 +411,7 @@ async def test_wss_upstream_with_a_client_certificate(make_proxy: MakeProxy) -> 
         peers.append(dict(pair[0] for pair in peer["subject"])["commonName"])
         return None
 
-    credential = {
-        "authSchemeConfig": {"type": "certificate"},
-        "credential": {
-            "type": "certificate",
-            "data": {
-                "certificate": {
-                    "certificate": client_cert.cert_chain_pems[0].bytes().decode(),
-                    "key": client_cert.private_key_pem.bytes().decode(),
-                    "ca": ca.cert_pem.bytes().decode(),
-                }
-            },
-        },
-    }
+    credential = certificate_credential(client_cert, ca.cert_pem.bytes().decode())
     async with ws_upstream(gate=who, tls=context, max_size=None) as upstream:
         assert upstream.base.startswith("https://")
         proxy = await start(make_proxy, connection("svc", upstream.base, credential))

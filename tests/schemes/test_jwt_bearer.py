@@ -16,7 +16,7 @@ from proxy.cli import main
 from proxy.config.load import ConfigInvalid
 from proxy.connections.runtime import build_runtime
 from proxy.schemes.jwt_bearer import JwtBearerScheme
-from tests.builders import connection, jwt_bearer
+from tests.builders import connection, jwt_bearer, oauth2_client
 from tests.jwt_provider import private_pem
 
 RSA_PEM = private_pem("rsa")
@@ -149,21 +149,13 @@ def test_problems_name_their_field(credential: dict[str, Any], expected: str) ->
 
 
 def test_private_key_jwt_needs_a_key_in_the_client_secret() -> None:
-    credential: dict[str, Any] = {
-        "authSchemeConfig": {
-            "type": "oauth2",
-            "oauth2": {
-                "tokenUrl": "https://as.example/token",
-                "grant": {"type": "clientCredentials"},
-                "clientAuth": "private_key_jwt",
-                "clientAssertion": {"algorithm": "ES256"},
-            },
-        },
-        "credential": {
-            "type": "oauth2-client",
-            "data": {"oauth2Client": {"clientId": "c", "clientSecret": "canary-not-a-key"}},
-        },
-    }
+    credential = oauth2_client(
+        "https://as.example/token",
+        "c",
+        "canary-not-a-key",
+        clientAuth="private_key_jwt",
+        clientAssertion={"algorithm": "ES256"},
+    )
     assert problems(credential) == [
         f"{CRED}.credential.data.oauth2Client.clientSecret: is not a PEM private key "
         "(clientAuth private_key_jwt)"
